@@ -1,0 +1,1 @@
+"""Prefect flows, deployments and the ``kl-drift`` CLI over :mod:`pipeline`."""

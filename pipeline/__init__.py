@@ -1,0 +1,1 @@
+"""Drift pipeline: read -> bin/align -> measure -> decide -> write (polars + pyarrow, no Prefect)."""
