@@ -1,1 +1,1 @@
-"""Drift pipeline: read -> bin/align -> measure -> decide -> write (polars + pyarrow, no Prefect)."""
+"""Drift pipeline: read -> bin/align -> measure -> decide -> write. No Prefect here."""
