@@ -1,0 +1,350 @@
+"""The ``kl-drift`` command line.
+
+Heavy imports (polars, the pipeline, Prefect) happen inside the commands, so ``--help``
+answers at once; Prefect's temporary server only starts for ``--prefect`` and ``serve``.
+Exit codes: 0 ok, 1 alerts at or above ``--fail-on``, 2 bad input or config.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="kl-drift",
+    help="Exact, explainable KL/JS drift on histograms: profile a baseline, check windows "
+    "of current data against it, and write reports ML-ops can act on.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_ALERTS, EXIT_BAD_INPUT = 0, 1, 2
+DEMO_DATA = Path(__file__).resolve().parent.parent / "data"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML config file (flags override it).")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run folders.")]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Run id (same id: replaced).")]
+FailOnOpt = Annotated[
+    str | None,
+    typer.Option("--fail-on", help="Exit 1 at this status or worse: critical, warn, never."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+TimestampOpt = Annotated[
+    str | None, typer.Option("--timestamp", help="Timestamp column that defines windows.")
+]
+PeriodOpt = Annotated[
+    str | None, typer.Option("--period", help='Window length, e.g. "1h", "1d", "1w".')
+]
+SegmentOpt = Annotated[
+    list[str] | None, typer.Option("--segment", help="Segment column (repeatable).")
+]
+
+
+def user_errors(command: F) -> F:
+    """Turn kl-drift's own errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipeline.errors import KLDriftError
+
+        try:
+            return command(*args, **kwargs)
+        except KLDriftError as exc:
+            err.print(f"kl-drift: error: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def steps(quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner showing the current step of a long run; ``progress(text)`` advances it."""
+    if quiet:
+        yield lambda _text: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("starting")
+        yield lambda text: bar.update(task, description=text)
+
+
+def _load(config: Path | None, overrides: dict[str, Any]) -> Any:
+    from pipeline.config import load_config
+
+    return load_config(config, overrides)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+def _summary_table(result: Any) -> None:
+    """The run's rows at warn or worse (and errors), most severe first."""
+    from rich.table import Table
+
+    counts = {k: v for k, v in result.alerts["summary"].items() if k != "total" and v}
+    out.print(f"[bold]run {result.run_id}[/]: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    rows = result.alerts.get("alerts", []) + result.alerts.get("problems", [])
+    if rows:
+        table = Table("status", "segment", "feature", "window", "value", "q", "top bin")
+        for row in rows[:25]:
+            top = (row.get("top_bins") or [{}])[0].get("bin", "")
+            value, q = row.get("value"), row.get("q_value")
+            table.add_row(row["status"], row["segment"], row["feature"], row["window"],
+                          "" if value is None else f"{value:.3f}",
+                          "" if q is None else f"{q:.2g}", top or row.get("reason", ""))
+        out.print(table)
+        if len(rows) > 25:
+            out.print(f"… and {len(rows) - 25} more in alerts.json")
+    out.print(f"report: {result.run_dir / 'report.html'}")
+
+
+@app.command()
+@user_errors
+def run(
+    config: ConfigOpt = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Baseline profile, histogram table or raw Parquet.")
+    ] = None,
+    current: Annotated[
+        str | None, typer.Option(help="Current data: a file, glob or (hive) folder.")
+    ] = None,
+    timestamp: TimestampOpt = None,
+    period: PeriodOpt = None,
+    segment: SegmentOpt = None,
+    feature: Annotated[
+        list[str] | None, typer.Option("--feature", help="Only this feature (repeatable).")
+    ] = None,
+    metric: Annotated[str | None, typer.Option(help="Alert metric, e.g. js_distance.")] = None,
+    out_dir: OutOpt = None,
+    run_id: RunIdOpt = None,
+    fail_on: FailOnOpt = None,
+    prefect: Annotated[
+        bool, typer.Option("--prefect", help="Run as a Prefect flow (artifacts, events).")
+    ] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check current data against a baseline and write drift.parquet, alerts.json and reports."""
+    overrides = {
+        "input.baseline": baseline, "input.current": current, "input.timestamp": timestamp,
+        "input.period": period, "input.segments": segment, "input.features": feature,
+        "drift.metric": metric, "output.dir": None if out_dir is None else str(out_dir),
+        "output.run_id": run_id, "output.fail_on": fail_on,
+    }
+    settings = _load(config, overrides)
+    if prefect:
+        from flows.flows import drift_check
+
+        result = drift_check(settings)
+    else:
+        from pipeline.run import run_drift
+
+        with steps(quiet or as_json) as progress:
+            result = run_drift(settings, progress=progress)
+    if as_json:
+        _print_json(result.alerts)
+    elif not quiet:
+        _summary_table(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@user_errors
+def profile(
+    baseline: Annotated[str, typer.Argument(help="Raw baseline Parquet: file, glob or folder.")],
+    output: Annotated[Path, typer.Option("--out", "-o", help="Profile Parquet to write.")],
+    config: ConfigOpt = None,
+    feature: Annotated[
+        list[str] | None, typer.Option("--feature", help="Only this feature (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip this column (repeatable).")
+    ] = None,
+    strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
+    bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Categories kept (default 50).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build the reusable baseline profile (bin edges, categories, counts) from raw data."""
+    from pipeline.profile import build_profile, write_profile
+    from pipeline.readers import scan_raw
+
+    settings = _load(config, {
+        "input.features": feature, "input.exclude": exclude, "profile.strategy": strategy,
+        "profile.bins": bins, "profile.top_k": top_k,
+    })
+    with steps(quiet) as progress:
+        progress(f"profiling {baseline}")
+        built = build_profile(
+            scan_raw(baseline), features=settings.input.features,
+            exclude=[*settings.input.exclude, *settings.input.segments,
+                     *([settings.input.timestamp] if settings.input.timestamp else [])],
+            strategy=settings.profile.strategy, bins=settings.profile.bins,
+            top_k=settings.profile.top_k, fixed_edges=settings.profile.fixed_edges,
+            source=baseline,
+        )
+        write_profile(built, output)
+    if not quiet:
+        kinds = built.table.unique(["feature", "kind"]).group_by("kind").len().rows()
+        out.print(f"profile {output}: {len(built.features)} features ("
+                  + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds)) + ")")
+
+
+@app.command()
+@user_errors
+def validate(
+    paths: Annotated[list[str], typer.Argument(help="Config TOML, profile or Parquet tables.")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Check configs and data files without running anything; exit 2 on the first problem."""
+    from pipeline.validate import describe
+
+    for path in paths:
+        summary = describe(path)
+        if not quiet:
+            out.print(f"ok {path}: {summary}", markup=False)
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding drift.parquet.")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Re-render report.md and report.html from a run folder, without recomputing."""
+    from pipeline.reports import write_reports
+
+    written = write_reports(run_dir, history_dir=run_dir.parent / "history")
+    if not quiet:
+        for path in written:
+            out.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+@user_errors
+def models(
+    config: ConfigOpt = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline model outputs.")] = None,
+    current: Annotated[str | None, typer.Option(help="Current model outputs.")] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="Join column.")] = None,
+    outputs: Annotated[
+        list[str] | None,
+        typer.Option("--outputs", help="List column, or one column per class (repeatable)."),
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="logits or probabilities.")] = None,
+    mode: Annotated[str | None, typer.Option(help="softmax (multi-class) or sigmoid.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Divide logits by T.")] = None,
+    timestamp: TimestampOpt = None,
+    period: PeriodOpt = None,
+    segment: SegmentOpt = None,
+    out_dir: OutOpt = None,
+    run_id: RunIdOpt = None,
+    fail_on: FailOnOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Per-example drift between two models' outputs (e.g. shadow vs production)."""
+    from pipeline.run import run_models
+
+    settings = _load(config, {
+        "models.baseline": baseline, "models.current": current, "models.id": id_column,
+        "models.outputs": outputs, "models.kind": kind, "models.mode": mode,
+        "models.temperature": temperature, "models.timestamp": timestamp,
+        "models.period": period, "models.segments": segment,
+        "output.dir": None if out_dir is None else str(out_dir), "output.run_id": run_id,
+        "output.fail_on": fail_on,
+    })
+    with steps(quiet or as_json) as progress:
+        result = run_models(settings, progress=progress)
+    if as_json:
+        _print_json(result.alerts)
+    elif not quiet:
+        _summary_table(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+@user_errors
+def estimate(
+    source: Annotated[str, typer.Argument(help="Parquet of per-sample log-probabilities.")],
+    logq: Annotated[str, typer.Option(help="Column: log-prob under the sampling policy Q.")],
+    logp: Annotated[str, typer.Option(help="Column: log-prob under the reference P.")],
+    estimator: Annotated[str, typer.Option(help="k1, k2 or k3.")] = "k3",
+    direction: Annotated[str, typer.Option(help="forward: KL(Q||P); reverse: KL(P||Q).")] = (
+        "forward"
+    ),
+    level: Annotated[float, typer.Option(help="Confidence level of the interval.")] = 0.95,
+    timestamp: TimestampOpt = None,
+    period: PeriodOpt = None,
+    segment: SegmentOpt = None,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Monte-Carlo KL estimates (k1/k2/k3) with standard errors, per window and segment."""
+    from pipeline.estimate import EstimateConfig, estimate_kl
+
+    settings = EstimateConfig(
+        source=source, logq=logq, logp=logp, estimator=estimator, direction=direction,
+        level=level, timestamp=timestamp, period=period, segments=segment or [],
+    )
+    table = estimate_kl(settings)
+    if as_json:
+        _print_json(table.to_dicts())
+    elif not quiet:
+        out.print(table)
+
+
+@app.command()
+@user_errors
+def serve(config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file.")]) -> None:
+    """Serve the build_baseline and drift_check flows on the config's cron schedules."""
+    from flows.serve import serve_deployments
+
+    serve_deployments(_load(config, {}))
+
+
+@app.command()
+@user_errors
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write.")] = Path(
+        "demo-output"
+    ),
+    quiet: QuietOpt = False,
+) -> None:
+    """Profile January 2013 NYC flights, check six summer weeks against it, write reports."""
+    from pipeline.demo import run_demo
+
+    with steps(quiet) as progress:
+        result = run_demo(DEMO_DATA, out_dir, progress=progress)
+    if not quiet:
+        _summary_table(result)
+        out.print(f"\nOpen the report: [bold]{result.run_dir / 'report.html'}[/]")
+
+
+def main() -> None:
+    """Entry point for ``python -m flows.cli``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

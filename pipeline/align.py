@@ -1,0 +1,228 @@
+"""Histogram long tables -> dense baseline/current count arrays over the bin union.
+
+One output row per (segments, feature, window). Each row's bins are the union of its baseline
+bins and its current bins (a side without the bin counts 0), in display order. Rows have
+different bin counts, so the arrays are padded with zeros to the widest row; because
+epsilon smoothing would give padded cells mass, consumers compute on
+:meth:`Aligned.groups` (rows of equal width, sliced to that width) and never on padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from pipeline.errors import InputError
+
+#: Columns of the histogram long format that are not segment columns.
+HISTOGRAM_COLUMNS = frozenset({"feature", "bin", "count", "lower", "upper", "window", "kind",
+                               "bin_index"})
+OTHER, MISSING = "__other__", "__missing__"
+_KEYS = ("feature", "bin")
+
+
+@dataclass(frozen=True)
+class Aligned:
+    """Dense, row-aligned baseline and current counts.
+
+    Attributes
+    ----------
+    rows : pl.DataFrame
+        One row per output row, in output order (segments, feature, window in time order):
+        segment columns (Utf8), ``segment``, ``feature``, ``window`` (Utf8), ``kind``, and
+        ``reason`` (why the row cannot be compared, else null).
+    cells : pl.DataFrame
+        One row per (row, slot) in row-major order: ``row``, ``slot``, ``bin``, ``lower``,
+        ``upper``. ``slot`` indexes the columns of the arrays.
+    baseline, current : np.ndarray
+        float64 counts, shape ``(n_rows, max_bins)``; zero beyond ``n_bins[row]``.
+    n_bins : np.ndarray
+        int64 number of real bins of each row.
+    segments : tuple of str
+        Segment columns of the current data.
+    """
+
+    rows: pl.DataFrame
+    cells: pl.DataFrame
+    baseline: np.ndarray
+    current: np.ndarray
+    n_bins: np.ndarray
+    segments: tuple[str, ...]
+
+    def groups(self, rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, int]]:
+        """Yield ``(row_indices, width)`` for rows sharing a bin count.
+
+        ``baseline[idx, :width]`` is then an unpadded batch. ``rows`` (a boolean mask)
+        restricts the rows considered; rows without bins are never yielded.
+        """
+        keep = self.n_bins > 0 if rows is None else rows & (self.n_bins > 0)
+        for width in np.unique(self.n_bins[keep]):
+            yield np.flatnonzero(keep & (self.n_bins == width)), int(width)
+
+
+def segment_columns(histograms: pl.DataFrame) -> list[str]:
+    """Columns of a histogram long table that identify a segment."""
+    return [c for c in histograms.columns if c not in HISTOGRAM_COLUMNS]
+
+
+def align(baseline: pl.DataFrame, current: pl.DataFrame) -> Aligned:
+    """Align baseline and current histogram long tables into dense arrays.
+
+    Parameters
+    ----------
+    baseline : pl.DataFrame
+        Histogram long format. Its segment columns must be a subset of the current ones
+        (none: one global reference for every segment); a ``window`` column is summed over.
+    current : pl.DataFrame
+        Histogram long format, optionally with ``window`` and segment columns.
+
+    Returns
+    -------
+    Aligned
+        Rows for every current (segment, window) x feature of either side. A feature
+        missing from one side gives a row with a ``reason`` instead of stopping the run.
+
+    Raises
+    ------
+    InputError
+        If the baseline has a segment column the current data lacks.
+    """
+    segments = segment_columns(current)
+    base_segments = segment_columns(baseline)
+    extra = [c for c in base_segments if c not in segments]
+    if extra:
+        raise InputError(
+            f"the baseline is segmented by {extra} but the current data has segment columns "
+            f"{segments or 'none'}; use a baseline without segment columns or with a subset "
+            "of the current ones", column=extra[0])
+    has_window = "window" in current.columns
+    window = ["window"] if has_window else []
+    base = _bins(baseline, base_segments)
+    cur = _bins(current, [*segments, *window])
+
+    features = pl.concat([base.select("feature"), cur.select("feature")]).unique()
+    rows = (
+        _as_text(current.lazy(), segments).select(*segments, *window).unique()
+        .join(features, how="cross")
+        .sort([*segments, "feature", *window], nulls_last=True)
+        .with_row_index("row")
+    ).collect()
+    # Which (row, side) pairs exist decides the row's reason; bins come from both sides.
+    base_cells = rows.lazy().join(base, on=[*base_segments, "feature"], how="inner")
+    cur_cells = rows.lazy().join(cur, on=[*segments, *window, "feature"], how="inner")
+    cells = (
+        base_cells.select("row", "bin", "lower", "upper", "kind", b_count="count",
+                          b_order="order")
+        .join(cur_cells.select("row", "bin", c_lower="lower", c_upper="upper",
+                               c_kind="kind", c_count="count", c_order="order"),
+              on=["row", "bin"], how="full", coalesce=True)
+        .with_columns(
+            pl.coalesce("lower", "c_lower"), pl.coalesce("upper", "c_upper"),
+            pl.coalesce("kind", "c_kind"),
+            pl.col("b_count", "c_count").fill_null(0.0),
+            special=pl.col("bin").replace_strict({OTHER: 1, MISSING: 2}, default=0),
+        )
+        .sort(["row", "special", "lower", "b_order", "c_order", "bin"], nulls_last=True)
+        .with_columns(slot=pl.int_range(pl.len(), dtype=pl.Int64).over("row"))
+    ).collect()
+
+    n_rows = rows.height
+    n_bins = np.zeros(n_rows, dtype=np.int64)
+    per_row = cells.group_by("row").agg(
+        n=pl.len(), kind=pl.col("kind").drop_nulls().first(),
+        numeric=(pl.col("lower").is_not_null() | pl.col("upper").is_not_null()).any())
+    n_bins[per_row["row"].to_numpy()] = per_row["n"].to_numpy()
+    width = int(n_bins.max(initial=0))
+    row_idx, slot = cells["row"].to_numpy(), cells["slot"].to_numpy()
+    arrays = []
+    for column in ("b_count", "c_count"):
+        dense = np.zeros((n_rows, width))
+        dense[row_idx, slot] = cells[column].to_numpy()
+        arrays.append(dense)
+
+    rows = _describe_rows(rows, per_row, base_cells, cur_cells, segments, base_segments,
+                          current.schema.get("window"))
+    return Aligned(rows=rows, cells=cells.select("row", "slot", "bin", "lower", "upper"),
+                   baseline=arrays[0], current=arrays[1], n_bins=n_bins,
+                   segments=tuple(segments))
+
+
+def _as_text(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
+    return frame.with_columns(pl.col(columns).cast(pl.Utf8)) if columns else frame
+
+
+def _bins(histograms: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
+    """One row per (keys, feature, bin): counts summed (e.g. over baseline windows),
+    edges and kind kept, ``order`` = first appearance (the baseline's category order)."""
+    optional = {"lower": pl.Float64, "upper": pl.Float64, "kind": pl.Utf8}
+    frame = _as_text(histograms.lazy(), [k for k in keys if k != "window"]).with_columns(
+        pl.lit(None, dtype=dtype).alias(name)
+        for name, dtype in optional.items() if name not in histograms.columns
+    )
+    return (
+        frame.with_row_index("order")
+        .group_by([*keys, *_KEYS])
+        .agg(pl.col("count").cast(pl.Float64).sum(),
+             pl.col("lower", "upper").cast(pl.Float64).first(),
+             pl.col("kind").cast(pl.Utf8).first(), pl.col("order").min())
+    )
+
+
+def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.LazyFrame,
+                   cur_cells: pl.LazyFrame, segments: list[str], base_segments: list[str],
+                   window_dtype: pl.DataType | None) -> pl.DataFrame:
+    """Add segment label, Utf8 window, kind and the reason a row cannot be compared."""
+    in_base = base_cells.select("row").unique().with_columns(has_base=pl.lit(True))
+    base_features = base_cells.select("feature").unique().with_columns(
+        feature_in_base=pl.lit(True))
+    cur_features = cur_cells.select("feature").unique().with_columns(
+        feature_in_current=pl.lit(True))
+    segment_label = (
+        pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).fill_null("null")) for c in segments],
+                      separator=", ")
+        if segments else pl.lit("all")
+    )
+    base_segment_label = pl.concat_str(
+        [pl.format(f"{c}={{}}", pl.col(c).fill_null("null")) for c in base_segments],
+        separator=", ") if base_segments else pl.lit("all")
+    reason = (
+        pl.when(~pl.col("feature_in_base"))
+        .then(pl.format("feature '{}' not in the baseline", "feature"))
+        .when(~pl.col("has_base"))
+        .then(pl.format("feature '{}' has no baseline for segment '{}'", "feature",
+                        base_segment_label))
+        .when(~pl.col("feature_in_current"))
+        .then(pl.format("feature '{}' not in the current data", "feature"))
+    )
+    kind = (pl.when(pl.col("kind").is_not_null()).then("kind")
+            .when(pl.col("numeric")).then(pl.lit("numeric"))
+            .when(pl.col("n").is_not_null()).then(pl.lit("categorical"))
+            .otherwise(pl.lit("unknown")))
+    return (
+        rows.lazy()
+        .join(per_row.lazy(), on="row", how="left")
+        .join(in_base, on="row", how="left")
+        .join(base_features, on="feature", how="left")
+        .join(cur_features, on="feature", how="left")
+        .with_columns(pl.col("has_base", "feature_in_base", "feature_in_current")
+                      .fill_null(False))
+        .sort("row")
+        .select(*segments, segment=segment_label, feature="feature",
+                window=_window_text(window_dtype),
+                kind=kind, reason=reason)
+    ).collect()
+
+
+def _window_text(dtype: pl.DataType | None) -> pl.Expr:
+    """``window`` as text: ISO-8601 start of a date/datetime window, else the label as given."""
+    if dtype is None:
+        return pl.lit("all")
+    if isinstance(dtype, pl.Datetime):
+        offset = "%:z" if dtype.time_zone else ""
+        return pl.col("window").dt.to_string(f"%Y-%m-%dT%H:%M:%S{offset}")
+    if isinstance(dtype, pl.Date):
+        return pl.col("window").dt.to_string("%Y-%m-%d")
+    return pl.col("window").cast(pl.Utf8)

@@ -1,0 +1,329 @@
+"""Run configuration: pydantic models loaded from TOML, with one-line errors naming the key.
+
+Every section forbids unknown keys, so a typo fails loudly instead of being ignored. Sections
+added later (``models``, ``estimate``, ``schedule``) are one field each on :class:`RunConfig`.
+See docs/config.md for every key, its default and an example file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import json
+import math
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+#: Metrics of the drift table, in column order; any of them can be the alert metric.
+METRICS = ("kl", "reverse_kl", "symmetric_kl", "psi", "js_divergence", "js_distance",
+           "hellinger")
+
+# Largest possible value in bits; a threshold above it could never alert.
+_METRIC_MAX_BITS = {"js_divergence": 1.0, "js_distance": 1.0}
+# Polars duration strings: "1d", "12h", "1w", "1mo", "1d12h", ...
+_PERIOD = re.compile(r"(?:\d+(?:ns|us|ms|mo|s|m|h|d|w|q|y))+")
+# A glob whose every "[" opens a closed character class (fnmatch silently matches "[" literally).
+_GLOB = re.compile(r"(?:[^\[]|\[!?\]?[^\]]*\])+")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+# Keys holding paths: relative values are resolved against the config file's folder.
+_PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"))
+
+Probability = Annotated[float, Field(gt=0, lt=1)]
+
+
+class _Invalid(ValueError):
+    """A cross-field check failure that names its own key (relative to the model)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class InputConfig(_Section):
+    """``[input]``: where the baseline and current data are and how to read them."""
+
+    baseline: str | None = None
+    baseline_format: Literal["auto", "profile", "histogram", "raw"] = "auto"
+    current: str | None = None
+    current_format: Literal["auto", "raw", "histogram"] = "auto"
+    timestamp: str | None = None
+    period: str | None = None
+    segments: list[str] = []
+    features: list[str] | None = None
+    exclude: list[str] = []
+    duplicates: Literal["error", "sum"] = "error"
+
+    @field_validator("period")
+    @classmethod
+    def _period_is_duration(cls, value: str | None) -> str | None:
+        if value is not None and not _PERIOD.fullmatch(value):
+            raise ValueError(f"{value!r} is not a duration such as \"1d\", \"12h\", \"1w\", \"1mo\"")
+        return value
+
+    @model_validator(mode="after")
+    def _timestamp_with_period(self) -> InputConfig:
+        if (self.timestamp is None) != (self.period is None):
+            missing = "period" if self.period is None else "timestamp"
+            raise _Invalid(missing, "windows need both input.timestamp and input.period")
+        return self
+
+
+class ProfileConfig(_Section):
+    """``[profile]``: how a raw baseline is binned into a profile."""
+
+    strategy: Literal["quantile", "uniform"] = "quantile"
+    bins: int = Field(20, ge=1, le=10_000)
+    top_k: int = Field(50, ge=1)
+    fixed_edges: dict[str, list[float]] = {}
+
+    @field_validator("fixed_edges")
+    @classmethod
+    def _edges_increase(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        for feature, edges in value.items():
+            if len(edges) < 1 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+                raise _Invalid(feature, "edges must be a non-empty, strictly increasing list")
+        return value
+
+
+class DriftConfig(_Section):
+    """``[drift]``: the alert metric and how every metric is computed."""
+
+    metric: str = "js_distance"
+    base: Literal[2, "e"] = 2
+    eps: float = Field(1e-6, ge=0, lt=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
+        return value
+
+    @property
+    def log_base(self) -> float | None:
+        """The ``base`` argument of kl_metrics: ``None`` for nats."""
+        return None if self.base == "e" else float(self.base)
+
+
+class ThresholdOverride(_Section):
+    """Per-feature thresholds; a key left out keeps the global value."""
+
+    warn: float | None = Field(None, ge=0)
+    critical: float | None = Field(None, ge=0)
+
+
+class AlertsConfig(_Section):
+    """``[alerts]``: thresholds, significance, calibration and persistence."""
+
+    warn: float = Field(0.1, ge=0)
+    critical: float = Field(0.2, ge=0)
+    fdr_q: float = Field(0.01, gt=0, le=1)
+    min_count: int = Field(30, ge=1)
+    calibrated: bool = True
+    null_quantile: Probability = 0.999
+    null_draws: int = Field(2000, ge=100, le=1_000_000)
+    persistence: int = Field(1, ge=1)
+    seed: int = Field(0, ge=0)
+    features: dict[str, ThresholdOverride] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertsConfig:
+        if self.warn >= self.critical:
+            raise _Invalid("warn", f"must be < alerts.critical ({self.warn} >= {self.critical})")
+        for pattern, override in self.features.items():
+            key = f"features.{pattern}"
+            if not _GLOB.fullmatch(pattern):
+                raise _Invalid(key, "not a valid glob pattern (empty, or '[' without ']')")
+            warn, critical = self._thresholds(override)
+            if warn >= critical:
+                raise _Invalid(key, f"warn must be < critical ({warn} >= {critical})")
+        return self
+
+    def thresholds_for(self, feature: str) -> tuple[float, float]:
+        """(warn, critical) for ``feature``.
+
+        An ``[alerts.features]`` key equal to the feature name wins; otherwise the first
+        glob pattern (in file order) that matches it; otherwise the global thresholds.
+        """
+        pattern = feature if feature in self.features else next(
+            (p for p in self.features if fnmatch.fnmatchcase(feature, p)), None)
+        return self._thresholds(self.features.get(pattern, ThresholdOverride()))
+
+    def _thresholds(self, override: ThresholdOverride) -> tuple[float, float]:
+        return (self.warn if override.warn is None else override.warn,
+                self.critical if override.critical is None else override.critical)
+
+
+class OutputConfig(_Section):
+    """``[output]``: run folder and exit-code policy."""
+
+    dir: str = "runs"
+    run_id: str | None = Field(None, min_length=1)
+    fail_on: Literal["critical", "warn", "never"] = "critical"
+
+
+class RunConfig(_Section):
+    """The whole configuration of a drift run (one TOML file)."""
+
+    input: InputConfig = InputConfig()
+    profile: ProfileConfig = ProfileConfig()
+    drift: DriftConfig = DriftConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _thresholds_reachable(self) -> RunConfig:
+        top_bits = _METRIC_MAX_BITS.get(self.drift.metric)
+        if top_bits is not None:
+            scale = 1.0 if self.drift.base == 2 else math.log(2)
+            top = top_bits * (math.sqrt(scale) if self.drift.metric == "js_distance" else scale)
+            if self.alerts.critical > top:
+                raise _Invalid("alerts.critical", f"{self.alerts.critical} is above the largest "
+                               f"possible {self.drift.metric} ({top:.4g} in base "
+                               f"{self.drift.base}); no row could ever be critical")
+        return self
+
+    def config_hash(self) -> str:
+        """SHA-256 of the canonical JSON of this config, ``output.run_id`` left out.
+
+        Two runs with the same settings share a hash whatever their run ids.
+        """
+        data = self.model_dump(mode="json", exclude={"output": {"run_id"}})
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """Load and validate a run configuration.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A TOML file. Relative paths in it (``input.baseline``, ``input.current``,
+        ``output.dir``) are resolved against the file's folder. ``None``: defaults only.
+    overrides : mapping, optional
+        Values that win over the file (e.g. CLI flags): dotted keys (``"alerts.warn"``) or
+        nested mappings (``{"alerts": {"warn": 0.05}}``). ``None`` values are ignored.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file and the key path, e.g.
+        ``config 'run.toml': unknown key 'alerts.wran' (did you mean 'alerts.warn'?)``.
+    """
+    where = f"config {str(path)!r}: " if path is not None else "config: "
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_toml(Path(path), where)
+    for key, value in (overrides or {}).items():
+        _merge(data, key.split("."), value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(where + "; ".join(_describe(e) for e in exc.errors()[:3])) from None
+
+
+def _read_toml(path: Path, where: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}file not found; pass an existing TOML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}cannot read the file ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}invalid TOML: {exc}") from None
+    for section, key in _PATH_KEYS:
+        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            data[section][key] = str(path.parent / value)
+    return data
+
+
+def _merge(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set ``data[k1][k2]... = value``, merging nested mappings, skipping ``None``."""
+    if value is None:
+        return
+    if isinstance(value, Mapping):
+        for sub_key, sub_value in value.items():
+            _merge(data, [*keys, str(sub_key)], sub_value)
+        return
+    *parents, last = keys
+    for key in parents:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: {'.'.join(keys)}: {key!r} is not a table")
+    data[last] = value
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as ``key.path: message``."""
+    loc = [str(part) for part in error["loc"]]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _Invalid):
+        return f"{_key([*loc, *cause.key.split('.', 1)])}: {cause}"
+    key = _key(loc)
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(loc[-1], _field_names(loc[:-1]), n=1)
+        hint = f" (did you mean '{_key([*loc[:-1], close[0]])}'?)" if close else ""
+        return f"unknown key '{key}'{hint}"
+    if error["type"] == "missing":
+        return f"{key}: required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = repr(error.get("input"))
+    if shown in message or len(shown) > 60:
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {shown})"
+
+
+def _key(parts: list[str]) -> str:
+    """A TOML-style dotted key, quoting parts that are not bare keys (e.g. globs)."""
+    return ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p) for p in parts)
+
+
+def _field_names(loc: list[str]) -> list[str]:
+    """Field names valid under ``loc`` (for 'did you mean' hints)."""
+    model: Any = RunConfig
+    parts = iter(loc)
+    for part in parts:
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        model, is_mapping = _model_of(field.annotation)
+        if is_mapping:
+            next(parts, None)  # the mapping key, e.g. a glob pattern
+    return list(model.model_fields) if isinstance(model, type) else []
+
+
+def _model_of(annotation: Any) -> tuple[Any, bool]:
+    """The BaseModel inside ``X | None`` or ``dict[str, X]``, and whether it was a mapping."""
+    origin = typing.get_origin(annotation)
+    if origin is dict:
+        return _model_of(typing.get_args(annotation)[1])[0], True
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            model, is_mapping = _model_of(arg)
+            if model is not None:
+                return model, is_mapping
+        return None, False
+    return (annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None), False

@@ -1,0 +1,52 @@
+"""report.md and report.html of a run, rendered from its drift.parquet and alerts.json.
+
+Nothing is recomputed: `write_reports` only reads the run folder (and, optionally, the
+history dataset), so ``kl-drift report RUN_DIR`` can re-render old runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.history import read_history
+from pipeline.outputs import atomic_write_text
+from pipeline.reports.html import render_html
+from pipeline.reports.markdown import render_markdown
+from pipeline.reports.run_folder import ALERTS_FILE, DRIFT_FILE, read_alerts, read_drift
+
+__all__ = ["render_html", "render_markdown", "write_reports"]
+
+
+def write_reports(
+    run_dir: str | os.PathLike[str],
+    *,
+    history_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """(Re)write ``report.md`` and ``report.html`` in a run folder, each atomically.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder holding ``drift.parquet`` and ``alerts.json``.
+    history_dir : path, optional
+        The history dataset (`pipeline.history`); adds drift across runs to the plots.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The report files written.
+
+    Raises
+    ------
+    pipeline.errors.InputError
+        When a file is missing or malformed.
+    """
+    run_dir = Path(run_dir)
+    drift = read_drift(run_dir / DRIFT_FILE)
+    alerts = read_alerts(run_dir / ALERTS_FILE)
+    history = read_history(history_dir) if history_dir is not None else None
+    return [
+        atomic_write_text(run_dir / "report.md", render_markdown(drift, alerts)),
+        atomic_write_text(run_dir / "report.html", render_html(drift, alerts, history)),
+    ]

@@ -1,0 +1,180 @@
+"""report.html: one self-contained page (inline CSS, JS and SVG; no network requests).
+
+Rendered with a Jinja2 template with autoescaping on, so every data-derived string (feature,
+segment, window, bin, reason, run id) is escaped. A Content-Security-Policy allows only the
+page's own script (by hash) and no network fetches at all, as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import polars as pl
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from pipeline.reports.plots import feature_svg
+from pipeline.reports.summary import (
+    ALERTING,
+    STATUS_LABELS,
+    feature_rows,
+    fmt_count,
+    fmt_p,
+    fmt_share,
+    fmt_value,
+    run_facts,
+    severity,
+    status_counts,
+    window_labels,
+)
+
+MAX_PLOTS = 50
+SERIES_COLUMNS = ("label", "value", "status", "warn_threshold", "critical_threshold")
+
+_ENV = Environment(loader=PackageLoader("pipeline.reports", "templates"), autoescape=True,
+                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_STATIC = resources.files("pipeline.reports") / "templates"
+
+
+def _note(row: Mapping[str, Any]) -> str:
+    if row["reason"]:
+        return row["reason"]
+    if not row["top_bins"]:
+        return ""
+    top = row["top_bins"][0]
+    return f"{top['bin']}: {fmt_share(top['baseline_share'])} → {fmt_share(top['current_share'])}"
+
+
+def _table_row(row: Mapping[str, Any], detail_id: str | None, window: str) -> dict[str, Any]:
+    note = _note(row)
+    return {
+        "status": row["status"], "status_label": STATUS_LABELS.get(row["status"], row["status"]),
+        "rank": row["rank"], "alerting": row["status"] in ALERTING, "detail_id": detail_id,
+        "feature": row["feature"], "segment": row["segment"], "window": window,
+        "window_full": row["window"],
+        "value": fmt_value(row["value"]), "value_sort": _sort_key(row["value"]),
+        "thresholds": f"{fmt_value(row['warn_threshold'])} / "
+                      f"{fmt_value(row['critical_threshold'])}",
+        "warn_sort": _sort_key(row["warn_threshold"]),
+        "q": fmt_p(row["q_value"]), "q_sort": _sort_key(row["q_value"]),
+        "n_current": fmt_count(row["n_current"]), "n_sort": _sort_key(row["n_current"]),
+        "n_alerting": row["n_alerting"], "n_windows": row["n_windows"], "note": note,
+        "search": " ".join((row["feature"], row["segment"], row["window"], row["status"],
+                            note)).lower(),
+    }
+
+
+def _sort_key(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _detail(row: Mapping[str, Any], detail_id: str, window: str) -> dict[str, Any]:
+    facts = [f"{row['metric']} {fmt_value(row['value'])} in window {window}",
+             f"warn {fmt_value(row['warn_threshold'])} / critical "
+             f"{fmt_value(row['critical_threshold'])}",
+             f"p {fmt_p(row['p_value'])}, q {fmt_p(row['q_value'])}",
+             f"n {fmt_count(row['n_baseline'])} baseline / {fmt_count(row['n_current'])} current"]
+    if row["n_windows"] > 1:
+        facts.append(f"{row['n_alerting']} of {row['n_windows']} windows alerting")
+    return {
+        "id": detail_id, "feature": row["feature"], "segment": row["segment"],
+        "status": row["status"], "status_label": STATUS_LABELS[row["status"]],
+        "facts": " · ".join(facts),
+        "top_bins": [{"bin": b["bin"], "baseline": fmt_share(b["baseline_share"]),
+                      "current": fmt_share(b["current_share"]),
+                      "contribution": fmt_value(b["contribution"])} for b in row["top_bins"]],
+    }
+
+
+def _windows(drift: pl.DataFrame, plotted: pl.DataFrame) -> dict[tuple[str, str], pl.DataFrame]:
+    series = (drift.join(plotted.select("segment", "feature"), on=["segment", "feature"],
+                         how="semi")
+              .sort("window")
+              .select("segment", "feature", pl.col("window").alias("label"), *SERIES_COLUMNS[1:]))
+    return series.partition_by("segment", "feature", as_dict=True, include_key=False)
+
+
+def _runs(history: pl.DataFrame | None, plotted: pl.DataFrame, run: Mapping[str, Any]
+          ) -> dict[tuple[str, str], pl.DataFrame]:
+    """Per segment x feature: the worst window of every earlier run, then this run's."""
+    if history is None:
+        return {}
+    keys = ["segment", "feature"]
+    past = (history.filter(pl.col("run_id") != run["run_id"], pl.col("metric") == run["metric"])
+            .join(plotted.select(keys), on=keys, how="semi"))
+    if past.is_empty():
+        return {}
+    created = datetime.fromisoformat(str(run["created_at"]))
+    current = plotted.with_columns(created_at=pl.lit(created).dt.convert_time_zone("UTC"))
+    columns = ["created_at", *keys, *SERIES_COLUMNS[1:]]
+    series = (pl.concat([feature_rows(past, by=("run_id", *keys)).select(columns),
+                         current.select(columns)], how="vertical_relaxed")
+              .sort("created_at")
+              .with_columns(label=pl.col("created_at").dt.to_string()))
+    return series.partition_by(*keys, as_dict=True, include_key=False)
+
+
+def render_html(
+    drift: pl.DataFrame,
+    alerts: Mapping[str, Any],
+    history: pl.DataFrame | None = None,
+) -> str:
+    """Render report.html.
+
+    Parameters
+    ----------
+    drift : polars.DataFrame
+        The run's drift table (``drift.parquet``, docs/architecture.md).
+    alerts : mapping
+        The run's ``alerts.json`` document.
+    history : polars.DataFrame, optional
+        `pipeline.history.read_history` output; adds the metric across runs to the plots.
+
+    Returns
+    -------
+    str
+        The whole page. Features at warn/critical get plots, at most `MAX_PLOTS`.
+    """
+    run = alerts["run"]
+    metric = str(run.get("metric") or (drift["metric"][0] if drift.height else "value"))
+    rows = feature_rows(drift).with_columns(rank=severity())
+    alerting = rows.filter(pl.col("status").is_in(ALERTING))
+    plotted = alerting.head(MAX_PLOTS)
+    windows = _windows(drift, plotted)
+    runs = _runs(history, plotted, run)
+    labels = window_labels(drift)
+    details = []
+    for i, row in enumerate(plotted.drop("bins").iter_rows(named=True)):
+        key = (row["segment"], row["feature"])
+        detail = _detail(row, f"f{i}", labels.get(row["window"], row["window"]))
+        # Trusted markup: matplotlib XML-escapes every label it writes into the SVG.
+        detail["svg"] = Markup(feature_svg(
+            plotted["bins"][i].struct.unnest(), metric=metric, salt=f"kd{i}",
+            windows=windows.get(key), runs=runs.get(key)))
+        details.append(detail)
+    detail_ids = {(d["segment"], d["feature"]): d["id"] for d in details}
+    table = [_table_row(row, detail_ids.get((row["segment"], row["feature"])),
+                        labels.get(row["window"], row["window"]))
+             for row in rows.drop("bins").iter_rows(named=True)]
+    js = (_STATIC / "report.js").read_text(encoding="utf-8")
+    script_hash = base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()
+    return _ENV.get_template("report.html.j2").render(
+        csp=("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+             f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'"),
+        css=Markup((_STATIC / "report.css").read_text(encoding="utf-8")),
+        js=Markup(js),  # our own static file, hashed into the CSP above
+        run_id=run.get("run_id", ""), created_at=run.get("created_at", ""),
+        tool_version=run.get("tool_version", ""), metric=metric,
+        total=alerts["summary"].get("total", drift.height),
+        counts=[(s, STATUS_LABELS[s], n) for s, n in status_counts(alerts).items()],
+        facts=run_facts(drift, alerts),
+        n_features=drift["feature"].n_unique(), n_segments=drift["segment"].n_unique(),
+        n_windows=drift["window"].n_unique(),
+        rows=table, details=details, n_alerting=alerting.height, max_plots=MAX_PLOTS,
+        has_runs=bool(runs),
+    )

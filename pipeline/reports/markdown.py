@@ -1,0 +1,151 @@
+"""report.md: a concise summary that reads well as a Prefect markdown artifact or in chat.
+
+Every data-derived string goes through `escape_md`, so a feature or bin name can never
+become a link, an image, raw HTML or a broken table row.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import polars as pl
+
+from pipeline.reports.summary import (
+    ALERTING,
+    STATUS_LABELS,
+    feature_rows,
+    fmt_p,
+    fmt_share,
+    fmt_value,
+    run_facts,
+    sort_rows,
+    status_counts,
+    window_labels,
+)
+
+MAX_ROWS = 20
+MAX_DETAILS = 10
+MAX_PROBLEMS = 10
+ICONS = {"critical": "🔴", "warn": "🟠", "error": "🟣", "insufficient_data": "⚪", "ok": "🟢"}
+
+# <, > and & as entities (also safe in chat tools that ignore backslashes); the rest of
+# Markdown's inline syntax, and the table separator, backslash-escaped.
+_SPECIAL = re.compile(r"[\\`*_\[\]|#~!<>&]")
+_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def escape_md(text: object) -> str:
+    """Escape ``text`` for inline Markdown or a table cell: one line, no markup, no HTML."""
+    one_line = " ".join(str(text).split())
+    return _SPECIAL.sub(lambda m: _ENTITIES.get(m.group(), "\\" + m.group()), one_line)
+
+
+def _status(status: str) -> str:
+    return f"{ICONS.get(status, '')} {STATUS_LABELS.get(status, escape_md(status))}".strip()
+
+
+def _more(rows: pl.DataFrame, noun: str) -> str:
+    """The "…and N more" line for the rows a capped list left out, counted by status."""
+    if rows.is_empty():
+        return ""
+    counts = dict(rows.group_by("status").len().iter_rows())
+    by_status = ", ".join(f"{counts[s]} {STATUS_LABELS[s]}" for s in STATUS_LABELS if s in counts)
+    return f"\n…and {rows.height} more {noun} ({by_status}); see report.html.\n"
+
+
+def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
+    segmented = rows["segment"].n_unique() > 1
+    windowed = rows["n_windows"].max() > 1
+    varying = rows.select(pl.struct("warn_threshold", "critical_threshold").n_unique()).item() > 1
+    header = ["Status", "Feature", *(["Segment"] if segmented else []),
+              *(["Worst window"] if windowed else []), escape_md(metric),
+              *(["Warn / critical"] if varying else []), "q",
+              *(["Alerting windows"] if windowed else [])]
+    align = [":--", ":--", *([":--"] if segmented else []), *([":--"] if windowed else []),
+             "--:", *(["--:"] if varying else []), "--:", *(["--:"] if windowed else [])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for r in rows.head(MAX_ROWS).iter_rows(named=True):
+        cells = [_status(r["status"]), escape_md(r["feature"]),
+                 *([escape_md(r["segment"])] if segmented else []),
+                 *([escape_md(labels.get(r["window"], r["window"]))] if windowed else []),
+                 fmt_value(r["value"]),
+                 *([f"{fmt_value(r['warn_threshold'])} / {fmt_value(r['critical_threshold'])}"]
+                   if varying else []),
+                 fmt_p(r["q_value"]),
+                 *([f"{r['n_alerting']}/{r['n_windows']}"] if windowed else [])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" + _more(rows.slice(MAX_ROWS), "features")
+
+
+def _where(row: Mapping[str, Any], labels: dict[str, str]) -> str:
+    parts = [row["segment"]] if row["segment"] != "all" else []
+    if row["window"] != "all":
+        parts.append(labels.get(row["window"], row["window"]))
+    return f" ({escape_md(', '.join(parts))})" if parts else ""
+
+
+def _top_bins(alerting: pl.DataFrame, labels: dict[str, str]) -> str:
+    lines = []
+    for r in alerting.head(MAX_DETAILS).iter_rows(named=True):
+        bins = "; ".join(
+            f"{escape_md(b['bin'])} {fmt_share(b['baseline_share'])} → "
+            f"{fmt_share(b['current_share'])} ({b['contribution']:+.3g})"
+            for b in r["top_bins"] if b["contribution"] is not None)
+        lines.append(f"- **{escape_md(r['feature'])}**{_where(r, labels)}, "
+                     f"{escape_md(r['metric'])} {fmt_value(r['value'])}: {bins or 'no bins'}")
+    return "\n".join(lines) + "\n" + _more(alerting.slice(MAX_DETAILS), "alerting features")
+
+
+def _problems(problems: pl.DataFrame, labels: dict[str, str]) -> str:
+    lines = [f"- **{escape_md(r['feature'])}**{_where(r, labels)}: {_status(r['status'])}"
+             + (f", {escape_md(r['reason'])}" if r["reason"] else "")
+             for r in problems.head(MAX_PROBLEMS).iter_rows(named=True)]
+    return "\n".join(lines) + "\n" + _more(problems.slice(MAX_PROBLEMS), "problems")
+
+
+def render_markdown(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
+    """Render report.md.
+
+    Parameters
+    ----------
+    drift : polars.DataFrame
+        The run's drift table (``drift.parquet``, docs/architecture.md).
+    alerts : mapping
+        The run's ``alerts.json`` document.
+
+    Returns
+    -------
+    str
+        Summary counts, the features table (most severe first, capped at `MAX_ROWS`), the
+        top contributing bins of each alerting feature, problems, and the run metadata.
+    """
+    run = alerts["run"]
+    metric = str(run.get("metric") or "value")
+    labels = window_labels(drift)
+    rows = feature_rows(drift.drop("bins", strict=False))
+    counts = status_counts(alerts)
+    shape = [f"{drift['feature'].n_unique()} features"]
+    shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
+                                            ("windows", drift["window"].n_unique())) if n > 1]
+    summary = " · ".join(f"{ICONS[s]} {n} {STATUS_LABELS[s]}" for s, n in counts.items())
+    parts = [
+        f"# Drift report: run {escape_md(run.get('run_id', ''))}\n",
+        f"**{summary}** of {alerts['summary'].get('total', drift.height)} checks "
+        f"({' × '.join(shape)}).\n",
+        "## Features\n",
+        "One row per segment × feature at its worst window, most severe first.\n",
+        _table(rows, metric, labels) if rows.height else "No rows in the drift table.\n",
+    ]
+    alerting = rows.filter(pl.col("status").is_in(ALERTING))
+    if alerting.height:
+        parts += ["## Top contributing bins\n",
+                  "Baseline → current share of rows, and the bin's contribution.\n",
+                  _top_bins(alerting, labels)]
+    problems = sort_rows(drift.filter(pl.col("status").is_in(["error", "insufficient_data"])))
+    if problems.height:
+        parts += ["## Problems\n", _problems(problems, labels)]
+    parts += ["## Run\n", "\n".join(f"- {label}: {escape_md(value)}"
+                                    for label, value in run_facts(drift, alerts)) + "\n"]
+    return "\n".join(parts)

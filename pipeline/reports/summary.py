@@ -1,0 +1,125 @@
+"""What the reports show and in which order, shared by the Markdown and HTML renderers.
+
+Rows are ranked by severity (critical, warn, error, insufficient_data, ok) then by the alert
+metric, largest first. The feature table has one row per segment x feature: its worst
+window, plus how many of its windows alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+STATUSES = ("critical", "warn", "error", "insufficient_data", "ok")  # most severe first
+ALERTING = ("critical", "warn")
+STATUS_LABELS = {"critical": "critical", "warn": "warn", "error": "error",
+                 "insufficient_data": "insufficient data", "ok": "ok"}
+STATUS_COLORS = {"critical": "#b91c1c", "warn": "#b45309", "error": "#6d28d9",
+                 "insufficient_data": "#475569", "ok": "#15803d"}
+UNITS = {2: "bits", 10: "bans"}
+
+
+def severity(status: str | pl.Expr = "status") -> pl.Expr:
+    """Rank of a status column: 0 = critical ... 4 = ok; unknown statuses rank last."""
+    column = pl.col(status) if isinstance(status, str) else status
+    return column.replace_strict({s: i for i, s in enumerate(STATUSES)}, default=len(STATUSES),
+                                 return_dtype=pl.Int8)
+
+
+def sort_rows(df: pl.DataFrame) -> pl.DataFrame:
+    """Sort drift rows most severe first, then by metric value (largest first, nulls last)."""
+    keys = [k for k in ("segment", "feature", "window") if k in df.columns]
+    return df.sort(severity(), pl.col("value"), *keys,
+                   descending=[False, True, *[False] * len(keys)], nulls_last=True)
+
+
+def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
+                 ) -> pl.DataFrame:
+    """One row per segment x feature (or per ``by`` group): its worst window, most severe first.
+
+    Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical).
+    """
+    worst = (
+        sort_rows(drift)
+        .group_by(*by, maintain_order=True)
+        .agg(pl.all().first(), n_windows=pl.len(),
+             n_alerting=pl.col("status").is_in(ALERTING).sum())
+    )
+    return sort_rows(worst)
+
+
+def status_counts(alerts: Mapping[str, Any]) -> dict[str, int]:
+    """Counts per status from ``alerts["summary"]``, most severe first."""
+    summary = alerts["summary"]
+    return {s: int(summary.get(s, 0)) for s in STATUSES}
+
+
+def thresholds_text(drift: pl.DataFrame) -> str:
+    """The thresholds in effect: one pair, or the range when they vary by feature/window."""
+    warn, critical = drift["warn_threshold"].drop_nulls(), drift["critical_threshold"].drop_nulls()
+    if warn.is_empty() or critical.is_empty():
+        return "none"
+    if warn.n_unique() == 1 and critical.n_unique() == 1:
+        return f"warn {warn[0]:.3g}, critical {critical[0]:.3g}"
+    return (f"warn {warn.min():.3g}–{warn.max():.3g}, critical "
+            f"{critical.min():.3g}–{critical.max():.3g} (per feature / calibrated)")
+
+
+def run_facts(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Run metadata as (label, value) pairs of plain, unescaped text."""
+    run = alerts["run"]
+    base = run.get("base")
+    unit = UNITS.get(base, "nats") if base is not None else "nats"
+    inputs = run.get("inputs") or {}
+    return [
+        ("Run id", str(run.get("run_id", ""))),
+        ("Created", str(run.get("created_at", ""))),
+        *[(f"{name.capitalize()} input", str(path)) for name, path in inputs.items()],
+        ("Metric", f"{run.get('metric', '')} (base {base if base is not None else 'e'}, {unit})"),
+        ("Thresholds", thresholds_text(drift)),
+        ("Config hash", str(run.get("config_hash", ""))[:12]),
+        ("Tool version", str(run.get("tool_version", ""))),
+    ]
+
+
+def fmt_value(value: float | None) -> str:
+    """A metric value with 3 significant digits; an em dash when missing."""
+    return "—" if value is None else f"{value:.3g}"
+
+
+def fmt_p(value: float | None) -> str:
+    """A p- or q-value with 2 significant digits."""
+    return "—" if value is None else f"{value:.2g}"
+
+
+def fmt_share(value: float | None) -> str:
+    """A share of rows as a percentage."""
+    return "—" if value is None else f"{value:.1%}"
+
+
+def fmt_count(value: float | None) -> str:
+    """A row count (weights allowed) with thousands separators."""
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def compact_time_labels(labels: Sequence[str]) -> list[str]:
+    """Window or run labels, shortened when all are ISO-8601 times.
+
+    ``2024-06-01T00:00:00+00:00`` becomes ``2024-06-01`` when every label is a midnight,
+    else ``2024-06-01 13:00``; labels that are not times are returned unchanged.
+    """
+    try:
+        times = [datetime.fromisoformat(label) for label in labels]
+    except ValueError:
+        return list(labels)
+    midnight = all(t.hour == t.minute == t.second == 0 for t in times)
+    return [t.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M") for t in times]
+
+
+def window_labels(drift: pl.DataFrame) -> dict[str, str]:
+    """Display label of every window of the run (see `compact_time_labels`)."""
+    windows = drift["window"].drop_nulls().unique().sort().to_list()
+    return dict(zip(windows, compact_time_labels(windows), strict=True))
