@@ -316,7 +316,9 @@ def estimate(
 
 @app.command()
 @user_errors
-def serve(config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file.")]) -> None:
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file.")],
+) -> None:
     """Serve the build_baseline and drift_check flows on the config's cron schedules."""
     from flows.serve import serve_deployments
 

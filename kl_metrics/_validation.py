@@ -81,6 +81,15 @@ def _axis_index(axis: object, ndim: int) -> int:
     return axis % ndim
 
 
+def broadcast_shape(arrays: Sequence[np.ndarray], names: Sequence[str]) -> tuple[int, ...]:
+    """The shape `arrays` broadcast to, or a ValueError naming their shapes."""
+    try:
+        return np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        shapes = " and ".join(f"{n} {a.shape}" for n, a in zip(names, arrays, strict=True))
+        raise ValueError(f"shapes do not broadcast: {shapes}") from None
+
+
 def axis_last(
     arrays: Sequence[np.ndarray], names: Sequence[str], axis: object
 ) -> tuple[list[np.ndarray], int]:
@@ -90,11 +99,7 @@ def axis_last(
     non-negative axis. All arrays must have the same length along `axis`: a distribution
     axis is never broadcast.
     """
-    try:
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    except ValueError:
-        shapes = " and ".join(f"{n} {a.shape}" for n, a in zip(names, arrays, strict=True))
-        raise ValueError(f"shapes do not broadcast: {shapes}") from None
+    shape = broadcast_shape(arrays, names)
     ax = _axis_index(axis, len(shape))
     moved = [
         np.moveaxis(a.reshape((1,) * (len(shape) - a.ndim) + a.shape), ax, -1) for a in arrays
@@ -116,6 +121,11 @@ def _diagnose(arr: np.ndarray, name: str) -> str:
     return f"{name} is too large: its sums along axis overflow float64"
 
 
+def row_sums(arr: np.ndarray) -> np.ndarray:
+    """Sums along the last axis, kept as a length-1 axis (a matrix-vector product: fast)."""
+    return (arr @ np.ones(arr.shape[-1]))[..., None]
+
+
 def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
     """Validate an axis-last histogram array and return its sums along the last axis.
 
@@ -124,10 +134,13 @@ def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
     """
     if arr.shape[-1] == 0:
         raise ValueError(f"{name} has no bins along axis")
-    sums = arr.sum(axis=-1, keepdims=True)
-    # why: min() catches NaN and negatives and non-finite sums catch inf, in two cheap passes;
-    # the slow per-kind scan only runs to word the error.
-    if arr.size and not (arr.min() >= 0 and np.isfinite(sums).all()):
+    # why: min() catches NaN and negatives and non-finite sums catch inf, in two cheap passes
+    # (min first: it streams the block into cache for the matrix-vector sum); the slow
+    # per-kind scan only runs to word the error.
+    lowest = arr.min() if arr.size else 0.0
+    with np.errstate(over="ignore"):  # overflowing sums are reported below
+        sums = row_sums(arr)
+    if not (lowest >= 0 and np.isfinite(sums).all()):
         raise ValueError(_diagnose(arr, name))
     empty = int(np.count_nonzero(sums == 0))
     if empty:
@@ -138,21 +151,27 @@ def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
     return sums
 
 
+def real_arrays(
+    arrays: Sequence[object], names: Sequence[str], axis: object
+) -> tuple[list[np.ndarray], int]:
+    """Float64 axis-last views of real inputs that broadcast together, and the axis."""
+    floats = [as_float_array(a, n) for a, n in zip(arrays, names, strict=True)]
+    return axis_last(floats, names, axis)
+
+
 def histograms(
     arrays: Sequence[object], names: Sequence[str], axis: object
 ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Validate histogram inputs: float64 axis-last views, their sums, and the axis."""
-    floats = [as_float_array(a, n) for a, n in zip(arrays, names, strict=True)]
-    moved, ax = axis_last(floats, names, axis)
+    moved, ax = real_arrays(arrays, names, axis)
     sums = [histogram_sums(a, n) for a, n in zip(moved, names, strict=True)]
     return moved, sums, ax
 
 
-def finite_arrays(
-    arrays: Sequence[object], names: Sequence[str], axis: object
-) -> tuple[list[np.ndarray], int]:
-    """Validate finite real inputs (logits, log-densities): axis-last views and the axis."""
+def finite_arrays(arrays: Sequence[object], names: Sequence[str]) -> list[np.ndarray]:
+    """Float64 arrays of finite real inputs (logits, log-densities) that broadcast together."""
     floats = [as_float_array(a, n) for a, n in zip(arrays, names, strict=True)]
     for a, n in zip(floats, names, strict=True):
         check_finite(a, n)
-    return axis_last(floats, names, axis)
+    broadcast_shape(floats, names)
+    return floats

@@ -14,7 +14,7 @@ def floor_normalise(x: np.ndarray, sums: np.ndarray, eps: float) -> np.ndarray:
     """
     # max(x, eps*sum) is the floor of x/sum at eps before dividing: one pass fewer.
     out = np.maximum(x, eps * sums)
-    out /= out.sum(axis=-1, keepdims=True)
+    out *= 1.0 / v.row_sums(out)
     return out
 
 

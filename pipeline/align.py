@@ -15,12 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from pipeline.binning import MISSING, OTHER
 from pipeline.errors import InputError
+from pipeline.readers import HISTOGRAM_COLUMNS
 
-#: Columns of the histogram long format that are not segment columns.
-HISTOGRAM_COLUMNS = frozenset({"feature", "bin", "count", "lower", "upper", "window", "kind",
-                               "bin_index"})
-OTHER, MISSING = "__other__", "__missing__"
 _KEYS = ("feature", "bin")
 
 
@@ -52,13 +50,13 @@ class Aligned:
     n_bins: np.ndarray
     segments: tuple[str, ...]
 
-    def groups(self, rows: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    def groups(self, mask: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, int]]:
         """Yield ``(row_indices, width)`` for rows sharing a bin count.
 
-        ``baseline[idx, :width]`` is then an unpadded batch. ``rows`` (a boolean mask)
+        ``baseline[idx, :width]`` is then an unpadded batch. ``mask`` (boolean, one per row)
         restricts the rows considered; rows without bins are never yielded.
         """
-        keep = self.n_bins > 0 if rows is None else rows & (self.n_bins > 0)
+        keep = self.n_bins > 0 if mask is None else mask & (self.n_bins > 0)
         for width in np.unique(self.n_bins[keep]):
             yield np.flatnonzero(keep & (self.n_bins == width)), int(width)
 
@@ -98,30 +96,27 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame) -> Aligned:
             f"the baseline is segmented by {extra} but the current data has segment columns "
             f"{segments or 'none'}; use a baseline without segment columns or with a subset "
             "of the current ones", column=extra[0])
-    has_window = "window" in current.columns
-    window = ["window"] if has_window else []
-    base = _bins(baseline, base_segments)
-    cur = _bins(current, [*segments, *window])
+    window = ["window"] if "window" in current.columns else []
+    groups = [*segments, *window]
+    base = _bins(baseline, base_segments).collect()
+    cur = _bins(current, groups).collect()
 
-    features = pl.concat([base.select("feature"), cur.select("feature")]).unique()
-    rows = (
-        _as_text(current.lazy(), segments).select(*segments, *window).unique()
-        .join(features, how="cross")
-        .sort([*segments, "feature", *window], nulls_last=True)
-        .with_row_index("row")
-    ).collect()
+    features = pl.concat([base.select("feature"), cur.select("feature")]).unique().lazy()
+    grid = (_as_text(current.lazy(), segments).select(groups).unique().join(features, how="cross")
+            if groups else features)
+    rows = grid.sort([*segments, "feature", *window], nulls_last=True).with_row_index("row")
+    rows = rows.collect()
     # Which (row, side) pairs exist decides the row's reason; bins come from both sides.
-    base_cells = rows.lazy().join(base, on=[*base_segments, "feature"], how="inner")
-    cur_cells = rows.lazy().join(cur, on=[*segments, *window, "feature"], how="inner")
+    # nulls_equal: a null segment value or window (null timestamp) is a group of its own.
+    base_cells = rows.join(base, on=[*base_segments, "feature"], how="inner", nulls_equal=True)
+    cur_cells = rows.join(cur, on=[*groups, "feature"], how="inner", nulls_equal=True)
     cells = (
-        base_cells.select("row", "bin", "lower", "upper", "kind", b_count="count",
-                          b_order="order")
-        .join(cur_cells.select("row", "bin", c_lower="lower", c_upper="upper",
-                               c_kind="kind", c_count="count", c_order="order"),
+        base_cells.lazy().select("row", "bin", "lower", "upper", b_count="count", b_order="order")
+        .join(cur_cells.lazy().select("row", "bin", c_lower="lower", c_upper="upper",
+                               c_count="count", c_order="order"),
               on=["row", "bin"], how="full", coalesce=True)
         .with_columns(
             pl.coalesce("lower", "c_lower"), pl.coalesce("upper", "c_upper"),
-            pl.coalesce("kind", "c_kind"),
             pl.col("b_count", "c_count").fill_null(0.0),
             special=pl.col("bin").replace_strict({OTHER: 1, MISSING: 2}, default=0),
         )
@@ -132,7 +127,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame) -> Aligned:
     n_rows = rows.height
     n_bins = np.zeros(n_rows, dtype=np.int64)
     per_row = cells.group_by("row").agg(
-        n=pl.len(), kind=pl.col("kind").drop_nulls().first(),
+        n=pl.len(),
         numeric=(pl.col("lower").is_not_null() | pl.col("upper").is_not_null()).any())
     n_bins[per_row["row"].to_numpy()] = per_row["n"].to_numpy()
     width = int(n_bins.max(initial=0))
@@ -155,9 +150,9 @@ def _as_text(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
 
 
 def _bins(histograms: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
-    """One row per (keys, feature, bin): counts summed (e.g. over baseline windows),
-    edges and kind kept, ``order`` = first appearance (the baseline's category order)."""
-    optional = {"lower": pl.Float64, "upper": pl.Float64, "kind": pl.Utf8}
+    """One row per (keys, feature, bin): counts summed (e.g. over baseline windows), edges
+    kept, ``order`` = first appearance (the baseline's category order)."""
+    optional = {"lower": pl.Float64, "upper": pl.Float64}
     frame = _as_text(histograms.lazy(), [k for k in keys if k != "window"]).with_columns(
         pl.lit(None, dtype=dtype).alias(name)
         for name, dtype in optional.items() if name not in histograms.columns
@@ -166,39 +161,30 @@ def _bins(histograms: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
         frame.with_row_index("order")
         .group_by([*keys, *_KEYS])
         .agg(pl.col("count").cast(pl.Float64).sum(),
-             pl.col("lower", "upper").cast(pl.Float64).first(),
-             pl.col("kind").cast(pl.Utf8).first(), pl.col("order").min())
+             pl.col("lower", "upper").cast(pl.Float64).first(), pl.col("order").min())
     )
 
 
-def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.LazyFrame,
-                   cur_cells: pl.LazyFrame, segments: list[str], base_segments: list[str],
+def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.DataFrame,
+                   cur_cells: pl.DataFrame, segments: list[str], base_segments: list[str],
                    window_dtype: pl.DataType | None) -> pl.DataFrame:
     """Add segment label, Utf8 window, kind and the reason a row cannot be compared."""
-    in_base = base_cells.select("row").unique().with_columns(has_base=pl.lit(True))
-    base_features = base_cells.select("feature").unique().with_columns(
-        feature_in_base=pl.lit(True))
-    cur_features = cur_cells.select("feature").unique().with_columns(
-        feature_in_current=pl.lit(True))
-    segment_label = (
-        pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).fill_null("null")) for c in segments],
-                      separator=", ")
-        if segments else pl.lit("all")
-    )
-    base_segment_label = pl.concat_str(
-        [pl.format(f"{c}={{}}", pl.col(c).fill_null("null")) for c in base_segments],
-        separator=", ") if base_segments else pl.lit("all")
+    def present(frame: pl.DataFrame, key: str, flag: str) -> pl.LazyFrame:
+        return frame.lazy().select(key).unique().with_columns(pl.lit(True).alias(flag))
+
+    in_base = present(base_cells, "row", "has_base")
+    base_features = present(base_cells, "feature", "feature_in_base")
+    cur_features = present(cur_cells, "feature", "feature_in_current")
     reason = (
         pl.when(~pl.col("feature_in_base"))
         .then(pl.format("feature '{}' not in the baseline", "feature"))
         .when(~pl.col("has_base"))
         .then(pl.format("feature '{}' has no baseline for segment '{}'", "feature",
-                        base_segment_label))
+                        _segment_label(base_segments)))
         .when(~pl.col("feature_in_current"))
         .then(pl.format("feature '{}' not in the current data", "feature"))
     )
-    kind = (pl.when(pl.col("kind").is_not_null()).then("kind")
-            .when(pl.col("numeric")).then(pl.lit("numeric"))
+    kind = (pl.when(pl.col("numeric")).then(pl.lit("numeric"))
             .when(pl.col("n").is_not_null()).then(pl.lit("categorical"))
             .otherwise(pl.lit("unknown")))
     return (
@@ -210,19 +196,30 @@ def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.Laz
         .with_columns(pl.col("has_base", "feature_in_base", "feature_in_current")
                       .fill_null(False))
         .sort("row")
-        .select(*segments, segment=segment_label, feature="feature",
+        .select(*segments, segment=_segment_label(segments), feature="feature",
                 window=_window_text(window_dtype),
                 kind=kind, reason=reason)
     ).collect()
 
 
+def _segment_label(columns: list[str]) -> pl.Expr:
+    """``"region=EU, model_version=2"``, or ``"all"`` without segment columns."""
+    if not columns:
+        return pl.lit("all")
+    return pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).fill_null("null")) for c in columns],
+                         separator=", ")
+
+
 def _window_text(dtype: pl.DataType | None) -> pl.Expr:
-    """``window`` as text: ISO-8601 start of a date/datetime window, else the label as given."""
+    """``window`` as text: ISO-8601 start of a date/datetime window, else the label as given;
+    ``__missing__`` for rows without a timestamp."""
     if dtype is None:
         return pl.lit("all")
     if isinstance(dtype, pl.Datetime):
         offset = "%:z" if dtype.time_zone else ""
-        return pl.col("window").dt.to_string(f"%Y-%m-%dT%H:%M:%S{offset}")
-    if isinstance(dtype, pl.Date):
-        return pl.col("window").dt.to_string("%Y-%m-%d")
-    return pl.col("window").cast(pl.Utf8)
+        text = pl.col("window").dt.to_string(f"%Y-%m-%dT%H:%M:%S{offset}")
+    elif isinstance(dtype, pl.Date):
+        text = pl.col("window").dt.to_string("%Y-%m-%d")
+    else:
+        text = pl.col("window").cast(pl.Utf8)
+    return text.fill_null(MISSING)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
+import itertools
 import json
 import math
 import re
 import tomllib
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,7 +38,8 @@ _PERIOD = re.compile(r"(?:\d+(?:ns|us|ms|mo|s|m|h|d|w|q|y))+")
 _GLOB = re.compile(r"(?:[^\[]|\[!?\]?[^\]]*\])+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Keys holding paths: relative values are resolved against the config file's folder.
-_PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"))
+_PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
+              ("schedule", "baseline_source"))
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
@@ -63,22 +66,24 @@ class InputConfig(_Section):
     timestamp: str | None = None
     period: str | None = None
     segments: list[str] = []
-    features: list[str] | None = None
+    features: list[str] | None = Field(None, min_length=1)
     exclude: list[str] = []
     duplicates: Literal["error", "sum"] = "error"
+    # "dask": Prefect's drift_check bins raw current files as mapped tasks on a Dask cluster.
+    executor: Literal["local", "dask"] = "local"
+    dask_address: str | None = None  # scheduler address; None: a local cluster per run
 
     @field_validator("period")
     @classmethod
     def _period_is_duration(cls, value: str | None) -> str | None:
         if value is not None and not _PERIOD.fullmatch(value):
-            raise ValueError(f"{value!r} is not a duration such as \"1d\", \"12h\", \"1w\", \"1mo\"")
+            raise ValueError(f"{value!r} is not a duration such as '1d', '12h', '1w', '1mo'")
         return value
 
     @model_validator(mode="after")
-    def _timestamp_with_period(self) -> InputConfig:
-        if (self.timestamp is None) != (self.period is None):
-            missing = "period" if self.period is None else "timestamp"
-            raise _Invalid(missing, "windows need both input.timestamp and input.period")
+    def _period_needs_timestamp(self) -> InputConfig:
+        if self.period is not None and self.timestamp is None:
+            raise _Invalid("period", "needs input.timestamp, the column to cut into periods")
         return self
 
 
@@ -86,7 +91,7 @@ class ProfileConfig(_Section):
     """``[profile]``: how a raw baseline is binned into a profile."""
 
     strategy: Literal["quantile", "uniform"] = "quantile"
-    bins: int = Field(20, ge=1, le=10_000)
+    bins: int = Field(20, ge=2, le=10_000)
     top_k: int = Field(50, ge=1)
     fixed_edges: dict[str, list[float]] = {}
 
@@ -94,7 +99,7 @@ class ProfileConfig(_Section):
     @classmethod
     def _edges_increase(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
         for feature, edges in value.items():
-            if len(edges) < 1 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+            if len(edges) < 1 or any(b <= a for a, b in itertools.pairwise(edges)):
                 raise _Invalid(feature, "edges must be a non-empty, strictly increasing list")
         return value
 
@@ -176,6 +181,36 @@ class OutputConfig(_Section):
     fail_on: Literal["critical", "warn", "never"] = "critical"
 
 
+class ScheduleConfig(_Section):
+    """``[schedule]``: cron schedules of the deployments ``kl-drift serve`` runs.
+
+    Cron strings are checked by Prefect when the deployments are built; ``None`` serves a
+    deployment without a schedule (run on demand).
+    """
+
+    drift_cron: str | None = "0 * * * *"
+    baseline_cron: str | None = None
+    baseline_source: str | None = None  # raw data build_baseline profiles into input.baseline
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}, e.g. 'UTC', "
+                             "'Europe/Paris'") from None
+        return value
+
+    @model_validator(mode="after")
+    def _baseline_has_source(self) -> ScheduleConfig:
+        if self.baseline_cron is not None and self.baseline_source is None:
+            raise _Invalid("baseline_source", "needed by schedule.baseline_cron: the raw "
+                           "data the scheduled build_baseline profiles")
+        return self
+
+
 class RunConfig(_Section):
     """The whole configuration of a drift run (one TOML file)."""
 
@@ -184,6 +219,7 @@ class RunConfig(_Section):
     drift: DriftConfig = DriftConfig()
     alerts: AlertsConfig = AlertsConfig()
     output: OutputConfig = OutputConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _thresholds_reachable(self) -> RunConfig:

@@ -11,7 +11,6 @@ the sequence-level KL. Guidance on choosing an estimator: ``docs/estimators.md``
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -23,12 +22,14 @@ from scipy.stats import norm
 from kl_metrics import kl_estimator_terms
 from pipeline.errors import InputError
 from pipeline.models import check_period, check_windows, describe_rows, segment_expr, window_expr
-from pipeline.outputs import atomic_write
+from pipeline.outputs import write_parquet
+from pipeline.readers import collect, collect_schema, scan_source
 
 ESTIMATORS = ("k1", "k2", "k3")
 ESTIMATES_FILE = "estimates.parquet"
 # Rounding slack for log-probabilities of near-certain outcomes (float32 log-softmax).
 LOGPROB_SLACK = 1e-6
+_ROW = "__row"  # 0-based row number, for messages
 
 
 class EstimateConfig(BaseModel):
@@ -38,7 +39,7 @@ class EstimateConfig(BaseModel):
     and under the reference P (natural log). Every key: docs/estimators.md.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     source: str = Field(description="Parquet file (or glob) with one row per sample")
     logq: str = Field("logq", description="log Q(x), the distribution the samples come from")
@@ -70,9 +71,9 @@ class EstimateConfig(BaseModel):
         return self
 
 
-def _validated(frame: pl.DataFrame, config: EstimateConfig) -> pl.DataFrame:
+def _validate(frame: pl.DataFrame, config: EstimateConfig) -> None:
     """Raise one-line InputErrors for missing, non-finite or positive log-probabilities."""
-    rows = frame["row"]
+    rows = frame[_ROW].alias("row")
     for column in (config.logq, config.logp):
         values = frame[column].to_numpy()
         bad = ~np.isfinite(values)
@@ -90,7 +91,6 @@ def _validated(frame: pl.DataFrame, config: EstimateConfig) -> pl.DataFrame:
         missing = frame[config.sequence_id].is_null().to_numpy()
         raise InputError(f"{describe_rows(rows, missing)} have a null sequence id",
                          source=config.source, column=config.sequence_id)
-    return frame
 
 
 def _per_sequence(frame: pl.DataFrame, config: EstimateConfig) -> pl.DataFrame:
@@ -109,6 +109,34 @@ def _per_sequence(frame: pl.DataFrame, config: EstimateConfig) -> pl.DataFrame:
                              "values; a sequence must lie in one segment", source=config.source,
                              column=segment)
     return sequences.drop([f"__{s}_n" for s in config.segments])
+
+
+def _load_samples(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig
+                  ) -> tuple[pl.DataFrame, pl.DataType | None]:
+    """Schema checks, one query, value checks; per-sequence sums when asked."""
+    lazy = frame.lazy()
+    schema = collect_schema(lazy, config.source)
+    context = [c for c in (config.timestamp, config.sequence_id, *config.segments) if c]
+    for column in (config.logq, config.logp, *context):
+        if column not in schema:
+            raise InputError(f"missing column; columns are {', '.join(schema.names())}",
+                             source=config.source, column=column)
+    for column in (config.logq, config.logp):
+        if not schema[column].is_numeric():
+            raise InputError(f"has type {schema[column]}; expected numbers (log-probabilities)",
+                             source=config.source, column=column)
+    timestamp_type = schema.get(config.timestamp) if config.timestamp else None
+    if timestamp_type is not None and not timestamp_type.is_temporal():
+        raise InputError(f"has type {timestamp_type}, not a date or datetime; cast it or drop "
+                         "period", source=config.source, column=config.timestamp)
+    samples = collect(lazy.with_row_index(_ROW).select(
+        _ROW, pl.col(config.logq, config.logp).cast(pl.Float64), *context), config.source)
+    if samples.height == 0:
+        raise InputError("has no rows", source=config.source)
+    _validate(samples, config)
+    if config.per == "sequence":
+        return _per_sequence(samples, config), timestamp_type
+    return samples.with_columns(n_tokens=pl.lit(1, dtype=pl.UInt32)), timestamp_type
 
 
 def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -> pl.DataFrame:
@@ -138,43 +166,19 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
         Missing or non-numeric columns, no rows, null/NaN/inf or positive log-probabilities,
         null sequence ids, a sequence spanning segments: one line naming column and rows.
     """
-    lazy = frame.lazy()
-    try:
-        schema = lazy.collect_schema()
-    except (OSError, pl.exceptions.PolarsError) as error:
-        raise InputError(f"cannot read the file: {str(error).splitlines()[0]}",
-                         source=config.source) from None
-    context = [c for c in (config.timestamp, config.sequence_id, *config.segments) if c]
-    for column in (config.logq, config.logp, *context):
-        if column not in schema:
-            raise InputError(f"missing column; columns are {', '.join(schema.names())}",
-                             source=config.source, column=column)
-    for column in (config.logq, config.logp):
-        if not schema[column].is_numeric():
-            raise InputError(f"has type {schema[column]}; expected numbers (log-probabilities)",
-                             source=config.source, column=column)
-    timestamp_type = schema.get(config.timestamp) if config.timestamp else None
-    if timestamp_type is not None and not timestamp_type.is_temporal():
-        raise InputError(f"has type {timestamp_type}, not a date or datetime; cast it or drop "
-                         "period", source=config.source, column=config.timestamp)
-    samples = lazy.with_row_index("row").select(
-        "row", pl.col(config.logq, config.logp).cast(pl.Float64), *context).collect()
-    if samples.height == 0:
-        raise InputError("has no rows", source=config.source)
-    samples = _validated(samples, config)
-    samples = (_per_sequence(samples, config) if config.per == "sequence"
-               else samples.with_columns(n_tokens=pl.lit(1, dtype=pl.UInt32)))
-
+    samples, timestamp_type = _load_samples(frame, config)
     logq, logp = samples[config.logq].to_numpy(), samples[config.logp].to_numpy()
-    scale = 1.0 if config.base == "e" else math.log(config.base)
-    terms = {k: kl_estimator_terms(logq, logp, estimator=k, direction=config.direction) / scale
+    base = None if config.base == "e" else float(config.base)
+    # One vectorised pass per estimator for the per-sample terms; means and standard
+    # deviations per group are then a single polars aggregation.
+    terms = {k: kl_estimator_terms(logq, logp, estimator=k, direction=config.direction, base=base)
              for k in ESTIMATORS}
     keys = [*config.segments, "segment", "window"]
     z = float(norm.ppf(0.5 + config.level / 2))
-    chosen = config.estimator
-    table = (
+    chosen, stderr = pl.col(config.estimator), pl.col(f"{config.estimator}_stderr")
+    return (
         samples.lazy()
-        .select(*config.segments, segment_expr(config.segments),
+        .select(pl.col(config.segments).cast(pl.String), segment_expr(config.segments),
                 window_expr(config.timestamp, config.period, timestamp_type), "n_tokens",
                 **{f"__{k}": pl.Series(values) for k, values in terms.items()})
         .group_by(keys)
@@ -183,20 +187,19 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
              *((pl.col(f"__{k}").std() / pl.len().sqrt()).alias(f"{k}_stderr")
                for k in ESTIMATORS))
         .sort(keys)
-        .select(*keys, estimator=pl.lit(chosen), direction=pl.lit(config.direction),
-                n="n", n_tokens="n_tokens", value=chosen, stderr=f"{chosen}_stderr",
-                ci_low=pl.col(chosen) - z * pl.col(f"{chosen}_stderr"),
-                ci_high=pl.col(chosen) + z * pl.col(f"{chosen}_stderr"),
+        .select(*keys, estimator=pl.lit(config.estimator), direction=pl.lit(config.direction),
+                n="n", n_tokens="n_tokens", value=chosen, stderr=stderr,
+                ci_low=chosen - z * stderr, ci_high=chosen + z * stderr,
                 **{c: c for k in ESTIMATORS for c in (k, f"{k}_stderr")})
+        .collect()
     )
-    return table.collect()
 
 
 def estimate_kl(config: EstimateConfig) -> pl.DataFrame:
-    """Read ``config.source`` (Parquet) and return :func:`estimate_frame` of it."""
-    return estimate_frame(pl.scan_parquet(config.source), config)
+    """Scan ``config.source`` (Parquet file, glob or folder) and :func:`estimate_frame` it."""
+    return estimate_frame(scan_source(config.source), config)
 
 
 def write_estimates(table: pl.DataFrame, run_dir: str | Path) -> Path:
     """Write the estimate table to ``run_dir/estimates.parquet`` atomically."""
-    return atomic_write(Path(run_dir) / ESTIMATES_FILE, table.write_parquet)
+    return write_parquet(Path(run_dir) / ESTIMATES_FILE, table)

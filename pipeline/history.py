@@ -25,7 +25,8 @@ def partition_dir(history_dir: str | os.PathLike[str], run_id: str) -> Path:
     return Path(history_dir) / f"run_id={safe_filename(run_id)}"
 
 
-def _utc(created_at: datetime | str) -> datetime:
+def as_utc(created_at: datetime | str) -> datetime:
+    """An ISO-8601 string or datetime as an aware UTC datetime (naive means UTC)."""
     moment = datetime.fromisoformat(created_at) if isinstance(created_at, str) else created_at
     # Naive times are taken as UTC, the timezone every run folder uses.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -57,7 +58,7 @@ def append_history(
     """
     rows = drift.drop("bins", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
-        created_at=pl.lit(_utc(created_at), dtype=CREATED_AT),
+        created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
     return atomic_write(partition_dir(history_dir, run_id) / PART_FILE, rows.write_parquet)
 

@@ -10,7 +10,6 @@ the examples that changed most. Column contracts: ``docs/models.md``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,16 +19,12 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from scipy.special import expit
 
-from kl_metrics import (
-    bin_contributions,
-    divergences,
-    kl_from_logits,
-    log_softmax,
-    symmetric_kl_from_logits,
-)
+from kl_metrics import bin_contributions, divergences, divergences_from_logits, log_softmax
 from pipeline.errors import InputError
-from pipeline.outputs import atomic_write
+from pipeline.outputs import json_safe, write_parquet
+from pipeline.readers import collect, collect_schema, scan_source
 
 Kind = Literal["logits", "probabilities"]
 Mode = Literal["softmax", "sigmoid"]
@@ -66,7 +61,7 @@ class ModelsConfig(BaseModel):
     model to the baseline model: ``kl`` is KL(current ‖ baseline). Every key: docs/models.md.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     baseline: str = Field(description="Parquet file (or glob) of the baseline model's outputs")
     current: str = Field(description="Parquet file (or glob) of the current model's outputs")
@@ -158,26 +153,20 @@ class ModelDrift:
 
 
 # --- per-example divergences -------------------------------------------------------------
-# Every output becomes an (examples, distributions, outcomes) array: softmax gives one
-# K-way distribution per example; sigmoid gives one binary distribution per label, because
-# sigmoid(z) = softmax([z, 0]) (seed 002), so multi-label metrics are sums over labels.
-_BINARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "logits": lambda z: np.stack([z, np.zeros_like(z)], axis=-1),
-    "probabilities": lambda p: np.stack([p, 1.0 - p], axis=-1),
+# Multi-label outputs are one binary distribution [p, 1 - p] per label (for logits,
+# sigmoid(z) = softmax([z, 0]), seed 002), and every metric is the sum over labels.
+_AS_DISTRIBUTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax": lambda p: p,
+    "sigmoid": lambda p: np.stack([p, 1.0 - p], axis=-1),
 }
-_AS_DISTRIBUTIONS: dict[str, Callable[[np.ndarray, str], np.ndarray]] = {
-    "softmax": lambda values, kind: values[:, None, :],
-    "sigmoid": lambda values, kind: _BINARY[kind](values),
+_SUM_LABELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax": lambda x: x,
+    "sigmoid": lambda x: x.sum(axis=-1),
 }
-# Back from distributions to one number per class: the class probability (softmax) or the
-# probability of the label being on (sigmoid), and per-class sums of contributions.
-_CLASS_PROBS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "softmax": lambda d: d[:, 0, :],
-    "sigmoid": lambda d: d[..., 0],
-}
-_PER_CLASS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "softmax": lambda c: c[:, 0, :],
-    "sigmoid": lambda c: c.sum(axis=-1),
+# Class probabilities from logits: the softmax of the row, or each label's sigmoid.
+_LOGIT_PROBS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    "softmax": lambda z, temperature: np.exp(log_softmax(z, temperature=temperature)),
+    "sigmoid": lambda z, temperature: expit(z / temperature),
 }
 # A predicted class (softmax) is the argmax; a predicted label (sigmoid) has p > 1/2.
 _DECISIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -187,44 +176,36 @@ _DECISIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 _DIVERGENCES = ("kl", "reverse_kl", "symmetric_kl", "js_divergence")
 
 
-def _from_logits(current: np.ndarray, baseline: np.ndarray, temperature: float,
-                 base: float | None, eps: float
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    # Log-probabilities first, never softmax then log: exact for any logit range.
-    lc = log_softmax(current, temperature=temperature)
-    lb = log_softmax(baseline, temperature=temperature)
-    # The JS mixture stays in log space: log m = logaddexp(log p, log q) - log 2.
-    log_mix = np.logaddexp(lc, lb) - math.log(2.0)
-    metrics = {
-        "kl": kl_from_logits(lc, lb, base=base),
-        "reverse_kl": kl_from_logits(lb, lc, base=base),
-        "symmetric_kl": symmetric_kl_from_logits(lc, lb, base=base),
-        "js_divergence": 0.5 * (kl_from_logits(lc, log_mix, base=base)
-                                + kl_from_logits(lb, log_mix, base=base)),
-    }
-    return metrics, np.exp(lc), np.exp(lb)
+def _from_logits(current: np.ndarray, baseline: np.ndarray, mode: str, temperature: float,
+                 base: float | None, eps: float) -> dict[str, np.ndarray]:
+    # In log space (log-softmax / log-sigmoid), never softmax then log: exact for any logit.
+    return divergences_from_logits(current, baseline, metrics=_DIVERGENCES, base=base,
+                                   multilabel=mode == "sigmoid", temperature=temperature)
 
 
-def _from_probabilities(current: np.ndarray, baseline: np.ndarray, temperature: float,
-                        base: float | None, eps: float
-                        ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    metrics = divergences(current, baseline, metrics=_DIVERGENCES, base=base, eps=eps)
-    return metrics, current, baseline
+def _from_probabilities(current: np.ndarray, baseline: np.ndarray, mode: str,
+                        temperature: float, base: float | None, eps: float
+                        ) -> dict[str, np.ndarray]:
+    to_dist = _AS_DISTRIBUTIONS[mode]
+    found = divergences(to_dist(current), to_dist(baseline), metrics=_DIVERGENCES, base=base,
+                        eps=eps)
+    return {name: _SUM_LABELS[mode](value) for name, value in found.items()}
 
 
 _SCORERS = {"logits": _from_logits, "probabilities": _from_probabilities}
+_PROBABILITIES = {"logits": lambda v, mode, t: _LOGIT_PROBS[mode](v, t),
+                  "probabilities": lambda v, mode, t: v}
 
 
 def _score(current: np.ndarray, baseline: np.ndarray, *, kind: str, mode: str,
            temperature: float, base: float | None, eps: float
            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Per-example metrics and both sides' class probabilities, (examples, classes)."""
-    to_dist = _AS_DISTRIBUTIONS[mode]
-    metrics, pc, pb = _SCORERS[kind](
-        to_dist(current, kind), to_dist(baseline, kind), temperature, base, eps)
-    summed = {name: np.asarray(metrics[name]).sum(axis=1) for name in _DIVERGENCES}
-    summed["js_distance"] = np.sqrt(summed["js_divergence"])
-    return summed, _CLASS_PROBS[mode](pc), _CLASS_PROBS[mode](pb)
+    metrics = _SCORERS[kind](current, baseline, mode, temperature, base, eps)
+    # Rounding can leave JS a hair below 0 for identical rows; the distance is then 0.
+    metrics["js_distance"] = np.sqrt(np.maximum(metrics["js_divergence"], 0.0))
+    probs = _PROBABILITIES[kind]
+    return metrics, probs(current, mode, temperature), probs(baseline, mode, temperature)
 
 
 def per_example_metrics(
@@ -262,16 +243,6 @@ def per_example_metrics(
 
 
 # --- reading and validating one side ----------------------------------------------------
-def _scan(frame: pl.DataFrame | pl.LazyFrame, source: str) -> pl.LazyFrame:
-    lazy = frame.lazy()
-    try:
-        lazy.collect_schema()
-    except (OSError, pl.exceptions.PolarsError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(f"cannot read the file: {first_line}", source=source) from None
-    return lazy
-
-
 def describe_rows(ids: pl.Series, mask: np.ndarray) -> str:
     """``'3 rows (id 7, 9, 12)'``, ``'40 rows (id 7, 9, 12, ...)'``: flagged rows by their id."""
     bad = ids.filter(pl.Series(mask))
@@ -298,14 +269,18 @@ class _Outputs:
         return vector.cast(pl.List(pl.Float64)).alias("__outputs")
 
 
-def _resolve_outputs(schema: pl.Schema, config: ModelsConfig) -> _Outputs:
-    """Output columns from the baseline schema; the current file must have the same ones."""
+def _resolve_outputs(schemas: dict[str, pl.Schema], config: ModelsConfig) -> _Outputs:
+    """Output columns and class names; with a prefix both files must match the same columns."""
     if config.outputs_prefix is not None:
-        columns = [c for c in schema.names() if c.startswith(config.outputs_prefix)]
-        if not columns:
-            raise InputError(f"no column starts with {config.outputs_prefix!r}; columns are "
-                             f"{', '.join(schema.names())}", source=config.baseline)
-        names = config.class_names or [c.removeprefix(config.outputs_prefix) for c in columns]
+        prefix = config.outputs_prefix
+        found = {side: [c for c in schema.names() if c.startswith(prefix)]
+                 for side, schema in schemas.items()}
+        columns = found["baseline"]
+        if not columns or columns != found["current"]:
+            raise InputError(f"the columns starting with {prefix!r} must be the same, in the same "
+                             f"order, in both files: baseline {found['baseline']}, current "
+                             f"{found['current']}", column=prefix)
+        names = config.class_names or [c.removeprefix(prefix) for c in columns]
         return _Outputs(columns, False, names)
     if isinstance(config.outputs, str):
         return _Outputs([config.outputs], True, config.class_names)
@@ -360,7 +335,7 @@ _VALUE_CHECKS: dict[str, tuple[Check, ...]] = {
 def _load_side(lazy: pl.LazyFrame, outputs: _Outputs, context: list[str],
                config: ModelsConfig, source: str) -> tuple[pl.DataFrame, np.ndarray]:
     """One query for the side's ids, context and output vectors, then every value check."""
-    frame = lazy.select(config.id_column, *context, outputs.expr()).collect()
+    frame = collect(lazy.select(config.id_column, *context, outputs.expr()), source)
     if frame.height == 0:
         raise InputError("has no rows", source=source)
     ids = frame[config.id_column]
@@ -407,9 +382,9 @@ def window_expr(timestamp: str | None, period: str | None, dtype: pl.DataType | 
     if timestamp is None or period is None:
         return pl.lit("all").alias("window")
     column = pl.col(timestamp).dt.truncate(period)
-    formats = {pl.Datetime: "%Y-%m-%dT%H:%M:%S", pl.Date: "%Y-%m-%d"}
-    fmt = next((f for kind, f in formats.items() if isinstance(dtype, kind)), "%Y-%m-%dT%H:%M:%S")
-    return column.dt.to_string(fmt).alias("window")
+    # As drift.parquet: ISO-8601, with the UTC offset of time-zone-aware timestamps.
+    fmt = "%Y-%m-%dT%H:%M:%S" + ("%:z" if getattr(dtype, "time_zone", None) else "")
+    return column.dt.to_string("%Y-%m-%d" if isinstance(dtype, pl.Date) else fmt).alias("window")
 
 
 def segment_expr(segments: list[str]) -> pl.Expr:
@@ -436,15 +411,14 @@ def _class_table(summary: pl.DataFrame, keys: list[str], names: list[str],
                  config: ModelsConfig) -> tuple[pl.DataFrame, dict[str, np.ndarray]]:
     """Per-class drift of the mean predicted distribution, and the of-means totals."""
     k = len(names)
-    means = {side: summary.select(f"__{side}{j}" for j in range(k)).to_numpy()
-             for side in ("b", "c")}
-    shares = {side: summary.select(f"__{side}d{j}" for j in range(k)).to_numpy()
-              for side in ("b", "c")}
+    means = {side: summary.select(_wide(side, j) for j in range(k)).to_numpy() for side in "bc"}
+    shares = {side: summary.select(_wide(side, j, True) for j in range(k)).to_numpy()
+              for side in "bc"}
     to_dist = _AS_DISTRIBUTIONS[config.mode]
-    current, baseline = to_dist(means["c"], "probabilities"), to_dist(means["b"], "probabilities")
+    current, baseline = to_dist(means["c"]), to_dist(means["b"])
     contributions = {
-        metric: _PER_CLASS[config.mode](bin_contributions(
-            current, baseline, metric=metric, base=config.log_base, eps=config.eps))
+        metric: _SUM_LABELS[config.mode](bin_contributions(
+            current, baseline, metric, base=config.log_base, eps=config.eps))
         for metric in ("kl", "js_divergence")
     }
     classes = summary.select(keys).join(pl.DataFrame({"class": names}), how="cross").with_columns(
@@ -475,6 +449,103 @@ def _unmatched_warning(baseline: pl.DataFrame, current: pl.DataFrame, id_column:
     return (f"{'; '.join(notes)}: compared on the {n_matched} matched ids",)
 
 
+@dataclass(frozen=True)
+class _Sides:
+    """Both inputs, loaded and checked: frames (id, context, ``__row``) and output arrays."""
+
+    baseline: pl.DataFrame
+    current: pl.DataFrame
+    baseline_values: np.ndarray
+    current_values: np.ndarray
+    class_names: list[str]
+    timestamp_type: pl.DataType | None
+
+
+def _read_sides(baseline: pl.DataFrame | pl.LazyFrame, current: pl.DataFrame | pl.LazyFrame,
+                config: ModelsConfig) -> _Sides:
+    """Schema checks on both sides first (cheap), then one query and the value checks each."""
+    lazy = {"baseline": baseline.lazy(), "current": current.lazy()}
+    sources = {"baseline": config.baseline, "current": config.current}
+    schemas = {side: collect_schema(frame, sources[side]) for side, frame in lazy.items()}
+    outputs = _resolve_outputs(schemas, config)
+    wanted = [c for c in (config.timestamp, *config.segments) if c is not None]
+    context = {"current": [c for c in wanted if c in schemas["current"]]}
+    context["baseline"] = [c for c in wanted if c not in context["current"]]
+    for side, schema in schemas.items():
+        _check_schema(schema, [config.id_column, *outputs.columns, *context[side]], outputs,
+                      sources[side])
+    id_types = {side: schema[config.id_column] for side, schema in schemas.items()}
+    if id_types["baseline"] != id_types["current"]:
+        raise InputError(f"id types differ: {id_types['baseline']} in the baseline, "
+                         f"{id_types['current']} in the current file; cast one of them",
+                         column=config.id_column)
+    ts_type = {**schemas["baseline"], **schemas["current"]}.get(config.timestamp or "")
+    if ts_type is not None and not ts_type.is_temporal():
+        raise InputError(f"has type {ts_type}, not a date or datetime; cast it or drop period",
+                         column=config.timestamp)
+    (b_frame, b_values), (c_frame, c_values) = (
+        _load_side(lazy[side], outputs, context[side], config, sources[side]) for side in lazy)
+    k = b_values.shape[1]
+    if c_values.shape[1] != k:
+        raise InputError(f"the baseline has {k} classes and the current file "
+                         f"{c_values.shape[1]}: both models must score the same classes",
+                         column=outputs.label)
+    names = outputs.class_names or [str(j) for j in range(k)]
+    if len(names) != k:
+        raise InputError(f"{len(names)} class_names for {k} outputs", column=outputs.label)
+    return _Sides(b_frame, c_frame, b_values, c_values, names, ts_type)
+
+
+def _wide(side: str, j: int, decision: bool = False) -> str:
+    """Internal column of class j: mean-able probability, or 0/1 decision."""
+    return f"__{side}{'d' * decision}{j}"
+
+
+def _per_example(joined: pl.DataFrame, sides: _Sides, config: ModelsConfig) -> pl.DataFrame:
+    """Keys, id, the five metrics, predicted classes and wide per-class columns per example.
+
+    Every metric comes from one vectorised call over the matched (examples x classes) rows.
+    """
+    metrics, pc, pb = _score(sides.current_values[joined["__row"].to_numpy()],
+                             sides.baseline_values[joined["__row_baseline"].to_numpy()],
+                             kind=config.kind, mode=config.mode, temperature=config.temperature,
+                             base=config.log_base, eps=config.eps)
+    decide = _DECISIONS[config.mode]
+    per_class = {side: (probs, decide(probs)) for side, probs in (("b", pb), ("c", pc))}
+    wide = {_wide(side, j, is_decision): values[:, j]
+            for side, pair in per_class.items() for is_decision, values in enumerate(pair)
+            for j in range(len(sides.class_names))}
+
+    def predicted(side: str) -> pl.Expr:
+        # The predicted classes as text: the argmax, or the labels that are on (sigmoid).
+        return pl.concat_str([pl.when(pl.col(_wide(side, j, True))).then(pl.lit(name))
+                              for j, name in enumerate(sides.class_names)],
+                             separator=",", ignore_nulls=True)
+
+    return (
+        joined.select(config.id_column, pl.col(config.segments).cast(pl.String),
+                      segment_expr(config.segments),
+                      window_expr(config.timestamp, config.period, sides.timestamp_type))
+        .with_columns(*(pl.Series(m, metrics[m]) for m in PER_EXAMPLE),
+                      **{name: pl.Series(values) for name, values in wide.items()})
+        .with_columns(baseline_class=predicted("b"), current_class=predicted("c"))
+    )
+
+
+def _top_examples(per_example: pl.DataFrame, keys: list[str], k: int,
+                  config: ModelsConfig) -> pl.DataFrame:
+    """The ``top_n`` examples with the largest ``top_by`` per window x segment."""
+    by = config.top_by
+    probs = {f"{name}_probs": pl.concat_list(_wide(side, j) for j in range(k))
+             for name, side in (("baseline", "b"), ("current", "c"))}
+    return (
+        per_example.filter(pl.col(by).rank("ordinal", descending=True).over(keys) <= config.top_n)
+        .sort([*keys, by], descending=[False] * len(keys) + [True], maintain_order=True)
+        .select(*keys, pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).over(keys).alias("rank"),
+                config.id_column, *PER_EXAMPLE, "baseline_class", "current_class", **probs)
+    )
+
+
 def compare_outputs(
     baseline: pl.DataFrame | pl.LazyFrame,
     current: pl.DataFrame | pl.LazyFrame,
@@ -502,110 +573,47 @@ def compare_outputs(
         Missing columns, empty inputs, null or duplicate ids, no common id, unequal class
         counts, and non-finite or invalid outputs: one line naming file, column and ids.
     """
-    lazy = {"baseline": _scan(baseline, config.baseline),
-            "current": _scan(current, config.current)}
-    sources = {"baseline": config.baseline, "current": config.current}
-    schemas = {side: frame.collect_schema() for side, frame in lazy.items()}
-    outputs = _resolve_outputs(schemas["baseline"], config)
-    wanted = [c for c in (config.timestamp, *config.segments) if c is not None]
-    context = {"current": [c for c in wanted if c in schemas["current"]]}
-    context["baseline"] = [c for c in wanted if c not in context["current"]]
-    for side, schema in schemas.items():
-        _check_schema(schema, [config.id_column, *outputs.columns, *context[side]], outputs,
-                      sources[side])
-    id_types = {side: schema[config.id_column] for side, schema in schemas.items()}
-    if id_types["baseline"] != id_types["current"]:
-        raise InputError(f"id types differ: {id_types['baseline']} in the baseline, "
-                         f"{id_types['current']} in the current file; cast one of them",
-                         column=config.id_column)
-    loaded = {side: _load_side(lazy[side], outputs, context[side], config, sources[side])
-              for side in lazy}
-    (b_frame, b_values), (c_frame, c_values) = loaded["baseline"], loaded["current"]
-    if b_values.shape[1] != c_values.shape[1]:
-        raise InputError(f"the baseline has {b_values.shape[1]} classes and the current file "
-                         f"{c_values.shape[1]}: both models must score the same classes",
-                         column=outputs.label)
-    names = outputs.class_names or [str(j) for j in range(b_values.shape[1])]
-    if len(names) != b_values.shape[1]:
-        raise InputError(f"{len(names)} class_names for {b_values.shape[1]} outputs",
-                         column=outputs.label)
-
-    id_column = config.id_column
-    joined = c_frame.join(b_frame, on=id_column, how="inner", suffix="_baseline",
-                          maintain_order="left")
+    sides = _read_sides(baseline, current, config)
+    id_column, k = config.id_column, len(sides.class_names)
+    joined = sides.current.join(sides.baseline, on=id_column, how="inner", suffix="_baseline",
+                                maintain_order="left")
     if joined.height == 0:
-        raise InputError(f"no {id_column!r} value is in both files "
-                         f"({b_frame.height} baseline and {c_frame.height} current rows)",
-                         column=id_column)
-    metrics, pc, pb = _score(c_values[joined["__row"].to_numpy()],
-                             b_values[joined["__row_baseline"].to_numpy()],
-                             kind=config.kind, mode=config.mode, temperature=config.temperature,
-                             base=config.log_base, eps=config.eps)
-    dc, db = _DECISIONS[config.mode](pc), _DECISIONS[config.mode](pb)
-    ts_dtype = {**schemas["baseline"], **schemas["current"]}.get(config.timestamp or "")
-    if ts_dtype is not None and not ts_dtype.is_temporal():
-        raise InputError(f"has type {ts_dtype}, not a date or datetime; cast it or drop "
-                         "period", column=config.timestamp)
+        raise InputError(f"no {id_column!r} value is in both files ({sides.baseline.height} "
+                         f"baseline and {sides.current.height} current rows)", column=id_column)
+    per_example = _per_example(joined, sides, config)
+    wide = [_wide(side, j, d) for side in "bc" for d in (False, True) for j in range(k)]
     keys = [*config.segments, "segment", "window"]
-
-    def label(prefix: str) -> pl.Expr:
-        return pl.concat_str([pl.when(pl.col(f"__{prefix}d{j}")).then(pl.lit(name))
-                              for j, name in enumerate(names)], separator=",", ignore_nulls=True)
-
-    wide = {f"__{side}{j}": probs[:, j] for side, probs in (("b", pb), ("c", pc))
-            for j in range(len(names))}
-    wide |= {f"__{side}d{j}": dec[:, j] for side, dec in (("b", db), ("c", dc))
-             for j in range(len(names))}
-    per_example = (
-        joined.select(id_column, *config.segments, segment_expr(config.segments),
-                      window_expr(config.timestamp, config.period, ts_dtype))
-        .with_columns(*(pl.Series(m, metrics[m]) for m in PER_EXAMPLE), **{
-            name: pl.Series(values) for name, values in wide.items()})
-        .with_columns(baseline_class=label("b"), current_class=label("c"))
-    )
     summary = (
         per_example.lazy().group_by(keys).agg(
             pl.len().alias("n"),
             *(fn(pl.col(m)).alias(f"{m}_{s}") for m in PER_EXAMPLE for s, fn in STATS.items()),
             (pl.col("baseline_class") != pl.col("current_class")).mean().alias("flip_rate"),
-            pl.col(*wide).mean(),
+            pl.col(wide).mean(),
         ).sort(keys).collect()
     )
-    classes, totals = _class_table(summary, keys, names, config)
-    summary = summary.select(pl.exclude(*wide)).with_columns(
-        *(pl.Series(name, values) for name, values in totals.items())
-    ).with_columns(
+    classes, totals = _class_table(summary, keys, sides.class_names, config)
+    summary = summary.drop(wide).with_columns(**{
+        name: pl.Series(values) for name, values in totals.items()}).with_columns(
         metric=pl.lit(config.metric), value=pl.col(config.metric),
         warn_threshold=pl.lit(config.warn), critical_threshold=pl.lit(config.critical),
         status=_status_expr(config),
     )
-    prob_lists = {f"{side}_probs": pl.concat_list(f"__{s}{j}" for j in range(len(names)))
-                  for side, s in (("baseline", "b"), ("current", "c"))}
-    examples = (
-        per_example.filter(
-            pl.col(config.top_by).rank("ordinal", descending=True).over(keys) <= config.top_n)
-        .with_columns(**prob_lists)
-        .sort([*keys, config.top_by], descending=[False] * len(keys) + [True],
-              maintain_order=True)
-        .with_columns(rank=pl.int_range(1, pl.len() + 1).over(keys).cast(pl.UInt32))
-        .select(*keys, "rank", id_column, *PER_EXAMPLE, "baseline_class", "current_class",
-                *prob_lists)
-    )
+    n_base, n_cur, n_matched = sides.baseline.height, sides.current.height, joined.height
     return ModelDrift(
-        summary=summary, classes=classes, examples=examples,
-        per_example=per_example.select(pl.exclude(*wide)),
-        n_baseline=b_frame.height, n_current=c_frame.height, n_matched=joined.height,
-        n_unmatched_baseline=b_frame.height - joined.height,
-        n_unmatched_current=c_frame.height - joined.height,
-        warnings=_unmatched_warning(b_frame, c_frame, id_column, joined.height),
+        summary=summary, classes=classes,
+        examples=_top_examples(per_example, keys, k, config),
+        per_example=per_example.drop(wide),
+        n_baseline=n_base, n_current=n_cur, n_matched=n_matched,
+        n_unmatched_baseline=n_base - n_matched, n_unmatched_current=n_cur - n_matched,
+        warnings=_unmatched_warning(sides.baseline, sides.current, id_column, n_matched),
         config=config,
     )
 
 
 def compare_models(config: ModelsConfig) -> ModelDrift:
-    """Read ``config.baseline`` and ``config.current`` (Parquet) and compare them."""
-    return compare_outputs(pl.scan_parquet(config.baseline), pl.scan_parquet(config.current),
-                           config)
+    """Scan ``config.baseline`` and ``config.current`` (Parquet file, glob or folder) and
+    compare them with :func:`compare_outputs`."""
+    return compare_outputs(scan_source(config.baseline), scan_source(config.current), config)
 
 
 # --- outputs ----------------------------------------------------------------------------
@@ -613,24 +621,12 @@ _SEVERITY = {"critical": 0, "warn": 1}
 _TOP_IN_BLOCK = 3
 
 
-def _json_safe(value: Any, key: str, reasons: dict[str, str]) -> Any:
-    """Replace non-finite floats by None (noting why under the field name), recursively."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v, k, reasons) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v, key, reasons) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        reasons[key] = ("infinite: a class has probability 0 under one model; set eps > 0 to "
-                        "bound KL" if math.isinf(value) else "not a number")
-        return None
-    return value
-
-
 def models_block(result: ModelDrift) -> dict[str, Any]:
     """The ``models`` entry of ``alerts.json``: counts, warnings and every warn/critical row.
 
     Each alert carries its three largest per-class JS contributions and its three
-    most-changed examples. Non-finite numbers become ``null`` with a ``null_reasons`` entry.
+    most-changed examples. Non-finite numbers become ``null`` with a ``null_reasons`` entry
+    (:func:`pipeline.outputs.json_safe`).
     """
     config, summary = result.config, result.summary
     keys = [*config.segments, "segment", "window"]
@@ -657,8 +653,7 @@ def models_block(result: ModelDrift) -> dict[str, Any]:
                 "flip_rate", "js_distance_of_means", "top_classes", "top_examples")
     )
     counts = dict(summary["status"].value_counts().iter_rows())
-    reasons: dict[str, str] = {}
-    block = _json_safe({
+    return json_safe({
         "schema_version": SCHEMA_VERSION,
         "inputs": {"baseline": config.baseline, "current": config.current},
         "kind": config.kind, "mode": config.mode, "temperature": config.temperature,
@@ -671,8 +666,7 @@ def models_block(result: ModelDrift) -> dict[str, Any]:
             "ok", "warn", "critical", "insufficient_data")}},
         "alerts": alerts.to_dicts(),
         "files": dict(MODELS_FILES),
-    }, "", reasons)
-    return block | ({"null_reasons": reasons} if reasons else {})
+    })
 
 
 def write_model_outputs(result: ModelDrift, run_dir: str | Path) -> dict[str, Any]:
@@ -682,5 +676,5 @@ def write_model_outputs(result: ModelDrift, run_dir: str | Path) -> dict[str, An
     """
     tables = {"models": result.summary, "classes": result.classes, "examples": result.examples}
     for name, table in tables.items():
-        atomic_write(Path(run_dir) / MODELS_FILES[name], table.write_parquet)
+        write_parquet(Path(run_dir) / MODELS_FILES[name], table)
     return models_block(result)

@@ -13,10 +13,13 @@ import json
 import math
 import sys
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from pipeline.outputs import alerts_document, write_run_outputs
 
 WARN, CRITICAL = 0.1, 0.2
 
@@ -180,45 +183,61 @@ def make_drift(
     return pl.DataFrame(rows, schema=schema)
 
 
-SEVERITY = {"critical": 0, "warn": 1}
+def with_verdicts(verdicts: dict[str, tuple[str, float | None]]) -> pl.DataFrame:
+    """A one-window table of the given features, each with the given (status, value)."""
+    drift = make_drift(len(verdicts), 1, names=list(verdicts), problems=False)
+    status = pl.col("feature").replace_strict({f: s for f, (s, _) in verdicts.items()})
+    value = pl.col("feature").replace_strict({f: v for f, (_, v) in verdicts.items()},
+                                             return_dtype=pl.Float64)
+    reason = pl.when(status.is_in(["error", "insufficient_data"])).then(pl.lit("because"))
+    return drift.with_columns(status=status, value=value, reason=reason)
 
 
 def make_alerts(drift: pl.DataFrame, *, run_id: str = "2024-06-08T00-00-00Z",
                 created_at: str = "2024-06-08T00:05:12Z") -> dict:
-    """The alerts.json document for ``drift``, following docs/architecture.md."""
+    """The alerts.json document of ``drift``, built by the pipeline's own writer."""
     config = {"metric": "js_distance", "base": 2,
               "thresholds": {"warn": WARN, "critical": CRITICAL}, "fdr_q": 0.01,
               "min_count": 50}
-    counts = dict(drift.group_by("status").len().iter_rows())
-    keys = ("segment", "feature", "window", "status", "metric", "value", "warn_threshold",
-            "critical_threshold", "p_value", "q_value", "n_baseline", "n_current", "top_bins")
-    alerting = drift.filter(pl.col("status").is_in(["warn", "critical"])).sort(
-        pl.col("status").replace_strict(SEVERITY, return_dtype=pl.Int8), pl.col("value"),
-        descending=[False, True])
-    problems = drift.filter(pl.col("status").is_in(["error", "insufficient_data"]))
-    return {
-        "schema_version": 1,
-        "run": {"run_id": run_id, "created_at": created_at, "tool_version": "0.1.0",
-                "inputs": {"baseline": "data/baseline_profile.parquet",
-                           "current": "data/flights/2024-06-*.parquet"},
-                "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-                .hexdigest(),
-                "metric": "js_distance", "base": 2, "config": config},
-        "summary": {"total": drift.height,
-                    **{s: counts.get(s, 0) for s in
-                       ("ok", "warn", "critical", "insufficient_data", "error")}},
-        "alerts": alerting.select(keys).to_dicts(),
-        "problems": problems.select("segment", "feature", "window", "status", "reason")
-        .to_dicts(),
-    }
+    run = {"run_id": run_id, "created_at": created_at, "tool_version": "0.1.0",
+           "inputs": {"baseline": "data/baseline_profile.parquet",
+                      "current": "data/flights/2024-06-*.parquet"},
+           "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+           "metric": "js_distance", "base": 2, "config": config}
+    return alerts_document(drift, run)
 
 
 def write_run(run_dir: Path, drift: pl.DataFrame, alerts: dict) -> Path:
-    """Write ``drift.parquet`` and ``alerts.json`` into ``run_dir`` (test setup only)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    drift.write_parquet(run_dir / "drift.parquet")
-    (run_dir / "alerts.json").write_text(json.dumps(alerts, indent=2))
+    """Write ``drift.parquet`` and ``alerts.json`` into ``run_dir`` as a drift run does."""
+    write_run_outputs(run_dir, drift, alerts)
     return run_dir
+
+
+class ParsedPage(HTMLParser):
+    """Tags (with attributes), text and script bodies of an HTML page, for assertions."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        (self.scripts if self._in_script else self.text).append(data)
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        """Attributes of every ``tag`` element."""
+        return [attrs for name, attrs in self.tags if name == tag]
 
 
 if __name__ == "__main__":

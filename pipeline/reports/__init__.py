@@ -2,20 +2,30 @@
 
 Nothing is recomputed: `write_reports` only reads the run folder (and, optionally, the
 history dataset), so ``kl-drift report RUN_DIR`` can re-render old runs.
+
+The renderers are imported on first use, so that importing a light submodule such as
+`pipeline.reports.summary` does not load matplotlib and Jinja2 (about a second).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pipeline.history import read_history
-from pipeline.outputs import atomic_write_text
-from pipeline.reports.html import render_html
-from pipeline.reports.markdown import render_markdown
-from pipeline.reports.run_folder import ALERTS_FILE, DRIFT_FILE, read_alerts, read_drift
+if TYPE_CHECKING:
+    from pipeline.reports.html import render_html
+    from pipeline.reports.markdown import render_markdown
 
 __all__ = ["render_html", "render_markdown", "write_reports"]
+_LAZY = {"render_html": "pipeline.reports.html", "render_markdown": "pipeline.reports.markdown"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def write_reports(
@@ -31,6 +41,7 @@ def write_reports(
         A run folder holding ``drift.parquet`` and ``alerts.json``.
     history_dir : path, optional
         The history dataset (`pipeline.history`); adds drift across runs to the plots.
+        A missing folder is fine: the report then has no across-runs plots.
 
     Returns
     -------
@@ -42,6 +53,12 @@ def write_reports(
     pipeline.errors.InputError
         When a file is missing or malformed.
     """
+    from pipeline.history import read_history
+    from pipeline.outputs import ALERTS_FILE, DRIFT_FILE, atomic_write_text
+    from pipeline.reports.html import render_html
+    from pipeline.reports.markdown import render_markdown
+    from pipeline.reports.run_folder import read_alerts, read_drift
+
     run_dir = Path(run_dir)
     drift = read_drift(run_dir / DRIFT_FILE)
     alerts = read_alerts(run_dir / ALERTS_FILE)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -18,22 +17,27 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
+from pipeline.history import CREATED_AT, as_utc
 from pipeline.reports.plots import feature_svg
 from pipeline.reports.summary import (
     ALERTING,
+    STATUS_COLORS,
     STATUS_LABELS,
     feature_rows,
     fmt_count,
     fmt_p,
     fmt_share,
     fmt_value,
+    problem_rows,
     run_facts,
     severity,
     status_counts,
+    thresholds_vary,
     window_labels,
 )
 
 MAX_PLOTS = 50
+MAX_PROBLEMS = 100
 SERIES_COLUMNS = ("label", "value", "status", "warn_threshold", "critical_threshold")
 
 _ENV = Environment(loader=PackageLoader("pipeline.reports", "templates"), autoescape=True,
@@ -84,10 +88,11 @@ def _detail(row: Mapping[str, Any], detail_id: str, window: str) -> dict[str, An
     return {
         "id": detail_id, "feature": row["feature"], "segment": row["segment"],
         "status": row["status"], "status_label": STATUS_LABELS[row["status"]],
-        "facts": " · ".join(facts),
+        "facts": " · ".join(facts), "svg": None,
         "top_bins": [{"bin": b["bin"], "baseline": fmt_share(b["baseline_share"]),
                       "current": fmt_share(b["current_share"]),
-                      "contribution": fmt_value(b["contribution"])} for b in row["top_bins"]],
+                      "contribution": fmt_value(b["contribution"])}
+                     for b in row["top_bins"] or []],
     }
 
 
@@ -101,7 +106,7 @@ def _windows(drift: pl.DataFrame, plotted: pl.DataFrame) -> dict[tuple[str, str]
 
 def _runs(history: pl.DataFrame | None, plotted: pl.DataFrame, run: Mapping[str, Any]
           ) -> dict[tuple[str, str], pl.DataFrame]:
-    """Per segment x feature: the worst window of every earlier run, then this run's."""
+    """Per segment x feature: the worst window of each run in history and of this one."""
     if history is None:
         return {}
     keys = ["segment", "feature"]
@@ -109,8 +114,7 @@ def _runs(history: pl.DataFrame | None, plotted: pl.DataFrame, run: Mapping[str,
             .join(plotted.select(keys), on=keys, how="semi"))
     if past.is_empty():
         return {}
-    created = datetime.fromisoformat(str(run["created_at"]))
-    current = plotted.with_columns(created_at=pl.lit(created).dt.convert_time_zone("UTC"))
+    current = plotted.with_columns(created_at=pl.lit(as_utc(run["created_at"]), dtype=CREATED_AT))
     columns = ["created_at", *keys, *SERIES_COLUMNS[1:]]
     series = (pl.concat([feature_rows(past, by=("run_id", *keys)).select(columns),
                          current.select(columns)], how="vertical_relaxed")
@@ -150,23 +154,32 @@ def render_html(
     labels = window_labels(drift)
     details = []
     for i, row in enumerate(plotted.drop("bins").iter_rows(named=True)):
-        key = (row["segment"], row["feature"])
+        key, bins = (row["segment"], row["feature"]), plotted["bins"][i]
         detail = _detail(row, f"f{i}", labels.get(row["window"], row["window"]))
-        # Trusted markup: matplotlib XML-escapes every label it writes into the SVG.
-        detail["svg"] = Markup(feature_svg(
-            plotted["bins"][i].struct.unnest(), metric=metric, salt=f"kd{i}",
-            windows=windows.get(key), runs=runs.get(key)))
+        if bins is not None and len(bins):
+            # Trusted markup: matplotlib XML-escapes every label it writes into the SVG.
+            detail["svg"] = Markup(feature_svg(
+                bins.struct.unnest(), metric=metric, salt=f"kd{i}", windows=windows.get(key),
+                runs=runs.get(key)))
         details.append(detail)
     detail_ids = {(d["segment"], d["feature"]): d["id"] for d in details}
     table = [_table_row(row, detail_ids.get((row["segment"], row["feature"])),
                         labels.get(row["window"], row["window"]))
              for row in rows.drop("bins").iter_rows(named=True)]
+    problems = problem_rows(drift)
+    problem_list = [
+        {"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
+         "feature": r["feature"], "segment": r["segment"],
+         "window": labels.get(r["window"], r["window"]), "reason": r["reason"] or ""}
+        for r in problems.head(MAX_PROBLEMS).select(
+            "status", "feature", "segment", "window", "reason").iter_rows(named=True)]
     js = (_STATIC / "report.js").read_text(encoding="utf-8")
     script_hash = base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()
     return _ENV.get_template("report.html.j2").render(
         csp=("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
              f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'"),
         css=Markup((_STATIC / "report.css").read_text(encoding="utf-8")),
+        status_colors=STATUS_COLORS,
         js=Markup(js),  # our own static file, hashed into the CSP above
         run_id=run.get("run_id", ""), created_at=run.get("created_at", ""),
         tool_version=run.get("tool_version", ""), metric=metric,
@@ -175,6 +188,8 @@ def render_html(
         facts=run_facts(drift, alerts),
         n_features=drift["feature"].n_unique(), n_segments=drift["segment"].n_unique(),
         n_windows=drift["window"].n_unique(),
-        rows=table, details=details, n_alerting=alerting.height, max_plots=MAX_PLOTS,
-        has_runs=bool(runs),
+        varying_thresholds=thresholds_vary(rows),
+        rows=table, details=details, problems=problem_list, n_problems=problems.height,
+        n_alerting=alerting.height, max_plots=MAX_PLOTS,
+        has_runs=bool(runs), warnings=list(alerts.get("warnings") or []),
     )

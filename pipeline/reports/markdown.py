@@ -7,7 +7,7 @@ become a link, an image, raw HTML or a broken table row.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import polars as pl
@@ -19,9 +19,10 @@ from pipeline.reports.summary import (
     fmt_p,
     fmt_share,
     fmt_value,
+    problem_rows,
     run_facts,
-    sort_rows,
     status_counts,
+    thresholds_vary,
     window_labels,
 )
 
@@ -56,26 +57,25 @@ def _more(rows: pl.DataFrame, noun: str) -> str:
 
 
 def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
-    segmented = rows["segment"].n_unique() > 1
     windowed = rows["n_windows"].max() > 1
-    varying = rows.select(pl.struct("warn_threshold", "critical_threshold").n_unique()).item() > 1
-    header = ["Status", "Feature", *(["Segment"] if segmented else []),
-              *(["Worst window"] if windowed else []), escape_md(metric),
-              *(["Warn / critical"] if varying else []), "q",
-              *(["Alerting windows"] if windowed else [])]
-    align = [":--", ":--", *([":--"] if segmented else []), *([":--"] if windowed else []),
-             "--:", *(["--:"] if varying else []), "--:", *(["--:"] if windowed else [])]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    for r in rows.head(MAX_ROWS).iter_rows(named=True):
-        cells = [_status(r["status"]), escape_md(r["feature"]),
-                 *([escape_md(r["segment"])] if segmented else []),
-                 *([escape_md(labels.get(r["window"], r["window"]))] if windowed else []),
-                 fmt_value(r["value"]),
-                 *([f"{fmt_value(r['warn_threshold'])} / {fmt_value(r['critical_threshold'])}"]
-                   if varying else []),
-                 fmt_p(r["q_value"]),
-                 *([f"{r['n_alerting']}/{r['n_windows']}"] if windowed else [])]
-        lines.append("| " + " | ".join(cells) + " |")
+    # (shown?, header, alignment, cell): optional columns only when they say something.
+    columns: list[tuple[bool, str, str, Callable[[dict[str, Any]], str]]] = [
+        (True, "Status", ":--", lambda r: _status(r["status"])),
+        (True, "Feature", ":--", lambda r: escape_md(r["feature"])),
+        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
+        (windowed, "Worst window", ":--",
+         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, escape_md(metric), "--:", lambda r: fmt_value(r["value"])),
+        (thresholds_vary(rows), "Warn / critical", "--:",
+         lambda r: f"{fmt_value(r['warn_threshold'])} / {fmt_value(r['critical_threshold'])}"),
+        (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
+        (windowed, "Alerting windows", "--:", lambda r: f"{r['n_alerting']}/{r['n_windows']}"),
+    ]
+    shown = [(header, align, cell) for keep, header, align, cell in columns if keep]
+    lines = ["| " + " | ".join(h for h, _, _ in shown) + " |",
+             "|" + "|".join(a for _, a, _ in shown) + "|"]
+    lines += ["| " + " | ".join(cell(r) for _, _, cell in shown) + " |"
+              for r in rows.head(MAX_ROWS).iter_rows(named=True)]
     return "\n".join(lines) + "\n" + _more(rows.slice(MAX_ROWS), "features")
 
 
@@ -92,7 +92,7 @@ def _top_bins(alerting: pl.DataFrame, labels: dict[str, str]) -> str:
         bins = "; ".join(
             f"{escape_md(b['bin'])} {fmt_share(b['baseline_share'])} → "
             f"{fmt_share(b['current_share'])} ({b['contribution']:+.3g})"
-            for b in r["top_bins"] if b["contribution"] is not None)
+            for b in r["top_bins"] or [] if b["contribution"] is not None)
         lines.append(f"- **{escape_md(r['feature'])}**{_where(r, labels)}, "
                      f"{escape_md(r['metric'])} {fmt_value(r['value'])}: {bins or 'no bins'}")
     return "\n".join(lines) + "\n" + _more(alerting.slice(MAX_DETAILS), "alerting features")
@@ -143,9 +143,12 @@ def render_markdown(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
         parts += ["## Top contributing bins\n",
                   "Baseline → current share of rows, and the bin's contribution.\n",
                   _top_bins(alerting, labels)]
-    problems = sort_rows(drift.filter(pl.col("status").is_in(["error", "insufficient_data"])))
+    problems = problem_rows(drift)
     if problems.height:
         parts += ["## Problems\n", _problems(problems, labels)]
+    if alerts.get("warnings"):
+        parts += ["## Warnings\n", "\n".join(f"- {escape_md(w)}" for w in alerts["warnings"])
+                  + "\n"]
     parts += ["## Run\n", "\n".join(f"- {label}: {escape_md(value)}"
                                     for label, value in run_facts(drift, alerts)) + "\n"]
     return "\n".join(parts)

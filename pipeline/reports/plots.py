@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
 from pipeline.reports.summary import STATUS_COLORS, compact_time_labels
 
@@ -109,7 +109,7 @@ def _draw_bins(hist: Axes, contrib: Axes, bins: pl.DataFrame, metric: str, n_tot
                  color=np.where(values >= 0, STATUS_COLORS["critical"], CURRENT_COLOR))
     contrib.axvline(0, color=AXIS_COLOR, linewidth=0.8)
     contrib.set_ylim(bins.height - 0.5, -0.5)
-    contrib.set_yticks(y, [])
+    contrib.yaxis.set_major_locator(NullLocator())  # bins are labelled once, on the left
     contrib.xaxis.set_major_locator(MaxNLocator(5))
     contrib.set_title(f"Contribution to {metric}")
 
@@ -130,6 +130,7 @@ def _draw_series(ax: Axes, series: pl.DataFrame, title: str, *, width: float,
     ticks = np.arange(0, series.height, math.ceil(series.height / max(1, width // label_width)))
     ax.set_xticks(ticks, [labels[i] for i in ticks])
     ax.set_xlim(-0.5, series.height - 0.5)
+    ax.margins(y=0.12)  # room above the highest marker
     ax.set_ylim(bottom=0)
     ax.set_title(title)
     if legend:

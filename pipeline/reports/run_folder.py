@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
 from pipeline.errors import InputError
+from pipeline.outputs import SCHEMA_VERSION, AlertsDocument
 
-DRIFT_FILE = "drift.parquet"
-ALERTS_FILE = "alerts.json"
-SCHEMA_VERSION = 1
 # The drift-table columns the reports read (docs/architecture.md has the full contract).
 REPORT_COLUMNS = ("segment", "feature", "window", "n_baseline", "n_current", "metric", "value",
                   "warn_threshold", "critical_threshold", "p_value", "q_value", "status",
                   "reason", "top_bins", "bins")
-SUMMARY_KEYS = ("total", "ok", "warn", "critical", "insufficient_data", "error")
 
 
 def _require_file(path: Path) -> None:
@@ -47,26 +45,20 @@ def read_drift(path: Path) -> pl.DataFrame:
 
 
 def read_alerts(path: Path) -> dict[str, Any]:
-    """Load ``alerts.json`` and check the parts the reports use (see docs/reports.md)."""
+    """Load ``alerts.json`` and validate it against `AlertsDocument` (docs/reports.md)."""
     _require_file(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        AlertsDocument.model_validate(doc)
+        datetime.fromisoformat(doc["run"]["created_at"])  # the across-runs plot orders by it
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"not valid JSON: {exc}", source=str(path)) from exc
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
-        version = doc.get("schema_version") if isinstance(doc, dict) else None
-        raise InputError(f"expected an alerts document with schema_version {SCHEMA_VERSION}, "
-                         f"got {version!r}", source=str(path))
-    run, summary = doc.get("run"), doc.get("summary")
-    if not isinstance(run, dict) or not isinstance(run.get("run_id"), str):
-        raise InputError("'run' must be an object with a string 'run_id'", source=str(path))
-    try:
-        datetime.fromisoformat(str(run.get("created_at")))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "document"
+        raise InputError(f"not a valid alerts document (schema_version {SCHEMA_VERSION}): "
+                         f"{where}: {first['msg']}", source=str(path)) from exc
     except ValueError as exc:
-        raise InputError(f"'run.created_at' is not an ISO-8601 time: {run.get('created_at')!r}",
+        raise InputError(f"run.created_at is not an ISO-8601 time: {exc}",
                          source=str(path)) from exc
-    if not isinstance(summary, dict) or not all(
-            isinstance(summary.get(k), int) for k in SUMMARY_KEYS):
-        raise InputError(f"'summary' must give an integer count for each of {SUMMARY_KEYS}",
-                         source=str(path))
     return doc

@@ -15,18 +15,17 @@ import polars as pl
 
 STATUSES = ("critical", "warn", "error", "insufficient_data", "ok")  # most severe first
 ALERTING = ("critical", "warn")
+PROBLEMS = ("error", "insufficient_data")
 STATUS_LABELS = {"critical": "critical", "warn": "warn", "error": "error",
                  "insufficient_data": "insufficient data", "ok": "ok"}
 STATUS_COLORS = {"critical": "#b91c1c", "warn": "#b45309", "error": "#6d28d9",
                  "insufficient_data": "#475569", "ok": "#15803d"}
-UNITS = {2: "bits", 10: "bans"}
 
 
-def severity(status: str | pl.Expr = "status") -> pl.Expr:
-    """Rank of a status column: 0 = critical ... 4 = ok; unknown statuses rank last."""
-    column = pl.col(status) if isinstance(status, str) else status
-    return column.replace_strict({s: i for i, s in enumerate(STATUSES)}, default=len(STATUSES),
-                                 return_dtype=pl.Int8)
+def severity() -> pl.Expr:
+    """Rank of the ``status`` column: 0 = critical ... 4 = ok; unknown statuses rank last."""
+    return pl.col("status").replace_strict({s: i for i, s in enumerate(STATUSES)},
+                                           default=len(STATUSES), return_dtype=pl.Int8)
 
 
 def sort_rows(df: pl.DataFrame) -> pl.DataFrame:
@@ -51,6 +50,11 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
     return sort_rows(worst)
 
 
+def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
+    """Every ``error`` / ``insufficient_data`` window, errors first."""
+    return sort_rows(drift.filter(pl.col("status").is_in(PROBLEMS)))
+
+
 def status_counts(alerts: Mapping[str, Any]) -> dict[str, int]:
     """Counts per status from ``alerts["summary"]``, most severe first."""
     summary = alerts["summary"]
@@ -68,17 +72,23 @@ def thresholds_text(drift: pl.DataFrame) -> str:
             f"{critical.min():.3g}–{critical.max():.3g} (per feature / calibrated)")
 
 
+def thresholds_vary(rows: pl.DataFrame) -> bool:
+    """Whether the rows have different thresholds, so a table needs a thresholds column."""
+    pairs = rows.select(pl.struct("warn_threshold", "critical_threshold").n_unique())
+    return pairs.item() > 1
+
+
 def run_facts(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Run metadata as (label, value) pairs of plain, unescaped text."""
     run = alerts["run"]
-    base = run.get("base")
-    unit = UNITS.get(base, "nats") if base is not None else "nats"
+    base = run.get("base", "e")
     inputs = run.get("inputs") or {}
     return [
         ("Run id", str(run.get("run_id", ""))),
         ("Created", str(run.get("created_at", ""))),
-        *[(f"{name.capitalize()} input", str(path)) for name, path in inputs.items()],
-        ("Metric", f"{run.get('metric', '')} (base {base if base is not None else 'e'}, {unit})"),
+        *[(f"{name.capitalize()} input", "—" if path is None else str(path))
+          for name, path in inputs.items()],
+        ("Metric", f"{run.get('metric', '')} (base {base}, {'bits' if base == 2 else 'nats'})"),
         ("Thresholds", thresholds_text(drift)),
         ("Config hash", str(run.get("config_hash", ""))[:12]),
         ("Tool version", str(run.get("tool_version", ""))),

@@ -1,0 +1,358 @@
+"""Raw rows -> histogram long format against a baseline profile, per window and segment.
+
+One streaming pass over the data bins every feature. Polars reads and casts the columns
+(and maps categories to bin indices); numpy counts numeric bins as differences of
+``#(x >= edge)``, one vectorised comparison per edge, several times faster than
+``searchsorted`` or polars ``cut`` for profile-sized edge lists (docs/benchmarks.md).
+Windows and segments get one group id per row, shared by all features. Counts of each
+batch are summed, so memory is bounded by the batch size and partial results from several
+workers add up the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import polars as pl
+
+from pipeline.errors import ConfigError, InputError
+from pipeline.readers import HISTOGRAM_COLUMNS, collect_schema, iter_batches
+
+if TYPE_CHECKING:
+    from pipeline.profile import Profile
+
+MISSING = "__missing__"
+OTHER = "__other__"
+
+_BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-batch overhead
+_CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 cache
+_SEARCH_ABOVE = 64  # with more edges than this, binary search beats counting edges
+_MAX_RUNS = 64  # above this many runs of one group in a batch, per-run overhead dominates
+_SLOT = "__slot"
+_UNPARSED = "__unparsed"
+
+
+def _format_edge(value: float) -> str:
+    """Shortest text that parses back to exactly ``value`` (``"5"``, ``"0.1"``, ``"inf"``)."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def bin_label(lower: float, upper: float) -> str:
+    """Label of the numeric bin holding ``lower <= x < upper``.
+
+    Written ``"[lower, upper)"`` with the shortest round-trippable numbers and ``-inf``/
+    ``inf`` for open tails. When a bound is the float right after a shorter number ``c``
+    (the edges of a point-mass bin), the equivalent closed/open form is used instead:
+    ``[c, nextafter(c))`` is written ``"[c, c]"`` and ``[nextafter(c), u)`` is ``"(c, u)"``.
+    Every form denotes exactly the same set of floats.
+
+    >>> bin_label(-math.inf, 0.5)
+    '[-inf, 0.5)'
+    >>> bin_label(3.0, math.nextafter(3.0, math.inf))
+    '[3, 3]'
+    """
+    left, right = "[" + _format_edge(lower), _format_edge(upper) + ")"
+    if math.isfinite(lower):
+        before = _format_edge(math.nextafter(lower, -math.inf))
+        if len(before) < len(left) - 1:
+            left = "(" + before
+    if math.isfinite(upper):
+        before = _format_edge(math.nextafter(upper, -math.inf))
+        if len(before) < len(right) - 1:
+            right = before + "]"
+    return f"{left}, {right}"
+
+
+@dataclass(frozen=True)
+class _Feature:
+    """How one profile feature is binned: bins ``0..n_bins-1`` in profile ``bin_index`` order."""
+
+    name: str
+    kind: str
+    n_bins: int
+    edges: np.ndarray  # numeric: interior edges (the finite lower bounds), ascending
+    categories: list[str]  # categorical: labels of bins 0..len-1; then __other__, __missing__
+
+
+def _features(table: pl.DataFrame) -> list[_Feature]:
+    """Binning specs from the profile table (one row per bin, ordered by ``bin_index``)."""
+    # a stable sort keeps the features in profile order
+    grouped = (table.sort("bin_index", maintain_order=True)
+               .group_by("feature", maintain_order=True)
+               .agg(pl.col("kind").first(), pl.len().alias("n_bins"),
+                    pl.col("lower").filter(pl.col("lower").is_finite()).alias("edges"),
+                    pl.col("bin").filter(~pl.col("bin").is_in([OTHER, MISSING]))
+                    .alias("categories")))
+    return [_Feature(row["feature"], row["kind"], row["n_bins"],
+                     np.asarray(row["edges"], dtype=np.float64), row["categories"])
+            for row in grouped.iter_rows(named=True)]
+
+
+def _numeric_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index of every value: the number of edges <= value (NaN -> ``len(edges) + 1``).
+
+    ``-inf`` lands in bin 0 and ``+inf`` in the last numeric bin, like any out-of-range value.
+    """
+    n_edges = len(edges)
+    if n_edges > _SEARCH_ABOVE:
+        # NaN sorts after every number, so a trailing NaN edge sends NaN to index n_edges + 1.
+        return np.searchsorted(np.append(edges, np.nan), values, side="right")
+    codes = np.empty(len(values), dtype=np.int8)  # at most _SEARCH_ABOVE + 2 bins
+    reached = np.empty(min(_CHUNK, len(values)), dtype=np.bool_)
+    for start in range(0, len(values), _CHUNK):
+        chunk, out = values[start:start + _CHUNK], codes[start:start + _CHUNK]
+        mask = reached[:len(chunk)]
+        np.isnan(chunk, out=mask)
+        np.multiply(mask, n_edges + 1, out=out)  # NaN compares False below: stays missing
+        for edge in edges:
+            np.greater_equal(chunk, edge, out=mask)
+            np.add(out, mask, out=out)
+    return codes
+
+
+def _numeric_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts of :func:`_numeric_codes` without forming the codes.
+
+    Bin counts are differences of ``#(x >= edge)``, and ``count_nonzero`` of a comparison
+    is about twice as fast as accumulating bin indices and ``bincount``-ing them.
+    """
+    n_edges = len(edges)
+    if n_edges > _SEARCH_ABOVE:
+        return np.bincount(_numeric_codes(values, edges), minlength=n_edges + 2)
+    mask = np.empty(len(values), dtype=np.bool_)
+    np.isnan(values, out=mask)
+    n_missing = np.count_nonzero(mask)
+    at_least = np.zeros(n_edges + 2, dtype=np.int64)  # [#non-missing, #(x >= e_j)..., 0]
+    at_least[0] = len(values) - n_missing
+    for j, edge in enumerate(edges, start=1):
+        np.greater_equal(values, edge, out=mask)
+        at_least[j] = np.count_nonzero(mask)
+    counts = at_least[:-1] - at_least[1:]
+    return np.append(counts, n_missing)
+
+
+def _value_column(index: int) -> str:
+    return f"\0value{index}"
+
+
+def _category_codes(name: str, categories: list[str]) -> pl.Expr:
+    """Bin index of a categorical column: its profile category, else __other__/__missing__."""
+    text = pl.col(name).cast(pl.String)
+    other = len(categories)
+    return (pl.when(text.is_null()).then(pl.lit(other + 1, pl.UInt32))
+            .otherwise(text.replace_strict(categories, range(other), default=other,
+                                           return_dtype=pl.UInt32)))
+
+
+def _window_expr(timestamp: str, dtype: pl.DataType, period: str | None,
+                 source: str | None) -> tuple[pl.Expr, pl.Expr | None]:
+    """The ``window`` column, and for text timestamps the text of values that fail to parse."""
+    column = pl.col(timestamp)
+    if period is None:
+        return column.alias("window"), None
+    try:  # check the period once here rather than failing mid-scan
+        pl.select(pl.lit(0, pl.Datetime("us")).dt.truncate(period))
+    except pl.exceptions.PolarsError as error:
+        raise ConfigError(f"period {period!r} is not a polars duration such as '1h', '1d', "
+                          f"'1w' or '1mo'") from error
+    unparsed = None
+    if dtype == pl.String:
+        # ISO-8601 text; naive times are taken as UTC so every batch gets the same type.
+        parsed = column.str.to_datetime(time_zone="UTC", strict=False)
+        unparsed = pl.when(parsed.is_null()).then(column).alias(_UNPARSED)
+        column = parsed
+    elif not (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
+        raise InputError(f"timestamp column must be a datetime, a date or ISO-8601 text, "
+                         f"found {dtype}", source=source, column=timestamp)
+    return column.dt.truncate(period).alias("window"), unparsed
+
+
+def _check_parsed(unparsed: pl.Series, timestamp: str | None, source: str | None) -> None:
+    bad = unparsed.drop_nulls()
+    if len(bad):
+        raise InputError(f"{len(bad)} timestamp value(s) in a batch are not ISO-8601 text, "
+                         f"first {bad[0]!r}; fix them or store a datetime column",
+                         source=source, column=timestamp)
+
+
+def _check_columns(
+    schema: pl.Schema, features: list[_Feature], keys: Sequence[str],
+    missing: Literal["error", "skip"], source: str | None,
+) -> list[_Feature]:
+    """Drop or reject features absent from the raw schema; reject incompatible types."""
+    for key in keys:
+        if key not in schema:
+            raise InputError("column not found in the raw data; check the timestamp/segment "
+                             "settings", source=source, column=key)
+    absent = [f.name for f in features if f.name not in schema]
+    if absent and missing == "error":
+        raise InputError(f"raw data lacks profile feature column(s) {', '.join(absent)}; "
+                         f"restore them or pass missing='skip'", source=source, column=absent[0])
+    present = [f for f in features if f.name in schema]
+    for feature in present:
+        dtype = schema[feature.name]
+        numeric = dtype.is_numeric() or dtype == pl.Null
+        text = dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null) or isinstance(
+            dtype, pl.Enum)
+        if (feature.kind == "numeric" and not numeric) or (
+                feature.kind == "categorical" and not text):
+            raise InputError(f"profile feature is {feature.kind} but the raw column is "
+                             f"{dtype}; the column type changed since the baseline",
+                             source=source, feature=feature.name)
+    return present
+
+
+def _group_ids(keys_frame: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame]:
+    """Dense group id per row (0..G-1) and the G distinct key rows, in first-seen order."""
+    first = (keys_frame.with_row_index("\0row")
+             .select(pl.col("\0row").first().over(keys_frame.columns))
+             .to_series().to_numpy())
+    is_first = np.zeros(len(first), dtype=np.bool_)
+    is_first[first] = True
+    dense = np.cumsum(is_first, dtype=np.int64) - 1
+    return dense[first], keys_frame[np.flatnonzero(is_first)]
+
+
+def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[_Feature],
+                 offsets: np.ndarray) -> pl.DataFrame:
+    """Counts of one batch: key columns, ``__slot`` (feature offset + bin index), ``count``."""
+    if keys:
+        group, key_rows = _group_ids(batch.select(keys))
+    else:
+        group, key_rows = np.zeros(batch.height, dtype=np.int64), pl.DataFrame()
+    n_groups, n_slots = max(key_rows.height, 1), int(offsets[-1])
+    counts = np.zeros((n_groups, n_slots), dtype=np.int64)
+    # Rows of one group often come together (data sorted by time): histogram each run
+    # directly. Shuffled groups make many short runs: then count bin indices per group.
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
+    runs = list(zip(starts, [*starts[1:], batch.height], strict=True))
+    for i, (feature, offset) in enumerate(zip(features, offsets[:-1], strict=True)):
+        values = batch.get_column(_value_column(i)).to_numpy()
+        columns = slice(offset, offset + feature.n_bins)
+        if feature.kind == "numeric" and len(runs) <= _MAX_RUNS:
+            for start, stop in runs:
+                counts[group[start], columns] += _numeric_histogram(values[start:stop],
+                                                                    feature.edges)
+            continue
+        codes = _numeric_codes(values, feature.edges) if feature.kind == "numeric" else values
+        flat = group * feature.n_bins + codes if keys else codes
+        counts[:, columns] = np.bincount(flat, minlength=n_groups * feature.n_bins
+                                         ).reshape(n_groups, feature.n_bins)
+    rows, slots = np.nonzero(counts)
+    long = pl.DataFrame({_SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
+    return pl.concat([key_rows[rows], long], how="horizontal") if keys else long
+
+
+def bin_raw(
+    raw: pl.LazyFrame,
+    profile: Profile,
+    *,
+    timestamp: str | None = None,
+    period: str | None = None,
+    segments: Sequence[str] = (),
+    features: Sequence[str] | None = None,
+    missing: Literal["error", "skip"] = "error",
+    source: str | None = None,
+) -> pl.DataFrame:
+    """Histograms of raw rows against the bins of ``profile``, in one pass over the data.
+
+    Parameters
+    ----------
+    raw : polars.LazyFrame
+        Raw rows, e.g. from :func:`pipeline.readers.scan_raw`.
+    profile : Profile
+        The baseline profile whose bins are used.
+    timestamp : str, optional
+        Column giving each row's time: a datetime, a date or ISO-8601 text (parsed as UTC
+        when it has no offset).
+    period : str, optional
+        Window length as a polars duration (``"1h"``, ``"1d"``, ``"1w"``, ``"1mo"``): the
+        ``window`` column is the start of each row's period. Without a period the
+        timestamp column's values are used as window labels as they are.
+    segments : sequence of str
+        Columns to split by (cast to text), e.g. ``["model_version", "region"]``.
+    features : sequence of str, optional
+        Profile features to bin (default: all).
+    missing : {"error", "skip"}
+        A profile feature absent from the raw data stops with an InputError listing every
+        absent column, or is left out of the result.
+    source : str, optional
+        The file the rows come from, named in error messages.
+
+    Returns
+    -------
+    polars.DataFrame
+        Long format: segment columns (Utf8), ``feature``, ``window`` (if a timestamp was
+        given), ``bin``, ``count`` (Float64), ``lower``, ``upper``. Every profile bin appears
+        for every (segments, window) group present in the data, with count 0 if empty.
+        Numeric values outside the profile range fall in the open tails, null and NaN in
+        ``__missing__``, categories not in the profile in ``__other__``.
+
+    Raises
+    ------
+    InputError
+        Missing or retyped columns, unparsable timestamps, unreadable data.
+    ConfigError
+        A period that is not a duration, or a period without a timestamp.
+    """
+    if period is not None and timestamp is None:
+        raise ConfigError("period is set but timestamp is not; name the timestamp column")
+    reserved = [c for c in segments if c in HISTOGRAM_COLUMNS or c == timestamp]
+    if reserved:
+        raise InputError("segment column name is reserved by the histogram format; rename it",
+                         source=source, column=reserved[0])
+    specs = _features(profile.table)
+    if features is not None:
+        unknown = sorted(set(features) - {f.name for f in specs})
+        if unknown:
+            raise InputError(f"not a feature of the profile (profile has "
+                             f"{', '.join(f.name for f in specs)})", feature=unknown[0])
+        specs = [f for f in specs if f.name in set(features)]
+    schema = collect_schema(raw, source or "raw data")
+    timestamp_keys = [timestamp] if timestamp is not None else []
+    specs = _check_columns(schema, specs, [*segments, *timestamp_keys], missing, source)
+
+    key_exprs = [pl.col(c).cast(pl.String) for c in segments]
+    check = None
+    if timestamp is not None:
+        window, check = _window_expr(timestamp, schema[timestamp], period, source)
+        key_exprs.append(window)
+    keys = [*segments, *(["window"] if timestamp is not None else [])]
+    # values get private names: a feature may also be a segment column
+    value_exprs = [(pl.col(f.name).cast(pl.Float64) if f.kind == "numeric"
+                    else _category_codes(f.name, f.categories)).alias(_value_column(i))
+                   for i, f in enumerate(specs)]
+    query = raw.select(*key_exprs, *value_exprs, *([check] if check is not None else []))
+
+    offsets = np.cumsum([0, *(f.n_bins for f in specs)])
+    key_schema = query.collect_schema()
+    parts = [pl.DataFrame(schema={**{k: key_schema[k] for k in keys},
+                                  _SLOT: pl.Int64, "count": pl.Int64})]
+    for batch in iter_batches(query, source or "raw data", rows=_BATCH_ROWS):
+        if check is not None:
+            _check_parsed(batch[_UNPARSED], timestamp, source)
+        parts.append(_count_batch(batch, keys, specs, offsets))
+    return _assemble(pl.concat(parts), segments, keys, specs, profile.table)
+
+
+def _assemble(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
+              specs: list[_Feature], table: pl.DataFrame) -> pl.DataFrame:
+    """Sum batch counts and give every group every bin of every feature (count 0 if empty)."""
+    names = [f.name for f in specs]
+    bins = (table.filter(pl.col("feature").is_in(names))
+            .with_columns(order=pl.col("feature").replace_strict(names, range(len(names))))
+            .sort("order", "bin_index")
+            .select(pl.int_range(pl.len(), dtype=pl.Int64).alias(_SLOT),
+                    "feature", "bin", "lower", "upper"))
+    counts = counts.group_by([*keys, _SLOT]).agg(pl.col("count").sum())
+    grid = counts.select(keys).unique().join(bins, how="cross") if keys else bins
+    window = ["window"] if "window" in keys else []
+    return (grid.join(counts, on=[*keys, _SLOT], how="left", nulls_equal=True)
+            .sort([*keys, _SLOT], nulls_last=True)
+            .select(*segments, "feature", *window, "bin",
+                    pl.col("count").fill_null(0).cast(pl.Float64), "lower", "upper"))

@@ -1,0 +1,359 @@
+"""The baseline profile: bins and baseline counts of every feature, built once and reused.
+
+Built from baseline raw rows with one query for every feature's edges or top categories,
+then counted with the same code that bins current data (:func:`pipeline.binning.bin_raw`),
+so the baseline counts are exactly what binning the baseline rows again would give.
+Stored as Parquet with provenance as JSON in the file's key-value metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipeline.binning import MISSING, OTHER, bin_label, bin_raw
+from pipeline.errors import ConfigError, InputError
+from pipeline.outputs import atomic_write
+from pipeline.readers import READ_ERRORS, collect, collect_schema, read_error
+
+SCHEMA_VERSION = 1
+METADATA_KEY = b"kl_drift.profile"
+TABLE_SCHEMA = {
+    "feature": pl.String, "kind": pl.String, "bin": pl.String, "bin_index": pl.Int32,
+    "lower": pl.Float64, "upper": pl.Float64, "count": pl.Float64,
+}
+
+
+def _tool_version() -> str:
+    try:
+        return importlib_metadata.version("kl-drift")
+    except importlib_metadata.PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A baseline profile.
+
+    Attributes
+    ----------
+    table : polars.DataFrame
+        One row per bin: ``feature``, ``kind`` (``numeric``/``categorical``), ``bin`` (label),
+        ``bin_index`` (display order within the feature), ``lower``/``upper`` (numeric edges,
+        ``-inf``/``+inf`` tails; null for categories and ``__missing__``), ``count``.
+        Numeric bins come by ascending ``lower``, then ``__missing__``; categorical bins by
+        descending baseline count, then ``__other__``, then ``__missing__``.
+    metadata : dict
+        ``schema_version``, ``tool_version``, ``created_at``, ``source``, ``strategy``,
+        ``bins``, ``top_k``, ``row_count`` and per-feature details under ``features``.
+    """
+
+    table: pl.DataFrame
+    metadata: dict[str, Any]
+
+    @property
+    def features(self) -> list[str]:
+        """Feature names, in profile order."""
+        return self.table["feature"].unique(maintain_order=True).to_list()
+
+    def histograms(self) -> pl.DataFrame:
+        """The baseline histograms in long format: feature, bin, count, lower, upper."""
+        return self.table.select("feature", "bin", "count", "lower", "upper")
+
+
+def _select_features(
+    schema: pl.Schema, features: Sequence[str] | None, exclude: Sequence[str], source: str,
+) -> dict[str, str]:
+    """Feature name -> kind. Numbers are numeric; text, categoricals and booleans categorical;
+    other types (dates, lists, structs) are skipped unless asked for, which is an error."""
+    def kind(dtype: pl.DataType) -> str | None:
+        if dtype.is_numeric():
+            return "numeric"
+        if dtype in (pl.String, pl.Categorical, pl.Boolean) or isinstance(dtype, pl.Enum):
+            return "categorical"
+        return None
+
+    if features is None:
+        chosen = {name: k for name, dtype in schema.items()
+                  if name not in exclude and (k := kind(dtype)) is not None}
+    else:
+        absent = [f for f in features if f not in schema]
+        if absent:
+            raise InputError(f"baseline lacks feature column(s) {', '.join(absent)}; "
+                             f"found {', '.join(schema.names())}", source=source,
+                             column=absent[0])
+        chosen = {}
+        for name in dict.fromkeys(f for f in features if f not in exclude):
+            if (k := kind(schema[name])) is None:
+                raise InputError(f"type {schema[name]} cannot be a feature (numbers, text, "
+                                 f"categoricals and booleans can)", source=source, column=name)
+            chosen[name] = k
+    if not chosen:
+        raise InputError("no feature columns (numbers or text) to profile", source=source)
+    return chosen
+
+
+def _check_fixed_edges(fixed: Mapping[str, Sequence[float]],
+                       kinds: Mapping[str, str]) -> dict[str, np.ndarray]:
+    checked = {}
+    for name, values in fixed.items():
+        if kinds.get(name) != "numeric":
+            raise ConfigError(f"fixed_edges[{name!r}]: not a numeric feature of the baseline")
+        edges = np.asarray(values, dtype=np.float64)
+        if edges.ndim != 1 or edges.size == 0 or not np.isfinite(edges).all() or (
+                np.diff(edges) <= 0).any():
+            raise ConfigError(f"fixed_edges[{name!r}]: give finite, strictly increasing edges")
+        checked[name] = edges
+    return checked
+
+
+def _edges(candidates: np.ndarray, low: float | None, high: float | None,
+           integral: bool) -> np.ndarray:
+    """Interior edges from candidate values (quantiles or a uniform grid).
+
+    A value repeated among the candidates carries at least one bin's worth of mass, so it
+    gets its own point bin: edges ``v`` and the next possible value (``v + 1`` when every
+    baseline value is a whole number, the next float otherwise) rather than being merged
+    with the values around it.
+    A constant column ``c`` thus gets (-inf, c), [c, c] and (c, inf).
+    """
+    finite = candidates[np.isfinite(candidates)]
+    if low is not None and low == high:
+        finite = np.array([low, low])
+    values, repeats = np.unique(finite, return_counts=True)
+    points = values[repeats > 1]
+    return np.union1d(values, points + 1 if integral else np.nextafter(points, np.inf))
+
+
+def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int,
+                   fixed: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """Interior edges of a numeric feature and where they came from."""
+    if name in fixed:
+        return fixed[name], "fixed"
+    low, high = stats[f"{name}\0min"], stats[f"{name}\0max"]
+    if strategy == "quantile":
+        candidates = np.array(stats[f"{name}\0q"], dtype=np.float64)
+    elif low is None:  # no finite value: one open bin
+        candidates = np.empty(0)
+    else:
+        candidates = np.linspace(low, high, bins + 1)[1:-1]
+    return _edges(candidates, low, high, stats[f"{name}\0integral"]), strategy
+
+
+def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, top_k: int,
+                 fixed: Mapping[str, np.ndarray]) -> list[pl.Expr]:
+    """Expressions computing, in one query, what each feature's bins are derived from."""
+    levels = [i / bins for i in range(1, bins)]
+    exprs = [pl.len().alias("__rows")]
+    for name, kind in kinds.items():
+        if kind == "numeric":
+            x = pl.col(name).cast(pl.Float64)
+            finite = x.filter(x.is_finite())
+            exprs += [finite.min().alias(f"{name}\0min"), finite.max().alias(f"{name}\0max"),
+                      (finite == finite.floor()).all().alias(f"{name}\0integral")]
+            if strategy == "quantile" and name not in fixed:
+                exprs.append(finite.quantile(levels, interpolation="nearest")
+                             .alias(f"{name}\0q"))
+        else:
+            text = pl.col(name).cast(pl.String).alias("value")
+            seen = text.filter(text.is_not_null() & ~text.is_in([MISSING, OTHER]))
+            # sorted inside list.eval so the counts are computed once (hash order varies)
+            item = pl.element()
+            top = (seen.value_counts(name="n").implode()
+                   .list.eval(item.sort_by(item.struct.field("n"), item.struct.field("value"),
+                                           descending=[True, False]).struct.field("value"))
+                   .list.head(top_k))
+            exprs += [top.alias(f"{name}\0top"), seen.n_unique().alias(f"{name}\0distinct")]
+    return exprs
+
+
+def _bins_table(name: str, kind: str, edges: np.ndarray | None,
+                categories: list[str] | None) -> pl.DataFrame:
+    """The bins of one feature, with count 0 (filled by binning the baseline)."""
+    if kind == "numeric":
+        bounds = np.concatenate([[-np.inf], edges, [np.inf]])
+        lower, upper = bounds[:-1].tolist(), bounds[1:].tolist()
+        labels = [bin_label(lo, hi) for lo, hi in zip(lower, upper, strict=True)]
+        labels, lower, upper = [*labels, MISSING], [*lower, None], [*upper, None]
+    else:
+        labels = [*categories, OTHER, MISSING]
+        lower = upper = [None] * len(labels)
+    return pl.DataFrame({"feature": name, "kind": kind, "bin": labels,
+                         "bin_index": range(len(labels)), "lower": lower, "upper": upper,
+                         "count": 0.0}, schema=TABLE_SCHEMA)
+
+
+def build_profile(
+    raw: pl.LazyFrame,
+    *,
+    features: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    strategy: Literal["quantile", "uniform"] = "quantile",
+    bins: int = 20,
+    top_k: int = 50,
+    fixed_edges: Mapping[str, Sequence[float]] | None = None,
+    source: str = "",
+) -> Profile:
+    """Build a baseline profile from baseline raw rows.
+
+    Parameters
+    ----------
+    raw : polars.LazyFrame
+        Baseline rows, e.g. from :func:`pipeline.readers.scan_raw`.
+    features : sequence of str, optional
+        Columns to profile. Default: every numeric column (numeric feature) and every text,
+        categorical or boolean column (categorical feature), except ``exclude``; dates,
+        lists and structs are skipped.
+    exclude : sequence of str
+        Columns never profiled: timestamp, segment and id columns. Unknown names are ignored.
+    strategy : {"quantile", "uniform"}
+        Numeric edges at the baseline's ``1/bins, ..., (bins-1)/bins`` quantiles, or evenly
+        spaced between its finite min and max; the outer bins are open (-inf, +inf tails).
+    bins : int
+        Number of numeric bins before ties are merged (>= 2).
+    top_k : int
+        Categories kept per categorical feature (most frequent; ties by value); the rest go
+        to ``__other__``.
+    fixed_edges : mapping of str to sequence of float, optional
+        Edges that replace the computed ones for some numeric features, e.g. ``{"score":
+        [0, 0.1, ..., 1]}``; open tails are added outside them.
+    source : str
+        Where the rows come from: recorded in the metadata and named in errors.
+
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    InputError
+        Unreadable data, absent or unsupported feature columns, nothing to profile.
+    ConfigError
+        Invalid ``strategy``, ``bins``, ``top_k`` or ``fixed_edges``.
+    """
+    if strategy not in ("quantile", "uniform"):
+        raise ConfigError(f"strategy {strategy!r}: use 'quantile' or 'uniform'")
+    if bins < 2 or top_k < 0:
+        raise ConfigError(f"bins={bins}, top_k={top_k}: need bins >= 2 and top_k >= 0")
+    where = source or "baseline data"
+    kinds = _select_features(collect_schema(raw, where), features, exclude, where)
+    fixed = _check_fixed_edges(fixed_edges or {}, kinds)
+    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
+    stats = stats.row(0, named=True)
+
+    tables, details = [], {}
+    for name, kind in kinds.items():
+        if kind == "numeric":
+            edges, origin = _numeric_edges(stats, name, strategy, bins, fixed)
+            low, high = stats[f"{name}\0min"], stats[f"{name}\0max"]
+            tables.append(_bins_table(name, kind, edges, None))
+            details[name] = {"kind": kind, "edges": origin, "min": low, "max": high}
+        else:
+            top = stats[f"{name}\0top"]
+            tables.append(_bins_table(name, kind, None, top))
+            details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
+                             "n_kept": len(top)}
+    empty = Profile(pl.concat(tables), {})
+    counts = bin_raw(raw, empty, source=where).select("feature", "bin", "count")
+    table = empty.table.drop("count").join(counts, on=["feature", "bin"], how="left",
+                                           maintain_order="left").select(list(TABLE_SCHEMA))
+    row_count = stats["__rows"]
+    per_feature = table.group_by("feature", maintain_order=True).agg(
+        pl.len().alias("n_bins"), pl.col("count").filter(pl.col("bin") == MISSING).sum()
+        .alias("n_missing"))
+    for row in per_feature.iter_rows(named=True):
+        details[row["feature"]] |= {"n_bins": row["n_bins"], "n_rows": row_count,
+                                    "n_missing": int(row["n_missing"])}
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": _tool_version(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "strategy": strategy,
+        "bins": bins,
+        "top_k": top_k,
+        "row_count": row_count,
+        "features": details,
+    }
+    return Profile(table, meta)
+
+
+def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
+    """Write ``profile`` to a Parquet file atomically; the metadata goes in the file's
+    key-value metadata under ``kl_drift.profile`` (JSON)."""
+    arrow = profile.table.to_arrow()
+    arrow = arrow.replace_schema_metadata(
+        {METADATA_KEY: json.dumps(profile.metadata, allow_nan=False).encode()})
+    return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+
+
+def read_profile(path: str | os.PathLike[str]) -> Profile:
+    """Read a profile written by :func:`write_profile`.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, a Parquet file that is not a kl-drift profile, or a
+        profile from a newer kl-drift (``schema_version`` above this version's).
+    """
+    where = os.fspath(path)
+    if not os.path.isfile(where):
+        raise InputError("profile file not found; build one with `kl-drift profile`",
+                         source=where)
+    try:
+        arrow = pq.read_table(where)
+    except READ_ERRORS as error:
+        raise read_error(error, where) from error
+    raw_meta = (arrow.schema.metadata or {}).get(METADATA_KEY)
+    if raw_meta is None:
+        raise InputError("not a kl-drift profile (no kl_drift.profile metadata); build one "
+                         "with `kl-drift profile`", source=where)
+    try:
+        meta = json.loads(raw_meta)
+        version = meta["schema_version"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError("not a kl-drift profile (unreadable kl_drift.profile metadata)",
+                         source=where) from error
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise InputError(f"not a kl-drift profile this version can read (schema_version "
+                         f"{version!r}, supported <= {SCHEMA_VERSION}); upgrade kl-drift",
+                         source=where)
+    table = pl.from_arrow(arrow.replace_schema_metadata(None))
+    if dict(table.schema) != TABLE_SCHEMA:
+        raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
+    bad = _malformed_features(table)
+    if bad:
+        raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
+                         source=where, feature=bad[0])
+    return Profile(table, meta)
+
+
+def _malformed_features(table: pl.DataFrame) -> list[str]:
+    """Features whose bins break the layout binning relies on: ``bin_index`` 0..n-1 and
+    ``__missing__`` last, after contiguous numeric bins from -inf to +inf, or after the
+    categories and ``__other__``."""
+    bad = []
+    for bins in table.sort("bin_index", maintain_order=True).partition_by(
+            "feature", maintain_order=True):
+        labels, kinds = bins["bin"].to_list(), set(bins["kind"])
+        lower, upper = bins["lower"].to_numpy()[:-1], bins["upper"].to_numpy()[:-1]
+        layout = bins["bin_index"].to_list() == list(range(bins.height)) and (
+            labels[-1] == MISSING)
+        if kinds == {"numeric"}:
+            layout &= bool(len(lower) and lower[0] == -np.inf and upper[-1] == np.inf
+                           and (lower[1:] == upper[:-1]).all())
+        else:
+            layout &= kinds == {"categorical"} and labels[-2:-1] == [OTHER]
+        if not layout:
+            bad.append(bins["feature"][0])
+    return bad

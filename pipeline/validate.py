@@ -1,0 +1,55 @@
+"""Check a config or data file the way a run would read it, without running anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.config import load_config
+from pipeline.profile import read_profile
+from pipeline.readers import collect, read_histograms, scan_raw
+from pipeline.run import detect_format
+
+
+def _config(path: str) -> str:
+    config = load_config(path)
+    return (f"config, metric {config.drift.metric} (base {config.drift.base}), "
+            f"warn {config.alerts.warn}, critical {config.alerts.critical}")
+
+
+def _profile(path: str) -> str:
+    profile = read_profile(path)
+    meta = profile.metadata
+    return (f"profile of {len(profile.features)} features from {meta.get('row_count')} rows "
+            f"({meta.get('strategy')}, created {meta.get('created_at')})")
+
+
+def _histogram(path: str) -> str:
+    table = read_histograms(path)
+    windows = table["window"].n_unique() if "window" in table.columns else 1
+    return (f"histogram table, {table.height:,} bins, {table['feature'].n_unique()} features, "
+            f"{windows} windows, {table['count'].sum():,.0f} counts")
+
+
+def _raw(path: str) -> str:
+    scan = scan_raw(path)
+    rows = collect(scan.select(pl.len()), path).item()
+    return f"raw table, {rows:,} rows, {len(scan.collect_schema())} columns"
+
+
+_DESCRIBERS = {"profile": _profile, "histogram": _histogram, "raw": _raw}
+
+
+def describe(path: str) -> str:
+    """Validate ``path`` (a TOML config, a profile, a histogram table or a raw table) and
+    return a one-line summary of it.
+
+    Raises
+    ------
+    InputError, ConfigError
+        The same one-line errors a run would raise on this file.
+    """
+    if Path(path).suffix.lower() == ".toml":
+        return _config(path)
+    return _DESCRIBERS[detect_format(path)](path)

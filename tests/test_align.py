@@ -1,0 +1,137 @@
+"""Alignment of histogram long tables into dense, row-aligned arrays over the bin union."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.align import align
+from pipeline.errors import InputError
+from tests.conftest import categorical_histogram, numeric_histogram
+
+
+def row_bins(aligned, row: int) -> dict[str, tuple[float, float]]:
+    """{bin: (baseline, current)} of one aligned row, in slot order."""
+    cells = aligned.cells.filter(pl.col("row") == row).sort("slot")
+    return {b: (aligned.baseline[row, s], aligned.current[row, s])
+            for b, s in zip(cells["bin"], cells["slot"], strict=True)}
+
+
+def test_bin_union_and_display_order() -> None:
+    baseline = pl.concat([
+        categorical_histogram("c", {"__missing__": 1, "b": 5, "__other__": 2, "a": 3}),
+        numeric_histogram("x", [0, 1], [2, 3, 4, 1]),
+    ], how="diagonal")
+    current = pl.concat([
+        categorical_histogram("c", {"new": 4, "a": 1}),
+        # Current lists the bins in another order; display order comes from the edges.
+        numeric_histogram("x", [0, 1], [1, 1, 1]).reverse(),
+    ], how="diagonal")
+    aligned = align(baseline, current)
+    c_row, x_row = (aligned.rows["feature"].to_list().index(f) for f in ("c", "x"))
+    # Categorical: baseline order (missing/other last), current-only category after them.
+    assert row_bins(aligned, c_row) == {"b": (5, 0), "a": (3, 1), "new": (0, 4),
+                                        "__other__": (2, 0), "__missing__": (1, 0)}
+    assert list(row_bins(aligned, x_row)) == ["[-inf, 0)", "[0, 1)", "[1, inf)", "__missing__"]
+    assert aligned.rows["kind"].to_list() == ["categorical", "numeric"]
+    assert aligned.n_bins.tolist() == [5, 4]
+    # Padding beyond a row's bins is zero on both sides.
+    assert aligned.baseline[x_row, 4:].sum() == aligned.current[x_row, 4:].sum() == 0
+
+
+def test_global_baseline_is_broadcast_to_every_segment_and_window() -> None:
+    baseline = numeric_histogram("x", [0], [6, 4])
+    current = pl.concat([
+        numeric_histogram("x", [0], [1, 2], region=r, window=w)
+        for r in ("EU", "US") for w in ("w1", "w2")
+    ])
+    aligned = align(baseline, current)
+    assert aligned.rows.select("segment", "window").rows() == [
+        ("region=EU", "w1"), ("region=EU", "w2"), ("region=US", "w1"), ("region=US", "w2")]
+    np.testing.assert_array_equal(aligned.baseline, np.tile([6.0, 4.0], (4, 1)))
+    assert aligned.segments == ("region",)
+
+
+def test_per_segment_baseline_and_baseline_windows_are_summed() -> None:
+    baseline = pl.concat([
+        numeric_histogram("x", [0], [1, 2], region="EU", window="jan"),
+        numeric_histogram("x", [0], [3, 4], region="EU", window="feb"),
+        numeric_histogram("x", [0], [10, 0], region="US", window="jan"),
+    ])
+    current = pl.concat([numeric_histogram("x", [0], [1, 1], region=r) for r in
+                         ("EU", "US", "APAC")])
+    aligned = align(baseline, current)
+    rows = aligned.rows.with_row_index("i")
+    by_segment = {s: i for i, s in rows.select("i", "segment").iter_rows()}
+    np.testing.assert_array_equal(aligned.baseline[by_segment["region=EU"]], [4, 6])
+    np.testing.assert_array_equal(aligned.baseline[by_segment["region=US"]], [10, 0])
+    assert rows.filter(segment="region=APAC")["reason"].item() == (
+        "feature 'x' has no baseline for segment 'region=APAC'")
+    assert rows.filter(pl.col("segment") != "region=APAC")["reason"].is_null().all()
+
+
+def test_features_on_one_side_only_become_row_reasons() -> None:
+    baseline = pl.concat([categorical_histogram("a", {"u": 1}),
+                          categorical_histogram("gone", {"u": 1})])
+    current = pl.concat([categorical_histogram("a", {"u": 1}),
+                         categorical_histogram("new", {"u": 1})])
+    reasons = dict(align(baseline, current).rows.select("feature", "reason").iter_rows())
+    assert reasons == {"a": None, "gone": "feature 'gone' not in the current data",
+                       "new": "feature 'new' not in the baseline"}
+
+
+def test_baseline_segment_missing_from_current_is_an_input_error() -> None:
+    baseline = numeric_histogram("x", [0], [1, 1], model_version="2")
+    current = numeric_histogram("x", [0], [1, 1], region="EU")
+    with pytest.raises(InputError, match=r"column 'model_version'.*segmented by"):
+        align(baseline, current)
+
+
+def test_temporal_windows_are_iso_text_in_time_order() -> None:
+    stamps = [dt.datetime(2024, 1, 10), dt.datetime(2024, 1, 3, 12), dt.datetime(2023, 12, 27)]
+    current = pl.concat([numeric_histogram("x", [0], [1, 1], window=t) for t in stamps])
+    aligned = align(numeric_histogram("x", [0], [1, 1]), current)
+    assert aligned.rows["window"].to_list() == [
+        "2023-12-27T00:00:00", "2024-01-03T12:00:00", "2024-01-10T00:00:00"]
+    dates = current.with_columns(pl.col("window").dt.date())
+    assert align(numeric_histogram("x", [0], [1, 1]), dates).rows["window"][0] == "2023-12-27"
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_dense_arrays_hold_exactly_the_long_counts(data: st.DataObject) -> None:
+    labels = st.sampled_from(["a", "b", "c", "d", "__other__", "__missing__"])
+    def table(draw_rows):
+        rows = data.draw(st.lists(st.tuples(st.sampled_from(["f", "g"]), labels,
+                                            st.integers(0, 50)), min_size=1, max_size=12,
+                                  unique_by=lambda r: r[:2]))
+        return pl.DataFrame(rows, schema=["feature", "bin", "count"], orient="row").with_columns(
+            pl.col("count").cast(pl.Float64))
+    baseline, current = table(None), table(None)
+    aligned = align(baseline, current)
+    for row, feature in enumerate(aligned.rows["feature"]):
+        bins = row_bins(aligned, row)
+        for side, frame in ((0, baseline), (1, current)):
+            expected = dict(frame.filter(feature=feature).select("bin", "count").iter_rows())
+            got = {b: counts[side] for b, counts in bins.items() if b in expected}
+            assert got == expected
+            assert sum(c[side] for c in bins.values()) == sum(expected.values())
+        assert len(bins) == aligned.n_bins[row]
+        assert list(bins)[-2:].count("__missing__") <= 1
+
+
+def test_null_segment_values_and_windows_are_groups_of_their_own() -> None:
+    baseline = numeric_histogram("x", [0], [5, 5])
+    current = pl.concat([
+        numeric_histogram("x", [0], [1, 2], region="EU", window=dt.date(2024, 1, 1)),
+        numeric_histogram("x", [0], [3, 4], region=None, window=None),
+    ], how="vertical_relaxed")
+    aligned = align(baseline, current)
+    assert aligned.rows.select("segment", "window").rows() == [
+        ("region=EU", "2024-01-01"), ("region=null", "__missing__")]
+    np.testing.assert_array_equal(aligned.current, [[1, 2], [3, 4]])

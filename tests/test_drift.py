@@ -1,0 +1,120 @@
+"""Drift table: batched kl_metrics results equal direct per-row calls; bins and top bins."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kl_metrics import bin_contributions, divergences
+from pipeline.align import align
+from pipeline.config import METRICS, DriftConfig
+from pipeline.drift import BIN, TOP_BIN, compute_drift
+from tests.conftest import categorical_histogram, numeric_histogram
+
+COLUMNS = ["segment", "feature", "window", "kind", "n_baseline", "n_current", *METRICS,
+           "metric", "value", "warn_threshold", "critical_threshold", "p_value", "q_value",
+           "status", "reason", "top_bins", "bins"]
+
+
+def ragged_tables(rng: np.random.Generator, widths: list[int], windows: int = 2):
+    """Baseline and windowed current tables of categorical features with given bin counts."""
+    baseline, current = [], []
+    for i, width in enumerate(widths):
+        labels = [f"b{j}" for j in range(width)]
+        baseline.append(categorical_histogram(f"f{i}", dict(zip(
+            labels, rng.integers(0, 40, width) + (np.arange(width) == 0), strict=True))))
+        for w in range(windows):
+            current.append(categorical_histogram(f"f{i}", dict(zip(
+                labels, rng.integers(0, 40, width) + (np.arange(width) == 1 % width),
+                strict=True)), window=f"w{w}"))
+    return pl.concat(baseline), pl.concat(current)
+
+
+def per_row_reference(drift: pl.DataFrame, config: DriftConfig) -> None:
+    """Each row's metrics and contributions equal an unpadded, single-row kl_metrics call."""
+    for row in drift.iter_rows(named=True):
+        bins = row["bins"]
+        p = np.array([b["current_count"] for b in bins])
+        q = np.array([b["baseline_count"] for b in bins])
+        direct = divergences(p, q, base=config.log_base, eps=config.eps)
+        for name in METRICS:
+            assert row[name] == pytest.approx(float(direct[name]), rel=1e-12, abs=1e-15)
+        terms = bin_contributions(p, q, config.metric, base=config.log_base, eps=config.eps)
+        np.testing.assert_allclose([b["contribution"] for b in bins], terms, rtol=1e-12,
+                                   atol=1e-15)
+        assert row["value"] == row[config.metric]
+        assert sum(b["contribution"] for b in bins) == pytest.approx(row["value"], rel=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(widths=st.lists(st.integers(1, 9), min_size=1, max_size=5),
+       seed=st.integers(0, 2**32 - 1),
+       metric=st.sampled_from(METRICS), base=st.sampled_from([2, "e"]),
+       eps=st.sampled_from([1e-6, 1e-3]))
+def test_batched_ragged_rows_equal_unpadded_per_row_calls(widths, seed, metric, base, eps):
+    baseline, current = ragged_tables(np.random.default_rng(seed), widths)
+    config = DriftConfig(metric=metric, base=base, eps=eps)
+    drift = compute_drift(align(baseline, current), config)
+    assert drift.height == 2 * len(widths)
+    assert drift["status"].is_null().all()
+    per_row_reference(drift, config)
+
+
+def test_schema_follows_the_architecture_contract(rng: np.random.Generator) -> None:
+    baseline, current = ragged_tables(rng, [3, 5])
+    drift = compute_drift(align(baseline, current.with_columns(region=pl.lit("EU"))),
+                          DriftConfig())
+    assert drift.columns == ["region", *COLUMNS]
+    assert drift.schema["bins"] == pl.List(BIN)
+    assert drift.schema["top_bins"] == pl.List(TOP_BIN)
+    assert drift["segment"].unique().to_list() == ["region=EU"]
+    for name in (*METRICS, "n_baseline", "n_current", "value", "p_value"):
+        assert drift.schema[name] == pl.Float64
+
+
+def test_bins_shares_and_top_bins() -> None:
+    baseline = numeric_histogram("x", [0, 1, 2], [10, 20, 30, 40, 0])
+    current = numeric_histogram("x", [0, 1, 2], [40, 30, 20, 10, 5])
+    row = compute_drift(align(baseline, current), DriftConfig()).row(0, named=True)
+    bins = pl.DataFrame(row["bins"])
+    assert bins["bin"].to_list() == ["[-inf, 0)", "[0, 1)", "[1, 2)", "[2, inf)", "__missing__"]
+    assert bins["lower"].to_list()[:4] == [-np.inf, 0, 1, 2] and bins["lower"][4] is None
+    np.testing.assert_allclose(bins["baseline_share"], np.array([10, 20, 30, 40, 0]) / 100)
+    np.testing.assert_allclose(bins["current_share"], np.array([40, 30, 20, 10, 5]) / 105)
+    assert (row["n_baseline"], row["n_current"]) == (100, 105)
+    top = pl.DataFrame(row["top_bins"])
+    expected = bins.sort("contribution", descending=True).head(3)
+    assert top["bin"].to_list() == expected["bin"].to_list()
+    assert top["contribution"].to_list() == expected["contribution"].to_list()
+    assert row["kind"] == "numeric"
+
+
+def test_zero_totals_become_row_statuses_without_stopping_the_batch() -> None:
+    baseline = pl.concat([categorical_histogram("empty_base", {"a": 0, "b": 0}),
+                          categorical_histogram("ok", {"a": 5, "b": 5}),
+                          categorical_histogram("empty_cur", {"a": 5, "b": 5})])
+    current = pl.concat([categorical_histogram("empty_base", {"a": 3}),
+                         categorical_histogram("ok", {"a": 5, "b": 1}),
+                         categorical_histogram("empty_cur", {"a": 0, "b": 0})])
+    drift = compute_drift(align(baseline, current), DriftConfig())
+    status = {r["feature"]: (r["status"], r["reason"]) for r in drift.iter_rows(named=True)}
+    assert status["empty_base"] == ("error", "baseline histogram is empty (total count 0)")
+    assert status["empty_cur"] == ("insufficient_data",
+                                   "no current data for this segment and window")
+    assert status["ok"] == (None, None)
+    values = dict(drift.select("feature", "js_distance").iter_rows())
+    assert values["ok"] > 0 and values["empty_base"] is None and values["empty_cur"] is None
+    top = dict(drift.select("feature", pl.col("top_bins").list.len()).iter_rows())
+    assert top == {"empty_base": 0, "ok": 2, "empty_cur": 0}
+
+
+def test_exact_eps_zero_gives_infinite_kl_not_an_exception() -> None:
+    baseline = categorical_histogram("c", {"a": 10, "b": 0})
+    current = categorical_histogram("c", {"a": 5, "b": 5})
+    row = compute_drift(align(baseline, current), DriftConfig(metric="kl", eps=0.0)).row(
+        0, named=True)
+    assert row["kl"] == np.inf and row["value"] == np.inf
+    assert 0 < row["js_distance"] < 1

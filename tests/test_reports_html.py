@@ -1,0 +1,152 @@
+"""report.html: self-contained, sorted, capped, small, with the plots of alerting features."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.history import append_history, read_history
+from pipeline.reports.html import MAX_PLOTS, render_html
+from pipeline.reports.summary import STATUSES
+from tests.report_data import ParsedPage, make_alerts, make_drift, with_verdicts
+
+
+@pytest.fixture(scope="module")
+def large() -> tuple[pl.DataFrame, str]:
+    """100 features x 30 windows, ~30% of windows alerting (rendered once: ~7 s)."""
+    drift = make_drift(100, 30, alert_fraction=0.3, seed=1)
+    return drift, render_html(drift, make_alerts(drift))
+
+
+@pytest.fixture(scope="module")
+def small() -> tuple[pl.DataFrame, str]:
+    drift = make_drift(8, 6, seed=3)
+    return drift, render_html(drift, make_alerts(drift))
+
+
+def test_large_report_is_under_2_mb_and_caps_the_plots(large: tuple[pl.DataFrame, str]) -> None:
+    drift, page = large
+    alerting = drift.filter(pl.col("status").is_in(["warn", "critical"]))
+    assert 0.25 < alerting.height / drift.height < 0.35
+    n_alerting = alerting["feature"].n_unique()
+    assert n_alerting > MAX_PLOTS  # so the cap is exercised
+    assert len(page.encode()) < 2_000_000
+    parsed = ParsedPage(page)
+    assert len(parsed.all("svg")) == MAX_PLOTS
+    assert len(parsed.all("article")) == MAX_PLOTS
+    assert len(parsed.all("tr")) == 1 + 100 + 1 + 2  # feature header+rows, problems header+rows
+    assert (f"Plots for the {MAX_PLOTS} most severe of {n_alerting} alerting features "
+            f"(cap {MAX_PLOTS})") in page
+
+
+def test_page_is_self_contained(small: tuple[pl.DataFrame, str]) -> None:
+    _, page = small
+    parsed = ParsedPage(page)
+    for tag, attrs in parsed.tags:
+        for name in ("src", "href", "xlink:href", "action", "srcset", "poster", "data"):
+            value = attrs.get(name)
+            assert value is None or value.startswith(("#", "data:")), (tag, name, value)
+    assert not any(attrs.get("rel") == "stylesheet" for attrs in parsed.all("link"))
+    assert all("src" not in attrs for attrs in parsed.all("script"))
+    assert len(parsed.all("script")) == 1
+    assert not re.search(r"@import|url\((?!#)|@font-face", page)
+    # The only absolute URLs are XML namespace names inside the SVGs, which are never fetched.
+    urls = set(re.findall(r"https?://[^\s\"')<]+", page))
+    assert urls <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+
+
+def test_csp_forbids_fetches_and_allows_only_the_inline_script(
+        small: tuple[pl.DataFrame, str]) -> None:
+    _, page = small
+    parsed = ParsedPage(page)
+    (meta,) = [m for m in parsed.all("meta") if m.get("http-equiv") == "Content-Security-Policy"]
+    policy = meta["content"]
+    assert "default-src 'none'" in policy
+    (script,) = parsed.scripts
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
+def test_summary_cards_show_every_status_count(small: tuple[pl.DataFrame, str]) -> None:
+    drift, page = small
+    counts = dict(drift.group_by("status").len().iter_rows())
+    for status in STATUSES:
+        card = re.search(rf'<div class="card s-{status}[^"]*">\s*<div class="count">(\d+)</div>',
+                         page)
+        assert card is not None and int(card.group(1)) == counts.get(status, 0), status
+
+
+def test_table_rows_are_features_sorted_by_severity(small: tuple[pl.DataFrame, str]) -> None:
+    drift, page = small
+    rows = [attrs for attrs in ParsedPage(page).all("tr") if "data-status" in attrs]
+    assert len(rows) == drift["feature"].n_unique()
+    ranks = [STATUSES.index(r["data-status"]) for r in rows]
+    assert ranks == sorted(ranks)
+
+
+def test_every_alerting_feature_gets_a_linked_plot(small: tuple[pl.DataFrame, str]) -> None:
+    drift, page = small
+    alerting = set(drift.filter(pl.col("status").is_in(["warn", "critical"]))["feature"])
+    parsed = ParsedPage(page)
+    articles = parsed.all("article")
+    assert len(articles) == len(alerting) == len(parsed.all("svg"))
+    links = {a["href"] for a in parsed.all("a")}
+    assert links == {f"#{a['id']}" for a in articles}
+    assert page.count("Across windows") == len(alerting)  # 6 windows: drift over windows
+    assert "Across runs" not in page  # no history given
+
+
+def test_single_window_has_no_series_plot() -> None:
+    drift = with_verdicts({"dep_delay": ("critical", 0.3), "origin": ("ok", 0.01)})
+    page = render_html(drift, make_alerts(drift))
+    assert page.count("Share of rows per bin") == 1
+    assert "Across windows" not in page
+
+
+def test_no_alerts_says_so() -> None:
+    drift = make_drift(3, 2, alert_fraction=0.0, problems=False)
+    page = render_html(drift, make_alerts(drift))
+    assert "No feature is at warn or critical in this run." in page
+    assert "<svg" not in page
+
+
+def test_problems_are_listed_with_reasons(small: tuple[pl.DataFrame, str]) -> None:
+    _, page = small
+    problems = page.split('<h2 id="problems">Problems</h2>')[1].split("<h2")[0]
+    assert "current histogram is all zeros" in problems
+    assert "n_current 12 &lt; min_count 50" in problems
+
+
+def test_history_adds_drift_across_runs(tmp_path: Path) -> None:
+    history_dir = tmp_path / "history"
+    for day, seed in ((5, 11), (6, 12)):
+        past = make_drift(4, 3, alert_fraction=0.5, seed=seed)
+        append_history(history_dir, past, f"run-{day}", f"2024-06-0{day}T00:00:00Z")
+    drift = make_drift(4, 3, alert_fraction=0.5, seed=13)
+    alerts = make_alerts(drift, run_id="run-8", created_at="2024-06-08T00:00:00Z")
+    page = render_html(drift, alerts, read_history(history_dir))
+    n_alerting = drift.filter(pl.col("status").is_in(["warn", "critical"]))["feature"].n_unique()
+    assert page.count("Across runs (worst window)") == n_alerting
+    # Three runs, oldest first, on the x axis of each across-runs plot.
+    assert re.search(r"2024-06-05</text>.*2024-06-06</text>.*2024-06-08</text>", page, re.S)
+
+
+def test_rendering_is_deterministic() -> None:
+    drift = make_drift(3, 4, seed=9)
+    alerts = make_alerts(drift)
+    assert render_html(drift, alerts) == render_html(drift, alerts)
+
+
+def test_alert_without_bins_gets_a_note_instead_of_a_plot() -> None:
+    drift = with_verdicts({"a": ("critical", 0.3), "b": ("warn", 0.15)})
+    drift = drift.with_columns(bins=pl.when(pl.col("feature") == "a").then(None)
+                               .otherwise("bins"))
+    page = render_html(drift, make_alerts(drift))
+    assert page.count("<svg") == 1
+    assert page.count("No per-bin data was recorded for this window.") == 1

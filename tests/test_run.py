@@ -1,0 +1,156 @@
+"""run_drift end to end: inputs of every kind, run folder contents, reruns, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.config import RunConfig, load_config
+from pipeline.outputs import ALERTS_FILE, DRIFT_FILE, AlertsDocument
+from pipeline.profile import build_profile, write_profile
+from pipeline.readers import scan_raw
+from pipeline.run import PROFILE_FILE, run_drift
+from tests.conftest import categorical_histogram, numeric_histogram
+
+DATA = Path(__file__).parents[1] / "data"
+FLIGHTS = {"input.baseline": str(DATA / "flights_baseline.parquet"),
+           "input.current": str(DATA / "flights_current.parquet"),
+           "input.timestamp": "scheduled_departure", "input.period": "1w",
+           "input.exclude": ["flight_id"]}
+
+
+def strict_json(path: Path) -> dict:
+    """Parse JSON, failing on NaN/Infinity (which json.loads accepts by default)."""
+    def reject(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant} in {path}")
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def flights_config(tmp_path: Path, **overrides: object) -> RunConfig:
+    return load_config(None, {**FLIGHTS, "output.dir": str(tmp_path / "runs"), **overrides})
+
+
+@pytest.fixture(scope="module")
+def flights_run(tmp_path_factory: pytest.TempPathFactory):
+    tmp_path = tmp_path_factory.mktemp("flights")
+    messages: list[str] = []
+    config = flights_config(tmp_path, **{"input.segments": ["origin"],
+                                         "output.run_id": "june"})
+    return run_drift(config, progress=messages.append), messages, config
+
+
+def test_flights_run_folder_is_complete_and_consistent(flights_run) -> None:
+    result, messages, config = flights_run
+    assert result.run_dir.name == "june" and result.run_id == "june"
+    assert sorted(p.name for p in result.run_dir.iterdir()) == sorted(
+        [ALERTS_FILE, DRIFT_FILE, PROFILE_FILE])
+    on_disk = pl.read_parquet(result.run_dir / DRIFT_FILE)
+    assert on_disk.equals(result.drift)
+    document = AlertsDocument.model_validate(strict_json(result.run_dir / ALERTS_FILE))
+    assert document.model_dump(mode="json", exclude_unset=True)["summary"] == (
+        result.alerts["summary"])
+    counts = dict(result.drift["status"].value_counts().iter_rows())
+    assert document.summary.critical == counts.get("critical", 0)
+    assert document.summary.total == result.drift.height == 3 * 7 * 7  # origins x feats x weeks
+    assert [a.status for a in document.alerts] == sorted(
+        (a.status for a in document.alerts), key=["critical", "warn"].index)
+    assert document.run.metric == "js_distance" and document.run.base == 2
+    assert document.run.config["output"]["run_id"] == "june"
+    assert document.run.config_hash == config.config_hash()
+    assert document.run.inputs == {"baseline": FLIGHTS["input.baseline"],
+                                   "current": FLIGHTS["input.current"]}
+    assert messages[0].startswith("reading baseline") and messages[-1].startswith("writing")
+
+
+def test_flights_drift_is_found_where_the_data_says(flights_run) -> None:
+    result, *_ = flights_run
+    # Summer schedules change destinations; every window of every airport must flag `dest`.
+    assert result.drift.filter(feature="dest")["status"].is_in(["warn", "critical"]).all()
+    assert result.worst_status == "critical" and result.exit_code == 1
+    assert set(result.drift["segment"]) == {"origin=EWR", "origin=JFK", "origin=LGA"}
+    assert result.drift["window"].str.contains(r"^2013-\d\d-\d\dT00:00:00$").all()
+
+
+def test_rerun_same_id_replaces_files_identically(tmp_path: Path) -> None:
+    config = flights_config(tmp_path, **{"input.features": ["dep_delay", "carrier"],
+                                         "output.run_id": "same"})
+    first = run_drift(config)
+    files = {p.name: p.read_bytes() for p in first.run_dir.iterdir()}
+    second = run_drift(config)
+    assert second.run_dir == first.run_dir
+    assert sorted(p.name for p in second.run_dir.iterdir()) == sorted(files)  # no temp files
+    assert (second.run_dir / DRIFT_FILE).read_bytes() == files[DRIFT_FILE]
+    before, after = json.loads(files[ALERTS_FILE]), strict_json(second.run_dir / ALERTS_FILE)
+    for document in (before, after):
+        del document["run"]["created_at"]
+    assert before == after
+    assert list((tmp_path / "runs").iterdir()) == [first.run_dir]
+
+
+def test_profile_baseline_is_detected_and_stale_profile_copy_removed(tmp_path: Path) -> None:
+    profile = build_profile(scan_raw(FLIGHTS["input.baseline"]), features=["distance", "dest"])
+    write_profile(profile, tmp_path / "profile.parquet")
+    raw = run_drift(flights_config(tmp_path, **{"input.features": ["distance", "dest"],
+                                                "output.run_id": "r"}))
+    assert (raw.run_dir / PROFILE_FILE).exists()
+    again = run_drift(flights_config(tmp_path, **{"input.baseline": str(
+        tmp_path / "profile.parquet"), "output.run_id": "r"}))
+    assert not (again.run_dir / PROFILE_FILE).exists()
+    assert again.drift.select("feature", "window", "js_distance").equals(
+        raw.drift.select("feature", "window", "js_distance"))
+
+
+def test_histogram_inputs_with_segments_and_per_segment_baseline(tmp_path: Path) -> None:
+    baseline = pl.concat([numeric_histogram("x", [0, 1], [30, 40, 30], region=r)
+                          for r in ("EU", "US")])
+    current = pl.concat([
+        numeric_histogram("x", [0, 1], counts, region=r, window=w)
+        for r, w, counts in [("EU", "2024-01-01", [31, 38, 31]),
+                             ("EU", "2024-01-02", [90, 5, 5]),
+                             ("US", "2024-01-01", [29, 41, 30])]])
+    baseline.write_parquet(tmp_path / "b.parquet")
+    current.write_parquet(tmp_path / "c.parquet")
+    config = load_config(None, {"input.baseline": str(tmp_path / "b.parquet"),
+                                "input.current": str(tmp_path / "c.parquet"),
+                                "output.dir": str(tmp_path), "alerts.calibrated": False})
+    result = run_drift(config)
+    assert result.drift.columns[0] == "region"
+    assert result.drift.select("segment", "window", "status").rows() == [
+        ("region=EU", "2024-01-01", "ok"), ("region=EU", "2024-01-02", "critical"),
+        ("region=US", "2024-01-01", "ok")]
+    assert re.fullmatch(r"\d{8}T\d{6}Z", result.run_id)
+    assert not (result.run_dir / PROFILE_FILE).exists()
+
+
+@pytest.mark.parametrize(("fail_on", "exit_code"), [("critical", 1), ("warn", 1),
+                                                    ("never", 0)])
+def test_exit_code_follows_fail_on(tmp_path: Path, fail_on: str, exit_code: int) -> None:
+    categorical_histogram("c", {"a": 100, "b": 100}).write_parquet(tmp_path / "b.parquet")
+    categorical_histogram("c", {"a": 190, "b": 10}).write_parquet(tmp_path / "c.parquet")
+    config = load_config(None, {"input.baseline": str(tmp_path / "b.parquet"),
+                                "input.current": str(tmp_path / "c.parquet"),
+                                "output.dir": str(tmp_path), "output.fail_on": fail_on})
+    result = run_drift(config)
+    assert result.worst_status == "critical" and result.exit_code == exit_code
+
+
+def test_infinite_values_become_null_with_reasons(tmp_path: Path) -> None:
+    categorical_histogram("c", {"a": 100, "b": 0}).write_parquet(tmp_path / "b.parquet")
+    categorical_histogram("c", {"a": 50, "b": 50}).write_parquet(tmp_path / "c.parquet")
+    config = load_config(None, {"input.baseline": str(tmp_path / "b.parquet"),
+                                "input.current": str(tmp_path / "c.parquet"),
+                                "output.dir": str(tmp_path), "drift.metric": "kl",
+                                "drift.eps": 0.0, "alerts.critical": 5.0,
+                                "output.run_id": "../../escape"})
+    result = run_drift(config)
+    assert result.run_dir.parent == tmp_path  # the run id cannot leave the output folder
+    document = strict_json(result.run_dir / ALERTS_FILE)
+    AlertsDocument.model_validate(document)
+    (alert,) = document["alerts"]
+    assert alert["value"] is None and "inf" in alert["null_reasons"]["value"]
+    assert alert["top_bins"][0]["contribution"] is None
+    assert result.drift["kl"][0] == float("inf")  # the Parquet table keeps the exact value
