@@ -232,9 +232,10 @@ def report(
     quiet: QuietOpt = False,
 ) -> None:
     """Re-render report.md and report.html from a run folder, without recomputing."""
+    from pipeline.history import HISTORY_DIR
     from pipeline.reports import write_reports
 
-    written = write_reports(run_dir, history_dir=run_dir.parent / "history")
+    written = write_reports(run_dir, history_dir=run_dir.parent / HISTORY_DIR)
     if not quiet:
         for path in written:
             out.print(f"wrote {path}", markup=False)

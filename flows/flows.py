@@ -23,11 +23,9 @@ from prefect.tasks import Task, exponential_backoff
 from flows.publish import MAX_TABLE_ROWS, artifact_key, critical_alert_events, drift_table_rows
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError, KLDriftError
-from pipeline.history import append_history
 from pipeline.profile import Profile, build_profile, write_profile
 from pipeline.readers import scan_raw
-from pipeline.reports import write_reports
-from pipeline.run import RunResult, run_drift
+from pipeline.run import RunResult, detect_format, run_drift
 
 RETRIES = 3
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 s, with jitter
@@ -109,16 +107,17 @@ def write_profile_task(profile: Profile, path: str) -> Path:
 
 @_io_task("run-drift")
 def run_drift_task(config: RunConfig) -> RunResult:
-    """One drift run; writes drift.parquet and alerts.json into the run folder."""
-    return run_drift(config, progress=get_run_logger().info)
+    """One drift run: writes the run folder (drift.parquet, alerts.json, reports) and
+    adds the run to the history dataset.
 
+    With ``input.executor = "dask"`` raw current files are binned on a Dask cluster.
+    """
+    options: dict[str, Any] = {}
+    if config.input.executor == "dask":
+        from flows.dask_histograms import bin_on_dask  # prefect-dask is an optional extra
 
-@_io_task("write-reports")
-def write_reports_task(result: RunResult) -> list[Path]:
-    """Add the run to ``<output.dir>/history``, then write report.md and report.html."""
-    history_dir = result.run_dir.parent / "history"
-    append_history(history_dir, result.drift, result.run_id, result.alerts["run"]["created_at"])
-    return write_reports(result.run_dir, history_dir=history_dir)
+        options["bin_current"] = bin_on_dask
+    return run_drift(config, progress=get_run_logger().info, **options)
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
@@ -143,10 +142,15 @@ def emit_alert_events(alerts: dict[str, Any]) -> int:
 
 
 def _profile_path(config: RunConfig, output: str | None) -> str:
-    if output is None and config.input.baseline is None:
+    """Where build_baseline writes: ``output`` or ``input.baseline``, never over data."""
+    target = output or config.input.baseline
+    if target is None:
         raise ConfigError("build_baseline: pass output, or set input.baseline to the profile "
                           "path the drift checks read")
-    return output or str(config.input.baseline)
+    if Path(target).exists() and detect_format(target) != "profile":
+        raise ConfigError(f"build_baseline: {target!r} holds data, not a profile; write the "
+                          "profile to another path (output) and point input.baseline at it")
+    return target
 
 
 @flow(name="build-baseline")
@@ -191,7 +195,8 @@ def drift_check(
 ) -> RunResult:
     """Check current data against the baseline, write the run folder, publish the results.
 
-    Writes drift.parquet, alerts.json, report.md, report.html and the history rows; creates
+    Writes drift.parquet, alerts.json, report.md, report.html and the history rows (all by
+    `pipeline.run.run_drift`); creates
     the ``kl-drift-report-<run>`` markdown and ``kl-drift-drift-<run>`` table artifacts;
     emits one ``kl-drift.alert.critical`` event per critical row.
 
@@ -211,7 +216,6 @@ def drift_check(
     """
     settings = load_run_config(config, overrides)
     result = run_drift_task(settings)
-    write_reports_task(result)
     publish_artifacts(result)
     emit_alert_events(result.alerts)
     summary = ", ".join(f"{n} {status}" for status, n in result.alerts["summary"].items())

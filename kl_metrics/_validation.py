@@ -5,6 +5,7 @@ what is wrong with it. Arrays are returned as float64 views with the reduction a
 last, so the numerical code only ever works along ``axis=-1``.
 """
 
+import functools
 import math
 import numbers
 import operator
@@ -111,19 +112,32 @@ def axis_last(
     return moved, ax
 
 
-def _diagnose(arr: np.ndarray, name: str) -> str:
+def _diagnose(arr: np.ndarray, sums: np.ndarray, name: str) -> str:
+    """Word the first problem of a histogram array that failed the quick checks."""
     if np.isnan(arr).any():
         return f"{name} contains NaN entries"
     if (arr < 0).any():
         return f"{name} contains negative entries (minimum {arr.min()!r}); counts must be >= 0"
     if np.isinf(arr).any():
         return f"{name} contains infinite entries"
-    return f"{name} is too large: its sums along axis overflow float64"
+    if np.isinf(sums).any():
+        return f"{name} is too large: its sums along axis overflow float64"
+    return (
+        f"{name} has {np.count_nonzero(sums == 0)} all-zero slice(s) along axis; every "
+        "histogram needs a positive total to be normalised"
+    )
+
+
+@functools.cache
+def _ones(n: int) -> np.ndarray:
+    ones = np.ones(n)
+    ones.flags.writeable = False
+    return ones
 
 
 def row_sums(arr: np.ndarray) -> np.ndarray:
     """Sums along the last axis, kept as a length-1 axis (a matrix-vector product: fast)."""
-    return (arr @ np.ones(arr.shape[-1]))[..., None]
+    return (arr @ _ones(arr.shape[-1]))[..., None]
 
 
 def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
@@ -134,20 +148,16 @@ def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
     """
     if arr.shape[-1] == 0:
         raise ValueError(f"{name} has no bins along axis")
-    # why: min() catches NaN and negatives and non-finite sums catch inf, in two cheap passes
-    # (min first: it streams the block into cache for the matrix-vector sum); the slow
-    # per-kind scan only runs to word the error.
-    lowest = arr.min() if arr.size else 0.0
+    if not arr.size:
+        return row_sums(arr)
+    # why: min() catches NaN and negatives, the range of the sums inf and all-zero slices, in
+    # two cheap passes (min first: it streams the block into cache for the matrix-vector
+    # sum); the slow per-kind scan only runs to word the error.
+    lowest = arr.min()
     with np.errstate(over="ignore"):  # overflowing sums are reported below
         sums = row_sums(arr)
-    if not (lowest >= 0 and np.isfinite(sums).all()):
-        raise ValueError(_diagnose(arr, name))
-    empty = int(np.count_nonzero(sums == 0))
-    if empty:
-        raise ValueError(
-            f"{name} has {empty} all-zero slice(s) along axis; every histogram needs a "
-            "positive total to be normalised"
-        )
+    if not (lowest >= 0 and 0 < sums.min() and sums.max() < np.inf):
+        raise ValueError(_diagnose(arr, sums, name))
     return sums
 
 

@@ -5,6 +5,7 @@ smooths each input once, computes each logarithm once and shares it between metr
 """
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -50,25 +51,24 @@ def _doc(func):
     return func
 
 
+def _distribution(name: str, eps: float, block: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """Validate a block of histograms and smooth it with the epsilon method."""
+    return floor_normalise(block, v.histogram_sums(block, name), eps, out)
+
+
 def _histogram_pair(p: ArrayLike, q: ArrayLike, eps: float, axis: int) -> tuple:
-    """The inputs of the block evaluation for a pair of histograms, and the axis.
+    """The block-evaluation inputs for a pair of histograms, whether zeros may remain, axis.
 
     Shapes, bins and `eps` are checked here; entries are validated and smoothed by each
     input's preparation (block by block for the large input, while it is in cache).
     """
     eps = v.check_eps(eps)
-    (p, q), ax = v.real_arrays((p, q), ("p", "q"), axis)
-
-    def distribution(name: str):
-        def prepare(block: np.ndarray) -> np.ndarray:
-            return floor_normalise(block, v.histogram_sums(block, name), eps)
-
-        return prepare
-
-    def make_fields(p_block: np.ndarray, q_block: np.ndarray) -> _terms.Fields:
-        return _terms.Fields(p=p_block, q=q_block, exact=eps == 0)
-
-    return ((p, distribution("p")), (q, distribution("q"))), make_fields, ax
+    arrays, ax = v.real_arrays((p, q), ("p", "q"), axis)
+    inputs = [
+        _terms.Input(name, a, partial(_distribution, name, eps))
+        for name, a in zip("pq", arrays, strict=True)
+    ]
+    return inputs, eps == 0, ax
 
 
 @_doc
@@ -120,8 +120,8 @@ def divergences(
     """
     names = _terms.check_metrics(metrics)
     divisor = v.log_base(base)
-    inputs, make_fields, _ = _histogram_pair(p, q, eps, axis)
-    values = _terms.metric_values(inputs, make_fields, names, divisor)
+    inputs, exact, _ = _histogram_pair(p, q, eps, axis)
+    values = _terms.metric_values(inputs, exact, names, divisor)
     return {name: value[()] for name, value in values.items()}
 
 
@@ -174,8 +174,8 @@ def bin_contributions(
     """
     (name,) = _terms.check_metrics(metric)
     divisor = v.log_base(base)
-    inputs, make_fields, ax = _histogram_pair(p, q, eps, axis)
-    return np.moveaxis(_terms.metric_terms(inputs, make_fields, name, divisor), -1, ax)
+    inputs, exact, ax = _histogram_pair(p, q, eps, axis)
+    return np.moveaxis(_terms.metric_terms(inputs, exact, name, divisor), -1, ax)
 
 
 def _single(name: str, p: ArrayLike, q: ArrayLike, **options) -> np.ndarray:

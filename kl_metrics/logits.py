@@ -134,14 +134,12 @@ def divergences_from_logits(
     (s, t), _ = v.axis_last(v.finite_arrays((s, t), ("s", "t")), ("s", "t"), axis)
     logs = _sigmoid_logs if multilabel else _softmax_logs
 
-    def prepare(block: np.ndarray) -> np.ndarray:
+    def prepare(block: np.ndarray, _: np.ndarray | None) -> np.ndarray:
         return logs(block / temperature)
 
-    def make_fields(log_p: np.ndarray, log_q: np.ndarray) -> _terms.Fields:
-        # underflowed probabilities are exact zeros: the 0 log 0 convention applies
-        return _terms.Fields(log_p=log_p, log_q=log_q, exact=True)
-
-    values = _terms.metric_values(((s, prepare), (t, prepare)), make_fields, names, divisor)
+    inputs = [_terms.Input("log_p", s, prepare), _terms.Input("log_q", t, prepare)]
+    # exact: probabilities that underflow are zeros, and the 0 log 0 = 0 convention applies
+    values = _terms.metric_values(inputs, True, names, divisor)
     return {name: value[()] for name, value in values.items()}
 
 

@@ -6,14 +6,16 @@ from numpy.typing import ArrayLike
 from . import _validation as v
 
 
-def floor_normalise(x: np.ndarray, sums: np.ndarray, eps: float) -> np.ndarray:
+def floor_normalise(
+    x: np.ndarray, sums: np.ndarray, eps: float, out: np.ndarray | None = None
+) -> np.ndarray:
     """Epsilon method along the last axis: normalise, floor at `eps`, renormalise.
 
-    `sums` are the totals of `x` along the last axis (kept as a length-1 axis).
-    ``eps=0`` is plain normalisation.
+    `sums` are the totals of `x` along the last axis (kept as a length-1 axis); the result
+    goes to `out` if given. ``eps=0`` is plain normalisation.
     """
     # max(x, eps*sum) is the floor of x/sum at eps before dividing: one pass fewer.
-    out = np.maximum(x, eps * sums)
+    out = np.maximum(x, eps * sums, out=out)
     out *= 1.0 / v.row_sums(out)
     return out
 

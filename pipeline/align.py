@@ -9,7 +9,7 @@ epsilon smoothing would give padded cells mass, consumers compute on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,7 @@ import polars as pl
 
 from pipeline.binning import MISSING, OTHER
 from pipeline.errors import InputError
+from pipeline.labels import segment_label_expr, window_label_expr
 from pipeline.readers import HISTOGRAM_COLUMNS
 
 _KEYS = ("feature", "bin")
@@ -66,22 +67,30 @@ def segment_columns(histograms: pl.DataFrame) -> list[str]:
     return [c for c in histograms.columns if c not in HISTOGRAM_COLUMNS]
 
 
-def align(baseline: pl.DataFrame, current: pl.DataFrame) -> Aligned:
+def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
+          reasons: Mapping[str, str] | None = None) -> Aligned:
     """Align baseline and current histogram long tables into dense arrays.
 
     Parameters
     ----------
     baseline : pl.DataFrame
         Histogram long format. Its segment columns must be a subset of the current ones
-        (none: one global reference for every segment); a ``window`` column is summed over.
+        (none: one global reference for every segment; otherwise each current segment is
+        compared with the baseline of its values of those columns); a ``window`` column is
+        summed over.
     current : pl.DataFrame
         Histogram long format, optionally with ``window`` and segment columns.
+    reasons : mapping of str to str, optional
+        Why some features are absent from the current data (e.g. their column type
+        changed), by feature: the reason of their rows instead of "not in the current data".
 
     Returns
     -------
     Aligned
         Rows for every current (segment, window) x feature of either side. A feature
-        missing from one side gives a row with a ``reason`` instead of stopping the run.
+        missing from one side, or a current segment value absent from the baseline, gives a
+        row with a ``reason`` instead of stopping the run: such a segment is never compared
+        with another segment's or the pooled baseline.
 
     Raises
     ------
@@ -138,8 +147,8 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame) -> Aligned:
         dense[row_idx, slot] = cells[column].to_numpy()
         arrays.append(dense)
 
-    rows = _describe_rows(rows, per_row, base_cells, cur_cells, segments, base_segments,
-                          current.schema.get("window"))
+    rows = _describe_rows(rows, per_row, base_cells, cur_cells, base.select(base_segments),
+                          segments, current.schema.get("window"), reasons or {})
     return Aligned(rows=rows, cells=cells.select("row", "slot", "bin", "lower", "upper"),
                    baseline=arrays[0], current=arrays[1], n_bins=n_bins,
                    segments=tuple(segments))
@@ -166,21 +175,36 @@ def _bins(histograms: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
 
 
 def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.DataFrame,
-                   cur_cells: pl.DataFrame, segments: list[str], base_segments: list[str],
-                   window_dtype: pl.DataType | None) -> pl.DataFrame:
-    """Add segment label, Utf8 window, kind and the reason a row cannot be compared."""
-    def present(frame: pl.DataFrame, key: str, flag: str) -> pl.LazyFrame:
+                   cur_cells: pl.DataFrame, base_keys: pl.DataFrame, segments: list[str],
+                   window_dtype: pl.DataType | None,
+                   reasons: Mapping[str, str]) -> pl.DataFrame:
+    """Add segment label, Utf8 window, kind and the reason a row cannot be compared.
+
+    ``base_keys`` holds the baseline's segment columns (one row per baseline bin)."""
+    def present(frame: pl.DataFrame, key: str | list[str], flag: str) -> pl.LazyFrame:
         return frame.lazy().select(key).unique().with_columns(pl.lit(True).alias(flag))
 
+    base_segments = base_keys.columns
     in_base = present(base_cells, "row", "has_base")
     base_features = present(base_cells, "feature", "feature_in_base")
     cur_features = present(cur_cells, "feature", "feature_in_current")
+    # every current segment is known to a global baseline
+    known_segment, by_segment = ((present(base_keys, base_segments, "segment_in_base"),
+                                  {"on": base_segments, "how": "left", "nulls_equal": True})
+                                 if base_segments else
+                                 (pl.LazyFrame({"segment_in_base": [True]}), {"how": "cross"}))
+    label = segment_label_expr(base_segments)
+    reason = pl.when(~pl.col("feature_in_base")).then(
+        pl.format("feature '{}' not in the baseline", "feature"))
+    if reasons:
+        reason = reason.when(~pl.col("feature_in_current") & pl.col("feature").is_in(
+            list(reasons))).then(pl.col("feature").replace_strict(reasons, default=None))
     reason = (
-        pl.when(~pl.col("feature_in_base"))
-        .then(pl.format("feature '{}' not in the baseline", "feature"))
+        reason.when(~pl.col("segment_in_base"))
+        .then(pl.format("segment {} not in the baseline; rebuild the profile or compare "
+                        "globally", label))
         .when(~pl.col("has_base"))
-        .then(pl.format("feature '{}' has no baseline for segment '{}'", "feature",
-                        _segment_label(base_segments)))
+        .then(pl.format("feature '{}' has no baseline for segment '{}'", "feature", label))
         .when(~pl.col("feature_in_current"))
         .then(pl.format("feature '{}' not in the current data", "feature"))
     )
@@ -193,33 +217,10 @@ def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.Dat
         .join(in_base, on="row", how="left")
         .join(base_features, on="feature", how="left")
         .join(cur_features, on="feature", how="left")
-        .with_columns(pl.col("has_base", "feature_in_base", "feature_in_current")
-                      .fill_null(False))
+        .join(known_segment, **by_segment)
+        .with_columns(pl.col("has_base", "feature_in_base", "feature_in_current",
+                             "segment_in_base").fill_null(False))
         .sort("row")
-        .select(*segments, segment=_segment_label(segments), feature="feature",
-                window=_window_text(window_dtype),
-                kind=kind, reason=reason)
+        .select(*segments, segment_label_expr(segments), "feature",
+                window_label_expr(window_dtype), kind=kind, reason=reason)
     ).collect()
-
-
-def _segment_label(columns: list[str]) -> pl.Expr:
-    """``"region=EU, model_version=2"``, or ``"all"`` without segment columns."""
-    if not columns:
-        return pl.lit("all")
-    return pl.concat_str([pl.format(f"{c}={{}}", pl.col(c).fill_null("null")) for c in columns],
-                         separator=", ")
-
-
-def _window_text(dtype: pl.DataType | None) -> pl.Expr:
-    """``window`` as text: ISO-8601 start of a date/datetime window, else the label as given;
-    ``__missing__`` for rows without a timestamp."""
-    if dtype is None:
-        return pl.lit("all")
-    if isinstance(dtype, pl.Datetime):
-        offset = "%:z" if dtype.time_zone else ""
-        text = pl.col("window").dt.to_string(f"%Y-%m-%dT%H:%M:%S{offset}")
-    elif isinstance(dtype, pl.Date):
-        text = pl.col("window").dt.to_string("%Y-%m-%d")
-    else:
-        text = pl.col("window").cast(pl.Utf8)
-    return text.fill_null(MISSING)

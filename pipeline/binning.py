@@ -4,9 +4,10 @@ One streaming pass over the data bins every feature. Polars reads and casts the 
 (and maps categories to bin indices); numpy counts numeric bins as differences of
 ``#(x >= edge)``, one vectorised comparison per edge, several times faster than
 ``searchsorted`` or polars ``cut`` for profile-sized edge lists (docs/benchmarks.md).
-Windows and segments get one group id per row, shared by all features. Counts of each
-batch are summed, so memory is bounded by the batch size and partial results from several
-workers add up the same way.
+Windows and segments split each batch into runs of consecutive rows with equal keys (found
+by comparing each row with the previous one, no hashing), and only the runs' keys get a
+group id. Counts of each batch are summed, so memory is bounded by the batch size and
+partial results from several workers add up the same way.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import numpy as np
 import polars as pl
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.labels import MISSING, check_period, window_start_expr
 from pipeline.readers import HISTOGRAM_COLUMNS, collect_schema, iter_batches
 
 if TYPE_CHECKING:
     from pipeline.profile import Profile
 
-MISSING = "__missing__"
+__all__ = ["MISSING", "OTHER", "bin_label", "bin_raw", "retyped_features"]
+
 OTHER = "__other__"
 
 _BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-batch overhead
@@ -33,6 +36,7 @@ _CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 ca
 _SEARCH_ABOVE = 64  # with more edges than this, binary search beats counting edges
 _MAX_RUNS = 64  # above this many runs of one group in a batch, per-run overhead dominates
 _SLOT = "__slot"
+_PARSED = "\0parsed"
 _UNPARSED = "__unparsed"
 
 
@@ -80,7 +84,7 @@ class _Feature:
 
 
 def _features(table: pl.DataFrame) -> list[_Feature]:
-    """Binning specs from the profile table (one row per bin, ordered by ``bin_index``)."""
+    """Binning specs from the profile layout (one row per bin, ordered by ``bin_index``)."""
     # a stable sort keeps the features in profile order
     grouped = (table.sort("bin_index", maintain_order=True)
                .group_by("feature", maintain_order=True)
@@ -149,27 +153,26 @@ def _category_codes(name: str, categories: list[str]) -> pl.Expr:
                                            return_dtype=pl.UInt32)))
 
 
-def _window_expr(timestamp: str, dtype: pl.DataType, period: str | None,
-                 source: str | None) -> tuple[pl.Expr, pl.Expr | None]:
-    """The ``window`` column, and for text timestamps the text of values that fail to parse."""
-    column = pl.col(timestamp)
+def _window_exprs(timestamp: str, dtype: pl.DataType, period: str | None,
+                  source: str | None) -> tuple[list[pl.Expr], pl.Expr, pl.Expr | None]:
+    """Columns to add first (parsed text timestamps), the ``window`` column, and for text
+    timestamps the text of values that fail to parse."""
     if period is None:
-        return column.alias("window"), None
+        return [], window_start_expr(timestamp, None), None
     try:  # check the period once here rather than failing mid-scan
-        pl.select(pl.lit(0, pl.Datetime("us")).dt.truncate(period))
-    except pl.exceptions.PolarsError as error:
-        raise ConfigError(f"period {period!r} is not a polars duration such as '1h', '1d', "
-                          f"'1w' or '1mo'") from error
-    unparsed = None
+        check_period(period)
+    except ValueError as error:
+        raise ConfigError(f"period {error}") from None
     if dtype == pl.String:
         # ISO-8601 text; naive times are taken as UTC so every batch gets the same type.
-        parsed = column.str.to_datetime(time_zone="UTC", strict=False)
-        unparsed = pl.when(parsed.is_null()).then(column).alias(_UNPARSED)
-        column = parsed
-    elif not (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
+        text = pl.col(timestamp)
+        parsed = text.str.to_datetime(time_zone="UTC", strict=False)
+        unparsed = pl.when(parsed.is_null()).then(text).alias(_UNPARSED)
+        return [parsed.alias(_PARSED)], window_start_expr(_PARSED, period), unparsed
+    if not (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
         raise InputError(f"timestamp column must be a datetime, a date or ISO-8601 text, "
                          f"found {dtype}", source=source, column=timestamp)
-    return column.dt.truncate(period).alias("window"), unparsed
+    return [], window_start_expr(timestamp, period), None
 
 
 def _check_parsed(unparsed: pl.Series, timestamp: str | None, source: str | None) -> None:
@@ -180,11 +183,26 @@ def _check_parsed(unparsed: pl.Series, timestamp: str | None, source: str | None
                          source=source, column=timestamp)
 
 
+def _type_changes(schema: pl.Schema, features: list[_Feature]) -> dict[str, str]:
+    """Features whose raw column has a type they cannot be binned from -> why."""
+    changes = {}
+    for feature in features:
+        dtype = schema.get(feature.name)
+        if dtype is None or dtype == pl.Null:  # absent, or all null: binned as missing
+            continue
+        text = dtype in (pl.String, pl.Categorical, pl.Boolean) or isinstance(dtype, pl.Enum)
+        if not (dtype.is_numeric() if feature.kind == "numeric" else text):
+            changes[feature.name] = (f"profile feature is {feature.kind} but the raw column is "
+                                     f"{dtype}; the column type changed since the baseline")
+    return changes
+
+
 def _check_columns(
     schema: pl.Schema, features: list[_Feature], keys: Sequence[str],
     missing: Literal["error", "skip"], source: str | None,
 ) -> list[_Feature]:
-    """Drop or reject features absent from the raw schema; reject incompatible types."""
+    """Reject (``missing="error"``) or drop features absent from the raw schema or whose
+    column type changed."""
     for key in keys:
         if key not in schema:
             raise InputError("column not found in the raw data; check the timestamp/segment "
@@ -193,18 +211,50 @@ def _check_columns(
     if absent and missing == "error":
         raise InputError(f"raw data lacks profile feature column(s) {', '.join(absent)}; "
                          f"restore them or pass missing='skip'", source=source, column=absent[0])
-    present = [f for f in features if f.name in schema]
-    for feature in present:
-        dtype = schema[feature.name]
-        numeric = dtype.is_numeric() or dtype == pl.Null
-        text = dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null) or isinstance(
-            dtype, pl.Enum)
-        if (feature.kind == "numeric" and not numeric) or (
-                feature.kind == "categorical" and not text):
-            raise InputError(f"profile feature is {feature.kind} but the raw column is "
-                             f"{dtype}; the column type changed since the baseline",
-                             source=source, feature=feature.name)
-    return present
+    changed = _type_changes(schema, features)
+    if changed and missing == "error":
+        name, why = next(iter(changed.items()))
+        raise InputError(why, source=source, feature=name)
+    return [f for f in features if f.name in schema and f.name not in changed]
+
+
+def _selected(profile: Profile, features: Sequence[str] | None) -> list[_Feature]:
+    """Binning specs of the profile features to bin (default: all), in profile order."""
+    specs = _features(profile.layout)
+    if features is None:
+        return specs
+    unknown = sorted(set(features) - {f.name for f in specs})
+    if unknown:
+        raise InputError(f"not a feature of the profile (profile has "
+                         f"{', '.join(f.name for f in specs)})", feature=unknown[0])
+    return [f for f in specs if f.name in set(features)]
+
+
+def retyped_features(schema: pl.Schema, profile: Profile,
+                     features: Sequence[str] | None = None) -> dict[str, str]:
+    """Profile features whose raw column type cannot be binned as the feature's kind.
+
+    These are the features :func:`bin_raw` leaves out with ``missing="skip"`` although
+    their column exists: a run reports them as ``error`` rows with this reason.
+
+    Parameters
+    ----------
+    schema : polars.Schema
+        Schema of the raw data.
+    profile : Profile
+        The baseline profile.
+    features : sequence of str, optional
+        Profile features considered (default: all).
+
+    Returns
+    -------
+    dict of str to str
+        Feature name -> reason naming the feature and both types, e.g. ``"feature 'x':
+        profile feature is numeric but the raw column is String; the column type changed
+        since the baseline"``.
+    """
+    return {name: f"feature '{name}': {why}"
+            for name, why in _type_changes(schema, _selected(profile, features)).items()}
 
 
 def _group_ids(keys_frame: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame]:
@@ -218,34 +268,52 @@ def _group_ids(keys_frame: pl.DataFrame) -> tuple[np.ndarray, pl.DataFrame]:
     return dense[first], keys_frame[np.flatnonzero(is_first)]
 
 
+def _runs(keys_frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, pl.DataFrame]:
+    """Runs of consecutive rows with equal keys: start row and dense group id (0..G-1) of
+    each run, and the G distinct key rows in first-seen order.
+
+    Rows of a window usually come together (data sorted by time), so comparing each row
+    with the previous one and hashing only the runs' keys is much cheaper than hashing
+    every row; shuffled rows make one run per row and cost about the same as hashing.
+    """
+    changed = keys_frame.select(pl.any_horizontal(
+        pl.col(c).ne_missing(pl.col(c).shift()) for c in keys_frame.columns)).to_series()
+    starts = np.flatnonzero(changed.to_numpy())
+    if keys_frame.height and (not len(starts) or starts[0]):  # a leading null is a run too
+        starts = np.insert(starts, 0, 0)
+    group, key_rows = _group_ids(keys_frame[starts])
+    return starts, group, key_rows
+
+
 def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[_Feature],
                  offsets: np.ndarray) -> pl.DataFrame:
     """Counts of one batch: key columns, ``__slot`` (feature offset + bin index), ``count``."""
     if keys:
-        group, key_rows = _group_ids(batch.select(keys))
+        starts, run_group, key_rows = _runs(batch.select(keys))
     else:
-        group, key_rows = np.zeros(batch.height, dtype=np.int64), pl.DataFrame()
-    n_groups, n_slots = max(key_rows.height, 1), int(offsets[-1])
-    counts = np.zeros((n_groups, n_slots), dtype=np.int64)
-    # Rows of one group often come together (data sorted by time): histogram each run
-    # directly. Shuffled groups make many short runs: then count bin indices per group.
-    starts = np.flatnonzero(np.diff(group, prepend=-1))
-    runs = list(zip(starts, [*starts[1:], batch.height], strict=True))
+        starts, run_group, key_rows = np.zeros(1, np.int64), np.zeros(1, np.int64), None
+    n_groups = 1 if key_rows is None else key_rows.height
+    counts = np.zeros((n_groups, int(offsets[-1])), dtype=np.int64)
+    stops = np.append(starts[1:], batch.height)
+    group = None  # group id of every row: only for many short runs (shuffled groups)
     for i, (feature, offset) in enumerate(zip(features, offsets[:-1], strict=True)):
         values = batch.get_column(_value_column(i)).to_numpy()
         columns = slice(offset, offset + feature.n_bins)
-        if feature.kind == "numeric" and len(runs) <= _MAX_RUNS:
-            for start, stop in runs:
-                counts[group[start], columns] += _numeric_histogram(values[start:stop],
-                                                                    feature.edges)
+        # Few long runs: histogram each run directly. Many short runs: count bin indices
+        # per group.
+        if feature.kind == "numeric" and len(starts) <= _MAX_RUNS:
+            for run, start, stop in zip(run_group, starts, stops, strict=True):
+                counts[run, columns] += _numeric_histogram(values[start:stop], feature.edges)
             continue
         codes = _numeric_codes(values, feature.edges) if feature.kind == "numeric" else values
+        if keys and group is None:
+            group = np.repeat(run_group, stops - starts)
         flat = group * feature.n_bins + codes if keys else codes
         counts[:, columns] = np.bincount(flat, minlength=n_groups * feature.n_bins
                                          ).reshape(n_groups, feature.n_bins)
     rows, slots = np.nonzero(counts)
     long = pl.DataFrame({_SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
-    return pl.concat([key_rows[rows], long], how="horizontal") if keys else long
+    return pl.concat([key_rows[rows], long], how="horizontal") if key_rows is not None else long
 
 
 def bin_raw(
@@ -279,8 +347,10 @@ def bin_raw(
     features : sequence of str, optional
         Profile features to bin (default: all).
     missing : {"error", "skip"}
-        A profile feature absent from the raw data stops with an InputError listing every
-        absent column, or is left out of the result.
+        A profile feature absent from the raw data, or whose column type cannot be binned
+        as the feature's kind (numbers for numeric features; text, categorical or boolean
+        for categorical ones), stops with an InputError (listing every absent column), or
+        is left out of the result (:func:`retyped_features` gives the reasons).
     source : str, optional
         The file the rows come from, named in error messages.
 
@@ -306,28 +376,23 @@ def bin_raw(
     if reserved:
         raise InputError("segment column name is reserved by the histogram format; rename it",
                          source=source, column=reserved[0])
-    specs = _features(profile.table)
-    if features is not None:
-        unknown = sorted(set(features) - {f.name for f in specs})
-        if unknown:
-            raise InputError(f"not a feature of the profile (profile has "
-                             f"{', '.join(f.name for f in specs)})", feature=unknown[0])
-        specs = [f for f in specs if f.name in set(features)]
+    specs = _selected(profile, features)
     schema = collect_schema(raw, source or "raw data")
     timestamp_keys = [timestamp] if timestamp is not None else []
     specs = _check_columns(schema, specs, [*segments, *timestamp_keys], missing, source)
 
     key_exprs = [pl.col(c).cast(pl.String) for c in segments]
-    check = None
+    parsed, check = [], None
     if timestamp is not None:
-        window, check = _window_expr(timestamp, schema[timestamp], period, source)
+        parsed, window, check = _window_exprs(timestamp, schema[timestamp], period, source)
         key_exprs.append(window)
     keys = [*segments, *(["window"] if timestamp is not None else [])]
     # values get private names: a feature may also be a segment column
     value_exprs = [(pl.col(f.name).cast(pl.Float64) if f.kind == "numeric"
                     else _category_codes(f.name, f.categories)).alias(_value_column(i))
                    for i, f in enumerate(specs)]
-    query = raw.select(*key_exprs, *value_exprs, *([check] if check is not None else []))
+    query = raw.with_columns(*parsed).select(*key_exprs, *value_exprs,
+                                             *([check] if check is not None else []))
 
     offsets = np.cumsum([0, *(f.n_bins for f in specs)])
     key_schema = query.collect_schema()
@@ -337,14 +402,14 @@ def bin_raw(
         if check is not None:
             _check_parsed(batch[_UNPARSED], timestamp, source)
         parts.append(_count_batch(batch, keys, specs, offsets))
-    return _assemble(pl.concat(parts), segments, keys, specs, profile.table)
+    return _assemble(pl.concat(parts), segments, keys, specs, profile.layout)
 
 
 def _assemble(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
-              specs: list[_Feature], table: pl.DataFrame) -> pl.DataFrame:
+              specs: list[_Feature], layout: pl.DataFrame) -> pl.DataFrame:
     """Sum batch counts and give every group every bin of every feature (count 0 if empty)."""
     names = [f.name for f in specs]
-    bins = (table.filter(pl.col("feature").is_in(names))
+    bins = (layout.filter(pl.col("feature").is_in(names))
             .with_columns(order=pl.col("feature").replace_strict(names, range(len(names))))
             .sort("order", "bin_index")
             .select(pl.int_range(pl.len(), dtype=pl.Int64).alias(_SLOT),

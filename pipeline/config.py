@@ -1,8 +1,9 @@
 """Run configuration: pydantic models loaded from TOML, with one-line errors naming the key.
 
-Every section forbids unknown keys, so a typo fails loudly instead of being ignored. Sections
-added later (``models``, ``estimate``, ``schedule``) are one field each on :class:`RunConfig`.
-See docs/config.md for every key, its default and an example file.
+Every section forbids unknown keys, so a typo fails loudly instead of being ignored. The
+optional sections ``[models]`` (model-output drift) and ``[estimate]`` (KL estimates from
+log-prob samples) are ``None`` unless the file has them. See docs/config.md for every key,
+its default and an example file.
 """
 
 from __future__ import annotations
@@ -22,26 +23,48 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
+from pipeline.labels import check_period
 
 #: Metrics of the drift table, in column order; any of them can be the alert metric.
 METRICS = ("kl", "reverse_kl", "symmetric_kl", "psi", "js_divergence", "js_distance",
            "hellinger")
 
+#: Per-example metrics of a model comparison (``[models]``), current vs baseline model.
+PerExampleMetric = Literal["kl", "reverse_kl", "symmetric_kl", "js_divergence", "js_distance"]
+PER_EXAMPLE_METRICS: tuple[str, ...] = typing.get_args(PerExampleMetric)
+OutputKind = Literal["logits", "probabilities"]
+OutputMode = Literal["softmax", "sigmoid"]  # sigmoid: multi-label, one yes/no per label
+#: Statistics of the per-example metrics over the examples of a window x segment.
+MODEL_STATS = ("mean", "p50", "p95", "p99", "max")
+#: Divergences of the mean predicted distributions of a window x segment.
+OF_MEANS = ("kl_of_means", "js_divergence_of_means", "js_distance_of_means")
+#: Columns of models.parquet that can set a model row's status (``models.metric``).
+MODEL_METRICS = (*(f"{m}_{s}" for m in PER_EXAMPLE_METRICS for s in MODEL_STATS), *OF_MEANS,
+                 "flip_rate")
+
 # Largest possible value in bits; a threshold above it could never alert.
 _METRIC_MAX_BITS = {"js_divergence": 1.0, "js_distance": 1.0}
-# Polars duration strings: "1d", "12h", "1w", "1mo", "1d12h", ...
-_PERIOD = re.compile(r"(?:\d+(?:ns|us|ms|mo|s|m|h|d|w|q|y))+")
 # A glob whose every "[" opens a closed character class (fnmatch silently matches "[" literally).
 _GLOB = re.compile(r"(?:[^\[]|\[!?\]?[^\]]*\])+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Keys holding paths: relative values are resolved against the config file's folder.
 _PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
-              ("schedule", "baseline_source"))
+              ("schedule", "baseline_source"), ("models", "baseline"), ("models", "current"),
+              ("estimate", "source"))
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
+Period = Annotated[str, AfterValidator(check_period)]
 
 
 class _Invalid(ValueError):
@@ -56,35 +79,48 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-class InputConfig(_Section):
+class _Windowed(_Section):
+    """Windows and segments of a row-per-record input: ``[input]``, ``[models]``, ``[estimate]``.
+
+    ``period`` cuts the ``timestamp`` column into windows; a ``timestamp`` without ``period``
+    gives one window per distinct value (e.g. a ``batch_date`` column).
+    """
+
+    timestamp: str | None = None
+    period: Period | None = None
+    segments: list[str] = []
+
+    @model_validator(mode="after")
+    def _period_needs_timestamp(self) -> _Windowed:
+        if self.period is not None and self.timestamp is None:
+            raise _Invalid("period", "needs timestamp, the column to cut into periods")
+        return self
+
+
+class _InBase(_Section):
+    """A section whose metrics are logarithms in ``base``: 2 (bits) or ``"e"`` (nats)."""
+
+    base: Literal[2, "e"] = 2
+
+    @property
+    def log_base(self) -> float | None:
+        """The ``base`` argument of kl_metrics: ``None`` for nats."""
+        return None if self.base == "e" else float(self.base)
+
+
+class InputConfig(_Windowed):
     """``[input]``: where the baseline and current data are and how to read them."""
 
     baseline: str | None = None
     baseline_format: Literal["auto", "profile", "histogram", "raw"] = "auto"
     current: str | None = None
     current_format: Literal["auto", "raw", "histogram"] = "auto"
-    timestamp: str | None = None
-    period: str | None = None
-    segments: list[str] = []
     features: list[str] | None = Field(None, min_length=1)
     exclude: list[str] = []
     duplicates: Literal["error", "sum"] = "error"
     # "dask": Prefect's drift_check bins raw current files as mapped tasks on a Dask cluster.
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None  # scheduler address; None: a local cluster per run
-
-    @field_validator("period")
-    @classmethod
-    def _period_is_duration(cls, value: str | None) -> str | None:
-        if value is not None and not _PERIOD.fullmatch(value):
-            raise ValueError(f"{value!r} is not a duration such as '1d', '12h', '1w', '1mo'")
-        return value
-
-    @model_validator(mode="after")
-    def _period_needs_timestamp(self) -> InputConfig:
-        if self.period is not None and self.timestamp is None:
-            raise _Invalid("period", "needs input.timestamp, the column to cut into periods")
-        return self
 
 
 class ProfileConfig(_Section):
@@ -104,24 +140,16 @@ class ProfileConfig(_Section):
         return value
 
 
-class DriftConfig(_Section):
+class DriftConfig(_InBase):
     """``[drift]``: the alert metric and how every metric is computed."""
 
     metric: str = "js_distance"
-    base: Literal[2, "e"] = 2
     eps: float = Field(1e-6, ge=0, lt=1)
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(METRICS)}")
-        return value
-
-    @property
-    def log_base(self) -> float | None:
-        """The ``base`` argument of kl_metrics: ``None`` for nats."""
-        return None if self.base == "e" else float(self.base)
+        return _known(value, METRICS)
 
 
 class ThresholdOverride(_Section):
@@ -178,6 +206,14 @@ class OutputConfig(_Section):
 
     dir: str = "runs"
     run_id: str | None = Field(None, min_length=1)
+
+    @field_validator("run_id")
+    @classmethod
+    def _not_history(cls, value: str | None) -> str | None:
+        # The history dataset lives in output.dir next to the run folders.
+        if value == "history":
+            raise ValueError("'history' is reserved for the history dataset; pick another id")
+        return value
     fail_on: Literal["critical", "warn", "never"] = "critical"
 
 
@@ -211,8 +247,79 @@ class ScheduleConfig(_Section):
         return self
 
 
+class ModelsConfig(_Windowed, _InBase):
+    """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
+
+    ``outputs`` names either one list column holding each example's vector (``"logits"``)
+    or one column per class (``["p_early", "p_late"]``); ``outputs_prefix`` selects every
+    column starting with it instead. Per-example metrics compare the current model to the
+    baseline model: ``kl`` is KL(current ‖ baseline). Every key: docs/models.md.
+    """
+
+    baseline: str
+    current: str
+    id_column: str = "id"
+    outputs: str | list[str] | None = None
+    outputs_prefix: str | None = None
+    class_names: list[str] | None = None  # default: column names, or "0".."K-1"
+    kind: OutputKind = "logits"
+    mode: OutputMode = "softmax"
+    temperature: float = Field(1.0, gt=0)  # logits of both models are divided by it
+    eps: float = Field(0.0, ge=0, lt=1)  # probability floor (0 = exact)
+    prob_tolerance: float = Field(1e-6, ge=0)  # allowed |row sum - 1|
+    metric: str = "js_distance_mean"
+    warn: float = Field(0.1, ge=0)
+    critical: float = Field(0.2, ge=0)
+    min_examples: int = Field(30, ge=1)
+    top_n: int = Field(20, ge=0)
+    top_by: PerExampleMetric = "js_distance"
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return _known(value, MODEL_METRICS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelsConfig:
+        if (self.outputs is None) == (self.outputs_prefix is None):
+            raise _Invalid("outputs", "set exactly one of outputs (a list column, or one "
+                           "column per class) and outputs_prefix")
+        if self.kind == "probabilities" and self.temperature != 1.0:
+            raise _Invalid("temperature", "rescales logits: leave it at 1 for probabilities")
+        if self.warn >= self.critical:
+            raise _Invalid("warn", f"must be < models.critical ({self.warn} >= "
+                           f"{self.critical})")
+        return self
+
+
+class EstimateConfig(_Windowed, _InBase):
+    """``[estimate]``: KL estimates from log-prob samples (``kl-drift estimate``).
+
+    Samples are drawn from Q; ``logq`` and ``logp`` name their log-probabilities under Q
+    and under the reference P (natural log). Every key: docs/estimators.md.
+    """
+
+    source: str
+    logq: str = "logq"
+    logp: str = "logp"
+    estimator: Literal["k1", "k2", "k3"] = "k3"
+    direction: Literal["forward", "reverse"] = "forward"  # KL(Q ‖ P) or KL(P ‖ Q)
+    level: Probability = 0.95
+    base: Literal[2, "e"] = "e"
+    sequence_id: str | None = None
+    per: Literal["token", "sequence"] = "token"
+    densities: bool = False  # allow log values > 0 (continuous log-densities)
+
+    @model_validator(mode="after")
+    def _sequence_has_id(self) -> EstimateConfig:
+        if self.per == "sequence" and self.sequence_id is None:
+            raise _Invalid("sequence_id", "required with per = 'sequence': the column naming "
+                           "sequences")
+        return self
+
+
 class RunConfig(_Section):
-    """The whole configuration of a drift run (one TOML file)."""
+    """The whole configuration of a run (one TOML file)."""
 
     input: InputConfig = InputConfig()
     profile: ProfileConfig = ProfileConfig()
@@ -220,6 +327,8 @@ class RunConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     output: OutputConfig = OutputConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    models: ModelsConfig | None = None
+    estimate: EstimateConfig | None = None
 
     @model_validator(mode="after")
     def _thresholds_reachable(self) -> RunConfig:
@@ -243,6 +352,12 @@ class RunConfig(_Section):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _known(value: str, names: tuple[str, ...]) -> str:
+    if value not in names:
+        raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(names)}")
+    return value
+
+
 def load_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> RunConfig:
@@ -252,7 +367,9 @@ def load_config(
     ----------
     path : str or Path, optional
         A TOML file. Relative paths in it (``input.baseline``, ``input.current``,
-        ``output.dir``) are resolved against the file's folder. ``None``: defaults only.
+        ``output.dir``, ``models.baseline``, ``models.current``, ``estimate.source``,
+        ``schedule.baseline_source``) are resolved against the file's folder. ``None``:
+        defaults only.
     overrides : mapping, optional
         Values that win over the file (e.g. CLI flags): dotted keys (``"alerts.warn"``) or
         nested mappings (``{"alerts": {"warn": 0.05}}``). ``None`` values are ignored.

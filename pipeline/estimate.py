@@ -11,64 +11,24 @@ the sequence-level KL. Guidance on choosing an estimator: ``docs/estimators.md``
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.stats import norm
 
 from kl_metrics import kl_estimator_terms
+from pipeline.config import EstimateConfig
 from pipeline.errors import InputError
-from pipeline.models import check_period, check_windows, describe_rows, segment_expr, window_expr
-from pipeline.outputs import write_parquet
+from pipeline.labels import raw_window_label_expr, segment_label_expr
+from pipeline.models import describe_rows
+from pipeline.outputs import ESTIMATES_FILE, json_safe
 from pipeline.readers import collect, collect_schema, scan_source
 
 ESTIMATORS = ("k1", "k2", "k3")
-ESTIMATES_FILE = "estimates.parquet"
 # Rounding slack for log-probabilities of near-certain outcomes (float32 log-softmax).
 LOGPROB_SLACK = 1e-6
 _ROW = "__row"  # 0-based row number, for messages
-
-
-class EstimateConfig(BaseModel):
-    """Settings of a KL estimate from log-prob samples (``kl-drift estimate``).
-
-    Samples are drawn from Q; ``logq`` and ``logp`` name their log-probabilities under Q
-    and under the reference P (natural log). Every key: docs/estimators.md.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-    source: str = Field(description="Parquet file (or glob) with one row per sample")
-    logq: str = Field("logq", description="log Q(x), the distribution the samples come from")
-    logp: str = Field("logp", description="log P(x), the reference distribution")
-    estimator: Literal["k1", "k2", "k3"] = "k3"
-    direction: Literal["forward", "reverse"] = Field(
-        "forward", description="forward: KL(Q ‖ P); reverse: KL(P ‖ Q)")
-    level: float = Field(0.95, gt=0, lt=1, description="confidence level of the interval")
-    base: Literal[2, "e"] = Field("e", description="unit: 'e' = nats, 2 = bits")
-    timestamp: str | None = None
-    period: str | None = Field(None, description="window length, e.g. '1d', '1w'")
-    segments: list[str] = Field(default_factory=list)
-    sequence_id: str | None = Field(None, description="column grouping samples into sequences")
-    per: Literal["token", "sequence"] = Field(
-        "token", description="sequence: sum log-probs per sequence_id, one sample per sequence")
-    densities: bool = Field(
-        False, description="allow log values > 0 (continuous log-densities, not probabilities)")
-
-    @field_validator("period")
-    @classmethod
-    def _period_is_duration(cls, value: str | None) -> str | None:
-        return check_period(value)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EstimateConfig:
-        if self.per == "sequence" and self.sequence_id is None:
-            raise ValueError("per = 'sequence' needs sequence_id (the column naming sequences)")
-        check_windows(self.timestamp, self.period)
-        return self
 
 
 def _validate(frame: pl.DataFrame, config: EstimateConfig) -> None:
@@ -126,7 +86,7 @@ def _load_samples(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig
             raise InputError(f"has type {schema[column]}; expected numbers (log-probabilities)",
                              source=config.source, column=column)
     timestamp_type = schema.get(config.timestamp) if config.timestamp else None
-    if timestamp_type is not None and not timestamp_type.is_temporal():
+    if config.period is not None and not timestamp_type.is_temporal():
         raise InputError(f"has type {timestamp_type}, not a date or datetime; cast it or drop "
                          "period", source=config.source, column=config.timestamp)
     samples = collect(lazy.with_row_index(_ROW).select(
@@ -168,18 +128,19 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
     """
     samples, timestamp_type = _load_samples(frame, config)
     logq, logp = samples[config.logq].to_numpy(), samples[config.logp].to_numpy()
-    base = None if config.base == "e" else float(config.base)
     # One vectorised pass per estimator for the per-sample terms; means and standard
     # deviations per group are then a single polars aggregation.
-    terms = {k: kl_estimator_terms(logq, logp, estimator=k, direction=config.direction, base=base)
+    terms = {k: kl_estimator_terms(logq, logp, estimator=k, direction=config.direction,
+                                base=config.log_base)
              for k in ESTIMATORS}
     keys = [*config.segments, "segment", "window"]
     z = float(norm.ppf(0.5 + config.level / 2))
     chosen, stderr = pl.col(config.estimator), pl.col(f"{config.estimator}_stderr")
     return (
         samples.lazy()
-        .select(pl.col(config.segments).cast(pl.String), segment_expr(config.segments),
-                window_expr(config.timestamp, config.period, timestamp_type), "n_tokens",
+        .select(pl.col(config.segments).cast(pl.String), segment_label_expr(config.segments),
+                raw_window_label_expr(config.timestamp, config.period, timestamp_type),
+                "n_tokens",
                 **{f"__{k}": pl.Series(values) for k, values in terms.items()})
         .group_by(keys)
         .agg(pl.len().alias("n"), pl.col("n_tokens").sum(),
@@ -200,6 +161,16 @@ def estimate_kl(config: EstimateConfig) -> pl.DataFrame:
     return estimate_frame(scan_source(config.source), config)
 
 
-def write_estimates(table: pl.DataFrame, run_dir: str | Path) -> Path:
-    """Write the estimate table to ``run_dir/estimates.parquet`` atomically."""
-    return write_parquet(Path(run_dir) / ESTIMATES_FILE, table)
+def estimates_block(table: pl.DataFrame, config: EstimateConfig) -> dict[str, Any]:
+    """The ``estimates`` block of ``alerts.json``: settings and every row of the table.
+
+    Estimates have no thresholds: they never alert and do not change a run's exit code.
+    Schema: :class:`pipeline.outputs.EstimatesBlock`.
+    """
+    rows = table.select("segment", "window", "n", "n_tokens", "value", "stderr", "ci_low",
+                        "ci_high")
+    return json_safe({
+        "inputs": {"source": config.source}, "estimator": config.estimator,
+        "direction": config.direction, "level": config.level, "base": config.base,
+        "per": config.per, "rows": rows.to_dicts(), "files": {"estimates": ESTIMATES_FILE},
+    })

@@ -16,6 +16,8 @@ import polars as pl
 
 from pipeline.outputs import atomic_write, safe_filename
 
+#: Folder of the history dataset inside ``output.dir``, next to the run folders.
+HISTORY_DIR = "history"
 PART_FILE = "part.parquet"
 CREATED_AT = pl.Datetime("us", "UTC")
 

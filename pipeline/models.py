@@ -12,127 +12,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from scipy.special import expit
 
 from kl_metrics import bin_contributions, divergences, divergences_from_logits, log_softmax
+from pipeline.config import (
+    MODEL_STATS,
+    PER_EXAMPLE_METRICS,
+    ModelsConfig,
+    OutputKind,
+    OutputMode,
+)
 from pipeline.errors import InputError
-from pipeline.outputs import json_safe, write_parquet
+from pipeline.labels import raw_window_label_expr, segment_label_expr
+from pipeline.outputs import (
+    MODEL_STATUSES,
+    MODELS_FILES,
+    alerting_rows,
+    json_safe,
+    status_counts,
+)
 from pipeline.readers import collect, collect_schema, scan_source
 
-Kind = Literal["logits", "probabilities"]
-Mode = Literal["softmax", "sigmoid"]
-PerExampleMetric = Literal["kl", "reverse_kl", "symmetric_kl", "js_divergence", "js_distance"]
-
-PER_EXAMPLE: tuple[str, ...] = ("kl", "reverse_kl", "symmetric_kl", "js_divergence", "js_distance")
-STATS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
-    "mean": pl.Expr.mean,
-    "p50": lambda e: e.quantile(0.5, interpolation="linear"),
-    "p95": lambda e: e.quantile(0.95, interpolation="linear"),
-    "p99": lambda e: e.quantile(0.99, interpolation="linear"),
-    "max": pl.Expr.max,
-}
-OF_MEANS: tuple[str, ...] = ("kl_of_means", "js_divergence_of_means", "js_distance_of_means")
-AGGREGATES: tuple[str, ...] = (
-    *(f"{m}_{s}" for m in PER_EXAMPLE for s in STATS), *OF_MEANS, "flip_rate",
-)
-MODELS_FILES = {
-    "models": "models.parquet",
-    "classes": "model_classes.parquet",
-    "examples": "model_examples.parquet",
-}
-SCHEMA_VERSION = 1
 _SHOWN_IDS = 3
 _MIN_CLASSES = {"softmax": 2, "sigmoid": 1}
 
 
-class ModelsConfig(BaseModel):
-    """Settings of a model-output comparison (``kl-drift models``).
-
-    ``outputs`` names either one list column holding each example's vector
-    (``"logits"``) or one column per class (``["p_early", "p_late"]``); ``outputs_prefix``
-    selects every column starting with it instead. Per-example metrics compare the current
-    model to the baseline model: ``kl`` is KL(current ‖ baseline). Every key: docs/models.md.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-    baseline: str = Field(description="Parquet file (or glob) of the baseline model's outputs")
-    current: str = Field(description="Parquet file (or glob) of the current model's outputs")
-    id_column: str = "id"
-    outputs: str | list[str] | None = Field(
-        None, description="a list column, or one column per class")
-    outputs_prefix: str | None = Field(
-        None, description="use every column whose name starts with this, one per class")
-    class_names: list[str] | None = Field(
-        None, description="class (or label) names; default: column names or 0..K-1")
-    kind: Kind = "logits"
-    mode: Mode = Field("softmax", description="softmax: multi-class; sigmoid: multi-label")
-    temperature: float = Field(1.0, gt=0, description="logits are divided by it (both models)")
-    base: Literal[2, "e"] = Field(2, description="unit of every metric: 2 = bits, 'e' = nats")
-    eps: float = Field(
-        0.0, ge=0, lt=1, description="probability floor for kind='probabilities' (0 = exact)")
-    prob_tolerance: float = Field(1e-6, ge=0, description="allowed |row sum - 1|")
-    timestamp: str | None = None
-    period: str | None = Field(None, description="window length, e.g. '1d', '1w'")
-    segments: list[str] = Field(default_factory=list)
-    metric: str = Field("js_distance_mean", description="aggregate that sets the status")
-    warn: float = Field(0.1, ge=0)
-    critical: float = Field(0.2, ge=0)
-    min_examples: int = Field(30, ge=1, description="fewer matched examples: insufficient_data")
-    top_n: int = Field(20, ge=0, description="most-changed examples kept per window x segment")
-    top_by: PerExampleMetric = "js_distance"
-
-    @field_validator("metric")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in AGGREGATES:
-            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(AGGREGATES)}")
-        return value
-
-    @field_validator("period")
-    @classmethod
-    def _period_is_duration(cls, value: str | None) -> str | None:
-        return check_period(value)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ModelsConfig:
-        if (self.outputs is None) == (self.outputs_prefix is None):
-            raise ValueError("set exactly one of outputs (column or columns) and outputs_prefix")
-        if self.kind == "probabilities" and self.temperature != 1.0:
-            raise ValueError("temperature rescales logits: leave it at 1 for probabilities")
-        if self.warn >= self.critical:
-            raise ValueError(f"warn must be < critical ({self.warn} >= {self.critical})")
-        check_windows(self.timestamp, self.period)
-        return self
-
-    @property
-    def log_base(self) -> float | None:
-        """The ``base`` argument of kl_metrics: ``None`` for nats."""
-        return None if self.base == "e" else float(self.base)
-
-
-def check_period(value: str | None) -> str | None:
-    """Reject a ``period`` that polars cannot truncate timestamps by (e.g. ``"1 day"``)."""
-    if value is not None:
-        try:
-            pl.select(pl.lit(datetime(2000, 1, 1)).dt.truncate(value))
-        except pl.exceptions.PolarsError:
-            raise ValueError(f"{value!r} is not a duration such as '1d', '12h', '1w', '1mo'"
-                             ) from None
-    return value
-
-
-def check_windows(timestamp: str | None, period: str | None) -> None:
-    """Windows need both a timestamp column and a period, or neither."""
-    if (timestamp is None) != (period is None):
-        raise ValueError("windows need both timestamp and period (or neither)")
+def _statistic(stat: str, column: pl.Expr) -> pl.Expr:
+    """``mean``, ``max``, or ``pNN``: the NN-th percentile (linear interpolation, as numpy)."""
+    if stat in ("mean", "max"):
+        return getattr(column, stat)()
+    return column.quantile(int(stat[1:]) / 100, interpolation="linear")
 
 
 @dataclass(frozen=True)
@@ -212,8 +125,8 @@ def per_example_metrics(
     baseline: np.ndarray,
     current: np.ndarray,
     *,
-    kind: Kind = "logits",
-    mode: Mode = "softmax",
+    kind: OutputKind = "logits",
+    mode: OutputMode = "softmax",
     temperature: float = 1.0,
     base: float | None = 2.0,
     eps: float = 0.0,
@@ -376,26 +289,6 @@ def _load_side(lazy: pl.LazyFrame, outputs: _Outputs, context: list[str],
     return frame.drop("__outputs").with_row_index("__row"), values
 
 
-# --- windows and segments ---------------------------------------------------------------
-def window_expr(timestamp: str | None, period: str | None, dtype: pl.DataType | None) -> pl.Expr:
-    """The ``window`` label: ISO-8601 start of the ``period`` bucket, or 'all'."""
-    if timestamp is None or period is None:
-        return pl.lit("all").alias("window")
-    column = pl.col(timestamp).dt.truncate(period)
-    # As drift.parquet: ISO-8601, with the UTC offset of time-zone-aware timestamps.
-    fmt = "%Y-%m-%dT%H:%M:%S" + ("%:z" if getattr(dtype, "time_zone", None) else "")
-    return column.dt.to_string("%Y-%m-%d" if isinstance(dtype, pl.Date) else fmt).alias("window")
-
-
-def segment_expr(segments: list[str]) -> pl.Expr:
-    """The ``segment`` label: ``"origin=EWR, carrier=AA"``, or ``"all"``."""
-    if not segments:
-        return pl.lit("all").alias("segment")
-    parts = [pl.format(f"{name}={{}}", pl.col(name).cast(pl.String).fill_null("null"))
-             for name in segments]
-    return pl.concat_str(parts, separator=", ").alias("segment")
-
-
 # --- the comparison ---------------------------------------------------------------------
 def _status_expr(config: ModelsConfig) -> pl.Expr:
     value = pl.col(config.metric)
@@ -480,7 +373,7 @@ def _read_sides(baseline: pl.DataFrame | pl.LazyFrame, current: pl.DataFrame | p
                          f"{id_types['current']} in the current file; cast one of them",
                          column=config.id_column)
     ts_type = {**schemas["baseline"], **schemas["current"]}.get(config.timestamp or "")
-    if ts_type is not None and not ts_type.is_temporal():
+    if config.period is not None and ts_type is not None and not ts_type.is_temporal():
         raise InputError(f"has type {ts_type}, not a date or datetime; cast it or drop period",
                          column=config.timestamp)
     (b_frame, b_values), (c_frame, c_values) = (
@@ -524,9 +417,10 @@ def _per_example(joined: pl.DataFrame, sides: _Sides, config: ModelsConfig) -> p
 
     return (
         joined.select(config.id_column, pl.col(config.segments).cast(pl.String),
-                      segment_expr(config.segments),
-                      window_expr(config.timestamp, config.period, sides.timestamp_type))
-        .with_columns(*(pl.Series(m, metrics[m]) for m in PER_EXAMPLE),
+                      segment_label_expr(config.segments),
+                      raw_window_label_expr(config.timestamp, config.period,
+                                            sides.timestamp_type))
+        .with_columns(*(pl.Series(m, metrics[m]) for m in PER_EXAMPLE_METRICS),
                       **{name: pl.Series(values) for name, values in wide.items()})
         .with_columns(baseline_class=predicted("b"), current_class=predicted("c"))
     )
@@ -542,7 +436,8 @@ def _top_examples(per_example: pl.DataFrame, keys: list[str], k: int,
         per_example.filter(pl.col(by).rank("ordinal", descending=True).over(keys) <= config.top_n)
         .sort([*keys, by], descending=[False] * len(keys) + [True], maintain_order=True)
         .select(*keys, pl.int_range(1, pl.len() + 1, dtype=pl.UInt32).over(keys).alias("rank"),
-                config.id_column, *PER_EXAMPLE, "baseline_class", "current_class", **probs)
+                config.id_column, *PER_EXAMPLE_METRICS, "baseline_class", "current_class",
+                **probs)
     )
 
 
@@ -586,7 +481,8 @@ def compare_outputs(
     summary = (
         per_example.lazy().group_by(keys).agg(
             pl.len().alias("n"),
-            *(fn(pl.col(m)).alias(f"{m}_{s}") for m in PER_EXAMPLE for s, fn in STATS.items()),
+            *(_statistic(s, pl.col(m)).alias(f"{m}_{s}")
+              for m in PER_EXAMPLE_METRICS for s in MODEL_STATS),
             (pl.col("baseline_class") != pl.col("current_class")).mean().alias("flip_rate"),
             pl.col(wide).mean(),
         ).sort(keys).collect()
@@ -617,16 +513,22 @@ def compare_models(config: ModelsConfig) -> ModelDrift:
 
 
 # --- outputs ----------------------------------------------------------------------------
-_SEVERITY = {"critical": 0, "warn": 1}
 _TOP_IN_BLOCK = 3
 
 
+def model_tables(result: ModelDrift) -> dict[str, pl.DataFrame]:
+    """The run-folder files of a comparison: file name -> table (``MODELS_FILES``)."""
+    tables = {"models": result.summary, "classes": result.classes, "examples": result.examples}
+    return {MODELS_FILES[name]: table for name, table in tables.items()}
+
+
 def models_block(result: ModelDrift) -> dict[str, Any]:
-    """The ``models`` entry of ``alerts.json``: counts, warnings and every warn/critical row.
+    """The ``models`` block of ``alerts.json``: counts, warnings and every warn/critical row.
 
     Each alert carries its three largest per-class JS contributions and its three
-    most-changed examples. Non-finite numbers become ``null`` with a ``null_reasons`` entry
-    (:func:`pipeline.outputs.json_safe`).
+    most-changed examples (ids as strings, ``value`` = their ``top_by`` metric). Non-finite
+    numbers become ``null`` with a ``null_reasons`` entry (:func:`pipeline.outputs.json_safe`).
+    Schema: :class:`pipeline.outputs.ModelsBlock`.
     """
     config, summary = result.config, result.summary
     keys = [*config.segments, "segment", "window"]
@@ -641,40 +543,28 @@ def models_block(result: ModelDrift) -> dict[str, Any]:
     top_examples = (
         result.examples.filter(pl.col("rank") <= _TOP_IN_BLOCK)
         .group_by(keys).agg(pl.struct(pl.col(config.id_column).cast(pl.String).alias("id"),
-                                      config.top_by, "baseline_class", "current_class")
+                                      pl.col(config.top_by).alias("value"), "baseline_class",
+                                      "current_class")
                             .sort_by("rank").alias("top_examples"))
     )
     alerts = (
-        summary.filter(pl.col("status").is_in(list(_SEVERITY)))
-        .join(top_classes, on=keys, how="left", nulls_equal=True)
-        .join(top_examples, on=keys, how="left", nulls_equal=True)
-        .sort(pl.col("status").replace_strict(_SEVERITY), -pl.col("value"))
-        .select(*keys, "status", "metric", "value", "warn_threshold", "critical_threshold", "n",
-                "flip_rate", "js_distance_of_means", "top_classes", "top_examples")
+        alerting_rows(summary)
+        .join(top_classes, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        .join(top_examples, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        .select("segment", "window", "status", "metric", "value", "warn_threshold",
+                "critical_threshold", "n", "flip_rate", "js_distance_of_means", "top_classes",
+                "top_examples")
     )
-    counts = dict(summary["status"].value_counts().iter_rows())
     return json_safe({
-        "schema_version": SCHEMA_VERSION,
         "inputs": {"baseline": config.baseline, "current": config.current},
-        "kind": config.kind, "mode": config.mode, "temperature": config.temperature,
-        "base": config.base, "metric": config.metric, "warn_threshold": config.warn,
+        "id_column": config.id_column, "kind": config.kind, "mode": config.mode,
+        "temperature": config.temperature, "base": config.base, "metric": config.metric,
+        "top_by": config.top_by, "warn_threshold": config.warn,
         "critical_threshold": config.critical,
         "n_baseline": result.n_baseline, "n_current": result.n_current,
         "n_matched": result.n_matched, "n_unmatched_baseline": result.n_unmatched_baseline,
         "n_unmatched_current": result.n_unmatched_current, "warnings": list(result.warnings),
-        "summary": {"total": summary.height, **{s: counts.get(s, 0) for s in (
-            "ok", "warn", "critical", "insufficient_data")}},
+        "summary": status_counts(summary, MODEL_STATUSES),
         "alerts": alerts.to_dicts(),
         "files": dict(MODELS_FILES),
     })
-
-
-def write_model_outputs(result: ModelDrift, run_dir: str | Path) -> dict[str, Any]:
-    """Write ``models.parquet``, ``model_classes.parquet`` and ``model_examples.parquet``.
-
-    Each file is written atomically into ``run_dir``. Returns :func:`models_block`.
-    """
-    tables = {"models": result.summary, "classes": result.classes, "examples": result.examples}
-    for name, table in tables.items():
-        write_parquet(Path(run_dir) / MODELS_FILES[name], table)
-    return models_block(result)

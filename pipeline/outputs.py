@@ -1,7 +1,7 @@
 """Atomic, idempotent writes into a run folder, and names that are safe to use as paths.
 
-Also the run folder's machine-readable outputs: ``drift.parquet`` and ``alerts.json``
-(schema in docs/architecture.md, validated by :class:`AlertsDocument`).
+Also the run folder's machine-readable outputs: its Parquet tables and ``alerts.json``
+(schema in docs/reports.md, validated by :class:`AlertsDocument`).
 """
 
 from __future__ import annotations
@@ -95,8 +95,14 @@ def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
 # --- alerts.json -------------------------------------------------------------------------
 
 DRIFT_FILE, ALERTS_FILE = "drift.parquet", "alerts.json"
+#: Files of a model comparison (``[models]``) and of KL estimates (``[estimate]``).
+MODELS_FILES = {"models": "models.parquet", "classes": "model_classes.parquet",
+                "examples": "model_examples.parquet"}
+ESTIMATES_FILE = "estimates.parquet"
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "warn", "critical", "insufficient_data", "error")
+#: Statuses of a model-output row (models.parquet): there is no per-row ``error``.
+MODEL_STATUSES = ("ok", "warn", "critical", "insufficient_data")
 _ALERT_FIELDS = ("segment", "feature", "window", "status", "metric", "value", "warn_threshold",
                  "critical_threshold", "p_value", "q_value", "n_baseline", "n_current",
                  "top_bins")
@@ -132,19 +138,39 @@ def dumps_json(document: Any) -> str:
     return json.dumps(json_safe(document), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def alerts_document(drift: pl.DataFrame, run: Mapping[str, Any],
-                    warnings: list[str] | None = None) -> dict[str, Any]:
-    """The ``alerts.json`` document of a decided drift table.
+def status_counts(table: pl.DataFrame | None, statuses: tuple[str, ...]) -> dict[str, int]:
+    """``{"total": rows, status: rows with it, ...}`` of a table's ``status`` column."""
+    counts = {} if table is None else dict(table["status"].value_counts().iter_rows())
+    return {"total": 0 if table is None else table.height,
+            **{s: counts.get(s, 0) for s in statuses}}
+
+
+def alerting_rows(table: pl.DataFrame) -> pl.DataFrame:
+    """The ``warn``/``critical`` rows: critical first, then larger ``value`` first."""
+    return (table.filter(pl.col("status").is_in(["warn", "critical"]))
+            .sort([pl.col("status") == "warn", "value"], descending=[False, True],
+                  nulls_last=True))
+
+
+def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
+                    warnings: list[str] | None = None, *,
+                    models: Mapping[str, Any] | None = None,
+                    estimates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``alerts.json`` document of a run.
 
     Parameters
     ----------
-    drift : pl.DataFrame
-        Drift table with final ``status`` (see docs/architecture.md).
+    drift : pl.DataFrame or None
+        Drift table with final ``status`` (see docs/architecture.md); ``None`` for a run
+        without feature drift (``summary`` is then all zeros).
     run : mapping
         The ``run`` section: run_id, created_at, tool_version, inputs, config_hash, metric,
         base, config.
     warnings : list of str, optional
         Run-level notes, e.g. threshold patterns that matched no feature.
+    models, estimates : mapping, optional
+        The ``models`` block (:func:`pipeline.models.models_block`) and the ``estimates``
+        block (:func:`pipeline.estimate.estimates_block`); left out when ``None``.
 
     Returns
     -------
@@ -152,34 +178,52 @@ def alerts_document(drift: pl.DataFrame, run: Mapping[str, Any],
         JSON-safe: alerts most severe first (critical, then warn; larger value first),
         problems (error, insufficient_data) in table order.
     """
-    counts = dict(drift["status"].value_counts().iter_rows())
-    summary = {"total": drift.height, **{s: counts.get(s, 0) for s in STATUSES}}
-    alerts = (
-        drift.filter(pl.col("status").is_in(["warn", "critical"]))
-        .sort([pl.col("status") == "warn", "value"], descending=[False, True], nulls_last=True)
-        .select(_ALERT_FIELDS)
-    )
-    problems = drift.filter(pl.col("status").is_in(["error", "insufficient_data"]))
+    alerts, problems = [], []
+    if drift is not None:
+        alerts = alerting_rows(drift).select(_ALERT_FIELDS).to_dicts()
+        problems = (drift.filter(pl.col("status").is_in(["error", "insufficient_data"]))
+                    .select(_PROBLEM_FIELDS).to_dicts())
+    blocks = {"models": models, "estimates": estimates}
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
-        "summary": summary,
-        "alerts": alerts.to_dicts(),
-        "problems": problems.select(_PROBLEM_FIELDS).to_dicts(),
+        "summary": status_counts(drift, STATUSES),
+        "alerts": alerts,
+        "problems": problems,
         "warnings": list(warnings or []),
+        **{name: dict(block) for name, block in blocks.items() if block is not None},
     })
 
 
-def write_run_outputs(run_dir: str | os.PathLike[str], drift: pl.DataFrame,
-                      document: Mapping[str, Any]) -> tuple[Path, Path]:
-    """Write ``drift.parquet`` and ``alerts.json`` into ``run_dir``, each atomically.
+def write_run_outputs(run_dir: str | os.PathLike[str],
+                      tables: Mapping[str, pl.DataFrame | None],
+                      document: Mapping[str, Any]) -> list[Path]:
+    """Write a run's Parquet tables, then its ``alerts.json``, into ``run_dir``, atomically.
 
-    The drift table goes first, so ``alerts.json`` never points at a table that is not
-    there yet; rewriting a run folder replaces both files.
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    tables : mapping of str to DataFrame or None
+        File name -> table. ``None`` deletes that file: a rerun of the same run id without
+        that part must not leave a stale table behind.
+    document : mapping
+        The ``alerts.json`` document, written last so it never points at a table that is
+        not there yet.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, ``alerts.json`` last.
     """
     folder = Path(run_dir)
-    return (write_parquet(folder / DRIFT_FILE, drift),
-            atomic_write_text(folder / ALERTS_FILE, dumps_json(document)))
+    written = []
+    for name, table in tables.items():
+        if table is None:
+            (folder / name).unlink(missing_ok=True)
+        else:
+            written.append(write_parquet(folder / name, table))
+    return [*written, atomic_write_text(folder / ALERTS_FILE, dumps_json(document))]
 
 
 class _Strict(BaseModel):
@@ -227,21 +271,42 @@ class Problem(_Strict):
     reason: str
 
 
-class Summary(_Strict):
-    """Row counts by status."""
+class _Counts(_Strict):
+    """Row counts by status; ``total`` is their sum."""
 
     total: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> _Counts:
+        if self.total != sum(n for name, n in self if name != "total"):
+            raise ValueError("total must equal the sum of the status counts")
+        return self
+
+
+class Summary(_Counts):
+    """Rows of drift.parquet by status."""
+
     ok: int = Field(ge=0)
     warn: int = Field(ge=0)
     critical: int = Field(ge=0)
     insufficient_data: int = Field(ge=0)
     error: int = Field(ge=0)
 
-    @model_validator(mode="after")
-    def _adds_up(self) -> Summary:
-        if self.total != sum(getattr(self, s) for s in STATUSES):
-            raise ValueError("summary.total must equal the sum of the status counts")
-        return self
+
+class ModelSummary(_Counts):
+    """Rows of models.parquet by status."""
+
+    ok: int = Field(ge=0)
+    warn: int = Field(ge=0)
+    critical: int = Field(ge=0)
+    insufficient_data: int = Field(ge=0)
+
+
+def _check_alerts(summary: _Counts, alerts: list[Any]) -> None:
+    """The alerts list holds exactly the summary's warn and critical rows."""
+    for status in ("warn", "critical"):
+        if sum(a.status == status for a in alerts) != getattr(summary, status):
+            raise ValueError(f"summary.{status} does not match the alerts list")
 
 
 class RunInfo(_Strict):
@@ -257,6 +322,96 @@ class RunInfo(_Strict):
     config: dict[str, Any]
 
 
+class ModelClass(_Explained):
+    """A class (or label) of a model-output alert and its share of the mean distributions' JS."""
+
+    class_name: str = Field(alias="class")
+    baseline_mean: float | None
+    current_mean: float | None
+    js_contribution: float | None
+
+
+class ModelExample(_Explained):
+    """One of the examples whose prediction changed most."""
+
+    id: str
+    value: float | None
+    baseline_class: str
+    current_class: str
+
+
+class ModelAlert(_Explained):
+    """A ``warn`` or ``critical`` row of models.parquet."""
+
+    segment: str
+    window: str
+    status: Literal["warn", "critical"]
+    metric: str
+    value: float | None
+    warn_threshold: float
+    critical_threshold: float
+    n: int = Field(ge=0)
+    flip_rate: float | None = Field(ge=0, le=1)
+    js_distance_of_means: float | None
+    top_classes: list[ModelClass]
+    top_examples: list[ModelExample]
+
+
+class ModelsBlock(_Strict):
+    """Model-output drift of the run (``[models]``; docs/models.md)."""
+
+    inputs: dict[str, str]
+    id_column: str
+    kind: Literal["logits", "probabilities"]
+    mode: Literal["softmax", "sigmoid"]
+    temperature: float
+    base: int | str
+    metric: str
+    top_by: str
+    warn_threshold: float
+    critical_threshold: float
+    n_baseline: int = Field(ge=0)
+    n_current: int = Field(ge=0)
+    n_matched: int = Field(ge=0)
+    n_unmatched_baseline: int = Field(ge=0)
+    n_unmatched_current: int = Field(ge=0)
+    warnings: list[str]
+    summary: ModelSummary
+    alerts: list[ModelAlert]
+    files: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelsBlock:
+        _check_alerts(self.summary, self.alerts)
+        return self
+
+
+class EstimateRow(_Explained):
+    """One row of estimates.parquet: a KL estimate of one window x segment."""
+
+    segment: str
+    window: str
+    n: int = Field(ge=0)
+    n_tokens: int = Field(ge=0)
+    value: float | None
+    stderr: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class EstimatesBlock(_Strict):
+    """KL estimates from log-prob samples (``[estimate]``; docs/estimators.md)."""
+
+    inputs: dict[str, str]
+    estimator: Literal["k1", "k2", "k3"]
+    direction: Literal["forward", "reverse"]
+    level: float = Field(gt=0, lt=1)
+    base: int | str
+    per: Literal["token", "sequence"]
+    rows: list[EstimateRow]
+    files: dict[str, str]
+
+
 class AlertsDocument(_Strict):
     """Schema of ``alerts.json`` (schema_version 1); ``model_validate`` checks a file."""
 
@@ -266,12 +421,12 @@ class AlertsDocument(_Strict):
     alerts: list[Alert]
     problems: list[Problem]
     warnings: list[str] = []
+    models: ModelsBlock | None = None
+    estimates: EstimatesBlock | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertsDocument:
-        for status in ("warn", "critical"):
-            if sum(a.status == status for a in self.alerts) != getattr(self.summary, status):
-                raise ValueError(f"summary.{status} does not match the alerts list")
+        _check_alerts(self.summary, self.alerts)
         if len(self.problems) != self.summary.error + self.summary.insufficient_data:
             raise ValueError("summary error + insufficient_data does not match problems")
         return self

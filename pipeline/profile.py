@@ -3,6 +3,8 @@
 Built from baseline raw rows with one query for every feature's edges or top categories,
 then counted with the same code that bins current data (:func:`pipeline.binning.bin_raw`),
 so the baseline counts are exactly what binning the baseline rows again would give.
+With segment columns, the bins come from the whole baseline (one layout per feature, so
+current data of any segment is binned once) and the counts are kept per segment.
 Stored as Parquet with provenance as JSON in the file's key-value metadata.
 """
 
@@ -13,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -24,14 +27,17 @@ import pyarrow.parquet as pq
 from pipeline.binning import MISSING, OTHER, bin_label, bin_raw
 from pipeline.errors import ConfigError, InputError
 from pipeline.outputs import atomic_write
-from pipeline.readers import READ_ERRORS, collect, collect_schema, read_error
+from pipeline.readers import HISTOGRAM_COLUMNS, READ_ERRORS, collect, collect_schema, read_error
 
-SCHEMA_VERSION = 1
+#: 2: optional segment columns with per-segment counts (version 1 files are still read)
+SCHEMA_VERSION = 2
 METADATA_KEY = b"kl_drift.profile"
+#: columns of every profile; segment columns (Utf8) come before them
 TABLE_SCHEMA = {
     "feature": pl.String, "kind": pl.String, "bin": pl.String, "bin_index": pl.Int32,
     "lower": pl.Float64, "upper": pl.Float64, "count": pl.Float64,
 }
+_HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
 
 
 def _tool_version() -> str:
@@ -48,27 +54,69 @@ class Profile:
     Attributes
     ----------
     table : polars.DataFrame
-        One row per bin: ``feature``, ``kind`` (``numeric``/``categorical``), ``bin`` (label),
-        ``bin_index`` (display order within the feature), ``lower``/``upper`` (numeric edges,
+        One row per (segment, bin): the segment columns (Utf8, none for a global baseline),
+        ``feature``, ``kind`` (``numeric``/``categorical``), ``bin`` (label), ``bin_index``
+        (display order within the feature), ``lower``/``upper`` (numeric edges,
         ``-inf``/``+inf`` tails; null for categories and ``__missing__``), ``count``.
         Numeric bins come by ascending ``lower``, then ``__missing__``; categorical bins by
-        descending baseline count, then ``__other__``, then ``__missing__``.
+        descending baseline count, then ``__other__``, then ``__missing__``. Every segment
+        has the same bins, sorted by segment, then feature, then ``bin_index``.
     metadata : dict
         ``schema_version``, ``tool_version``, ``created_at``, ``source``, ``strategy``,
-        ``bins``, ``top_k``, ``row_count`` and per-feature details under ``features``.
+        ``bins``, ``top_k``, ``row_count``, ``segments``, ``segment_rows`` and per-feature
+        details under ``features``.
     """
 
     table: pl.DataFrame
     metadata: dict[str, Any]
 
     @property
+    def segments(self) -> list[str]:
+        """Segment columns whose values have their own baseline counts (none: global)."""
+        return [c for c in self.table.columns if c not in TABLE_SCHEMA]
+
+    @cached_property
+    def layout(self) -> pl.DataFrame:
+        """The bins shared by every segment, one row per feature bin in profile order:
+        ``feature``, ``kind``, ``bin``, ``bin_index``, ``lower``, ``upper``."""
+        layout = self.table.drop(*self.segments, "count")
+        if self.segments:
+            layout = layout.unique(["feature", "bin_index"], keep="first", maintain_order=True)
+        return layout
+
+    @property
     def features(self) -> list[str]:
         """Feature names, in profile order."""
-        return self.table["feature"].unique(maintain_order=True).to_list()
+        return self.layout["feature"].unique(maintain_order=True).to_list()
 
-    def histograms(self) -> pl.DataFrame:
-        """The baseline histograms in long format: feature, bin, count, lower, upper."""
-        return self.table.select("feature", "bin", "count", "lower", "upper")
+    def histograms(self, segments: Sequence[str] | None = None) -> pl.DataFrame:
+        """The baseline histograms in long format: segment columns, feature, bin, count,
+        lower, upper.
+
+        Parameters
+        ----------
+        segments : sequence of str, optional
+            Profile segment columns to keep; counts are added up over the others (every
+            segment has the same bins), so ``[]`` gives one pooled, global baseline.
+            Default: every segment column of the profile.
+
+        Raises
+        ------
+        InputError
+            A name that is not a segment column of the profile.
+        """
+        own = self.segments
+        keep = own if segments is None else list(dict.fromkeys(segments))
+        unknown = [s for s in keep if s not in own]
+        if unknown:
+            raise InputError(f"not a segment column of the profile (it has "
+                             f"{', '.join(own) or 'none'}); rebuild the profile with it",
+                             column=unknown[0])
+        if keep == own:
+            return self.table.select(*keep, *_HISTOGRAM_OUT)
+        return (self.table.group_by([*keep, "feature", "bin_index"], maintain_order=True)
+                .agg(pl.col("bin", "lower", "upper").first(), pl.col("count").sum())
+                .select(*keep, *_HISTOGRAM_OUT))
 
 
 def _select_features(
@@ -193,11 +241,34 @@ def _bins_table(name: str, kind: str, edges: np.ndarray | None,
                          "count": 0.0}, schema=TABLE_SCHEMA)
 
 
+def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None:
+    reserved = {*HISTOGRAM_COLUMNS, *TABLE_SCHEMA}
+    for name in segments:
+        if name in reserved:
+            raise InputError("segment column name is reserved by the profile format; rename "
+                             "it", source=source, column=name)
+        if name not in schema:
+            raise InputError(f"baseline lacks segment column; found "
+                             f"{', '.join(schema.names())}", source=source, column=name)
+
+
+def _segment_rows(table: pl.DataFrame, segments: list[str]) -> list[dict[str, Any]]:
+    """Baseline rows of each segment: every row is in exactly one bin of each feature, so
+    the total of the first feature counts them."""
+    if not segments:
+        return []
+    first = table.filter(pl.col("feature") == table["feature"][0])
+    totals = first.group_by(segments, maintain_order=True).agg(pl.col("count").sum())
+    return [{"segment": {s: row[s] for s in segments}, "rows": int(row["count"])}
+            for row in totals.iter_rows(named=True)]
+
+
 def build_profile(
     raw: pl.LazyFrame,
     *,
     features: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
+    segments: Sequence[str] = (),
     strategy: Literal["quantile", "uniform"] = "quantile",
     bins: int = 20,
     top_k: int = 50,
@@ -215,7 +286,11 @@ def build_profile(
         categorical or boolean column (categorical feature), except ``exclude``; dates,
         lists and structs are skipped.
     exclude : sequence of str
-        Columns never profiled: timestamp, segment and id columns. Unknown names are ignored.
+        Columns never profiled: timestamp and id columns. Unknown names are ignored.
+    segments : sequence of str
+        Columns (cast to text; null is a value of its own) whose values get their own
+        baseline counts, e.g. ``["region"]``: bins still come from the whole baseline, so
+        every segment has the same bins. They are never profiled as features.
     strategy : {"quantile", "uniform"}
         Numeric edges at the baseline's ``1/bins, ..., (bins-1)/bins`` quantiles, or evenly
         spaced between its finite min and max; the outer bins are open (-inf, +inf tails).
@@ -237,7 +312,8 @@ def build_profile(
     Raises
     ------
     InputError
-        Unreadable data, absent or unsupported feature columns, nothing to profile.
+        Unreadable data, absent or unsupported feature columns, absent or reserved segment
+        columns, nothing to profile.
     ConfigError
         Invalid ``strategy``, ``bins``, ``top_k`` or ``fixed_edges``.
     """
@@ -246,7 +322,10 @@ def build_profile(
     if bins < 2 or top_k < 0:
         raise ConfigError(f"bins={bins}, top_k={top_k}: need bins >= 2 and top_k >= 0")
     where = source or "baseline data"
-    kinds = _select_features(collect_schema(raw, where), features, exclude, where)
+    segments = list(dict.fromkeys(segments))
+    schema = collect_schema(raw, where)
+    _check_segments(schema, segments, where)
+    kinds = _select_features(schema, features, (*exclude, *segments), where)
     fixed = _check_fixed_edges(fixed_edges or {}, kinds)
     stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
     stats = stats.row(0, named=True)
@@ -263,14 +342,17 @@ def build_profile(
             tables.append(_bins_table(name, kind, None, top))
             details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
                              "n_kept": len(top)}
-    empty = Profile(pl.concat(tables), {})
-    counts = bin_raw(raw, empty, source=where).select("feature", "bin", "count")
-    table = empty.table.drop("count").join(counts, on=["feature", "bin"], how="left",
-                                           maintain_order="left").select(list(TABLE_SCHEMA))
+    layout = pl.concat(tables)
+    counts = bin_raw(raw, Profile(layout, {}), segments=segments, source=where)
+    table = counts.join(layout.select("feature", "bin", "kind", "bin_index"),
+                        on=["feature", "bin"], how="left", maintain_order="left"
+                        ).select(*segments, *TABLE_SCHEMA)
+    if table.height == 0:
+        raise InputError("baseline has no rows, so no segment to profile", source=where)
     row_count = stats["__rows"]
     per_feature = table.group_by("feature", maintain_order=True).agg(
-        pl.len().alias("n_bins"), pl.col("count").filter(pl.col("bin") == MISSING).sum()
-        .alias("n_missing"))
+        pl.col("bin_index").n_unique().alias("n_bins"),
+        pl.col("count").filter(pl.col("bin") == MISSING).sum().alias("n_missing"))
     for row in per_feature.iter_rows(named=True):
         details[row["feature"]] |= {"n_bins": row["n_bins"], "n_rows": row_count,
                                     "n_missing": int(row["n_missing"])}
@@ -283,6 +365,8 @@ def build_profile(
         "bins": bins,
         "top_k": top_k,
         "row_count": row_count,
+        "segments": segments,
+        "segment_rows": _segment_rows(table, segments),
         "features": details,
     }
     return Profile(table, meta)
@@ -328,32 +412,44 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
         raise InputError(f"not a kl-drift profile this version can read (schema_version "
                          f"{version!r}, supported <= {SCHEMA_VERSION}); upgrade kl-drift",
                          source=where)
+    segments = meta.get("segments", [])  # absent from version 1 profiles: no segments
+    if not (isinstance(segments, list) and all(isinstance(s, str) for s in segments)):
+        raise InputError("not a kl-drift profile (malformed segments in its metadata)",
+                         source=where)
     table = pl.from_arrow(arrow.replace_schema_metadata(None))
-    if dict(table.schema) != TABLE_SCHEMA:
+    if dict(table.schema) != {**dict.fromkeys(segments, pl.String), **TABLE_SCHEMA}:
         raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
-    bad = _malformed_features(table)
+    bad = _malformed_features(table, segments)
     if bad:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
     return Profile(table, meta)
 
 
-def _malformed_features(table: pl.DataFrame) -> list[str]:
-    """Features whose bins break the layout binning relies on: ``bin_index`` 0..n-1 and
-    ``__missing__`` last, after contiguous numeric bins from -inf to +inf, or after the
-    categories and ``__other__``."""
+def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
+    """Features whose bins break the layout binning relies on: the same bins in every
+    segment, ``bin_index`` 0..n-1 and ``__missing__`` last, after contiguous numeric bins
+    from -inf to +inf, or after the categories and ``__other__``."""
     bad = []
-    for bins in table.sort("bin_index", maintain_order=True).partition_by(
+    layout = table.drop(*segments, "count")
+    if segments:
+        # each bin once per segment, and in every segment
+        repeats = layout.group_by(layout.columns, maintain_order=True).len()
+        twice = table.select(*segments, "feature", "bin_index").is_duplicated()
+        bad += [*repeats.filter(pl.col("len") != table.select(segments).n_unique())["feature"],
+                *table.filter(twice)["feature"]]
+        layout = repeats.drop("len")
+    for bins in layout.sort("bin_index", maintain_order=True).partition_by(
             "feature", maintain_order=True):
         labels, kinds = bins["bin"].to_list(), set(bins["kind"])
         lower, upper = bins["lower"].to_numpy()[:-1], bins["upper"].to_numpy()[:-1]
-        layout = bins["bin_index"].to_list() == list(range(bins.height)) and (
+        ok = bins["bin_index"].to_list() == list(range(bins.height)) and (
             labels[-1] == MISSING)
         if kinds == {"numeric"}:
-            layout &= bool(len(lower) and lower[0] == -np.inf and upper[-1] == np.inf
-                           and (lower[1:] == upper[:-1]).all())
+            ok &= bool(len(lower) and lower[0] == -np.inf and upper[-1] == np.inf
+                       and (lower[1:] == upper[:-1]).all())
         else:
-            layout &= kinds == {"categorical"} and labels[-2:-1] == [OTHER]
-        if not layout:
+            ok &= kinds == {"categorical"} and labels[-2:-1] == [OTHER]
+        if not ok:
             bad.append(bins["feature"][0])
-    return bad
+    return list(dict.fromkeys(bad))

@@ -1,7 +1,10 @@
-"""One drift run end to end: read -> bin/align -> measure -> decide -> write.
+"""One run end to end: read -> bin/align -> measure -> decide -> write.
 
-Reports are not written here: they are built from the run folder's ``drift.parquet`` and
-``alerts.json`` by :mod:`pipeline.reports`.
+A run checks what its config holds — feature drift (``[input]``), model-output drift
+(``[models]``) and KL estimates (``[estimate]``) — and writes everything into ONE run
+folder: each part's Parquet tables, one ``alerts.json`` and the reports. The write stage
+also adds feature drift to the history dataset at ``<output.dir>/history`` and renders the
+reports from the folder's files, exactly as ``kl-drift report`` would re-render them later.
 """
 
 from __future__ import annotations
@@ -16,60 +19,85 @@ import polars as pl
 
 from pipeline.alerts import decide
 from pipeline.align import align, segment_columns
-from pipeline.binning import bin_raw
+from pipeline.binning import bin_raw, retyped_features
 from pipeline.config import RunConfig
 from pipeline.drift import compute_drift
 from pipeline.errors import ConfigError, InputError
-from pipeline.outputs import alerts_document, safe_filename, tool_version, write_run_outputs
+from pipeline.estimate import estimate_kl, estimates_block
+from pipeline.history import HISTORY_DIR, append_history
+from pipeline.models import ModelDrift, compare_models, model_tables, models_block
+from pipeline.outputs import (
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    MODELS_FILES,
+    alerts_document,
+    safe_filename,
+    tool_version,
+    write_run_outputs,
+)
 from pipeline.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.readers import collect_schema, read_histograms, scan_raw, scan_source
+from pipeline.reports import write_reports
 
 PROFILE_FILE = "baseline_profile.parquet"
 #: Severity order of row statuses, least severe first (for ``worst_status``).
 SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
+#: The parts a run can check; each writes its own tables into the run folder.
+FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
 _FAIL_ON = {"never": frozenset(), "critical": frozenset({"critical"}),
             "warn": frozenset({"warn", "critical"})}
 _HISTOGRAM_KEYS = {"feature", "bin", "count"}
 _PROFILE_KEYS = {"feature", "bin", "count", "kind", "bin_index"}
 
+Progress = Callable[[str], None]
+
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a drift run produced.
+    """What a run produced.
 
     Attributes
     ----------
     run_id : str
     run_dir : Path
-        ``<output.dir>/<safe run_id>``, holding drift.parquet and alerts.json.
-    drift : pl.DataFrame
-        The decided drift table.
+        ``<output.dir>/<safe run_id>``, holding the run's tables, alerts.json and reports.
+    drift : pl.DataFrame or None
+        The decided drift table; ``None`` when the run checked no features.
     alerts : dict
         The alerts.json document.
     worst_status : str
-        Most severe row status, in the order ``ok < insufficient_data < error < warn <
-        critical`` (``ok`` for a run without rows).
+        Most severe status of a drift or model row, in the order ``ok < insufficient_data
+        < error < warn < critical`` (``ok`` for a run without rows).
     exit_code : int
-        0, or 1 when a row's status is at or above ``output.fail_on``.
+        0, or 1 when a drift or model row's status is at or above ``output.fail_on``.
+    models : ModelDrift or None
+        The model-output comparison, when the run had one.
+    estimates : pl.DataFrame or None
+        The KL estimates (estimates.parquet), when the run had them.
     """
 
     run_id: str
     run_dir: Path
-    drift: pl.DataFrame
+    drift: pl.DataFrame | None
     alerts: dict
     worst_status: str
     exit_code: int
+    models: ModelDrift | None = None
+    estimates: pl.DataFrame | None = None
 
 
-def run_drift(config: RunConfig, *,
-              progress: Callable[[str], None] | None = None) -> RunResult:
-    """Run one drift check as configured and write its run folder.
+def run_drift(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
+    """Run every check the config holds and write one run folder (``kl-drift run``).
+
+    Feature drift runs when ``[input]`` names data (``input.baseline`` and
+    ``input.current``, both required then); the model comparison when ``[models]`` is
+    present; the estimates when ``[estimate]`` is. A config with only ``[models]`` runs just
+    the models.
 
     Parameters
     ----------
     config : RunConfig
-        From :func:`pipeline.config.load_config`; ``input.baseline`` and ``input.current``
-        are required.
+        From :func:`pipeline.config.load_config`.
     progress : callable, optional
         Called with a short message at each stage (for CLI progress or flow logs).
 
@@ -80,56 +108,144 @@ def run_drift(config: RunConfig, *,
     Raises
     ------
     ConfigError, InputError
-        One-line messages for a bad configuration or unreadable/malformed input. Problems
+        One-line messages for a bad configuration (also: nothing to check, or only one of
+        ``input.baseline``/``input.current``) or unreadable/malformed input. Problems
         limited to one feature or window do not raise: they become ``error`` or
         ``insufficient_data`` rows.
     """
-    say = progress or (lambda _message: None)
     settings = config.input
-    for key in ("baseline", "current"):
-        if not getattr(settings, key):
-            raise ConfigError(f"input.{key}: required for a drift run (a Parquet path)")
+    parts = {part for part, wanted in ((FEATURES, bool(settings.baseline or settings.current)),
+                                       (MODELS, config.models is not None),
+                                       (ESTIMATES, config.estimate is not None)) if wanted}
+    if not parts:
+        raise ConfigError("nothing to check: set input.baseline and input.current (feature "
+                          "drift), or add a [models] or [estimate] section")
+    if FEATURES in parts:
+        for key in ("baseline", "current"):
+            if not getattr(settings, key):
+                raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+    return _run(config, parts, progress)
+
+
+def run_models(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
+    """Compare two models' outputs as ``[models]`` says and write a run folder.
+
+    The run folder holds models.parquet, model_classes.parquet, model_examples.parquet,
+    alerts.json (its ``models`` block) and the reports; ``exit_code`` follows
+    ``output.fail_on`` on the model rows' statuses. ``[input]`` is not used.
+
+    Raises
+    ------
+    ConfigError
+        Without a ``[models]`` section. ``InputError`` for unreadable or invalid outputs.
+    """
+    if config.models is None:
+        raise ConfigError("models: missing; add a [models] section with baseline, current "
+                          "and outputs")
+    return _run(config, {MODELS}, progress)
+
+
+def run_estimate(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
+    """Estimate KL from log-prob samples as ``[estimate]`` says and write a run folder.
+
+    The run folder holds estimates.parquet, alerts.json (its ``estimates`` block) and the
+    reports. Estimates have no thresholds: ``exit_code`` is 0.
+
+    Raises
+    ------
+    ConfigError
+        Without an ``[estimate]`` section. ``InputError`` for unreadable or invalid samples.
+    """
+    if config.estimate is None:
+        raise ConfigError("estimate: missing; add an [estimate] section with source (and "
+                          "logq, logp)")
+    return _run(config, {ESTIMATES}, progress)
+
+
+@dataclass(frozen=True)
+class _FeatureDrift:
+    drift: pl.DataFrame
+    baseline: _Baseline
+    warnings: list[str]
+
+
+def _run(config: RunConfig, parts: set[str], progress: Progress | None) -> RunResult:
+    """Measure the requested parts, then write them into one run folder."""
+    say = progress or (lambda _message: None)
     created_at = datetime.now(UTC)
     run_id = config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(config.output.dir) / safe_filename(run_id)
 
-    say(f"reading baseline {settings.baseline}")
-    baseline = _read_baseline(config)
-    say(f"reading current data {settings.current}")
-    current = _read_current(config, baseline.profile)
-    _check_features(config, baseline.histograms, current)
-    say(f"aligning {current.height:,} current histogram rows")
-    aligned = align(baseline.histograms, current)
-    say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
-    drift = compute_drift(aligned, config.drift)
-    say("deciding alerts")
-    drift = decide(drift, config.alerts, aligned=aligned, drift_config=config.drift)
+    features = _feature_drift(config, say) if FEATURES in parts else None
+    models = None
+    if MODELS in parts:
+        say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
+        models = compare_models(config.models)
+    estimates = None
+    if ESTIMATES in parts:
+        say(f"estimating KL from {config.estimate.source}")
+        estimates = estimate_kl(config.estimate)
 
+    drift = features.drift if features else None
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
+    inputs = ({"baseline": config.input.baseline, "current": config.input.current}
+              if features else {})
     document = alerts_document(drift, {
         "run_id": run_id,
         "created_at": created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "tool_version": tool_version(),
-        "inputs": {"baseline": settings.baseline, "current": settings.current},
+        "inputs": inputs,
         "config_hash": config.config_hash(),
         "metric": config.drift.metric,
         "base": config.drift.base,
         "config": effective.model_dump(mode="json"),
-    }, warnings=_unmatched_patterns(config, drift))
+    }, warnings=features.warnings if features else [],
+        models=models_block(models) if models else None,
+        estimates=estimates_block(estimates, config.estimate) if estimates is not None else None)
+
     say(f"writing {run_dir}")
     profile_path = run_dir / PROFILE_FILE
-    if baseline.built:
-        write_profile(baseline.profile, profile_path)  # atomic
+    if features and features.baseline.built:
+        write_profile(features.baseline.profile, profile_path)  # atomic
     else:
         profile_path.unlink(missing_ok=True)  # a rerun must not leave a stale profile
-    write_run_outputs(run_dir, drift, document)
+    # A part this run did not check maps to None: its files from an earlier run are removed.
+    write_run_outputs(run_dir, {
+        DRIFT_FILE: drift,
+        **(model_tables(models) if models else dict.fromkeys(MODELS_FILES.values())),
+        ESTIMATES_FILE: estimates,
+    }, document)
+    history_dir = Path(config.output.dir) / HISTORY_DIR
+    if drift is not None:
+        append_history(history_dir, drift, run_id, created_at)
+    say("rendering reports")
+    write_reports(run_dir, history_dir=history_dir)
 
-    statuses = set(drift["status"].to_list())
+    statuses = {*(drift["status"] if drift is not None else ()),
+                *(models.summary["status"] if models else ())}
     worst = max(statuses, key=SEVERITY.index, default="ok")
     exit_code = int(bool(statuses & _FAIL_ON[config.output.fail_on]))
     return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
-                     worst_status=worst, exit_code=exit_code)
+                     worst_status=worst, exit_code=exit_code, models=models,
+                     estimates=estimates)
+
+
+def _feature_drift(config: RunConfig, say: Progress) -> _FeatureDrift:
+    """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
+    settings = config.input
+    say(f"reading baseline {settings.baseline}")
+    baseline = _read_baseline(config)
+    say(f"reading current data {settings.current}")
+    current, reasons = _read_current(config, baseline.profile)
+    _check_features(config, baseline.histograms, current)
+    say(f"aligning {current.height:,} current histogram rows")
+    aligned = align(baseline.histograms, current, reasons=reasons)
+    say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
+    drift = compute_drift(aligned, config.drift)
+    say("deciding alerts")
+    drift = decide(drift, config.alerts, aligned=aligned, drift_config=config.drift)
+    return _FeatureDrift(drift, baseline, _unmatched_patterns(config, drift))
 
 
 @dataclass(frozen=True)
@@ -149,7 +265,9 @@ def _read_baseline(config: RunConfig) -> _Baseline:
 
 def _profile_baseline(config: RunConfig) -> _Baseline:
     profile = read_profile(config.input.baseline)
-    return _Baseline(_selected(config, profile.histograms()), profile, built=False)
+    # profile segment columns the run does not split by are pooled (same bins everywhere)
+    segments = [s for s in profile.segments if s in config.input.segments]
+    return _Baseline(_selected(config, profile.histograms(segments)), profile, built=False)
 
 
 def _histogram_baseline(config: RunConfig) -> _Baseline:
@@ -162,10 +280,9 @@ def _raw_baseline(config: RunConfig) -> _Baseline:
     settings, options = config.input, config.profile
     profile = build_profile(
         scan_raw(settings.baseline), features=settings.features,
-        exclude=(*settings.exclude, *settings.segments,
-                 *([settings.timestamp] if settings.timestamp else [])),
-        strategy=options.strategy, bins=options.bins, top_k=options.top_k,
-        fixed_edges=options.fixed_edges or None, source=settings.baseline)
+        exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
+        segments=settings.segments, strategy=options.strategy, bins=options.bins,
+        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=settings.baseline)
     return _Baseline(profile.histograms(), profile, built=True)
 
 
@@ -173,8 +290,11 @@ _BASELINE_READERS: dict[str, Callable[[RunConfig], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig, profile: Profile | None) -> pl.DataFrame:
+def _read_current(config: RunConfig,
+                  profile: Profile | None) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Current histograms, and why some features could not be binned (by feature)."""
     settings = config.input
+    reasons: dict[str, str] = {}
     kind = settings.current_format
     if kind == "auto":
         kind = "raw" if detect_format(settings.current) == "raw" else "histogram"
@@ -195,15 +315,17 @@ def _read_current(config: RunConfig, profile: Profile | None) -> pl.DataFrame:
                              "raw data to bin it with, not a histogram table",
                              source=settings.baseline)
         features = [f for f in profile.features if _wanted(config, f)]
-        # missing="skip": a profile feature absent from the current rows becomes an
-        # error row for that feature instead of stopping the run.
-        current = bin_raw(scan_raw(settings.current), profile, timestamp=settings.timestamp,
+        raw = scan_raw(settings.current)
+        # missing="skip": a profile feature absent from the current rows, or whose column
+        # type changed, becomes an error row for that feature instead of stopping the run.
+        reasons = retyped_features(collect_schema(raw, settings.current), profile, features)
+        current = bin_raw(raw, profile, timestamp=settings.timestamp,
                           period=settings.period, segments=settings.segments,
                           features=features, missing="skip", source=settings.current)
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=settings.current)
-    return current
+    return current, reasons
 
 
 def detect_format(source: str) -> str:

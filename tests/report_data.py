@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.outputs import alerts_document, write_run_outputs
+from pipeline.outputs import DRIFT_FILE, alerts_document, write_run_outputs
 
 WARN, CRITICAL = 0.1, 0.2
 
@@ -209,7 +209,7 @@ def make_alerts(drift: pl.DataFrame, *, run_id: str = "2024-06-08T00-00-00Z",
 
 def write_run(run_dir: Path, drift: pl.DataFrame, alerts: dict) -> Path:
     """Write ``drift.parquet`` and ``alerts.json`` into ``run_dir`` as a drift run does."""
-    write_run_outputs(run_dir, drift, alerts)
+    write_run_outputs(run_dir, {DRIFT_FILE: drift}, alerts)
     return run_dir
 
 

@@ -17,6 +17,10 @@ from hypothesis import strategies as st
 from pipeline.binning import MISSING, OTHER
 from pipeline.errors import ConfigError, InputError
 from pipeline.profile import METADATA_KEY, Profile, build_profile, read_profile, write_profile
+from pipeline.readers import scan_raw
+from tests.test_binning import as_counts, naive_categorical, naive_numeric
+
+DATA = Path(__file__).parents[1] / "data"
 
 
 def numeric_bins(profile: Profile, feature: str) -> pl.DataFrame:
@@ -131,8 +135,9 @@ def test_metadata_and_histograms() -> None:
     meta = profile.metadata
     assert {k: meta[k] for k in ("schema_version", "source", "strategy", "bins", "top_k",
                                  "row_count")} == {
-        "schema_version": 1, "source": "base.parquet", "strategy": "quantile", "bins": 4,
+        "schema_version": 2, "source": "base.parquet", "strategy": "quantile", "bins": 4,
         "top_k": 3, "row_count": 3}
+    assert meta["segments"] == [] and meta["segment_rows"] == []
     assert datetime.fromisoformat(meta["created_at"]).utcoffset().total_seconds() == 0
     assert meta["features"]["c"]["n_missing"] == 1
     assert meta["features"]["c"]["n_categories"] == 2
@@ -146,12 +151,16 @@ def test_metadata_and_histograms() -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.one_of(st.floats(allow_nan=True), st.none()), min_size=1, max_size=40),
-       st.lists(st.one_of(st.text(max_size=4), st.none()), min_size=1, max_size=40))
+       st.lists(st.one_of(st.text(max_size=4), st.none()), min_size=1, max_size=40),
+       st.lists(st.sampled_from(["", "a", "b", None]), min_size=1, max_size=3))
 def test_write_read_round_trip_is_exact(tmp_path_factory: pytest.TempPathFactory,
-                                        xs: list, cs: list) -> None:
-    frame = pl.LazyFrame({"x": xs}, schema={"x": pl.Float64}).join(
-        pl.LazyFrame({"c": cs}, schema={"c": pl.String}), how="cross")
-    profile = build_profile(frame, bins=6, top_k=3, source="round trip")
+                                        xs: list, cs: list, regions: list) -> None:
+    frame = pl.DataFrame({"x": xs}, schema={"x": pl.Float64}).join(
+        pl.DataFrame({"c": cs}, schema={"c": pl.String}), how="cross")
+    frame = frame.with_columns(region=pl.Series(  # a segment column with a null value
+        [regions[i % len(regions)] for i in range(frame.height)], dtype=pl.String)).lazy()
+    segments = ["region"] if len(regions) > 1 else []  # also unsegmented profiles
+    profile = build_profile(frame, bins=6, top_k=3, segments=segments, source="round trip")
     path = tmp_path_factory.mktemp("profile") / "profile.parquet"
     write_profile(profile, path)
     back = read_profile(path)

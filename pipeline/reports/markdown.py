@@ -1,7 +1,8 @@
 """report.md: a concise summary that reads well as a Prefect markdown artifact or in chat.
 
-Every data-derived string goes through `escape_md`, so a feature or bin name can never
-become a link, an image, raw HTML or a broken table row.
+Feature drift, then model outputs and estimates when the run has them. Every data-derived
+string goes through `escape_md`, so a feature, bin, class or id can never become a link, an
+image, raw HTML or a broken table row.
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.reports.model_outputs import (
+    SHOWN_METRICS,
+    class_means,
+    estimate_intro,
+    extra_metric,
+    model_intro,
+    model_rows,
+    top_examples,
+)
+from pipeline.reports.run_folder import ModelTables
 from pipeline.reports.summary import (
     ALERTING,
     STATUS_LABELS,
     feature_rows,
+    fmt_count,
     fmt_p,
     fmt_share,
     fmt_value,
@@ -56,10 +68,23 @@ def _more(rows: pl.DataFrame, noun: str) -> str:
     return f"\n…and {rows.height} more {noun} ({by_status}); see report.html.\n"
 
 
+Column = tuple[bool, str, str, Callable[[dict[str, Any]], str]]
+
+
+def _grid(columns: list[Column], rows: pl.DataFrame) -> str:
+    """A Markdown table of ``rows``: (shown?, header, alignment, cell) per column."""
+    shown = [(header, align, cell) for keep, header, align, cell in columns if keep]
+    lines = ["| " + " | ".join(h for h, _, _ in shown) + " |",
+             "|" + "|".join(a for _, a, _ in shown) + "|"]
+    lines += ["| " + " | ".join(cell(r) for _, _, cell in shown) + " |"
+              for r in rows.iter_rows(named=True)]
+    return "\n".join(lines) + "\n"
+
+
 def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
     windowed = rows["n_windows"].max() > 1
-    # (shown?, header, alignment, cell): optional columns only when they say something.
-    columns: list[tuple[bool, str, str, Callable[[dict[str, Any]], str]]] = [
+    # Optional columns only when they say something.
+    columns: list[Column] = [
         (True, "Status", ":--", lambda r: _status(r["status"])),
         (True, "Feature", ":--", lambda r: escape_md(r["feature"])),
         (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
@@ -71,12 +96,7 @@ def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
         (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
         (windowed, "Alerting windows", "--:", lambda r: f"{r['n_alerting']}/{r['n_windows']}"),
     ]
-    shown = [(header, align, cell) for keep, header, align, cell in columns if keep]
-    lines = ["| " + " | ".join(h for h, _, _ in shown) + " |",
-             "|" + "|".join(a for _, a, _ in shown) + "|"]
-    lines += ["| " + " | ".join(cell(r) for _, _, cell in shown) + " |"
-              for r in rows.head(MAX_ROWS).iter_rows(named=True)]
-    return "\n".join(lines) + "\n" + _more(rows.slice(MAX_ROWS), "features")
+    return _grid(columns, rows.head(MAX_ROWS)) + _more(rows.slice(MAX_ROWS), "features")
 
 
 def _where(row: Mapping[str, Any], labels: dict[str, str]) -> str:
@@ -105,35 +125,24 @@ def _problems(problems: pl.DataFrame, labels: dict[str, str]) -> str:
     return "\n".join(lines) + "\n" + _more(problems.slice(MAX_PROBLEMS), "problems")
 
 
-def render_markdown(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
-    """Render report.md.
+def _counts_line(document: Mapping[str, Any], noun: str) -> str:
+    """Counts by status of ``alerts.json`` or of its ``models`` block, in bold."""
+    counts = status_counts(document)
+    line = " · ".join(f"{ICONS[s]} {n} {STATUS_LABELS[s]}" for s, n in counts.items())
+    return f"**{line}** of {document['summary']['total']} {noun}"
 
-    Parameters
-    ----------
-    drift : polars.DataFrame
-        The run's drift table (``drift.parquet``, docs/architecture.md).
-    alerts : mapping
-        The run's ``alerts.json`` document.
 
-    Returns
-    -------
-    str
-        Summary counts, the features table (most severe first, capped at `MAX_ROWS`), the
-        top contributing bins of each alerting feature, problems, and the run metadata.
-    """
+def _features(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[str]:
+    """Summary line, features table, top bins and problems of the feature drift."""
     run = alerts["run"]
     metric = str(run.get("metric") or "value")
     labels = window_labels(drift)
     rows = feature_rows(drift.drop("bins", strict=False))
-    counts = status_counts(alerts)
     shape = [f"{drift['feature'].n_unique()} features"]
     shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
                                             ("windows", drift["window"].n_unique())) if n > 1]
-    summary = " · ".join(f"{ICONS[s]} {n} {STATUS_LABELS[s]}" for s, n in counts.items())
     parts = [
-        f"# Drift report: run {escape_md(run.get('run_id', ''))}\n",
-        f"**{summary}** of {alerts['summary'].get('total', drift.height)} checks "
-        f"({' × '.join(shape)}).\n",
+        f"{_counts_line(alerts, 'checks')} ({' × '.join(shape)}).\n",
         "## Features\n",
         "One row per segment × feature at its worst window, most severe first.\n",
         _table(rows, metric, labels) if rows.height else "No rows in the drift table.\n",
@@ -146,6 +155,111 @@ def render_markdown(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
     problems = problem_rows(drift)
     if problems.height:
         parts += ["## Problems\n", _problems(problems, labels)]
+    return parts
+
+
+def _models(tables: ModelTables) -> list[str]:
+    """Model rows, class means and the most changed examples."""
+    block = tables.block
+    rows = model_rows(tables)
+    labels = window_labels(rows)
+    extra = extra_metric(tables)
+    columns: list[Column] = [
+        (True, "Status", ":--", lambda r: _status(r["status"])),
+        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
+        (rows["window"].n_unique() > 1, "Window", ":--",
+         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, "n", "--:", lambda r: fmt_count(r["n"])),
+        (extra is not None, escape_md(extra or ""), "--:", lambda r: fmt_value(r["value"])),
+        *[(True, header, "--:", lambda r, c=column: fmt_value(r[c]))
+          for column, header in SHOWN_METRICS.items()],
+    ]
+    classes: list[Column] = [
+        (True, "Class", ":--", lambda r: escape_md(r["class"])),
+        (True, "Baseline mean", "--:", lambda r: fmt_share(r["baseline_mean"])),
+        (True, "Current mean", "--:", lambda r: fmt_share(r["current_mean"])),
+        (True, "Predicted as (baseline → current)", "--:",
+         lambda r: f"{fmt_share(r['baseline_predicted_share'])} → "
+                   f"{fmt_share(r['current_predicted_share'])}"),
+    ]
+    examples: list[Column] = [
+        (True, escape_md(block["id_column"]), ":--", lambda r: escape_md(r["id"])),
+        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
+        (rows["window"].n_unique() > 1, "Window", ":--",
+         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, "Baseline class", ":--", lambda r: escape_md(r["baseline_class"])),
+        (True, "Current class", ":--", lambda r: escape_md(r["current_class"])),
+        (True, escape_md(block["top_by"]), "--:", lambda r: fmt_value(r["value"])),
+    ]
+    more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
+            "models.parquet.\n" if rows.height > MAX_ROWS else "")
+    parts = ["## Model outputs\n",
+             f"{_counts_line(block, 'window × segment checks')}. {escape_md(model_intro(block))}\n"]
+    if block["warnings"]:
+        parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
+    parts += [_grid(columns, rows.head(MAX_ROWS)) + more,
+              "### Mean predicted probability per class\n",
+              "Over all matched examples; the share of examples predicted as each class.\n",
+              _grid(classes, class_means(tables))]
+    top = top_examples(tables)
+    if top.height:
+        parts += ["### Most changed examples\n", _grid(examples, top)]
+    return parts
+
+
+def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
+    labels = window_labels(estimates)
+    level = f"{block['level']:.0%} CI"
+    columns: list[Column] = [
+        (estimates["segment"].n_unique() > 1, "Segment", ":--",
+         lambda r: escape_md(r["segment"])),
+        (estimates["window"].n_unique() > 1, "Window", ":--",
+         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, "Estimator", ":--", lambda r: escape_md(r["estimator"])),
+        (True, "Value", "--:", lambda r: fmt_value(r["value"])),
+        (True, "Std. error", "--:", lambda r: fmt_value(r["stderr"])),
+        (True, level, "--:",
+         lambda r: f"{fmt_value(r['ci_low'])} to {fmt_value(r['ci_high'])}"),
+        (True, "n", "--:", lambda r: fmt_count(r["n"])),
+    ]
+    more = (f"\n…and {estimates.height - MAX_ROWS} more rows; see estimates.parquet.\n"
+            if estimates.height > MAX_ROWS else "")
+    return ["## Estimates\n", escape_md(estimate_intro(block)) + "\n",
+            _grid(columns, estimates.head(MAX_ROWS)) + more]
+
+
+def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
+                    models: ModelTables | None = None,
+                    estimates: pl.DataFrame | None = None) -> str:
+    """Render report.md.
+
+    Parameters
+    ----------
+    drift : polars.DataFrame or None
+        The run's drift table (``drift.parquet``, docs/architecture.md); ``None`` for a
+        run without feature drift.
+    alerts : mapping
+        The run's ``alerts.json`` document.
+    models : ModelTables, optional
+        The run's model comparison (`pipeline.reports.run_folder.read_run`).
+    estimates : polars.DataFrame, optional
+        The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+
+    Returns
+    -------
+    str
+        Summary counts, the features table (most severe first, capped at `MAX_ROWS`), the
+        top contributing bins of each alerting feature, problems, model outputs, estimates,
+        warnings and the run metadata.
+    """
+    run = alerts["run"]
+    parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
+    if drift is not None:
+        parts += _features(drift, alerts)
+    if models is not None:
+        parts += _models(models)
+    if estimates is not None:
+        parts += _estimates(estimates, alerts["estimates"])
     if alerts.get("warnings"):
         parts += ["## Warnings\n", "\n".join(f"- {escape_md(w)}" for w in alerts["warnings"])
                   + "\n"]

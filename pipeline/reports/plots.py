@@ -1,7 +1,8 @@
-"""Per-feature drift plots, drawn with matplotlib and returned as small inline SVG.
+"""Drift plots, drawn with matplotlib and returned as small inline SVG.
 
 One figure per alerting feature: baseline vs current share per bin, each bin's contribution
 to the alert metric, and the metric across windows (and across runs) against its thresholds.
+One figure for model outputs: baseline vs current mean predicted probability per class.
 Text stays text (``svg.fonttype="none"``) so the SVG is small and uses the page's font.
 """
 
@@ -28,6 +29,7 @@ AXIS_COLOR = "#cbd5e1"
 WIDTH = 9.2  # inches; the page scales the SVG to its column
 MAX_BINS = 25
 MAX_LABEL = 28
+MAX_PANELS = 12  # segments drawn in the class-means figure
 
 STYLE = {
     "svg.fonttype": "none",
@@ -222,3 +224,55 @@ def feature_svg(
     with mpl.rc_context(STYLE):
         return figure_svg(feature_figure(bins, metric=metric, windows=windows, runs=runs),
                           salt=salt)
+
+
+def class_means_figure(means: pl.DataFrame) -> Figure:
+    """Baseline vs current mean predicted probability per class, one panel per segment.
+
+    Parameters
+    ----------
+    means : polars.DataFrame
+        ``segment``, ``class``, ``baseline_mean``, ``current_mean`` (classes in model
+        order); the first `MAX_PANELS` segments are drawn, on one shared axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    segments = means["segment"].unique(maintain_order=True).head(MAX_PANELS).to_list()
+    classes = means["class"].unique(maintain_order=True).to_list()
+    columns = min(3, len(segments))
+    rows = math.ceil(len(segments) / columns)
+    label_width = 0.2 + 0.062 * max(len(_short(c)) for c in classes)
+    panel_width = (WIDTH - 0.2) / columns - label_width - 0.15
+    panel_height = 0.75 + 0.3 * len(classes)
+    height = rows * panel_height + 0.1
+    fig = Figure(figsize=(WIDTH, height))
+    top = float(means.select(pl.max_horizontal("baseline_mean", "current_mean").max()).item())
+    y = np.arange(len(classes))
+    for i, segment in enumerate(segments):
+        row, column = divmod(i, columns)
+        left = column * (panel_width + label_width + 0.15) + label_width
+        bottom = height - (row + 1) * panel_height + 0.3
+        ax = fig.add_axes((left / WIDTH, bottom / height, panel_width / WIDTH,
+                           (panel_height - 0.7) / height))
+        panel = means.filter(pl.col("segment") == segment)
+        ax.barh(y - 0.2, panel["baseline_mean"].to_numpy(), height=0.4,
+                color=BASELINE_COLOR, label="baseline")
+        ax.barh(y + 0.2, panel["current_mean"].to_numpy(), height=0.4, color=CURRENT_COLOR,
+                label="current")
+        ax.set_yticks(y, [_short(c) for c in panel["class"].to_list()])
+        ax.set_ylim(len(classes) - 0.5, -0.5)
+        ax.set_xlim(0, top * 1.05 if top > 0 else 1)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.set_title("All examples" if segment == "all" else _short(segment))
+        if i == 0:
+            _legend_above(ax)
+    return fig
+
+
+def class_means_svg(means: pl.DataFrame, *, salt: str) -> str:
+    """`class_means_figure` rendered by `figure_svg` with the report's style."""
+    with mpl.rc_context(STYLE):
+        return figure_svg(class_means_figure(means), salt=salt)

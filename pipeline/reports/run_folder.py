@@ -1,12 +1,17 @@
-"""Read and check a run folder's ``drift.parquet`` and ``alerts.json`` for the reports.
+"""Read and check a run folder for the reports: ``alerts.json`` and the tables it implies.
 
-Problems become one-line `InputError`s naming the file and what is wrong, so
-``kl-drift report RUN_DIR`` can print them and exit 2.
+``alerts.json`` says which parts the run checked: feature drift (``drift.parquet``; absent
+only in a run without features, whose ``summary.total`` is 0 and which has a ``models`` or
+``estimates`` block), model outputs (its ``models`` block: the three ``MODELS_FILES``) and
+estimates (its ``estimates`` block: ``estimates.parquet``). Problems become one-line
+`InputError`s naming the file and what is wrong, so ``kl-drift report RUN_DIR`` can print
+them and exit 2.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,12 +20,50 @@ import polars as pl
 from pydantic import ValidationError
 
 from pipeline.errors import InputError
-from pipeline.outputs import SCHEMA_VERSION, AlertsDocument
+from pipeline.outputs import (
+    ALERTS_FILE,
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    MODELS_FILES,
+    SCHEMA_VERSION,
+    AlertsDocument,
+)
 
-# The drift-table columns the reports read (docs/architecture.md has the full contract).
+# The columns the reports read of each table (docs/architecture.md, docs/models.md and
+# docs/estimators.md have the full contracts).
 REPORT_COLUMNS = ("segment", "feature", "window", "n_baseline", "n_current", "metric", "value",
                   "warn_threshold", "critical_threshold", "p_value", "q_value", "status",
                   "reason", "top_bins", "bins")
+MODEL_COLUMNS = {
+    "models": ("segment", "window", "n", "js_distance_mean", "js_distance_p95",
+               "js_distance_max", "flip_rate", "metric", "value", "status"),
+    "classes": ("segment", "window", "class", "baseline_mean", "current_mean",
+                "baseline_predicted_share", "current_predicted_share"),
+    "examples": ("segment", "window", "rank", "baseline_class", "current_class",
+                 "baseline_probs", "current_probs"),
+}
+ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
+                    "ci_high")
+
+
+@dataclass(frozen=True)
+class ModelTables:
+    """The model comparison of a run: its alerts.json block and its three tables."""
+
+    block: dict[str, Any]
+    summary: pl.DataFrame  # models.parquet
+    classes: pl.DataFrame  # model_classes.parquet
+    examples: pl.DataFrame  # model_examples.parquet
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Everything the reports show of a run; a part the run did not check is ``None``."""
+
+    alerts: dict[str, Any]
+    drift: pl.DataFrame | None
+    models: ModelTables | None
+    estimates: pl.DataFrame | None
 
 
 def _require_file(path: Path) -> None:
@@ -29,19 +72,45 @@ def _require_file(path: Path) -> None:
                          "`kl-drift run`", source=str(path.parent))
 
 
-def read_drift(path: Path) -> pl.DataFrame:
-    """Load ``drift.parquet`` and check it has the columns the reports need."""
+def read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
+    """Load one Parquet table of the run folder and check it has ``columns``."""
     _require_file(path)
     try:
-        drift = pl.read_parquet(path)
+        table = pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"not a readable Parquet file ({type(exc).__name__})",
                          source=str(path)) from exc
-    missing = [c for c in REPORT_COLUMNS if c not in drift.columns]
+    missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise InputError("drift table lacks a required column (see docs/reports.md)",
+        raise InputError(f"{path.name} lacks a required column (see docs/reports.md)",
                          source=str(path), column=missing[0])
-    return drift
+    return table
+
+
+def read_drift(path: Path) -> pl.DataFrame:
+    """Load ``drift.parquet`` and check it has the columns the reports need."""
+    return read_table(path, REPORT_COLUMNS)
+
+
+def read_run(run_dir: Path) -> RunFolder:
+    """Read ``alerts.json`` and every table of the parts it says the run checked."""
+    alerts = read_alerts(run_dir / ALERTS_FILE)
+    block = alerts.get("models")
+    models = None
+    if block is not None:
+        # The examples table also has the id column and the ranking metric, named by block.
+        columns = {**MODEL_COLUMNS, "examples": (*MODEL_COLUMNS["examples"],
+                                                 block["id_column"], block["top_by"])}
+        models = ModelTables(block, *(read_table(run_dir / MODELS_FILES[name], columns[name])
+                                      for name in ("models", "classes", "examples")))
+    has_estimates = alerts.get("estimates") is not None
+    features = alerts["summary"]["total"] > 0 or (block is None and not has_estimates)
+    return RunFolder(
+        alerts=alerts,
+        drift=read_drift(run_dir / DRIFT_FILE) if features else None,
+        models=models,
+        estimates=(read_table(run_dir / ESTIMATES_FILE, ESTIMATE_COLUMNS)
+                   if has_estimates else None))
 
 
 def read_alerts(path: Path) -> dict[str, Any]:

@@ -56,9 +56,12 @@ def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
 
 
 def status_counts(alerts: Mapping[str, Any]) -> dict[str, int]:
-    """Counts per status from ``alerts["summary"]``, most severe first."""
+    """Counts per status from ``alerts["summary"]`` (or a block's), most severe first.
+
+    Only the statuses the summary has: a ``models`` block has no ``error``.
+    """
     summary = alerts["summary"]
-    return {s: int(summary.get(s, 0)) for s in STATUSES}
+    return {s: int(summary[s]) for s in STATUSES if s in summary}
 
 
 def thresholds_text(drift: pl.DataFrame) -> str:
@@ -78,18 +81,28 @@ def thresholds_vary(rows: pl.DataFrame) -> bool:
     return pairs.item() > 1
 
 
-def run_facts(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Run metadata as (label, value) pairs of plain, unescaped text."""
+def unit(base: object) -> str:
+    """``"bits"`` for base 2, ``"nats"`` for base e."""
+    return "bits" if base == 2 else "nats"
+
+
+def run_facts(drift: pl.DataFrame | None, alerts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Run metadata as (label, value) pairs of plain, unescaped text.
+
+    The feature metric and thresholds only when the run checked features (``drift``).
+    """
     run = alerts["run"]
     base = run.get("base", "e")
     inputs = run.get("inputs") or {}
+    metric = [] if drift is None else [
+        ("Metric", f"{run.get('metric', '')} (base {base}, {unit(base)})"),
+        ("Thresholds", thresholds_text(drift))]
     return [
         ("Run id", str(run.get("run_id", ""))),
         ("Created", str(run.get("created_at", ""))),
         *[(f"{name.capitalize()} input", "—" if path is None else str(path))
           for name, path in inputs.items()],
-        ("Metric", f"{run.get('metric', '')} (base {base}, {'bits' if base == 2 else 'nats'})"),
-        ("Thresholds", thresholds_text(drift)),
+        *metric,
         ("Config hash", str(run.get("config_hash", ""))[:12]),
         ("Tool version", str(run.get("tool_version", ""))),
     ]

@@ -1,0 +1,103 @@
+"""Raw current data binned on a Dask cluster: one Prefect task per Parquet file, counts summed.
+
+`bin_on_dask` is a subflow run with prefect-dask's ``DaskTaskRunner``: each file is binned
+against the baseline profile by :func:`pipeline.binning.bin_raw` in its own task, and the
+partial histograms are summed, which gives exactly what one pass over all files gives.
+
+Workers and the Prefect API: prefect-dask ships every task with the caller's settings, and
+the worker reports the task run to the ``PREFECT_API_URL`` found there. When no server is
+configured, Prefect runs on a temporary local server whose address is *not* in the settings,
+so each worker process would start a temporary server of its own (tens of seconds each, left
+running after the run, and task runs missing from the UI). The subflow therefore pins the
+address of the server it reports to before mapping. A remote cluster cannot reach a
+temporary server on 127.0.0.1: start ``prefect server start --host 0.0.0.0`` and set
+``PREFECT_API_URL`` on the machine running the flow (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+
+import polars as pl
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect_dask import DaskTaskRunner
+
+from pipeline.binning import bin_raw
+from pipeline.config import InputConfig
+from pipeline.profile import Profile
+from pipeline.readers import HISTOGRAM_COLUMNS, scan_raw, scan_source
+
+
+def source_files(source: str) -> list[str]:
+    """The Parquet files of a file, glob or (hive-partitioned) folder, sorted.
+
+    Raises the readers' one-line `InputError` for a missing path, an empty glob or folder.
+    """
+    scan_source(source)  # validates the path and the Parquet footers
+    pattern = os.path.join(source, "**", "*.parquet") if os.path.isdir(source) else source
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Add up histograms of disjoint row sets binned against the same profile.
+
+    Rows are summed per (segments, feature, window, bin) and returned in the order
+    `pipeline.binning.bin_raw` gives one pass over all rows: by segments and window, then
+    profile bin order (every part lists a group's bins in that order).
+    """
+    first = parts[0]
+    keys = [c for c in first.columns if c not in HISTOGRAM_COLUMNS]  # segment columns
+    window = ["window"] if "window" in first.columns else []
+    summed = (pl.concat(parts)
+              .group_by([*keys, "feature", *window, "bin"], maintain_order=True)
+              .agg(pl.col("count").sum(), pl.col("lower").first(), pl.col("upper").first()))
+    by = [*keys, *window]
+    return (summed.sort(by, nulls_last=True, maintain_order=True) if by else summed).select(
+        first.columns)
+
+
+@task(name="bin-file", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
+def bin_file(path: str, profile: Profile, settings: InputConfig,
+             features: list[str]) -> pl.DataFrame:
+    """Histograms of one Parquet file against the profile (``missing="skip"`` as a run)."""
+    return bin_raw(scan_raw(path), profile, timestamp=settings.timestamp,
+                   period=settings.period, segments=settings.segments, features=features,
+                   missing="skip", source=path)
+
+
+@flow(name="bin-current-on-dask", validate_parameters=False)
+def _bin_files(files: list[str], profile: Profile, settings: InputConfig,
+               features: list[str]) -> pl.DataFrame:
+    # The server this run reports to, pinned for the workers (see the module docstring).
+    api_url = str(FlowRunContext.get().client.api_url)
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        futures = bin_file.map(files, unmapped(profile), unmapped(settings), unmapped(features))
+        return sum_histograms(futures.result())
+
+
+def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) -> pl.DataFrame:
+    """Bin ``settings.current`` file by file on the Dask cluster at ``settings.dask_address``.
+
+    Parameters
+    ----------
+    profile : Profile
+        The baseline profile.
+    settings : InputConfig
+        ``current`` (raw Parquet: file, glob or folder), ``timestamp``, ``period``,
+        ``segments`` and ``dask_address`` (None: a local cluster for this run).
+    features : list of str
+        Profile features to bin.
+
+    Returns
+    -------
+    polars.DataFrame
+        The histogram long table `pipeline.binning.bin_raw` gives for all files at once.
+    """
+    runner = DaskTaskRunner(address=settings.dask_address)
+    return _bin_files.with_options(task_runner=runner)(
+        source_files(str(settings.current)), profile, settings, features)

@@ -1,0 +1,99 @@
+"""Histograms binned file by file on a Dask cluster equal one single-process pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from pipeline.binning import bin_raw
+from pipeline.config import InputConfig
+from pipeline.profile import Profile, build_profile
+from pipeline.readers import scan_raw
+from tests.flows.conftest import FLIGHTS_BASELINE, FLIGHTS_CURRENT
+
+distributed = pytest.importorskip("distributed")
+FEATURES = ["dep_delay", "dest", "distance"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """One worker process: proves tasks and their results cross a process boundary."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+                                  dashboard_address=None) as local:
+        yield local.scheduler_address
+
+
+@pytest.fixture(scope="module")
+def current_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The current flights as a hive folder, origin=X/part-{0,1}.parquet: every segment and
+    window is split over two files, so the reduction really has to add counts up."""
+    root = tmp_path_factory.mktemp("current")
+    rows = pl.read_parquet(FLIGHTS_CURRENT).with_row_index()
+    for (origin,), group in rows.group_by("origin"):
+        (root / f"origin={origin}").mkdir()
+        for part in (0, 1):
+            group.filter(pl.col("index") % 2 == part).drop("index", "origin").write_parquet(
+                root / f"origin={origin}" / f"part-{part}.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def profile() -> Profile:
+    return build_profile(scan_raw(FLIGHTS_BASELINE), features=FEATURES,
+                         source=FLIGHTS_BASELINE)
+
+
+def settings_for(current: Path, address: str) -> InputConfig:
+    return InputConfig(current=str(current), timestamp="scheduled_departure", period="1w",
+                       segments=["origin"], executor="dask", dask_address=address)
+
+
+def test_files_binned_on_dask_sum_to_the_single_process_histograms(
+    prefect_server: str, cluster: str, current_folder: Path, profile: Profile
+) -> None:
+    from flows.dask_histograms import bin_on_dask, source_files
+
+    settings = settings_for(current_folder, cluster)
+    assert len(source_files(str(current_folder))) == 6
+    single = bin_raw(scan_raw(str(current_folder)), profile, timestamp=settings.timestamp,
+                     period=settings.period, segments=settings.segments, features=FEATURES,
+                     missing="skip", source=str(current_folder))
+    on_dask = bin_on_dask(profile, settings, FEATURES)
+    assert_frame_equal(on_dask, single)
+    assert single["count"].sum() == pl.read_parquet(FLIGHTS_CURRENT).height * len(FEATURES)
+
+
+def test_workers_report_to_the_callers_server_when_no_api_url_is_set(
+    prefect_server: str, cluster: str, current_folder: Path, profile: Profile, tmp_path: Path
+) -> None:
+    """With no PREFECT_API_URL, Prefect runs on a temporary server the workers would not
+    know about; the task runs must still land on the caller's server, not on a server each
+    worker would start for itself (with its own database under PREFECT_HOME)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+
+    from flows.dask_histograms import bin_on_dask
+
+    with temporary_settings(updates={PREFECT_HOME: tmp_path},
+                            restore_defaults={PREFECT_API_URL,
+                                              PREFECT_SERVER_DATABASE_CONNECTION_URL}):
+        assert PREFECT_API_URL.value() is None
+        bin_on_dask(profile, settings_for(current_folder, cluster), FEATURES)
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["bin-current-on-dask"])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
+    assert sorted(t.name.rsplit("-", 1)[0] for t in tasks) == ["bin-file"] * 6
+    assert all(t.state.is_completed() for t in tasks)
