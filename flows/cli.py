@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -87,6 +88,11 @@ def steps(quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda text: bar.update(task, description=text)
 
 
+def _quiet_prefect() -> None:
+    """No telemetry from Prefect's temporary server: it has no network to send it to."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def _load(config: Path | None, overrides: dict[str, Any]) -> Any:
     from pipeline.config import load_config
 
@@ -97,25 +103,84 @@ def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
+def _finish(result: Any, *, as_json: bool, quiet: bool, document: Any = None) -> NoReturn:
+    """Print a run's result (its alerts document, or ``document``, as JSON with --json)
+    and exit with its exit code."""
+    if as_json:
+        _print_json(result.alerts if document is None else document)
+    elif not quiet:
+        _summary_table(result)
+    raise typer.Exit(result.exit_code)
+
+
 def _summary_table(result: Any) -> None:
-    """The run's rows at warn or worse (and errors), most severe first."""
+    """What the run checked: feature rows at warn or worse (and errors), most severe first,
+    model rows at warn or worse, and the KL estimates."""
     from rich.table import Table
 
-    counts = {k: v for k, v in result.alerts["summary"].items() if k != "total" and v}
-    out.print(f"[bold]run {result.run_id}[/]: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    rows = result.alerts.get("alerts", []) + result.alerts.get("problems", [])
-    if rows:
-        table = Table("status", "segment", "feature", "window", "value", "q", "top bin")
-        for row in rows[:25]:
-            top = (row.get("top_bins") or [{}])[0].get("bin", "")
-            value, q = row.get("value"), row.get("q_value")
-            table.add_row(row["status"], row["segment"], row["feature"], row["window"],
-                          "" if value is None else f"{value:.3f}",
-                          "" if q is None else f"{q:.2g}", top or row.get("reason", ""))
-        out.print(table)
-        if len(rows) > 25:
-            out.print(f"… and {len(rows) - 25} more in alerts.json")
+    document = result.alerts
+    if result.drift is not None:
+        counts = {k: v for k, v in document["summary"].items() if k != "total" and v}
+        out.print(f"[bold]run {result.run_id}[/]: "
+                  + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        rows = document.get("alerts", []) + document.get("problems", [])
+        if rows:
+            table = Table("status", "segment", "feature", "window", "value", "q", "top bin")
+            for row in rows[:25]:
+                top = (row.get("top_bins") or [{}])[0].get("bin", "")
+                value, q = row.get("value"), row.get("q_value")
+                table.add_row(row["status"], row["segment"], row["feature"], row["window"],
+                              "" if value is None else f"{value:.3f}",
+                              "" if q is None else f"{q:.2g}", top or row.get("reason", ""))
+            out.print(table)
+            if len(rows) > 25:
+                out.print(f"… and {len(rows) - 25} more in alerts.json")
+    if result.models is not None:
+        _models_summary(result.run_id, document["models"])
+    if result.estimates is not None:
+        _estimates_summary(result.run_id, result.estimates)
     out.print(f"report: {result.run_dir / 'report.html'}")
+
+
+def _models_summary(run_id: str, block: dict[str, Any]) -> None:
+    """Counts of the model rows by status, and those at warn or worse."""
+    from rich.table import Table
+
+    counts = {k: v for k, v in block["summary"].items() if k != "total" and v}
+    out.print(f"[bold]run {run_id}, model outputs[/] ({block['n_matched']:,} matched "
+              "examples): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if block["alerts"]:
+        table = Table("status", "segment", "window", "n", block["metric"], "flip rate",
+                      "top example")
+        for row in block["alerts"][:25]:
+            value, top = row["value"], (row["top_examples"] or [{}])[0]
+            table.add_row(row["status"], row["segment"], row["window"], f"{row['n']:,}",
+                          "" if value is None else f"{value:.3f}",
+                          "" if row["flip_rate"] is None else f"{row['flip_rate']:.1%}",
+                          f"{top['id']}: {top['baseline_class']} → {top['current_class']}"
+                          if top else "")
+        out.print(table)
+        if len(block["alerts"]) > 25:
+            out.print(f"… and {len(block['alerts']) - 25} more in alerts.json")
+
+
+def _estimates_summary(run_id: str, estimates: Any) -> None:
+    """The KL estimates, one row per segment x window."""
+    from rich.table import Table
+
+    out.print(f"[bold]run {run_id}, KL estimates[/]")
+    table = Table("segment", "window", "estimator", "value", "stderr", "interval", "n")
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.4g}"
+
+    for row in estimates.head(25).iter_rows(named=True):
+        table.add_row(row["segment"], row["window"], row["estimator"], number(row["value"]),
+                      number(row["stderr"]),
+                      f"{number(row['ci_low'])} to {number(row['ci_high'])}", f"{row['n']:,}")
+    out.print(table)
+    if estimates.height > 25:
+        out.print(f"… and {estimates.height - 25} more in estimates.parquet")
 
 
 @app.command()
@@ -153,6 +218,7 @@ def run(
     }
     settings = _load(config, overrides)
     if prefect:
+        _quiet_prefect()
         from flows.flows import drift_check
 
         result = drift_check(settings)
@@ -161,11 +227,7 @@ def run(
 
         with steps(quiet or as_json) as progress:
             result = run_drift(settings, progress=progress)
-    if as_json:
-        _print_json(result.alerts)
-    elif not quiet:
-        _summary_table(result)
-    raise typer.Exit(result.exit_code)
+    _finish(result, as_json=as_json, quiet=quiet)
 
 
 @app.command()
@@ -183,26 +245,23 @@ def profile(
     strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
     bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
     top_k: Annotated[int | None, typer.Option(help="Categories kept (default 50).")] = None,
+    segment: SegmentOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Build the reusable baseline profile (bin edges, categories, counts) from raw data."""
-    from pipeline.profile import build_profile, write_profile
-    from pipeline.readers import scan_raw
+    """Build the reusable baseline profile (bin edges, categories, counts) from raw data.
+
+    With segments, every segment gets its own baseline counts over one shared bin layout.
+    """
+    from pipeline.profile import write_profile
+    from pipeline.run import build_baseline_profile
 
     settings = _load(config, {
-        "input.features": feature, "input.exclude": exclude, "profile.strategy": strategy,
-        "profile.bins": bins, "profile.top_k": top_k,
+        "input.features": feature, "input.exclude": exclude, "input.segments": segment,
+        "profile.strategy": strategy, "profile.bins": bins, "profile.top_k": top_k,
     })
     with steps(quiet) as progress:
         progress(f"profiling {baseline}")
-        built = build_profile(
-            scan_raw(baseline), features=settings.input.features,
-            exclude=[*settings.input.exclude, *settings.input.segments,
-                     *([settings.input.timestamp] if settings.input.timestamp else [])],
-            strategy=settings.profile.strategy, bins=settings.profile.bins,
-            top_k=settings.profile.top_k, fixed_edges=settings.profile.fixed_edges,
-            source=baseline,
-        )
+        built = build_baseline_profile(settings, baseline)
         write_profile(built, output)
     if not quiet:
         kinds = built.table.unique(["feature", "kind"]).group_by("kind").len().rows()
@@ -245,12 +304,19 @@ def report(
 @user_errors
 def models(
     config: ConfigOpt = None,
-    baseline: Annotated[str | None, typer.Option(help="Baseline model outputs.")] = None,
-    current: Annotated[str | None, typer.Option(help="Current model outputs.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline model outputs (Parquet).")] = None,
+    current: Annotated[str | None, typer.Option(help="Current model outputs (Parquet).")] = None,
     id_column: Annotated[str | None, typer.Option("--id", help="Join column.")] = None,
     outputs: Annotated[
         list[str] | None,
-        typer.Option("--outputs", help="List column, or one column per class (repeatable)."),
+        typer.Option("--outputs", help="One list column (a vector per row), or one column "
+                     "per class (repeat the flag)."),
+    ] = None,
+    outputs_prefix: Annotated[
+        str | None, typer.Option(help="Instead of --outputs: every column starting with it.")
+    ] = None,
+    class_name: Annotated[
+        list[str] | None, typer.Option("--class-name", help="Class name, in order (repeatable).")
     ] = None,
     kind: Annotated[str | None, typer.Option(help="logits or probabilities.")] = None,
     mode: Annotated[str | None, typer.Option(help="softmax (multi-class) or sigmoid.")] = None,
@@ -258,61 +324,112 @@ def models(
     timestamp: TimestampOpt = None,
     period: PeriodOpt = None,
     segment: SegmentOpt = None,
+    metric: Annotated[
+        str | None, typer.Option(help="Aggregate that sets the status, e.g. js_distance_mean.")
+    ] = None,
+    warn: Annotated[float | None, typer.Option(help="Warn threshold of --metric.")] = None,
+    critical: Annotated[float | None, typer.Option(help="Critical threshold.")] = None,
     out_dir: OutOpt = None,
     run_id: RunIdOpt = None,
     fail_on: FailOnOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Per-example drift between two models' outputs (e.g. shadow vs production)."""
+    """Per-example drift between two models' outputs (e.g. shadow vs production).
+
+    Writes models.parquet, model_classes.parquet, model_examples.parquet, alerts.json and
+    the reports into a run folder. Flags override the config's [models] section; without
+    --config, give at least --baseline, --current and --outputs (or --outputs-prefix).
+    """
     from pipeline.run import run_models
 
+    # One --outputs value names a list column; several name one column per class.
+    columns = outputs[0] if outputs and len(outputs) == 1 else outputs
     settings = _load(config, {
-        "models.baseline": baseline, "models.current": current, "models.id": id_column,
-        "models.outputs": outputs, "models.kind": kind, "models.mode": mode,
+        "models.baseline": baseline, "models.current": current, "models.id_column": id_column,
+        "models.outputs": columns, "models.outputs_prefix": outputs_prefix,
+        "models.class_names": class_name, "models.kind": kind, "models.mode": mode,
         "models.temperature": temperature, "models.timestamp": timestamp,
-        "models.period": period, "models.segments": segment,
+        "models.period": period, "models.segments": segment, "models.metric": metric,
+        "models.warn": warn, "models.critical": critical,
         "output.dir": None if out_dir is None else str(out_dir), "output.run_id": run_id,
         "output.fail_on": fail_on,
     })
     with steps(quiet or as_json) as progress:
         result = run_models(settings, progress=progress)
-    if as_json:
-        _print_json(result.alerts)
-    elif not quiet:
-        _summary_table(result)
-    raise typer.Exit(result.exit_code)
+    _finish(result, as_json=as_json, quiet=quiet)
 
 
 @app.command()
 @user_errors
 def estimate(
-    source: Annotated[str, typer.Argument(help="Parquet of per-sample log-probabilities.")],
-    logq: Annotated[str, typer.Option(help="Column: log-prob under the sampling policy Q.")],
-    logp: Annotated[str, typer.Option(help="Column: log-prob under the reference P.")],
-    estimator: Annotated[str, typer.Option(help="k1, k2 or k3.")] = "k3",
-    direction: Annotated[str, typer.Option(help="forward: KL(Q||P); reverse: KL(P||Q).")] = (
-        "forward"
-    ),
-    level: Annotated[float, typer.Option(help="Confidence level of the interval.")] = 0.95,
+    source: Annotated[
+        str | None, typer.Argument(help="Parquet of per-sample log-probabilities.")
+    ] = None,
+    config: ConfigOpt = None,
+    logq: Annotated[
+        str | None, typer.Option(help="Column: log-prob under the sampling distribution Q.")
+    ] = None,
+    logp: Annotated[str | None, typer.Option(help="Column: log-prob under the reference P.")] = (
+        None),
+    estimator: Annotated[str | None, typer.Option(help="k1, k2 or k3 (default).")] = None,
+    direction: Annotated[
+        str | None, typer.Option(help="forward: KL(Q||P) (default); reverse: KL(P||Q).")
+    ] = None,
+    level: Annotated[float | None, typer.Option(help="Confidence level (0.95).")] = None,
     timestamp: TimestampOpt = None,
     period: PeriodOpt = None,
     segment: SegmentOpt = None,
-    as_json: JsonOpt = False,
+    sequence_id: Annotated[
+        str | None, typer.Option(help="Column grouping samples into sequences.")
+    ] = None,
+    per: Annotated[
+        str | None, typer.Option(help="token (default), or sequence: sum log-probs per id.")
+    ] = None,
+    out_dir: OutOpt = None,
+    run_id: RunIdOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the estimates as JSON; write no run folder "
+                           "unless --out or --run-id is given.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Monte-Carlo KL estimates (k1/k2/k3) with standard errors, per window and segment."""
-    from pipeline.estimate import EstimateConfig, estimate_kl
+    """Monte-Carlo KL estimates (k1/k2/k3) with standard errors, per window and segment.
 
-    settings = EstimateConfig(
-        source=source, logq=logq, logp=logp, estimator=estimator, direction=direction,
-        level=level, timestamp=timestamp, period=period, segments=segment or [],
-    )
-    table = estimate_kl(settings)
-    if as_json:
-        _print_json(table.to_dicts())
-    elif not quiet:
-        out.print(table)
+    Writes estimates.parquet, alerts.json and the reports into a run folder. Flags override
+    the config's [estimate] section. Estimates have no thresholds: the exit code is 0 unless
+    the input or config is bad (2).
+    """
+    settings = _load(config, {
+        "estimate.source": source, "estimate.logq": logq, "estimate.logp": logp,
+        "estimate.estimator": estimator, "estimate.direction": direction,
+        "estimate.level": level, "estimate.timestamp": timestamp, "estimate.period": period,
+        "estimate.segments": segment, "estimate.sequence_id": sequence_id,
+        "estimate.per": per, "output.dir": None if out_dir is None else str(out_dir),
+        "output.run_id": run_id,
+    })
+    if settings.estimate is None:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError("estimate.source: required; pass SOURCE, or --config with an "
+                          "[estimate] section")
+    if as_json and out_dir is None and run_id is None:
+        from pipeline.estimate import estimate_kl
+
+        _print_json(_json_rows(estimate_kl(settings.estimate)))
+        return
+    from pipeline.run import run_estimate
+
+    with steps(quiet or as_json) as progress:
+        result = run_estimate(settings, progress=progress)
+    _finish(result, as_json=as_json, quiet=quiet, document=_json_rows(result.estimates))
+
+
+def _json_rows(table: Any) -> list[dict[str, Any]]:
+    """Rows of a table as JSON-safe dicts (non-finite numbers become null, with a reason)."""
+    from pipeline.outputs import json_safe
+
+    return json_safe(table.to_dicts())
 
 
 @app.command()
@@ -321,9 +438,11 @@ def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file.")],
 ) -> None:
     """Serve the build_baseline and drift_check flows on the config's cron schedules."""
+    _quiet_prefect()
     from flows.serve import serve_deployments
 
-    serve_deployments(_load(config, {}))
+    # With the path, each scheduled run rereads the TOML, so edits apply without a restart.
+    serve_deployments(_load(config, {}), config_path=str(config.resolve()))
 
 
 @app.command()

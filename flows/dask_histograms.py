@@ -27,10 +27,10 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
-from pipeline.binning import bin_raw
 from pipeline.config import InputConfig
 from pipeline.profile import Profile
-from pipeline.readers import HISTOGRAM_COLUMNS, scan_raw, scan_source
+from pipeline.readers import HISTOGRAM_COLUMNS, scan_source
+from pipeline.run import bin_current_locally
 
 
 def source_files(source: str) -> list[str]:
@@ -64,10 +64,8 @@ def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
 @task(name="bin-file", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
 def bin_file(path: str, profile: Profile, settings: InputConfig,
              features: list[str]) -> pl.DataFrame:
-    """Histograms of one Parquet file against the profile (``missing="skip"`` as a run)."""
-    return bin_raw(scan_raw(path), profile, timestamp=settings.timestamp,
-                   period=settings.period, segments=settings.segments, features=features,
-                   missing="skip", source=path)
+    """Histograms of one Parquet file against the profile, binned as a local run would."""
+    return bin_current_locally(profile, settings.model_copy(update={"current": path}), features)
 
 
 @flow(name="bin-current-on-dask", validate_parameters=False)

@@ -23,9 +23,8 @@ from prefect.tasks import Task, exponential_backoff
 from flows.publish import MAX_TABLE_ROWS, artifact_key, critical_alert_events, drift_table_rows
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError, KLDriftError
-from pipeline.profile import Profile, build_profile, write_profile
-from pipeline.readers import scan_raw
-from pipeline.run import RunResult, detect_format, run_drift
+from pipeline.profile import Profile, write_profile
+from pipeline.run import RunResult, build_baseline_profile, detect_format, run_drift
 
 RETRIES = 3
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 s, with jitter
@@ -81,8 +80,8 @@ def load_run_config(config: RunConfig | str, overrides: dict[str, Any] | None) -
     """The run configuration: ``config`` itself, or the TOML file it names with overrides."""
     if isinstance(config, RunConfig):
         if overrides:
-            raise ConfigError("overrides apply to a config file path; pass the complete "
-                              "RunConfig instead")
+            raise ConfigError("overrides apply to a config file: give config as a TOML "
+                              "path, or change the config parameter itself")
         return config
     return load_config(config, overrides)
 
@@ -90,13 +89,7 @@ def load_run_config(config: RunConfig | str, overrides: dict[str, Any] | None) -
 @_io_task("build-profile")
 def build_profile_task(config: RunConfig, source: str) -> Profile:
     """Profile the raw baseline rows of ``source`` as ``[input]`` and ``[profile]`` say."""
-    settings, options = config.input, config.profile
-    return build_profile(
-        scan_raw(source), features=settings.features,
-        exclude=(*settings.exclude, *settings.segments,
-                 *([settings.timestamp] if settings.timestamp else [])),
-        strategy=options.strategy, bins=options.bins, top_k=options.top_k,
-        fixed_edges=options.fixed_edges or None, source=source)
+    return build_baseline_profile(config, source)
 
 
 @_io_task("write-profile")
@@ -122,10 +115,12 @@ def run_drift_task(config: RunConfig) -> RunResult:
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
 def publish_artifacts(result: RunResult) -> None:
-    """The report as a markdown artifact and the drift rows as a table artifact."""
+    """The report as a markdown artifact and the drift rows (if any) as a table artifact."""
     report = (result.run_dir / "report.md").read_text(encoding="utf-8")
     create_markdown_artifact(markdown=report, key=artifact_key("report", result.run_id),
                              description=f"kl-drift report of run {result.run_id}")
+    if result.drift is None:  # a run of [models] / [estimate] only
+        return
     create_table_artifact(
         table=drift_table_rows(result.drift), key=artifact_key("drift", result.run_id),
         description=f"kl-drift run {result.run_id}: drift rows, most severe first "

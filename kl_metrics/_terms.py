@@ -53,15 +53,14 @@ class Fields:
     """Lazily computed per-bin arrays of one block of a pair of distributions (p, q).
 
     Built from probabilities (``p``, ``q``) or log-probabilities (``log_p``, ``log_q``);
-    any other attribute is computed on first access by the method ``_<name>`` into a
-    workspace buffer, and kept. ``exact`` marks inputs that may hold zero probabilities:
-    products with a zero weight are then forced to 0 (the 0 log 0 = 0 convention) instead
-    of evaluating to NaN.
+    any other attribute (``shape`` and the per-bin arrays) is computed on first access by
+    the method ``_<name>``, into a workspace buffer for arrays, and kept. ``exact`` marks
+    inputs that may hold zero probabilities: products with a zero weight are then forced
+    to 0 (the 0 log 0 = 0 convention) instead of evaluating to NaN.
     """
 
     def __init__(self, out: Workspace, *, exact: bool, **given: np.ndarray) -> None:
-        self.out, self.exact = out, exact
-        self.shape = np.broadcast_shapes(*(a.shape for a in given.values()))
+        self.out, self.exact, self._given = out, exact, tuple(given.values())
         self.__dict__.update(given)
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -71,6 +70,10 @@ class Fields:
         value = getattr(self, f"_{name}")()
         setattr(self, name, value)
         return value
+
+    def _shape(self) -> tuple[int, ...]:
+        # the broadcast shape of the block: that of every per-bin array of both inputs
+        return np.broadcast_shapes(*(a.shape for a in self._given))
 
     def _p(self) -> np.ndarray:
         return np.exp(self.log_p, out=self.out("p", self.log_p.shape))
@@ -163,6 +166,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _pair_sum(fields: Fields, weight: str, field: str | None) -> np.ndarray:
+    """Sum along the bins of weight * field."""
     if fields.exact:
         return _pair_terms(fields, weight, field).sum(axis=-1)
     w = getattr(fields, weight)
@@ -170,11 +174,14 @@ def _pair_sum(fields: Fields, weight: str, field: str | None) -> np.ndarray:
 
 
 def _finish(total: np.ndarray, metric: Metric, divisor: float) -> np.ndarray:
-    """Convert a raw sum to the metric value: units of `base`, clipped at 0, rooted."""
-    value = total / divisor if metric.logarithmic else total
+    """Turn a raw sum into the metric value, in place: units of `base`, clipped at 0, rooted."""
+    if metric.logarithmic:
+        total /= divisor
     # every metric here is >= 0; a negative sum is rounding error around 0
-    value = np.maximum(value, 0.0)
-    return np.sqrt(value) if metric.root else value
+    np.maximum(total, 0.0, out=total)
+    if metric.root:
+        np.sqrt(total, out=total)
+    return total
 
 
 def _blocks(lead: tuple[int, ...], row: int) -> Iterator[tuple[slice, ...]]:
@@ -251,14 +258,14 @@ def metric_values(
     sums = _run(
         inputs, exact, lambda f: {pair: _pair_sum(f, *pair) for pair in pairs}, pairs, False
     )
-    return {
-        name: _finish(
-            sum(coef * sums[weight, field] for coef, weight, field in METRICS[name].pairs),
-            METRICS[name],
-            divisor,
-        )
-        for name in names
-    }
+    scratch = np.empty_like(sums[pairs[0]])  # in-place sums: no temporary per pair
+    values = {}
+    for name in names:
+        total = np.zeros_like(scratch)
+        for coef, weight, field in METRICS[name].pairs:
+            total += np.multiply(sums[weight, field], coef, out=scratch)
+        values[name] = _finish(total, METRICS[name], divisor)
+    return values
 
 
 def metric_terms(
@@ -285,7 +292,7 @@ def metric_terms(
         terms /= divisor
     if metric.root:
         total = terms.sum(axis=-1, keepdims=True)
-        root = _finish(total, metric, 1.0)
+        root = _finish(total.copy(), metric, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             terms *= np.where(root > 0, root / total, 0.0)
     return terms

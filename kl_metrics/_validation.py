@@ -1,8 +1,10 @@
 """Argument checks and array preparation shared by every kl_metrics function.
 
-Every public function validates up front and raises ``ValueError`` naming the argument and
-what is wrong with it. Arrays are returned as float64 views with the reduction axis moved
-last, so the numerical code only ever works along ``axis=-1``.
+Every public function checks its arguments before computing anything and raises
+``ValueError`` naming the argument and what is wrong with it; only the entries of a large
+histogram input are checked block by block, as the block is read. Arrays are returned as
+float64 views with the reduction axis moved last, so the numerical code only ever works
+along ``axis=-1``.
 """
 
 import functools
@@ -29,7 +31,7 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} contains {kind} entries; all entries must be finite")
 
 
-def _positive_real(value: object, name: str, what: str) -> float:
+def _real(value: object, name: str, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return float(value)
@@ -37,7 +39,7 @@ def _positive_real(value: object, name: str, what: str) -> float:
 
 def check_positive(value: object, name: str) -> float:
     """Return `value` as a float if it is a finite number > 0."""
-    value = _positive_real(value, name, "a finite number > 0")
+    value = _real(value, name, "a finite number > 0")
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
@@ -45,7 +47,7 @@ def check_positive(value: object, name: str) -> float:
 
 def check_eps(eps: object) -> float:
     """Return the probability floor `eps` as a float; it must lie in [0, 1)."""
-    eps = _positive_real(eps, "eps", "a number in [0, 1)")
+    eps = _real(eps, "eps", "a number in [0, 1)")
     if not 0 <= eps < 1:
         raise ValueError(f"eps must be a number in [0, 1), got {eps!r}")
     return eps
@@ -56,7 +58,7 @@ def log_base(base: object) -> float:
     if base is None:
         return 1.0
     what = "None (nats) or a finite number > 0 other than 1"
-    value = _positive_real(base, "base", what)
+    value = _real(base, "base", what)
     if not (math.isfinite(value) and value > 0 and value != 1):
         raise ValueError(f"base must be {what}, got {base!r}")
     return math.log(value)
@@ -156,7 +158,7 @@ def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
     lowest = arr.min()
     with np.errstate(over="ignore"):  # overflowing sums are reported below
         sums = row_sums(arr)
-    if not (lowest >= 0 and 0 < sums.min() and sums.max() < np.inf):
+    if not (lowest >= 0 and sums.min() > 0 and sums.max() < np.inf):
         raise ValueError(_diagnose(arr, sums, name))
     return sums
 

@@ -32,8 +32,8 @@ from pipeline.outputs import (
     MODEL_STATUSES,
     MODELS_FILES,
     alerting_rows,
+    count_statuses,
     json_safe,
-    status_counts,
 )
 from pipeline.readers import collect, collect_schema, scan_source
 
@@ -564,7 +564,7 @@ def models_block(result: ModelDrift) -> dict[str, Any]:
         "n_baseline": result.n_baseline, "n_current": result.n_current,
         "n_matched": result.n_matched, "n_unmatched_baseline": result.n_unmatched_baseline,
         "n_unmatched_current": result.n_unmatched_current, "warnings": list(result.warnings),
-        "summary": status_counts(summary, MODEL_STATUSES),
+        "summary": count_statuses(summary, MODEL_STATUSES),
         "alerts": alerts.to_dicts(),
         "files": dict(MODELS_FILES),
     })

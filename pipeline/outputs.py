@@ -138,7 +138,7 @@ def dumps_json(document: Any) -> str:
     return json.dumps(json_safe(document), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def status_counts(table: pl.DataFrame | None, statuses: tuple[str, ...]) -> dict[str, int]:
+def count_statuses(table: pl.DataFrame | None, statuses: tuple[str, ...]) -> dict[str, int]:
     """``{"total": rows, status: rows with it, ...}`` of a table's ``status`` column."""
     counts = {} if table is None else dict(table["status"].value_counts().iter_rows())
     return {"total": 0 if table is None else table.height,
@@ -187,7 +187,7 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
-        "summary": status_counts(drift, STATUSES),
+        "summary": count_statuses(drift, STATUSES),
         "alerts": alerts,
         "problems": problems,
         "warnings": list(warnings or []),

@@ -20,7 +20,7 @@ import polars as pl
 from pipeline.alerts import decide
 from pipeline.align import align, segment_columns
 from pipeline.binning import bin_raw, retyped_features
-from pipeline.config import RunConfig
+from pipeline.config import InputConfig, RunConfig
 from pipeline.drift import compute_drift
 from pipeline.errors import ConfigError, InputError
 from pipeline.estimate import estimate_kl, estimates_block
@@ -50,6 +50,20 @@ _HISTOGRAM_KEYS = {"feature", "bin", "count"}
 _PROFILE_KEYS = {"feature", "bin", "count", "kind", "bin_index"}
 
 Progress = Callable[[str], None]
+#: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
+BinCurrent = Callable[[Profile, InputConfig, list[str]], pl.DataFrame]
+
+
+def bin_current_locally(profile: Profile, settings: InputConfig,
+                        features: list[str]) -> pl.DataFrame:
+    """Bin ``settings.current`` in this process, in one streamed pass over all files.
+
+    ``missing="skip"``: a profile feature absent from the current rows becomes an error row
+    for that feature instead of stopping the run.
+    """
+    return bin_raw(scan_raw(settings.current), profile, timestamp=settings.timestamp,
+                   period=settings.period, segments=settings.segments, features=features,
+                   missing="skip", source=settings.current)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,8 @@ class RunResult:
     estimates: pl.DataFrame | None = None
 
 
-def run_drift(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
+def run_drift(config: RunConfig, *, progress: Progress | None = None,
+              bin_current: BinCurrent = bin_current_locally) -> RunResult:
     """Run every check the config holds and write one run folder (``kl-drift run``).
 
     Feature drift runs when ``[input]`` names data (``input.baseline`` and
@@ -100,6 +115,10 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None) -> RunResu
         From :func:`pipeline.config.load_config`.
     progress : callable, optional
         Called with a short message at each stage (for CLI progress or flow logs).
+    bin_current : callable, optional
+        How raw current rows are binned: ``bin_current(profile, config.input, features)``
+        returning the histogram long table; :func:`bin_current_locally` by default
+        (``flows.dask_histograms.bin_on_dask`` bins file by file on a Dask cluster).
 
     Returns
     -------
@@ -124,7 +143,7 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None) -> RunResu
         for key in ("baseline", "current"):
             if not getattr(settings, key):
                 raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
-    return _run(config, parts, progress)
+    return _run(config, parts, progress, bin_current)
 
 
 def run_models(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
@@ -142,7 +161,7 @@ def run_models(config: RunConfig, *, progress: Progress | None = None) -> RunRes
     if config.models is None:
         raise ConfigError("models: missing; add a [models] section with baseline, current "
                           "and outputs")
-    return _run(config, {MODELS}, progress)
+    return _run(config, {MODELS}, progress, bin_current_locally)
 
 
 def run_estimate(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
@@ -159,7 +178,7 @@ def run_estimate(config: RunConfig, *, progress: Progress | None = None) -> RunR
     if config.estimate is None:
         raise ConfigError("estimate: missing; add an [estimate] section with source (and "
                           "logq, logp)")
-    return _run(config, {ESTIMATES}, progress)
+    return _run(config, {ESTIMATES}, progress, bin_current_locally)
 
 
 @dataclass(frozen=True)
@@ -169,14 +188,15 @@ class _FeatureDrift:
     warnings: list[str]
 
 
-def _run(config: RunConfig, parts: set[str], progress: Progress | None) -> RunResult:
+def _run(config: RunConfig, parts: set[str], progress: Progress | None,
+         bin_current: BinCurrent) -> RunResult:
     """Measure the requested parts, then write them into one run folder."""
     say = progress or (lambda _message: None)
     created_at = datetime.now(UTC)
     run_id = config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
     run_dir = Path(config.output.dir) / safe_filename(run_id)
 
-    features = _feature_drift(config, say) if FEATURES in parts else None
+    features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
     models = None
     if MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
@@ -186,34 +206,36 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None) -> RunRe
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate)
 
-    drift = features.drift if features else None
+    drift = None if features is None else features.drift
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
-    inputs = ({"baseline": config.input.baseline, "current": config.input.current}
-              if features else {})
-    document = alerts_document(drift, {
-        "run_id": run_id,
-        "created_at": created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "tool_version": tool_version(),
-        "inputs": inputs,
-        "config_hash": config.config_hash(),
-        "metric": config.drift.metric,
-        "base": config.drift.base,
-        "config": effective.model_dump(mode="json"),
-    }, warnings=features.warnings if features else [],
-        models=models_block(models) if models else None,
-        estimates=estimates_block(estimates, config.estimate) if estimates is not None else None)
+    inputs = ({} if features is None else
+              {"baseline": config.input.baseline, "current": config.input.current})
+    document = alerts_document(
+        drift, {
+            "run_id": run_id,
+            "created_at": created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "tool_version": tool_version(),
+            "inputs": inputs,
+            "config_hash": config.config_hash(),
+            "metric": config.drift.metric,
+            "base": config.drift.base,
+            "config": effective.model_dump(mode="json"),
+        },
+        warnings=[] if features is None else features.warnings,
+        models=None if models is None else models_block(models),
+        estimates=None if estimates is None else estimates_block(estimates, config.estimate))
 
     say(f"writing {run_dir}")
     profile_path = run_dir / PROFILE_FILE
-    if features and features.baseline.built:
+    if features is not None and features.baseline.built:
         write_profile(features.baseline.profile, profile_path)  # atomic
     else:
         profile_path.unlink(missing_ok=True)  # a rerun must not leave a stale profile
     # A part this run did not check maps to None: its files from an earlier run are removed.
     write_run_outputs(run_dir, {
         DRIFT_FILE: drift,
-        **(model_tables(models) if models else dict.fromkeys(MODELS_FILES.values())),
+        **(dict.fromkeys(MODELS_FILES.values()) if models is None else model_tables(models)),
         ESTIMATES_FILE: estimates,
     }, document)
     history_dir = Path(config.output.dir) / HISTORY_DIR
@@ -222,8 +244,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None) -> RunRe
     say("rendering reports")
     write_reports(run_dir, history_dir=history_dir)
 
-    statuses = {*(drift["status"] if drift is not None else ()),
-                *(models.summary["status"] if models else ())}
+    statuses = {*(() if drift is None else drift["status"].unique()),
+                *(() if models is None else models.summary["status"].unique())}
     worst = max(statuses, key=SEVERITY.index, default="ok")
     exit_code = int(bool(statuses & _FAIL_ON[config.output.fail_on]))
     return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
@@ -231,13 +253,13 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None) -> RunRe
                      estimates=estimates)
 
 
-def _feature_drift(config: RunConfig, say: Progress) -> _FeatureDrift:
+def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
     settings = config.input
     say(f"reading baseline {settings.baseline}")
     baseline = _read_baseline(config)
     say(f"reading current data {settings.current}")
-    current, reasons = _read_current(config, baseline.profile)
+    current, reasons = _read_current(config, baseline.profile, bin_current)
     _check_features(config, baseline.histograms, current)
     say(f"aligning {current.height:,} current histogram rows")
     aligned = align(baseline.histograms, current, reasons=reasons)
@@ -276,13 +298,27 @@ def _histogram_baseline(config: RunConfig) -> _Baseline:
     return _Baseline(_selected(config, histograms), None, built=False)
 
 
-def _raw_baseline(config: RunConfig) -> _Baseline:
+def build_baseline_profile(config: RunConfig, source: str | None = None) -> Profile:
+    """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
+
+    Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
+    ``input.segments`` get their own baseline histograms. ``source`` (a file, glob or
+    folder) defaults to ``input.baseline``. Used by runs with a raw baseline,
+    ``kl-drift profile`` and the ``build_baseline`` flow alike.
+    """
     settings, options = config.input, config.profile
-    profile = build_profile(
-        scan_raw(settings.baseline), features=settings.features,
+    source = source or settings.baseline
+    if not source:
+        raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
+    return build_profile(
+        scan_raw(source), features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
         segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=settings.baseline)
+        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=source)
+
+
+def _raw_baseline(config: RunConfig) -> _Baseline:
+    profile = build_baseline_profile(config)
     return _Baseline(profile.histograms(), profile, built=True)
 
 
@@ -290,8 +326,8 @@ _BASELINE_READERS: dict[str, Callable[[RunConfig], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig,
-                  profile: Profile | None) -> tuple[pl.DataFrame, dict[str, str]]:
+def _read_current(config: RunConfig, profile: Profile | None,
+                  bin_current: BinCurrent) -> tuple[pl.DataFrame, dict[str, str]]:
     """Current histograms, and why some features could not be binned (by feature)."""
     settings = config.input
     reasons: dict[str, str] = {}
@@ -315,13 +351,10 @@ def _read_current(config: RunConfig,
                              "raw data to bin it with, not a histogram table",
                              source=settings.baseline)
         features = [f for f in profile.features if _wanted(config, f)]
-        raw = scan_raw(settings.current)
-        # missing="skip": a profile feature absent from the current rows, or whose column
-        # type changed, becomes an error row for that feature instead of stopping the run.
-        reasons = retyped_features(collect_schema(raw, settings.current), profile, features)
-        current = bin_raw(raw, profile, timestamp=settings.timestamp,
-                          period=settings.period, segments=settings.segments,
-                          features=features, missing="skip", source=settings.current)
+        # A feature whose column type changed becomes an error row, not a stopped run.
+        schema = collect_schema(scan_raw(settings.current), settings.current)
+        reasons = retyped_features(schema, profile, features)
+        current = bin_current(profile, settings, [f for f in features if f not in reasons])
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=settings.current)

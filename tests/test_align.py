@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,8 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.align import align
+from pipeline.binning import bin_raw
+from pipeline.config import METRICS, DriftConfig
+from pipeline.drift import compute_drift
 from pipeline.errors import InputError
+from pipeline.profile import build_profile
+from pipeline.readers import scan_raw
 from tests.conftest import categorical_histogram, numeric_histogram
+
+DATA = Path(__file__).parents[1] / "data"
 
 
 def row_bins(aligned, row: int) -> dict[str, tuple[float, float]]:
@@ -71,8 +79,40 @@ def test_per_segment_baseline_and_baseline_windows_are_summed() -> None:
     np.testing.assert_array_equal(aligned.baseline[by_segment["region=EU"]], [4, 6])
     np.testing.assert_array_equal(aligned.baseline[by_segment["region=US"]], [10, 0])
     assert rows.filter(segment="region=APAC")["reason"].item() == (
-        "feature 'x' has no baseline for segment 'region=APAC'")
+        "segment region=APAC not in the baseline; rebuild the profile or compare globally")
     assert rows.filter(pl.col("segment") != "region=APAC")["reason"].is_null().all()
+
+
+def test_unseen_segment_values_are_error_rows_never_compared() -> None:
+    # the baseline is segmented by region only; the current data by region and model
+    baseline = pl.concat([numeric_histogram("x", [0], [5, 5], region="EU"),
+                          categorical_histogram("c", {"u": 3}, region="EU"),
+                          categorical_histogram("c", {"u": 3}, region="US")], how="diagonal")
+    current = pl.concat([
+        numeric_histogram("x", [0], [1, 1], region=r, model="2", window="w1")
+        for r in ("EU", "US", None)])
+    rows = align(baseline, current).rows
+    assert rows.select("segment", "feature", "reason").rows() == [
+        ("region=EU, model=2", "c", "feature 'c' not in the current data"),
+        ("region=EU, model=2", "x", None),
+        ("region=US, model=2", "c", "feature 'c' not in the current data"),
+        # the segment exists, but this feature has no baseline there
+        ("region=US, model=2", "x", "feature 'x' has no baseline for segment 'region=US'"),
+        ("region=null, model=2", "c",
+         "segment region=null not in the baseline; rebuild the profile or compare globally"),
+        ("region=null, model=2", "x",
+         "segment region=null not in the baseline; rebuild the profile or compare globally"),
+    ]
+
+
+def test_known_reasons_replace_not_in_the_current_data() -> None:
+    baseline = pl.concat([categorical_histogram(f, {"u": 1}) for f in ("a", "b", "gone")])
+    current = categorical_histogram("a", {"u": 1})
+    reasons = {"b": "feature 'b': its column type changed", "a": "unused: 'a' is present"}
+    got = dict(align(baseline, current, reasons=reasons).rows.select(
+        "feature", "reason").iter_rows())
+    assert got == {"a": None, "b": "feature 'b': its column type changed",
+                   "gone": "feature 'gone' not in the current data"}
 
 
 def test_features_on_one_side_only_become_row_reasons() -> None:
@@ -135,3 +175,20 @@ def test_null_segment_values_and_windows_are_groups_of_their_own() -> None:
     assert aligned.rows.select("segment", "window").rows() == [
         ("region=EU", "2024-01-01"), ("region=null", "__missing__")]
     np.testing.assert_array_equal(aligned.current, [[1, 2], [3, 4]])
+
+
+def test_same_distribution_per_segment_is_zero_drift_unlike_a_global_baseline() -> None:
+    # current = the baseline rows themselves, airport by airport
+    raw = scan_raw(DATA / "flights_baseline.parquet")
+    profile = build_profile(raw, exclude=["flight_id", "scheduled_departure"],
+                            segments=["origin"])
+    current = bin_raw(raw, profile, segments=["origin"])
+    per_segment = compute_drift(align(profile.histograms(), current), DriftConfig())
+    assert per_segment.height == 3 * len(profile.features)
+    assert per_segment["reason"].is_null().all()
+    values = per_segment.select(METRICS).to_numpy()
+    np.testing.assert_allclose(values, 0.0, atol=1e-12)
+    # against the pooled baseline, each airport's own carrier/route mix looks like drift
+    pooled = compute_drift(align(profile.histograms([]), current), DriftConfig())
+    carrier = pooled.filter(feature="carrier")["js_distance"]
+    assert carrier.min() > 0.2

@@ -55,7 +55,7 @@ def good_pair() -> tuple[pl.DataFrame, pl.DataFrame]:
     ("[alerts]\nwarn = 0.3\ncritical = 0.2\n", "alerts.warn: must be < alerts.critical"),
     ("[drift]\nmetric = \"jsd\"\n", "drift.metric: unknown metric 'jsd'"),
     ("[alerts.features.\"dep_[\"]\nwarn = 0.05\n", "not a valid glob pattern"),
-    ("[input]\nperiod = \"1d\"\n", "input.period: needs input.timestamp"),
+    ("[input]\nperiod = \"1d\"\n", "input.period: needs timestamp"),
 ])
 def test_bad_config_files(tmp_path: Path, toml: str, expected: str) -> None:
     path = tmp_path / "bad.toml"
@@ -69,7 +69,7 @@ def test_bad_config_files(tmp_path: Path, toml: str, expected: str) -> None:
 def test_missing_input_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         run_drift(load_config(None, {"input.baseline": "b.parquet"}))
-    assert one_line(error) == "input.current: required for a drift run (a Parquet path)"
+    assert one_line(error) == "input.current: required for feature drift (a Parquet path)"
 
 
 def test_feature_listed_in_config_but_absent_everywhere(tmp_path: Path) -> None:
@@ -231,5 +231,5 @@ def test_segment_without_baseline_is_an_error_row(tmp_path: Path) -> None:
     result = run(tmp_path, baseline, current)
     rows = {r["segment"]: (r["status"], r["reason"]) for r in result.drift.iter_rows(named=True)}
     assert rows == {"region=EU": ("ok", None), "region=US": ("ok", None),
-                    "region=APAC": ("error",
-                                    "feature 'good' has no baseline for segment 'region=APAC'")}
+                    "region=APAC": ("error", "segment region=APAC not in the baseline; "
+                                             "rebuild the profile or compare globally")}

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.binning import MISSING, OTHER, bin_label, bin_raw
+from pipeline.binning import MISSING, OTHER, bin_label, bin_raw, retyped_features
 from pipeline.errors import ConfigError, InputError
 from pipeline.profile import Profile, build_profile
 from pipeline.readers import scan_raw
@@ -166,6 +166,8 @@ def test_windows_and_segments_match_a_groupby_reference(data: st.DataObject) -> 
                                 max_size=n)),
     }, schema={"ts": pl.Datetime("us"), "region": pl.String, "x": pl.Float64,
                "c": pl.String})
+    if data.draw(st.booleans()):  # few long runs per group, a null segment first
+        frame = frame.sort("region", "ts", nulls_last=False)
     profile = build_profile(frame.lazy(), exclude=["ts", "region"], bins=5, top_k=2)
     got = bin_raw(frame.lazy(), profile, timestamp="ts", period="1d", segments=["region"])
     assert got.columns == ["region", "feature", "window", "bin", "count", "lower", "upper"]
@@ -320,10 +322,21 @@ def test_missing_raw_columns_are_listed_or_skipped(small_profile: Profile) -> No
 
 
 def test_type_change_since_the_baseline(small_profile: Profile) -> None:
-    raw = pl.LazyFrame({"x": ["1.0"], "c": ["a"]})
+    raw = pl.LazyFrame({"x": ["1.0"], "c": [date(2024, 1, 1)]})
     with pytest.raises(InputError, match=r"cur.parquet', feature 'x': profile feature is "
                                          r"numeric but the raw column is String"):
         bin_raw(raw, small_profile, source="cur.parquet")
+    assert retyped_features(raw.collect_schema(), small_profile) == {
+        "x": "feature 'x': profile feature is numeric but the raw column is String; the "
+             "column type changed since the baseline",
+        "c": "feature 'c': profile feature is categorical but the raw column is Date; the "
+             "column type changed since the baseline"}
+    assert list(retyped_features(raw.collect_schema(), small_profile, ["c"])) == ["c"]
+    # missing="skip" leaves them out like absent columns; an all-null column is binnable
+    assert bin_raw(raw, small_profile, missing="skip").height == 0
+    nulls = pl.LazyFrame({"x": [None], "c": ["a"]}, schema={"x": pl.Null, "c": pl.String})
+    assert retyped_features(nulls.collect_schema(), small_profile) == {}
+    assert as_counts(bin_raw(nulls, small_profile), "x")[MISSING] == 1.0
 
 
 def test_unparsable_timestamp_names_the_column(small_profile: Profile) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from pipeline.config import METRICS, RunConfig, load_config
 from pipeline.errors import ConfigError
@@ -90,8 +92,12 @@ def test_defaults_match_the_documented_values() -> None:
 
 def test_every_default_is_documented() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "config.md").read_text()
-    for section, model in RunConfig.model_fields.items():
-        for key in model.annotation.model_fields:
+    for section, field in RunConfig.model_fields.items():
+        # Optional sections ([models], [estimate]) are `Section | None`.
+        model = next(a for a in (field.annotation, *typing.get_args(field.annotation))
+                     if isinstance(a, type) and issubclass(a, BaseModel))
+        assert f"`[{section}]`" in doc, f"section [{section}] missing from docs/config.md"
+        for key in model.model_fields:
             assert f"`{key}`" in doc, f"{section}.{key} missing from docs/config.md"
 
 
@@ -103,6 +109,29 @@ def test_full_file_loads_and_resolves_relative_paths(tmp_path: Path) -> None:
     assert config.drift.log_base is None and config.drift.metric == "psi"
     assert config.profile.fixed_edges == {"score": [0.0, 0.5, 1.0]}
     assert config.alerts.persistence == 2 and not config.alerts.calibrated
+
+
+def test_models_and_estimate_sections_are_optional_and_resolve_paths(tmp_path: Path) -> None:
+    assert load_config(None).models is None and load_config(None).estimate is None
+    config = load_config(write(tmp_path, FULL + """
+[models]
+baseline = "v1.parquet"
+current = "/abs/v2.parquet"
+outputs = ["p_a", "p_b"]
+kind = "probabilities"
+timestamp = "ts"
+period = "1w"
+
+[estimate]
+source = "samples/*.parquet"
+base = 2
+"""))
+    assert config.models.baseline == str(tmp_path / "v1.parquet")
+    assert config.models.current == "/abs/v2.parquet"
+    assert config.models.outputs == ["p_a", "p_b"] and config.models.log_base == 2.0
+    assert config.estimate.source == str(tmp_path / "samples/*.parquet")
+    assert config.estimate.log_base == 2.0 and config.estimate.period is None
+    assert load_config(None, {"estimate.source": "s"}).estimate.log_base is None  # nats
 
 
 def test_overrides_win_dotted_or_nested_and_none_is_ignored(tmp_path: Path) -> None:
@@ -140,7 +169,21 @@ def test_thresholds_exact_name_then_first_glob_then_global(tmp_path: Path) -> No
     ({"alerts.fdr_q": 0.0}, "alerts.fdr_q:"),
     ({"alerts.warn": "0.1"}, "alerts.warn: Input should be a valid number"),
     ({"input.period": "1x"}, "input.period: '1x' is not a duration"),
-    ({"input.period": "1d"}, "input.period: needs input.timestamp"),
+    ({"input.period": "1d"}, "input.period: needs timestamp"),
+    ({"input.period": "0d", "input.timestamp": "ts"}, "input.period: '0d' is not a duration"),
+    ({"models.baseline": "a"}, "models.current: required"),
+    ({"models.baseline": "a", "models.current": "b"},
+     "models.outputs: set exactly one of outputs"),
+    ({"models.baseline": "a", "models.current": "b", "models.outputs": "z",
+      "models.kind": "probs"}, "models.kind: Input should be 'logits' or 'probabilities'"),
+    ({"models.baseline": "a", "models.current": "b", "models.outputs": "z",
+      "models.period": "1w"}, "models.period: needs timestamp"),
+    ({"models.baseline": "a", "models.current": "b", "models.outputs": "z",
+      "models.metric": "js"}, "models.metric: unknown metric 'js'"),
+    ({"models.baselin": "a"}, "unknown key 'models.baselin' (did you mean 'models.baseline'?)"),
+    ({"estimate.source": "s", "estimate.per": "sequence"}, "estimate.sequence_id: required"),
+    ({"estimate.source": "s", "estimate.period": "1 day", "estimate.timestamp": "t"},
+     "estimate.period: '1 day' is not a duration"),
     ({"input.duplicates": "keep"}, "input.duplicates:"),
     ({"output.fail_on": "always"}, "output.fail_on:"),
     ({"drift.base": 10}, "drift.base:"),

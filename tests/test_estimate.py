@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,11 @@ from pydantic import ValidationError
 from scipy.stats import norm
 
 from kl_metrics import kl_estimate
+from pipeline.config import EstimateConfig, ModelsConfig
 from pipeline.errors import InputError
-from pipeline.estimate import ESTIMATES_FILE, EstimateConfig, estimate_frame, write_estimates
-from pipeline.models import ModelsConfig, compare_models
+from pipeline.estimate import estimate_frame, estimates_block
+from pipeline.models import compare_models
+from pipeline.outputs import EstimatesBlock, dumps_json
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -133,15 +136,28 @@ def test_per_sequence_sums_log_probs_first():
     assert days["n_tokens"].sum() == len(seq)
 
 
-def test_single_sample_group_has_no_stderr(tmp_path):
+def test_single_sample_group_has_no_stderr():
     frame = pl.DataFrame({"logq": [-1.0, -2.0, -0.5], "logp": [-1.5, -1.0, -0.7],
                           "g": ["a", "a", "b"]})
     table = estimate_frame(frame, config(segments=["g"]))
     single = table.filter(g="b").row(0, named=True)
     assert single["n"] == 1 and single["stderr"] is None and single["ci_low"] is None
     assert single["value"] == pytest.approx(math.expm1(-0.2) + 0.2)  # k3 with log r = -0.2
-    path = write_estimates(table, tmp_path)
-    assert path.name == ESTIMATES_FILE and pl.read_parquet(path).equals(table)
+    block = EstimatesBlock.model_validate(json.loads(dumps_json(
+        estimates_block(table, config(segments=["g"])))))
+    assert [(r.segment, r.n, r.stderr) for r in block.rows] == [
+        ("g=a", 2, pytest.approx(table["stderr"][0])), ("g=b", 1, None)]
+    assert (block.estimator, block.base, block.files) == (
+        "k3", "e", {"estimates": "estimates.parquet"})
+
+
+def test_timestamp_without_period_labels_windows_by_value():
+    frame = pl.DataFrame({"logq": [-1.0, -2.0, -0.5], "logp": [-1.5, -1.0, -0.7],
+                          "batch": ["b2", None, "b1"]})
+    table = estimate_frame(frame, config(timestamp="batch"))
+    # As in drift.parquet: the value as the label, rows without one in "__missing__".
+    assert table["window"].to_list() == ["__missing__", "b1", "b2"]
+    assert table["n"].to_list() == [1, 1, 1]
 
 
 def test_positive_log_densities_need_the_densities_flag():
@@ -190,10 +206,11 @@ def test_bad_input_is_one_line_input_error(case):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    ({"per": "sequence"}, "needs sequence_id"),
+    ({"per": "sequence"}, "required with per = 'sequence'"),
     ({"level": 1.0}, "less than 1"),
     ({"estimator": "k4"}, "k1"),
-    ({"timestamp": "ts"}, "both timestamp and period"),
+    ({"period": "1d"}, "needs timestamp"),
+    ({"period": "0d", "timestamp": "ts"}, "not a duration"),
 ])
 def test_config_rejects(overrides, match):
     with pytest.raises(ValidationError, match=match):

@@ -17,17 +17,17 @@ from pydantic import ValidationError
 from scipy.special import expit, rel_entr, softmax
 
 import kl_metrics
+from pipeline.config import PER_EXAMPLE_METRICS as PER_EXAMPLE
+from pipeline.config import ModelsConfig
 from pipeline.errors import InputError
 from pipeline.models import (
-    MODELS_FILES,
-    PER_EXAMPLE,
-    ModelsConfig,
     compare_models,
     compare_outputs,
+    model_tables,
     models_block,
     per_example_metrics,
-    write_model_outputs,
 )
+from pipeline.outputs import MODELS_FILES, ModelsBlock, write_run_outputs
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLASSES = ["early", "on_time", "late", "very_late"]
@@ -281,18 +281,24 @@ def test_status_thresholds_and_insufficient_data():
 def test_write_outputs_and_json_block(tmp_path):
     base, cur, _, _ = pair(n=200)
     result = compare_outputs(base, cur, config(warn=0.01, critical=0.5, segments=["region"]))
-    block = write_model_outputs(result, tmp_path)
+    block = models_block(result)
+    write_run_outputs(tmp_path, model_tables(result), {"models": block})
     for name, file in MODELS_FILES.items():
         table = {"models": result.summary, "classes": result.classes,
                  "examples": result.examples}[name]
         assert pl.read_parquet(tmp_path / file).equals(table)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MODELS_FILES.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*MODELS_FILES.values(), "alerts.json"])
     text = json.dumps(block, allow_nan=False)
+    ModelsBlock.model_validate(json.loads(text))
     assert json.loads(text)["summary"] == {"total": 2, "ok": 0, "warn": 2, "critical": 0,
                                            "insufficient_data": 0}
     alert = block["alerts"][0]
     assert alert["status"] == "warn" and len(alert["top_classes"]) == 3
-    assert len(alert["top_examples"]) == 3 and isinstance(alert["top_examples"][0]["id"], str)
+    assert alert["segment"].startswith("region=") and "region" not in alert  # labels only
+    top = alert["top_examples"]
+    assert len(top) == 3 and isinstance(top[0]["id"], str)
+    assert top[0]["value"] >= top[1]["value"] >= top[2]["value"]  # block["top_by"], ranked
     assert alert["value"] >= block["alerts"][1]["value"]  # most severe, then largest first
 
 
@@ -383,9 +389,9 @@ def test_missing_file_names_it(tmp_path):
 @pytest.mark.parametrize("overrides, match", [
     ({"outputs_prefix": "p_"}, "exactly one of outputs"),
     ({"metric": "js_mean"}, "unknown metric"),
-    ({"warn": 0.3, "critical": 0.2}, "warn must be < critical"),
+    ({"warn": 0.3, "critical": 0.2}, "must be < models.critical"),
     ({"kind": "probabilities", "temperature": 2.0}, "temperature"),
-    ({"period": "1d"}, "both timestamp and period"),
+    ({"period": "1d"}, "needs timestamp"),
     ({"timestamp": "ts", "period": "one day"}, "not a duration"),
     ({"colour": "red"}, "Extra inputs"),
 ])

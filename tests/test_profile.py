@@ -201,3 +201,135 @@ def test_hand_edited_bins_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"edited.parquet', feature 'x': profile bins are "
                                          r"malformed"):
         read_profile(path)
+
+
+# --- per-segment baselines -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flights_baseline() -> pl.DataFrame:
+    return pl.read_parquet(DATA / "flights_baseline.parquet")
+
+
+@pytest.fixture(scope="module")
+def by_origin() -> Profile:
+    return build_profile(scan_raw(DATA / "flights_baseline.parquet"), exclude=["flight_id"],
+                         segments=["origin"], source="flights")
+
+
+def test_segment_counts_equal_a_group_by_reference(flights_baseline: pl.DataFrame,
+                                                   by_origin: Profile) -> None:
+    groups = flights_baseline.group_by("origin").agg("dep_delay", "distance", "carrier", "dest")
+    assert groups.height == 3
+    for origin, dep_delay, distance, carrier, dest in groups.iter_rows():
+        rows = by_origin.histograms().filter(origin=origin)
+        for feature, values in (("dep_delay", dep_delay), ("distance", distance)):
+            bins = by_origin.layout.filter(feature=feature)
+            assert as_counts(rows, feature) == naive_numeric(values, bins)
+        for feature, values in (("carrier", carrier), ("dest", dest)):
+            bins = by_origin.layout.filter(feature=feature)
+            assert as_counts(rows, feature) == naive_categorical(values, bins)
+    assert by_origin.metadata["segments"] == ["origin"]
+    expected = dict(flights_baseline.group_by("origin").len().iter_rows())
+    assert {r["segment"]["origin"]: r["rows"] for r in by_origin.metadata["segment_rows"]} == (
+        expected)
+
+
+def test_segments_share_the_global_layout(flights_baseline: pl.DataFrame,
+                                          by_origin: Profile) -> None:
+    # bins come from the whole baseline, so pooling the segments gives the global profile
+    global_ = build_profile(flights_baseline.lazy(), exclude=["flight_id", "origin"])
+    assert by_origin.layout.equals(global_.table.drop("count"))
+    assert by_origin.histograms([]).equals(global_.histograms())
+    assert by_origin.features == global_.features
+    assert "origin" not in by_origin.features  # a segment column is never a feature
+    assert by_origin.metadata["features"] == global_.metadata["features"]
+    table = by_origin.table
+    assert table.columns == ["origin", "feature", "kind", "bin", "bin_index", "lower",
+                             "upper", "count"]
+    assert table.height == 3 * global_.table.height
+    assert by_origin.histograms().columns == ["origin", "feature", "bin", "count", "lower",
+                                              "upper"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["EU", "US", None]), st.sampled_from([1, 2]),
+                          st.one_of(st.floats(-5, 5), st.none()),
+                          st.sampled_from(["a", "b", "c", None])), min_size=1, max_size=50))
+def test_two_segment_columns_match_a_naive_reference(rows: list) -> None:
+    frame = pl.DataFrame(rows, schema={"region": pl.String, "version": pl.Int64,
+                                       "x": pl.Float64, "c": pl.String}, orient="row")
+    profile = build_profile(frame.lazy(), segments=["region", "version"], bins=4, top_k=2)
+    assert profile.segments == ["region", "version"] and profile.features == ["x", "c"]
+    hist = profile.histograms()
+    assert hist["version"].dtype == pl.String  # segment values are text, like current data
+    seen = {(r, str(v)) for r, v, *_ in rows}
+    assert set(hist.select("region", "version").unique().rows()) == seen
+    for region, version in seen:
+        mine = [row for row in rows if (row[0], str(row[1])) == (region, version)]
+        got = hist.filter(pl.col("region").eq_missing(region), version=version)
+        assert as_counts(got, "x") == naive_numeric([r[2] for r in mine],
+                                                    profile.layout.filter(feature="x"))
+        assert as_counts(got, "c") == naive_categorical([r[3] for r in mine],
+                                                        profile.layout.filter(feature="c"))
+
+
+def test_histograms_pool_the_segments_left_out() -> None:
+    frame = pl.LazyFrame({"a": ["p", "p", "q"], "b": ["u", "v", "v"], "x": [1.0, 2.0, 3.0]})
+    profile = build_profile(frame, segments=["a", "b"], bins=2)
+    by_a = profile.histograms(["a"])
+    assert by_a.columns == ["a", "feature", "bin", "count", "lower", "upper"]
+    totals = by_a.group_by("a").agg(pl.col("count").sum()).sort("a").rows()
+    assert totals == [("p", 2.0), ("q", 1.0)]
+    with pytest.raises(InputError, match=r"column 'c': not a segment column of the profile "
+                                         r"\(it has a, b\)"):
+        profile.histograms(["c"])
+
+
+def test_bad_segment_columns() -> None:
+    frame = pl.LazyFrame({"x": [1.0], "kind": ["u"], "bin": ["v"]})
+    with pytest.raises(InputError, match=r"file 'b.parquet', column 'region': baseline lacks "
+                                         r"segment column"):
+        build_profile(frame, segments=["region"], source="b.parquet")
+    for reserved in ("kind", "bin"):
+        with pytest.raises(InputError, match=rf"column '{reserved}': segment column name is "
+                                             "reserved"):
+            build_profile(frame, segments=[reserved], source="b.parquet")
+    with pytest.raises(InputError, match="baseline has no rows, so no segment to profile"):
+        build_profile(pl.LazyFrame({"x": [1.0], "r": ["a"]}).head(0), segments=["r"])
+
+
+def test_segmented_round_trip_and_version_1_profiles(tmp_path: Path, by_origin: Profile) -> None:
+    path = write_profile(by_origin, tmp_path / "by_origin.parquet")
+    back = read_profile(path)
+    assert back.table.equals(by_origin.table) and back.metadata == by_origin.metadata
+    assert back.segments == ["origin"]
+    # a profile written before segments existed: no segment columns or metadata keys
+    old = build_profile(pl.LazyFrame({"x": [1.0, 2.0, 3.0]}))
+    meta = {k: v for k, v in old.metadata.items() if k not in ("segments", "segment_rows")}
+    write_profile(Profile(old.table, meta | {"schema_version": 1}), tmp_path / "v1.parquet")
+    v1 = read_profile(tmp_path / "v1.parquet")
+    assert v1.segments == [] and v1.histograms().equals(old.histograms())
+
+
+def test_segments_with_different_bins_are_refused(tmp_path: Path, by_origin: Profile) -> None:
+    one_bin_less = by_origin.table.filter(
+        ~((pl.col("origin") == "JFK") & (pl.col("feature") == "hour")
+          & (pl.col("bin_index") == 2)))
+    write_profile(Profile(one_bin_less, by_origin.metadata), tmp_path / "gap.parquet")
+    with pytest.raises(InputError, match=r"gap.parquet', feature 'hour': profile bins are "
+                                         r"malformed"):
+        read_profile(tmp_path / "gap.parquet")
+    # every bin once per segment: here each bin is in 2 rows of 2 segments, but segment a
+    # has "u" twice and no "__other__", segment b the reverse
+    two = build_profile(pl.LazyFrame({"r": ["a", "b"], "c": ["u", "u"]}), segments=["r"])
+    (a_u, _, a_missing, _, b_other, b_missing) = two.table.rows()
+    doubled = pl.DataFrame([a_u, a_u, a_missing, b_other, b_other, b_missing],
+                           schema=two.table.schema, orient="row")
+    write_profile(Profile(doubled, two.metadata), tmp_path / "doubled.parquet")
+    with pytest.raises(InputError, match="feature 'c': profile bins are malformed"):
+        read_profile(tmp_path / "doubled.parquet")
+    # segment columns not declared in the metadata
+    write_profile(Profile(by_origin.table, by_origin.metadata | {"segments": []}),
+                  tmp_path / "undeclared.parquet")
+    with pytest.raises(InputError, match="unexpected columns or types"):
+        read_profile(tmp_path / "undeclared.parquet")

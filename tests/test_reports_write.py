@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import types
 import typing
 from pathlib import Path
 
 import polars as pl
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipeline.errors import InputError
 from pipeline.history import append_history
@@ -66,7 +67,7 @@ def _one_line_error(run_dir: Path, match: str) -> InputError:
 
 
 def test_missing_folder_or_files(tmp_path: Path, run_dir: Path) -> None:
-    _one_line_error(tmp_path / "nowhere", "drift.parquet not found")
+    _one_line_error(tmp_path / "nowhere", "alerts.json not found")
     (run_dir / "alerts.json").unlink()
     error = _one_line_error(run_dir, "alerts.json not found")
     assert error.source == str(run_dir)
@@ -106,13 +107,18 @@ def test_malformed_alerts_json(run_dir: Path, change: typing.Callable, match: st
 
 
 def _model_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
-    """Every field path of ``model`` in the docs' notation (``alerts[].top_bins[].bin``)."""
+    """Every field path of ``model`` in the docs' notation (``alerts[].top_bins[].bin``).
+
+    Fields are named as in JSON (their alias), and optional blocks (``X | None``) are walked.
+    """
     paths = set()
     for name, field in model.model_fields.items():
-        path = prefix + name
+        path = prefix + (field.alias or name)
         paths.add(path)
         annotation = field.annotation
         inner, suffix = annotation, "."
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            inner = next((a for a in typing.get_args(annotation) if a is not type(None)), None)
         if typing.get_origin(annotation) is list:
             inner, suffix = typing.get_args(annotation)[0], "[]."
         if isinstance(inner, type) and issubclass(inner, BaseModel):
@@ -125,6 +131,11 @@ def _documented_paths() -> set[str]:
     return set(re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE))
 
 
+# Objects whose keys are data (file names, input names, the config), not schema fields.
+_FREE_FORM = {"run.config", "run.inputs", "models.inputs", "models.files", "estimates.inputs",
+              "estimates.files"}
+
+
 def _document_paths(value: object, prefix: str = "") -> set[str]:
     """Field paths present in a JSON document (dict values that are free-form excluded)."""
     paths = set()
@@ -132,7 +143,7 @@ def _document_paths(value: object, prefix: str = "") -> set[str]:
         for key, item in value.items():
             path = prefix + key
             paths.add(path)
-            if path not in {"run.config", "run.inputs"} and not key.endswith("null_reasons"):
+            if path not in _FREE_FORM and not key.endswith("null_reasons"):
                 paths |= _document_paths(item, path + ".")
     elif isinstance(value, list):
         for item in value:
@@ -165,5 +176,8 @@ def test_model_paths_walks_nested_models() -> None:
         leaf: Leaf
         leaves: list[Leaf]
         maybe: int | None = None
+        block: Leaf | None = None
+        keyword: int = Field(0, alias="class")
 
-    assert _model_paths(Root) == {"leaf", "leaf.x", "leaves", "leaves[].x", "maybe"}
+    assert _model_paths(Root) == {"leaf", "leaf.x", "leaves", "leaves[].x", "maybe", "block",
+                                  "block.x", "class"}

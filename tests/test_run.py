@@ -6,12 +6,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from pipeline.config import RunConfig, load_config
 from pipeline.outputs import ALERTS_FILE, DRIFT_FILE, AlertsDocument
-from pipeline.profile import build_profile, write_profile
+from pipeline.profile import build_profile, read_profile, write_profile
 from pipeline.readers import scan_raw
 from pipeline.run import PROFILE_FILE, run_drift
 from tests.conftest import categorical_histogram, numeric_histogram
@@ -47,7 +48,7 @@ def test_flights_run_folder_is_complete_and_consistent(flights_run) -> None:
     result, messages, config = flights_run
     assert result.run_dir.name == "june" and result.run_id == "june"
     assert sorted(p.name for p in result.run_dir.iterdir()) == sorted(
-        [ALERTS_FILE, DRIFT_FILE, PROFILE_FILE])
+        [ALERTS_FILE, DRIFT_FILE, PROFILE_FILE, "report.md", "report.html"])
     on_disk = pl.read_parquet(result.run_dir / DRIFT_FILE)
     assert on_disk.equals(result.drift)
     document = AlertsDocument.model_validate(strict_json(result.run_dir / ALERTS_FILE))
@@ -63,7 +64,7 @@ def test_flights_run_folder_is_complete_and_consistent(flights_run) -> None:
     assert document.run.config_hash == config.config_hash()
     assert document.run.inputs == {"baseline": FLIGHTS["input.baseline"],
                                    "current": FLIGHTS["input.current"]}
-    assert messages[0].startswith("reading baseline") and messages[-1].startswith("writing")
+    assert messages[0].startswith("reading baseline") and messages[-1] == "rendering reports"
 
 
 def test_flights_drift_is_found_where_the_data_says(flights_run) -> None:
@@ -91,7 +92,8 @@ def test_rerun_same_id_replaces_files_identically(tmp_path: Path) -> None:
     for document in (before, after):
         del document["run"]["created_at"]
     assert before == after
-    assert list((tmp_path / "runs").iterdir()) == [first.run_dir]
+    assert sorted((tmp_path / "runs").iterdir()) == [first.run_dir.parent / "history",
+                                                     first.run_dir]
 
 
 def test_profile_baseline_is_detected_and_stale_profile_copy_removed(tmp_path: Path) -> None:
@@ -157,3 +159,67 @@ def test_infinite_values_become_null_with_reasons(tmp_path: Path) -> None:
     assert alert["value"] is None and "inf" in alert["null_reasons"]["value"]
     assert alert["top_bins"][0]["contribution"] is None
     assert result.drift["kl"][0] == float("inf")  # the Parquet table keeps the exact value
+
+
+# --- per-segment baselines and retyped columns, end to end ---------------------------------
+
+def _sites(rng: np.random.Generator, sizes: dict[str, int]) -> pl.DataFrame:
+    """Rows of sites whose x and c distributions differ: site i has x ~ N(3i, 1)."""
+    parts = [pl.DataFrame({"site": site, "x": rng.normal(3 * i, 1, n),
+                           "c": rng.choice(["u", "v", "w"], n, p=np.roll([0.8, 0.15, 0.05], i))})
+             for i, (site, n) in enumerate(sizes.items())]
+    return pl.concat(parts)
+
+
+def test_segments_get_their_own_baseline_in_a_run(tmp_path: Path,
+                                                  rng: np.random.Generator) -> None:
+    _sites(rng, {"A": 2000, "B": 2000, "T": 10}).write_parquet(tmp_path / "base.parquet")
+    _sites(rng, {"A": 2000, "B": 2000, "T": 500, "NEW": 500}).write_parquet(
+        tmp_path / "cur.parquet")
+    settings = {"input.baseline": str(tmp_path / "base.parquet"),
+                "input.current": str(tmp_path / "cur.parquet"), "input.segments": ["site"],
+                "output.dir": str(tmp_path / "runs"), "output.run_id": "sites"}
+    result = run_drift(load_config(None, settings))
+    rows = {(r["site"], r["feature"]): r for r in result.drift.iter_rows(named=True)}
+    for site in ("A", "B"):  # same distribution as their own baseline: no alert
+        assert {rows[site, f]["status"] for f in ("x", "c")} == {"ok"}
+        assert rows[site, "x"]["js_distance"] < 0.1
+    assert rows["T", "x"]["status"] == "insufficient_data"
+    assert rows["T", "x"]["reason"] == "n_baseline=10.0 < min_count=30"
+    assert rows["NEW", "c"]["status"] == "error"
+    assert rows["NEW", "c"]["reason"] == (
+        "segment site=NEW not in the baseline; rebuild the profile or compare globally")
+    profile = read_profile(result.run_dir / PROFILE_FILE)
+    assert profile.segments == ["site"]
+    assert [r["rows"] for r in profile.metadata["segment_rows"]] == [2000, 2000, 10]
+
+    # a segmented profile serves a run without segments: its segments are pooled
+    pooled = run_drift(load_config(None, {**settings, "input.segments": [],
+                                          "input.baseline": str(result.run_dir / PROFILE_FILE),
+                                          "output.run_id": "pooled"}))
+    unsegmented = run_drift(load_config(None, {**settings, "input.segments": [],
+                                               "input.exclude": ["site"],
+                                               "output.run_id": "global"}))
+    assert pooled.drift.select("feature", "js_distance").equals(
+        unsegmented.drift.select("feature", "js_distance"))
+    assert pooled.drift["js_distance"].min() > 0.05  # A and B mixed differently in current
+
+
+def test_retyped_column_is_an_error_row_and_other_features_still_run(
+        tmp_path: Path, rng: np.random.Generator) -> None:
+    base = pl.DataFrame({"x": rng.normal(size=500), "y": rng.normal(size=500),
+                         "c": rng.choice(["u", "v"], 500)})
+    base.write_parquet(tmp_path / "base.parquet")
+    base.with_columns(pl.col("x").cast(pl.String)).write_parquet(tmp_path / "cur.parquet")
+    result = run_drift(load_config(None, {"input.baseline": str(tmp_path / "base.parquet"),
+                                          "input.current": str(tmp_path / "cur.parquet"),
+                                          "output.dir": str(tmp_path / "runs")}))
+    rows = {r["feature"]: r for r in result.drift.iter_rows(named=True)}
+    assert rows["x"]["status"] == "error"
+    assert rows["x"]["reason"] == ("feature 'x': profile feature is numeric but the raw "
+                                   "column is String; the column type changed since the "
+                                   "baseline")
+    assert rows["y"]["status"] == rows["c"]["status"] == "ok"
+    assert rows["y"]["js_distance"] == 0.0
+    (problem,) = result.alerts["problems"]
+    assert problem["feature"] == "x" and "String" in problem["reason"]

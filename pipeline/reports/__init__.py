@@ -1,7 +1,8 @@
-"""report.md and report.html of a run, rendered from its drift.parquet and alerts.json.
+"""report.md and report.html of a run, rendered from its tables and alerts.json.
 
-Nothing is recomputed: `write_reports` only reads the run folder (and, optionally, the
-history dataset), so ``kl-drift report RUN_DIR`` can re-render old runs.
+Nothing is recomputed: `write_reports` only reads the run folder (drift.parquet, the model
+and estimate tables when the run has them, alerts.json) and, optionally, the history
+dataset, so ``kl-drift report RUN_DIR`` can re-render old runs.
 
 The renderers are imported on first use, so that importing a light submodule such as
 `pipeline.reports.summary` does not load matplotlib and Jinja2 (about a second).
@@ -38,7 +39,8 @@ def write_reports(
     Parameters
     ----------
     run_dir : path
-        A run folder holding ``drift.parquet`` and ``alerts.json``.
+        A run folder: ``alerts.json`` and the tables of the parts it says the run checked
+        (`pipeline.reports.run_folder.read_run`).
     history_dir : path, optional
         The history dataset (`pipeline.history`); adds drift across runs to the plots.
         A missing folder is fine: the report then has no across-runs plots.
@@ -54,16 +56,18 @@ def write_reports(
         When a file is missing or malformed.
     """
     from pipeline.history import read_history
-    from pipeline.outputs import ALERTS_FILE, DRIFT_FILE, atomic_write_text
+    from pipeline.outputs import atomic_write_text
     from pipeline.reports.html import render_html
     from pipeline.reports.markdown import render_markdown
-    from pipeline.reports.run_folder import read_alerts, read_drift
+    from pipeline.reports.run_folder import read_run
 
     run_dir = Path(run_dir)
-    drift = read_drift(run_dir / DRIFT_FILE)
-    alerts = read_alerts(run_dir / ALERTS_FILE)
+    run = read_run(run_dir)
     history = read_history(history_dir) if history_dir is not None else None
+    parts = {"models": run.models, "estimates": run.estimates}
     return [
-        atomic_write_text(run_dir / "report.md", render_markdown(drift, alerts)),
-        atomic_write_text(run_dir / "report.html", render_html(drift, alerts, history)),
+        atomic_write_text(run_dir / "report.md",
+                          render_markdown(run.drift, run.alerts, **parts)),
+        atomic_write_text(run_dir / "report.html",
+                          render_html(run.drift, run.alerts, history, **parts)),
     ]

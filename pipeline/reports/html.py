@@ -1,8 +1,10 @@
 """report.html: one self-contained page (inline CSS, JS and SVG; no network requests).
 
-Rendered with a Jinja2 template with autoescaping on, so every data-derived string (feature,
-segment, window, bin, reason, run id) is escaped. A Content-Security-Policy allows only the
-page's own script (by hash) and no network fetches at all, as a second line of defence.
+Feature drift, then model outputs and estimates when the run has them. Rendered with a
+Jinja2 template with autoescaping on, so every data-derived string (feature, segment,
+window, bin, reason, run id, class, example id) is escaped. A Content-Security-Policy allows
+only the page's own script (by hash) and no network fetches at all, as a second line of
+defence.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from pipeline.history import CREATED_AT, as_utc
-from pipeline.reports.plots import feature_svg
+from pipeline.reports.model_outputs import (
+    SHOWN_METRICS,
+    class_means,
+    estimate_intro,
+    extra_metric,
+    model_intro,
+    model_rows,
+    top_examples,
+)
+from pipeline.reports.plots import class_means_svg, feature_svg
+from pipeline.reports.run_folder import ModelTables
 from pipeline.reports.summary import (
     ALERTING,
     STATUS_COLORS,
@@ -38,6 +50,8 @@ from pipeline.reports.summary import (
 
 MAX_PLOTS = 50
 MAX_PROBLEMS = 100
+MAX_MODEL_ROWS = 200
+MAX_PROBS = 8  # classes whose probabilities an example row shows
 SERIES_COLUMNS = ("label", "value", "status", "warn_threshold", "critical_threshold")
 
 _ENV = Environment(loader=PackageLoader("pipeline.reports", "templates"), autoescape=True,
@@ -123,27 +137,9 @@ def _runs(history: pl.DataFrame | None, plotted: pl.DataFrame, run: Mapping[str,
     return series.partition_by(*keys, as_dict=True, include_key=False)
 
 
-def render_html(
-    drift: pl.DataFrame,
-    alerts: Mapping[str, Any],
-    history: pl.DataFrame | None = None,
-) -> str:
-    """Render report.html.
-
-    Parameters
-    ----------
-    drift : polars.DataFrame
-        The run's drift table (``drift.parquet``, docs/architecture.md).
-    alerts : mapping
-        The run's ``alerts.json`` document.
-    history : polars.DataFrame, optional
-        `pipeline.history.read_history` output; adds the metric across runs to the plots.
-
-    Returns
-    -------
-    str
-        The whole page. Features at warn/critical get plots, at most `MAX_PLOTS`.
-    """
+def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
+              history: pl.DataFrame | None) -> dict[str, Any]:
+    """Template values of the feature-drift sections."""
     run = alerts["run"]
     metric = str(run.get("metric") or (drift["metric"][0] if drift.height else "value"))
     rows = feature_rows(drift).with_columns(rank=severity())
@@ -173,6 +169,118 @@ def render_html(
          "window": labels.get(r["window"], r["window"]), "reason": r["reason"] or ""}
         for r in problems.head(MAX_PROBLEMS).select(
             "status", "feature", "segment", "window", "reason").iter_rows(named=True)]
+    return {
+        "metric": metric, "total": alerts["summary"].get("total", drift.height),
+        "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(alerts).items()],
+        "n_features": drift["feature"].n_unique(), "n_segments": drift["segment"].n_unique(),
+        "n_windows": drift["window"].n_unique(), "varying_thresholds": thresholds_vary(rows),
+        "rows": table, "details": details, "problems": problem_list,
+        "n_problems": problems.height, "n_alerting": alerting.height, "has_runs": bool(runs),
+    }
+
+
+def _probabilities(probs: list[float] | None) -> str:
+    """A probability vector as short text: ``0.29 0.52 0.15 0.04`` (first `MAX_PROBS`)."""
+    if probs is None:
+        return "—"
+    more = " …" if len(probs) > MAX_PROBS else ""
+    return " ".join(f"{p:.2f}" for p in probs[:MAX_PROBS]) + more
+
+
+def _models(tables: ModelTables) -> dict[str, Any]:
+    """Template values of the Model outputs section."""
+    block = tables.block
+    rows = model_rows(tables)
+    labels = window_labels(rows)
+    extra = extra_metric(tables)
+    metrics = {**({extra: extra} if extra else {}), **SHOWN_METRICS}
+    table = [{"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
+              "segment": r["segment"], "window": labels.get(r["window"], r["window"]),
+              "window_full": r["window"], "n": fmt_count(r["n"]),
+              "cells": [fmt_value(r["value" if c == extra else c]) for c in metrics]}
+             for r in rows.head(MAX_MODEL_ROWS).iter_rows(named=True)]
+    examples = [{"id": r["id"], "segment": r["segment"],
+                 "window": labels.get(r["window"], r["window"]),
+                 "baseline_class": r["baseline_class"], "current_class": r["current_class"],
+                 "value": fmt_value(r["value"]),
+                 "baseline_probs": _probabilities(r["baseline_probs"]),
+                 "current_probs": _probabilities(r["current_probs"])}
+                for r in top_examples(tables).iter_rows(named=True)]
+    means = class_means(tables, by=["segment"])
+    return {
+        "intro": model_intro(block), "warnings": block["warnings"],
+        "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(block).items()],
+        "total": block["summary"]["total"], "headers": list(metrics.values()),
+        "rows": table, "n_rows": rows.height, "examples": examples,
+        "id_column": block["id_column"], "top_by": block["top_by"],
+        "classes": means["class"].unique(maintain_order=True).to_list(),
+        "n_segments": rows["segment"].n_unique(), "n_windows": rows["window"].n_unique(),
+        # Trusted markup: matplotlib XML-escapes every label it writes into the SVG.
+        "svg": Markup(class_means_svg(means, salt="km")),
+    }
+
+
+def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, Any]:
+    """Template values of the Estimates section."""
+    labels = window_labels(estimates)
+    return {
+        "intro": estimate_intro(block), "level": f"{block['level']:.0%}",
+        "n_segments": estimates["segment"].n_unique(),
+        "n_windows": estimates["window"].n_unique(),
+        "rows": [{"segment": r["segment"], "window": labels.get(r["window"], r["window"]),
+                  "estimator": r["estimator"], "value": fmt_value(r["value"]),
+                  "stderr": fmt_value(r["stderr"]), "ci_low": fmt_value(r["ci_low"]),
+                  "ci_high": fmt_value(r["ci_high"]), "n": fmt_count(r["n"])}
+                 for r in estimates.iter_rows(named=True)],
+    }
+
+
+def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
+           estimates: pl.DataFrame | None) -> str:
+    """What the run checked, for the page's subtitle."""
+    parts = []
+    if drift is not None:
+        shape = [f"{drift['feature'].n_unique()} features"]
+        shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
+                                                ("windows", drift["window"].n_unique())) if n > 1]
+        parts.append(f"{drift.height} feature checks ({' × '.join(shape)})")
+    if models is not None:
+        parts.append(f"{models.summary.height} model-output checks")
+    if estimates is not None:
+        parts.append(f"{estimates.height} KL estimates")
+    return " · ".join(parts)
+
+
+def render_html(
+    drift: pl.DataFrame | None,
+    alerts: Mapping[str, Any],
+    history: pl.DataFrame | None = None,
+    *,
+    models: ModelTables | None = None,
+    estimates: pl.DataFrame | None = None,
+) -> str:
+    """Render report.html.
+
+    Parameters
+    ----------
+    drift : polars.DataFrame or None
+        The run's drift table (``drift.parquet``, docs/architecture.md); ``None`` for a
+        run without feature drift.
+    alerts : mapping
+        The run's ``alerts.json`` document.
+    history : polars.DataFrame, optional
+        `pipeline.history.read_history` output; adds the metric across runs to the plots.
+    models : ModelTables, optional
+        The run's model comparison (`pipeline.reports.run_folder.read_run`).
+    estimates : polars.DataFrame, optional
+        The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+
+    Returns
+    -------
+    str
+        The whole page. Features at warn/critical get plots, at most `MAX_PLOTS`.
+    """
+    run = alerts["run"]
     js = (_STATIC / "report.js").read_text(encoding="utf-8")
     script_hash = base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()
     return _ENV.get_template("report.html.j2").render(
@@ -182,14 +290,10 @@ def render_html(
         status_colors=STATUS_COLORS,
         js=Markup(js),  # our own static file, hashed into the CSP above
         run_id=run.get("run_id", ""), created_at=run.get("created_at", ""),
-        tool_version=run.get("tool_version", ""), metric=metric,
-        total=alerts["summary"].get("total", drift.height),
-        counts=[(s, STATUS_LABELS[s], n) for s, n in status_counts(alerts).items()],
-        facts=run_facts(drift, alerts),
-        n_features=drift["feature"].n_unique(), n_segments=drift["segment"].n_unique(),
-        n_windows=drift["window"].n_unique(),
-        varying_thresholds=thresholds_vary(rows),
-        rows=table, details=details, problems=problem_list, n_problems=problems.height,
-        n_alerting=alerting.height, max_plots=MAX_PLOTS,
-        has_runs=bool(runs), warnings=list(alerts.get("warnings") or []),
+        tool_version=run.get("tool_version", ""), scope=_scope(drift, models, estimates),
+        facts=run_facts(drift, alerts), max_plots=MAX_PLOTS,
+        warnings=list(alerts.get("warnings") or []),
+        features=None if drift is None else _features(drift, alerts, history),
+        models=None if models is None else _models(models),
+        estimates=None if estimates is None else _estimates(estimates, alerts["estimates"]),
     )

@@ -246,14 +246,14 @@ def class_means_figure(means: pl.DataFrame) -> Figure:
     label_width = 0.2 + 0.062 * max(len(_short(c)) for c in classes)
     panel_width = (WIDTH - 0.2) / columns - label_width - 0.15
     panel_height = 0.75 + 0.3 * len(classes)
-    height = rows * panel_height + 0.1
+    height = rows * panel_height + 0.35  # + the legend's row
     fig = Figure(figsize=(WIDTH, height))
     top = float(means.select(pl.max_horizontal("baseline_mean", "current_mean").max()).item())
     y = np.arange(len(classes))
     for i, segment in enumerate(segments):
         row, column = divmod(i, columns)
         left = column * (panel_width + label_width + 0.15) + label_width
-        bottom = height - (row + 1) * panel_height + 0.3
+        bottom = height - 0.25 - (row + 1) * panel_height + 0.3
         ax = fig.add_axes((left / WIDTH, bottom / height, panel_width / WIDTH,
                            (panel_height - 0.7) / height))
         panel = means.filter(pl.col("segment") == segment)
@@ -267,8 +267,9 @@ def class_means_figure(means: pl.DataFrame) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_title("All examples" if segment == "all" else _short(segment))
-        if i == 0:
-            _legend_above(ax)
+    # One legend for every panel, on its own row: panel titles can be long.
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper right", ncols=2,
+               bbox_to_anchor=(1 - 0.15 / WIDTH, 1), handlelength=1.4, columnspacing=1)
     return fig
 
 

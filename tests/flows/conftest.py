@@ -25,12 +25,15 @@ def prefect_server() -> Iterator[str]:
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
         PREFECT_SERVER_ANALYTICS_ENABLED,
         temporary_settings,
     )
     from prefect.testing.utilities import prefect_test_harness
 
-    quiet = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    # Tasks called outside a flow (the retry tests) log locally only, without a warning.
+    quiet = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False,
+             PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}
     with temporary_settings(updates=quiet), prefect_test_harness(server_startup_timeout=60):
         yield str(PREFECT_API_URL.value())
 

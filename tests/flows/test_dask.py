@@ -97,3 +97,18 @@ def test_workers_report_to_the_callers_server_when_no_api_url_is_set(
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run.id]}))
     assert sorted(t.name.rsplit("-", 1)[0] for t in tasks) == ["bin-file"] * 6
     assert all(t.state.is_completed() for t in tasks)
+
+
+def test_drift_check_with_the_dask_executor_matches_a_local_run(
+    prefect_server: str, cluster: str, current_folder: Path, tmp_path: Path
+) -> None:
+    from flows.flows import drift_check
+    from pipeline.run import run_drift
+    from tests.flows.conftest import flights_config
+
+    options = {"input.current": str(current_folder), "input.segments": ["origin"]}
+    local = run_drift(flights_config(tmp_path / "local", **options))
+    on_dask = drift_check(flights_config(tmp_path / "dask", **options, **{
+        "input.executor": "dask", "input.dask_address": cluster}))
+    assert_frame_equal(on_dask.drift, local.drift)
+    assert on_dask.alerts["summary"] == local.alerts["summary"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,18 @@ def test_one_event_per_critical_alert(drift_run: Any) -> None:
     critical = [a for a in result.alerts["alerts"] if a["status"] == "critical"]
     assert critical, "the flights fixture must have critical rows"
     flow_run = f"prefect.flow-run.{state.state_details.flow_run_id}"
+    query = EventFilter(event=EventNameFilter(name=[CRITICAL_EVENT]),
+                        related=EventRelatedFilter(id=[flow_run]))
+    deadline = time.monotonic() + 20  # events are sent and stored asynchronously
     with get_client(sync_client=True) as client:
-        page = client.read_events(EventFilter(event=EventNameFilter(name=[CRITICAL_EVENT]),
-                                              related=EventRelatedFilter(id=[flow_run])),
-                                  limit=50)
+        while len(events := client.read_events(query, limit=50).events) < len(critical):
+            assert time.monotonic() < deadline, f"{len(events)} of {len(critical)} events"
+            time.sleep(0.2)
     received = sorted((e.resource.id, e.payload["window"], e.payload["value"])
-                      for e in page.events)
+                      for e in events)
     assert received == sorted((f"kl-drift.feature.{a['feature']}.{a['segment']}",
                                a["window"], a["value"]) for a in critical)
-    assert all(e.payload["run_id"] == RUN_ID for e in page.events)
+    assert all(e.payload["run_id"] == RUN_ID for e in events)
 
 
 def test_fail_on_alert_fails_the_run(prefect_server: str, tmp_path: Path) -> None:
