@@ -106,7 +106,9 @@ def _draw_bins(hist: Axes, contrib: Axes, bins: pl.DataFrame, metric: str, n_tot
     hist.set_title("Share of rows per bin" + (f" (top {bins.height} of {n_total})"
                                               if n_total > bins.height else ""))
     _legend_above(hist)
-    values = bins["contribution"].to_numpy()
+    # eps = 0 can make a contribution infinite: draw no bar rather than break the axis.
+    values = bins["contribution"].to_numpy().astype(float)
+    values[~np.isfinite(values)] = np.nan
     contrib.barh(y, values, height=0.7,
                  color=np.where(values >= 0, STATUS_COLORS["critical"], CURRENT_COLOR))
     contrib.axvline(0, color=AXIS_COLOR, linewidth=0.8)
