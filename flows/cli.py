@@ -219,6 +219,8 @@ def run(
     settings = _load(config, overrides)
     if prefect:
         _quiet_prefect()
+        if quiet or as_json:  # keep stdout for the JSON document, stderr for errors
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.flows import drift_check
 
         result = drift_check(settings)
