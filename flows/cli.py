@@ -113,74 +113,72 @@ def _finish(result: Any, *, as_json: bool, quiet: bool, document: Any = None) ->
     raise typer.Exit(result.exit_code)
 
 
+SHOWN_ROWS = 25
+
+
+def _counts(title: str, summary: dict[str, int]) -> None:
+    """One line: the title and the non-zero counts by status."""
+    from rich.markup import escape
+
+    counts = ", ".join(f"{n} {status}" for status, n in summary.items() if status != "total" and n)
+    out.print(f"[bold]{escape(title)}[/]: {counts or 'nothing checked'}")
+
+
+def _table(columns: list[str], rows: list[list[str]], more_in: str) -> None:
+    """The first SHOWN_ROWS rows; cells are data (feature names, ids), never rich markup."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not rows:
+        return
+    table = Table(*(escape(c) for c in columns))
+    for row in rows[:SHOWN_ROWS]:
+        table.add_row(*(escape(cell) for cell in row))
+    out.print(table)
+    if len(rows) > SHOWN_ROWS:
+        out.print(f"… and {len(rows) - SHOWN_ROWS} more in {more_in}")
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
 def _summary_table(result: Any) -> None:
     """What the run checked: feature rows at warn or worse (and errors), most severe first,
     model rows at warn or worse, and the KL estimates."""
-    from rich.table import Table
-
     document = result.alerts
     if result.drift is not None:
-        counts = {k: v for k, v in document["summary"].items() if k != "total" and v}
-        out.print(f"[bold]run {result.run_id}[/]: "
-                  + ", ".join(f"{n} {s}" for s, n in counts.items()))
-        rows = document.get("alerts", []) + document.get("problems", [])
-        if rows:
-            table = Table("status", "segment", "feature", "window", "value", "q", "top bin")
-            for row in rows[:25]:
-                top = (row.get("top_bins") or [{}])[0].get("bin", "")
-                value, q = row.get("value"), row.get("q_value")
-                table.add_row(row["status"], row["segment"], row["feature"], row["window"],
-                              "" if value is None else f"{value:.3f}",
-                              "" if q is None else f"{q:.2g}", top or row.get("reason", ""))
-            out.print(table)
-            if len(rows) > 25:
-                out.print(f"… and {len(rows) - 25} more in alerts.json")
+        _counts(f"run {result.run_id}", document["summary"])
+        _table(["status", "segment", "feature", "window", "value", "q", "top bin / reason"],
+               [[row["status"], row["segment"], row["feature"], row["window"],
+                 _number(row.get("value"), ".3f"), _number(row.get("q_value"), ".2g"),
+                 (row.get("top_bins") or [{}])[0].get("bin") or row.get("reason") or ""]
+                for row in document["alerts"] + document["problems"]], "alerts.json")
     if result.models is not None:
-        _models_summary(result.run_id, document["models"])
+        block = document["models"]
+        _counts(f"run {result.run_id}, model outputs ({block['n_matched']:,} matched examples)",
+                block["summary"])
+        _table(["status", "segment", "window", "n", block["metric"], "flip rate",
+                "top example"],
+               [[row["status"], row["segment"], row["window"], f"{row['n']:,}",
+                 _number(row["value"], ".3f"), _number(row["flip_rate"], ".1%"),
+                 _top_example((row["top_examples"] or [None])[0])]
+                for row in block["alerts"]], "alerts.json")
     if result.estimates is not None:
-        _estimates_summary(result.run_id, result.estimates)
-    out.print(f"report: {result.run_dir / 'report.html'}")
+        _counts(f"run {result.run_id}, KL estimates", {"windows": result.estimates.height})
+        _table(["segment", "window", "estimator", "value", "stderr", "interval", "n"],
+               [[row["segment"], row["window"], row["estimator"], _number(row["value"], ".4g"),
+                 _number(row["stderr"], ".4g"),
+                 f"{_number(row['ci_low'], '.4g')} to {_number(row['ci_high'], '.4g')}",
+                 f"{row['n']:,}"]
+                for row in result.estimates.iter_rows(named=True)], "estimates.parquet")
+    out.print(f"report: {result.run_dir / 'report.html'}", markup=False)
 
 
-def _models_summary(run_id: str, block: dict[str, Any]) -> None:
-    """Counts of the model rows by status, and those at warn or worse."""
-    from rich.table import Table
-
-    counts = {k: v for k, v in block["summary"].items() if k != "total" and v}
-    out.print(f"[bold]run {run_id}, model outputs[/] ({block['n_matched']:,} matched "
-              "examples): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    if block["alerts"]:
-        table = Table("status", "segment", "window", "n", block["metric"], "flip rate",
-                      "top example")
-        for row in block["alerts"][:25]:
-            value, top = row["value"], (row["top_examples"] or [{}])[0]
-            table.add_row(row["status"], row["segment"], row["window"], f"{row['n']:,}",
-                          "" if value is None else f"{value:.3f}",
-                          "" if row["flip_rate"] is None else f"{row['flip_rate']:.1%}",
-                          f"{top['id']}: {top['baseline_class']} → {top['current_class']}"
-                          if top else "")
-        out.print(table)
-        if len(block["alerts"]) > 25:
-            out.print(f"… and {len(block['alerts']) - 25} more in alerts.json")
-
-
-def _estimates_summary(run_id: str, estimates: Any) -> None:
-    """The KL estimates, one row per segment x window."""
-    from rich.table import Table
-
-    out.print(f"[bold]run {run_id}, KL estimates[/]")
-    table = Table("segment", "window", "estimator", "value", "stderr", "interval", "n")
-
-    def number(value: float | None) -> str:
-        return "" if value is None else f"{value:.4g}"
-
-    for row in estimates.head(25).iter_rows(named=True):
-        table.add_row(row["segment"], row["window"], row["estimator"], number(row["value"]),
-                      number(row["stderr"]),
-                      f"{number(row['ci_low'])} to {number(row['ci_high'])}", f"{row['n']:,}")
-    out.print(table)
-    if estimates.height > 25:
-        out.print(f"… and {estimates.height - 25} more in estimates.parquet")
+def _top_example(example: dict[str, Any] | None) -> str:
+    if example is None:
+        return ""
+    return f"{example['id']}: {example['baseline_class']} → {example['current_class']}"
 
 
 @app.command()
@@ -462,7 +460,7 @@ def demo(
         result = run_demo(DEMO_DATA, out_dir, progress=progress)
     if not quiet:
         _summary_table(result)
-        out.print(f"\nOpen the report: [bold]{result.run_dir / 'report.html'}[/]")
+        out.print(f"\nOpen the report: {result.run_dir / 'report.html'}", markup=False)
 
 
 def main() -> None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: the machines are shared and timing is not what these tests check.
+# CI draws the same examples every run, so a red build always reproduces.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", settings.get_profile("dev"), derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def numeric_histogram(feature: str, edges: list[float], counts: list[float],

@@ -1,0 +1,149 @@
+"""The kl-drift CLI: commands, exit codes (0 ok, 1 alerts, 2 bad input), output modes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+DATA = Path(__file__).parents[1] / "data"
+COMMANDS = ("demo", "profile", "run", "models", "estimate", "validate", "report", "serve")
+WINDOWS = ["--timestamp", "scheduled_departure", "--period", "1w", "--segment", "origin"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    """The whole stderr of a failed command: exactly one line, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def profile_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "profile.parquet"
+    result = invoke("profile", DATA / "flights_baseline.parquet", "--out", path,
+                    "--exclude", "flight_id", "--exclude", "scheduled_departure",
+                    "--segment", "origin")
+    assert result.exit_code == 0, result.output
+    assert "7 features" in result.stdout
+    return path
+
+
+def test_help_lists_every_command_and_imports_nothing_heavy() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert all(command in result.stdout for command in COMMANDS)
+    # --help must stay fast: the module imports neither polars, the pipeline nor Prefect.
+    probe = ("import sys, flows.cli; heavy = {'polars', 'prefect', 'pipeline.run', 'numpy'} "
+             "& set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=DATA.parent)
+    assert out.stdout.strip() == "[]"
+
+
+def test_run_exit_code_follows_fail_on(profile_path: Path, tmp_path: Path) -> None:
+    common = ["run", "--baseline", profile_path, "--current", DATA / "flights_current.parquet",
+              *WINDOWS, "--out", tmp_path, "--run-id", "r1"]
+    alerting = invoke(*common, "--fail-on", "critical")
+    assert alerting.exit_code == 1  # air_time is critical in the summer weeks
+    assert "critical" in alerting.stdout and "report:" in alerting.stdout
+    assert invoke(*common, "--fail-on", "never").exit_code == 0
+
+
+def test_json_prints_the_alerts_document_and_quiet_prints_nothing(profile_path: Path,
+                                                                  tmp_path: Path) -> None:
+    common = ["run", "--baseline", profile_path, "--current", DATA / "flights_current.parquet",
+              *WINDOWS, "--out", tmp_path, "--run-id", "j", "--fail-on", "never"]
+    as_json = invoke(*common, "--json")
+    document = json.loads(as_json.stdout)
+    assert document == json.loads((tmp_path / "j" / "alerts.json").read_text())
+    quiet = invoke(*common, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_report_rerenders_from_the_run_folder(profile_path: Path, tmp_path: Path) -> None:
+    invoke("run", "--baseline", profile_path, "--current", DATA / "flights_current.parquet",
+           *WINDOWS, "--out", tmp_path, "--run-id", "rr", "--quiet")
+    run_dir = tmp_path / "rr"
+    before = (run_dir / "report.md").read_text()
+    (run_dir / "report.md").unlink()
+    (run_dir / "report.html").unlink()
+    result = invoke("report", run_dir)
+    assert result.exit_code == 0
+    assert (run_dir / "report.md").read_text() == before
+    assert (run_dir / "report.html").stat().st_size > 10_000
+
+
+def test_validate_summarises_good_files_and_rejects_bad_ones(profile_path: Path,
+                                                            tmp_path: Path) -> None:
+    good = invoke("validate", profile_path, DATA / "demo.toml", DATA / "flights_current.parquet")
+    assert good.exit_code == 0
+    assert "profile of 7 features" in good.stdout and "raw table, 39,452 rows" in good.stdout
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    bad = invoke("validate", broken)
+    assert bad.exit_code == 2
+    assert "broken.parquet" in one_error_line(bad)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "--baseline", "missing.parquet", "--current", "x.parquet"],
+     "file 'missing.parquet': file not found"),
+    (["run", "--metric", "kll", "--baseline", "a", "--current", "b"], "drift.metric: unknown"),
+    (["run", "--fail-on", "sometimes", "--baseline", "a", "--current", "b"], "output.fail_on"),
+    (["run", "--current", "x.parquet"], "input.baseline: required"),
+    (["profile", "missing.parquet", "--out", "p.parquet"], "file 'missing.parquet'"),
+    (["report", "no-such-run"], "no-such-run"),
+])
+def test_bad_input_exits_2_with_one_line_naming_it(args: list[str], expected: str,
+                                                   tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert expected in one_error_line(result)
+
+
+def test_unknown_config_key_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('[alerts]\nwran = 0.1\n')
+    result = invoke("run", "--config", config)
+    assert result.exit_code == 2
+    assert "unknown key 'alerts.wran' (did you mean 'alerts.warn'?)" in one_error_line(result)
+
+
+def test_data_derived_names_are_printed_as_text_not_markup(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    name = "[/]<b>[red]x"  # an unbalanced closing tag would crash rich's markup parser
+    pl.DataFrame({name: rng.normal(size=2000)}).write_parquet(tmp_path / "b.parquet")
+    pl.DataFrame({name: rng.normal(2.0, 1.0, size=2000)}).write_parquet(tmp_path / "c.parquet")
+    result = CliRunner().invoke(app, ["run", "--baseline", str(tmp_path / "b.parquet"),
+                                      "--current", str(tmp_path / "c.parquet"), "--out",
+                                      str(tmp_path), "--run-id", "[bold]x"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 1, result.output
+    assert name in result.stdout and "[bold]x" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_the_report_and_says_where(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "demo-flights" / "report.html"
+    assert f"Open the report: {report}" in result.stdout
+    run_files = {p.name for p in report.parent.iterdir()}
+    assert {"drift.parquet", "alerts.json", "report.md", "models.parquet",
+            "estimates.parquet"} <= run_files
+    assert (tmp_path / "flights_profile.parquet").is_file()
