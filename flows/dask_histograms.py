@@ -16,8 +16,6 @@ temporary server on 127.0.0.1: start ``prefect server start --host 0.0.0.0`` and
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Sequence
 
 import polars as pl
@@ -29,18 +27,8 @@ from prefect_dask import DaskTaskRunner
 
 from pipeline.config import InputConfig
 from pipeline.profile import Profile
-from pipeline.readers import HISTOGRAM_COLUMNS, scan_source
+from pipeline.readers import HISTOGRAM_COLUMNS, source_files
 from pipeline.run import bin_current_locally
-
-
-def source_files(source: str) -> list[str]:
-    """The Parquet files of a file, glob or (hive-partitioned) folder, sorted.
-
-    Raises the readers' one-line `InputError` for a missing path, an empty glob or folder.
-    """
-    scan_source(source)  # validates the path and the Parquet footers
-    pattern = os.path.join(source, "**", "*.parquet") if os.path.isdir(source) else source
-    return sorted(glob.glob(pattern, recursive=True))
 
 
 def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:

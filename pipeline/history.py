@@ -65,6 +65,14 @@ def append_history(
     return atomic_write(partition_dir(history_dir, run_id) / PART_FILE, rows.write_parquet)
 
 
+def drop_history(history_dir: str | os.PathLike[str], run_id: str) -> None:
+    """Remove ``run_id``'s rows (a rerun of that id that checked no features)."""
+    partition = partition_dir(history_dir, run_id)
+    (partition / PART_FILE).unlink(missing_ok=True)
+    if partition.is_dir() and not any(partition.iterdir()):
+        partition.rmdir()
+
+
 def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
     """All runs' rows, or None when the dataset is missing or empty.
 

@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 
 from pipeline.binning import MISSING, OTHER, bin_label, bin_raw
 from pipeline.errors import ConfigError, InputError
-from pipeline.outputs import atomic_write
+from pipeline.outputs import atomic_write, tool_version
 from pipeline.readers import HISTOGRAM_COLUMNS, READ_ERRORS, collect, collect_schema, read_error
 
 #: 2: optional segment columns with per-segment counts (version 1 files are still read)
@@ -38,13 +37,6 @@ TABLE_SCHEMA = {
     "lower": pl.Float64, "upper": pl.Float64, "count": pl.Float64,
 }
 _HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
-
-
-def _tool_version() -> str:
-    try:
-        return importlib_metadata.version("kl-drift")
-    except importlib_metadata.PackageNotFoundError:  # running from a source tree
-        return "0+unknown"
 
 
 @dataclass(frozen=True)
@@ -358,7 +350,7 @@ def build_profile(
                                     "n_missing": int(row["n_missing"])}
     meta = {
         "schema_version": SCHEMA_VERSION,
-        "tool_version": _tool_version(),
+        "tool_version": tool_version(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": source,
         "strategy": strategy,

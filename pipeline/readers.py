@@ -92,6 +92,13 @@ def _check_path(path: str) -> str:
     return path
 
 
+def source_files(source: str | os.PathLike[str]) -> list[str]:
+    """The Parquet files a file, glob or folder source reads, sorted (e.g. to map one task
+    per file). Raises the same one-line InputError as :func:`scan_source` for a missing
+    path or an empty glob or folder."""
+    return sorted(glob.glob(_check_path(os.fspath(source)), recursive=True))
+
+
 def scan_source(source: Source) -> pl.LazyFrame:
     """Lazily scan a Parquet file, a glob, a list of files, or a (hive-partitioned) folder.
 

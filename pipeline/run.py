@@ -24,7 +24,7 @@ from pipeline.config import InputConfig, RunConfig
 from pipeline.drift import compute_drift
 from pipeline.errors import ConfigError, InputError
 from pipeline.estimate import estimate_kl, estimates_block
-from pipeline.history import HISTORY_DIR, append_history
+from pipeline.history import HISTORY_DIR, append_history, drop_history
 from pipeline.models import ModelDrift, compare_models, model_tables, models_block
 from pipeline.outputs import (
     DRIFT_FILE,
@@ -239,7 +239,9 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         ESTIMATES_FILE: estimates,
     }, document)
     history_dir = Path(config.output.dir) / HISTORY_DIR
-    if drift is not None:
+    if drift is None:
+        drop_history(history_dir, run_id)  # a rerun must not keep rows it no longer has
+    else:
         append_history(history_dir, drift, run_id, created_at)
     say("rendering reports")
     write_reports(run_dir, history_dir=history_dir)

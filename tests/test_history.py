@@ -81,3 +81,14 @@ def test_missing_or_empty_history_reads_as_none(tmp_path: Path) -> None:
     assert read_history(tmp_path / "empty") is None
     append_history(tmp_path / "no-rows", make_drift(2, 1).clear(), "r", "2024-06-01T00:00:00Z")
     assert read_history(tmp_path / "no-rows") is None
+
+
+def test_drop_history_removes_only_that_run(tmp_path: Path) -> None:
+    from pipeline.history import drop_history
+
+    table = pl.DataFrame({"feature": ["a"], "value": [0.1]})
+    for run_id in ("r1", "r2"):
+        append_history(tmp_path, table, run_id, "2026-01-01T00:00:00Z")
+    drop_history(tmp_path, "r1")
+    drop_history(tmp_path, "never-written")  # nothing to drop is fine
+    assert read_history(tmp_path)["run_id"].to_list() == ["r2"]

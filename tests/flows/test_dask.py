@@ -55,7 +55,8 @@ def settings_for(current: Path, address: str) -> InputConfig:
 def test_files_binned_on_dask_sum_to_the_single_process_histograms(
     prefect_server: str, cluster: str, current_folder: Path, profile: Profile
 ) -> None:
-    from flows.dask_histograms import bin_on_dask, source_files
+    from flows.dask_histograms import bin_on_dask
+    from pipeline.readers import source_files
 
     settings = settings_for(current_folder, cluster)
     assert len(source_files(str(current_folder))) == 6
