@@ -43,10 +43,28 @@ _RAISES = """ValueError
         numbers of bins, all-zero slices, or an invalid `base`, `eps` or `axis`."""
 
 
+# The Parameters/Returns/Raises sections of every plain p-vs-q function.
+_SECTIONS = f"""Parameters
+    ----------
+    {_PAIR_PARAMS}
+    {_BASE}
+    {_EPS}
+    {_AXIS}
+
+    Returns
+    -------
+    {_RETURNS}
+
+    Raises
+    ------
+    {_RAISES}"""
+
+
 def _doc(func):
-    """Fill the shared parameter descriptions into a docstring."""
+    """Fill the shared parameter descriptions (or all of ``{sections}``) into a docstring."""
     func.__doc__ = func.__doc__.format(
-        pair=_PAIR_PARAMS, base=_BASE, eps=_EPS, axis=_AXIS, returns=_RETURNS, raises=_RAISES
+        pair=_PAIR_PARAMS, base=_BASE, eps=_EPS, axis=_AXIS, returns=_RETURNS, raises=_RAISES,
+        sections=_SECTIONS,
     )
     return func
 
@@ -193,20 +211,7 @@ def kl_divergence(
     Non-negative, 0 iff p == q, unbounded; ``inf`` with ``eps=0`` when q is 0 where p is
     not. Bins where p is 0 contribute 0.
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
@@ -231,20 +236,7 @@ def reverse_kl(
     Same as ``kl_divergence(q, p)``. Non-negative, 0 iff p == q, unbounded; ``inf`` with
     ``eps=0`` when p is 0 where q is not.
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
@@ -264,20 +256,7 @@ def symmetric_kl(
     Symmetric in p and q, non-negative, 0 iff p == q, unbounded; ``inf`` with ``eps=0``
     when exactly one of p, q is 0 in some bin.
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
@@ -298,20 +277,7 @@ def psi(
     :func:`symmetric_kl` with the same `eps`. Rule of thumb in nats: < 0.1 stable,
     0.1-0.25 moderate shift, > 0.25 major shift.
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
@@ -331,20 +297,7 @@ def js_divergence(
     Symmetric, 0 iff p == q, at most log 2 (1 bit, reached for disjoint supports), and
     finite even with zeros and ``eps=0`` (m is positive wherever p or q is).
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
@@ -364,20 +317,7 @@ def js_distance(
     In [0, sqrt(log 2)] in nats, in [0, 1] with ``base=2``; as
     ``scipy.spatial.distance.jensenshannon``.
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
@@ -396,20 +336,7 @@ def cross_entropy(
 
     Non-negative, at least H(p); ``inf`` with ``eps=0`` when q is 0 where p is not.
 
-    Parameters
-    ----------
-    {pair}
-    {base}
-    {eps}
-    {axis}
-
-    Returns
-    -------
-    {returns}
-
-    Raises
-    ------
-    {raises}
+    {sections}
 
     Examples
     --------
