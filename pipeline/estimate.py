@@ -21,9 +21,8 @@ from kl_metrics import kl_estimator_terms
 from pipeline.config import EstimateConfig
 from pipeline.errors import InputError
 from pipeline.labels import raw_window_label_expr, segment_label_expr
-from pipeline.models import describe_rows
 from pipeline.outputs import ESTIMATES_FILE, json_safe
-from pipeline.readers import collect, collect_schema, scan_source
+from pipeline.readers import collect, collect_schema, describe_rows, scan_source
 
 ESTIMATORS = ("k1", "k2", "k3")
 # Rounding slack for log-probabilities of near-certain outcomes (float32 log-softmax).

@@ -35,9 +35,8 @@ from pipeline.outputs import (
     count_statuses,
     json_safe,
 )
-from pipeline.readers import collect, collect_schema, scan_source
+from pipeline.readers import collect, collect_schema, describe_rows, scan_source
 
-_SHOWN_IDS = 3
 _MIN_CLASSES = {"softmax": 2, "sigmoid": 1}
 
 
@@ -156,14 +155,6 @@ def per_example_metrics(
 
 
 # --- reading and validating one side ----------------------------------------------------
-def describe_rows(ids: pl.Series, mask: np.ndarray) -> str:
-    """``'3 rows (id 7, 9, 12)'``, ``'40 rows (id 7, 9, 12, ...)'``: flagged rows by their id."""
-    bad = ids.filter(pl.Series(mask))
-    shown = ", ".join(str(v) for v in bad.head(_SHOWN_IDS).to_list())
-    more = ", ..." if bad.len() > _SHOWN_IDS else ""
-    return f"{bad.len()} row{'s' * (bad.len() != 1)} ({ids.name} {shown}{more})"
-
-
 @dataclass(frozen=True)
 class _Outputs:
     """Where the output vector lives and what its classes are called."""

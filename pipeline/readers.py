@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -23,6 +24,7 @@ Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
 _REQUIRED = ("feature", "bin", "count")
 _GLOB_CHARS = frozenset("*?[")
+_SHOWN_ROWS = 3  # offending row ids named in a message
 
 
 def describe_source(source: Source) -> str:
@@ -31,6 +33,14 @@ def describe_source(source: Source) -> str:
         return os.fspath(source)
     paths = [os.fspath(p) for p in source]
     return ", ".join(paths[:3]) + (f", ... ({len(paths)} files)" if len(paths) > 3 else "")
+
+
+def describe_rows(ids: pl.Series, mask: np.ndarray) -> str:
+    """``'3 rows (id 7, 9, 12)'``, ``'40 rows (id 7, 9, 12, ...)'``: flagged rows by their id."""
+    bad = ids.filter(pl.Series(mask))
+    shown = ", ".join(str(v) for v in bad.head(_SHOWN_ROWS).to_list())
+    more = ", ..." if bad.len() > _SHOWN_ROWS else ""
+    return f"{bad.len()} row{'s' * (bad.len() != 1)} ({ids.name} {shown}{more})"
 
 
 def _first_line(error: BaseException) -> str:

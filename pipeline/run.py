@@ -161,7 +161,7 @@ def run_models(config: RunConfig, *, progress: Progress | None = None) -> RunRes
     if config.models is None:
         raise ConfigError("models: missing; add a [models] section with baseline, current "
                           "and outputs")
-    return _run(config, {MODELS}, progress, bin_current_locally)
+    return _run(config, {MODELS}, progress)
 
 
 def run_estimate(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
@@ -178,7 +178,7 @@ def run_estimate(config: RunConfig, *, progress: Progress | None = None) -> RunR
     if config.estimate is None:
         raise ConfigError("estimate: missing; add an [estimate] section with source (and "
                           "logq, logp)")
-    return _run(config, {ESTIMATES}, progress, bin_current_locally)
+    return _run(config, {ESTIMATES}, progress)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class _FeatureDrift:
 
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
-         bin_current: BinCurrent) -> RunResult:
+         bin_current: BinCurrent = bin_current_locally) -> RunResult:
     """Measure the requested parts, then write them into one run folder."""
     say = progress or (lambda _message: None)
     created_at = datetime.now(UTC)
