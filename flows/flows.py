@@ -191,9 +191,9 @@ def drift_check(
     """Check current data against the baseline, write the run folder, publish the results.
 
     Writes drift.parquet, alerts.json, report.md, report.html and the history rows (all by
-    `pipeline.run.run_drift`); creates
-    the ``kl-drift-report-<run>`` markdown and ``kl-drift-drift-<run>`` table artifacts;
-    emits one ``kl-drift.alert.critical`` event per critical row.
+    `pipeline.run.run_drift`); creates the ``kl-drift-report-<run>`` markdown and
+    ``kl-drift-drift-<run>`` table artifacts; emits one ``kl-drift.alert.critical`` event
+    per critical row.
 
     Parameters
     ----------
