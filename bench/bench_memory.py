@@ -23,9 +23,9 @@ import polars as pl
 
 CHILD = r"""
 import sys, time
-from pipeline.binning import bin_raw
-from pipeline.profile import read_profile
-from pipeline.readers import scan_raw
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.profile import read_profile
+from pipeline.read.sources import scan_raw
 
 start = time.perf_counter()
 histograms = bin_raw(scan_raw(sys.argv[1]), read_profile(sys.argv[2]))
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--columns", type=int, default=20)
     parser.add_argument("--files", type=int, default=10)
     args = parser.parse_args()
-    from pipeline.profile import build_profile, write_profile
+    from pipeline.bins.profile import build_profile, write_profile
 
     rng = np.random.default_rng(20261124)
     names = [f"f{i:02d}" for i in range(args.columns)]

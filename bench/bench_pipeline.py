@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.binning import bin_raw
-from pipeline.profile import build_profile
-from pipeline.readers import scan_raw
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.profile import build_profile
+from pipeline.read.sources import scan_raw
 
 
 def best_of(repeats: int,

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pipeline.bins.profile import write_profile
 from pipeline.config import load_config
-from pipeline.profile import write_profile
 from pipeline.run import build_baseline_profile, run_drift
 
 EVIDENTLY = r"""

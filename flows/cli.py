@@ -252,7 +252,7 @@ def profile(
 
     With segments, every segment gets its own baseline counts over one shared bin layout.
     """
-    from pipeline.profile import write_profile
+    from pipeline.bins.profile import write_profile
     from pipeline.run import build_baseline_profile
 
     settings = _load(config, {
@@ -291,8 +291,8 @@ def report(
     quiet: QuietOpt = False,
 ) -> None:
     """Re-render report.md and report.html from a run folder, without recomputing."""
-    from pipeline.history import HISTORY_DIR
-    from pipeline.reports import write_reports
+    from pipeline.write.history import HISTORY_DIR
+    from pipeline.write.reports import write_reports
 
     written = write_reports(run_dir, history_dir=run_dir.parent / HISTORY_DIR)
     if not quiet:
@@ -414,7 +414,7 @@ def estimate(
         raise ConfigError("estimate.source: required; pass SOURCE, or --config with an "
                           "[estimate] section")
     if as_json and out_dir is None and run_id is None:
-        from pipeline.estimate import estimate_kl
+        from pipeline.measure.estimate import estimate_kl
 
         _print_json(_json_rows(estimate_kl(settings.estimate)))
         return
@@ -427,7 +427,7 @@ def estimate(
 
 def _json_rows(table: Any) -> list[dict[str, Any]]:
     """Rows of a table as JSON-safe dicts (non-finite numbers become null, with a reason)."""
-    from pipeline.outputs import json_safe
+    from pipeline.write.documents import json_safe
 
     return json_safe(table.to_dicts())
 

@@ -1,7 +1,7 @@
 """Raw current data binned on a Dask cluster: one Prefect task per Parquet file, counts summed.
 
 `bin_on_dask` is a subflow run with prefect-dask's ``DaskTaskRunner``: each file is binned
-against the baseline profile by :func:`pipeline.binning.bin_raw` in its own task, and the
+against the baseline profile by :func:`pipeline.bins.binning.bin_raw` in its own task, and the
 partial histograms are summed, which gives exactly what one pass over all files gives.
 
 Workers and the Prefect API: prefect-dask ships every task with the caller's settings, and
@@ -25,9 +25,10 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
+from pipeline.bins.profile import Profile
 from pipeline.config import InputConfig
-from pipeline.profile import Profile
-from pipeline.readers import HISTOGRAM_COLUMNS, source_files
+from pipeline.formats import HISTOGRAM_COLUMNS
+from pipeline.read.sources import source_files
 from pipeline.run import bin_current_locally
 
 
@@ -35,7 +36,7 @@ def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
     """Add up histograms of disjoint row sets binned against the same profile.
 
     Rows are summed per (segments, feature, window, bin) and returned in the order
-    `pipeline.binning.bin_raw` gives one pass over all rows: by segments and window, then
+    `pipeline.bins.binning.bin_raw` gives one pass over all rows: by segments and window, then
     profile bin order (every part lists a group's bins in that order).
     """
     first = parts[0]
@@ -82,7 +83,7 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
     Returns
     -------
     polars.DataFrame
-        The histogram long table `pipeline.binning.bin_raw` gives for all files at once.
+        The histogram long table `pipeline.bins.binning.bin_raw` gives for all files at once.
     """
     runner = DaskTaskRunner(address=settings.dask_address)
     return _bin_files.with_options(task_runner=runner)(

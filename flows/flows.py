@@ -21,10 +21,11 @@ from prefect.events import emit_event
 from prefect.tasks import Task, exponential_backoff
 
 from flows.publish import MAX_TABLE_ROWS, artifact_key, critical_alert_events, drift_table_rows
+from pipeline.bins.profile import Profile, write_profile
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError, KLDriftError
-from pipeline.profile import Profile, write_profile
-from pipeline.run import RunResult, build_baseline_profile, detect_format, run_drift
+from pipeline.read.sources import detect_format
+from pipeline.run import RunResult, build_baseline_profile, run_drift
 
 RETRIES = 3
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 s, with jitter

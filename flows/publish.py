@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.reports.summary import sort_rows
+from pipeline.write.reports.summary import sort_rows
 
 #: Event emitted once per critical row of ``alerts.json``; automations trigger on it.
 CRITICAL_EVENT = "kl-drift.alert.critical"

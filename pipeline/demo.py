@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.bins.profile import write_profile
 from pipeline.config import load_config
 from pipeline.errors import InputError
-from pipeline.profile import write_profile
 from pipeline.run import RunResult, build_baseline_profile, run_drift
 
 DEMO_CONFIG = "demo.toml"

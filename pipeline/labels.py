@@ -17,6 +17,8 @@ import polars as pl
 ALL = "all"
 #: Reserved label for null values: a bin of nulls/NaN, or a window of rows without timestamp.
 MISSING = "__missing__"
+#: Reserved bin label for categories the baseline profile did not keep.
+OTHER = "__other__"
 # Polars duration strings: "1d", "12h", "1w", "1mo", "1d12h", ...
 _PERIOD = re.compile(r"(?:\d+(?:ns|us|ms|mo|s|m|h|d|w|q|y))+")
 _DATETIME = "%Y-%m-%dT%H:%M:%S"

@@ -17,37 +17,30 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.alerts import decide
-from pipeline.align import align, segment_columns
-from pipeline.binning import bin_raw, retyped_features
+from pipeline.bins.align import align, segment_columns
+from pipeline.bins.binning import bin_raw, retyped_features
+from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
-from pipeline.drift import compute_drift
+from pipeline.decide.alerts import decide
 from pipeline.errors import ConfigError, InputError
-from pipeline.estimate import estimate_kl, estimates_block
-from pipeline.history import HISTORY_DIR, append_history, drop_history
-from pipeline.models import ModelDrift, compare_models, model_tables, models_block
-from pipeline.outputs import (
-    DRIFT_FILE,
-    ESTIMATES_FILE,
-    MODELS_FILES,
-    alerts_document,
-    safe_filename,
-    tool_version,
-    write_run_outputs,
-)
-from pipeline.profile import Profile, build_profile, read_profile, write_profile
-from pipeline.readers import collect_schema, read_histograms, scan_raw, scan_source
-from pipeline.reports import write_reports
+from pipeline.files import safe_filename, tool_version
+from pipeline.formats import DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES, PROFILE_FILE
+from pipeline.measure.drift import compute_drift
+from pipeline.measure.estimate import estimate_kl
+from pipeline.measure.models import ModelDrift, compare_models
+from pipeline.read.histograms import read_histograms
+from pipeline.read.sources import collect_schema, detect_format, scan_raw
+from pipeline.write.documents import alerts_document, estimates_block, models_block
+from pipeline.write.history import HISTORY_DIR, append_history, drop_history
+from pipeline.write.reports import write_reports
+from pipeline.write.run_folder import model_tables, write_run_outputs
 
-PROFILE_FILE = "baseline_profile.parquet"
 #: Severity order of row statuses, least severe first (for ``worst_status``).
 SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
 #: The parts a run can check; each writes its own tables into the run folder.
 FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
 _FAIL_ON = {"never": frozenset(), "critical": frozenset({"critical"}),
             "warn": frozenset({"warn", "critical"})}
-_HISTOGRAM_KEYS = {"feature", "bin", "count"}
-_PROFILE_KEYS = {"feature", "bin", "count", "kind", "bin_index"}
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
@@ -268,7 +261,7 @@ def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) ->
     say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
     drift = compute_drift(aligned, config.drift)
     say("deciding alerts")
-    drift = decide(drift, config.alerts, aligned=aligned, drift_config=config.drift)
+    drift = decide(drift, config.alerts, drift_config=config.drift)
     return _FeatureDrift(drift, baseline, _unmatched_patterns(config, drift))
 
 
@@ -361,24 +354,6 @@ def _read_current(config: RunConfig, profile: Profile | None,
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=settings.current)
     return current, reasons
-
-
-def detect_format(source: str) -> str:
-    """What a Parquet source holds: ``"profile"``, ``"histogram"`` or ``"raw"``.
-
-    Decided from its columns: a profile has ``feature``, ``bin``, ``count``, ``kind`` and
-    ``bin_index``; a histogram table ``feature``, ``bin`` and ``count``; anything else is
-    raw rows. Only the schema is read.
-
-    Raises
-    ------
-    InputError
-        Missing file, empty glob or folder, or not Parquet.
-    """
-    columns = set(collect_schema(scan_source(source), source).names())
-    if columns >= _PROFILE_KEYS:
-        return "profile"
-    return "histogram" if columns >= _HISTOGRAM_KEYS else "raw"
 
 
 def _wanted(config: RunConfig, feature: str) -> bool:

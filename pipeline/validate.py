@@ -6,10 +6,10 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.bins.profile import read_profile
 from pipeline.config import load_config
-from pipeline.profile import read_profile
-from pipeline.readers import collect, read_histograms, scan_raw
-from pipeline.run import detect_format
+from pipeline.read.histograms import read_histograms
+from pipeline.read.sources import collect, detect_format, scan_raw
 
 
 def _config(path: str) -> str:

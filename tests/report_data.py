@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.outputs import DRIFT_FILE, alerts_document, write_run_outputs
+from pipeline.formats import DRIFT_FILE
+from pipeline.write.documents import alerts_document
+from pipeline.write.run_folder import write_run_outputs
 
 WARN, CRITICAL = 0.1, 0.2
 

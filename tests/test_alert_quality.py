@@ -14,10 +14,10 @@ import pytest
 from scipy import stats
 
 from kl_metrics import divergences
-from pipeline.alerts import decide
-from pipeline.align import align
+from pipeline.bins.align import align
 from pipeline.config import load_config
-from pipeline.drift import compute_drift
+from pipeline.decide.alerts import decide
+from pipeline.measure.drift import compute_drift
 
 N_BASELINE = 2_000_000
 WINDOWS = 200
@@ -55,7 +55,7 @@ def alert_rate(n: int, shift: float) -> float:
     config = load_config(None)  # the defaults
     aligned = align(baseline, current)
     drift = compute_drift(aligned, config.drift)
-    drift = decide(drift, config.alerts, aligned=aligned, drift_config=config.drift)
+    drift = decide(drift, config.alerts, drift_config=config.drift)
     assert drift.height == WINDOWS and drift["status"].is_in(["ok", "warn", "critical"]).all()
     return drift["status"].is_in(["warn", "critical"]).mean()
 

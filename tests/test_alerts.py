@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 from kl_metrics import divergences
-from pipeline.alerts import MIN_EXPECTED, decide, g_test_p_values
-from pipeline.align import align
+from pipeline.bins.align import align
 from pipeline.config import AlertsConfig, DriftConfig
-from pipeline.drift import compute_drift
+from pipeline.decide.alerts import decide
+from pipeline.decide.significance import MIN_EXPECTED, g_test_p_values
+from pipeline.measure.drift import compute_drift
 from tests.conftest import categorical_histogram
 
 LABELS = [f"b{i}" for i in range(6)]
@@ -36,7 +37,7 @@ def run_decide(baseline: pl.DataFrame, current: pl.DataFrame, drift_config=None,
     drift_config = drift_config or DriftConfig()
     aligned = align(baseline, current)
     return decide(compute_drift(aligned, drift_config), AlertsConfig(**alerts),
-                  aligned=aligned, drift_config=drift_config)
+                  drift_config=drift_config)
 
 
 def g_statistic(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:

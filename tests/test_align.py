@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.align import align
-from pipeline.binning import bin_raw
+from pipeline.bins.align import align
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.profile import build_profile
 from pipeline.config import METRICS, DriftConfig
-from pipeline.drift import compute_drift
 from pipeline.errors import InputError
-from pipeline.profile import build_profile
-from pipeline.readers import scan_raw
+from pipeline.measure.drift import compute_drift
+from pipeline.read.sources import scan_raw
 from tests.conftest import categorical_histogram, numeric_histogram
 
 DATA = Path(__file__).parents[1] / "data"

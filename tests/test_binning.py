@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.binning import MISSING, OTHER, bin_label, bin_raw, retyped_features
+from pipeline.bins.binning import bin_raw, retyped_features
+from pipeline.bins.layout import bin_label
+from pipeline.bins.profile import Profile, build_profile
 from pipeline.errors import ConfigError, InputError
-from pipeline.profile import Profile, build_profile
-from pipeline.readers import scan_raw
+from pipeline.labels import MISSING, OTHER
+from pipeline.read.sources import scan_raw
 
 FLIGHT_FEATURES = ["dep_delay", "arr_delay", "distance", "air_time", "carrier", "origin",
                    "dest", "hour"]

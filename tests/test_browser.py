@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 from matplotlib.image import imread
 
-from pipeline.reports import write_reports
-from pipeline.reports.screenshot import Page, find_chromium
+from pipeline.write.reports import write_reports
+from pipeline.write.reports.screenshot import Page, find_chromium
 from tests.report_data import make_alerts, make_drift, write_run
 
 pytestmark = pytest.mark.browser

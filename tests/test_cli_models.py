@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipeline.outputs import ALERTS_FILE, ESTIMATES_FILE, MODELS_FILES, AlertsDocument
+from pipeline.formats import ALERTS_FILE, ESTIMATES_FILE, MODELS_FILES
+from pipeline.write.documents import AlertsDocument
 
 DATA = Path(__file__).parents[1] / "data"
 V1, V2 = str(DATA / "models_v1.parquet"), str(DATA / "models_v2.parquet")

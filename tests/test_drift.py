@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kl_metrics import bin_contributions, divergences
-from pipeline.align import align
+from pipeline.bins.align import align
 from pipeline.config import METRICS, DriftConfig
-from pipeline.drift import BIN, TOP_BIN, compute_drift
+from pipeline.measure.drift import BIN, TOP_BIN, compute_drift
 from tests.conftest import categorical_histogram, numeric_histogram
 
 COLUMNS = ["segment", "feature", "window", "kind", "n_baseline", "n_current", *METRICS,

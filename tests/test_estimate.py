@@ -16,9 +16,9 @@ from scipy.stats import norm
 from kl_metrics import kl_estimate
 from pipeline.config import EstimateConfig, ModelsConfig
 from pipeline.errors import InputError
-from pipeline.estimate import estimate_frame, estimates_block
-from pipeline.models import compare_models
-from pipeline.outputs import EstimatesBlock, dumps_json
+from pipeline.measure.estimate import estimate_frame
+from pipeline.measure.models import compare_models
+from pipeline.write.documents import EstimatesBlock, dumps_json, estimates_block
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

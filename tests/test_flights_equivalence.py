@@ -13,10 +13,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.binning import bin_raw
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.profile import write_profile
 from pipeline.config import RunConfig, load_config
-from pipeline.profile import write_profile
-from pipeline.readers import scan_raw
+from pipeline.read.sources import scan_raw
 from pipeline.run import build_baseline_profile, run_drift
 
 pytestmark = pytest.mark.slow

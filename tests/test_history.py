@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from pipeline.history import append_history, partition_dir, read_history
+from pipeline.write.history import append_history, partition_dir, read_history
 from tests.report_data import make_drift
 
 
@@ -84,7 +84,7 @@ def test_missing_or_empty_history_reads_as_none(tmp_path: Path) -> None:
 
 
 def test_drop_history_removes_only_that_run(tmp_path: Path) -> None:
-    from pipeline.history import drop_history
+    from pipeline.write.history import drop_history
 
     table = pl.DataFrame({"feature": ["a"], "value": [0.1]})
     for run_id in ("r1", "r2"):

@@ -20,14 +20,10 @@ import kl_metrics
 from pipeline.config import PER_EXAMPLE_METRICS as PER_EXAMPLE
 from pipeline.config import ModelsConfig
 from pipeline.errors import InputError
-from pipeline.models import (
-    compare_models,
-    compare_outputs,
-    model_tables,
-    models_block,
-    per_example_metrics,
-)
-from pipeline.outputs import MODELS_FILES, ModelsBlock, write_run_outputs
+from pipeline.formats import MODELS_FILES
+from pipeline.measure.models import compare_models, compare_outputs, per_example_metrics
+from pipeline.write.documents import ModelsBlock, models_block
+from pipeline.write.run_folder import model_tables, write_run_outputs
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CLASSES = ["early", "on_time", "late", "very_late"]

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.binning import MISSING, OTHER
+from pipeline.bins.profile import METADATA_KEY, Profile, build_profile, read_profile, write_profile
 from pipeline.errors import ConfigError, InputError
-from pipeline.profile import METADATA_KEY, Profile, build_profile, read_profile, write_profile
-from pipeline.readers import scan_raw
+from pipeline.labels import MISSING, OTHER
+from pipeline.read.sources import scan_raw
 from tests.test_binning import as_counts, naive_categorical, naive_numeric
 
 DATA = Path(__file__).parents[1] / "data"

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InputError
-from pipeline.readers import read_histograms, scan_raw, scan_source
+from pipeline.read.histograms import read_histograms
+from pipeline.read.sources import scan_raw, scan_source
 
 
 def _histogram(**extra: list) -> pl.DataFrame:

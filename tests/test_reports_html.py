@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.history import append_history, read_history
-from pipeline.reports.html import MAX_PLOTS, render_html
-from pipeline.reports.summary import STATUSES
+from pipeline.write.history import append_history, read_history
+from pipeline.write.reports.html import MAX_PLOTS, render_html
+from pipeline.write.reports.summary import STATUSES
 from tests.report_data import ParsedPage, make_alerts, make_drift, with_verdicts
 
 

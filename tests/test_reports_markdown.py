@@ -7,7 +7,7 @@ import re
 import polars as pl
 import pytest
 
-from pipeline.reports.markdown import MAX_ROWS, escape_md, render_markdown
+from pipeline.write.reports.markdown import MAX_ROWS, escape_md, render_markdown
 from tests.report_data import make_alerts, make_drift, with_verdicts
 
 

@@ -12,13 +12,14 @@ from scipy.special import softmax
 
 from pipeline.config import EstimateConfig, ModelsConfig
 from pipeline.errors import InputError
-from pipeline.estimate import estimate_frame, estimates_block
-from pipeline.models import compare_outputs, model_tables, models_block
-from pipeline.outputs import DRIFT_FILE, MODELS_FILES, alerts_document, write_run_outputs
-from pipeline.reports import write_reports
-from pipeline.reports.model_outputs import class_means, top_examples
-from pipeline.reports.plots import MAX_PANELS, class_means_figure
-from pipeline.reports.run_folder import read_run
+from pipeline.formats import DRIFT_FILE, MODELS_FILES
+from pipeline.measure.estimate import estimate_frame
+from pipeline.measure.models import compare_outputs
+from pipeline.write.documents import alerts_document, estimates_block, models_block
+from pipeline.write.reports import write_reports
+from pipeline.write.reports.model_outputs import class_means, top_examples
+from pipeline.write.reports.plots import MAX_PANELS, class_means_figure
+from pipeline.write.run_folder import model_tables, read_run, write_run_outputs
 from tests.report_data import ParsedPage, make_alerts, make_drift
 
 HOSTILE_CLASS = "<b>bold</b>|[x](http://evil.example)"

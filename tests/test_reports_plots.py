@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.reports import plots
-from pipeline.reports.summary import compact_time_labels
+from pipeline.write.reports import plots
+from pipeline.write.reports.summary import compact_time_labels
 
 
 def _bins(labels: list[str], contributions: list[float]) -> pl.DataFrame:

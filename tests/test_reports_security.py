@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.history import append_history, read_history
-from pipeline.reports import render_markdown, write_reports
+from pipeline.write.history import append_history, read_history
+from pipeline.write.reports import render_markdown, write_reports
 from tests.report_data import ParsedPage, make_alerts, make_drift, write_run
 
 SCRIPT = "<script>alert(1)</script>"
@@ -48,7 +48,7 @@ def test_html_has_no_injected_elements(run_tree: tuple[Path, Path, list[Path]]) 
     assert not {"img", "iframe", "object", "embed", "b", "i"} & set(tags)
     for tag, attrs in page.tags:
         assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
-    static = Path(__file__).parents[1] / "pipeline" / "reports" / "templates" / "report.js"
+    static = Path(__file__).parents[1] / "pipeline" / "write" / "reports" / "templates" / "report.js"
     assert page.scripts == [static.read_text()]  # nothing data-derived in the script
 
 

@@ -13,10 +13,10 @@ import pytest
 from pydantic import BaseModel, Field
 
 from pipeline.errors import InputError
-from pipeline.history import append_history
-from pipeline.outputs import AlertsDocument
-from pipeline.reports import render_html, render_markdown, write_reports
-from pipeline.reports.run_folder import REPORT_COLUMNS
+from pipeline.write.documents import AlertsDocument
+from pipeline.write.history import append_history
+from pipeline.write.reports import render_html, render_markdown, write_reports
+from pipeline.write.run_folder import REPORT_COLUMNS
 from tests.report_data import make_alerts, make_drift, write_run
 
 DOCS = Path(__file__).parents[1] / "docs" / "reports.md"

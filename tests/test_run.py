@@ -10,11 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.bins.profile import build_profile, read_profile, write_profile
 from pipeline.config import RunConfig, load_config
-from pipeline.outputs import ALERTS_FILE, DRIFT_FILE, AlertsDocument
-from pipeline.profile import build_profile, read_profile, write_profile
-from pipeline.readers import scan_raw
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE
+from pipeline.read.sources import scan_raw
 from pipeline.run import PROFILE_FILE, run_drift
+from pipeline.write.documents import AlertsDocument
 from tests.conftest import categorical_histogram, numeric_histogram
 
 DATA = Path(__file__).parents[1] / "data"

@@ -10,14 +10,9 @@ import pytest
 
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError
-from pipeline.outputs import (
-    ALERTS_FILE,
-    DRIFT_FILE,
-    ESTIMATES_FILE,
-    MODELS_FILES,
-    AlertsDocument,
-)
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
 from pipeline.run import PROFILE_FILE, run_drift, run_estimate, run_models
+from pipeline.write.documents import AlertsDocument
 
 DATA = Path(__file__).parents[1] / "data"
 REPORTS = ["report.html", "report.md"]

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.binning import bin_raw
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.profile import Profile, build_profile
 from pipeline.config import InputConfig
-from pipeline.profile import Profile, build_profile
-from pipeline.readers import scan_raw
+from pipeline.read.sources import scan_raw
 from tests.flows.conftest import FLIGHTS_BASELINE, FLIGHTS_CURRENT
 
 distributed = pytest.importorskip("distributed")
@@ -56,7 +56,7 @@ def test_files_binned_on_dask_sum_to_the_single_process_histograms(
     prefect_server: str, cluster: str, current_folder: Path, profile: Profile
 ) -> None:
     from flows.dask_histograms import bin_on_dask
-    from pipeline.readers import source_files
+    from pipeline.read.sources import source_files
 
     settings = settings_for(current_folder, cluster)
     assert len(source_files(str(current_folder))) == 6

@@ -14,10 +14,10 @@ import pytest
 from flows import flows as flows_module
 from flows.flows import build_baseline, drift_check, is_transient
 from flows.publish import CRITICAL_EVENT, artifact_key, drift_table_rows
+from pipeline.bins.profile import read_profile
 from pipeline.config import RunConfig
 from pipeline.errors import ConfigError, InputError
-from pipeline.history import read_history
-from pipeline.profile import read_profile
+from pipeline.write.history import read_history
 from tests.flows.conftest import FLIGHTS_BASELINE, flights_config
 
 RUN_ID = "Flights 2013/06"  # needs sanitising into artifact keys

@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
-from pipeline.reports.summary import STATUS_COLORS, compact_time_labels
+from pipeline.write.reports.summary import STATUS_COLORS, compact_time_labels
 
 BASELINE_COLOR = "#94a3b8"
 CURRENT_COLOR = "#2563eb"

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.reports.model_outputs import (
+from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
     estimate_intro,
@@ -22,8 +22,7 @@ from pipeline.reports.model_outputs import (
     model_rows,
     top_examples,
 )
-from pipeline.reports.run_folder import ModelTables
-from pipeline.reports.summary import (
+from pipeline.write.reports.summary import (
     ALERTING,
     STATUS_LABELS,
     feature_rows,
@@ -37,6 +36,7 @@ from pipeline.reports.summary import (
     thresholds_vary,
     window_labels,
 )
+from pipeline.write.run_folder import ModelTables
 
 MAX_ROWS = 20
 MAX_DETAILS = 10
@@ -241,7 +241,7 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
     alerts : mapping
         The run's ``alerts.json`` document.
     models : ModelTables, optional
-        The run's model comparison (`pipeline.reports.run_folder.read_run`).
+        The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.reports.run_folder import ModelTables
-from pipeline.reports.summary import fmt_count, fmt_value, sort_rows, unit
+from pipeline.write.reports.summary import fmt_count, fmt_value, sort_rows, unit
+from pipeline.write.run_folder import ModelTables
 
 MAX_EXAMPLES = 10
 #: models.parquet columns every model table shows (the alert metric is added if different).

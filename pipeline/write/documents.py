@@ -1,108 +1,25 @@
-"""Atomic, idempotent writes into a run folder, and names that are safe to use as paths.
+"""The run's machine-readable summary: the ``alerts.json`` document and its schema.
 
-Also the run folder's machine-readable outputs: its Parquet tables and ``alerts.json``
-(schema in docs/reports.md, validated by :class:`AlertsDocument`).
+:func:`alerts_document` builds it from the decided drift table and the model and estimate
+blocks; :class:`AlertsDocument` is its pydantic schema (docs/reports.md), used to validate a
+run folder before the reports are rendered from it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import json
 import math
-import os
-import re
-import tempfile
-import unicodedata
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+from pipeline.config import EstimateConfig
+from pipeline.formats import ESTIMATES_FILE, MODEL_STATUSES, MODELS_FILES, STATUSES
+from pipeline.measure.models import ModelDrift
 
-
-def safe_filename(name: str, *, max_length: int = 80) -> str:
-    """Turn any data-derived string (feature name, run id) into one safe path component.
-
-    Path separators, ``..``, control and non-ASCII characters are replaced, so the result
-    can never leave the folder it is joined to. A name that had to change gets a short hash
-    of the original appended, so two different names never collide.
-
-    >>> safe_filename("dep_delay")
-    'dep_delay'
-    >>> safe_filename("../../etc/passwd")
-    'etc_passwd-3754d6cb'
-    """
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    cleaned = _UNSAFE.sub("_", ascii_name).strip("._-")
-    cleaned = re.sub(r"_+", "_", cleaned)[:max_length].strip("._-")
-    cleaned = cleaned or "unnamed"
-    if cleaned != name:
-        cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
-    return cleaned
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it into place.
-
-    Readers see the old file or the new one, never a partial one; a failed write leaves
-    the old file untouched and no temp file behind.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        tmp.chmod(0o666 & ~_UMASK)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def tool_version() -> str:
-    """The installed kl-drift version, for run metadata (``0+unknown`` from a source tree)."""
-    try:
-        return importlib.metadata.version("kl-drift")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
-    """Write ``frame`` to ``path`` as Parquet, atomically."""
-    return atomic_write(path, frame.write_parquet)
-
-
-# --- alerts.json -------------------------------------------------------------------------
-
-DRIFT_FILE, ALERTS_FILE = "drift.parquet", "alerts.json"
-#: Files of a model comparison (``[models]``) and of KL estimates (``[estimate]``).
-MODELS_FILES = {"models": "models.parquet", "classes": "model_classes.parquet",
-                "examples": "model_examples.parquet"}
-ESTIMATES_FILE = "estimates.parquet"
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "warn", "critical", "insufficient_data", "error")
-#: Statuses of a model-output row (models.parquet): there is no per-row ``error``.
-MODEL_STATUSES = ("ok", "warn", "critical", "insufficient_data")
 _ALERT_FIELDS = ("segment", "feature", "window", "status", "metric", "value", "warn_threshold",
                  "critical_threshold", "p_value", "q_value", "n_baseline", "n_current",
                  "top_bins")
@@ -169,8 +86,8 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
     warnings : list of str, optional
         Run-level notes, e.g. threshold patterns that matched no feature.
     models, estimates : mapping, optional
-        The ``models`` block (:func:`pipeline.models.models_block`) and the ``estimates``
-        block (:func:`pipeline.estimate.estimates_block`); left out when ``None``.
+        The ``models`` block (:func:`pipeline.measure.models.models_block`) and the ``estimates``
+        block (:func:`pipeline.measure.estimate.estimates_block`); left out when ``None``.
 
     Returns
     -------
@@ -195,35 +112,70 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
     })
 
 
-def write_run_outputs(run_dir: str | os.PathLike[str],
-                      tables: Mapping[str, pl.DataFrame | None],
-                      document: Mapping[str, Any]) -> list[Path]:
-    """Write a run's Parquet tables, then its ``alerts.json``, into ``run_dir``, atomically.
+_TOP_IN_BLOCK = 3  # classes and examples per model alert
 
-    Parameters
-    ----------
-    run_dir : path
-        The run folder.
-    tables : mapping of str to DataFrame or None
-        File name -> table. ``None`` deletes that file: a rerun of the same run id without
-        that part must not leave a stale table behind.
-    document : mapping
-        The ``alerts.json`` document, written last so it never points at a table that is
-        not there yet.
 
-    Returns
-    -------
-    list of pathlib.Path
-        The files written, ``alerts.json`` last.
+def models_block(result: ModelDrift) -> dict[str, Any]:
+    """The ``models`` block of ``alerts.json``: counts, warnings and every warn/critical row.
+
+    Each alert carries its three largest per-class JS contributions and its three
+    most-changed examples (ids as strings, ``value`` = their ``top_by`` metric). Non-finite
+    numbers become ``null`` with a ``null_reasons`` entry (:func:`json_safe`).
+    Schema: :class:`ModelsBlock`.
     """
-    folder = Path(run_dir)
-    written = []
-    for name, table in tables.items():
-        if table is None:
-            (folder / name).unlink(missing_ok=True)
-        else:
-            written.append(write_parquet(folder / name, table))
-    return [*written, atomic_write_text(folder / ALERTS_FILE, dumps_json(document))]
+    config, summary = result.config, result.summary
+    keys = [*config.segments, "segment", "window"]
+    top_classes = (
+        result.classes.filter(
+            pl.col("js_contribution").rank("ordinal", descending=True).over(keys)
+            <= _TOP_IN_BLOCK)
+        .group_by(keys).agg(pl.struct("class", "baseline_mean", "current_mean",
+                                      "js_contribution")
+                            .sort_by("js_contribution", descending=True).alias("top_classes"))
+    )
+    top_examples = (
+        result.examples.filter(pl.col("rank") <= _TOP_IN_BLOCK)
+        .group_by(keys).agg(pl.struct(pl.col(config.id_column).cast(pl.String).alias("id"),
+                                      pl.col(config.top_by).alias("value"), "baseline_class",
+                                      "current_class")
+                            .sort_by("rank").alias("top_examples"))
+    )
+    alerts = (
+        alerting_rows(summary)
+        .join(top_classes, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        .join(top_examples, on=keys, how="left", nulls_equal=True, maintain_order="left")
+        .select("segment", "window", "status", "metric", "value", "warn_threshold",
+                "critical_threshold", "n", "flip_rate", "js_distance_of_means", "top_classes",
+                "top_examples")
+    )
+    return json_safe({
+        "inputs": {"baseline": config.baseline, "current": config.current},
+        "id_column": config.id_column, "kind": config.kind, "mode": config.mode,
+        "temperature": config.temperature, "base": config.base, "metric": config.metric,
+        "top_by": config.top_by, "warn_threshold": config.warn,
+        "critical_threshold": config.critical,
+        "n_baseline": result.n_baseline, "n_current": result.n_current,
+        "n_matched": result.n_matched, "n_unmatched_baseline": result.n_unmatched_baseline,
+        "n_unmatched_current": result.n_unmatched_current, "warnings": list(result.warnings),
+        "summary": count_statuses(summary, MODEL_STATUSES),
+        "alerts": alerts.to_dicts(),
+        "files": dict(MODELS_FILES),
+    })
+
+
+def estimates_block(table: pl.DataFrame, config: EstimateConfig) -> dict[str, Any]:
+    """The ``estimates`` block of ``alerts.json``: settings and every row of the table.
+
+    Estimates have no thresholds: they never alert and do not change a run's exit code.
+    Schema: :class:`EstimatesBlock`.
+    """
+    rows = table.select("segment", "window", "n", "n_tokens", "value", "stderr", "ci_low",
+                        "ci_high")
+    return json_safe({
+        "inputs": {"source": config.source}, "estimator": config.estimator,
+        "direction": config.direction, "level": config.level, "base": config.base,
+        "per": config.per, "rows": rows.to_dicts(), "files": {"estimates": ESTIMATES_FILE},
+    })
 
 
 class _Strict(BaseModel):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -28,14 +27,7 @@ from pipeline.config import (
 )
 from pipeline.errors import InputError
 from pipeline.labels import raw_window_label_expr, segment_label_expr
-from pipeline.outputs import (
-    MODEL_STATUSES,
-    MODELS_FILES,
-    alerting_rows,
-    count_statuses,
-    json_safe,
-)
-from pipeline.readers import collect, collect_schema, describe_rows, scan_source
+from pipeline.read.sources import collect, collect_schema, describe_rows, scan_source
 
 _MIN_CLASSES = {"softmax": 2, "sigmoid": 1}
 
@@ -501,61 +493,3 @@ def compare_models(config: ModelsConfig) -> ModelDrift:
     """Scan ``config.baseline`` and ``config.current`` (Parquet file, glob or folder) and
     compare them with :func:`compare_outputs`."""
     return compare_outputs(scan_source(config.baseline), scan_source(config.current), config)
-
-
-# --- outputs ----------------------------------------------------------------------------
-_TOP_IN_BLOCK = 3
-
-
-def model_tables(result: ModelDrift) -> dict[str, pl.DataFrame]:
-    """The run-folder files of a comparison: file name -> table (``MODELS_FILES``)."""
-    tables = {"models": result.summary, "classes": result.classes, "examples": result.examples}
-    return {MODELS_FILES[name]: table for name, table in tables.items()}
-
-
-def models_block(result: ModelDrift) -> dict[str, Any]:
-    """The ``models`` block of ``alerts.json``: counts, warnings and every warn/critical row.
-
-    Each alert carries its three largest per-class JS contributions and its three
-    most-changed examples (ids as strings, ``value`` = their ``top_by`` metric). Non-finite
-    numbers become ``null`` with a ``null_reasons`` entry (:func:`pipeline.outputs.json_safe`).
-    Schema: :class:`pipeline.outputs.ModelsBlock`.
-    """
-    config, summary = result.config, result.summary
-    keys = [*config.segments, "segment", "window"]
-    top_classes = (
-        result.classes.filter(
-            pl.col("js_contribution").rank("ordinal", descending=True).over(keys)
-            <= _TOP_IN_BLOCK)
-        .group_by(keys).agg(pl.struct("class", "baseline_mean", "current_mean",
-                                      "js_contribution")
-                            .sort_by("js_contribution", descending=True).alias("top_classes"))
-    )
-    top_examples = (
-        result.examples.filter(pl.col("rank") <= _TOP_IN_BLOCK)
-        .group_by(keys).agg(pl.struct(pl.col(config.id_column).cast(pl.String).alias("id"),
-                                      pl.col(config.top_by).alias("value"), "baseline_class",
-                                      "current_class")
-                            .sort_by("rank").alias("top_examples"))
-    )
-    alerts = (
-        alerting_rows(summary)
-        .join(top_classes, on=keys, how="left", nulls_equal=True, maintain_order="left")
-        .join(top_examples, on=keys, how="left", nulls_equal=True, maintain_order="left")
-        .select("segment", "window", "status", "metric", "value", "warn_threshold",
-                "critical_threshold", "n", "flip_rate", "js_distance_of_means", "top_classes",
-                "top_examples")
-    )
-    return json_safe({
-        "inputs": {"baseline": config.baseline, "current": config.current},
-        "id_column": config.id_column, "kind": config.kind, "mode": config.mode,
-        "temperature": config.temperature, "base": config.base, "metric": config.metric,
-        "top_by": config.top_by, "warn_threshold": config.warn,
-        "critical_threshold": config.critical,
-        "n_baseline": result.n_baseline, "n_current": result.n_current,
-        "n_matched": result.n_matched, "n_unmatched_baseline": result.n_unmatched_baseline,
-        "n_unmatched_current": result.n_unmatched_current, "warnings": list(result.warnings),
-        "summary": count_statuses(summary, MODEL_STATUSES),
-        "alerts": alerts.to_dicts(),
-        "files": dict(MODELS_FILES),
-    })

@@ -5,7 +5,7 @@ and estimate tables when the run has them, alerts.json) and, optionally, the his
 dataset, so ``kl-drift report RUN_DIR`` can re-render old runs.
 
 The renderers are imported on first use, so that importing a light submodule such as
-`pipeline.reports.summary` does not load matplotlib and Jinja2 (about a second).
+`pipeline.write.reports.summary` does not load matplotlib and Jinja2 (about a second).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.reports.html import render_html
-    from pipeline.reports.markdown import render_markdown
+    from pipeline.write.reports.html import render_html
+    from pipeline.write.reports.markdown import render_markdown
 
 __all__ = ["render_html", "render_markdown", "write_reports"]
-_LAZY = {"render_html": "pipeline.reports.html", "render_markdown": "pipeline.reports.markdown"}
+_LAZY = {"render_html": "pipeline.write.reports.html",
+         "render_markdown": "pipeline.write.reports.markdown"}
 
 
 def __getattr__(name: str) -> Any:
@@ -40,9 +41,9 @@ def write_reports(
     ----------
     run_dir : path
         A run folder: ``alerts.json`` and the tables of the parts it says the run checked
-        (`pipeline.reports.run_folder.read_run`).
+        (`pipeline.write.run_folder.read_run`).
     history_dir : path, optional
-        The history dataset (`pipeline.history`); adds drift across runs to the plots.
+        The history dataset (`pipeline.write.history`); adds drift across runs to the plots.
         A missing folder is fine: the report then has no across-runs plots.
 
     Returns
@@ -55,11 +56,11 @@ def write_reports(
     pipeline.errors.InputError
         When a file is missing or malformed.
     """
-    from pipeline.history import read_history
-    from pipeline.outputs import atomic_write_text
-    from pipeline.reports.html import render_html
-    from pipeline.reports.markdown import render_markdown
-    from pipeline.reports.run_folder import read_run
+    from pipeline.files import atomic_write_text
+    from pipeline.write.history import read_history
+    from pipeline.write.reports.html import render_html
+    from pipeline.write.reports.markdown import render_markdown
+    from pipeline.write.run_folder import read_run
 
     run_dir = Path(run_dir)
     run = read_run(run_dir)

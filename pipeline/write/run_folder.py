@@ -1,16 +1,18 @@
-"""Read and check a run folder for the reports: ``alerts.json`` and the tables it implies.
+"""The run folder: its files written together, and read back (checked) for the reports.
 
-``alerts.json`` says which parts the run checked: feature drift (``drift.parquet``; absent
-only in a run without features, whose ``summary.total`` is 0 and which has a ``models`` or
-``estimates`` block), model outputs (its ``models`` block: the three ``MODELS_FILES``) and
-estimates (its ``estimates`` block: ``estimates.parquet``). Problems become one-line
-`InputError`s naming the file and what is wrong, so ``kl-drift report RUN_DIR`` can print
-them and exit 2.
+Writing: the tables, then ``alerts.json``, each atomically. Reading: ``alerts.json`` says
+which parts the run checked: feature drift (``drift.parquet``; absent only in a run without
+features, whose ``summary.total`` is 0 and which has a ``models`` or ``estimates`` block),
+model outputs (its ``models`` block: the three ``MODELS_FILES``) and estimates (its
+``estimates`` block: ``estimates.parquet``). Problems become one-line `InputError`s naming
+the file and what is wrong, so ``kl-drift report RUN_DIR`` can print them and exit 2.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,14 +22,10 @@ import polars as pl
 from pydantic import ValidationError
 
 from pipeline.errors import InputError
-from pipeline.outputs import (
-    ALERTS_FILE,
-    DRIFT_FILE,
-    ESTIMATES_FILE,
-    MODELS_FILES,
-    SCHEMA_VERSION,
-    AlertsDocument,
-)
+from pipeline.files import atomic_write_text, write_parquet
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
+from pipeline.measure.models import ModelDrift
+from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
 
 # The columns the reports read of each table (docs/architecture.md, docs/models.md and
 # docs/estimators.md have the full contracts).
@@ -131,3 +129,40 @@ def read_alerts(path: Path) -> dict[str, Any]:
         raise InputError(f"run.created_at is not an ISO-8601 time: {exc}",
                          source=str(path)) from exc
     return doc
+
+
+def write_run_outputs(run_dir: str | os.PathLike[str],
+                      tables: Mapping[str, pl.DataFrame | None],
+                      document: Mapping[str, Any]) -> list[Path]:
+    """Write a run's Parquet tables, then its ``alerts.json``, into ``run_dir``, atomically.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder.
+    tables : mapping of str to DataFrame or None
+        File name -> table. ``None`` deletes that file: a rerun of the same run id without
+        that part must not leave a stale table behind.
+    document : mapping
+        The ``alerts.json`` document, written last so it never points at a table that is
+        not there yet.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, ``alerts.json`` last.
+    """
+    folder = Path(run_dir)
+    written = []
+    for name, table in tables.items():
+        if table is None:
+            (folder / name).unlink(missing_ok=True)
+        else:
+            written.append(write_parquet(folder / name, table))
+    return [*written, atomic_write_text(folder / ALERTS_FILE, dumps_json(document))]
+
+
+def model_tables(result: ModelDrift) -> dict[str, pl.DataFrame]:
+    """The run-folder files of a comparison: file name -> table (``MODELS_FILES``)."""
+    tables = {"models": result.summary, "classes": result.classes, "examples": result.examples}
+    return {MODELS_FILES[name]: table for name, table in tables.items()}

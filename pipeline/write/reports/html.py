@@ -19,8 +19,8 @@ import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from pipeline.history import CREATED_AT, as_utc
-from pipeline.reports.model_outputs import (
+from pipeline.write.history import CREATED_AT, as_utc
+from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
     estimate_intro,
@@ -29,9 +29,8 @@ from pipeline.reports.model_outputs import (
     model_rows,
     top_examples,
 )
-from pipeline.reports.plots import class_means_svg, feature_svg
-from pipeline.reports.run_folder import ModelTables
-from pipeline.reports.summary import (
+from pipeline.write.reports.plots import class_means_svg, feature_svg
+from pipeline.write.reports.summary import (
     ALERTING,
     STATUS_COLORS,
     STATUS_LABELS,
@@ -47,6 +46,7 @@ from pipeline.reports.summary import (
     thresholds_vary,
     window_labels,
 )
+from pipeline.write.run_folder import ModelTables
 
 MAX_PLOTS = 50
 MAX_PROBLEMS = 100
@@ -54,9 +54,9 @@ MAX_MODEL_ROWS = 200
 MAX_PROBS = 8  # classes whose probabilities an example row shows
 SERIES_COLUMNS = ("label", "value", "status", "warn_threshold", "critical_threshold")
 
-_ENV = Environment(loader=PackageLoader("pipeline.reports", "templates"), autoescape=True,
+_ENV = Environment(loader=PackageLoader("pipeline.write.reports", "templates"), autoescape=True,
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_STATIC = resources.files("pipeline.reports") / "templates"
+_STATIC = resources.files("pipeline.write.reports") / "templates"
 
 
 def _note(row: Mapping[str, Any]) -> str:
@@ -269,9 +269,9 @@ def render_html(
     alerts : mapping
         The run's ``alerts.json`` document.
     history : polars.DataFrame, optional
-        `pipeline.history.read_history` output; adds the metric across runs to the plots.
+        `pipeline.write.history.read_history` output; adds the metric across runs to the plots.
     models : ModelTables, optional
-        The run's model comparison (`pipeline.reports.run_folder.read_run`).
+        The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
 

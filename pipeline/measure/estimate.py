@@ -11,8 +11,6 @@ the sequence-level KL. Guidance on choosing an estimator: ``docs/estimators.md``
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 from scipy.stats import norm
@@ -21,8 +19,7 @@ from kl_metrics import kl_estimator_terms
 from pipeline.config import EstimateConfig
 from pipeline.errors import InputError
 from pipeline.labels import raw_window_label_expr, segment_label_expr
-from pipeline.outputs import ESTIMATES_FILE, json_safe
-from pipeline.readers import collect, collect_schema, describe_rows, scan_source
+from pipeline.read.sources import collect, collect_schema, describe_rows, scan_source
 
 ESTIMATORS = ("k1", "k2", "k3")
 # Rounding slack for log-probabilities of near-certain outcomes (float32 log-softmax).
@@ -158,18 +155,3 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
 def estimate_kl(config: EstimateConfig) -> pl.DataFrame:
     """Scan ``config.source`` (Parquet file, glob or folder) and :func:`estimate_frame` it."""
     return estimate_frame(scan_source(config.source), config)
-
-
-def estimates_block(table: pl.DataFrame, config: EstimateConfig) -> dict[str, Any]:
-    """The ``estimates`` block of ``alerts.json``: settings and every row of the table.
-
-    Estimates have no thresholds: they never alert and do not change a run's exit code.
-    Schema: :class:`pipeline.outputs.EstimatesBlock`.
-    """
-    rows = table.select("segment", "window", "n", "n_tokens", "value", "stderr", "ci_low",
-                        "ci_high")
-    return json_safe({
-        "inputs": {"source": config.source}, "estimator": config.estimator,
-        "direction": config.direction, "level": config.level, "base": config.base,
-        "per": config.per, "rows": rows.to_dicts(), "files": {"estimates": ESTIMATES_FILE},
-    })

@@ -1,4 +1,4 @@
-"""Lazy scans of histogram and raw Parquet tables, with every read error turned into InputError.
+"""Where data lives: lazy scans of files, globs and folders, with read errors as InputError.
 
 Polars is lazy: a bad file may only fail when the query runs, so queries on scanned data
 are run through :func:`collect` / :func:`iter_batches`, which convert polars, pyarrow and OS
@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -20,9 +19,8 @@ from pipeline.errors import InputError
 
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
-#: columns of the histogram long format that are not segment columns
-HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
-_REQUIRED = ("feature", "bin", "count")
+_HISTOGRAM_KEYS = {"feature", "bin", "count"}
+_PROFILE_KEYS = {"feature", "bin", "count", "kind", "bin_index"}
 _GLOB_CHARS = frozenset("*?[")
 _SHOWN_ROWS = 3  # offending row ids named in a message
 
@@ -147,110 +145,24 @@ def scan_raw(source: Source) -> pl.LazyFrame:
     """Lazily scan a raw table (feature columns, optional timestamp and segment columns).
 
     Same sources and errors as :func:`scan_source`; the columns are checked later, against
-    the profile, by :func:`pipeline.binning.bin_raw`.
+    the profile, by :func:`pipeline.bins.binning.bin_raw`.
     """
     return scan_source(source)
 
 
-def _cast_expr(
-    name: str, dtype: pl.DataType, target: type[pl.DataType], what: str, source: str
-) -> pl.Expr:
-    """``col(name).cast(target)``, or an InputError when the column cannot be cast."""
-    numeric_target = target is pl.Float64
-    if numeric_target and not (dtype.is_numeric() or dtype == pl.Null):
-        raise InputError(f"{what} must be numeric, found {dtype}; write numbers, not text",
-                         source=source, column=name)
-    if not numeric_target and dtype.is_nested():
-        raise InputError(f"{what} must be text or a scalar, found {dtype}",
-                         source=source, column=name)
-    return pl.col(name).cast(target)
+def detect_format(source: str) -> str:
+    """What a Parquet source holds: ``"profile"``, ``"histogram"`` or ``"raw"``.
 
-
-def read_histograms(
-    source: Source,
-    *,
-    role: str = "current",
-    duplicates: Literal["error", "sum"] = "error",
-) -> pl.DataFrame:
-    """Read and validate a histogram table in the long format of ``docs/architecture.md``.
-
-    Parameters
-    ----------
-    source : str, path or sequence of them
-        Anything :func:`scan_source` accepts.
-    role : str
-        ``"baseline"`` or ``"current"``: named in error messages.
-    duplicates : {"error", "sum"}
-        What to do with several rows for the same (segments, feature, window, bin):
-        stop with an error naming the first one, or add their counts.
-
-    Returns
-    -------
-    polars.DataFrame
-        ``feature``, ``bin`` (Utf8), ``count`` (Float64), ``lower``/``upper`` (Float64, if
-        present), ``window`` (as given, if present) and segment columns (Utf8): every other
-        column.
+    Decided from its columns: a profile has ``feature``, ``bin``, ``count``, ``kind`` and
+    ``bin_index``; a histogram table ``feature``, ``bin`` and ``count``; anything else is
+    raw rows. Only the schema is read.
 
     Raises
     ------
     InputError
-        Missing required column, wrong type, negative/NaN/inf/null count, null label,
-        duplicate bins (with ``duplicates="error"``) or an empty table.
+        Missing file, empty glob or folder, or not Parquet.
     """
-    name = describe_source(source)
-    query = scan_source(source)
-    schema = collect_schema(query, name)
-    missing = [c for c in _REQUIRED if c not in schema]
-    if missing:
-        raise InputError(
-            f"{role} histogram table lacks required column(s) {', '.join(missing)}; "
-            f"found {', '.join(schema.names()) or 'no columns'}",
-            source=name, column=missing[0])
-    segments = [c for c in schema.names() if c not in HISTOGRAM_COLUMNS]
-    targets: dict[str, type[pl.DataType]] = {
-        "feature": pl.String, "bin": pl.String, "count": pl.Float64,
-        "lower": pl.Float64, "upper": pl.Float64, **dict.fromkeys(segments, pl.String)}
-    exprs = [_cast_expr(c, schema[c], targets[c], f"{role} column {c!r}", name)
-             if c in targets else pl.col(c) for c in schema.names()]
-    table = collect(query.select(exprs), name)
-    if table.height == 0:
-        raise InputError(f"{role} histogram table has no rows", source=name)
-    _check_values(table, role, name)
-    keys = [*segments, "feature", *(["window"] if "window" in table.columns else []), "bin"]
-    return _resolve_duplicates(table, keys, role, name, duplicates)
-
-
-def _check_values(table: pl.DataFrame, role: str, source: str) -> None:
-    """Null labels and counts that are not finite and >= 0."""
-    for column in ("feature", "bin"):
-        nulls = table[column].null_count()
-        if nulls:
-            raise InputError(f"{role} histogram table has {nulls} row(s) with a null {column} "
-                             f"label; fill or drop them", source=source, column=column)
-    count = pl.col("count")
-    bad = table.filter(count.is_null() | ~count.is_finite() | (count < 0))
-    if bad.height:
-        first = bad.row(0, named=True)
-        raise InputError(
-            f"{role} histogram table has {bad.height} row(s) whose count is not a finite "
-            f"number >= 0, first feature {first['feature']!r} bin {first['bin']!r} "
-            f"count {first['count']}",
-            source=source, column="count")
-
-
-def _resolve_duplicates(
-    table: pl.DataFrame, keys: list[str], role: str, source: str,
-    duplicates: Literal["error", "sum"],
-) -> pl.DataFrame:
-    dup = table.filter(pl.struct(keys).is_duplicated())
-    if dup.height == 0:
-        return table
-    if duplicates == "error":
-        first = ", ".join(f"{k}={v!r}" for k, v in dup.select(keys).row(0, named=True).items())
-        raise InputError(f"{role} histogram table has {dup.height} rows sharing their "
-                         f"(segments, feature, window, bin) with another row, first {first}; "
-                         f"pass duplicates='sum' to add them", source=source)
-    others = [pl.col(c).first() for c in table.columns if c not in (*keys, "count")]
-    return (table.group_by(keys, maintain_order=True)
-            .agg(pl.col("count").sum(), *others)
-            .select(table.columns))
+    columns = set(collect_schema(scan_source(source), source).names())
+    if columns >= _PROFILE_KEYS:
+        return "profile"
+    return "histogram" if columns >= _HISTOGRAM_KEYS else "raw"

@@ -12,24 +12,17 @@ partial results from several workers add up the same way.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
+from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
 from pipeline.errors import ConfigError, InputError
-from pipeline.labels import MISSING, check_period, window_start_expr
-from pipeline.readers import HISTOGRAM_COLUMNS, collect_schema, iter_batches
-
-if TYPE_CHECKING:
-    from pipeline.profile import Profile
-
-__all__ = ["MISSING", "OTHER", "bin_label", "bin_raw", "retyped_features"]
-
-OTHER = "__other__"
+from pipeline.formats import HISTOGRAM_COLUMNS
+from pipeline.labels import check_period, window_start_expr
+from pipeline.read.sources import collect_schema, iter_batches
 
 _BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-batch overhead
 _CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 cache
@@ -38,63 +31,6 @@ _MAX_RUNS = 64  # above this many runs of one group in a batch, per-run overhead
 _SLOT = "__slot"
 _PARSED = "\0parsed"
 _UNPARSED = "__unparsed"
-
-
-def _format_edge(value: float) -> str:
-    """Shortest text that parses back to exactly ``value`` (``"5"``, ``"0.1"``, ``"inf"``)."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
-
-
-def bin_label(lower: float, upper: float) -> str:
-    """Label of the numeric bin holding ``lower <= x < upper``.
-
-    Written ``"[lower, upper)"`` with the shortest round-trippable numbers and ``-inf``/
-    ``inf`` for open tails. When a bound is the float right after a shorter number ``c``
-    (the edges of a point-mass bin), the equivalent closed/open form is used instead:
-    ``[c, nextafter(c))`` is written ``"[c, c]"`` and ``[nextafter(c), u)`` is ``"(c, u)"``.
-    Every form denotes exactly the same set of floats.
-
-    >>> bin_label(-math.inf, 0.5)
-    '[-inf, 0.5)'
-    >>> bin_label(3.0, math.nextafter(3.0, math.inf))
-    '[3, 3]'
-    """
-    left, right = "[" + _format_edge(lower), _format_edge(upper) + ")"
-    if math.isfinite(lower):
-        before = _format_edge(math.nextafter(lower, -math.inf))
-        if len(before) < len(left) - 1:
-            left = "(" + before
-    if math.isfinite(upper):
-        before = _format_edge(math.nextafter(upper, -math.inf))
-        if len(before) < len(right) - 1:
-            right = before + "]"
-    return f"{left}, {right}"
-
-
-@dataclass(frozen=True)
-class _Feature:
-    """How one profile feature is binned: bins ``0..n_bins-1`` in profile ``bin_index`` order."""
-
-    name: str
-    kind: str
-    n_bins: int
-    edges: np.ndarray  # numeric: interior edges (the finite lower bounds), ascending
-    categories: list[str]  # categorical: labels of bins 0..len-1; then __other__, __missing__
-
-
-def _features(table: pl.DataFrame) -> list[_Feature]:
-    """Binning specs from the profile layout (one row per bin, ordered by ``bin_index``)."""
-    # a stable sort keeps the features in profile order
-    grouped = (table.sort("bin_index", maintain_order=True)
-               .group_by("feature", maintain_order=True)
-               .agg(pl.col("kind").first(), pl.len().alias("n_bins"),
-                    pl.col("lower").filter(pl.col("lower").is_finite()).alias("edges"),
-                    pl.col("bin").filter(~pl.col("bin").is_in([OTHER, MISSING]))
-                    .alias("categories")))
-    return [_Feature(row["feature"], row["kind"], row["n_bins"],
-                     np.asarray(row["edges"], dtype=np.float64), row["categories"])
-            for row in grouped.iter_rows(named=True)]
 
 
 def _numeric_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -183,7 +119,7 @@ def _check_parsed(unparsed: pl.Series, timestamp: str | None, source: str | None
                          source=source, column=timestamp)
 
 
-def _type_changes(schema: pl.Schema, features: list[_Feature]) -> dict[str, str]:
+def _type_changes(schema: pl.Schema, features: list[FeatureBins]) -> dict[str, str]:
     """Features whose raw column has a type they cannot be binned from -> why."""
     changes = {}
     for feature in features:
@@ -198,9 +134,9 @@ def _type_changes(schema: pl.Schema, features: list[_Feature]) -> dict[str, str]
 
 
 def _check_columns(
-    schema: pl.Schema, features: list[_Feature], keys: Sequence[str],
+    schema: pl.Schema, features: list[FeatureBins], keys: Sequence[str],
     missing: Literal["error", "skip"], source: str | None,
-) -> list[_Feature]:
+) -> list[FeatureBins]:
     """Reject (``missing="error"``) or drop features absent from the raw schema or whose
     column type changed."""
     for key in keys:
@@ -218,9 +154,9 @@ def _check_columns(
     return [f for f in features if f.name in schema and f.name not in changed]
 
 
-def _selected(profile: Profile, features: Sequence[str] | None) -> list[_Feature]:
+def _selected(profile: HasLayout, features: Sequence[str] | None) -> list[FeatureBins]:
     """Binning specs of the profile features to bin (default: all), in profile order."""
-    specs = _features(profile.layout)
+    specs = feature_bins(profile.layout)
     if features is None:
         return specs
     unknown = sorted(set(features) - {f.name for f in specs})
@@ -230,7 +166,7 @@ def _selected(profile: Profile, features: Sequence[str] | None) -> list[_Feature
     return [f for f in specs if f.name in set(features)]
 
 
-def retyped_features(schema: pl.Schema, profile: Profile,
+def retyped_features(schema: pl.Schema, profile: HasLayout,
                      features: Sequence[str] | None = None) -> dict[str, str]:
     """Profile features whose raw column type cannot be binned as the feature's kind.
 
@@ -285,7 +221,7 @@ def _runs(keys_frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, pl.DataFram
     return starts, group, key_rows
 
 
-def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[_Feature],
+def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBins],
                  offsets: np.ndarray) -> pl.DataFrame:
     """Counts of one batch: key columns, ``__slot`` (feature offset + bin index), ``count``."""
     if keys:
@@ -318,7 +254,7 @@ def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[_Feature],
 
 def bin_raw(
     raw: pl.LazyFrame,
-    profile: Profile,
+    profile: HasLayout,
     *,
     timestamp: str | None = None,
     period: str | None = None,
@@ -332,7 +268,7 @@ def bin_raw(
     Parameters
     ----------
     raw : polars.LazyFrame
-        Raw rows, e.g. from :func:`pipeline.readers.scan_raw`.
+        Raw rows, e.g. from :func:`pipeline.read.sources.scan_raw`.
     profile : Profile
         The baseline profile whose bins are used.
     timestamp : str, optional
@@ -406,7 +342,7 @@ def bin_raw(
 
 
 def _assemble(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
-              specs: list[_Feature], layout: pl.DataFrame) -> pl.DataFrame:
+              specs: list[FeatureBins], layout: pl.DataFrame) -> pl.DataFrame:
     """Sum batch counts and give every group every bin of every feature (count 0 if empty)."""
     names = [f.name for f in specs]
     bins = (layout.filter(pl.col("feature").is_in(names))

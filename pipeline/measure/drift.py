@@ -1,9 +1,9 @@
 """Dense aligned counts -> the drift table, through batched kl_metrics calls.
 
 All metrics of all rows sharing a bin count come from one ``divergences`` call (see
-:meth:`pipeline.align.Aligned.groups` for why rows are grouped by width, not padded).
+:meth:`pipeline.bins.align.Aligned.groups` for why rows are grouped by width, not padded).
 Decision columns (thresholds, p/q values, final status) are left for
-:func:`pipeline.alerts.decide`.
+:func:`pipeline.decide.alerts.decide`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from kl_metrics import bin_contributions, divergences
-from pipeline.align import Aligned
+from pipeline.bins.align import Aligned
 from pipeline.config import METRICS, DriftConfig
 
 TOP_BINS = 3
@@ -22,7 +22,7 @@ BIN = pl.Struct({"bin": pl.Utf8, "lower": pl.Float64, "upper": pl.Float64,
                  "baseline_count": pl.Float64, "current_count": pl.Float64,
                  "baseline_share": pl.Float64, "current_share": pl.Float64,
                  "contribution": pl.Float64})
-#: Columns filled by :func:`pipeline.alerts.decide`.
+#: Columns filled by :func:`pipeline.decide.alerts.decide`.
 DECISION_COLUMNS = ("warn_threshold", "critical_threshold", "p_value", "q_value")
 
 
@@ -32,7 +32,7 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     Parameters
     ----------
     aligned : Aligned
-        Output of :func:`pipeline.align.align`.
+        Output of :func:`pipeline.bins.align.align`.
     config : DriftConfig
         Alert metric, log base and epsilon smoothing.
 
@@ -41,7 +41,7 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     pl.DataFrame
         The drift table of docs/architecture.md. ``status`` is ``error`` (no baseline,
         feature missing on one side) or ``insufficient_data`` (no current counts) with a
-        ``reason``, else null until :func:`pipeline.alerts.decide` fills it; thresholds and
+        ``reason``, else null until :func:`pipeline.decide.alerts.decide` fills it; thresholds and
         p/q values are null.
     """
     n_baseline = aligned.baseline.sum(axis=1)

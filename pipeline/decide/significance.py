@@ -1,8 +1,4 @@
-"""Alert decisions: thresholds, G-test p, Benjamini-Hochberg q, calibrated null, persistence.
-
-A row alerts only if its alert metric reaches the (per-feature, optionally calibrated)
-threshold *and* its drift is significant after FDR control over the run; with
-``persistence = k`` it must also have drifted in k consecutive windows.
+"""Is a window's drift real or sampling noise: G-test p-values and the metric's null quantiles.
 
 p-values (two-sample G-test of homogeneity, current vs baseline counts):
 
@@ -16,17 +12,18 @@ p-values (two-sample G-test of homogeneity, current vs baseline counts):
   the draws cannot resolve p (its floor 1/(B+1) would make a single strong drift
   insignificant after BH), so p is the tail of the chi-square matched to the simulated
   mean and variance of G (Satterthwaite; the second-order Rao-Scott correction).
+
+Null quantiles: the alert metric of windows of the same size drawn from the baseline, so a
+threshold is never below what sampling noise alone reaches at that window size.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 from scipy import stats
 
 from kl_metrics import divergences, g_test
-from pipeline.align import Aligned
-from pipeline.config import AlertsConfig, DriftConfig
+from pipeline.config import DriftConfig
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
@@ -36,65 +33,6 @@ RESOLVED_EXCEEDANCES = 10
 _FIRST_ROUND = 100
 # Cells per simulated chunk (draws x rows x bins), bounding memory to tens of MB.
 _CHUNK_CELLS = 1 << 20
-
-
-def decide(drift: pl.DataFrame, config: AlertsConfig, *, aligned: Aligned,
-           drift_config: DriftConfig) -> pl.DataFrame:
-    """Fill thresholds, p/q values, ``status`` and ``reason`` of a drift table.
-
-    Parameters
-    ----------
-    drift : pl.DataFrame
-        Output of :func:`pipeline.drift.compute_drift`: rows aligned with ``aligned``, in
-        window order within each segment x feature.
-    config : AlertsConfig
-        Thresholds, FDR level, ``min_count``, calibration and persistence settings.
-    aligned : Aligned
-        The counts the drift table was computed from (for the G-test and null draws).
-    drift_config : DriftConfig
-        Alert metric, base and eps (the calibrated null recomputes the metric).
-
-    Returns
-    -------
-    pl.DataFrame
-        ``drift`` with ``warn_threshold``, ``critical_threshold``, ``p_value``, ``q_value``,
-        ``status`` (``ok | warn | critical | insufficient_data | error``) and ``reason``.
-    """
-    rng = np.random.default_rng(config.seed)
-    n_rows = drift.height
-    pending = drift["status"].is_null().to_numpy()
-    n_baseline, n_current = drift["n_baseline"].to_numpy(), drift["n_current"].to_numpy()
-    tested = pending & (n_baseline >= config.min_count) & (n_current >= config.min_count)
-
-    # Pattern matching runs once per distinct feature name, not per row.
-    lookup = {f: config.thresholds_for(f) for f in drift["feature"].unique().to_list()}
-    warn, critical = (
-        drift["feature"].replace_strict({f: t[i] for f, t in lookup.items()},
-                                        return_dtype=pl.Float64).to_numpy()
-        for i in (0, 1))
-    # Calibration can only raise thresholds, so rows below the configured warn threshold
-    # cannot alert whatever it gives: simulate only the others (the costly part of a run).
-    calibrate = tested & (drift["value"].fill_null(0).to_numpy() >= warn) & config.calibrated
-
-    p = np.full(n_rows, np.nan)
-    null_quantile = np.full(n_rows, np.nan)
-    for rows, width in aligned.groups(tested):
-        current, baseline = aligned.current[rows, :width], aligned.baseline[rows, :width]
-        p[rows] = g_test_p_values(current, baseline, draws=config.null_draws, rng=rng)
-    for rows, width in aligned.groups(calibrate):
-        null_quantile[rows] = null_quantiles(
-            aligned.current[rows, :width].sum(axis=1), aligned.baseline[rows, :width],
-            drift_config, quantile=config.null_quantile, draws=config.null_draws, rng=rng)
-    q = np.full(n_rows, np.nan)
-    if tested.any():
-        q[tested] = stats.false_discovery_control(p[tested], method="bh")
-    # Calibrated: never alert below what sampling noise alone reaches at this n.
-    warn, critical = np.fmax(warn, null_quantile), np.fmax(critical, null_quantile)
-    decided = drift.with_columns(
-        pl.Series("warn_threshold", warn), pl.Series("critical_threshold", critical),
-        pl.Series("p_value", p, nan_to_null=True), pl.Series("q_value", q, nan_to_null=True),
-    )
-    return _statuses(decided, config, pending, tested)
 
 
 def g_test_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
@@ -195,47 +133,3 @@ def _draw_size(totals: np.ndarray) -> np.ndarray:
 def _chunks(rows: np.ndarray, cells_per_row: int) -> list[np.ndarray]:
     size = max(1, _CHUNK_CELLS // max(cells_per_row, 1))
     return [rows[i:i + size] for i in range(0, rows.size, size)]
-
-
-def _statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,
-              tested: np.ndarray) -> pl.DataFrame:
-    """Final status and reason; persistence counts drifting windows per segment x feature."""
-    value, q = pl.col("value"), pl.col("q_value")
-    level = (pl.when(value >= pl.col("critical_threshold")).then(pl.lit("critical"))
-             .when(value >= pl.col("warn_threshold")).then(pl.lit("warn"))
-             .otherwise(pl.lit("ok")))
-    too_few = [pl.when(pl.col(n) < config.min_count)
-               .then(pl.format(f"{n}={{}} < min_count={config.min_count}", pl.col(n)))
-               for n in ("n_current", "n_baseline")]
-    series = ["segment", "feature"]
-    drifting = (pl.col("_level") != "ok") & (q < config.fdr_q)
-    threshold = pl.when(pl.col("_level") == "critical").then("critical_threshold") \
-        .otherwise("warn_threshold")
-    decided = (
-        drift.with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
-                           _level=level)
-        .with_columns(_drifting=drifting.fill_null(False))
-        .with_columns(_spell=(~pl.col("_drifting")).cum_sum().over(series))
-        .with_columns(_streak=pl.col("_drifting").cast(pl.Int64).cum_sum()
-                      .over([*series, "_spell"]))
-    )
-    status = (
-        pl.when(~pl.col("_pending")).then("status")
-        .when(~pl.col("_tested")).then(pl.lit("insufficient_data"))
-        .when(~pl.col("_drifting") | (pl.col("_streak") < config.persistence))
-        .then(pl.lit("ok"))
-        .otherwise("_level")
-    )
-    reason = (
-        pl.when(~pl.col("_pending")).then("reason")
-        .when(~pl.col("_tested")).then(pl.concat_str(too_few, separator="; ", ignore_nulls=True))
-        .when((pl.col("_level") != "ok") & ~pl.col("_drifting"))
-        .then(pl.format("above {} threshold {} but not significant (q={} >= fdr_q={})",
-                        "_level", threshold.round_sig_figs(3), q.round_sig_figs(2),
-                        pl.lit(config.fdr_q)))
-        .when(pl.col("_drifting") & (pl.col("_streak") < config.persistence))
-        .then(pl.format(f"{{}} drift in {{}} of {config.persistence} required consecutive "
-                        "windows", "_level", "_streak"))
-    )
-    return decided.with_columns(status=status, reason=reason).drop(
-        "_pending", "_tested", "_level", "_drifting", "_spell", "_streak")

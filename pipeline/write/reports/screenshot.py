@@ -4,7 +4,7 @@ Talks the DevTools protocol over ``--remote-debugging-pipe`` with the standard l
 (no TCP port, no extra packages). Used to make docs/report-screenshot.png and by the browser
 test::
 
-    python -m pipeline.reports.screenshot RUN_DIR docs/report-screenshot.png
+    python -m pipeline.write.reports.screenshot RUN_DIR docs/report-screenshot.png
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.outputs import atomic_write_bytes
-from pipeline.reports import write_reports
+from pipeline.files import atomic_write_bytes
+from pipeline.write.reports import write_reports
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

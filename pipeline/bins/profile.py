@@ -1,7 +1,7 @@
 """The baseline profile: bins and baseline counts of every feature, built once and reused.
 
 Built from baseline raw rows with one query for every feature's edges or top categories,
-then counted with the same code that bins current data (:func:`pipeline.binning.bin_raw`),
+then counted with the same code that bins current data (:func:`pipeline.bins.binning.bin_raw`),
 so the baseline counts are exactly what binning the baseline rows again would give.
 With segment columns, the bins come from the whole baseline (one layout per feature, so
 current data of any segment is binned once) and the counts are kept per segment.
@@ -23,19 +23,17 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.binning import MISSING, OTHER, bin_label, bin_raw
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
 from pipeline.errors import ConfigError, InputError
-from pipeline.outputs import atomic_write, tool_version
-from pipeline.readers import HISTOGRAM_COLUMNS, READ_ERRORS, collect, collect_schema, read_error
+from pipeline.files import atomic_write, tool_version
+from pipeline.formats import HISTOGRAM_COLUMNS
+from pipeline.labels import MISSING, OTHER
+from pipeline.read.sources import READ_ERRORS, collect, collect_schema, read_error
 
 #: 2: optional segment columns with per-segment counts (version 1 files are still read)
 SCHEMA_VERSION = 2
 METADATA_KEY = b"kl_drift.profile"
-#: columns of every profile; segment columns (Utf8) come before them
-TABLE_SCHEMA = {
-    "feature": pl.String, "kind": pl.String, "bin": pl.String, "bin_index": pl.Int32,
-    "lower": pl.Float64, "upper": pl.Float64, "count": pl.Float64,
-}
 _HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
 
 
@@ -65,7 +63,7 @@ class Profile:
     @property
     def segments(self) -> list[str]:
         """Segment columns whose values have their own baseline counts (none: global)."""
-        return [c for c in self.table.columns if c not in TABLE_SCHEMA]
+        return [c for c in self.table.columns if c not in PROFILE_SCHEMA]
 
     @cached_property
     def layout(self) -> pl.DataFrame:
@@ -217,24 +215,8 @@ def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, top_k: int,
     return exprs
 
 
-def _bins_table(name: str, kind: str, edges: np.ndarray | None,
-                categories: list[str] | None) -> pl.DataFrame:
-    """The bins of one feature, with count 0 (filled by binning the baseline)."""
-    if kind == "numeric":
-        bounds = np.concatenate([[-np.inf], edges, [np.inf]])
-        lower, upper = bounds[:-1].tolist(), bounds[1:].tolist()
-        labels = [bin_label(lo, hi) for lo, hi in zip(lower, upper, strict=True)]
-        labels, lower, upper = [*labels, MISSING], [*lower, None], [*upper, None]
-    else:
-        labels = [*categories, OTHER, MISSING]
-        lower = upper = [None] * len(labels)
-    return pl.DataFrame({"feature": name, "kind": kind, "bin": labels,
-                         "bin_index": range(len(labels)), "lower": lower, "upper": upper,
-                         "count": 0.0}, schema=TABLE_SCHEMA)
-
-
 def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None:
-    reserved = {*HISTOGRAM_COLUMNS, *TABLE_SCHEMA}
+    reserved = {*HISTOGRAM_COLUMNS, *PROFILE_SCHEMA}
     for name in segments:
         if name in reserved:
             raise InputError("segment column name is reserved by the profile format; rename "
@@ -272,7 +254,7 @@ def build_profile(
     Parameters
     ----------
     raw : polars.LazyFrame
-        Baseline rows, e.g. from :func:`pipeline.readers.scan_raw`.
+        Baseline rows, e.g. from :func:`pipeline.read.sources.scan_raw`.
     features : sequence of str, optional
         Columns to profile. Default: every numeric column (numeric feature) and every text,
         categorical or boolean column (categorical feature), except ``exclude``; dates,
@@ -327,18 +309,18 @@ def build_profile(
         if kind == "numeric":
             edges, origin = _numeric_edges(stats, name, strategy, bins, fixed)
             low, high = stats[f"{name}\0min"], stats[f"{name}\0max"]
-            tables.append(_bins_table(name, kind, edges, None))
+            tables.append(bins_table(name, kind, edges, None))
             details[name] = {"kind": kind, "edges": origin, "min": low, "max": high}
         else:
             top = stats[f"{name}\0top"]
-            tables.append(_bins_table(name, kind, None, top))
+            tables.append(bins_table(name, kind, None, top))
             details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
                              "n_kept": len(top)}
     layout = pl.concat(tables)
     counts = bin_raw(raw, Profile(layout, {}), segments=segments, source=where)
     table = counts.join(layout.select("feature", "bin", "kind", "bin_index"),
                         on=["feature", "bin"], how="left", maintain_order="left"
-                        ).select(*segments, *TABLE_SCHEMA)
+                        ).select(*segments, *PROFILE_SCHEMA)
     if table.height == 0:
         raise InputError("baseline has no rows, so no segment to profile", source=where)
     row_count = stats["__rows"]
@@ -409,7 +391,7 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
         raise InputError("not a kl-drift profile (malformed segments in its metadata)",
                          source=where)
     table = pl.from_arrow(arrow.replace_schema_metadata(None))
-    if dict(table.schema) != {**dict.fromkeys(segments, pl.String), **TABLE_SCHEMA}:
+    if dict(table.schema) != {**dict.fromkeys(segments, pl.String), **PROFILE_SCHEMA}:
         raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
     bad = _malformed_features(table, segments)
     if bad:

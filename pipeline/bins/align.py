@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pipeline.binning import MISSING, OTHER
+from pipeline.bins.layout import display_rank
 from pipeline.errors import InputError
+from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import segment_label_expr, window_label_expr
-from pipeline.readers import HISTOGRAM_COLUMNS
 
 _KEYS = ("feature", "bin")
 
@@ -127,7 +127,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
         .with_columns(
             pl.coalesce("lower", "c_lower"), pl.coalesce("upper", "c_upper"),
             pl.col("b_count", "c_count").fill_null(0.0),
-            special=pl.col("bin").replace_strict({OTHER: 1, MISSING: 2}, default=0),
+            special=display_rank(pl.col("bin")),
         )
         .sort(["row", "special", "lower", "b_order", "c_order", "bin"], nulls_last=True)
         .with_columns(slot=pl.int_range(pl.len(), dtype=pl.Int64).over("row"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.outputs import atomic_write, safe_filename
+from pipeline.files import atomic_write, safe_filename
 
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"

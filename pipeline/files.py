@@ -1,0 +1,96 @@
+"""Files every stage writes the same way: atomically, with safe names and plain permissions.
+
+A write goes to a temp file in the target's folder and is renamed into place, so a reader
+sees the old file or the new one, never a partial one. Names derived from data (feature
+names, run ids) go through :func:`safe_filename` before they become paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@functools.cache
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; done once, on first write.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def safe_filename(name: str, *, max_length: int = 80) -> str:
+    """Turn any data-derived string (feature name, run id) into one safe path component.
+
+    Path separators, ``..``, control and non-ASCII characters are replaced, so the result
+    can never leave the folder it is joined to. A name that had to change gets a short hash
+    of the original appended, so two different names never collide.
+
+    >>> safe_filename("dep_delay")
+    'dep_delay'
+    >>> safe_filename("../../etc/passwd")
+    'etc_passwd-3754d6cb'
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = _UNSAFE.sub("_", ascii_name).strip("._-")
+    cleaned = re.sub(r"_+", "_", cleaned)[:max_length].strip("._-")
+    cleaned = cleaned or "unnamed"
+    if cleaned != name:
+        cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return cleaned
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it into place.
+
+    Readers see the old file or the new one, never a partial one; a failed write leaves
+    the old file untouched and no temp file behind.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        tmp.chmod(0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def tool_version() -> str:
+    """The installed kl-drift version, for run metadata (``0+unknown`` from a source tree)."""
+    try:
+        return importlib.metadata.version("kl-drift")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
+    """Write ``frame`` to ``path`` as Parquet, atomically."""
+    return atomic_write(path, frame.write_parquet)

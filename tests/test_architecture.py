@@ -1,0 +1,121 @@
+"""The module layout keeps the data flow one way: no import cycle, no stage importing a later one.
+
+Stages (docs/architecture.md): shared contracts -> read -> bins -> measure -> decide -> write
+-> orchestration (pipeline.run and the modules over it) -> flows. A module may import its own
+stage or an earlier one, never a later one; imports inside functions and under
+``TYPE_CHECKING`` count too, so a cycle cannot hide behind a lazy import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+PACKAGES = ("kl_metrics", "pipeline", "flows")
+SHARED = {"pipeline.errors", "pipeline.config", "pipeline.labels", "pipeline.formats",
+          "pipeline.files"}
+STAGES = ("pipeline.read", "pipeline.bins", "pipeline.measure", "pipeline.decide",
+          "pipeline.write")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+
+
+def _imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """Project modules imported anywhere in the file (resolved to the longest known name)."""
+    found = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            # a module's own package (its __init__) is loaded first anyway: not an edge
+            if target and target != name and not name.startswith(target + "."):
+                found.add(target)
+    return found
+
+
+GRAPH = {name: _imports(path, name, set(_modules())) for name, path in _modules().items()}
+
+
+def _rank(module: str) -> int:
+    if module.startswith("kl_metrics"):
+        return 0
+    if module in SHARED or module == "pipeline":
+        return 1
+    for rank, stage in enumerate(STAGES, start=2):
+        if module == stage or module.startswith(stage + "."):
+            return rank
+    if module.startswith("pipeline."):
+        return len(STAGES) + 2  # orchestration: pipeline.run, validate, demo
+    return len(STAGES) + 3  # flows
+
+
+def _cycle() -> list[str] | None:
+    """One import cycle of the project, or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(GRAPH.get(module, ())):
+            if state.get(target) == 1:
+                return [*path[path.index(target):], target]
+            if target not in state and (found := visit(target)):
+                return found
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(GRAPH):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_there_is_no_import_cycle() -> None:
+    assert _cycle() is None, " -> ".join(_cycle() or [])
+
+
+def test_the_cycle_check_finds_a_planted_cycle() -> None:
+    GRAPH["pipeline.labels"].add("pipeline.config")  # config imports labels: a 2-cycle
+    try:
+        assert _cycle() in (["pipeline.config", "pipeline.labels", "pipeline.config"],
+                            ["pipeline.labels", "pipeline.config", "pipeline.labels"])
+    finally:
+        GRAPH["pipeline.labels"].discard("pipeline.config")
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_no_module_imports_a_later_stage(module: str) -> None:
+    later = sorted(t for t in GRAPH[module] if _rank(t) > _rank(module))
+    assert not later, f"{module} (stage {_rank(module)}) imports later stages: {later}"
+
+
+def test_kl_metrics_and_pipeline_stay_free_of_their_upstream_frameworks() -> None:
+    for name, path in _modules().items():
+        text = path.read_text(encoding="utf-8")
+        if name.startswith("kl_metrics"):
+            assert "polars" not in text and "prefect" not in text, name
+        if name.startswith("pipeline"):
+            assert "import prefect" not in text and "from prefect" not in text, name
