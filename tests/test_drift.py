@@ -16,7 +16,7 @@ from tests.conftest import categorical_histogram, numeric_histogram
 
 COLUMNS = ["segment", "feature", "window", "kind", "n_baseline", "n_current", *METRICS,
            "metric", "value", "warn_threshold", "critical_threshold", "p_value", "q_value",
-           "status", "reason", "top_bins", "bins"]
+           "status", "window_status", "reason", "top_bins", "bins"]
 
 
 def ragged_tables(rng: np.random.Generator, widths: list[int], windows: int = 2):

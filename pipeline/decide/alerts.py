@@ -19,6 +19,7 @@ from scipy import stats
 
 from pipeline.config import AlertsConfig, DriftConfig
 from pipeline.decide.significance import g_test_p_values, null_quantiles
+from pipeline.decide.state import apply_persistence
 
 
 def count_groups(drift: pl.DataFrame, mask: np.ndarray
@@ -57,7 +58,8 @@ def decide(drift: pl.DataFrame, config: AlertsConfig, *,
     -------
     pl.DataFrame
         ``drift`` with ``warn_threshold``, ``critical_threshold``, ``p_value``, ``q_value``,
-        ``status`` (``ok | warn | critical | insufficient_data | error``) and ``reason``.
+        ``window_status`` (the window's own verdict), ``status`` (``ok | warn | critical |
+        insufficient_data | error``, after persistence) and ``reason``.
     """
     rng = np.random.default_rng(config.seed)
     n_rows = drift.height
@@ -92,12 +94,16 @@ def decide(drift: pl.DataFrame, config: AlertsConfig, *,
         pl.Series("warn_threshold", warn), pl.Series("critical_threshold", critical),
         pl.Series("p_value", p, nan_to_null=True), pl.Series("q_value", q, nan_to_null=True),
     )
-    return _statuses(decided, config, pending, tested)
+    return apply_persistence(_window_statuses(decided, config, pending, tested),
+                             config.persistence)
 
 
-def _statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,
-              tested: np.ndarray) -> pl.DataFrame:
-    """Final status and reason; persistence counts drifting windows per segment x feature."""
+def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,
+                     tested: np.ndarray) -> pl.DataFrame:
+    """``window_status`` and ``reason``: the verdict of each window on its own.
+
+    ``status`` is filled from it by :func:`pipeline.decide.state.apply_persistence`.
+    """
     value, q = pl.col("value"), pl.col("q_value")
     level = (pl.when(value >= pl.col("critical_threshold")).then(pl.lit("critical"))
              .when(value >= pl.col("warn_threshold")).then(pl.lit("warn"))
@@ -105,35 +111,24 @@ def _statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,
     too_few = [pl.when(pl.col(n) < config.min_count)
                .then(pl.format(f"{n}={{}} < min_count={config.min_count}", pl.col(n)))
                for n in ("n_current", "n_baseline")]
-    series = ["segment", "feature"]
-    drifting = (pl.col("_level") != "ok") & (q < config.fdr_q)
+    drifting = ((pl.col("_level") != "ok") & (q < config.fdr_q)).fill_null(False)
     threshold = pl.when(pl.col("_level") == "critical").then("critical_threshold") \
         .otherwise("warn_threshold")
-    decided = (
-        drift.with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
-                           _level=level)
-        .with_columns(_drifting=drifting.fill_null(False))
-        .with_columns(_spell=(~pl.col("_drifting")).cum_sum().over(series))
-        .with_columns(_streak=pl.col("_drifting").cast(pl.Int64).cum_sum()
-                      .over([*series, "_spell"]))
-    )
-    status = (
+    window_status = (
         pl.when(~pl.col("_pending")).then("status")
         .when(~pl.col("_tested")).then(pl.lit("insufficient_data"))
-        .when(~pl.col("_drifting") | (pl.col("_streak") < config.persistence))
-        .then(pl.lit("ok"))
-        .otherwise("_level")
+        .when(drifting).then("_level")
+        .otherwise(pl.lit("ok"))
     )
     reason = (
         pl.when(~pl.col("_pending")).then("reason")
         .when(~pl.col("_tested")).then(pl.concat_str(too_few, separator="; ", ignore_nulls=True))
-        .when((pl.col("_level") != "ok") & ~pl.col("_drifting"))
+        .when((pl.col("_level") != "ok") & ~drifting)
         .then(pl.format("above {} threshold {} but not significant (q={} >= fdr_q={})",
                         "_level", threshold.round_sig_figs(3), q.round_sig_figs(2),
                         pl.lit(config.fdr_q)))
-        .when(pl.col("_drifting") & (pl.col("_streak") < config.persistence))
-        .then(pl.format(f"{{}} drift in {{}} of {config.persistence} required consecutive "
-                        "windows", "_level", "_streak"))
     )
-    return decided.with_columns(status=status, reason=reason).drop(
-        "_pending", "_tested", "_level", "_drifting", "_spell", "_streak")
+    return (drift.with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
+                               _level=level)
+            .with_columns(window_status=window_status, reason=reason)
+            .drop("_pending", "_tested", "_level"))

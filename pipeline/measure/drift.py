@@ -77,12 +77,13 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     ).with_columns(
         metric=pl.lit(config.metric), value=pl.col(config.metric),
         **{name: pl.lit(None, dtype=pl.Float64) for name in DECISION_COLUMNS},
-        status=status, reason=reason,
+        status=status, window_status=status, reason=reason,
     )
     bins, top_bins = _bin_lists(aligned, contributions, n_baseline, n_current)
     return table.with_columns(bins=bins, top_bins=top_bins).select(
         *aligned.segments, "segment", "feature", "window", "kind", "n_baseline", "n_current",
-        *METRICS, "metric", "value", *DECISION_COLUMNS, "status", "reason", "top_bins", "bins",
+        *METRICS, "metric", "value", *DECISION_COLUMNS, "status", "window_status", "reason",
+        "top_bins", "bins",
     )
 
 
