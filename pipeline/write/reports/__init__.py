@@ -5,7 +5,8 @@ and estimate tables when the run has them, alerts.json) and, optionally, the his
 dataset, so ``kl-drift report RUN_DIR`` can re-render old runs.
 
 The renderers are imported on first use, so that importing a light submodule such as
-`pipeline.write.reports.summary` does not load matplotlib and Jinja2 (about a second).
+`pipeline.write.reports.summary` does not load Jinja2; nothing here is imported until
+reports are written.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def write_reports(
         A run folder: ``alerts.json`` and the tables of the parts it says the run checked
         (`pipeline.write.run_folder.read_run`).
     history_dir : path, optional
-        The history dataset (`pipeline.write.history`); adds drift across runs to the plots.
-        A missing folder is fine: the report then has no across-runs plots.
+        The history dataset (`pipeline.write.history`); adds drift across runs to the plots,
+        reading only the newest runs' rows of the features plotted. A missing folder is
+        fine: the report then has no across-runs plots.
 
     Returns
     -------
@@ -57,18 +59,17 @@ def write_reports(
         When a file is missing or malformed.
     """
     from pipeline.files import atomic_write_text
-    from pipeline.write.history import read_history
     from pipeline.write.reports.html import render_html
     from pipeline.write.reports.markdown import render_markdown
     from pipeline.write.run_folder import read_run
 
     run_dir = Path(run_dir)
     run = read_run(run_dir)
-    history = read_history(history_dir) if history_dir is not None else None
-    parts = {"models": run.models, "estimates": run.estimates}
     return [
         atomic_write_text(run_dir / "report.md",
-                          render_markdown(run.drift, run.alerts, **parts)),
+                          render_markdown(run.drift, run.alerts, models=run.models,
+                                          estimates=run.estimates)),
         atomic_write_text(run_dir / "report.html",
-                          render_html(run.drift, run.alerts, history, **parts)),
+                          render_html(run.drift, run.alerts, history_dir, models=run.models,
+                                      estimates=run.estimates)),
     ]

@@ -3,11 +3,16 @@
 Rows are ranked by severity (critical, warn, error, insufficient_data, ok) then by the alert
 metric, largest first. The feature table has one row per segment x feature: its worst
 window, plus how many of its windows alert.
+
+Columns other work adds to the drift table are shown when present and skipped when absent:
+``lifecycle`` (new / ongoing / resolved), ``partial`` and ``coverage`` (windows the data
+cover only in part), and a corrected effect with its interval (`EFFECTS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +25,54 @@ STATUS_LABELS = {"critical": "critical", "warn": "warn", "error": "error",
                  "insufficient_data": "insufficient data", "ok": "ok"}
 STATUS_COLORS = {"critical": "#b91c1c", "warn": "#b45309", "error": "#6d28d9",
                  "insufficient_data": "#475569", "ok": "#15803d"}
+
+
+LIFECYCLES = ("new", "ongoing", "resolved")  # alert lifecycle across runs, in badge order
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Drift-table columns of an effect estimate with its interval, and how to name it."""
+
+    value: str
+    low: str
+    high: str
+    label: str
+
+
+#: Effect columns the reports show, first match wins; extend when the statistics add others.
+EFFECTS = (
+    Effect("effect", "effect_low", "effect_high", "Corrected effect"),
+    Effect("corrected_value", "corrected_low", "corrected_high", "Corrected effect"),
+)
+
+
+def effect_columns(columns: Sequence[str]) -> Effect | None:
+    """The first of `EFFECTS` whose three columns a table has, or None."""
+    return next((e for e in EFFECTS if {e.value, e.low, e.high} <= set(columns)), None)
+
+
+def fmt_effect(row: Mapping[str, Any], effect: Effect) -> str:
+    """``0.31 [0.28, 0.34]``: an effect and its interval, 3 significant digits.
+
+    >>> fmt_effect({"e": 0.312, "lo": 0.28, "hi": None}, Effect("e", "lo", "hi", "E"))
+    '0.312 [0.28, —]'
+    """
+    return (f"{fmt_value(row[effect.value])} [{fmt_value(row[effect.low])}, "
+            f"{fmt_value(row[effect.high])}]")
+
+
+def fmt_coverage(row: Mapping[str, Any]) -> str:
+    """How much of a partial window the data cover (empty for a complete window).
+
+    >>> fmt_coverage({"partial": True, "coverage": 0.42}), fmt_coverage({"partial": False})
+    ('partial window: the data cover 42% of it', '')
+    """
+    if not row.get("partial"):
+        return ""
+    coverage = row.get("coverage")
+    return ("partial window" if coverage is None
+            else f"partial window: the data cover {coverage:.0%} of it")
 
 
 def severity() -> pl.Expr:
@@ -39,15 +92,38 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
                  ) -> pl.DataFrame:
     """One row per segment x feature (or per ``by`` group): its worst window, most severe first.
 
-    Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical).
+    Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical),
+    and, when the table has a ``lifecycle`` column, ``lifecycles``: the lifecycle events of
+    the group's windows (a list in `LIFECYCLES` order; e.g. ``["new"]``).
     """
+    extra = []
+    if "lifecycle" in drift.columns:
+        extra.append(pl.col("lifecycle").drop_nulls().unique().alias("lifecycles"))
     worst = (
         sort_rows(drift)
         .group_by(*by, maintain_order=True)
-        .agg(pl.all().first(), n_windows=pl.len(),
+        .agg(pl.all().first(), *extra, n_windows=pl.len(),
              n_alerting=pl.col("status").is_in(ALERTING).sum())
     )
+    if extra:
+        order = {name: i for i, name in enumerate(LIFECYCLES)}
+        worst = worst.with_columns(pl.col("lifecycles").list.eval(
+            pl.element().sort_by(pl.element().replace_strict(order, default=len(order)))))
     return sort_rows(worst)
+
+
+def feature_counts(drift: pl.DataFrame) -> dict[str, int]:
+    """The headline: features checked, and those alerting in at least one segment or window.
+
+    ``{"features": M, "drifted": N, "critical": features whose worst window is critical,
+    "warn": the rest of the N}``.
+    """
+    worst = feature_rows(drift.select("segment", "feature", "window", "status", "value"),
+                         by=("feature",))
+    statuses = dict(worst.group_by("status").len().iter_rows())
+    return {"features": worst.height,
+            "drifted": sum(statuses.get(s, 0) for s in ALERTING),
+            **{s: statuses.get(s, 0) for s in ALERTING}}
 
 
 def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
@@ -71,8 +147,11 @@ def thresholds_text(drift: pl.DataFrame) -> str:
         return "none"
     if warn.n_unique() == 1 and critical.n_unique() == 1:
         return f"warn {warn[0]:.3g}, critical {critical[0]:.3g}"
-    return (f"warn {warn.min():.3g}–{warn.max():.3g}, critical "
-            f"{critical.min():.3g}–{critical.max():.3g} (per feature / calibrated)")
+    thresholds = pl.col("warn_threshold", "critical_threshold")
+    (low_warn, low_critical), (high_warn, high_critical) = (
+        drift.select(thresholds.min()).row(0), drift.select(thresholds.max()).row(0))
+    return (f"warn {low_warn:.3g}–{high_warn:.3g}, critical "
+            f"{low_critical:.3g}–{high_critical:.3g} (per feature / calibrated)")
 
 
 def thresholds_vary(rows: pl.DataFrame) -> bool:
