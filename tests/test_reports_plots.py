@@ -61,12 +61,26 @@ def test_series_draws_value_and_per_window_thresholds() -> None:
         return [round((y - zero) / per_unit, 3) for _, y in path]
 
     assert values("val") == [0.05, 0.15, 0.3]
-    assert values("thr-warn") == [0.1, 0.1, 0.1, 0.1, 0.12, 0.12]  # one step per window
-    assert values("thr-critical") == [0.2, 0.2, 0.2, 0.2, 0.25, 0.25]
+    assert values("thr-warn") == [0.1, 0.1, 0.12, 0.12]  # a step where the level changes
+    assert values("thr-critical") == [0.2, 0.2, 0.25, 0.25]
+    (value_path,), (warn_path,) = _paths(svg, "val"), _paths(svg, "thr-warn")
+    midway = (value_path[1][0] + value_path[2][0]) / 2  # between the 2nd and 3rd windows
+    assert warn_path[1][0] == warn_path[2][0] == pytest.approx(midway, abs=0.1)
     dots = ParsedPage(svg).all("circle")
     assert [d["class"] for d in dots] == ["dot", "dot s-warn", "dot s-critical"]
     assert ">2024-06-01</text>" in svg
     assert "2024-06-03: 0.3 (critical)" in svg  # tooltip of the last point
+
+
+def test_long_series_mark_only_alerting_and_partial_points() -> None:
+    n = plots.MAX_DOTS + 10
+    values = [0.3 if i % 10 == 0 else 0.05 for i in range(n)]
+    series = _series(values, [0.1] * n, [0.2] * n).with_columns(
+        partial=pl.Series([i == n - 1 for i in range(n)]))
+    dots = ParsedPage(plots.series_svg(series, "t")).all("circle")
+    assert len(dots) == n // 10 + 1  # the 4 critical windows and the partial last one
+    short = _series(values[:10], [0.1] * 10, [0.2] * 10)
+    assert len(ParsedPage(plots.series_svg(short, "t")).all("circle")) == 10
 
 
 def test_series_breaks_the_line_at_a_missing_value_and_marks_partial_windows() -> None:

@@ -61,6 +61,7 @@ from pipeline.write.run_folder import ModelTables
 MAX_PLOTS = 50  # alerting features with their plots open
 MAX_ROWS = 500  # rows of the features table (segment x feature); all are in drift.parquet
 MAX_DISTRIBUTIONS = 100  # other features whose distribution is offered (collapsed)
+PLOT_BUDGET = 1_100_000  # characters of plots per page; other features fill what alerts leave
 MAX_PROBLEMS = 100
 MAX_RESOLVED = 100
 MAX_RUNS = 30  # past runs in the across-runs plots
@@ -252,12 +253,16 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
         "segment", "feature", *SERIES_COLUMNS), run)
     details: list[dict[str, Any]] = []
     distributions: list[dict[str, Any]] = []
+    budget = PLOT_BUDGET
     for i, row in enumerate(shown.iter_rows(named=True)):
         target = details if i < plotted.height else distributions
         detail = _detail(row, f"f{i}" if target is details else f"o{i - plotted.height}",
                          windows.get(row["window"], row["window"]), labels[row["_row"]], effect)
         detail["svgs"] = _plots(row, bins[i], metric, window_series,
                                 run_series if target is details else {})
+        budget -= sum(len(svg) for svg in detail["svgs"])
+        if target is distributions and budget < 0:
+            break  # the page stays small: the remaining distributions are left out (and said)
         target.append(detail)
     links = {(d["segment"], d["feature"]): d["id"] for d in (*details, *distributions)}
     table = [_table_row(row, links.get((row["segment"], row["feature"])), windows,
@@ -387,8 +392,9 @@ def render_html(
     -------
     str
         The whole page. Features at warn/critical get plots (at most `MAX_PLOTS`), the
-        others a collapsed distribution (at most `MAX_DISTRIBUTIONS`); the features table
-        has at most `MAX_ROWS` rows. The page states each cap it applies.
+        others a collapsed distribution (at most `MAX_DISTRIBUTIONS`, and as many as
+        `PLOT_BUDGET` leaves room for); the features table has at most `MAX_ROWS` rows. The
+        page states each cap it applies.
     """
     run = alerts["run"]
     js = (_STATIC / "report.js").read_text(encoding="utf-8")

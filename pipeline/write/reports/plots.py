@@ -29,6 +29,7 @@ MAX_BINS = 25
 MAX_LABEL = 24  # characters of a bin or class label; the tooltip has all of it
 MAX_PANELS = 12  # segments drawn in the class means
 SERIES_HEIGHT = 190
+MAX_DOTS = 30  # longer series mark (and give tooltips to) only alerting and partial points
 
 
 def _short(label: str, limit: int = MAX_LABEL) -> str:
@@ -179,7 +180,8 @@ def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     ``series`` has ``label``, ``value``, ``status``, ``warn_threshold``,
     ``critical_threshold`` in time order, and optionally ``partial`` / ``coverage``
     (partial windows are drawn hollow). Thresholds are dashed steps; alerting points are
-    dots in their status colour; every point has a tooltip.
+    dots in their status colour; every dot has a tooltip (a series longer than `MAX_DOTS`
+    has dots for its alerting and partial points only).
     """
     n = series.height
     labels = compact_time_labels(series["label"].to_list())
@@ -208,16 +210,20 @@ def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
         svg.line(left, y_axis(tick), right, y_axis(tick), "grid")
     for status in ("critical", "warn"):
         for run in _runs(thresholds[status]):
-            points = []
-            for i in run:
-                level = y_axis(thresholds[status][i])
-                points += [(x(i - 0.5), level), (x(i + 0.5), level)]
-            svg.path(points, f"thr-{status}")
+            # A step per change of level only: a constant threshold is one line.
+            points = [(x(run[0] - 0.5), y_axis(thresholds[status][run[0]]))]
+            for i in run[1:]:
+                if thresholds[status][i] != thresholds[status][i - 1]:
+                    points += [(x(i - 0.5), points[-1][1]),
+                               (x(i - 0.5), y_axis(thresholds[status][i]))]
+            svg.path([*points, (x(run[-1] + 0.5), points[-1][1])], f"thr-{status}")
     for run in _runs(values):
         svg.path([(x(i), y_axis(values[i])) for i in run], "val")
     for i, (value, status) in enumerate(zip(values, statuses, strict=True)):
         if value is None or not math.isfinite(value):
             continue
+        if n > MAX_DOTS and status not in ("critical", "warn") and not partial[i]:
+            continue  # long series: the line carries the ok points
         where = labels[i]
         tip = f"{where}: {fmt_value(value)} ({status})"
         if partial[i]:

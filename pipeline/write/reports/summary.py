@@ -94,21 +94,26 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
 
     Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical),
     and, when the table has a ``lifecycle`` column, ``lifecycles``: the lifecycle events of
-    the group's windows (a list in `LIFECYCLES` order; e.g. ``["new"]``).
+    the group's windows (a list in `LIFECYCLES` order; e.g. ``["new"]``). The worst window is
+    picked within each group (severity, then value, then window), so only the result is
+    sorted: a 500,000-row table costs a group-by, not a sort of every row.
     """
+    ties = [k for k in ("segment", "feature", "window") if k in drift.columns and k not in by]
     extra = []
     if "lifecycle" in drift.columns:
-        extra.append(pl.col("lifecycle").drop_nulls().unique().alias("lifecycles"))
-    worst = (
-        sort_rows(drift)
-        .group_by(*by, maintain_order=True)
-        .agg(pl.all().first(), *extra, n_windows=pl.len(),
-             n_alerting=pl.col("status").is_in(ALERTING).sum())
-    )
-    if extra:
         order = {name: i for i, name in enumerate(LIFECYCLES)}
-        worst = worst.with_columns(pl.col("lifecycles").list.eval(
-            pl.element().sort_by(pl.element().replace_strict(order, default=len(order)))))
+        extra.append(pl.col("lifecycle").drop_nulls().unique()
+                     .sort_by(pl.col("lifecycle").drop_nulls().unique().replace_strict(
+                         order, default=len(order))).alias("lifecycles"))
+    picked = (
+        drift.with_row_index("_worst")
+        .group_by(*by, maintain_order=True)
+        .agg(pl.col("_worst").sort_by([severity(), pl.col("value"), *ties],
+                                      descending=[False, True, *[False] * len(ties)],
+                                      nulls_last=True).first(),
+             *extra, n_windows=pl.len(), n_alerting=pl.col("status").is_in(ALERTING).sum())
+    )
+    worst = drift[picked["_worst"]].hstack(picked.drop(*by, "_worst"))
     return sort_rows(worst)
 
 
@@ -118,12 +123,10 @@ def feature_counts(drift: pl.DataFrame) -> dict[str, int]:
     ``{"features": M, "drifted": N, "critical": features whose worst window is critical,
     "warn": the rest of the N}``.
     """
-    worst = feature_rows(drift.select("segment", "feature", "window", "status", "value"),
-                         by=("feature",))
-    statuses = dict(worst.group_by("status").len().iter_rows())
-    return {"features": worst.height,
-            "drifted": sum(statuses.get(s, 0) for s in ALERTING),
-            **{s: statuses.get(s, 0) for s in ALERTING}}
+    worst = drift.group_by("feature").agg(severity().min().alias("rank"))
+    ranks = dict(worst.group_by("rank").len().iter_rows())
+    counts = {s: ranks.get(STATUSES.index(s), 0) for s in ALERTING}
+    return {"features": worst.height, "drifted": sum(counts.values()), **counts}
 
 
 def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
