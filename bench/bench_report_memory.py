@@ -13,6 +13,7 @@ whole history (`read_history`, what the reports did before).
 from __future__ import annotations
 
 import argparse
+import importlib
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_large_run import make_run  # noqa: E402
-
-from pipeline.formats import DRIFT_FILE  # noqa: E402
-from pipeline.write.history import append_history  # noqa: E402
+from pipeline.formats import DRIFT_FILE
+from pipeline.write.history import append_history
 
 CHILD = """
 import resource, sys, time
@@ -54,6 +52,8 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=500)
     parser.add_argument("--runs", type=int, default=60)
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the generator, next to this file
+    make_run = importlib.import_module("make_large_run").make_run
     with tempfile.TemporaryDirectory(prefix="kl-drift-bench-memory-") as tmp:
         out = Path(tmp)
         now = datetime(2024, 6, 1, tzinfo=UTC)
