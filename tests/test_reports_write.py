@@ -181,3 +181,16 @@ def test_model_paths_walks_nested_models() -> None:
 
     assert _model_paths(Root) == {"leaf", "leaf.x", "leaves", "leaves[].x", "maybe", "block",
                                   "block.x", "class"}
+
+
+def test_read_bins_returns_the_rows_asked_for_in_their_order(run_dir: Path) -> None:
+    from pipeline.write.run_folder import read_bins, read_run
+
+    drift = pl.read_parquet(run_dir / "drift.parquet")
+    rows = pl.Series([7, 0, drift.height - 1, 3], dtype=pl.UInt32)
+    assert read_bins(run_dir / "drift.parquet", rows).equals(drift["bins"].gather(rows))
+    assert not read_bins(run_dir / "drift.parquet", rows.reverse()).equals(
+        drift["bins"].gather(rows))
+    light = read_run(run_dir, bins=False).drift
+    assert light is not None and "bins" not in light.columns
+    assert light.equals(drift.drop("bins"))

@@ -58,18 +58,29 @@ def write_reports(
     pipeline.errors.InputError
         When a file is missing or malformed.
     """
+    import polars as pl
+
     from pipeline.files import atomic_write_text
+    from pipeline.formats import DRIFT_FILE
     from pipeline.write.reports.html import render_html
     from pipeline.write.reports.markdown import render_markdown
-    from pipeline.write.run_folder import read_run
+    from pipeline.write.run_folder import read_bins, read_run
 
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    return [
-        atomic_write_text(run_dir / "report.md",
-                          render_markdown(run.drift, run.alerts, models=run.models,
-                                          estimates=run.estimates)),
-        atomic_write_text(run_dir / "report.html",
-                          render_html(run.drift, run.alerts, history_dir, models=run.models,
-                                      estimates=run.estimates)),
-    ]
+    run = read_run(run_dir, bins=False)  # the few rows shown load their bins from the file
+    loaded: dict[int, Any] = {}
+
+    def bins(rows: pl.Series) -> pl.Series:
+        # One pass over the file for report.html; report.md's rows are among its rows.
+        missing = [row for row in rows.to_list() if row not in loaded]
+        if missing:
+            found = read_bins(run_dir / DRIFT_FILE, pl.Series(missing, dtype=pl.UInt32))
+            loaded.update(zip(missing, found, strict=True))
+        return pl.Series("bins", [loaded[row] for row in rows.to_list()])
+
+    page = render_html(run.drift, run.alerts, history_dir, models=run.models,
+                       estimates=run.estimates, bins=bins)
+    text = render_markdown(run.drift, run.alerts, models=run.models, estimates=run.estimates,
+                           bins=bins)
+    return [atomic_write_text(run_dir / "report.md", text),
+            atomic_write_text(run_dir / "report.html", page)]

@@ -39,7 +39,9 @@ from pipeline.write.reports.summary import (
     STATUS_COLORS,
     STATUS_LABELS,
     STATUSES,
+    BinsLoader,
     Effect,
+    bins_of,
     effect_columns,
     feature_counts,
     feature_rows,
@@ -229,26 +231,25 @@ def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str
 
 
 def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
-              history_dir: Path | None) -> dict[str, Any]:
+              history_dir: Path | None, load_bins: BinsLoader) -> dict[str, Any]:
     """Template values of the feature-drift sections."""
     run = alerts["run"]
     metric = str(run.get("metric") or (drift["metric"][0] if drift.height else "value"))
     effect = effect_columns(drift.columns)
-    indexed = drift.with_row_index("_row")
-    # Everything but the per-bin lists, which only the rows shown need (gathered by _row).
-    rows = feature_rows(indexed.drop("bins")).with_columns(rank=severity())
+    drift = drift.drop("bins", strict=False)  # only the rows shown need them (load_bins)
+    rows = feature_rows(drift.with_row_index("_row")).with_columns(rank=severity())
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     plotted = alerting.head(MAX_PLOTS)
     others = rows.filter(~pl.col("status").is_in(ALERTING)).head(MAX_DISTRIBUTIONS)
     shown = pl.concat([plotted, others])
     table_rows = rows.head(MAX_ROWS)
     needed = pl.concat([shown["_row"], table_rows["_row"]]).unique()
-    labels = {row: label_map(b) for row, b in zip(
-        needed.to_list(), drift["bins"].gather(needed).to_list(), strict=True)}
-    bins = drift["bins"].gather(shown["_row"])
+    loaded = dict(zip(needed.to_list(), load_bins(needed), strict=True))
+    labels = {row: label_map(None if b is None else b.to_list()) for row, b in loaded.items()}
+    bins = [loaded[row] for row in shown["_row"].to_list()]
     windows = window_labels(drift)
     keys = shown.select("segment", "feature")
-    window_series = _series(drift.drop("bins"), keys, "window", pl.col("window"))
+    window_series = _series(drift, keys, "window", pl.col("window"))
     run_series, n_runs = _runs(history_dir, plotted.select(
         "segment", "feature", *SERIES_COLUMNS), run)
     details: list[dict[str, Any]] = []
@@ -268,7 +269,7 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     table = [_table_row(row, links.get((row["segment"], row["feature"])), windows,
                         labels[row["_row"]], effect)
              for row in table_rows.iter_rows(named=True)]
-    problems = problem_rows(drift.drop("bins"))
+    problems = problem_rows(drift)
     problem_list = [
         {"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
          "feature": r["feature"], "segment": r["segment"],
@@ -370,6 +371,7 @@ def render_html(
     *,
     models: ModelTables | None = None,
     estimates: pl.DataFrame | None = None,
+    bins: BinsLoader | None = None,
 ) -> str:
     """Render report.html.
 
@@ -387,6 +389,10 @@ def render_html(
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    bins : callable, optional
+        Loads the ``bins`` of the rows shown (`summary.BinsLoader`), so ``drift`` may come
+        without that column (`write_reports` reads it from the Parquet file, row by row
+        needed); default: ``drift["bins"]``.
 
     Returns
     -------
@@ -410,7 +416,8 @@ def render_html(
         facts=run_facts(drift, alerts), max_plots=MAX_PLOTS,
         warnings=list(alerts.get("warnings") or []),
         features=None if drift is None else _features(
-            drift, alerts, None if history_dir is None else Path(history_dir)),
+            drift, alerts, None if history_dir is None else Path(history_dir),
+            bins or bins_of(drift)),
         models=None if models is None else _models(models),
         estimates=None if estimates is None else _estimates(estimates, alerts["estimates"]),
     )

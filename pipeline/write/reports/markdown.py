@@ -27,7 +27,9 @@ from pipeline.write.reports.summary import (
     ALERTING,
     LIFECYCLES,
     STATUS_LABELS,
+    BinsLoader,
     Effect,
+    bins_of,
     effect_columns,
     feature_counts,
     feature_rows,
@@ -99,7 +101,7 @@ def _window(row: Mapping[str, Any], labels: dict[str, str]) -> str:
 
 def _lifecycle_status(row: Mapping[str, Any]) -> str:
     events = row.get("lifecycles") or []
-    return _status(row["status"]) + "".join(f", {event}" for event in events)
+    return _status(row["status"]) + "".join(f", {escape_md(event)}" for event in events)
 
 
 def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str],
@@ -129,11 +131,9 @@ def _where(row: Mapping[str, Any], labels: dict[str, str]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _top_bins(alerting: pl.DataFrame, bins: pl.Series | None, labels: dict[str, str]) -> str:
+def _top_bins(alerting: pl.DataFrame, load_bins: BinsLoader, labels: dict[str, str]) -> str:
     lines = []
-    shown_rows = alerting["_row"].head(MAX_DETAILS)
-    every_bin = ([None] * shown_rows.len() if bins is None
-                 else bins.gather(shown_rows).to_list())
+    every_bin = load_bins(alerting["_row"].head(MAX_DETAILS)).to_list()
     for r, all_bins in zip(alerting.head(MAX_DETAILS).iter_rows(named=True), every_bin,
                            strict=True):
         shown = label_map(all_bins)  # rounded numeric edges; drift.parquet has them exact
@@ -200,7 +200,8 @@ def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
     return ("\n".join(lines) + "\n" + more) if lines else "None in this run.\n"
 
 
-def _features(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[str]:
+def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
+              load_bins: BinsLoader) -> list[str]:
     """Headline, features table, resolved alerts, top bins and problems of feature drift."""
     run = alerts["run"]
     metric = str(run.get("metric") or "value")
@@ -219,7 +220,7 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[str]:
     if alerting.height:
         parts += ["## Top contributing bins\n",
                   "Baseline → current share of rows, and the bin's contribution.\n",
-                  _top_bins(alerting, drift.get_column("bins", default=None), labels)]
+                  _top_bins(alerting, load_bins, labels)]
     problems = problem_rows(drift)
     if problems.height:
         parts += ["## Problems\n", _problems(problems, labels)]
@@ -298,7 +299,8 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
 
 def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
                     models: ModelTables | None = None,
-                    estimates: pl.DataFrame | None = None) -> str:
+                    estimates: pl.DataFrame | None = None,
+                    bins: BinsLoader | None = None) -> str:
     """Render report.md.
 
     Parameters
@@ -312,6 +314,9 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    bins : callable, optional
+        Loads the ``bins`` of the rows listed (as in `render_html`); default:
+        ``drift["bins"]``.
 
     Returns
     -------
@@ -323,7 +328,7 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
     run = alerts["run"]
     parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
     if drift is not None:
-        parts += _features(drift, alerts)
+        parts += _features(drift, alerts, bins or bins_of(drift))
     if models is not None:
         parts += _models(models)
     if estimates is not None:

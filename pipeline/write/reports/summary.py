@@ -11,7 +11,7 @@ cover only in part), and a corrected effect with its interval (`EFFECTS`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -73,6 +73,19 @@ def fmt_coverage(row: Mapping[str, Any]) -> str:
     coverage = row.get("coverage")
     return ("partial window" if coverage is None
             else f"partial window: the data cover {coverage:.0%} of it")
+
+
+#: Gives the ``bins`` lists of some drift-table rows (by row number, in the order asked).
+BinsLoader = Callable[[pl.Series], pl.Series]
+
+
+def bins_of(drift: pl.DataFrame) -> BinsLoader:
+    """The `BinsLoader` of an in-memory drift table (no bins when it has no ``bins``)."""
+    def load(rows: pl.Series) -> pl.Series:
+        if "bins" not in drift.columns:
+            return pl.Series("bins", [None] * rows.len())
+        return drift["bins"].gather(rows)
+    return load
 
 
 def severity() -> pl.Expr:
