@@ -8,6 +8,10 @@ the pipeline's own writer, so both files follow the contracts (docs/architecture
 
     .venv/bin/python bench/make_large_run.py OUT_DIR            # writes OUT_DIR/<run_id>/
     .venv/bin/python bench/make_large_run.py OUT_DIR --features 500 --run-id r2 --seed 2
+    .venv/bin/python bench/make_large_run.py OUT_DIR --reports  # then time the reports
+
+``--reports`` writes report.md and report.html in a fresh process and prints its time, its
+peak RSS and the sizes of the files (targets: report.html <= 2 MB, the whole run <= 2 GiB).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import argparse
 import hashlib
 import json
 import math
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +36,12 @@ from pipeline.write.documents import alerts_document
 from pipeline.write.run_folder import write_run_outputs
 
 WARN, CRITICAL, EPS = 0.1, 0.2, 1e-6
+# Peak RSS of a child process: VmHWM belongs to the process's own memory map, whereas
+# ru_maxrss survives fork + exec and would report this (larger) parent's peak.
+PEAK_RSS = ("def peak_mib():\n"
+            "    for line in open('/proc/self/status'):\n"
+            "        if line.startswith('VmHWM:'):\n"
+            "            return int(line.split()[1]) / 1024\n")
 
 
 def _js(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,11 +161,23 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-id", default="large")
+    parser.add_argument("--reports", action="store_true", help="then write and time reports")
     args = parser.parse_args()
     start = time.perf_counter()
     run_dir = make_run(args.out, n_features=args.features, n_windows=args.windows,
                        n_segments=args.segments, seed=args.seed, run_id=args.run_id)
     print(f"{run_dir} in {time.perf_counter() - start:.1f} s")
+    if args.reports:
+        child = (PEAK_RSS + "import sys, time\n"
+                 "from pipeline.write.reports import write_reports\n"
+                 "start = time.perf_counter()\nwrite_reports(sys.argv[1])\n"
+                 "print(time.perf_counter() - start, peak_mib())")
+        seconds, peak = subprocess.run([sys.executable, "-c", child, str(run_dir)], check=True,
+                                       capture_output=True, text=True).stdout.split()
+        sizes = ", ".join(f"{name} {(run_dir / name).stat().st_size / 1e3:,.0f} kB"
+                          for name in ("report.html", "report.md", "alerts.json",
+                                       DRIFT_FILE))
+        print(f"write_reports: {float(seconds):.1f} s, peak RSS {float(peak):.0f} MiB; {sizes}")
 
 
 if __name__ == "__main__":
