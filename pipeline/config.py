@@ -170,6 +170,8 @@ class AlertsConfig(_Section):
     null_quantile: Probability = 0.999
     null_draws: int = Field(2000, ge=100, le=1_000_000)
     persistence: int = Field(1, ge=1)
+    # "hold": a window the data cover only partly is insufficient_data until complete
+    partial_windows: Literal["hold", "alert"] = "hold"
     seed: int = Field(0, ge=0)
     features: dict[str, ThresholdOverride] = {}
 
@@ -201,8 +203,15 @@ class AlertsConfig(_Section):
                 self.critical if override.critical is None else override.critical)
 
 
+#: Statuses ``output.fail_on`` can list; its single words stand for these sets.
+FailStatus = Literal["warn", "critical", "error", "insufficient_data"]
+FAIL_ON_WORDS: dict[str, frozenset[str]] = {
+    "never": frozenset(), "critical": frozenset({"critical"}),
+    "warn": frozenset({"warn", "critical"}), "error": frozenset({"error"})}
+
+
 class OutputConfig(_Section):
-    """``[output]``: run folder and exit-code policy."""
+    """``[output]``: run folder, exit-code policy and list caps."""
 
     dir: str = "runs"
     run_id: str | None = Field(None, min_length=1)
@@ -214,7 +223,17 @@ class OutputConfig(_Section):
         if value == "history":
             raise ValueError("'history' is reserved for the history dataset; pick another id")
         return value
-    fail_on: Literal["critical", "warn", "never"] = "critical"
+    # exit 1 when a row has one of these statuses: a word ("critical": critical rows,
+    # "warn": warn or critical, "error", "never") or a list of statuses
+    fail_on: Literal["critical", "warn", "error", "never"] | list[FailStatus] = "critical"
+    max_alerts: int = Field(1000, ge=1)  # alerts and problems listed in alerts.json
+
+    @property
+    def fail_statuses(self) -> frozenset[str]:
+        """The row statuses that make the run exit 1."""
+        if isinstance(self.fail_on, str):
+            return FAIL_ON_WORDS[self.fail_on]
+        return frozenset(self.fail_on)
 
 
 class ScheduleConfig(_Section):

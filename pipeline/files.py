@@ -19,7 +19,10 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.errors import OutputError
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 @functools.cache
@@ -51,24 +54,57 @@ def safe_filename(name: str, *, max_length: int = 80) -> str:
     return cleaned
 
 
+def output_error(error: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
+    """The one-line :class:`OutputError` for an OS failure writing ``path``, else None.
+
+    Polars reports OS failures (a full disk) as its own errors carrying ``(os error N)``.
+    """
+    code = error.errno if isinstance(error, OSError) else None
+    if isinstance(error, pl.exceptions.PolarsError):
+        found = _OS_ERROR.search(str(error))
+        code = int(found.group(1)) if found else None
+    if code is None:
+        return None
+    return OutputError(code, f"cannot write {os.fspath(path)}: {os.strerror(code)}; check "
+                             "the output folder (output.dir / --out) and free space")
+
+
+def make_dirs(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p``, with a one-line OutputError naming the path when it cannot be made."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, folder) from error  # type: ignore[misc]
+    return folder
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it into place.
 
     Readers see the old file or the new one, never a partial one; a failed write leaves
-    the old file untouched and no temp file behind.
+    the old file untouched and no temp file behind. OS failures (read-only or full disk, a
+    file where a folder should be) raise a one-line :class:`OutputError` naming ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    make_dirs(target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent)
+        os.close(fd)
+    except OSError as error:
+        raise output_error(error, target) from error  # type: ignore[misc]
     tmp = Path(tmp_name)
     try:
         write(tmp)
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        converted = output_error(error, target) if isinstance(error, Exception) else None
+        if converted is not None:
+            raise converted from error
         raise
     return target
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -22,25 +23,30 @@ from pipeline.bins.binning import bin_raw, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
+from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import safe_filename, tool_version
-from pipeline.formats import DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES, PROFILE_FILE
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.sources import collect_schema, detect_format, scan_raw
 from pipeline.write.documents import alerts_document, estimates_block, models_block
-from pipeline.write.history import HISTORY_DIR, append_history, drop_history
+from pipeline.write.history import HISTORY_DIR, append_history, drop_history, scan_decisions
 from pipeline.write.reports import write_reports
-from pipeline.write.run_folder import model_tables, write_run_outputs
+from pipeline.write.run_folder import (
+    model_tables,
+    publish,
+    run_lock,
+    staging_folder,
+    write_run_outputs,
+)
 
 #: Severity order of row statuses, least severe first (for ``worst_status``).
 SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
 #: The parts a run can check; each writes its own tables into the run folder.
 FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
-_FAIL_ON = {"never": frozenset(), "critical": frozenset({"critical"}),
-            "warn": frozenset({"warn", "critical"})}
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
@@ -183,23 +189,38 @@ class _FeatureDrift:
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
          bin_current: BinCurrent = bin_current_locally) -> RunResult:
-    """Measure the requested parts, then write them into one run folder."""
+    """Measure and decide the requested parts, then publish them as one run folder.
+
+    Everything is written into a staging folder first; under the run id's lock the
+    history is updated, the reports are rendered from the staged files and the folder is
+    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
+    holds exactly one run, whenever a run is killed.
+    """
     say = progress or (lambda _message: None)
     created_at = datetime.now(UTC)
     run_id = config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(config.output.dir) / safe_filename(run_id)
+    out_dir = Path(config.output.dir)
+    run_dir = out_dir / safe_filename(run_id)
+    history_dir = out_dir / HISTORY_DIR
 
     features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
     models = None
-    if MODELS in parts:
+    if config.models is not None and MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models)
     estimates = None
-    if ESTIMATES in parts:
+    if config.estimate is not None and ESTIMATES in parts:
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate)
 
-    drift = None if features is None else features.drift
+    say("comparing with earlier runs")
+    warnings = [] if features is None else list(features.warnings)
+    drift, resolved = None, None
+    if features is not None:
+        drift, resolved = _across_runs(features.drift, history_dir, run_id, config, warnings)
+    models_resolved = None
+    if models is not None:
+        models, models_resolved = _models_across_runs(models, history_dir, run_id, warnings)
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
@@ -215,37 +236,72 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             "base": config.drift.base,
             "config": effective.model_dump(mode="json"),
         },
-        warnings=[] if features is None else features.warnings,
-        models=None if models is None else models_block(models),
-        estimates=None if estimates is None else estimates_block(estimates, config.estimate))
+        warnings=warnings, resolved=resolved,
+        models=None if models is None else models_block(models, models_resolved),
+        estimates=(None if estimates is None or config.estimate is None
+                   else estimates_block(estimates, config.estimate)),
+        max_rows=config.output.max_alerts)
 
     say(f"writing {run_dir}")
-    profile_path = run_dir / PROFILE_FILE
-    if features is not None and features.baseline.built:
-        write_profile(features.baseline.profile, profile_path)  # atomic
-    else:
-        profile_path.unlink(missing_ok=True)  # a rerun must not leave a stale profile
-    # A part this run did not check maps to None: its files from an earlier run are removed.
-    write_run_outputs(run_dir, {
-        DRIFT_FILE: drift,
-        **(dict.fromkeys(MODELS_FILES.values()) if models is None else model_tables(models)),
-        ESTIMATES_FILE: estimates,
-    }, document)
-    history_dir = Path(config.output.dir) / HISTORY_DIR
-    if drift is None:
-        drop_history(history_dir, run_id)  # a rerun must not keep rows it no longer has
-    else:
-        append_history(history_dir, drift, run_id, created_at)
-    say("rendering reports")
-    write_reports(run_dir, history_dir=history_dir)
+    with staging_folder(out_dir, run_id) as staging:
+        if features is not None and features.baseline.built and features.baseline.profile:
+            write_profile(features.baseline.profile, staging / PROFILE_FILE)
+        write_run_outputs(staging, {
+            DRIFT_FILE: drift,
+            **({} if models is None else model_tables(models)),
+            ESTIMATES_FILE: estimates,
+        }, document)
+        with run_lock(out_dir, run_id):
+            for part, table in (("features", drift),
+                                ("models", None if models is None else models.summary)):
+                if table is None:  # a rerun must not keep rows it no longer has
+                    drop_history(history_dir, run_id, part=part)
+                else:
+                    append_history(history_dir, table, run_id, created_at, part=part)
+            say("rendering reports")
+            write_reports(staging, history_dir=history_dir)
+            publish(staging, run_dir)
 
     statuses = {*(() if drift is None else drift["status"].unique()),
                 *(() if models is None else models.summary["status"].unique())}
+    if drift is not None and drift.height and statuses <= {"error"}:
+        first = drift.filter(pl.col("reason").is_not_null())["reason"].first()
+        raise InputError(f"nothing could be compared: all {drift.height} rows are errors "
+                         f"(first: {first}); {run_dir / ALERTS_FILE} lists them")
     worst = max(statuses, key=SEVERITY.index, default="ok")
-    exit_code = int(bool(statuses & _FAIL_ON[config.output.fail_on]))
+    exit_code = int(bool(statuses & config.output.fail_statuses))
     return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
                      worst_status=worst, exit_code=exit_code, models=models,
                      estimates=estimates)
+
+
+def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, config: RunConfig,
+                 warnings: list[str]) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Persistence, partial windows and lifecycles of the drift rows, with earlier runs."""
+    series = ("segment", "feature")
+    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series)
+    warnings += problems
+    previous = (None if decisions is None
+                else previous_points(decisions, series).collect())
+    state = apply_state(drift, previous, persistence=config.alerts.persistence,
+                        hold_partial=config.alerts.partial_windows == "hold", series=series)
+    return state.table, state.resolved
+
+
+def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
+                        warnings: list[str]) -> tuple[ModelDrift, list[dict[str, Any]]]:
+    """Lifecycles of the model-output rows (one series per segment), with earlier runs."""
+    series = ("segment",)
+    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
+                                         part="models")
+    warnings += problems
+    previous = (None if decisions is None
+                else previous_points(decisions, series).collect())
+    rows = models.summary.with_columns(window_status="status",
+                                       reason=pl.lit(None, pl.String))
+    state = apply_state(rows, previous, persistence=1, hold_partial=False, series=series)
+    summary = state.table.select(*models.summary.columns, "lifecycle")
+    return replace(models, summary=summary), state.resolved
 
 
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
