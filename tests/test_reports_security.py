@@ -48,7 +48,7 @@ def test_html_has_no_injected_elements(run_tree: tuple[Path, Path, list[Path]]) 
     assert not {"img", "iframe", "object", "embed", "b", "i"} & set(tags)
     for tag, attrs in page.tags:
         assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
-    static = Path(__file__).parents[1] / "pipeline" / "write" / "reports" / "templates" / "report.js"
+    static = Path(__file__).parents[1] / "pipeline/write/reports/templates/report.js"
     assert page.scripts == [static.read_text()]  # nothing data-derived in the script
 
 
