@@ -194,7 +194,8 @@ class AlertsConfig(_Section):
         """
         pattern = feature if feature in self.features else next(
             (p for p in self.features if fnmatch.fnmatchcase(feature, p)), None)
-        return self._thresholds(self.features.get(pattern, ThresholdOverride()))
+        return self._thresholds(
+            ThresholdOverride() if pattern is None else self.features[pattern])
 
     def _thresholds(self, override: ThresholdOverride) -> tuple[float, float]:
         return (self.warn if override.warn is None else override.warn,
@@ -455,19 +456,19 @@ def _key(parts: list[str]) -> str:
 
 def _field_names(loc: list[str]) -> list[str]:
     """Field names valid under ``loc`` (for 'did you mean' hints)."""
-    model: Any = RunConfig
+    model: type[BaseModel] | None = RunConfig
     parts = iter(loc)
     for part in parts:
-        field = model.model_fields.get(part) if isinstance(model, type) else None
+        field = model.model_fields.get(part) if model is not None else None
         if field is None:
             return []
         model, is_mapping = _model_of(field.annotation)
         if is_mapping:
             next(parts, None)  # the mapping key, e.g. a glob pattern
-    return list(model.model_fields) if isinstance(model, type) else []
+    return list(model.model_fields) if model is not None else []
 
 
-def _model_of(annotation: Any) -> tuple[Any, bool]:
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """The BaseModel inside ``X | None`` or ``dict[str, X]``, and whether it was a mapping."""
     origin = typing.get_origin(annotation)
     if origin is dict:
