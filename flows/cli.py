@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,7 +34,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_OK, EXIT_ALERTS, EXIT_BAD_INPUT = 0, 1, 2
 DEMO_DATA = Path(__file__).resolve().parent.parent / "data"
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (flags override it).")
@@ -58,11 +59,11 @@ SegmentOpt = Annotated[
 ]
 
 
-def user_errors(command: F) -> F:
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn kl-drift's own errors into one line on stderr and exit status 2."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from pipeline.errors import KLDriftError
 
         try:
@@ -71,7 +72,7 @@ def user_errors(command: F) -> F:
             err.print(f"kl-drift: error: {exc}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 @contextmanager

@@ -196,7 +196,8 @@ class AlertsConfig(_Section):
         """
         pattern = feature if feature in self.features else next(
             (p for p in self.features if fnmatch.fnmatchcase(feature, p)), None)
-        return self._thresholds(self.features.get(pattern, ThresholdOverride()))
+        return self._thresholds(
+            ThresholdOverride() if pattern is None else self.features[pattern])
 
     def _thresholds(self, override: ThresholdOverride) -> tuple[float, float]:
         return (self.warn if override.warn is None else override.warn,
@@ -225,8 +226,21 @@ class OutputConfig(_Section):
         return value
     # exit 1 when a row has one of these statuses: a word ("critical": critical rows,
     # "warn": warn or critical, "error", "never") or a list of statuses
-    fail_on: Literal["critical", "warn", "error", "never"] | list[FailStatus] = "critical"
+    fail_on: str | list[str] = "critical"
     max_alerts: int = Field(1000, ge=1)  # alerts and problems listed in alerts.json
+
+    @field_validator("fail_on")
+    @classmethod
+    def _known_statuses(cls, value: str | list[str]) -> str | list[str]:
+        words, statuses = sorted(FAIL_ON_WORDS), typing.get_args(FailStatus)
+        if isinstance(value, str) and value not in FAIL_ON_WORDS:
+            raise ValueError(f"{value!r}: use one of {', '.join(words)}, or a list of "
+                             f"statuses ({', '.join(statuses)})")
+        bad = [v for v in value if v not in statuses] if isinstance(value, list) else []
+        if bad or value == []:
+            raise ValueError(f"{bad[0] if bad else '[]'!r} is not a status to fail on; list "
+                             f"some of {', '.join(statuses)}")
+        return value
 
     @property
     def fail_statuses(self) -> frozenset[str]:
@@ -474,19 +488,19 @@ def _key(parts: list[str]) -> str:
 
 def _field_names(loc: list[str]) -> list[str]:
     """Field names valid under ``loc`` (for 'did you mean' hints)."""
-    model: Any = RunConfig
+    model: type[BaseModel] | None = RunConfig
     parts = iter(loc)
     for part in parts:
-        field = model.model_fields.get(part) if isinstance(model, type) else None
+        field = model.model_fields.get(part) if model is not None else None
         if field is None:
             return []
         model, is_mapping = _model_of(field.annotation)
         if is_mapping:
             next(parts, None)  # the mapping key, e.g. a glob pattern
-    return list(model.model_fields) if isinstance(model, type) else []
+    return list(model.model_fields) if model is not None else []
 
 
-def _model_of(annotation: Any) -> tuple[Any, bool]:
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """The BaseModel inside ``X | None`` or ``dict[str, X]``, and whether it was a mapping."""
     origin = typing.get_origin(annotation)
     if origin is dict:

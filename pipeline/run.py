@@ -53,6 +53,13 @@ Progress = Callable[[str], None]
 BinCurrent = Callable[[Profile, InputConfig, list[str]], pl.DataFrame]
 
 
+def _input_path(path: str | None, key: str) -> str:
+    """``input.baseline`` or ``input.current`` (named by ``key``): feature drift needs both."""
+    if not path:
+        raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+    return path
+
+
 def bin_current_locally(profile: Profile, settings: InputConfig,
                         features: list[str]) -> pl.DataFrame:
     """Bin ``settings.current`` in this process, in one streamed pass over all files.
@@ -60,9 +67,10 @@ def bin_current_locally(profile: Profile, settings: InputConfig,
     ``missing="skip"``: a profile feature absent from the current rows becomes an error row
     for that feature instead of stopping the run.
     """
-    return bin_raw(scan_raw(settings.current), profile, timestamp=settings.timestamp,
+    current = _input_path(settings.current, "current")
+    return bin_raw(scan_raw(current), profile, timestamp=settings.timestamp,
                    period=settings.period, segments=settings.segments, features=features,
-                   missing="skip", source=settings.current)
+                   missing="skip", source=current)
 
 
 @dataclass(frozen=True)
@@ -139,9 +147,8 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
         raise ConfigError("nothing to check: set input.baseline and input.current (feature "
                           "drift), or add a [models] or [estimate] section")
     if FEATURES in parts:
-        for key in ("baseline", "current"):
-            if not getattr(settings, key):
-                raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+        _input_path(settings.baseline, "baseline")
+        _input_path(settings.current, "current")
     return _run(config, parts, progress, bin_current)
 
 
@@ -204,14 +211,16 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     history_dir = out_dir / HISTORY_DIR
 
     features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
+    # run_models, run_estimate and run_drift ask only for the parts the config has
     models = None
     if config.models is not None and MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models)
-    estimates = None
+    estimates = estimates_summary = None
     if config.estimate is not None and ESTIMATES in parts:
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate)
+        estimates_summary = estimates_block(estimates, config.estimate)
 
     say("comparing with earlier runs")
     warnings = [] if features is None else list(features.warnings)
@@ -238,9 +247,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         },
         warnings=warnings, resolved=resolved,
         models=None if models is None else models_block(models, models_resolved),
-        estimates=(None if estimates is None or config.estimate is None
-                   else estimates_block(estimates, config.estimate)),
-        max_rows=config.output.max_alerts)
+        estimates=estimates_summary, max_rows=config.output.max_alerts)
 
     say(f"writing {run_dir}")
     with staging_folder(out_dir, run_id) as staging:
@@ -265,7 +272,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     statuses = {*(() if drift is None else drift["status"].unique()),
                 *(() if models is None else models.summary["status"].unique())}
     if drift is not None and drift.height and statuses <= {"error"}:
-        first = drift.filter(pl.col("reason").is_not_null())["reason"].first()
+        first = drift.select(pl.col("reason").drop_nulls().first()).item()
         raise InputError(f"nothing could be compared: all {drift.height} rows are errors "
                          f"(first: {first}); {run_dir / ALERTS_FILE} lists them")
     worst = max(statuses, key=SEVERITY.index, default="ok")
@@ -307,10 +314,12 @@ def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
     settings = config.input
-    say(f"reading baseline {settings.baseline}")
-    baseline = _read_baseline(config)
-    say(f"reading current data {settings.current}")
-    current, reasons = _read_current(config, baseline.profile, bin_current)
+    baseline_path = _input_path(settings.baseline, "baseline")
+    current_path = _input_path(settings.current, "current")
+    say(f"reading baseline {baseline_path}")
+    baseline = _read_baseline(config, baseline_path)
+    say(f"reading current data {current_path}")
+    current, reasons = _read_current(config, current_path, baseline.profile, bin_current)
     _check_features(config, baseline.histograms, current)
     say(f"aligning {current.height:,} current histogram rows")
     aligned = align(baseline.histograms, current, reasons=reasons)
@@ -328,23 +337,22 @@ class _Baseline:
     built: bool  # profile built from raw baseline data in this run
 
 
-def _read_baseline(config: RunConfig) -> _Baseline:
-    settings = config.input
-    kind = settings.baseline_format
+def _read_baseline(config: RunConfig, path: str) -> _Baseline:
+    kind: str = config.input.baseline_format
     if kind == "auto":
-        kind = detect_format(settings.baseline)
-    return _BASELINE_READERS[kind](config)
+        kind = detect_format(path)
+    return _BASELINE_READERS[kind](config, path)
 
 
-def _profile_baseline(config: RunConfig) -> _Baseline:
-    profile = read_profile(config.input.baseline)
+def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
+    profile = read_profile(path)
     # profile segment columns the run does not split by are pooled (same bins everywhere)
     segments = [s for s in profile.segments if s in config.input.segments]
     return _Baseline(_selected(config, profile.histograms(segments)), profile, built=False)
 
 
-def _histogram_baseline(config: RunConfig) -> _Baseline:
-    histograms = read_histograms(config.input.baseline, role="baseline",
+def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
+    histograms = read_histograms(path, role="baseline",
                                  duplicates=config.input.duplicates)
     return _Baseline(_selected(config, histograms), None, built=False)
 
@@ -368,33 +376,32 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
         top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=source)
 
 
-def _raw_baseline(config: RunConfig) -> _Baseline:
-    profile = build_baseline_profile(config)
+def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
+    profile = build_baseline_profile(config, path)
     return _Baseline(profile.histograms(), profile, built=True)
 
 
-_BASELINE_READERS: dict[str, Callable[[RunConfig], _Baseline]] = {
+_BASELINE_READERS: dict[str, Callable[[RunConfig, str], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig, profile: Profile | None,
+def _read_current(config: RunConfig, path: str, profile: Profile | None,
                   bin_current: BinCurrent) -> tuple[pl.DataFrame, dict[str, str]]:
     """Current histograms, and why some features could not be binned (by feature)."""
     settings = config.input
     reasons: dict[str, str] = {}
     kind = settings.current_format
     if kind == "auto":
-        kind = "raw" if detect_format(settings.current) == "raw" else "histogram"
+        kind = "raw" if detect_format(path) == "raw" else "histogram"
     if kind == "histogram":
         if settings.timestamp is not None:
             raise ConfigError("input.timestamp: windows apply to raw current data; a "
                               "histogram table brings its own 'window' column")
-        current = read_histograms(settings.current, role="current",
-                                  duplicates=settings.duplicates)
+        current = read_histograms(path, role="current", duplicates=settings.duplicates)
         missing = [c for c in settings.segments if c not in segment_columns(current)]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
-                             "lacks", source=settings.current, column=missing[0])
+                             "lacks", source=path, column=missing[0])
         current = _selected(config, current)
     else:
         if profile is None:
@@ -403,12 +410,12 @@ def _read_current(config: RunConfig, profile: Profile | None,
                              source=settings.baseline)
         features = [f for f in profile.features if _wanted(config, f)]
         # A feature whose column type changed becomes an error row, not a stopped run.
-        schema = collect_schema(scan_raw(settings.current), settings.current)
+        schema = collect_schema(scan_raw(path), path)
         reasons = retyped_features(schema, profile, features)
         current = bin_current(profile, settings, [f for f in features if f not in reasons])
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
-                         "the feature filters", source=settings.current)
+                         "the feature filters", source=path)
     return current, reasons
 
 

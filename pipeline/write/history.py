@@ -110,7 +110,7 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
         none; and one warning per unreadable partition, which is skipped.
     """
     own = partition_dir(history_dir, exclude_run_id)
-    runs: list[tuple[datetime, str, Path, pl.Schema]] = []
+    runs: list[tuple[datetime, str, Path, dict[str, pl.DataType]]] = []
     warnings = []
     for file in sorted(Path(history_dir).glob(f"run_id=*/{PART_FILES[part]}")):
         if file.parent == own:

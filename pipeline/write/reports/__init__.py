@@ -65,10 +65,11 @@ def write_reports(
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     history = read_history(history_dir) if history_dir is not None else None
-    parts = {"models": run.models, "estimates": run.estimates}
     return [
         atomic_write_text(run_dir / "report.md",
-                          render_markdown(run.drift, run.alerts, **parts)),
+                          render_markdown(run.drift, run.alerts, models=run.models,
+                                          estimates=run.estimates)),
         atomic_write_text(run_dir / "report.html",
-                          render_html(run.drift, run.alerts, history, **parts)),
+                          render_html(run.drift, run.alerts, history, models=run.models,
+                                      estimates=run.estimates)),
     ]

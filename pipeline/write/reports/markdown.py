@@ -82,7 +82,7 @@ def _grid(columns: list[Column], rows: pl.DataFrame) -> str:
 
 
 def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
-    windowed = rows["n_windows"].max() > 1
+    windowed: bool = rows.select(pl.col("n_windows").max()).item() > 1
     # Optional columns only when they say something.
     columns: list[Column] = [
         (True, "Status", ":--", lambda r: _status(r["status"])),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import numpy as np
@@ -20,6 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
 from pipeline.write.reports.summary import STATUS_COLORS, compact_time_labels
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 BASELINE_COLOR = "#94a3b8"
 CURRENT_COLOR = "#2563eb"
@@ -31,7 +35,7 @@ MAX_BINS = 25
 MAX_LABEL = 28
 MAX_PANELS = 12  # segments drawn in the class-means figure
 
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",
     "text.parse_math": False,  # data-derived labels may contain "$": never mathtext
     "font.family": "sans-serif",

@@ -71,8 +71,11 @@ def thresholds_text(drift: pl.DataFrame) -> str:
         return "none"
     if warn.n_unique() == 1 and critical.n_unique() == 1:
         return f"warn {warn[0]:.3g}, critical {critical[0]:.3g}"
-    return (f"warn {warn.min():.3g}–{warn.max():.3g}, critical "
-            f"{critical.min():.3g}–{critical.max():.3g} (per feature / calibrated)")
+    thresholds = pl.col("warn_threshold", "critical_threshold")
+    (low_warn, low_critical), (high_warn, high_critical) = (
+        drift.select(thresholds.min()).row(0), drift.select(thresholds.max()).row(0))
+    return (f"warn {low_warn:.3g}–{high_warn:.3g}, critical "
+            f"{low_critical:.3g}–{high_critical:.3g} (per feature / calibrated)")
 
 
 def thresholds_vary(rows: pl.DataFrame) -> bool:
