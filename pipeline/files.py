@@ -127,6 +127,8 @@ def tool_version() -> str:
         return "0+unknown"
 
 
-def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
-    """Write ``frame`` to ``path`` as Parquet, atomically."""
-    return atomic_write(path, frame.write_parquet)
+def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
+                  metadata: dict[str, str] | None = None) -> Path:
+    """Write ``frame`` to ``path`` as Parquet, atomically, with optional key-value
+    ``metadata`` in the file footer."""
+    return atomic_write(path, lambda tmp: frame.write_parquet(tmp, metadata=metadata))

@@ -33,7 +33,13 @@ from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.sources import collect_schema, detect_format, scan_raw
 from pipeline.write.documents import alerts_document, estimates_block, models_block
-from pipeline.write.history import HISTORY_DIR, append_history, drop_history, scan_decisions
+from pipeline.write.history import (
+    HISTORY_DIR,
+    append_history,
+    drop_history,
+    run_created_at,
+    scan_decisions,
+)
 from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
     model_tables,
@@ -223,13 +229,17 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         estimates_summary = estimates_block(estimates, config.estimate)
 
     say("comparing with earlier runs")
+    # A rerun keeps its place among the runs: it is compared with the runs before it.
+    as_of = run_created_at(history_dir, run_id) or created_at
     warnings = [] if features is None else list(features.warnings)
     drift, resolved = None, None
     if features is not None:
-        drift, resolved = _across_runs(features.drift, history_dir, run_id, config, warnings)
+        drift, resolved = _across_runs(features.drift, history_dir, run_id, as_of, config,
+                                       warnings)
     models_resolved = None
     if models is not None:
-        models, models_resolved = _models_across_runs(models, history_dir, run_id, warnings)
+        models, models_resolved = _models_across_runs(models, history_dir, run_id, as_of,
+                                                      warnings)
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
@@ -264,7 +274,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
                 if table is None:  # a rerun must not keep rows it no longer has
                     drop_history(history_dir, run_id, part=part)
                 else:
-                    append_history(history_dir, table, run_id, created_at, part=part)
+                    append_history(history_dir, table, run_id, as_of, part=part)
             say("rendering reports")
             write_reports(staging, history_dir=history_dir)
             publish(staging, run_dir)
@@ -282,11 +292,13 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
                      estimates=estimates)
 
 
-def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, config: RunConfig,
-                 warnings: list[str]) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: datetime,
+                 config: RunConfig, warnings: list[str]
+                 ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Persistence, partial windows and lifecycles of the drift rows, with earlier runs."""
     series = ("segment", "feature")
-    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series)
+    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
+                                         before=as_of)
     warnings += problems
     previous = (None if decisions is None
                 else previous_points(decisions, series).collect())
@@ -296,11 +308,12 @@ def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, config: Ru
 
 
 def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
-                        warnings: list[str]) -> tuple[ModelDrift, list[dict[str, Any]]]:
+                        as_of: datetime, warnings: list[str]
+                        ) -> tuple[ModelDrift, list[dict[str, Any]]]:
     """Lifecycles of the model-output rows (one series per segment), with earlier runs."""
     series = ("segment",)
     decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
-                                         part="models")
+                                         part="models", before=as_of)
     warnings += problems
     previous = (None if decisions is None
                 else previous_points(decisions, series).collect())

@@ -85,9 +85,22 @@ def drop_history(history_dir: str | os.PathLike[str], run_id: str, *,
         partition.rmdir()
 
 
+def run_created_at(history_dir: str | os.PathLike[str], run_id: str) -> datetime | None:
+    """When ``run_id`` was first written to the history (None: never, or unreadable)."""
+    for name in PART_FILES.values():
+        file = partition_dir(history_dir, run_id) / name
+        try:
+            first = pl.read_parquet(file, columns=["created_at"], n_rows=1)
+        except (OSError, pl.exceptions.PolarsError):
+            continue
+        if first.height:
+            return as_utc(first["created_at"][0])
+    return None
+
+
 def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
-                   series: Sequence[str], part: str = "features"
-                   ) -> tuple[pl.LazyFrame | None, list[str]]:
+                   series: Sequence[str], part: str = "features",
+                   before: datetime | None = None) -> tuple[pl.LazyFrame | None, list[str]]:
     """Earlier runs' decisions of one part, lazily, for :mod:`pipeline.decide.state`.
 
     Parameters
@@ -100,6 +113,9 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
     series : sequence of str
         The columns identifying a series (e.g. ``segment``, ``feature``).
     part : {"features", "models"}
+    before : datetime, optional
+        Only runs created before this time (a rerun of an old run id sees the runs that
+        came before it, not those written since).
 
     Returns
     -------
@@ -125,7 +141,7 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
             why = (str(error).strip().splitlines() or [type(error).__name__])[0]
             warnings.append(f"history partition {file} is unreadable and was skipped ({why})")
             continue
-        if first.height:
+        if first.height and (before is None or as_utc(first["created_at"][0]) < before):
             runs.append((first["created_at"][0], first["run_id"][0], file, schema))
     if not runs:
         return None, warnings

@@ -52,6 +52,8 @@ MODEL_COLUMNS = {
     "examples": ("segment", "window", "rank", "baseline_class", "current_class",
                  "baseline_probs", "current_probs"),
 }
+#: Footer key of every table of a run folder: :func:`run_stamp` of the run that wrote it.
+RUN_KEY = "kl_drift.run"
 ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
                     "ci_high")
 
@@ -162,16 +164,26 @@ def write_run_outputs(run_dir: str | os.PathLike[str],
     Returns
     -------
     list of pathlib.Path
-        The files written, ``alerts.json`` last.
+        The files written, ``alerts.json`` last. Each table's footer carries the run's
+        stamp (:data:`RUN_KEY`), so a reader can check every file is of the same run.
     """
     folder = Path(run_dir)
     written = []
+    stamp = run_stamp(document)
     for name, table in tables.items():
         if table is None:
             (folder / name).unlink(missing_ok=True)
         else:
-            written.append(write_parquet(folder / name, table))
+            written.append(write_parquet(folder / name, table, {RUN_KEY: stamp}))
     return [*written, atomic_write_text(folder / ALERTS_FILE, dumps_json(document))]
+
+
+def run_stamp(document: Mapping[str, Any]) -> str:
+    """The run a file belongs to, as stored in each table's footer (``kl_drift.run``):
+    the run id and creation time of its ``alerts.json``."""
+    run = document.get("run", {})
+    return json.dumps({"run_id": run.get("run_id"), "created_at": run.get("created_at")},
+                      sort_keys=True)
 
 
 def model_tables(result: ModelDrift) -> dict[str, pl.DataFrame]:
