@@ -32,6 +32,7 @@ from pipeline.files import (
     atomic_write_text,
     make_dirs,
     output_error,
+    pid_alive,
     safe_filename,
     write_parquet,
 )
@@ -217,16 +218,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), os.fspath(b))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def run_lock(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[None]:
     """Hold the lock of ``run_id`` in ``out_dir``: concurrent runs of one id publish in turn.
@@ -258,7 +249,7 @@ def staging_folder(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[Pat
     staging = make_dirs(Path(out_dir) / INTERNAL_DIR / "staging")
     for stale in staging.iterdir():
         pid = stale.name.rsplit(".", 2)[-2] if stale.name.count(".") >= 2 else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     folder = staging / f"{safe_filename(run_id)}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
     make_dirs(folder)
