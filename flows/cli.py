@@ -2,7 +2,9 @@
 
 Heavy imports (polars, the pipeline, Prefect) happen inside the commands, so ``--help``
 answers at once; Prefect's temporary server only starts for ``--prefect`` and ``serve``.
-Exit codes: 0 ok, 1 alerts at or above ``--fail-on``, 2 bad input or config.
+Exit codes: 0 ok, 1 alerts at or above ``--fail-on``, 2 bad input, config or output
+location, 3 an unexpected failure (a bug: its traceback goes to a log file, one line to
+stderr), so a scheduler never mistakes a crash for drift.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import functools
 import json
 import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -31,10 +36,13 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXIT_OK, EXIT_ALERTS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_ALERTS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+#: Where crash logs go (default: the system's temp folder).
+LOG_DIR_ENV = "KL_DRIFT_LOG_DIR"
 DEMO_DATA = Path(__file__).resolve().parent.parent / "data"
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (flags override it).")
@@ -43,7 +51,8 @@ OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Run id (same id: replaced).")]
 FailOnOpt = Annotated[
     str | None,
-    typer.Option("--fail-on", help="Exit 1 at this status or worse: critical, warn, never."),
+    typer.Option("--fail-on", help="Exit 1 on these statuses: critical, warn (or worse), "
+                 "error, never, or a comma-separated list, e.g. critical,error."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
@@ -58,11 +67,29 @@ SegmentOpt = Annotated[
 ]
 
 
-def user_errors(command: F) -> F:
-    """Turn kl-drift's own errors into one line on stderr and exit status 2."""
+def _crash_log(error: BaseException) -> Path:
+    """Write the traceback of an unexpected failure to a log file; return its path."""
+    folder = Path(os.environ.get(LOG_DIR_ENV) or tempfile.gettempdir())
+    name = f"kl-drift-crash-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    text = (f"command: {' '.join(sys.argv)}\n\n"
+            + "".join(traceback.format_exception(error)))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    except OSError:
+        folder = Path(tempfile.gettempdir())  # the configured folder is unusable
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder / name
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn kl-drift's own errors into one line on stderr and exit status 2, and any other
+    failure into one line naming its log file and exit status 3."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        import click
+
         from pipeline.errors import KLDriftError
 
         try:
@@ -70,14 +97,30 @@ def user_errors(command: F) -> F:
         except KLDriftError as exc:
             err.print(f"kl-drift: error: {exc}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort,
+                click.ClickException):
+            raise
+        except Exception as exc:  # a bug, not bad input: keep the traceback, say where
+            log = _crash_log(exc)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            err.print(f"kl-drift: internal error: {type(exc).__name__}: {first} (traceback "
+                      f"in {log}; please report it)", markup=False)
+            raise typer.Exit(EXIT_INTERNAL) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
+
+
+def _fail_on(value: str | None) -> str | list[str] | None:
+    """``--fail-on``: one word, or a comma-separated list of statuses."""
+    if value is None or "," not in value:
+        return value
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @contextmanager
 def steps(quiet: bool) -> Iterator[Callable[[str], None]]:
     """A spinner showing the current step of a long run; ``progress(text)`` advances it."""
-    if quiet:
+    if quiet or not err.is_terminal:  # a spinner in a log file is noise
         yield lambda _text: None
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -212,7 +255,7 @@ def run(
         "input.baseline": baseline, "input.current": current, "input.timestamp": timestamp,
         "input.period": period, "input.segments": segment, "input.features": feature,
         "drift.metric": metric, "output.dir": None if out_dir is None else str(out_dir),
-        "output.run_id": run_id, "output.fail_on": fail_on,
+        "output.run_id": run_id, "output.fail_on": _fail_on(fail_on),
     }
     settings = _load(config, overrides)
     if prefect:
@@ -353,7 +396,7 @@ def models(
         "models.period": period, "models.segments": segment, "models.metric": metric,
         "models.warn": warn, "models.critical": critical,
         "output.dir": None if out_dir is None else str(out_dir), "output.run_id": run_id,
-        "output.fail_on": fail_on,
+        "output.fail_on": _fail_on(fail_on),
     })
     with steps(quiet or as_json) as progress:
         result = run_models(settings, progress=progress)

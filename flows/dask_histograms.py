@@ -17,12 +17,14 @@ temporary server on 127.0.0.1: start ``prefect server start --host 0.0.0.0`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
 from pipeline.bins.profile import Profile
@@ -61,7 +63,9 @@ def bin_file(path: str, profile: Profile, settings: InputConfig,
 def _bin_files(files: list[str], profile: Profile, settings: InputConfig,
                features: list[str]) -> pl.DataFrame:
     # The server this run reports to, pinned for the workers (see the module docstring).
-    api_url = str(FlowRunContext.get().client.api_url)
+    context = FlowRunContext.get()
+    assert context is not None  # a flow's body runs inside its flow run context
+    api_url = str(context.client.api_url)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         futures = bin_file.map(files, unmapped(profile), unmapped(settings), unmapped(features))
         return sum_histograms(futures.result())
@@ -85,6 +89,7 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
     polars.DataFrame
         The histogram long table `pipeline.bins.binning.bin_raw` gives for all files at once.
     """
-    runner = DaskTaskRunner(address=settings.dask_address)
+    # prefect-dask subclasses TaskRunner without its future type, which with_options rejects
+    runner: TaskRunner[Any] = DaskTaskRunner(address=settings.dask_address)
     return _bin_files.with_options(task_runner=runner)(
         source_files(str(settings.current)), profile, settings, features)

@@ -62,12 +62,13 @@ def build_deployments(config: RunConfig, *, config_path: str | None = None
     common: dict[str, Any] = {"name": DEPLOYMENT_NAME, "tags": TAGS, "concurrency_limit": 1,
                               "entrypoint_type": EntrypointType.MODULE_PATH}
     return [
-        drift_check.to_deployment(
+        # Prefect's async_dispatch types the call as maybe a coroutine; called sync here
+        drift_check.to_deployment(  # type: ignore[list-item]
             schedules=_schedules("drift_cron", schedule.drift_cron, schedule.timezone),
             parameters={"config": reference},
             description="Check current data against the baseline profile; publish the "
                         "report, drift table and critical-alert events.", **common),
-        build_baseline.to_deployment(
+        build_baseline.to_deployment(  # type: ignore[list-item]  # as above
             schedules=_schedules("baseline_cron", schedule.baseline_cron, schedule.timezone),
             parameters=baseline_parameters,
             description="Rebuild the baseline profile (input.baseline) from raw data.",

@@ -59,6 +59,18 @@ class Fields:
     to 0 (the 0 log 0 = 0 convention) instead of evaluating to NaN.
     """
 
+    # Declared for the type checker only: no class attribute, so __getattr__ still computes
+    # each on first access.
+    shape: tuple[int, ...]
+    p: np.ndarray
+    q: np.ndarray
+    log_p: np.ndarray
+    log_q: np.ndarray
+    m: np.ndarray
+    log_m: np.ndarray
+    sqrt_diff: np.ndarray
+    abs_diff: np.ndarray
+
     def __init__(self, out: Workspace, *, exact: bool, **given: np.ndarray) -> None:
         self.out, self.exact, self._given = out, exact, tuple(given.values())
         self.__dict__.update(given)

@@ -12,6 +12,7 @@ import math
 import numbers
 import operator
 from collections.abc import Sequence
+from typing import SupportsIndex
 
 import numpy as np
 
@@ -64,7 +65,7 @@ def log_base(base: object) -> float:
     return math.log(value)
 
 
-def check_choice(value: object, name: str, options: Sequence[str]) -> str:
+def check_choice(value: str, name: str, options: Sequence[str]) -> str:
     """Return `value` if it is one of `options`."""
     if value not in options:
         listed = ", ".join(repr(o) for o in options)
@@ -72,16 +73,16 @@ def check_choice(value: object, name: str, options: Sequence[str]) -> str:
     return value
 
 
-def _axis_index(axis: object, ndim: int) -> int:
+def _axis_index(axis: SupportsIndex, ndim: int) -> int:
     try:
-        axis = operator.index(axis)
+        index = operator.index(axis)
     except TypeError:
         raise ValueError(f"axis must be an integer, got {axis!r}") from None
     if ndim == 0:
         raise ValueError("inputs must have at least one dimension (the bins along axis)")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of bounds for inputs with {ndim} dimensions")
-    return axis % ndim
+    if not -ndim <= index < ndim:
+        raise ValueError(f"axis {index} is out of bounds for inputs with {ndim} dimensions")
+    return index % ndim
 
 
 def broadcast_shape(arrays: Sequence[np.ndarray], names: Sequence[str]) -> tuple[int, ...]:
@@ -94,7 +95,7 @@ def broadcast_shape(arrays: Sequence[np.ndarray], names: Sequence[str]) -> tuple
 
 
 def axis_last(
-    arrays: Sequence[np.ndarray], names: Sequence[str], axis: object
+    arrays: Sequence[np.ndarray], names: Sequence[str], axis: SupportsIndex
 ) -> tuple[list[np.ndarray], int]:
     """Check that `arrays` broadcast and move `axis` (of the broadcast shape) last in each.
 
@@ -164,7 +165,7 @@ def histogram_sums(arr: np.ndarray, name: str) -> np.ndarray:
 
 
 def real_arrays(
-    arrays: Sequence[object], names: Sequence[str], axis: object
+    arrays: Sequence[object], names: Sequence[str], axis: SupportsIndex
 ) -> tuple[list[np.ndarray], int]:
     """Float64 axis-last views of real inputs that broadcast together, and the axis."""
     floats = [as_float_array(a, n) for a, n in zip(arrays, names, strict=True)]
@@ -172,7 +173,7 @@ def real_arrays(
 
 
 def histograms(
-    arrays: Sequence[object], names: Sequence[str], axis: object
+    arrays: Sequence[object], names: Sequence[str], axis: SupportsIndex
 ) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Validate histogram inputs: float64 axis-last views, their sums, and the axis."""
     moved, ax = real_arrays(arrays, names, axis)

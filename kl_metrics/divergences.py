@@ -4,8 +4,9 @@ Every function here is a thin wrapper over :func:`divergences`, which normalises
 smooths each input once, computes each logarithm once and shares it between metrics.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -60,8 +61,12 @@ _SECTIONS = f"""Parameters
     {_RAISES}"""
 
 
-def _doc(func):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _doc(func: _F) -> _F:
     """Fill the shared parameter descriptions (or all of ``{sections}``) into a docstring."""
+    assert func.__doc__ is not None  # every decorated function has one
     func.__doc__ = func.__doc__.format(
         pair=_PAIR_PARAMS, base=_BASE, eps=_EPS, axis=_AXIS, returns=_RETURNS, raises=_RAISES,
         sections=_SECTIONS,
@@ -196,7 +201,7 @@ def bin_contributions(
     return np.moveaxis(_terms.metric_terms(inputs, exact, name, divisor), -1, ax)
 
 
-def _single(name: str, p: ArrayLike, q: ArrayLike, **options) -> np.ndarray:
+def _single(name: str, p: ArrayLike, q: ArrayLike, **options: Any) -> np.ndarray:
     return divergences(p, q, metrics=(name,), **options)[name]
 
 

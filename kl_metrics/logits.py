@@ -8,6 +8,7 @@ exact, so logits of +-1e4 give finite, correct divergences.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -143,7 +144,7 @@ def divergences_from_logits(
     return {name: value[()] for name, value in values.items()}
 
 
-def _single(name: str, s: ArrayLike, t: ArrayLike, **options) -> np.ndarray:
+def _single(name: str, s: ArrayLike, t: ArrayLike, **options: Any) -> np.ndarray:
     return divergences_from_logits(s, t, metrics=(name,), **options)[name]
 
 

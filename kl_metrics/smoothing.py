@@ -1,5 +1,7 @@
 """Turning histograms (counts or probabilities) into smoothed probability vectors."""
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -28,8 +30,10 @@ def _none(x: np.ndarray, sums: np.ndarray, _: float) -> np.ndarray:
     return x / sums
 
 
+# (histograms, their sums, the method's parameter) -> probabilities
+_Method = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 # method -> (implementation, name of the parameter it uses)
-_METHODS = {
+_METHODS: dict[str, tuple[_Method, str | None]] = {
     "epsilon": (floor_normalise, "eps"),
     "additive": (_additive, "alpha"),
     "none": (_none, None),

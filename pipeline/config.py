@@ -170,6 +170,8 @@ class AlertsConfig(_Section):
     null_quantile: Probability = 0.999
     null_draws: int = Field(2000, ge=100, le=1_000_000)
     persistence: int = Field(1, ge=1)
+    # "hold": a window the data cover only partly is insufficient_data until complete
+    partial_windows: Literal["hold", "alert"] = "hold"
     seed: int = Field(0, ge=0)
     features: dict[str, ThresholdOverride] = {}
 
@@ -194,15 +196,23 @@ class AlertsConfig(_Section):
         """
         pattern = feature if feature in self.features else next(
             (p for p in self.features if fnmatch.fnmatchcase(feature, p)), None)
-        return self._thresholds(self.features.get(pattern, ThresholdOverride()))
+        return self._thresholds(
+            ThresholdOverride() if pattern is None else self.features[pattern])
 
     def _thresholds(self, override: ThresholdOverride) -> tuple[float, float]:
         return (self.warn if override.warn is None else override.warn,
                 self.critical if override.critical is None else override.critical)
 
 
+#: Statuses ``output.fail_on`` can list; its single words stand for these sets.
+FailStatus = Literal["warn", "critical", "error", "insufficient_data"]
+FAIL_ON_WORDS: dict[str, frozenset[str]] = {
+    "never": frozenset(), "critical": frozenset({"critical"}),
+    "warn": frozenset({"warn", "critical"}), "error": frozenset({"error"})}
+
+
 class OutputConfig(_Section):
-    """``[output]``: run folder and exit-code policy."""
+    """``[output]``: run folder, exit-code policy and list caps."""
 
     dir: str = "runs"
     run_id: str | None = Field(None, min_length=1)
@@ -214,7 +224,30 @@ class OutputConfig(_Section):
         if value == "history":
             raise ValueError("'history' is reserved for the history dataset; pick another id")
         return value
-    fail_on: Literal["critical", "warn", "never"] = "critical"
+    # exit 1 when a row has one of these statuses: a word ("critical": critical rows,
+    # "warn": warn or critical, "error", "never") or a list of statuses
+    fail_on: str | list[str] = "critical"
+    max_alerts: int = Field(1000, ge=1)  # alerts and problems listed in alerts.json
+
+    @field_validator("fail_on")
+    @classmethod
+    def _known_statuses(cls, value: str | list[str]) -> str | list[str]:
+        words, statuses = sorted(FAIL_ON_WORDS), typing.get_args(FailStatus)
+        if isinstance(value, str) and value not in FAIL_ON_WORDS:
+            raise ValueError(f"{value!r}: use one of {', '.join(words)}, or a list of "
+                             f"statuses ({', '.join(statuses)})")
+        bad = [v for v in value if v not in statuses] if isinstance(value, list) else []
+        if bad or value == []:
+            raise ValueError(f"{bad[0] if bad else '[]'!r} is not a status to fail on; list "
+                             f"some of {', '.join(statuses)}")
+        return value
+
+    @property
+    def fail_statuses(self) -> frozenset[str]:
+        """The row statuses that make the run exit 1."""
+        if isinstance(self.fail_on, str):
+            return FAIL_ON_WORDS[self.fail_on]
+        return frozenset(self.fail_on)
 
 
 class ScheduleConfig(_Section):
@@ -455,19 +488,19 @@ def _key(parts: list[str]) -> str:
 
 def _field_names(loc: list[str]) -> list[str]:
     """Field names valid under ``loc`` (for 'did you mean' hints)."""
-    model: Any = RunConfig
+    model: type[BaseModel] | None = RunConfig
     parts = iter(loc)
     for part in parts:
-        field = model.model_fields.get(part) if isinstance(model, type) else None
+        field = model.model_fields.get(part) if model is not None else None
         if field is None:
             return []
         model, is_mapping = _model_of(field.annotation)
         if is_mapping:
             next(parts, None)  # the mapping key, e.g. a glob pattern
-    return list(model.model_fields) if isinstance(model, type) else []
+    return list(model.model_fields) if model is not None else []
 
 
-def _model_of(annotation: Any) -> tuple[Any, bool]:
+def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """The BaseModel inside ``X | None`` or ``dict[str, X]``, and whether it was a mapping."""
     origin = typing.get_origin(annotation)
     if origin is dict:

@@ -39,3 +39,15 @@ class InputError(KLDriftError, ValueError):
 
 class ConfigError(KLDriftError, ValueError):
     """Invalid configuration: names the key and the accepted values. CLI exit status 2."""
+
+
+class OutputError(KLDriftError):
+    """An output location that cannot be written (not a folder, read-only, disk full).
+
+    Names the path and the OS reason in one line; CLI exit status 2. ``errno`` is the OS
+    error code.
+    """
+
+    def __init__(self, errno: int, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno

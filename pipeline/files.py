@@ -8,6 +8,7 @@ names, run ids) go through :func:`safe_filename` before they become paths.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import importlib.metadata
 import os
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.errors import OutputError
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 @functools.cache
@@ -51,24 +55,77 @@ def safe_filename(name: str, *, max_length: int = 80) -> str:
     return cleaned
 
 
+def output_error(error: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
+    """The one-line :class:`OutputError` for an OS failure writing ``path``, else None.
+
+    Polars reports OS failures (a full disk) as its own errors carrying ``(os error N)``.
+    """
+    code = error.errno if isinstance(error, OSError) else None
+    if isinstance(error, pl.exceptions.PolarsError):
+        found = _OS_ERROR.search(str(error))
+        code = int(found.group(1)) if found else None
+    if code is None:
+        return None
+    return OutputError(code, f"cannot write {os.fspath(path)}: {os.strerror(code)}; check "
+                             "the output folder (output.dir / --out) and free space")
+
+
+def make_dirs(path: str | os.PathLike[str]) -> Path:
+    """``mkdir -p``, with a one-line OutputError naming the path when it cannot be made."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, folder) from error  # type: ignore[misc]
+    return folder
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (another user's process counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temp files a killed writer of ``target`` left (their process is gone)."""
+    for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = orphan.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it into place.
 
     Readers see the old file or the new one, never a partial one; a failed write leaves
-    the old file untouched and no temp file behind.
+    the old file untouched and no temp file behind. OS failures (read-only or full disk, a
+    file where a folder should be) raise a one-line :class:`OutputError` naming ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    make_dirs(target.parent)
+    _remove_orphans(target)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                        dir=target.parent)
+        os.close(fd)
+    except OSError as error:
+        raise output_error(error, target) from error  # type: ignore[misc]
     tmp = Path(tmp_name)
     try:
         write(tmp)
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         tmp.unlink(missing_ok=True)
+        converted = output_error(error, target) if isinstance(error, Exception) else None
+        if converted is not None:
+            raise converted from error
         raise
     return target
 
@@ -91,6 +148,8 @@ def tool_version() -> str:
         return "0+unknown"
 
 
-def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
-    """Write ``frame`` to ``path`` as Parquet, atomically."""
-    return atomic_write(path, frame.write_parquet)
+def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
+                  metadata: dict[str, str] | None = None) -> Path:
+    """Write ``frame`` to ``path`` as Parquet, atomically, with optional key-value
+    ``metadata`` in the file footer."""
+    return atomic_write(path, lambda tmp: frame.write_parquet(tmp, metadata=metadata))

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -22,29 +23,47 @@ from pipeline.bins.binning import bin_raw, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
+from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import safe_filename, tool_version
-from pipeline.formats import DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES, PROFILE_FILE
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.sources import collect_schema, detect_format, scan_raw
 from pipeline.write.documents import alerts_document, estimates_block, models_block
-from pipeline.write.history import HISTORY_DIR, append_history, drop_history
+from pipeline.write.history import (
+    HISTORY_DIR,
+    append_history,
+    drop_history,
+    run_created_at,
+    scan_decisions,
+)
 from pipeline.write.reports import write_reports
-from pipeline.write.run_folder import model_tables, write_run_outputs
+from pipeline.write.run_folder import (
+    model_tables,
+    publish,
+    run_lock,
+    staging_folder,
+    write_run_outputs,
+)
 
 #: Severity order of row statuses, least severe first (for ``worst_status``).
 SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
 #: The parts a run can check; each writes its own tables into the run folder.
 FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
-_FAIL_ON = {"never": frozenset(), "critical": frozenset({"critical"}),
-            "warn": frozenset({"warn", "critical"})}
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
 BinCurrent = Callable[[Profile, InputConfig, list[str]], pl.DataFrame]
+
+
+def _input_path(path: str | None, key: str) -> str:
+    """``input.baseline`` or ``input.current`` (named by ``key``): feature drift needs both."""
+    if not path:
+        raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+    return path
 
 
 def bin_current_locally(profile: Profile, settings: InputConfig,
@@ -54,9 +73,10 @@ def bin_current_locally(profile: Profile, settings: InputConfig,
     ``missing="skip"``: a profile feature absent from the current rows becomes an error row
     for that feature instead of stopping the run.
     """
-    return bin_raw(scan_raw(settings.current), profile, timestamp=settings.timestamp,
+    current = _input_path(settings.current, "current")
+    return bin_raw(scan_raw(current), profile, timestamp=settings.timestamp,
                    period=settings.period, segments=settings.segments, features=features,
-                   missing="skip", source=settings.current)
+                   missing="skip", source=current)
 
 
 @dataclass(frozen=True)
@@ -133,9 +153,8 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
         raise ConfigError("nothing to check: set input.baseline and input.current (feature "
                           "drift), or add a [models] or [estimate] section")
     if FEATURES in parts:
-        for key in ("baseline", "current"):
-            if not getattr(settings, key):
-                raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+        _input_path(settings.baseline, "baseline")
+        _input_path(settings.current, "current")
     return _run(config, parts, progress, bin_current)
 
 
@@ -183,23 +202,44 @@ class _FeatureDrift:
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
          bin_current: BinCurrent = bin_current_locally) -> RunResult:
-    """Measure the requested parts, then write them into one run folder."""
+    """Measure and decide the requested parts, then publish them as one run folder.
+
+    Everything is written into a staging folder first; under the run id's lock the
+    history is updated, the reports are rendered from the staged files and the folder is
+    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
+    holds exactly one run, whenever a run is killed.
+    """
     say = progress or (lambda _message: None)
     created_at = datetime.now(UTC)
     run_id = config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
-    run_dir = Path(config.output.dir) / safe_filename(run_id)
+    out_dir = Path(config.output.dir)
+    run_dir = out_dir / safe_filename(run_id)
+    history_dir = out_dir / HISTORY_DIR
 
     features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
+    # run_models, run_estimate and run_drift ask only for the parts the config has
     models = None
-    if MODELS in parts:
+    if config.models is not None and MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models)
-    estimates = None
-    if ESTIMATES in parts:
+    estimates = estimates_summary = None
+    if config.estimate is not None and ESTIMATES in parts:
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate)
+        estimates_summary = estimates_block(estimates, config.estimate)
 
-    drift = None if features is None else features.drift
+    say("comparing with earlier runs")
+    # A rerun keeps its place among the runs: it is compared with the runs before it.
+    as_of = run_created_at(history_dir, run_id) or created_at
+    warnings = [] if features is None else list(features.warnings)
+    drift, resolved = None, None
+    if features is not None:
+        drift, resolved = _across_runs(features.drift, history_dir, run_id, as_of, config,
+                                       warnings)
+    models_resolved = None
+    if models is not None:
+        models, models_resolved = _models_across_runs(models, history_dir, run_id, as_of,
+                                                      warnings)
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
@@ -215,46 +255,84 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             "base": config.drift.base,
             "config": effective.model_dump(mode="json"),
         },
-        warnings=[] if features is None else features.warnings,
-        models=None if models is None else models_block(models),
-        estimates=None if estimates is None else estimates_block(estimates, config.estimate))
+        warnings=warnings, resolved=resolved,
+        models=None if models is None else models_block(models, models_resolved),
+        estimates=estimates_summary, max_rows=config.output.max_alerts)
 
     say(f"writing {run_dir}")
-    profile_path = run_dir / PROFILE_FILE
-    if features is not None and features.baseline.built:
-        write_profile(features.baseline.profile, profile_path)  # atomic
-    else:
-        profile_path.unlink(missing_ok=True)  # a rerun must not leave a stale profile
-    # A part this run did not check maps to None: its files from an earlier run are removed.
-    write_run_outputs(run_dir, {
-        DRIFT_FILE: drift,
-        **(dict.fromkeys(MODELS_FILES.values()) if models is None else model_tables(models)),
-        ESTIMATES_FILE: estimates,
-    }, document)
-    history_dir = Path(config.output.dir) / HISTORY_DIR
-    if drift is None:
-        drop_history(history_dir, run_id)  # a rerun must not keep rows it no longer has
-    else:
-        append_history(history_dir, drift, run_id, created_at)
-    say("rendering reports")
-    write_reports(run_dir, history_dir=history_dir)
+    with staging_folder(out_dir, run_id) as staging:
+        if features is not None and features.baseline.built and features.baseline.profile:
+            write_profile(features.baseline.profile, staging / PROFILE_FILE)
+        write_run_outputs(staging, {
+            DRIFT_FILE: drift,
+            **({} if models is None else model_tables(models)),
+            ESTIMATES_FILE: estimates,
+        }, document)
+        with run_lock(out_dir, run_id):
+            for part, table in (("features", drift),
+                                ("models", None if models is None else models.summary)):
+                if table is None:  # a rerun must not keep rows it no longer has
+                    drop_history(history_dir, run_id, part=part)
+                else:
+                    append_history(history_dir, table, run_id, as_of, part=part)
+            say("rendering reports")
+            write_reports(staging, history_dir=history_dir)
+            publish(staging, run_dir)
 
     statuses = {*(() if drift is None else drift["status"].unique()),
                 *(() if models is None else models.summary["status"].unique())}
+    if drift is not None and drift.height and statuses <= {"error"}:
+        first = drift.select(pl.col("reason").drop_nulls().first()).item()
+        raise InputError(f"nothing could be compared: all {drift.height} rows are errors "
+                         f"(first: {first}); {run_dir / ALERTS_FILE} lists them")
     worst = max(statuses, key=SEVERITY.index, default="ok")
-    exit_code = int(bool(statuses & _FAIL_ON[config.output.fail_on]))
+    exit_code = int(bool(statuses & config.output.fail_statuses))
     return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
                      worst_status=worst, exit_code=exit_code, models=models,
                      estimates=estimates)
 
 
+def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: datetime,
+                 config: RunConfig, warnings: list[str]
+                 ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Persistence, partial windows and lifecycles of the drift rows, with earlier runs."""
+    series = ("segment", "feature")
+    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
+                                         before=as_of)
+    warnings += problems
+    previous = (None if decisions is None
+                else previous_points(decisions, series).collect())
+    state = apply_state(drift, previous, persistence=config.alerts.persistence,
+                        hold_partial=config.alerts.partial_windows == "hold", series=series)
+    return state.table, state.resolved
+
+
+def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
+                        as_of: datetime, warnings: list[str]
+                        ) -> tuple[ModelDrift, list[dict[str, Any]]]:
+    """Lifecycles of the model-output rows (one series per segment), with earlier runs."""
+    series = ("segment",)
+    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
+                                         part="models", before=as_of)
+    warnings += problems
+    previous = (None if decisions is None
+                else previous_points(decisions, series).collect())
+    rows = models.summary.with_columns(window_status="status",
+                                       reason=pl.lit(None, pl.String))
+    state = apply_state(rows, previous, persistence=1, hold_partial=False, series=series)
+    summary = state.table.select(*models.summary.columns, "lifecycle")
+    return replace(models, summary=summary), state.resolved
+
+
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
     settings = config.input
-    say(f"reading baseline {settings.baseline}")
-    baseline = _read_baseline(config)
-    say(f"reading current data {settings.current}")
-    current, reasons = _read_current(config, baseline.profile, bin_current)
+    baseline_path = _input_path(settings.baseline, "baseline")
+    current_path = _input_path(settings.current, "current")
+    say(f"reading baseline {baseline_path}")
+    baseline = _read_baseline(config, baseline_path)
+    say(f"reading current data {current_path}")
+    current, reasons = _read_current(config, current_path, baseline.profile, bin_current)
     _check_features(config, baseline.histograms, current)
     say(f"aligning {current.height:,} current histogram rows")
     aligned = align(baseline.histograms, current, reasons=reasons)
@@ -272,23 +350,22 @@ class _Baseline:
     built: bool  # profile built from raw baseline data in this run
 
 
-def _read_baseline(config: RunConfig) -> _Baseline:
-    settings = config.input
-    kind = settings.baseline_format
+def _read_baseline(config: RunConfig, path: str) -> _Baseline:
+    kind: str = config.input.baseline_format
     if kind == "auto":
-        kind = detect_format(settings.baseline)
-    return _BASELINE_READERS[kind](config)
+        kind = detect_format(path)
+    return _BASELINE_READERS[kind](config, path)
 
 
-def _profile_baseline(config: RunConfig) -> _Baseline:
-    profile = read_profile(config.input.baseline)
+def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
+    profile = read_profile(path)
     # profile segment columns the run does not split by are pooled (same bins everywhere)
     segments = [s for s in profile.segments if s in config.input.segments]
     return _Baseline(_selected(config, profile.histograms(segments)), profile, built=False)
 
 
-def _histogram_baseline(config: RunConfig) -> _Baseline:
-    histograms = read_histograms(config.input.baseline, role="baseline",
+def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
+    histograms = read_histograms(path, role="baseline",
                                  duplicates=config.input.duplicates)
     return _Baseline(_selected(config, histograms), None, built=False)
 
@@ -312,33 +389,32 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
         top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=source)
 
 
-def _raw_baseline(config: RunConfig) -> _Baseline:
-    profile = build_baseline_profile(config)
+def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
+    profile = build_baseline_profile(config, path)
     return _Baseline(profile.histograms(), profile, built=True)
 
 
-_BASELINE_READERS: dict[str, Callable[[RunConfig], _Baseline]] = {
+_BASELINE_READERS: dict[str, Callable[[RunConfig, str], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig, profile: Profile | None,
+def _read_current(config: RunConfig, path: str, profile: Profile | None,
                   bin_current: BinCurrent) -> tuple[pl.DataFrame, dict[str, str]]:
     """Current histograms, and why some features could not be binned (by feature)."""
     settings = config.input
     reasons: dict[str, str] = {}
     kind = settings.current_format
     if kind == "auto":
-        kind = "raw" if detect_format(settings.current) == "raw" else "histogram"
+        kind = "raw" if detect_format(path) == "raw" else "histogram"
     if kind == "histogram":
         if settings.timestamp is not None:
             raise ConfigError("input.timestamp: windows apply to raw current data; a "
                               "histogram table brings its own 'window' column")
-        current = read_histograms(settings.current, role="current",
-                                  duplicates=settings.duplicates)
+        current = read_histograms(path, role="current", duplicates=settings.duplicates)
         missing = [c for c in settings.segments if c not in segment_columns(current)]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
-                             "lacks", source=settings.current, column=missing[0])
+                             "lacks", source=path, column=missing[0])
         current = _selected(config, current)
     else:
         if profile is None:
@@ -347,12 +423,12 @@ def _read_current(config: RunConfig, profile: Profile | None,
                              source=settings.baseline)
         features = [f for f in profile.features if _wanted(config, f)]
         # A feature whose column type changed becomes an error row, not a stopped run.
-        schema = collect_schema(scan_raw(settings.current), settings.current)
+        schema = collect_schema(scan_raw(path), path)
         reasons = retyped_features(schema, profile, features)
         current = bin_current(profile, settings, [f for f in features if f not in reasons])
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
-                         "the feature filters", source=settings.current)
+                         "the feature filters", source=path)
     return current, reasons
 
 

@@ -89,7 +89,7 @@ def test_drift_table_missing_a_column(run_dir: Path) -> None:
     ("change", "match"),
     [
         (lambda doc: "{ not json", "not valid JSON"),
-        (lambda doc: {**doc, "schema_version": 2}, r"schema_version: Input should be 1"),
+        (lambda doc: {**doc, "schema_version": 3}, r"schema_version: Input should be 1 or 2"),
         (lambda doc: {**doc, "summary": {**doc["summary"], "critical": -1}},
          r"summary\.critical"),
         (lambda doc: {k: v for k, v in doc.items() if k != "run"}, r"run: Field required"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,9 @@ from pipeline.bins.layout import display_rank
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import segment_label_expr, window_label_expr
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 _KEYS = ("feature", "bin")
 
@@ -113,8 +117,8 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     features = pl.concat([base.select("feature"), cur.select("feature")]).unique().lazy()
     grid = (_as_text(current.lazy(), segments).select(groups).unique().join(features, how="cross")
             if groups else features)
-    rows = grid.sort([*segments, "feature", *window], nulls_last=True).with_row_index("row")
-    rows = rows.collect()
+    rows = (grid.sort([*segments, "feature", *window], nulls_last=True).with_row_index("row")
+            .collect())
     # Which (row, side) pairs exist decides the row's reason; bins come from both sides.
     # nulls_equal: a null segment value or window (null timestamp) is a group of its own.
     base_cells = rows.join(base, on=[*base_segments, "feature"], how="inner", nulls_equal=True)
@@ -194,7 +198,7 @@ def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.Dat
                                  if base_segments else
                                  (pl.LazyFrame({"segment_in_base": [True]}), {"how": "cross"}))
     label = segment_label_expr(base_segments)
-    reason = pl.when(~pl.col("feature_in_base")).then(
+    reason: Then | ChainedThen = pl.when(~pl.col("feature_in_base")).then(
         pl.format("feature '{}' not in the baseline", "feature"))
     if reasons:
         reason = reason.when(~pl.col("feature_in_current") & pl.col("feature").is_in(

@@ -242,9 +242,12 @@ def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBin
                 counts[run, columns] += _numeric_histogram(values[start:stop], feature.edges)
             continue
         codes = _numeric_codes(values, feature.edges) if feature.kind == "numeric" else values
-        if keys and group is None:
-            group = np.repeat(run_group, stops - starts)
-        flat = group * feature.n_bins + codes if keys else codes
+        if keys:
+            if group is None:
+                group = np.repeat(run_group, stops - starts)
+            flat = group * feature.n_bins + codes
+        else:
+            flat = codes
         counts[:, columns] = np.bincount(flat, minlength=n_groups * feature.n_bins
                                          ).reshape(n_groups, feature.n_bins)
     rows, slots = np.nonzero(counts)
@@ -318,7 +321,8 @@ def bin_raw(
     specs = _check_columns(schema, specs, [*segments, *timestamp_keys], missing, source)
 
     key_exprs = [pl.col(c).cast(pl.String) for c in segments]
-    parsed, check = [], None
+    parsed: list[pl.Expr] = []
+    check: pl.Expr | None = None
     if timestamp is not None:
         parsed, window, check = _window_exprs(timestamp, schema[timestamp], period, source)
         key_exprs.append(window)

@@ -105,6 +105,7 @@ def bins_table(name: str, kind: str, edges: np.ndarray | None,
         labels = [bin_label(lo, hi) for lo, hi in zip(lower, upper, strict=True)]
         labels, lower, upper = [*labels, MISSING], [*lower, None], [*upper, None]
     else:
+        assert categories is not None  # callers pass the categories of a categorical feature
         labels = [*categories, OTHER, MISSING]
         lower = upper = [None] * len(labels)
     return pl.DataFrame({"feature": name, "kind": kind, "bin": labels,

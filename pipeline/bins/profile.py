@@ -301,10 +301,11 @@ def build_profile(
     _check_segments(schema, segments, where)
     kinds = _select_features(schema, features, (*exclude, *segments), where)
     fixed = _check_fixed_edges(fixed_edges or {}, kinds)
-    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
-    stats = stats.row(0, named=True)
+    query = raw.select(_stats_query(kinds, strategy, bins, top_k, fixed))
+    stats = collect(query, where).row(0, named=True)
 
-    tables, details = [], {}
+    tables: list[pl.DataFrame] = []
+    details: dict[str, dict[str, Any]] = {}
     for name, kind in kinds.items():
         if kind == "numeric":
             edges, origin = _numeric_edges(stats, name, strategy, bins, fixed)
@@ -391,6 +392,7 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
         raise InputError("not a kl-drift profile (malformed segments in its metadata)",
                          source=where)
     table = pl.from_arrow(arrow.replace_schema_metadata(None))
+    assert isinstance(table, pl.DataFrame)  # from a Table, never a Series
     if dict(table.schema) != {**dict.fromkeys(segments, pl.String), **PROFILE_SCHEMA}:
         raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
     bad = _malformed_features(table, segments)

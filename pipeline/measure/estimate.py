@@ -52,6 +52,7 @@ def _validate(frame: pl.DataFrame, config: EstimateConfig) -> None:
 def _per_sequence(frame: pl.DataFrame, config: EstimateConfig) -> pl.DataFrame:
     """One row per sequence: summed log-probs, token count, first timestamp, its segments."""
     seq = config.sequence_id
+    assert seq is not None  # per = "sequence" requires sequence_id (validated)
     sequences = frame.group_by(seq, maintain_order=True).agg(
         pl.col(config.logq, config.logp).sum(), pl.len().alias("n_tokens"),
         *([pl.col(config.timestamp).min()] if config.timestamp else []),
@@ -82,9 +83,12 @@ def _load_samples(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig
             raise InputError(f"has type {schema[column]}; expected numbers (log-probabilities)",
                              source=config.source, column=column)
     timestamp_type = schema.get(config.timestamp) if config.timestamp else None
-    if config.period is not None and not timestamp_type.is_temporal():
-        raise InputError(f"has type {timestamp_type}, not a date or datetime; cast it or drop "
-                         "period", source=config.source, column=config.timestamp)
+    if config.period is not None:
+        # period needs timestamp (validated), a column of the schema (checked above)
+        assert timestamp_type is not None
+        if not timestamp_type.is_temporal():
+            raise InputError(f"has type {timestamp_type}, not a date or datetime; cast it or "
+                             "drop period", source=config.source, column=config.timestamp)
     samples = collect(lazy.with_row_index(_ROW).select(
         _ROW, pl.col(config.logq, config.logp).cast(pl.Float64), *context), config.source)
     if samples.height == 0:

@@ -178,6 +178,7 @@ def _resolve_outputs(schemas: dict[str, pl.Schema], config: ModelsConfig) -> _Ou
                              f"{found['current']}", column=prefix)
         names = config.class_names or [c.removeprefix(prefix) for c in columns]
         return _Outputs(columns, False, names)
+    assert config.outputs is not None  # exactly one of outputs, outputs_prefix (validated)
     if isinstance(config.outputs, str):
         return _Outputs([config.outputs], True, config.class_names)
     return _Outputs(list(config.outputs), False, config.class_names or list(config.outputs))
@@ -249,6 +250,7 @@ def _load_side(lazy: pl.LazyFrame, outputs: _Outputs, context: list[str],
         raise InputError(f"{describe_rows(ids, missing)} have null outputs: fix or drop them",
                          source=source, column=outputs.label)
     n_classes = lengths.mode().max()
+    assert isinstance(n_classes, int)  # list lengths, none null (checked above)
     ragged = (lengths != n_classes).to_numpy()
     if ragged.any():
         raise InputError(f"{describe_rows(ids, ragged)} hold a different number of outputs than "
@@ -261,7 +263,8 @@ def _load_side(lazy: pl.LazyFrame, outputs: _Outputs, context: list[str],
     for check in _VALUE_CHECKS[config.kind]:
         bad, shown, what = check(values, config)
         if bad.any():
-            rows = bad.any(axis=1)
+            # np.any, not bad.any: numpy types the method's reduction as maybe a scalar
+            rows: np.ndarray = np.any(bad, axis=1)
             # Name the first offending class column when there is one per class.
             column = (outputs.columns[int(np.argmax(bad[rows][0]))]
                       if not outputs.is_list and bad.shape[1] > 1 else outputs.label)
@@ -389,7 +392,8 @@ def _per_example(joined: pl.DataFrame, sides: _Sides, config: ModelsConfig) -> p
     decide = _DECISIONS[config.mode]
     per_class = {side: (probs, decide(probs)) for side, probs in (("b", pb), ("c", pc))}
     wide = {_wide(side, j, is_decision): values[:, j]
-            for side, pair in per_class.items() for is_decision, values in enumerate(pair)
+            for side, pair in per_class.items()
+            for is_decision, values in zip((False, True), pair, strict=True)
             for j in range(len(sides.class_names))}
 
     def predicted(side: str) -> pl.Expr:

@@ -19,11 +19,14 @@ from pipeline.config import EstimateConfig
 from pipeline.formats import ESTIMATES_FILE, MODEL_STATUSES, MODELS_FILES, STATUSES
 from pipeline.measure.models import ModelDrift
 
-SCHEMA_VERSION = 1
-_ALERT_FIELDS = ("segment", "feature", "window", "status", "metric", "value", "warn_threshold",
-                 "critical_threshold", "p_value", "q_value", "n_baseline", "n_current",
-                 "top_bins")
+#: 2: alert lifecycles (``lifecycle``, ``changes``, ``resolved``) and capped lists
+#: (``omitted``); version 1 documents are still read.
+SCHEMA_VERSION = 2
+_ALERT_FIELDS = ("segment", "feature", "window", "status", "lifecycle", "metric", "value",
+                 "warn_threshold", "critical_threshold", "p_value", "q_value", "n_baseline",
+                 "n_current", "top_bins")
 _PROBLEM_FIELDS = ("segment", "feature", "window", "status", "reason")
+_LIFECYCLE_RANK = {"new": 0, "ongoing": 1, "resolved": 2}
 
 
 def json_safe(value: Any) -> Any:
@@ -63,16 +66,39 @@ def count_statuses(table: pl.DataFrame | None, statuses: tuple[str, ...]) -> dic
 
 
 def alerting_rows(table: pl.DataFrame) -> pl.DataFrame:
-    """The ``warn``/``critical`` rows: critical first, then larger ``value`` first."""
+    """The ``warn``/``critical`` rows: new alerts first, then critical before warn, then
+    ongoing before resolved, then larger ``value`` first.
+
+    Without a ``lifecycle`` column every alert counts as new.
+    """
+    if "lifecycle" not in table.columns:
+        table = table.with_columns(lifecycle=pl.lit(None, pl.String))
+    rank = pl.col("lifecycle").replace_strict(_LIFECYCLE_RANK, default=0,
+                                              return_dtype=pl.Int8)
     return (table.filter(pl.col("status").is_in(["warn", "critical"]))
-            .sort([pl.col("status") == "warn", "value"], descending=[False, True],
-                  nulls_last=True))
+            .sort([rank > 0, pl.col("status") == "warn", rank, "value"],
+                  descending=[False, False, False, True], nulls_last=True))
+
+
+def lifecycle_changes(alerts: pl.DataFrame, resolved: list[Any]) -> dict[str, int]:
+    """``{"new": alerts new, "ongoing": alerts ongoing, "resolved": episodes closed}``."""
+    counts = (dict(alerts["lifecycle"].value_counts().iter_rows())
+              if "lifecycle" in alerts.columns else {})
+    return {"new": counts.get("new", 0), "ongoing": counts.get("ongoing", 0),
+            "resolved": len(resolved)}
+
+
+def _capped(rows: pl.DataFrame, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` rows as dicts, and how many were left out."""
+    return rows.head(limit).to_dicts(), max(rows.height - limit, 0)
 
 
 def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
                     warnings: list[str] | None = None, *,
+                    resolved: list[dict[str, Any]] | None = None,
                     models: Mapping[str, Any] | None = None,
-                    estimates: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    estimates: Mapping[str, Any] | None = None,
+                    max_rows: int = 1000) -> dict[str, Any]:
     """The ``alerts.json`` document of a run.
 
     Parameters
@@ -85,28 +111,43 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         base, config.
     warnings : list of str, optional
         Run-level notes, e.g. threshold patterns that matched no feature.
+    resolved : list of dict, optional
+        Alert episodes this run closed (:class:`pipeline.decide.state.StateResult`).
     models, estimates : mapping, optional
         The ``models`` block (:func:`pipeline.measure.models.models_block`) and the ``estimates``
         block (:func:`pipeline.measure.estimate.estimates_block`); left out when ``None``.
 
+    max_rows : int
+        At most this many alerts and this many problems are listed (new alerts first);
+        ``omitted`` counts the rest, which drift.parquet holds.
+
     Returns
     -------
     dict
-        JSON-safe: alerts most severe first (critical, then warn; larger value first),
-        problems (error, insufficient_data) in table order.
+        JSON-safe: alerts in :func:`alerting_rows` order, problems (error,
+        insufficient_data) in table order.
     """
-    alerts, problems = [], []
+    alerts: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    omitted = {"alerts": 0, "problems": 0}
+    changes = {"new": 0, "ongoing": 0, "resolved": len(resolved or [])}
     if drift is not None:
-        alerts = alerting_rows(drift).select(_ALERT_FIELDS).to_dicts()
-        problems = (drift.filter(pl.col("status").is_in(["error", "insufficient_data"]))
-                    .select(_PROBLEM_FIELDS).to_dicts())
+        alerting = alerting_rows(drift)
+        changes = lifecycle_changes(alerting, resolved or [])
+        alerts, omitted["alerts"] = _capped(alerting.select(_ALERT_FIELDS), max_rows)
+        problems, omitted["problems"] = _capped(
+            drift.filter(pl.col("status").is_in(["error", "insufficient_data"]))
+            .select(_PROBLEM_FIELDS), max_rows)
     blocks = {"models": models, "estimates": estimates}
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
         "summary": count_statuses(drift, STATUSES),
+        "changes": changes,
         "alerts": alerts,
+        "resolved": list(resolved or []),
         "problems": problems,
+        "omitted": omitted,
         "warnings": list(warnings or []),
         **{name: dict(block) for name, block in blocks.items() if block is not None},
     })
@@ -115,7 +156,8 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
 _TOP_IN_BLOCK = 3  # classes and examples per model alert
 
 
-def models_block(result: ModelDrift) -> dict[str, Any]:
+def models_block(result: ModelDrift, resolved: list[dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
     """The ``models`` block of ``alerts.json``: counts, warnings and every warn/critical row.
 
     Each alert carries its three largest per-class JS contributions and its three
@@ -144,9 +186,9 @@ def models_block(result: ModelDrift) -> dict[str, Any]:
         alerting_rows(summary)
         .join(top_classes, on=keys, how="left", nulls_equal=True, maintain_order="left")
         .join(top_examples, on=keys, how="left", nulls_equal=True, maintain_order="left")
-        .select("segment", "window", "status", "metric", "value", "warn_threshold",
-                "critical_threshold", "n", "flip_rate", "js_distance_of_means", "top_classes",
-                "top_examples")
+        .select("segment", "window", "status", "lifecycle", "metric", "value",
+                "warn_threshold", "critical_threshold", "n", "flip_rate",
+                "js_distance_of_means", "top_classes", "top_examples")
     )
     return json_safe({
         "inputs": {"baseline": config.baseline, "current": config.current},
@@ -158,7 +200,9 @@ def models_block(result: ModelDrift) -> dict[str, Any]:
         "n_matched": result.n_matched, "n_unmatched_baseline": result.n_unmatched_baseline,
         "n_unmatched_current": result.n_unmatched_current, "warnings": list(result.warnings),
         "summary": count_statuses(summary, MODEL_STATUSES),
+        "changes": lifecycle_changes(alerts, resolved or []),
         "alerts": alerts.to_dicts(),
+        "resolved": list(resolved or []),
         "files": dict(MODELS_FILES),
     })
 
@@ -195,6 +239,9 @@ class TopBin(_Explained):
     current_share: float | None
 
 
+Lifecycle = Literal["new", "ongoing", "resolved"]
+
+
 class Alert(_Explained):
     """A ``warn`` or ``critical`` row."""
 
@@ -202,6 +249,7 @@ class Alert(_Explained):
     feature: str
     window: str
     status: Literal["warn", "critical"]
+    lifecycle: Lifecycle | None = None
     metric: str
     value: float | None
     warn_threshold: float | None
@@ -254,11 +302,41 @@ class ModelSummary(_Counts):
     insufficient_data: int = Field(ge=0)
 
 
-def _check_alerts(summary: _Counts, alerts: list[Any]) -> None:
-    """The alerts list holds exactly the summary's warn and critical rows."""
-    for status in ("warn", "critical"):
-        if sum(a.status == status for a in alerts) != getattr(summary, status):
-            raise ValueError(f"summary.{status} does not match the alerts list")
+class Changes(_Strict):
+    """Alerts by lifecycle since the previous run, and the episodes this run closed."""
+
+    new: int = Field(ge=0)
+    ongoing: int = Field(ge=0)
+    resolved: int = Field(ge=0)
+
+
+class Resolved(_Strict):
+    """An alert episode this run closed: its first drifting window, the ok window that ended
+    it, and its last alert status."""
+
+    segment: str
+    feature: str | None = None  # absent for model-output episodes
+    window: str
+    since: str | None
+    last_status: Literal["warn", "critical"] | None
+
+
+class Omitted(_Strict):
+    """Rows left out of the capped lists (drift.parquet holds them all)."""
+
+    alerts: int = Field(0, ge=0)
+    problems: int = Field(0, ge=0)
+
+
+def _check_alerts(summary: _Counts, alerts: list[Any], omitted: int = 0) -> None:
+    """The alerts list holds the summary's warn and critical rows (but those omitted)."""
+    listed = sum(getattr(summary, status) for status in ("warn", "critical"))
+    if len(alerts) + omitted != listed:
+        raise ValueError("summary warn + critical does not match the alerts list")
+    if not omitted:
+        for status in ("warn", "critical"):
+            if sum(a.status == status for a in alerts) != getattr(summary, status):
+                raise ValueError(f"summary.{status} does not match the alerts list")
 
 
 class RunInfo(_Strict):
@@ -298,6 +376,7 @@ class ModelAlert(_Explained):
     segment: str
     window: str
     status: Literal["warn", "critical"]
+    lifecycle: Lifecycle | None = None
     metric: str
     value: float | None
     warn_threshold: float
@@ -329,7 +408,9 @@ class ModelsBlock(_Strict):
     n_unmatched_current: int = Field(ge=0)
     warnings: list[str]
     summary: ModelSummary
+    changes: Changes | None = None
     alerts: list[ModelAlert]
+    resolved: list[Resolved] = []
     files: dict[str, str]
 
     @model_validator(mode="after")
@@ -365,20 +446,25 @@ class EstimatesBlock(_Strict):
 
 
 class AlertsDocument(_Strict):
-    """Schema of ``alerts.json`` (schema_version 1); ``model_validate`` checks a file."""
+    """Schema of ``alerts.json`` (schema_version 2; version 1 files, without lifecycles or
+    caps, are read too); ``model_validate`` checks a file."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     run: RunInfo
     summary: Summary
+    changes: Changes | None = None
     alerts: list[Alert]
+    resolved: list[Resolved] = []
     problems: list[Problem]
+    omitted: Omitted = Omitted()
     warnings: list[str] = []
     models: ModelsBlock | None = None
     estimates: EstimatesBlock | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertsDocument:
-        _check_alerts(self.summary, self.alerts)
-        if len(self.problems) != self.summary.error + self.summary.insufficient_data:
+        _check_alerts(self.summary, self.alerts, self.omitted.alerts)
+        if (len(self.problems) + self.omitted.problems
+                != self.summary.error + self.summary.insufficient_data):
             raise ValueError("summary error + insufficient_data does not match problems")
         return self

@@ -1,9 +1,11 @@
-"""The cross-run history dataset: every run's compact drift rows, hive-partitioned by run id.
+"""The cross-run history dataset: every run's compact decisions, hive-partitioned by run id.
 
-Layout: ``<history_dir>/run_id=<safe_filename(run_id)>/part.parquet``. Each file holds one
-run's drift rows without the per-bin ``bins`` list, plus ``run_id`` (the original id, which
-the folder name may have had to alter) and ``created_at`` (UTC). Writing a run id again
-replaces its partition, so reruns never duplicate rows.
+Layout: ``<history_dir>/run_id=<safe_filename(run_id)>/part.parquet`` (feature drift rows
+without the per-bin ``bins`` list) and ``models.parquet`` (model-output rows), each with
+``run_id`` (the original id, which the folder name may have had to alter) and ``created_at``
+(UTC). Writing a run id again replaces its files, so reruns never duplicate rows. Later runs
+read the decisions back (:func:`scan_decisions`) to carry persistence and alert lifecycles
+from run to run; an unreadable partition is skipped with a warning naming it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pipeline.files import atomic_write, safe_filename
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"
 PART_FILE = "part.parquet"
+#: The file of each part of a run in its partition.
+PART_FILES = {"features": PART_FILE, "models": "models.parquet"}
 CREATED_AT = pl.Datetime("us", "UTC")
 
 
@@ -37,41 +41,123 @@ def as_utc(created_at: datetime | str) -> datetime:
 
 def append_history(
     history_dir: str | os.PathLike[str],
-    drift: pl.DataFrame,
+    table: pl.DataFrame,
     run_id: str,
     created_at: datetime | str,
+    *,
+    part: str = "features",
 ) -> Path:
-    """Add (or replace) one run's drift rows in the history dataset.
+    """Add (or replace) one run's rows of one part in the history dataset.
 
     Parameters
     ----------
     history_dir : path
         Root of the dataset, e.g. ``<out>/history``; created when missing.
-    drift : polars.DataFrame
-        The run's drift table (``drift.parquet``); its ``bins`` column is dropped.
+    table : polars.DataFrame
+        The run's drift table (``drift.parquet``; its ``bins`` column is dropped) or, with
+        ``part="models"``, its model-output table (``models.parquet``).
     run_id : str
-        The run id; its partition is replaced if it already exists.
+        The run id; its rows of this part are replaced if they already exist.
     created_at : datetime or str
         When the run was created (ISO-8601 string or datetime; naive means UTC).
+    part : {"features", "models"}
+        Which of the run's tables this is.
 
     Returns
     -------
     pathlib.Path
         The partition file written (atomically).
     """
-    rows = drift.drop("bins", strict=False).with_columns(
+    rows = table.drop("bins", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
-    return atomic_write(partition_dir(history_dir, run_id) / PART_FILE, rows.write_parquet)
+    return atomic_write(partition_dir(history_dir, run_id) / PART_FILES[part],
+                        rows.write_parquet)
 
 
-def drop_history(history_dir: str | os.PathLike[str], run_id: str) -> None:
-    """Remove ``run_id``'s rows (a rerun of that id that checked no features)."""
+def drop_history(history_dir: str | os.PathLike[str], run_id: str, *,
+                 part: str = "features") -> None:
+    """Remove ``run_id``'s rows of one part (a rerun of that id that did not check it)."""
     partition = partition_dir(history_dir, run_id)
-    (partition / PART_FILE).unlink(missing_ok=True)
+    (partition / PART_FILES[part]).unlink(missing_ok=True)
     if partition.is_dir() and not any(partition.iterdir()):
         partition.rmdir()
+
+
+def run_created_at(history_dir: str | os.PathLike[str], run_id: str) -> datetime | None:
+    """When ``run_id`` was first written to the history (None: never, or unreadable)."""
+    for name in PART_FILES.values():
+        file = partition_dir(history_dir, run_id) / name
+        try:
+            first = pl.read_parquet(file, columns=["created_at"], n_rows=1)
+        except (OSError, pl.exceptions.PolarsError):
+            continue
+        if first.height:
+            return as_utc(first["created_at"][0])
+    return None
+
+
+def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
+                   series: Sequence[str], part: str = "features",
+                   before: datetime | None = None) -> tuple[pl.LazyFrame | None, list[str]]:
+    """Earlier runs' decisions of one part, lazily, for :mod:`pipeline.decide.state`.
+
+    Parameters
+    ----------
+    history_dir : path
+        The history dataset (missing: no earlier runs).
+    exclude_run_id : str
+        The run being written: its own earlier rows are not "earlier runs", so rerunning a
+        run id gives the same decisions.
+    series : sequence of str
+        The columns identifying a series (e.g. ``segment``, ``feature``).
+    part : {"features", "models"}
+    before : datetime, optional
+        Only runs created before this time (a rerun of an old run id sees the runs that
+        came before it, not those written since).
+
+    Returns
+    -------
+    (pl.LazyFrame or None, list of str)
+        The rows (the ``series`` columns, ``window``, ``window_status`` (``status`` for
+        runs written before it existed), ``status``, ``partial``, ``run_order`` ranking the
+        runs oldest first, ``row_order`` within run and series), or None when there are
+        none; and one warning per unreadable partition, which is skipped.
+    """
+    own = partition_dir(history_dir, exclude_run_id)
+    runs: list[tuple[datetime, str, Path, dict[str, pl.DataType]]] = []
+    warnings = []
+    for file in sorted(Path(history_dir).glob(f"run_id=*/{PART_FILES[part]}")):
+        if file.parent == own:
+            continue
+        try:
+            schema = pl.read_parquet_schema(file)
+            first = pl.read_parquet(file, columns=["created_at", "run_id"], n_rows=1)
+            missing = [c for c in (*series, "window", "status") if c not in schema]
+            if missing:
+                raise ValueError(f"no column {missing[0]!r}")
+        except (OSError, ValueError, pl.exceptions.PolarsError) as error:
+            why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            warnings.append(f"history partition {file} is unreadable and was skipped ({why})")
+            continue
+        if first.height and (before is None or as_utc(first["created_at"][0]) < before):
+            runs.append((first["created_at"][0], first["run_id"][0], file, schema))
+    if not runs:
+        return None, warnings
+    parts = []
+    for order, (_, _, file, schema) in enumerate(sorted(runs, key=lambda r: (r[0], r[1]))):
+        parts.append(pl.scan_parquet(file, hive_partitioning=False).select(
+            *(pl.col(c).cast(pl.String) for c in series),
+            pl.col("window").cast(pl.String),
+            pl.col("window_status" if "window_status" in schema else "status")
+            .alias("window_status"),
+            pl.col("status"),
+            (pl.col("partial") if "partial" in schema else pl.lit(None, pl.Boolean))
+            .alias("partial"),
+            run_order=pl.lit(order, pl.Int64),
+            row_order=pl.int_range(pl.len(), dtype=pl.Int64).over(list(series))))
+    return pl.concat(parts, how="vertical_relaxed"), warnings
 
 
 def history_files(history_dir: str | os.PathLike[str]) -> list[Path]:
@@ -113,11 +199,15 @@ def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
 def stored_runs(history_dir: str | os.PathLike[str]) -> pl.DataFrame:
     """One row per stored run, oldest first: ``run_id``, ``created_at``, ``file``.
 
-    Reads one row of two columns per partition file, whatever the runs' sizes.
+    Reads one row of two columns per partition file, whatever the runs' sizes; a file that
+    cannot be read is left out.
     """
     rows = []
     for file in history_files(history_dir):
-        first = pl.scan_parquet(file).select("run_id", "created_at").head(1).collect()
+        try:
+            first = pl.read_parquet(file, columns=["run_id", "created_at"], n_rows=1)
+        except (OSError, pl.exceptions.PolarsError):
+            continue  # unreadable: the run's own check warns about it (scan_decisions)
         if first.height:
             rows.append({**first.row(0, named=True), "file": str(file)})
     return pl.DataFrame(rows, schema={"run_id": pl.String, "created_at": CREATED_AT,

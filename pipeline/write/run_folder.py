@@ -10,9 +10,15 @@ the file and what is wrong, so ``kl-drift report RUN_DIR`` can print them and ex
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import fcntl
 import json
 import os
-from collections.abc import Mapping
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +27,15 @@ from typing import Any
 import polars as pl
 from pydantic import ValidationError
 
-from pipeline.errors import InputError
-from pipeline.files import atomic_write_text, write_parquet
+from pipeline.errors import InputError, OutputError
+from pipeline.files import (
+    atomic_write_text,
+    make_dirs,
+    output_error,
+    pid_alive,
+    safe_filename,
+    write_parquet,
+)
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
 from pipeline.measure.models import ModelDrift
 from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
@@ -40,6 +53,8 @@ MODEL_COLUMNS = {
     "examples": ("segment", "window", "rank", "baseline_class", "current_class",
                  "baseline_probs", "current_probs"),
 }
+#: Footer key of every table of a run folder: :func:`run_stamp` of the run that wrote it.
+RUN_KEY = "kl_drift.run"
 ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
                     "ci_high")
 
@@ -179,19 +194,127 @@ def write_run_outputs(run_dir: str | os.PathLike[str],
     Returns
     -------
     list of pathlib.Path
-        The files written, ``alerts.json`` last.
+        The files written, ``alerts.json`` last. Each table's footer carries the run's
+        stamp (:data:`RUN_KEY`), so a reader can check every file is of the same run.
     """
     folder = Path(run_dir)
     written = []
+    stamp = run_stamp(document)
     for name, table in tables.items():
         if table is None:
             (folder / name).unlink(missing_ok=True)
         else:
-            written.append(write_parquet(folder / name, table))
+            written.append(write_parquet(folder / name, table, {RUN_KEY: stamp}))
     return [*written, atomic_write_text(folder / ALERTS_FILE, dumps_json(document))]
+
+
+def run_stamp(document: Mapping[str, Any]) -> str:
+    """The run a file belongs to, as stored in each table's footer (``kl_drift.run``):
+    the run id and creation time of its ``alerts.json``."""
+    run = document.get("run", {})
+    return json.dumps({"run_id": run.get("run_id"), "created_at": run.get("created_at")},
+                      sort_keys=True)
 
 
 def model_tables(result: ModelDrift) -> dict[str, pl.DataFrame]:
     """The run-folder files of a comparison: file name -> table (``MODELS_FILES``)."""
     tables = {"models": result.summary, "classes": result.classes, "examples": result.examples}
     return {MODELS_FILES[name]: table for name, table in tables.items()}
+
+
+# --- publishing a run folder: all of one run, or all of the previous one -------------------
+
+#: Folder of kl-drift's own bookkeeping inside ``output.dir``: staging folders and locks.
+INTERNAL_DIR = ".kl-drift"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+# errno values meaning "this filesystem or kernel cannot exchange": fall back to two renames
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV}
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False when the
+    system cannot."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), os.fspath(b))
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[None]:
+    """Hold the lock of ``run_id`` in ``out_dir``: concurrent runs of one id publish in turn.
+
+    The lock is an ``flock`` on a file under ``.kl-drift/locks``; the OS releases it when
+    a process dies, so a killed run never blocks the next.
+    """
+    locks = make_dirs(Path(out_dir) / INTERNAL_DIR / "locks")
+    path = locks / f"{safe_filename(run_id)}.lock"
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - held for the whole block
+    except OSError as error:
+        raise output_error(error, path) from error  # type: ignore[misc]
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def staging_folder(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[Path]:
+    """An empty folder to write a run into before :func:`publish` switches it in.
+
+    Removed again when the block raises. Staging folders that killed runs left behind
+    (their process is gone) are removed first.
+    """
+    staging = make_dirs(Path(out_dir) / INTERNAL_DIR / "staging")
+    for stale in staging.iterdir():
+        pid = stale.name.rsplit(".", 2)[-2] if stale.name.count(".") >= 2 else ""
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = staging / f"{safe_filename(run_id)}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+    make_dirs(folder)
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def publish(staging: Path, run_dir: Path) -> Path:
+    """Make the staged folder ``run_dir`` in one step: readers see the old run or the new one.
+
+    A first run renames the folder into place. A rerun exchanges the two folders
+    atomically (``renameat2``) and deletes the old one; where the filesystem cannot
+    exchange, the old folder is renamed aside first, so a reader may briefly find no
+    folder, but never a mix of two runs. Call under :func:`run_lock`.
+
+    Raises
+    ------
+    OutputError
+        ``run_dir`` is a file, or the folder cannot be written.
+    """
+    try:
+        if run_dir.is_symlink() or (run_dir.exists() and not run_dir.is_dir()):
+            raise OutputError(errno.ENOTDIR, f"cannot write run folder {run_dir}: a file is "
+                              "in the way; move it or choose another run id")
+        if not run_dir.exists():
+            os.rename(staging, run_dir)
+        elif _exchange(staging, run_dir):
+            shutil.rmtree(staging)  # now the previous run's folder
+        else:
+            aside = staging.with_name(staging.name + "-old")
+            os.rename(run_dir, aside)
+            os.rename(staging, run_dir)
+            shutil.rmtree(aside)
+    except OSError as error:
+        raise output_error(error, run_dir) from error  # type: ignore[misc]
+    return run_dir
