@@ -88,8 +88,10 @@ def test_effect_with_interval(enriched: tuple[pl.DataFrame, dict]) -> None:
 
 
 def test_absent_columns_leave_no_trace() -> None:
+    """A drift table without the new columns and a schema_version 1 alerts.json (an old run
+    folder re-rendered)."""
     drift = make_drift(6, 4, seed=2)
-    alerts = make_alerts(drift)
+    alerts = {k: v for k, v in make_alerts(drift).items() if k not in ("changes", "resolved")}
     page = render_html(drift, alerts)
     text = render_markdown(drift, alerts)
     for absent in ("Since the last run", "Resolved since", 'class="partial-mark"',
@@ -113,3 +115,20 @@ def test_resolved_list_is_capped_and_escaped(enriched: tuple[pl.DataFrame, dict]
     assert "<script>x()</script>" in "".join(parsed.text)
     text = render_markdown(drift, {**alerts, "resolved": [hostile]})
     assert "&lt;script&gt;x()&lt;/script&gt;" in text and "<b>" not in text
+
+
+def test_row_lifecycle_is_the_episodes_start_and_whether_it_is_over() -> None:
+    windows = ["1", "2", "3", "4", "5"]
+    drift = pl.DataFrame({
+        "segment": ["a"] * 5 + ["b"] * 5 + ["c"] * 5, "feature": ["f"] * 15,
+        "window": windows * 3,
+        "status": ["warn", "warn", "ok", "critical", "ok",   # ongoing, resolved, then new
+                   "ok", "warn", "ok", "ok", "ok",           # new, then resolved
+                   "warn", "warn", "warn", "warn", "warn"],  # ongoing throughout
+        "value": [0.1] * 15,
+        "lifecycle": ["ongoing", "ongoing", "resolved", "new", None,
+                      None, "new", "resolved", None, None,
+                      *["ongoing"] * 5]})
+    rows = feature_rows(drift.reverse())  # not in window order: the rule orders by window
+    assert dict(rows.select("segment", "lifecycles").iter_rows()) == {
+        "a": ["new"], "b": ["new", "resolved"], "c": ["ongoing"]}

@@ -106,18 +106,25 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
     """One row per segment x feature (or per ``by`` group): its worst window, most severe first.
 
     Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical),
-    and, when the table has a ``lifecycle`` column, ``lifecycles``: the lifecycle events of
-    the group's windows (a list in `LIFECYCLES` order; e.g. ``["new"]``). The worst window is
+    and, when the table has a ``lifecycle`` column, ``lifecycles``: what happened to the
+    group's alert episode in this run, as a list in `LIFECYCLES` order: ``new`` when a
+    window started an episode no earlier run reported, else ``ongoing`` when one continued,
+    then ``resolved`` when the latest window with an event ended it. The worst window is
     picked within each group (severity, then value, then window), so only the result is
     sorted: a 500,000-row table costs a group-by, not a sort of every row.
     """
     ties = [k for k in ("segment", "feature", "window") if k in drift.columns and k not in by]
     extra = []
     if "lifecycle" in drift.columns:
-        order = {name: i for i, name in enumerate(LIFECYCLES)}
-        extra.append(pl.col("lifecycle").drop_nulls().unique()
-                     .sort_by(pl.col("lifecycle").drop_nulls().unique().replace_strict(
-                         order, default=len(order))).alias("lifecycles"))
+        events = pl.col("lifecycle")
+        in_order = events.sort_by("window") if "window" in drift.columns else events
+        extra.append(pl.concat_list(
+            # The episode's start: new (no earlier run reported it) or ongoing...
+            pl.when((events == "new").any()).then(pl.lit("new"))
+            .when((events == "ongoing").any()).then(pl.lit("ongoing")),
+            # ...and whether it is over: the latest event of the series is a resolution.
+            pl.when(in_order.drop_nulls().last() == "resolved").then(pl.lit("resolved")),
+        ).list.drop_nulls().alias("lifecycles"))
     picked = (
         drift.with_row_index("_worst")
         .group_by(*by, maintain_order=True)
