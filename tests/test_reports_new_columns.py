@@ -119,16 +119,22 @@ def test_resolved_list_is_capped_and_escaped(enriched: tuple[pl.DataFrame, dict]
 
 def test_row_lifecycle_is_the_episodes_start_and_whether_it_is_over() -> None:
     windows = ["1", "2", "3", "4", "5"]
+    series = {  # segment: (statuses, lifecycles) in window order
+        "a": (["warn", "warn", "ok", "critical", "critical"],   # ended, then a new one goes on
+              ["ongoing", "resolved", None, "new", "ongoing"]),
+        "b": (["ok", "warn", "ok", "ok", "insufficient_data"],  # new, over (no verdict last)
+              [None, "new", None, None, None]),
+        "c": (["warn"] * 5, ["ongoing"] * 5),
+        "d": (["warn", "ok", "ok", "ok", "ok"],                  # reported earlier, ended now
+              ["resolved", None, None, None, None]),
+        "e": (["ok"] * 5, [None] * 5),
+    }
     drift = pl.DataFrame({
-        "segment": ["a"] * 5 + ["b"] * 5 + ["c"] * 5, "feature": ["f"] * 15,
-        "window": windows * 3,
-        "status": ["warn", "warn", "ok", "critical", "ok",   # ongoing, resolved, then new
-                   "ok", "warn", "ok", "ok", "ok",           # new, then resolved
-                   "warn", "warn", "warn", "warn", "warn"],  # ongoing throughout
-        "value": [0.1] * 15,
-        "lifecycle": ["ongoing", "ongoing", "resolved", "new", None,
-                      None, "new", "resolved", None, None,
-                      *["ongoing"] * 5]})
+        "segment": [s for s in series for _ in windows], "feature": "f",
+        "window": windows * len(series), "value": 0.1,
+        "status": [x for statuses, _ in series.values() for x in statuses],
+        "lifecycle": [x for _, events in series.values() for x in events]},
+        schema_overrides={"lifecycle": pl.String})
     rows = feature_rows(drift.reverse())  # not in window order: the rule orders by window
     assert dict(rows.select("segment", "lifecycles").iter_rows()) == {
-        "a": ["new"], "b": ["new", "resolved"], "c": ["ongoing"]}
+        "a": ["new"], "b": ["new", "resolved"], "c": ["ongoing"], "d": ["resolved"], "e": []}

@@ -109,7 +109,8 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
     and, when the table has a ``lifecycle`` column, ``lifecycles``: what happened to the
     group's alert episode in this run, as a list in `LIFECYCLES` order: ``new`` when a
     window started an episode no earlier run reported, else ``ongoing`` when one continued,
-    then ``resolved`` when the latest window with an event ended it. The worst window is
+    then ``resolved`` when the group had lifecycle events and its latest window with a
+    verdict is ``ok`` (the episode is over). The worst window is
     picked within each group (severity, then value, then window), so only the result is
     sorted: a 500,000-row table costs a group-by, not a sort of every row.
     """
@@ -117,13 +118,16 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
     extra = []
     if "lifecycle" in drift.columns:
         events = pl.col("lifecycle")
-        in_order = events.sort_by("window") if "window" in drift.columns else events
+        status = pl.col("status").sort_by("window") if "window" in drift.columns else pl.col(
+            "status")
+        last_verdict = status.filter(status.is_in(("ok", *ALERTING))).last()
         extra.append(pl.concat_list(
             # The episode's start: new (no earlier run reported it) or ongoing...
             pl.when((events == "new").any()).then(pl.lit("new"))
             .when((events == "ongoing").any()).then(pl.lit("ongoing")),
-            # ...and whether it is over: the latest event of the series is a resolution.
-            pl.when(in_order.drop_nulls().last() == "resolved").then(pl.lit("resolved")),
+            # ...and whether it is over: it had events and its latest verdict is ok.
+            pl.when(events.is_not_null().any() & (last_verdict == "ok"))
+            .then(pl.lit("resolved")),
         ).list.drop_nulls().alias("lifecycles"))
     picked = (
         drift.with_row_index("_worst")
