@@ -178,3 +178,25 @@ def test_missing_or_malformed_model_tables_are_one_line_errors(tmp_path: Path) -
         write_reports(run_dir)
     document = json.loads((run_dir / "alerts.json").read_text())
     assert document["summary"]["total"] == 0 and "models" in document
+
+
+def test_model_rows_show_their_lifecycle_and_the_changes(model_run) -> None:
+    from pipeline.write.reports.html import render_html
+    from pipeline.write.reports.markdown import render_markdown
+
+    run_dir, *_ = model_run
+    run = read_run(run_dir)
+    assert run.models is not None
+    summary = run.models.summary.with_columns(
+        lifecycle=pl.when(pl.col("status") == "ok").then(None).otherwise(pl.lit("new")))
+    block = {**run.models.block, "changes": {"new": 2, "ongoing": 5, "resolved": 1}}
+    tables = type(run.models)(block, summary, run.models.classes, run.models.examples)
+    page = render_html(None, run.alerts, models=tables)
+    rows = page.split('id="model-rows"')[1].split("</table>")[0]
+    n_new = summary.filter(pl.col("lifecycle") == "new").height
+    assert rows.count('<span class="life l-new">new</span>') == n_new > 0
+    assert "since the last run: " in page and '<span class="life l-resolved">resolved</span> 1' \
+        in page
+    text = render_markdown(None, run.alerts, models=tables)
+    assert "; since the last run: 2 new · 5 ongoing · 1 resolved." in text
+    assert text.count(", new |") == n_new

@@ -308,6 +308,7 @@ def _models(tables: ModelTables) -> dict[str, Any]:
     extra = extra_metric(tables)
     metrics = {**({extra: extra} if extra else {}), **SHOWN_METRICS}
     table = [{"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
+              "lifecycle": r.get("lifecycle"),
               "segment": r["segment"], "window": labels.get(r["window"], r["window"]),
               "window_full": r["window"], "n": fmt_count(r["n"]),
               "cells": [fmt_value(r["value" if c == extra else c]) for c in metrics]}
@@ -324,6 +325,8 @@ def _models(tables: ModelTables) -> dict[str, Any]:
         "intro": model_intro(block), "warnings": block["warnings"],
         "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(block).items()],
         "total": block["summary"]["total"], "headers": list(metrics.values()),
+        "changes": [(name, int(block["changes"].get(name) or 0)) for name in LIFECYCLES]
+        if block.get("changes") else None,
         "rows": table, "n_rows": rows.height, "examples": examples,
         "id_column": block["id_column"], "top_by": block["top_by"],
         "classes": means["class"].unique(maintain_order=True).to_list(),

@@ -178,9 +178,8 @@ def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
     if "partial" in drift.columns and (n_partial := int(drift["partial"].fill_null(False).sum())):
         lines.append(f"{n_partial} partial {'window' if n_partial == 1 else 'windows'} "
                      "(the data cover only part of them).")
-    if changes := alerts.get("changes"):
-        lines.append("Since the last run: " + " · ".join(
-            f"{int(changes.get(name) or 0)} {name}" for name in LIFECYCLES) + ".")
+    if since := _changes(alerts):
+        lines.append(f"Since the last run: {since}.")
     return "\n".join(f"{line}  " for line in lines[:-1]) + "\n" + lines[-1] + "\n"
 
 
@@ -227,6 +226,13 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     return parts
 
 
+def _changes(block: Mapping[str, Any]) -> str | None:
+    """``3 new · 6 ongoing · 0 resolved``: the block's changes since the last run, if any."""
+    changes = block.get("changes")
+    return None if not changes else " · ".join(
+        f"{int(changes.get(name) or 0)} {name}" for name in LIFECYCLES)
+
+
 def _models(tables: ModelTables) -> list[str]:
     """Model rows, class means and the most changed examples."""
     block = tables.block
@@ -234,7 +240,8 @@ def _models(tables: ModelTables) -> list[str]:
     labels = window_labels(rows)
     extra = extra_metric(tables)
     columns: list[Column] = [
-        (True, "Status", ":--", lambda r: _status(r["status"])),
+        (True, "Status", ":--", lambda r: _status(r["status"]) + (
+            f", {escape_md(r['lifecycle'])}" if r.get("lifecycle") else "")),
         (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
         (rows["window"].n_unique() > 1, "Window", ":--",
          lambda r: escape_md(labels.get(r["window"], r["window"]))),
@@ -263,7 +270,9 @@ def _models(tables: ModelTables) -> list[str]:
     more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
             "models.parquet.\n" if rows.height > MAX_ROWS else "")
     parts = ["## Model outputs\n",
-             f"{_counts_line(block, 'window × segment checks')}. {escape_md(model_intro(block))}\n"]
+             f"{_counts_line(block, 'window × segment checks')}"
+             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
+             + f". {escape_md(model_intro(block))}\n"]
     if block["warnings"]:
         parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
     parts += [_grid(columns, rows.head(MAX_ROWS)) + more,
