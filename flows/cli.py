@@ -459,7 +459,9 @@ def estimate(
     if as_json and out_dir is None and run_id is None:
         from pipeline.measure.estimate import estimate_kl
 
-        _print_json(_json_rows(estimate_kl(settings.estimate)))
+        _print_json(_json_rows(estimate_kl(
+            settings.estimate, window_timezone=settings.input.window_timezone,
+            min_coverage=settings.input.min_coverage)))
         return
     from pipeline.run import run_estimate
 

@@ -27,11 +27,13 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
+from pipeline.bins.binning import Binned
 from pipeline.bins.profile import Profile
 from pipeline.config import InputConfig
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.read.sources import source_files
 from pipeline.run import bin_current_locally
+from pipeline.windows import merge_spans
 
 
 def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -53,25 +55,26 @@ def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
 
 
 @task(name="bin-file", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
-def bin_file(path: str, profile: Profile, settings: InputConfig,
-             features: list[str]) -> pl.DataFrame:
+def bin_file(path: str, profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
     """Histograms of one Parquet file against the profile, binned as a local run would."""
     return bin_current_locally(profile, settings.model_copy(update={"current": path}), features)
 
 
 @flow(name="bin-current-on-dask", validate_parameters=False)
 def _bin_files(files: list[str], profile: Profile, settings: InputConfig,
-               features: list[str]) -> pl.DataFrame:
+               features: list[str]) -> Binned:
     # The server this run reports to, pinned for the workers (see the module docstring).
     context = FlowRunContext.get()
     assert context is not None  # a flow's body runs inside its flow run context
     api_url = str(context.client.api_url)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         futures = bin_file.map(files, unmapped(profile), unmapped(settings), unmapped(features))
-        return sum_histograms(futures.result())
+        parts = futures.result()
+        return Binned(sum_histograms([p.histograms for p in parts]),
+                      merge_spans(*(p.span for p in parts)))
 
 
-def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) -> pl.DataFrame:
+def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
     """Bin ``settings.current`` file by file on the Dask cluster at ``settings.dask_address``.
 
     Parameters
@@ -86,8 +89,9 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
 
     Returns
     -------
-    polars.DataFrame
-        The histogram long table `pipeline.bins.binning.bin_raw` gives for all files at once.
+    pipeline.bins.binning.Binned
+        The histogram long table and time range `pipeline.bins.binning.bin_windows` gives
+        for all files at once.
     """
     # prefect-dask subclasses TaskRunner without its future type, which with_options rejects
     runner: TaskRunner[Any] = DaskTaskRunner(address=settings.dask_address)

@@ -18,7 +18,6 @@ import re
 import tomllib
 import types
 import typing
-import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,7 +33,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.labels import check_period
+from pipeline.windows import MIN_COVERAGE, UTC, check_period, check_timezone
 
 #: Metrics of the drift table, in column order; any of them can be the alert metric.
 METRICS = ("kl", "reverse_kl", "symmetric_kl", "psi", "js_divergence", "js_distance",
@@ -65,6 +64,7 @@ _PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Period = Annotated[str, AfterValidator(check_period)]
+TimeZone = Annotated[str, AfterValidator(check_timezone)]
 
 
 class _Invalid(ValueError):
@@ -83,12 +83,21 @@ class _Windowed(_Section):
     """Windows and segments of a row-per-record input: ``[input]``, ``[models]``, ``[estimate]``.
 
     ``period`` cuts the ``timestamp`` column into windows; a ``timestamp`` without ``period``
-    gives one window per distinct value (e.g. a ``batch_date`` column).
+    gives one window per distinct value (e.g. a ``batch_date`` column). Windows are cut in
+    ``input.window_timezone`` for every part of a run (:mod:`pipeline.windows`).
     """
 
     timestamp: str | None = None
     period: Period | None = None
     segments: list[str] = []
+
+    @field_validator("segments")
+    @classmethod
+    def _distinct_segments(cls, value: list[str]) -> list[str]:
+        repeated = [s for i, s in enumerate(value) if s in value[:i]]
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is listed twice; list each column once")
+        return value
 
     @model_validator(mode="after")
     def _period_needs_timestamp(self) -> _Windowed:
@@ -109,7 +118,11 @@ class _InBase(_Section):
 
 
 class InputConfig(_Windowed):
-    """``[input]``: where the baseline and current data are and how to read them."""
+    """``[input]``: where the baseline and current data are and how to read them.
+
+    ``window_timezone`` and ``min_coverage`` hold for every part of the run: ``[models]``
+    and ``[estimate]`` cut and judge their windows with them too.
+    """
 
     baseline: str | None = None
     baseline_format: Literal["auto", "profile", "histogram", "raw"] = "auto"
@@ -121,6 +134,18 @@ class InputConfig(_Windowed):
     # "dask": Prefect's drift_check bins raw current files as mapped tasks on a Dask cluster.
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None  # scheduler address; None: a local cluster per run
+    window_timezone: TimeZone = UTC  # windows start at period boundaries of this zone
+    min_coverage: float = Field(MIN_COVERAGE, ge=0, le=1)  # less covered: a partial window
+    # segments that differ from the baseline's: compare with the pooled baseline (warned)
+    pool_segments: bool = False
+
+    @model_validator(mode="after")
+    def _segments_are_not_features(self) -> InputConfig:
+        both = [f for f in self.features or () if f in self.segments]
+        if both:
+            raise _Invalid("features", f"{both[0]!r} is also in input.segments; a segment "
+                           "column is never checked as a feature: remove it from one list")
+        return self
 
 
 class ProfileConfig(_Section):
@@ -260,17 +285,7 @@ class ScheduleConfig(_Section):
     drift_cron: str | None = "0 * * * *"
     baseline_cron: str | None = None
     baseline_source: str | None = None  # raw data build_baseline profiles into input.baseline
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}, e.g. 'UTC', "
-                             "'Europe/Paris'") from None
-        return value
+    timezone: TimeZone = UTC
 
     @model_validator(mode="after")
     def _baseline_has_source(self) -> ScheduleConfig:

@@ -10,7 +10,7 @@ reports from the folder's files, exactly as ``kl-drift report`` would re-render 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.bins.align import align, segment_columns
-from pipeline.bins.binning import bin_raw, retyped_features
+from pipeline.bins.align import align, pool_segments, segment_columns
+from pipeline.bins.binning import Binned, bin_windows, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
@@ -27,11 +27,13 @@ from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import safe_filename, tool_version
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
+from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.sources import collect_schema, detect_format, scan_raw
+from pipeline.windows import timestamp_expr, window_coverage
 from pipeline.write.documents import alerts_document, estimates_block, models_block
 from pipeline.write.history import (
     HISTORY_DIR,
@@ -56,7 +58,21 @@ FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
-BinCurrent = Callable[[Profile, InputConfig, list[str]], pl.DataFrame]
+BinCurrent = Callable[[Profile, InputConfig, list[str]], Binned]
+
+
+def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
+    """Bin ``settings.current`` in this process, in one streamed pass over all files.
+
+    ``missing="skip"``: a profile feature absent from the current rows becomes an error row
+    for that feature instead of stopping the run. The result also holds the rows' time
+    range, from which the coverage of each window follows.
+    """
+    current = _input_path(settings.current, "current")
+    return bin_windows(scan_raw(current), profile, timestamp=settings.timestamp,
+                       period=settings.period, segments=settings.segments, features=features,
+                       missing="skip", source=current,
+                       window_timezone=settings.window_timezone)
 
 
 def _input_path(path: str | None, key: str) -> str:
@@ -64,19 +80,6 @@ def _input_path(path: str | None, key: str) -> str:
     if not path:
         raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
     return path
-
-
-def bin_current_locally(profile: Profile, settings: InputConfig,
-                        features: list[str]) -> pl.DataFrame:
-    """Bin ``settings.current`` in this process, in one streamed pass over all files.
-
-    ``missing="skip"``: a profile feature absent from the current rows becomes an error row
-    for that feature instead of stopping the run.
-    """
-    current = _input_path(settings.current, "current")
-    return bin_raw(scan_raw(current), profile, timestamp=settings.timestamp,
-                   period=settings.period, segments=settings.segments, features=features,
-                   missing="skip", source=current)
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,9 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
         Called with a short message at each stage (for CLI progress or flow logs).
     bin_current : callable, optional
         How raw current rows are binned: ``bin_current(profile, config.input, features)``
-        returning the histogram long table; :func:`bin_current_locally` by default
-        (``flows.dask_histograms.bin_on_dask`` bins file by file on a Dask cluster).
+        returning a :class:`pipeline.bins.binning.Binned` (histogram long table and time
+        range); :func:`bin_current_locally` by default (``flows.dask_histograms.bin_on_dask``
+        bins file by file on a Dask cluster).
 
     Returns
     -------
@@ -140,8 +144,9 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     Raises
     ------
     ConfigError, InputError
-        One-line messages for a bad configuration (also: nothing to check, or only one of
-        ``input.baseline``/``input.current``) or unreadable/malformed input. Problems
+        One-line messages for a bad configuration (also: nothing to check, only one of
+        ``input.baseline``/``input.current``, or segment columns that differ from the
+        baseline's without ``input.pool_segments``) or unreadable/malformed input. Problems
         limited to one feature or window do not raise: they become ``error`` or
         ``insufficient_data`` rows.
     """
@@ -221,11 +226,13 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     models = None
     if config.models is not None and MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
-        models = compare_models(config.models)
+        models = compare_models(config.models, window_timezone=config.input.window_timezone,
+                                min_coverage=config.input.min_coverage)
     estimates = estimates_summary = None
     if config.estimate is not None and ESTIMATES in parts:
         say(f"estimating KL from {config.estimate.source}")
-        estimates = estimate_kl(config.estimate)
+        estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
+                                min_coverage=config.input.min_coverage)
         estimates_summary = estimates_block(estimates, config.estimate)
 
     say("comparing with earlier runs")
@@ -326,21 +333,23 @@ def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
 
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
-    settings = config.input
-    baseline_path = _input_path(settings.baseline, "baseline")
-    current_path = _input_path(settings.current, "current")
+    baseline_path = _input_path(config.input.baseline, "baseline")
+    current_path = _input_path(config.input.current, "current")
     say(f"reading baseline {baseline_path}")
     baseline = _read_baseline(config, baseline_path)
     say(f"reading current data {current_path}")
-    current, reasons = _read_current(config, current_path, baseline.profile, bin_current)
-    _check_features(config, baseline.histograms, current)
-    say(f"aligning {current.height:,} current histogram rows")
-    aligned = align(baseline.histograms, current, reasons=reasons)
+    current = _read_current(config, current_path, baseline, bin_current)
+    _check_features(config, current.reference, current.histograms)
+    say(f"aligning {current.histograms.height:,} current histogram rows")
+    aligned = align(current.reference, current.histograms, reasons=current.reasons,
+                    coverage=current.coverage)
     say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
     drift = compute_drift(aligned, config.drift)
     say("deciding alerts")
-    drift = decide(drift, config.alerts, drift_config=config.drift)
-    return _FeatureDrift(drift, baseline, _unmatched_patterns(config, drift))
+    # segment columns get their own names back (or segment:<name>) only now, for output
+    drift = public_segment_columns(decide(drift, config.alerts, drift_config=config.drift))
+    return _FeatureDrift(drift, baseline,
+                         [*current.warnings, *_unmatched_patterns(config, drift)])
 
 
 @dataclass(frozen=True)
@@ -358,16 +367,26 @@ def _read_baseline(config: RunConfig, path: str) -> _Baseline:
 
 
 def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
+    # every segment of the profile: _match_segments compares them with the run's
     profile = read_profile(path)
-    # profile segment columns the run does not split by are pooled (same bins everywhere)
-    segments = [s for s in profile.segments if s in config.input.segments]
-    return _Baseline(_selected(config, profile.histograms(segments)), profile, built=False)
+    return _Baseline(_selected(config, profile.histograms()), profile, built=False)
+
+
+def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFrame:
+    """A histogram table of ``[input]``, its segment columns under their private names and
+    its windows (if any) in the window time zone."""
+    settings = config.input
+    table = read_histograms(path, role=role, duplicates=settings.duplicates)
+    if "window" in table.columns:
+        values, _ = timestamp_expr("window", table.schema["window"], period=None,
+                                   timezone=settings.window_timezone)
+        table = table.with_columns(values)
+    return private_segment_columns(table, segment_columns(table))
 
 
 def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
-    histograms = read_histograms(path, role="baseline",
-                                 duplicates=config.input.duplicates)
-    return _Baseline(_selected(config, histograms), None, built=False)
+    return _Baseline(_selected(config, _read_histogram_table(config, path, "baseline")), None,
+                     built=False)
 
 
 def build_baseline_profile(config: RunConfig, source: str | None = None) -> Profile:
@@ -398,11 +417,22 @@ _BASELINE_READERS: dict[str, Callable[[RunConfig, str], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig, path: str, profile: Profile | None,
-                  bin_current: BinCurrent) -> tuple[pl.DataFrame, dict[str, str]]:
-    """Current histograms, and why some features could not be binned (by feature)."""
-    settings = config.input
+@dataclass(frozen=True)
+class _Current:
+    histograms: pl.DataFrame  # private segment columns
+    reference: pl.DataFrame  # the baseline histograms to compare with (_match_segments)
+    warnings: list[str]
+    reasons: dict[str, str]  # why some features could not be binned, by feature
+    coverage: pl.DataFrame | None  # window, coverage, partial (raw rows with a period)
+
+
+def _read_current(config: RunConfig, path: str, baseline: _Baseline,
+                  bin_current: BinCurrent) -> _Current:
+    """Current histograms, the baseline they are compared with, why some features could not
+    be binned, and window coverage. Segments are matched before raw rows are binned."""
+    settings, profile = config.input, baseline.profile
     reasons: dict[str, str] = {}
+    coverage = None
     kind = settings.current_format
     if kind == "auto":
         kind = "raw" if detect_format(path) == "raw" else "histogram"
@@ -410,38 +440,78 @@ def _read_current(config: RunConfig, path: str, profile: Profile | None,
         if settings.timestamp is not None:
             raise ConfigError("input.timestamp: windows apply to raw current data; a "
                               "histogram table brings its own 'window' column")
-        current = read_histograms(path, role="current", duplicates=settings.duplicates)
-        missing = [c for c in settings.segments if c not in segment_columns(current)]
+        current = _read_histogram_table(config, path, "current")
+        names = [segment_name(c) for c in segment_columns(current)]
+        missing = [c for c in settings.segments if c not in names]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
                              "lacks", source=path, column=missing[0])
-        current = _selected(config, current)
+        current = _selected(config, current, names)
+        reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
         if profile is None:
             raise InputError("current data is raw rows, so the baseline must be a profile or "
                              "raw data to bin it with, not a histogram table",
                              source=settings.baseline)
-        features = [f for f in profile.features if _wanted(config, f)]
+        reference, warnings = _match_segments(config, baseline.histograms, settings.segments)
+        features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
         schema = collect_schema(scan_raw(path), path)
         reasons = retyped_features(schema, profile, features)
-        current = bin_current(profile, settings, [f for f in features if f not in reasons])
+        binned = bin_current(profile, settings, [f for f in features if f not in reasons])
+        current = binned.histograms
+        if "window" in current.columns:
+            coverage = window_coverage(current["window"], binned.span, settings.period,
+                                       settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=path)
-    return current, reasons
+    return _Current(current, reference, warnings, reasons, coverage)
 
 
-def _wanted(config: RunConfig, feature: str) -> bool:
+def _match_segments(config: RunConfig, baseline: pl.DataFrame,
+                    run_names: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """The baseline histograms to compare with, and the run warnings this choice needs.
+
+    The baseline's segment columns must be the run's: otherwise a segment would be compared
+    with a baseline of other segments mixed together, and a mere difference in segment mix
+    would show as drift. ``input.pool_segments`` allows it explicitly, with a warning:
+    baseline segment columns the run lacks are added up, and run segment columns the
+    baseline lacks are compared with the baseline of the remaining ones (or the global one).
+    A segment column is never a feature (their histograms are dropped on both sides).
+    """
+    base = segment_columns(baseline)
+    base_names, run_names = [segment_name(c) for c in base], list(run_names)
+    baseline = _selected(config, baseline, run_names)
+    if set(base_names) == set(run_names):
+        return baseline, []
+    if not config.input.pool_segments:
+        raise ConfigError(
+            f"input.segments: the baseline is segmented by {base_names} but this run by "
+            f"{run_names}; run with the baseline's segment columns, rebuild the baseline with "
+            "the run's, or set input.pool_segments = true to compare each segment with the "
+            "baseline pooled over the others")
+    kept = [c for c in base if segment_name(c) in run_names]
+    kept_names = [segment_name(c) for c in kept]
+    warning = (f"input.pool_segments: the baseline is segmented by {base_names}, this run by "
+               f"{run_names}: each segment is compared with the baseline "
+               + (f"of its {kept_names} values" if kept else "pooled over every segment")
+               + ", so a difference in segment mix shows as drift")
+    return pool_segments(baseline, kept), [warning]
+
+
+def _wanted(config: RunConfig, feature: str, segments: Sequence[str]) -> bool:
     settings = config.input
     return ((settings.features is None or feature in settings.features)
-            and feature not in settings.exclude)
+            and feature not in settings.exclude and feature not in segments)
 
 
-def _selected(config: RunConfig, histograms: pl.DataFrame) -> pl.DataFrame:
-    """Histogram rows of the features selected by ``input.features`` / ``input.exclude``."""
+def _selected(config: RunConfig, histograms: pl.DataFrame,
+              segments: Sequence[str] = ()) -> pl.DataFrame:
+    """Histogram rows of the features selected by ``input.features`` / ``input.exclude``,
+    without those named like a segment column (never checked as features)."""
     settings = config.input
-    keep = ~pl.col("feature").is_in(settings.exclude)
+    keep = ~pl.col("feature").is_in([*settings.exclude, *segments])
     if settings.features is not None:
         keep &= pl.col("feature").is_in(settings.features)
     return histograms.filter(keep)

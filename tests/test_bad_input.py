@@ -143,10 +143,10 @@ def test_timestamp_column_missing_from_raw_current(tmp_path: Path) -> None:
 
 def test_mismatched_segment_columns(tmp_path: Path) -> None:
     baseline, current = good_pair()
-    with pytest.raises(InputError) as error:
+    with pytest.raises(ConfigError) as error:
         run(tmp_path, baseline.with_columns(model_version=pl.lit("2")),
             current.with_columns(region=pl.lit("EU")))
-    assert "column 'model_version'" in one_line(error)
+    assert "segmented by ['model_version'] but this run by ['region']" in one_line(error)
 
 
 # --- per-row problems: the rest of the run completes --------------------------------------

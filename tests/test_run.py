@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.bins.profile import build_profile, read_profile, write_profile
 from pipeline.config import RunConfig, load_config
+from pipeline.errors import ConfigError
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE
 from pipeline.read.sources import scan_raw
 from pipeline.run import PROFILE_FILE, run_drift
@@ -197,16 +198,20 @@ def test_segments_get_their_own_baseline_in_a_run(tmp_path: Path,
     assert profile.segments == ["site"]
     assert [r["rows"] for r in profile.metadata["segment_rows"]] == [2000, 2000, 10]
 
-    # a segmented profile serves a run without segments: its segments are pooled
-    pooled = run_drift(load_config(None, {**settings, "input.segments": [],
-                                          "input.baseline": str(result.run_dir / PROFILE_FILE),
-                                          "output.run_id": "pooled"}))
+    # a segmented profile serves a run without segments only when asked: pooled, warned
+    pooled_settings = {**settings, "input.segments": [], "output.run_id": "pooled",
+                       "input.baseline": str(result.run_dir / PROFILE_FILE)}
+    with pytest.raises(ConfigError, match=r"segmented by \['site'\] but this run by \[\]"):
+        run_drift(load_config(None, pooled_settings))
+    pooled = run_drift(load_config(None, {**pooled_settings, "input.pool_segments": True}))
     unsegmented = run_drift(load_config(None, {**settings, "input.segments": [],
                                                "input.exclude": ["site"],
                                                "output.run_id": "global"}))
     assert pooled.drift.select("feature", "js_distance").equals(
         unsegmented.drift.select("feature", "js_distance"))
     assert pooled.drift["js_distance"].min() > 0.05  # A and B mixed differently in current
+    (warning,) = pooled.alerts["warnings"]
+    assert warning.startswith("input.pool_segments: the baseline is segmented by ['site']")
 
 
 def test_retyped_column_is_an_error_row_and_other_features_still_run(
