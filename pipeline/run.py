@@ -10,16 +10,19 @@ reports from the folder's files, exactly as ``kl-drift report`` would re-render 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from pipeline.bins.align import align, segment_columns
 from pipeline.bins.binning import bin_raw, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
+from pipeline.bins.pushdown import bin_in_database
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.errors import ConfigError, InputError
@@ -29,7 +32,14 @@ from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
-from pipeline.read.sources import collect_schema, detect_format, scan_raw
+from pipeline.read.location import parse_location, redact
+from pipeline.read.sources import (
+    check_scalar_columns,
+    classify_columns,
+    describe_source,
+    scan_raw,
+    source_schema,
+)
 from pipeline.write.documents import alerts_document, estimates_block, models_block
 from pipeline.write.history import HISTORY_DIR, append_history, drop_history
 from pipeline.write.reports import write_reports
@@ -49,14 +59,21 @@ BinCurrent = Callable[[Profile, InputConfig, list[str]], pl.DataFrame]
 
 def bin_current_locally(profile: Profile, settings: InputConfig,
                         features: list[str]) -> pl.DataFrame:
-    """Bin ``settings.current`` in this process, in one streamed pass over all files.
+    """Bin ``settings.current`` in this process, in one streamed pass over all files, or
+    in the database for a database source (push-down: only counts leave it).
 
     ``missing="skip"``: a profile feature absent from the current rows becomes an error row
     for that feature instead of stopping the run.
     """
-    return bin_raw(scan_raw(settings.current), profile, timestamp=settings.timestamp,
-                   period=settings.period, segments=settings.segments, features=features,
-                   missing="skip", source=settings.current)
+    location = parse_location(settings.current)
+    if location.format == "sql":
+        return bin_in_database(location, profile, timestamp=settings.timestamp,
+                               period=settings.period, segments=settings.segments,
+                               features=features, missing="skip")
+    return bin_raw(scan_raw(settings.current, storage_options=settings.storage_options),
+                   profile, timestamp=settings.timestamp, period=settings.period,
+                   segments=settings.segments, features=features, missing="skip",
+                   source=location.shown)
 
 
 @dataclass(frozen=True)
@@ -203,7 +220,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
-              {"baseline": config.input.baseline, "current": config.input.current})
+              {"baseline": describe_source(config.input.baseline),
+               "current": describe_source(config.input.current)})
     document = alerts_document(
         drift, {
             "run_id": run_id,
@@ -213,7 +231,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             "config_hash": config.config_hash(),
             "metric": config.drift.metric,
             "base": config.drift.base,
-            "config": effective.model_dump(mode="json"),
+            "config": public_config(effective),
         },
         warnings=[] if features is None else features.warnings,
         models=None if models is None else models_block(models),
@@ -251,10 +269,11 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
     settings = config.input
-    say(f"reading baseline {settings.baseline}")
+    say(f"reading baseline {describe_source(settings.baseline)}")
     baseline = _read_baseline(config)
-    say(f"reading current data {settings.current}")
-    current, reasons = _read_current(config, baseline.profile, bin_current)
+    say(f"reading current data {describe_source(settings.current)}")
+    current, reasons = _read_current(config, baseline.histograms, baseline.profile,
+                                     bin_current)
     _check_features(config, baseline.histograms, current)
     say(f"aligning {current.height:,} current histogram rows")
     aligned = align(baseline.histograms, current, reasons=reasons)
@@ -276,8 +295,32 @@ def _read_baseline(config: RunConfig) -> _Baseline:
     settings = config.input
     kind = settings.baseline_format
     if kind == "auto":
-        kind = detect_format(settings.baseline)
+        kind = classify_columns(set(source_schema(settings.baseline,
+                                                  storage_options=settings.storage_options)))
     return _BASELINE_READERS[kind](config)
+
+
+def _format_hint(role: str, kind: str) -> str:
+    """Why auto-detection chose ``kind``, and how to override it."""
+    other = "raw" if kind != "raw" else "histogram"
+    return (f"(read as a {kind} table because of its columns: a histogram table has "
+            f"feature, bin and count, a profile also kind and bin_index; if that is wrong, "
+            f"set input.{role}_format = \"{other}\")")
+
+
+def public_config(config: RunConfig) -> dict[str, Any]:
+    """The effective config as alerts.json records it: storage option values and URL
+    passwords masked, so no credential reaches an output."""
+    data = config.model_dump(mode="json")
+    for section in data.values():
+        if not isinstance(section, dict):
+            continue
+        if section.get("storage_options"):
+            section["storage_options"] = dict.fromkeys(section["storage_options"], "***")
+        for key, value in section.items():
+            if isinstance(value, str) and "://" in value:
+                section[key] = redact(value)
+    return data
 
 
 def _profile_baseline(config: RunConfig) -> _Baseline:
@@ -288,8 +331,11 @@ def _profile_baseline(config: RunConfig) -> _Baseline:
 
 
 def _histogram_baseline(config: RunConfig) -> _Baseline:
-    histograms = read_histograms(config.input.baseline, role="baseline",
-                                 duplicates=config.input.duplicates)
+    settings = config.input
+    with _hinted("baseline", settings.baseline_format, "histogram"):
+        histograms = read_histograms(settings.baseline, role="baseline",
+                                     duplicates=settings.duplicates,
+                                     storage_options=settings.storage_options)
     return _Baseline(_selected(config, histograms), None, built=False)
 
 
@@ -305,11 +351,26 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     source = source or settings.baseline
     if not source:
         raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
-    return build_profile(
-        scan_raw(source), features=settings.features,
+    shown = describe_source(source)
+    schema = source_schema(source, storage_options=settings.storage_options)
+    kind = classify_columns(set(schema))
+    if kind == "profile" or (kind == "histogram" and settings.baseline_format != "raw"):
+        raise InputError(f"is already a {'baseline profile' if kind == 'profile' else kind} "
+                         f"table, not raw rows; use it as input.baseline directly"
+                         + ("" if kind == "profile" else
+                            " (raw rows with feature, bin and count columns: set "
+                            "input.baseline_format = \"raw\")"), source=shown)
+    check_scalar_columns(schema, settings.segments, shown)
+    profile = build_profile(
+        scan_raw(source, storage_options=settings.storage_options),
+        features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
         segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=source)
+        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=shown)
+    if not profile.metadata.get("row_count"):
+        raise InputError("baseline has no rows, so there is nothing to compare with; check "
+                         "input.baseline", source=shown)
+    return profile
 
 
 def _raw_baseline(config: RunConfig) -> _Baseline:
@@ -321,39 +382,65 @@ _BASELINE_READERS: dict[str, Callable[[RunConfig], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig, profile: Profile | None,
+def _read_current(config: RunConfig, baseline: pl.DataFrame, profile: Profile | None,
                   bin_current: BinCurrent) -> tuple[pl.DataFrame, dict[str, str]]:
     """Current histograms, and why some features could not be binned (by feature)."""
     settings = config.input
     reasons: dict[str, str] = {}
+    schema = source_schema(settings.current, storage_options=settings.storage_options)
     kind = settings.current_format
     if kind == "auto":
-        kind = "raw" if detect_format(settings.current) == "raw" else "histogram"
+        kind = "raw" if classify_columns(set(schema)) == "raw" else "histogram"
+    shown = describe_source(settings.current)
+    check_scalar_columns(schema, settings.segments, shown)
     if kind == "histogram":
         if settings.timestamp is not None:
             raise ConfigError("input.timestamp: windows apply to raw current data; a "
-                              "histogram table brings its own 'window' column")
-        current = read_histograms(settings.current, role="current",
-                                  duplicates=settings.duplicates)
+                              "histogram table brings its own 'window' column"
+                              + (" " + _format_hint("current", kind)
+                                 if settings.current_format == "auto" else ""))
+        with _hinted("current", settings.current_format, kind):
+            current = read_histograms(settings.current, role="current",
+                                      duplicates=settings.duplicates,
+                                      storage_options=settings.storage_options)
+            _check_shared_features(baseline, current, shown)
         missing = [c for c in settings.segments if c not in segment_columns(current)]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
-                             "lacks", source=settings.current, column=missing[0])
+                             "lacks", source=shown, column=missing[0])
         current = _selected(config, current)
     else:
         if profile is None:
             raise InputError("current data is raw rows, so the baseline must be a profile or "
                              "raw data to bin it with, not a histogram table",
-                             source=settings.baseline)
+                             source=describe_source(settings.baseline))
         features = [f for f in profile.features if _wanted(config, f)]
         # A feature whose column type changed becomes an error row, not a stopped run.
-        schema = collect_schema(scan_raw(settings.current), settings.current)
         reasons = retyped_features(schema, profile, features)
         current = bin_current(profile, settings, [f for f in features if f not in reasons])
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
-                         "the feature filters", source=settings.current)
+                         "the feature filters", source=shown)
     return current, reasons
+
+
+@contextmanager
+def _hinted(role: str, setting: str, kind: str) -> Iterator[None]:
+    """Add why the table was read as ``kind`` to an InputError, when it was auto-detected."""
+    try:
+        yield
+    except InputError as error:
+        if setting != "auto":
+            raise
+        raise InputError(f"{error} {_format_hint(role, kind)}") from error
+
+
+def _check_shared_features(baseline: pl.DataFrame, current: pl.DataFrame, source: str) -> None:
+    """A histogram table none of whose features is in the baseline is not what it seems."""
+    if not set(current["feature"].unique()) & set(baseline["feature"].unique()):
+        shown = ", ".join(map(repr, current["feature"].unique(maintain_order=True).head(3)))
+        raise InputError(f"none of its features ({shown}, ...) is a baseline feature",
+                         source=source, column="feature")
 
 
 def _wanted(config: RunConfig, feature: str) -> bool:

@@ -29,6 +29,7 @@ from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER
+from pipeline.read.histograms import check_totals
 from pipeline.read.sources import READ_ERRORS, collect, collect_schema, read_error
 
 #: 2: optional segment columns with per-segment counts (version 1 files are still read)
@@ -397,7 +398,21 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if bad:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
+    _check_counts(table, segments, where)
     return Profile(table, meta)
+
+
+def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None:
+    """Counts must be finite numbers >= 0 whose totals per feature stay below 2**53."""
+    count = pl.col("count")
+    bad = table.filter(count.is_null() | count.is_nan() | ~count.is_finite() | (count < 0))
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise InputError(f"profile has {bad.height} count(s) that are not finite numbers "
+                         f">= 0, first {first['count']} in bin {first['bin']!r} (edited by "
+                         f"hand?); rebuild the profile", source=source,
+                         feature=first["feature"])
+    check_totals(table, [*segments, "feature"], "profile", source)
 
 
 def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
