@@ -154,4 +154,5 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
 
 def estimate_kl(config: EstimateConfig) -> pl.DataFrame:
     """Scan ``config.source`` (Parquet file, glob or folder) and :func:`estimate_frame` it."""
-    return estimate_frame(scan_source(config.source), config)
+    return estimate_frame(scan_source(config.source, storage_options=config.storage_options),
+                          config)

@@ -240,7 +240,7 @@ def _scan_files(fmt: str, files: str | list[str], *, hive: bool,
     """Scan files with polars; a list is taken literally, a string may be a glob."""
     storage = dict(options) if options else None
     if fmt == "csv":
-        return pl.scan_csv(files, storage_options=storage, schema=schema,
+        return pl.scan_csv(files, storage_options=storage, schema=schema, try_parse_dates=True,
                            glob=isinstance(files, str), include_file_paths=file_column)
     if fmt == "ndjson":
         return pl.scan_ndjson(files, storage_options=storage, schema=schema,

@@ -33,6 +33,15 @@ _UNREACHABLE = re.compile(r"connection refused|could not connect|timeout|timed o
                           r"connection to server .* failed|no route", re.IGNORECASE)
 _MISSING = re.compile(r"does not exist|not found|no such|undefined (?:table|column)|"
                       r"Table with name|Referenced column|binder error", re.IGNORECASE)
+# polars types of PostgreSQL type OIDs (pg_type), for empty results; arrays are lists.
+_PG_TYPES: dict[Any, pl.DataType] = {
+    16: pl.Boolean(), 20: pl.Int64(), 21: pl.Int16(), 23: pl.Int32(), 26: pl.Int64(),
+    700: pl.Float32(), 701: pl.Float64(), 1700: pl.Float64(), 25: pl.String(),
+    1042: pl.String(), 1043: pl.String(), 19: pl.String(), 1082: pl.Date(),
+    1114: pl.Datetime("us"), 1184: pl.Datetime("us", "UTC"), 1083: pl.Time(),
+    **dict.fromkeys((1000, 1005, 1007, 1016, 1021, 1022, 1009, 1015, 1231, 1115, 1182,
+                     1185), pl.List(pl.Null())),
+}
 # sqlglot dialect names of SQLAlchemy dialects whose names differ.
 _SQLGLOT_DIALECTS = {"postgresql": "postgres", "mssql": "tsql", "sqlite": "sqlite",
                      "duckdb": "duckdb", "mysql": "mysql", "oracle": "oracle"}
@@ -164,16 +173,36 @@ def run_query(connection: Any, query: Any, location: Location) -> pl.DataFrame:
 
 
 def columns_of(relation: Any, connection: Any, location: Location) -> pl.Schema:
-    """The polars schema of a relation, from a query that returns no rows."""
+    """The polars schema of a relation, from a query that returns no rows.
+
+    Drivers that return no types without rows (psycopg) are asked for the column types
+    of the result instead (PostgreSQL type OIDs).
+    """
     sa = _sqlalchemy()
     query = sa.select(sa.literal_column("*")).select_from(relation).limit(0)
-    return run_query(connection, query, location).schema
+    schema = run_query(connection, query, location).schema
+    if all(dtype != pl.Null for dtype in schema.values()):
+        return schema
+    result = connection.execute(query)
+    codes = {entry[0]: entry[1] for entry in result.cursor.description}
+    result.close()
+    return pl.Schema({name: _PG_TYPES.get(codes.get(name), pl.String)
+                      if dtype == pl.Null and isinstance(codes.get(name), int) else dtype
+                      for name, dtype in schema.items()})
 
 
 def sql_schema(location: Location) -> pl.Schema:
     """Columns and polars types of a database table or query (no rows are read)."""
     with open_relation(location) as (connection, relation):
         return columns_of(relation, connection, location)
+
+
+def sql_row_count(location: Location) -> int:
+    """How many rows a database table or query has (counted in the database)."""
+    sa = _sqlalchemy()
+    with open_relation(location) as (connection, relation):
+        query = sa.select(sa.func.count().label("rows")).select_from(relation)
+        return int(run_query(connection, query, location).item())
 
 
 def read_sql(location: Location) -> pl.DataFrame:
