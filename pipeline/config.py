@@ -110,7 +110,7 @@ class _Sourced(_Section):
     values are never logged nor written to outputs (alerts.json shows ``"***"``).
     """
 
-    storage_options: dict[str, str] = {}
+    storage_options: dict[str, str | int | bool] = {}
 
 
 class _InBase(_Section):

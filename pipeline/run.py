@@ -34,6 +34,7 @@ from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.location import parse_location, redact
 from pipeline.read.sources import (
+    ambiguous_columns,
     check_scalar_columns,
     classify_columns,
     describe_source,
@@ -295,9 +296,22 @@ def _read_baseline(config: RunConfig) -> _Baseline:
     settings = config.input
     kind = settings.baseline_format
     if kind == "auto":
-        kind = classify_columns(set(source_schema(settings.baseline,
-                                                  storage_options=settings.storage_options)))
+        kind = _detect(settings.baseline, config, "baseline")[0]
     return _BASELINE_READERS[kind](config)
+
+
+def _detect(source: str, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
+    """What ``source`` holds (profile, histogram table or raw rows) from its columns, and
+    its schema; a histogram-like table with float data columns is ambiguous: an error."""
+    schema = source_schema(source, storage_options=config.input.storage_options)
+    kind = classify_columns(set(schema))
+    floats = ambiguous_columns(schema) if kind == "histogram" else []
+    if floats:
+        raise InputError(f"has feature, bin and count columns like a histogram table, but "
+                         f"also the number column {floats[0]!r} like raw rows; set "
+                         f"input.{role}_format = \"raw\" or \"histogram\"",
+                         source=describe_source(source))
+    return kind, schema
 
 
 def _format_hint(role: str, kind: str) -> str:
@@ -352,9 +366,11 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     if not source:
         raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
     shown = describe_source(source)
-    schema = source_schema(source, storage_options=settings.storage_options)
-    kind = classify_columns(set(schema))
-    if kind == "profile" or (kind == "histogram" and settings.baseline_format != "raw"):
+    if settings.baseline_format == "raw":
+        schema, kind = source_schema(source, storage_options=settings.storage_options), "raw"
+    else:
+        kind, schema = _detect(source, config, "baseline")
+    if kind != "raw":
         raise InputError(f"is already a {'baseline profile' if kind == 'profile' else kind} "
                          f"table, not raw rows; use it as input.baseline directly"
                          + ("" if kind == "profile" else
@@ -387,10 +403,12 @@ def _read_current(config: RunConfig, baseline: pl.DataFrame, profile: Profile | 
     """Current histograms, and why some features could not be binned (by feature)."""
     settings = config.input
     reasons: dict[str, str] = {}
-    schema = source_schema(settings.current, storage_options=settings.storage_options)
     kind = settings.current_format
     if kind == "auto":
-        kind = "raw" if classify_columns(set(schema)) == "raw" else "histogram"
+        detected, schema = _detect(settings.current, config, "current")
+        kind = "raw" if detected == "raw" else "histogram"
+    else:
+        schema = source_schema(settings.current, storage_options=settings.storage_options)
     shown = describe_source(settings.current)
     check_scalar_columns(schema, settings.segments, shown)
     if kind == "histogram":

@@ -288,15 +288,15 @@ def _long(wide: pl.DataFrame, specs: list[FeatureBins], names: dict[int, list[st
           segments: Sequence[str], timestamp: str | None, period: str | None,
           dtype: pl.DataType | None, layout: pl.DataFrame) -> pl.DataFrame:
     """The aggregate rows as binning's counts (keys, slot, count), assembled alike."""
-    key_frame = wide.select(pl.col(f"kl_s{i}").cast(pl.String).alias(s)
-                            for i, s in enumerate(segments))
+    key_columns = [wide[f"kl_s{i}"].cast(pl.String).alias(s) for i, s in enumerate(segments)]
     keys = list(segments)
     if timestamp is not None:
         window = wide["kl_w"]
         if period is not None and dtype is not None:
             window = _window_values(window, dtype, period)
-        key_frame = key_frame.with_columns(window.alias("window"))
+        key_columns.append(window.alias("window"))
         keys.append("window")
+    key_frame = pl.DataFrame(key_columns)
     blocks = [_bin_counts(wide, names[i], spec) for i, spec in enumerate(specs)]
     counts = np.hstack(blocks) if blocks else np.zeros((wide.height, 0), dtype=np.int64)
     rows, slots = np.nonzero(counts)

@@ -44,7 +44,7 @@ _EXTENSIONS: dict[str, Format] = {".parquet": "parquet", ".pq": "parquet", ".csv
                                   ".ndjson": "ndjson", ".jsonl": "ndjson"}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _PREFIX = re.compile(r"^(" + "|".join(FORMATS) + r"):(?!//)")
-_SELECT = re.compile(r"^\s*\(*\s*(select|with|values)\b", re.IGNORECASE)
+_TABLE = re.compile(r"^[\w$]+(?:\.[\w$]+)*$")  # name or schema.name; anything else: a query
 _SECRET_QUERY = re.compile(r"([?&][^=&#]*(?:sig|signature|token|key|secret|password|"
                            r"credential)[^=&#]*=)[^&#]*", re.IGNORECASE)
 
@@ -158,6 +158,6 @@ def _sql_location(text: str) -> Location:
         raise InputError("a database source needs a table or a query after '#', e.g. "
                          f"'{shown}#features' or '{shown}#SELECT * FROM features'",
                          source=shown)
-    if _SELECT.match(target):
-        return Location(text, "sql", uri, query=target)
-    return Location(text, "sql", uri, table=target)
+    if _TABLE.match(target):
+        return Location(text, "sql", uri, table=target)
+    return Location(text, "sql", uri, query=target)

@@ -29,7 +29,7 @@ from pipeline.errors import InputError
 from pipeline.read.location import Location, parse_location, redact
 
 Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-StorageOptions = Mapping[str, str] | None
+StorageOptions = Mapping[str, str | int | bool] | None
 
 _HISTOGRAM_KEYS = {"feature", "bin", "count"}
 _PROFILE_KEYS = {"feature", "bin", "count", "kind", "bin_index"}
@@ -448,6 +448,14 @@ def classify_columns(columns: set[str]) -> str:
     if columns >= _PROFILE_KEYS:
         return "profile"
     return "histogram" if columns >= _HISTOGRAM_KEYS else "raw"
+
+
+def ambiguous_columns(schema: Mapping[str, pl.DataType]) -> list[str]:
+    """Columns that make a table with ``feature``, ``bin`` and ``count`` look like raw rows:
+    floating-point columns other than ``count``, ``lower`` and ``upper`` (a histogram
+    table's other columns are a window and text or integer segment labels)."""
+    return [name for name, dtype in schema.items()
+            if dtype.is_float() and name not in ("count", "lower", "upper")]
 
 
 def detect_format(source: str, *, storage_options: StorageOptions = None) -> str:

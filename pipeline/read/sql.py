@@ -61,12 +61,12 @@ def sql_error(error: BaseException, location: Location) -> InputError:
     lines = str(getattr(error, "orig", None) or error).strip().splitlines()
     first = redact(lines[0]) if lines else type(error).__name__
     source = location.shown
-    if _UNREACHABLE.search(first):
-        return InputError(f"cannot reach the database ({first}); check the host, port and "
-                          "network", source=source)
     if _DENIED.search(first):
         return InputError("access denied; check the user and password (from ~/.pgpass, "
                           "PGPASSWORD or the URL) and the grants", source=source)
+    if _UNREACHABLE.search(first):
+        return InputError(f"cannot reach the database ({first}); check the host, port and "
+                          "network", source=source)
     if _MISSING.search(first):
         return InputError(f"table or column not found: {first}", source=source)
     return InputError(f"database error: {first}", source=source)
