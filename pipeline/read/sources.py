@@ -331,9 +331,9 @@ def _scan_location(location: Location, options: StorageOptions) -> pl.LazyFrame:
         return _scan_files(location.format, pattern, hive=pattern != location.path,
                            options=options)
     files, root = _local_files(location)
-    schema = _unified_schema(location.format, files, root) if len(files) > 1 or root else None
-    return _scan_files(location.format, files, hive=root is not None, options=None,
-                       schema=schema)
+    # A single file's path may hold hive keys too (e.g. one file per Dask task).
+    schema = _unified_schema(location.format, files, root or os.sep)
+    return _scan_files(location.format, files, hive=True, options=None, schema=schema)
 
 
 def source_files(source: str | os.PathLike[str], *,
