@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import duckdb
@@ -23,13 +22,13 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_pipeline import best_of, write_data  # noqa: E402
+from bench_pipeline import best_of, write_data
 
-import pipeline.bins.pushdown as pushdown  # noqa: E402
-from pipeline.bins.binning import bin_raw  # noqa: E402
-from pipeline.bins.profile import build_profile  # noqa: E402
-from pipeline.read.location import parse_location  # noqa: E402
-from pipeline.read.sources import scan_raw  # noqa: E402
+import pipeline.bins.pushdown as pushdown
+from pipeline.bins.binning import bin_raw
+from pipeline.bins.profile import build_profile
+from pipeline.read.location import parse_location
+from pipeline.read.sources import scan_raw
 
 
 def main() -> None:

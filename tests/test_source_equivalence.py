@@ -1,5 +1,6 @@
-"""The same flights as local Parquet, an S3 object, CSV, a Delta table, a DuckDB table and a
-PostgreSQL table give identical drift tables (bins, counts, metrics, statuses)."""
+"""The same flights as local Parquet, an S3 object, CSV, a Delta table, an Iceberg table, a
+DuckDB table or query and a PostgreSQL table give identical drift tables (bins, counts,
+metrics, statuses)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,18 @@ def _delta(tmp: Path, frame: pl.DataFrame) -> str:
     return str(tmp / "delta")  # a folder holding _delta_log/: detected as Delta
 
 
+def _iceberg(tmp: Path, frame: pl.DataFrame) -> str:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("local", uri=f"sqlite:///{tmp}/catalog.db",
+                         warehouse=f"file://{tmp}/warehouse")
+    catalog.create_namespace("kl")
+    arrow = frame.with_columns(pl.col("flight_id").cast(pl.Int64)).to_arrow()  # no uint32
+    table = catalog.create_table("kl.current", schema=arrow.schema)
+    table.append(arrow)
+    return f"iceberg:{table.metadata_location}"
+
+
 def _duckdb(tmp: Path, frame: pl.DataFrame) -> str:
     return to_duckdb(frame, tmp / "warehouse.duckdb", "current")
 
@@ -76,7 +89,8 @@ def _duckdb_query(tmp: Path, frame: pl.DataFrame) -> str:
 
 
 LOCAL: dict[str, Callable[[Path, pl.DataFrame], str]] = {
-    "csv": _csv, "delta": _delta, "duckdb": _duckdb, "duckdb-query": _duckdb_query}
+    "csv": _csv, "delta": _delta, "iceberg": _iceberg, "duckdb": _duckdb,
+    "duckdb-query": _duckdb_query}
 
 
 @pytest.mark.parametrize("kind", sorted(LOCAL))

@@ -101,7 +101,7 @@ def _sql() -> tuple[Any, Any]:
         # DuckDB evaluates FILTER clauses one by one: 50x slower than count_if here.
         return f"count_if({compiler.process(element.condition, **kw)})"
 
-    class EpochMicros(ColumnElement[int]):
+    class EpochMicros(ColumnElement[Any]):
         """Microseconds since 1970-01-01 of a timestamp (UTC for time-zone-aware ones)."""
 
         inherit_cache = True
@@ -150,14 +150,14 @@ def _window_key(sa: Any, elements: dict[str, Any], column: Any, dtype: pl.DataTy
 def _window_values(index: pl.Series, dtype: pl.DataType, period: str) -> pl.Series:
     """Window starts, of the timestamp column's type, from the periods-since-origin."""
     months, micros, weeks = _period(period)
-    whole = index.cast(pl.Int64)
+    whole = pl.col("index")
     if months:
         total = whole * months
-        starts = pl.select(pl.date(1970 + total // 12, total % 12 + 1, 1)).to_series()
+        start = pl.date(1970 + total // 12, total % 12 + 1, 1)
     else:
         offset = _MONDAY_US if weeks else 0
-        starts = pl.select(pl.lit(_EPOCH) + pl.duration(microseconds=whole * micros + offset)
-                           ).to_series()
+        start = pl.lit(_EPOCH) + pl.duration(microseconds=whole * micros + offset)
+    starts = pl.DataFrame({"index": index.cast(pl.Int64)}).select(start).to_series()
     if dtype == pl.Date:
         return starts.cast(pl.Date).alias("window")
     return starts.cast(pl.Datetime("us")).cast(dtype).alias("window")

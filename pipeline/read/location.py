@@ -146,7 +146,7 @@ def parse_location(source: str | os.PathLike[str]) -> Location:
     scheme = _SCHEME.match(rest)
     if scheme and scheme.group(1).lower() not in OBJECT_STORE_SCHEMES and forced is None:
         return _sql_location(text)
-    remote = bool(scheme) and scheme.group(1).lower() != "file"
+    remote = scheme is not None and scheme.group(1).lower() != "file"
     return Location(text, forced or _file_format(rest), rest, remote=remote)
 
 

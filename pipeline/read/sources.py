@@ -216,7 +216,8 @@ def _hive_keys(path: str, root: str | None) -> dict[str, str]:
     if root is None:
         return {}
     relative = os.path.relpath(os.path.dirname(path), root)
-    return dict(m.groups() for part in relative.split(os.sep) if (m := _HIVE_KEY.match(part)))
+    return {m.group(1): m.group(2) for part in relative.split(os.sep)
+            if (m := _HIVE_KEY.match(part))}
 
 
 def _check_hive_keys(fmt: str, path: str, keys: dict[str, str], schema: pl.Schema) -> None:

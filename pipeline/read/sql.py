@@ -152,17 +152,17 @@ def open_relation(location: Location) -> Iterator[tuple[Any, Any]]:
 
 def _relation(sa: Any, location: Location, connection: Any) -> Any:
     """The table (``schema.name`` allowed) or the query as a subquery, with its columns."""
+    query = (location.query or "").replace(":", r"\:")  # a literal colon is not a parameter
     if location.table is not None:
         schema, _, name = location.table.rpartition(".")
         bare = sa.table(name, schema=schema or None)
-    else:  # a literal colon in the query is not a bound parameter
-        bare = sa.text(location.query.replace(":", r"\:")).columns().subquery("source")
+    else:
+        bare = sa.text(query).columns().subquery("source")
     names = run_query(connection, sa.select(sa.literal_column("*")).select_from(bare)
                       .limit(0), location).columns
     if location.table is not None:
         return sa.table(bare.name, *(sa.column(n) for n in names), schema=bare.schema)
-    return (sa.text(location.query.replace(":", r"\:"))
-            .columns(*(sa.column(n) for n in names)).subquery("source"))
+    return sa.text(query).columns(*(sa.column(n) for n in names)).subquery("source")
 
 
 def run_query(connection: Any, query: Any, location: Location) -> pl.DataFrame:
