@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import polars as pl
 from pipeline.bins.align import align, segment_columns
 from pipeline.bins.binning import bin_raw, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
-from pipeline.bins.pushdown import bin_in_database
+from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.errors import ConfigError, InputError
@@ -357,8 +358,9 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
 
     Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. ``source`` (a file, glob or
-    folder) defaults to ``input.baseline``. Used by runs with a raw baseline,
+    ``input.segments`` get their own baseline histograms. ``source`` (any source string)
+    defaults to ``input.baseline``; a database source is profiled in the database (only
+    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
     ``kl-drift profile`` and the ``build_baseline`` flow alike.
     """
     settings, options = config.input, config.profile
@@ -377,12 +379,15 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
                             " (raw rows with feature, bin and count columns: set "
                             "input.baseline_format = \"raw\")"), source=shown)
     check_scalar_columns(schema, settings.segments, shown)
-    profile = build_profile(
-        scan_raw(source, storage_options=settings.storage_options),
+    location = parse_location(source)
+    build = partial(profile_in_database, location) if location.format == "sql" else partial(
+        build_profile, scan_raw(source, storage_options=settings.storage_options),
+        source=shown)
+    profile = build(
         features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
         segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=shown)
+        top_k=options.top_k, fixed_edges=options.fixed_edges or None)
     if not profile.metadata.get("row_count"):
         raise InputError("baseline has no rows, so there is nothing to compare with; check "
                          "input.baseline", source=shown)

@@ -121,3 +121,18 @@ def test_a_postgresql_table_gives_the_parquet_drift_table(
     _same(result, expected)
     text = (result.run_dir / "alerts.json").read_text()
     assert "kl-drift-test-secret" not in text and "postgres:***@" in text
+
+
+def test_a_raw_baseline_in_duckdb_is_profiled_in_the_database(
+        reference: tuple[Path, str, RunResult]) -> None:
+    """Profiling a database baseline (quantiles and top categories computed in DuckDB)
+    gives the profile, and so the run, that the same rows as Parquet give."""
+    tmp = reference[0]
+    baseline = pl.read_parquet(FLIGHTS_BASELINE)
+    in_duckdb = to_duckdb(baseline, tmp / "baseline.duckdb", "baseline")
+    current = str(tmp / "current.parquet")
+    from_parquet = run(tmp, "raw-parquet", str(FLIGHTS_BASELINE), current)
+    from_duckdb = run(tmp, "raw-duckdb", in_duckdb, current)
+    _same(from_duckdb, from_parquet)
+    assert_frame_equal(pl.read_parquet(from_duckdb.run_dir / "baseline_profile.parquet"),
+                       pl.read_parquet(from_parquet.run_dir / "baseline_profile.parquet"))

@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 from pipeline.bins.binning import bin_raw
 from pipeline.bins.layout import feature_bins
 from pipeline.bins.profile import Profile, build_profile
-from pipeline.bins.pushdown import bin_in_database
+from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.errors import InputError
 from pipeline.read import sql
 from pipeline.read.location import parse_location
@@ -143,3 +143,25 @@ def test_text_timestamps_must_be_cast_in_the_query(tmp_path: Path, profile: Prof
     with pytest.raises(InputError, match="CAST it in a query source"):
         bin_in_database(parse_location(source), profile, timestamp="ts", period="1d",
                         features=["x"])
+
+
+@pytest.mark.parametrize("strategy", ["quantile", "uniform"])
+def test_a_profile_built_in_duckdb_equals_the_polars_profile(
+        duck: str, rows: pl.DataFrame, strategy: str) -> None:
+    options = {"features": ["x", "k", "c", "flag"], "segments": ["region"], "bins": 7,
+               "top_k": 2, "strategy": strategy}
+    expected = build_profile(rows.lazy(), **options)
+    got = profile_in_database(parse_location(duck), **options)
+    assert_frame_equal(got.table, expected.table)
+    drop = {"created_at", "source"}
+    assert {k: v for k, v in got.metadata.items() if k not in drop} == {
+        k: v for k, v in expected.metadata.items() if k not in drop}
+
+
+def test_a_profile_built_in_postgresql_equals_the_polars_profile(
+        postgres_url: str, rows: pl.DataFrame) -> None:
+    source = to_postgres(rows, postgres_url, "rows")
+    options = {"features": ["x", "k", "c", "flag"], "bins": 9, "top_k": 3}
+    expected = build_profile(rows.lazy(), **options)
+    assert_frame_equal(profile_in_database(parse_location(source), **options).table,
+                       expected.table)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -292,19 +292,47 @@ def build_profile(
     ConfigError
         Invalid ``strategy``, ``bins``, ``top_k`` or ``fixed_edges``.
     """
+    where = source or "baseline data"
+    segments = list(dict.fromkeys(segments))
+    kinds, fixed = profiled_features(collect_schema(raw, where), features=features,
+                                     exclude=exclude, segments=segments, strategy=strategy,
+                                     bins=bins, top_k=top_k, fixed_edges=fixed_edges,
+                                     source=where)
+    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
+    return profile_from_stats(
+        stats.row(0, named=True), kinds, fixed,
+        lambda layout: bin_raw(raw, Profile(layout, {}), segments=segments, source=where),
+        segments=segments, strategy=strategy, bins=bins, top_k=top_k, source=source)
+
+
+def profiled_features(
+    schema: pl.Schema, *, features: Sequence[str] | None, exclude: Sequence[str],
+    segments: list[str], strategy: str, bins: int, top_k: int,
+    fixed_edges: Mapping[str, Sequence[float]] | None, source: str,
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Check the options and columns of a profile to build; feature -> kind, fixed edges."""
     if strategy not in ("quantile", "uniform"):
         raise ConfigError(f"strategy {strategy!r}: use 'quantile' or 'uniform'")
     if bins < 2 or top_k < 0:
         raise ConfigError(f"bins={bins}, top_k={top_k}: need bins >= 2 and top_k >= 0")
-    where = source or "baseline data"
-    segments = list(dict.fromkeys(segments))
-    schema = collect_schema(raw, where)
-    _check_segments(schema, segments, where)
-    kinds = _select_features(schema, features, (*exclude, *segments), where)
-    fixed = _check_fixed_edges(fixed_edges or {}, kinds)
-    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
-    stats = stats.row(0, named=True)
+    _check_segments(schema, segments, source)
+    kinds = _select_features(schema, features, (*exclude, *segments), source)
+    return kinds, _check_fixed_edges(fixed_edges or {}, kinds)
 
+
+def profile_from_stats(
+    stats: Mapping[str, Any], kinds: Mapping[str, str], fixed: Mapping[str, np.ndarray],
+    count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
+    bins: int, top_k: int, source: str,
+) -> Profile:
+    """A profile from what its bins are derived from and a way to count the baseline.
+
+    ``stats`` holds, per feature, what :func:`_stats_query` computes (``__rows``; numeric:
+    finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
+    count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
+    bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
+    """
+    where = source or "baseline data"
     tables, details = [], {}
     for name, kind in kinds.items():
         if kind == "numeric":
@@ -318,7 +346,7 @@ def build_profile(
             details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
                              "n_kept": len(top)}
     layout = pl.concat(tables)
-    counts = bin_raw(raw, Profile(layout, {}), segments=segments, source=where)
+    counts = count(layout)
     table = counts.join(layout.select("feature", "bin", "kind", "bin_index"),
                         on=["feature", "bin"], how="left", maintain_order="left"
                         ).select(*segments, *PROFILE_SCHEMA)

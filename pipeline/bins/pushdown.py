@@ -33,9 +33,10 @@ import polars as pl
 
 from pipeline.bins.binning import _assemble, retyped_features
 from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
+from pipeline.bins.profile import Profile, profile_from_stats, profiled_features
 from pipeline.errors import ConfigError, InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
-from pipeline.labels import check_period
+from pipeline.labels import MISSING, OTHER, check_period
 from pipeline.read.location import Location
 from pipeline.read.sources import check_scalar_columns
 from pipeline.read.sql import columns_of, open_relation, run_query
@@ -261,10 +262,9 @@ def bin_in_database(
         if timestamp is not None:
             keys.append(_window_key(sa, elements, rows.c[timestamp], schema[timestamp],
                                     period, timestamp, source).label("kl_w"))
-        values = [(sa.func.nullif(sa.cast(rows.c[f.name], sa.Double()),
-                                  sa.cast(sa.literal("NaN"), sa.Double()))
-                   if f.kind == "numeric" else sa.cast(rows.c[f.name], sa.String())
-                   ).label(f"kl_v{i}") for i, f in enumerate(specs)]
+        values = [(_numeric_value(sa, rows.c[f.name]) if f.kind == "numeric"
+                   else sa.cast(rows.c[f.name], sa.String())).label(f"kl_v{i}")
+                  for i, f in enumerate(specs)]
         inner = sa.select(*keys, *values).subquery("binned")
         key_columns = [inner.c[k.name] for k in keys]
         wide: pl.DataFrame | None = None
@@ -304,3 +304,109 @@ def _long(wide: pl.DataFrame, specs: list[FeatureBins], names: dict[int, list[st
     frame = pl.concat([key_frame[rows], long], how="horizontal") if keys else long
     return _assemble(frame, segments, keys, specs, layout)
 
+
+
+def _numeric_value(sa: Any, column: Any) -> Any:
+    """A numeric column as DOUBLE PRECISION with NaN as NULL (binned as ``__missing__``)."""
+    return sa.func.nullif(sa.cast(column, sa.Double()), sa.cast(sa.literal("NaN"), sa.Double()))
+
+
+def _nearest_fractions(levels: list[float], n: int) -> list[float]:
+    """Fractions for which ``percentile_disc`` (value at 0-based index ``ceil(f n) - 1``,
+    as in PostgreSQL and DuckDB) returns polars' ``quantile(level, "nearest")`` (index
+    ``round(level (n - 1))``, halves away from zero)."""
+    indices = [int(np.floor(level * (n - 1) + 0.5)) for level in levels]
+    return [(k + 0.5) / n for k in indices]
+
+
+def _database_stats(sa: Any, connection: Any, rows: Any, kinds: dict[str, str],
+                    fixed: dict[str, np.ndarray], strategy: str, bins: int, top_k: int,
+                    location: Location) -> dict[str, Any]:
+    """What :func:`pipeline.bins.profile.profile_from_stats` needs, computed in the database
+    with the same definitions as polars: finite min/max/integrality and nearest-rank
+    quantiles of numeric features, top categories (by count, ties by value) of the others."""
+    infinity = sa.cast(sa.literal("Infinity"), sa.Double())
+    finite = {}
+    aggregates = [sa.func.count().label("kl_rows")]
+    for i, (name, kind) in enumerate(kinds.items()):
+        if kind == "numeric":
+            x = _numeric_value(sa, rows.c[name])
+            finite[name] = value = sa.case((sa.and_(x > -infinity, x < infinity), x))
+            aggregates += [sa.func.min(value).label(f"kl_min{i}"),
+                           sa.func.max(value).label(f"kl_max{i}"),
+                           sa.func.count(value).label(f"kl_n{i}"),
+                           sa.func.bool_and(value == sa.func.floor(value)).label(f"kl_int{i}")]
+        else:
+            text = sa.cast(rows.c[name], sa.String())
+            seen = sa.case((text.not_in([MISSING, OTHER]), text))
+            aggregates.append(sa.func.count(sa.distinct(seen)).label(f"kl_distinct{i}"))
+    first = run_query(connection, sa.select(*aggregates), location).row(0, named=True)
+    stats: dict[str, Any] = {"__rows": first["kl_rows"]}
+    levels = [j / bins for j in range(1, bins)]
+    quantiles = []
+    for i, (name, kind) in enumerate(kinds.items()):
+        if kind != "numeric":
+            continue
+        low, high = first[f"kl_min{i}"], first[f"kl_max{i}"]
+        stats |= {f"{name}\0min": low, f"{name}\0max": high,
+                  f"{name}\0integral": first[f"kl_int{i}"] is not False,
+                  f"{name}\0q": [None] * len(levels)}
+        n = int(first[f"kl_n{i}"])
+        if strategy == "quantile" and name not in fixed and n:
+            quantiles += [sa.func.percentile_disc(f).within_group(finite[name])
+                          .label(f"kl_q{i}_{j}")
+                          for j, f in enumerate(_nearest_fractions(levels, n))]
+    if quantiles:
+        found = run_query(connection, sa.select(*quantiles), location).row(0, named=True)
+        for i, name in enumerate(kinds):
+            if f"kl_q{i}_0" in found:
+                stats[f"{name}\0q"] = [float(found[f"kl_q{i}_{j}"]) for j in range(len(levels))]
+    for i, (name, kind) in enumerate(kinds.items()):
+        if kind == "numeric":
+            continue
+        text = sa.cast(rows.c[name], sa.String()).label("value")
+        counted = (sa.select(text, sa.func.count().label("n"),
+                             sa.func.rank().over(order_by=sa.func.count().desc()).label("r"))
+                   .where(text.is_not(None), text.not_in([MISSING, OTHER]))
+                   .group_by(text).subquery("counted"))
+        top = run_query(connection, sa.select(counted.c.value, counted.c.n)
+                        .where(counted.c.r <= top_k), location)
+        stats[f"{name}\0top"] = (top.sort(["n", "value"], descending=[True, False])
+                                 .head(top_k)["value"].to_list())
+        stats[f"{name}\0distinct"] = first[f"kl_distinct{i}"]
+    return stats
+
+
+def profile_in_database(
+    location: Location,
+    *,
+    features: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    segments: Sequence[str] = (),
+    strategy: Literal["quantile", "uniform"] = "quantile",
+    bins: int = 20,
+    top_k: int = 50,
+    fixed_edges: dict[str, list[float]] | None = None,
+) -> Profile:
+    """A baseline profile of a database table or query, computed in the database.
+
+    The same profile :func:`pipeline.bins.profile.build_profile` builds from the same rows
+    (same parameters): quantiles, extremes and top categories are aggregates in the
+    database, and the baseline counts come from :func:`bin_in_database`; only those
+    numbers leave it.
+    """
+    source = location.shown
+    keys = list(dict.fromkeys(segments))
+    sa, _ = _sql()
+    with open_relation(location) as (connection, relation):
+        schema = columns_of(relation, connection, location)
+        check_scalar_columns(schema, keys, source)
+        kinds, fixed = profiled_features(schema, features=features, exclude=exclude,
+                                         segments=keys, strategy=strategy, bins=bins,
+                                         top_k=top_k, fixed_edges=fixed_edges, source=source)
+        stats = _database_stats(sa, connection, relation.alias("rows"), kinds, fixed,
+                                strategy, bins, top_k, location)
+    return profile_from_stats(
+        stats, kinds, fixed,
+        lambda layout: bin_in_database(location, Profile(layout, {}), segments=keys),
+        segments=keys, strategy=strategy, bins=bins, top_k=top_k, source=source)
