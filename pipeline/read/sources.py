@@ -328,8 +328,8 @@ def _scan_location(location: Location, options: StorageOptions) -> pl.LazyFrame:
 
         return read_sql(location).lazy()
     if location.remote:
-        pattern = _remote_pattern(location)
-        return _scan_files(location.format, pattern, hive=pattern != location.path,
+        # hive keys in the path count for a single file too (e.g. one file per Dask task)
+        return _scan_files(location.format, _remote_pattern(location), hive=True,
                            options=options)
     files, root = _local_files(location)
     # A single file's path may hold hive keys too (e.g. one file per Dask task).

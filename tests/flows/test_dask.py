@@ -22,8 +22,9 @@ FEATURES = ["dep_delay", "dest", "distance"]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """One worker process: proves tasks and their results cross a process boundary."""
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+    """Two worker processes: tasks and their results cross process boundaries, and each
+    worker reads its own files."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as local:
         yield local.scheduler_address
 
@@ -117,7 +118,7 @@ def test_drift_check_with_the_dask_executor_matches_a_local_run(
 
 
 def test_a_dask_run_over_object_store_files_matches_the_local_run(
-    prefect_server: str, s3: S3, current_folder: Path, tmp_path: Path
+    prefect_server: str, cluster: str, s3: S3, current_folder: Path, tmp_path: Path
 ) -> None:
     """Two worker processes read the S3 files themselves (no shared filesystem): the run
     gives the local run's drift table."""
@@ -131,8 +132,6 @@ def test_a_dask_run_over_object_store_files_matches_the_local_run(
                "input.storage_options": s3.options}
     local = run_drift(flights_config(tmp_path / "local", **{
         **options, "input.current": str(current_folder)}))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as two:
-        on_dask = drift_check(flights_config(tmp_path / "dask", **options, **{
-            "input.executor": "dask", "input.dask_address": two.scheduler_address}))
+    on_dask = drift_check(flights_config(tmp_path / "dask", **options, **{
+        "input.executor": "dask", "input.dask_address": cluster}))
     assert_frame_equal(on_dask.drift, local.drift)
