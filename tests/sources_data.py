@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -12,9 +13,10 @@ DATA = Path(__file__).parents[1] / "data"
 FLIGHTS_BASELINE = DATA / "flights_baseline.parquet"
 FLIGHTS_CURRENT = DATA / "flights_current.parquet"
 
-_SQL_TYPES = {pl.String: sa.Text(), pl.Float64: sa.Double(), pl.Int64: sa.BigInteger(),
-              pl.UInt32: sa.BigInteger(), pl.Boolean: sa.Boolean(), pl.Date: sa.Date(),
-              pl.Datetime("us"): sa.DateTime()}
+_SQL_TYPES: dict[Any, Any] = {
+    pl.String: sa.Text(), pl.Float64: sa.Double(), pl.Int64: sa.BigInteger(),
+    pl.UInt32: sa.BigInteger(), pl.Boolean: sa.Boolean(), pl.Date: sa.Date(),
+    pl.Datetime("us"): sa.DateTime()}
 
 
 def to_duckdb(frame: pl.DataFrame, path: Path, table: str) -> str:

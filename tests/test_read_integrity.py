@@ -244,3 +244,18 @@ def test_validate_describes_any_source(tmp_path: Path) -> None:
     result = runner.invoke(app, ["validate", str(tmp_path / "cur.ndjson")])
     assert result.exit_code == 0 and f"raw table, {frame.height:,} rows" in result.output
     assert json.loads((tmp_path / "cur.ndjson").read_text().splitlines()[0])
+
+
+def test_histogram_tables_read_alike_from_every_file_format(tmp_path: Path) -> None:
+    table = pl.DataFrame({"region": ["EU", "EU", "US"], "feature": ["f", "f", "f"],
+                          "bin": ["a", "b", "a"], "count": [3.0, 1.0, 2.0]})
+    table.write_parquet(tmp_path / "h.parquet")
+    table.write_csv(tmp_path / "h.csv")
+    table.write_ndjson(tmp_path / "h.jsonl")
+    table.write_delta(tmp_path / "delta")
+    table.write_csv(tmp_path / "h.txt")
+    expected = read_histograms(tmp_path / "h.parquet")
+    for source in ("h.csv", "h.jsonl", "delta", "h.txt"):
+        prefix = "csv:" if source.endswith(".txt") else ""
+        got = read_histograms(prefix + str(tmp_path / source))
+        assert got.sort("region", "bin").equals(expected.sort("region", "bin")), source
