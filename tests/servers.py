@@ -1,6 +1,7 @@
 """Real servers for source tests: PostgreSQL and an S3-compatible endpoint, on 127.0.0.1.
 
-Both are session fixtures on a free port, stopped at the end. PostgreSQL comes from Debian's
+Both are session fixtures on a free port, stopped at the end; a watchdog process stops
+them as well if the test run itself is killed. PostgreSQL comes from Debian's
 ``postgresql`` package (``.ci/run`` installs it) and runs as the ``postgres`` system user
 when the tests run as root (it refuses to run as root). The S3 endpoint is moto's server
 mode (a dev dependency) with IAM checks on, so wrong credentials are refused as by S3.
@@ -54,6 +55,15 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str) -> No
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within 60 s")
 
 
+def _watchdog(stop_command: str) -> subprocess.Popen[bytes]:
+    """A shell that runs ``stop_command`` once this test process is gone, so a server never
+    outlives a killed test run (teardown kills the watchdog first on a normal exit)."""
+    return subprocess.Popen(
+        ["sh", "-c", f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+                     f"{stop_command}"], start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -90,10 +100,13 @@ def postgres_url() -> Iterator[str]:
         [*as_user, f"{bindir}/postgres", "-D", f"{data}/db", "-k", data, "-h", "127.0.0.1",
          "-p", str(port), "-c", "fsync=off", "-c", "full_page_writes=off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watchdog = _watchdog(f"kill -INT $(head -n 1 {data}/db/postmaster.pid); sleep 5; "
+                         f"rm -rf {data}")
     try:
         _wait_for_port(port, server, "postgres")
         yield f"postgresql+psycopg://postgres:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
+        watchdog.kill()
         _stop(server)
         shutil.rmtree(data, ignore_errors=True)
 
@@ -123,6 +136,7 @@ def s3() -> Iterator[S3]:
                                str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
+    watchdog = _watchdog(f"kill {server.pid}")
     try:
         _wait_for_port(port, server, "moto.server")
         setup = {"endpoint_url": url, "aws_access_key_id": "setup",
@@ -140,4 +154,5 @@ def s3() -> Iterator[S3]:
                        "aws_allow_http": "true", "aws_access_key_id": key["AccessKeyId"],
                        "aws_secret_access_key": key["SecretAccessKey"]}, client)
     finally:
+        watchdog.kill()
         _stop(server)
