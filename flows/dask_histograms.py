@@ -31,6 +31,7 @@ from pipeline.bins.binning import Binned
 from pipeline.bins.profile import Profile
 from pipeline.config import InputConfig
 from pipeline.formats import HISTOGRAM_COLUMNS
+from pipeline.read.location import parse_location
 from pipeline.read.sources import source_files
 from pipeline.run import bin_current_locally
 from pipeline.windows import merge_spans
@@ -82,8 +83,9 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
     profile : Profile
         The baseline profile.
     settings : InputConfig
-        ``current`` (raw Parquet: file, glob or folder), ``timestamp``, ``period``,
-        ``segments`` and ``dask_address`` (None: a local cluster for this run).
+        ``current`` (raw files: a local or object-store file, glob or folder; a database
+        source is binned by the database instead), ``storage_options``, ``timestamp``,
+        ``period``, ``segments`` and ``dask_address`` (None: a local cluster for this run).
     features : list of str
         Profile features to bin.
 
@@ -93,7 +95,11 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
         The histogram long table and time range `pipeline.bins.binning.bin_windows` gives
         for all files at once.
     """
+    if parse_location(str(settings.current)).format == "sql":
+        return bin_current_locally(profile, settings, features)  # the database bins it
+    # Listed once here; each worker reads its own file (local path or object-store URL,
+    # with the same storage_options), so no shared filesystem is needed for URLs.
+    files = source_files(str(settings.current), storage_options=settings.storage_options)
     # prefect-dask subclasses TaskRunner without its future type, which with_options rejects
     runner: TaskRunner[Any] = DaskTaskRunner(address=settings.dask_address)
-    return _bin_files.with_options(task_runner=runner)(
-        source_files(str(settings.current)), profile, settings, features)
+    return _bin_files.with_options(task_runner=runner)(files, profile, settings, features)

@@ -62,6 +62,10 @@ _PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
               ("schedule", "baseline_source"), ("models", "baseline"), ("models", "current"),
               ("estimate", "source"))
 
+# Source syntax (pipeline/read/location.py): a format prefix, or an embedded database file.
+_FORMAT_PREFIX = re.compile(r"^(?:parquet|csv|ndjson|delta|iceberg):(?!//)")
+_FILE_DATABASE = re.compile(r"^(?:duckdb|sqlite)(?:\+\w+)?:///(?!/)")
+
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Period = Annotated[str, AfterValidator(check_period)]
 TimeZone = Annotated[str, AfterValidator(check_timezone)]
@@ -106,6 +110,18 @@ class _Windowed(_Section):
         return self
 
 
+class _Sourced(_Section):
+    """A section reading sources: ``storage_options`` for object-store URLs among them.
+
+    Keys and values are polars' object-store options (``aws_region``, ``aws_endpoint_url``,
+    ``aws_access_key_id``, ``google_service_account``, ``azure_storage_account_name``, ...).
+    Without them credentials come from the standard environment and config chains. Their
+    values are never logged nor written to outputs (alerts.json shows ``"***"``).
+    """
+
+    storage_options: dict[str, str | int | bool] = {}
+
+
 class _InBase(_Section):
     """A section whose metrics are logarithms in ``base``: 2 (bits) or ``"e"`` (nats)."""
 
@@ -117,7 +133,7 @@ class _InBase(_Section):
         return None if self.base == "e" else float(self.base)
 
 
-class InputConfig(_Windowed):
+class InputConfig(_Windowed, _Sourced):
     """``[input]``: where the baseline and current data are and how to read them.
 
     ``window_timezone`` and ``min_coverage`` hold for every part of the run: ``[models]``
@@ -295,7 +311,7 @@ class ScheduleConfig(_Section):
         return self
 
 
-class ModelsConfig(_Windowed, _InBase):
+class ModelsConfig(_Windowed, _Sourced, _InBase):
     """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
 
     ``outputs`` names either one list column holding each example's vector (``"logits"``)
@@ -340,7 +356,7 @@ class ModelsConfig(_Windowed, _InBase):
         return self
 
 
-class EstimateConfig(_Windowed, _InBase):
+class EstimateConfig(_Windowed, _Sourced, _InBase):
     """``[estimate]``: KL estimates from log-prob samples (``kl-drift estimate``).
 
     Samples are drawn from Q; ``logq`` and ``logp`` name their log-probabilities under Q
@@ -455,9 +471,26 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}invalid TOML: {exc}") from None
     for section, key in _PATH_KEYS:
         value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            data[section][key] = str(path.parent / value)
+        if isinstance(value, str) and value:
+            data[section][key] = _resolved(value, path.parent)
     return data
+
+
+def _resolved(source: str, folder: Path) -> str:
+    """A source with its relative local path made relative to ``folder``: plain paths,
+    ``csv:``-style prefixed paths and embedded database files (``duckdb:///wh.duckdb#t``);
+    URLs and absolute paths are left as they are (source syntax: pipeline.read.location)."""
+    prefix = _FORMAT_PREFIX.match(source)
+    if prefix:
+        return prefix.group(0) + _resolved(source[prefix.end():], folder)
+    embedded = _FILE_DATABASE.match(source)
+    if embedded:
+        rest = source[embedded.end():]
+        return embedded.group(0) + (rest if rest.startswith(":memory:") else
+                                    str(folder.resolve() / rest))
+    if "://" in source or Path(source).is_absolute():
+        return source
+    return str(folder / source)
 
 
 def _merge(data: dict[str, Any], keys: list[str], value: Any) -> None:

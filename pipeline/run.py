@@ -10,9 +10,11 @@ reports from the folder's files, exactly as ``kl-drift report`` would re-render 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import polars as pl
 from pipeline.bins.align import align, pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
+from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
@@ -32,7 +35,16 @@ from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
-from pipeline.read.sources import collect_schema, detect_format, scan_raw
+from pipeline.read.location import parse_location, redact
+from pipeline.read.sources import (
+    ambiguous_columns,
+    check_scalar_columns,
+    classify_columns,
+    describe_source,
+    is_profile_file,
+    scan_raw,
+    source_schema,
+)
 from pipeline.windows import timestamp_expr, window_coverage
 from pipeline.write.documents import alerts_document, estimates_block, models_block
 from pipeline.write.history import (
@@ -62,23 +74,31 @@ BinCurrent = Callable[[Profile, InputConfig, list[str]], Binned]
 
 
 def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
-    """Bin ``settings.current`` in this process, in one streamed pass over all files.
+    """Bin ``settings.current`` in this process, in one streamed pass over all files, or
+    in the database for a database source (push-down: only counts leave it).
 
     ``missing="skip"``: a profile feature absent from the current rows becomes an error row
     for that feature instead of stopping the run. The result also holds the rows' time
     range, from which the coverage of each window follows.
     """
     current = _input_path(settings.current, "current")
-    return bin_windows(scan_raw(current), profile, timestamp=settings.timestamp,
-                       period=settings.period, segments=settings.segments, features=features,
-                       missing="skip", source=current,
-                       window_timezone=settings.window_timezone)
+    location = parse_location(current)
+    if location.format == "sql":
+        return bin_in_database(location, profile, timestamp=settings.timestamp,
+                               period=settings.period, segments=settings.segments,
+                               features=features, missing="skip",
+                               window_timezone=settings.window_timezone)
+    return bin_windows(scan_raw(current, storage_options=settings.storage_options), profile,
+                       timestamp=settings.timestamp, period=settings.period,
+                       segments=settings.segments, features=features, missing="skip",
+                       source=location.shown, window_timezone=settings.window_timezone)
 
 
 def _input_path(path: str | None, key: str) -> str:
     """``input.baseline`` or ``input.current`` (named by ``key``): feature drift needs both."""
     if not path:
-        raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+        raise ConfigError(f"input.{key}: required for feature drift (a file, folder, URL "
+                          "or database source)")
     return path
 
 
@@ -250,7 +270,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
-              {"baseline": config.input.baseline, "current": config.input.current})
+              {"baseline": describe_source(config.input.baseline or ""),
+               "current": describe_source(config.input.current or "")})
     document = alerts_document(
         drift, {
             "run_id": run_id,
@@ -260,7 +281,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             "config_hash": config.config_hash(),
             "metric": config.drift.metric,
             "base": config.drift.base,
-            "config": effective.model_dump(mode="json"),
+            "config": public_config(effective),
         },
         warnings=warnings, resolved=resolved,
         models=None if models is None else models_block(models, models_resolved),
@@ -335,9 +356,9 @@ def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) ->
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
     baseline_path = _input_path(config.input.baseline, "baseline")
     current_path = _input_path(config.input.current, "current")
-    say(f"reading baseline {baseline_path}")
+    say(f"reading baseline {describe_source(baseline_path)}")
     baseline = _read_baseline(config, baseline_path)
-    say(f"reading current data {current_path}")
+    say(f"reading current data {describe_source(current_path)}")
     current = _read_current(config, current_path, baseline, bin_current)
     _check_features(config, current.reference, current.histograms)
     say(f"aligning {current.histograms.height:,} current histogram rows")
@@ -362,8 +383,48 @@ class _Baseline:
 def _read_baseline(config: RunConfig, path: str) -> _Baseline:
     kind: str = config.input.baseline_format
     if kind == "auto":
-        kind = detect_format(path)
+        kind = _detect(path, config, "baseline")[0]
     return _BASELINE_READERS[kind](config, path)
+
+
+def _detect(source: str, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
+    """What ``source`` holds (a profile by its footer; a histogram table or raw rows by its
+    columns), and its schema; a histogram-like table with float data columns is
+    ambiguous: an error."""
+    schema = source_schema(source, storage_options=config.input.storage_options)
+    if is_profile_file(source):
+        return "profile", schema
+    kind = classify_columns(set(schema))
+    floats = ambiguous_columns(schema) if kind == "histogram" else []
+    if floats:
+        raise InputError(f"has feature, bin and count columns like a histogram table, but "
+                         f"also the number column {floats[0]!r} like raw rows; set "
+                         f"input.{role}_format = \"raw\" or \"histogram\"",
+                         source=describe_source(source))
+    return kind, schema
+
+
+def _format_hint(role: str, kind: str) -> str:
+    """Why auto-detection chose ``kind``, and how to override it."""
+    other = "raw" if kind != "raw" else "histogram"
+    return (f"(read as a {kind} table because of its columns: a histogram table has "
+            f"feature, bin and count, a profile also kind and bin_index; if that is wrong, "
+            f"set input.{role}_format = \"{other}\")")
+
+
+def public_config(config: RunConfig) -> dict[str, Any]:
+    """The effective config as alerts.json records it: storage option values and URL
+    passwords masked, so no credential reaches an output."""
+    data = config.model_dump(mode="json")
+    for section in data.values():
+        if not isinstance(section, dict):
+            continue
+        if section.get("storage_options"):
+            section["storage_options"] = dict.fromkeys(section["storage_options"], "***")
+        for key, value in section.items():
+            if isinstance(value, str) and "://" in value:
+                section[key] = redact(value)
+    return data
 
 
 def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
@@ -376,7 +437,9 @@ def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFra
     """A histogram table of ``[input]``, its segment columns under their private names and
     its windows (if any) in the window time zone."""
     settings = config.input
-    table = read_histograms(path, role=role, duplicates=settings.duplicates)
+    with _hinted(role, getattr(settings, f"{role}_format"), "histogram"):
+        table = read_histograms(path, role=role, duplicates=settings.duplicates,
+                                storage_options=settings.storage_options)
     if "window" in table.columns:
         values, _ = timestamp_expr("window", table.schema["window"], period=None,
                                    timezone=settings.window_timezone)
@@ -393,19 +456,42 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
 
     Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. ``source`` (a file, glob or
-    folder) defaults to ``input.baseline``. Used by runs with a raw baseline,
+    ``input.segments`` get their own baseline histograms. ``source`` (any source string)
+    defaults to ``input.baseline``; a database source is profiled in the database (only
+    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
     ``kl-drift profile`` and the ``build_baseline`` flow alike.
     """
     settings, options = config.input, config.profile
     source = source or settings.baseline
     if not source:
         raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
-    return build_profile(
-        scan_raw(source), features=settings.features,
+    shown = describe_source(source)
+    if is_profile_file(source):
+        raise InputError("is already a baseline profile, not raw rows; use it as "
+                         "input.baseline directly", source=shown)
+    schema = source_schema(source, storage_options=settings.storage_options)
+    # Profiling reads raw rows: a table that looks like histograms (and has no float data
+    # column, which only raw rows have) needs the user to say so.
+    if (settings.baseline_format != "raw" and classify_columns(set(schema)) == "histogram"
+            and not ambiguous_columns(schema)):
+        raise InputError("is a histogram table (feature, bin and count columns), not raw "
+                         "rows; use it as input.baseline directly, or set "
+                         "input.baseline_format = \"raw\" to profile its columns",
+                         source=shown)
+    check_scalar_columns(schema, settings.segments, shown)
+    location = parse_location(source)
+    build = partial(profile_in_database, location) if location.format == "sql" else partial(
+        build_profile, scan_raw(source, storage_options=settings.storage_options),
+        source=shown)
+    profile = build(
+        features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
         segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=source)
+        top_k=options.top_k, fixed_edges=options.fixed_edges or None)
+    if not profile.metadata.get("row_count"):
+        raise InputError("baseline has no rows, so there is nothing to compare with; check "
+                         "input.baseline", source=shown)
+    return profile
 
 
 def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
@@ -435,28 +521,36 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
     coverage = None
     kind = settings.current_format
     if kind == "auto":
-        kind = "raw" if detect_format(path) == "raw" else "histogram"
+        detected, schema = _detect(path, config, "current")
+        kind = "raw" if detected == "raw" else "histogram"
+    else:
+        schema = source_schema(path, storage_options=settings.storage_options)
+    shown = describe_source(path)
+    check_scalar_columns(schema, settings.segments, shown)
     if kind == "histogram":
         if settings.timestamp is not None:
             raise ConfigError("input.timestamp: windows apply to raw current data; a "
-                              "histogram table brings its own 'window' column")
+                              "histogram table brings its own 'window' column"
+                              + (" " + _format_hint("current", kind)
+                                 if settings.current_format == "auto" else ""))
         current = _read_histogram_table(config, path, "current")
+        with _hinted("current", settings.current_format, kind):
+            _check_shared_features(baseline.histograms, current, shown)
         names = [segment_name(c) for c in segment_columns(current)]
         missing = [c for c in settings.segments if c not in names]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
-                             "lacks", source=path, column=missing[0])
+                             "lacks", source=shown, column=missing[0])
         current = _selected(config, current, names)
         reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
         if profile is None:
             raise InputError("current data is raw rows, so the baseline must be a profile or "
                              "raw data to bin it with, not a histogram table",
-                             source=settings.baseline)
+                             source=describe_source(settings.baseline or ""))
         reference, warnings = _match_segments(config, baseline.histograms, settings.segments)
         features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
-        schema = collect_schema(scan_raw(path), path)
         reasons = retyped_features(schema, profile, features)
         binned = bin_current(profile, settings, [f for f in features if f not in reasons])
         current = binned.histograms
@@ -465,7 +559,7 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
                                        settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
-                         "the feature filters", source=path)
+                         "the feature filters", source=shown)
     return _Current(current, reference, warnings, reasons, coverage)
 
 
@@ -498,6 +592,25 @@ def _match_segments(config: RunConfig, baseline: pl.DataFrame,
                + (f"of its {kept_names} values" if kept else "pooled over every segment")
                + ", so a difference in segment mix shows as drift")
     return pool_segments(baseline, kept), [warning]
+
+
+@contextmanager
+def _hinted(role: str, setting: str, kind: str) -> Iterator[None]:
+    """Add why the table was read as ``kind`` to an InputError, when it was auto-detected."""
+    try:
+        yield
+    except InputError as error:
+        if setting != "auto":
+            raise
+        raise InputError(f"{error} {_format_hint(role, kind)}") from error
+
+
+def _check_shared_features(baseline: pl.DataFrame, current: pl.DataFrame, source: str) -> None:
+    """A histogram table none of whose features is in the baseline is not what it seems."""
+    if not set(current["feature"].unique()) & set(baseline["feature"].unique()):
+        shown = ", ".join(map(repr, current["feature"].unique(maintain_order=True).head(3)))
+        raise InputError(f"none of its features ({shown}, ...) is a baseline feature",
+                         source=source, column="feature")
 
 
 def _wanted(config: RunConfig, feature: str, segments: Sequence[str]) -> bool:

@@ -69,7 +69,8 @@ def test_bad_config_files(tmp_path: Path, toml: str, expected: str) -> None:
 def test_missing_input_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         run_drift(load_config(None, {"input.baseline": "b.parquet"}))
-    assert one_line(error) == "input.current: required for feature drift (a Parquet path)"
+    assert one_line(error) == ("input.current: required for feature drift (a file, folder, "
+                               "URL or database source)")
 
 
 def test_feature_listed_in_config_but_absent_everywhere(tmp_path: Path) -> None:

@@ -315,7 +315,8 @@ def test_corrupt_file_met_while_streaming(tmp_path: Path, small_profile: Profile
     pl.DataFrame({"x": [1.0], "c": ["a"]}).write_parquet(tmp_path / "a.parquet")
     (tmp_path / "b.parquet").write_bytes(b"PAR1 not really PAR1")
     source = str(tmp_path / "*.parquet")
-    with pytest.raises(InputError, match=r"\*\.parquet': cannot read it as Parquet"):
+    # the file at fault is named, not just the glob
+    with pytest.raises(InputError, match=r"b\.parquet': cannot read it as Parquet"):
         bin_raw(scan_raw(source), small_profile, source=source)
 
 

@@ -39,7 +39,8 @@ _BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-b
 _CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 cache
 _SEARCH_ABOVE = 64  # with more edges than this, binary search beats counting edges
 _MAX_RUNS = 64  # above this many runs of one group in a batch, per-run overhead dominates
-_SLOT = "\0slot"
+#: Column of a feature bin's position in the counts a pass produces (feature offset + bin).
+SLOT = "\0slot"
 _INSTANT = "\0instant"
 _UNPARSED = "\0unparsed"
 
@@ -244,7 +245,7 @@ def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBin
         counts[:, columns] = np.bincount(flat, minlength=n_groups * feature.n_bins
                                          ).reshape(n_groups, feature.n_bins)
     rows, slots = np.nonzero(counts)
-    long = pl.DataFrame({_SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
+    long = pl.DataFrame({SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
     return pl.concat([key_rows[rows], long], how="horizontal") if key_rows is not None else long
 
 
@@ -368,7 +369,7 @@ def bin_windows(
     offsets = np.cumsum([0, *(f.n_bins for f in specs)])
     key_schema = query.collect_schema()
     parts = [pl.DataFrame(schema={**{k: key_schema[k] for k in keys},
-                                  _SLOT: pl.Int64, "count": pl.Int64})]
+                                  SLOT: pl.Int64, "count": pl.Int64})]
     span = None
     days = timestamp is not None and schema[timestamp] == pl.Date
     for batch in iter_batches(query, source or "raw data", rows=_BATCH_ROWS):
@@ -378,22 +379,24 @@ def bin_windows(
             batch_span = TimeSpan.of(batch[_INSTANT], days=days)
             span = batch_span if span is None else span.merge(batch_span)
         parts.append(_count_batch(batch, keys, specs, offsets))
-    return Binned(_assemble(pl.concat(parts), private, keys, specs, profile.layout), span)
+    return Binned(assemble_counts(pl.concat(parts), private, keys, specs, profile.layout), span)
 
 
-def _assemble(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
-              specs: list[FeatureBins], layout: pl.DataFrame) -> pl.DataFrame:
-    """Sum batch counts and give every group every bin of every feature (count 0 if empty)."""
+def assemble_counts(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
+                    specs: list[FeatureBins], layout: pl.DataFrame) -> pl.DataFrame:
+    """Sum partial counts (key columns, :data:`SLOT`, ``count``: from batches here, from a
+    database in :mod:`pipeline.bins.pushdown`) and give every group every bin of every
+    feature (count 0 if empty)."""
     names = [f.name for f in specs]
     bins = (layout.filter(pl.col("feature").is_in(names))
             .with_columns(order=pl.col("feature").replace_strict(names, range(len(names))))
             .sort("order", "bin_index")
-            .select(pl.int_range(pl.len(), dtype=pl.Int64).alias(_SLOT),
+            .select(pl.int_range(pl.len(), dtype=pl.Int64).alias(SLOT),
                     "feature", "bin", "lower", "upper"))
-    counts = counts.group_by([*keys, _SLOT]).agg(pl.col("count").sum())
+    counts = counts.group_by([*keys, SLOT]).agg(pl.col("count").sum())
     grid = counts.select(keys).unique().join(bins, how="cross") if keys else bins
     window = ["window"] if "window" in keys else []
-    return (grid.join(counts, on=[*keys, _SLOT], how="left", nulls_equal=True)
-            .sort([*keys, _SLOT], nulls_last=True)
+    return (grid.join(counts, on=[*keys, SLOT], how="left", nulls_equal=True)
+            .sort([*keys, SLOT], nulls_last=True)
             .select(*segments, "feature", *window, "bin",
                     pl.col("count").fill_null(0).cast(pl.Float64), "lower", "upper"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -37,11 +37,18 @@ from pipeline.labels import (
     segment_columns_of,
     segment_name,
 )
-from pipeline.read.sources import READ_ERRORS, collect, collect_schema, read_error
+from pipeline.read.histograms import check_totals
+from pipeline.read.sources import (
+    PROFILE_METADATA_KEY,
+    READ_ERRORS,
+    collect,
+    collect_schema,
+    read_error,
+)
 
 #: 2: optional segment columns with per-segment counts (version 1 files are still read)
 SCHEMA_VERSION = 2
-METADATA_KEY = b"kl_drift.profile"
+METADATA_KEY = PROFILE_METADATA_KEY.encode()
 _HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
 
 
@@ -300,19 +307,47 @@ def build_profile(
     ConfigError
         Invalid ``strategy``, ``bins``, ``top_k`` or ``fixed_edges``.
     """
+    where = source or "baseline data"
+    segments = list(dict.fromkeys(segments))
+    kinds, fixed = profiled_features(collect_schema(raw, where), features=features,
+                                     exclude=exclude, segments=segments, strategy=strategy,
+                                     bins=bins, top_k=top_k, fixed_edges=fixed_edges,
+                                     source=where)
+    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
+    return profile_from_stats(
+        stats.row(0, named=True), kinds, fixed,
+        lambda layout: bin_raw(raw, Profile(layout, {}), segments=segments, source=where),
+        segments=segments, strategy=strategy, bins=bins, top_k=top_k, source=source)
+
+
+def profiled_features(
+    schema: pl.Schema, *, features: Sequence[str] | None, exclude: Sequence[str],
+    segments: list[str], strategy: str, bins: int, top_k: int,
+    fixed_edges: Mapping[str, Sequence[float]] | None, source: str,
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Check the options and columns of a profile to build; feature -> kind, fixed edges."""
     if strategy not in ("quantile", "uniform"):
         raise ConfigError(f"strategy {strategy!r}: use 'quantile' or 'uniform'")
     if bins < 2 or top_k < 0:
         raise ConfigError(f"bins={bins}, top_k={top_k}: need bins >= 2 and top_k >= 0")
-    where = source or "baseline data"
-    segments = list(dict.fromkeys(segments))
-    schema = collect_schema(raw, where)
-    _check_segments(schema, segments, where)
-    kinds = _select_features(schema, features, (*exclude, *segments), where)
-    fixed = _check_fixed_edges(fixed_edges or {}, kinds)
-    query = raw.select(_stats_query(kinds, strategy, bins, top_k, fixed))
-    stats = collect(query, where).row(0, named=True)
+    _check_segments(schema, segments, source)
+    kinds = _select_features(schema, features, (*exclude, *segments), source)
+    return kinds, _check_fixed_edges(fixed_edges or {}, kinds)
 
+
+def profile_from_stats(
+    stats: Mapping[str, Any], kinds: Mapping[str, str], fixed: Mapping[str, np.ndarray],
+    count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
+    bins: int, top_k: int, source: str,
+) -> Profile:
+    """A profile from what its bins are derived from and a way to count the baseline.
+
+    ``stats`` holds, per feature, what :func:`_stats_query` computes (``__rows``; numeric:
+    finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
+    count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
+    bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
+    """
+    where = source or "baseline data"
     tables: list[pl.DataFrame] = []
     details: dict[str, dict[str, Any]] = {}
     for name, kind in kinds.items():
@@ -327,7 +362,7 @@ def build_profile(
             details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
                              "n_kept": len(top)}
     layout = pl.concat(tables)
-    counts = bin_raw(raw, Profile(layout, {}), segments=segments, source=where)
+    counts = count(layout)
     private = [segment_column(s) for s in segments]
     table = counts.join(layout.select("feature", "bin", "kind", "bin_index"),
                         on=["feature", "bin"], how="left", maintain_order="left"
@@ -417,7 +452,21 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if bad:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
+    _check_counts(table, [segment_column(s) for s in segments], where)
     return Profile(table, meta)
+
+
+def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None:
+    """Counts must be finite numbers >= 0 whose totals per feature stay below 2**53."""
+    count = pl.col("count")
+    bad = table.filter(count.is_null() | count.is_nan() | ~count.is_finite() | (count < 0))
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise InputError(f"profile has {bad.height} count(s) that are not finite numbers "
+                         f">= 0, first {first['count']} in bin {first['bin']!r} (edited by "
+                         f"hand?); rebuild the profile", source=source,
+                         feature=first["feature"])
+    check_totals(table, [*segments, "feature"], "profile", source)
 
 
 def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:

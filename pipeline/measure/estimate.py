@@ -210,5 +210,5 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig, *
 def estimate_kl(config: EstimateConfig, *, window_timezone: str = UTC,
                 min_coverage: float = MIN_COVERAGE) -> pl.DataFrame:
     """Scan ``config.source`` (Parquet file, glob or folder) and :func:`estimate_frame` it."""
-    return estimate_frame(scan_source(config.source), config,
-                          window_timezone=window_timezone, min_coverage=min_coverage)
+    return estimate_frame(scan_source(config.source, storage_options=config.storage_options),
+                          config, window_timezone=window_timezone, min_coverage=min_coverage)

@@ -564,5 +564,7 @@ def compare_models(config: ModelsConfig, *, window_timezone: str = UTC,
                    min_coverage: float = MIN_COVERAGE) -> ModelDrift:
     """Scan ``config.baseline`` and ``config.current`` (Parquet file, glob or folder) and
     compare them with :func:`compare_outputs`."""
-    return compare_outputs(scan_source(config.baseline), scan_source(config.current), config,
+    options = config.storage_options
+    return compare_outputs(scan_source(config.baseline, storage_options=options),
+                           scan_source(config.current, storage_options=options), config,
                            window_timezone=window_timezone, min_coverage=min_coverage)

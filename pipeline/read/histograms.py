@@ -14,9 +14,19 @@ import polars as pl
 
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
-from pipeline.read.sources import Source, collect, collect_schema, describe_source, scan_source
+from pipeline.read.sources import (
+    Source,
+    StorageOptions,
+    collect,
+    collect_schema,
+    describe_source,
+    scan_source,
+)
 
 _REQUIRED = ("feature", "bin", "count")
+#: Counts from 2**53 on are no longer exact integers in float64 (and overflow the draw sizes
+#: of the simulated null): larger counts, or totals, are refused.
+MAX_COUNT = 2.0**53
 
 
 def _cast_expr(
@@ -38,6 +48,7 @@ def read_histograms(
     *,
     role: str = "current",
     duplicates: Literal["error", "sum"] = "error",
+    storage_options: StorageOptions = None,
 ) -> pl.DataFrame:
     """Read and validate a histogram table in the long format of ``docs/architecture.md``.
 
@@ -50,6 +61,8 @@ def read_histograms(
     duplicates : {"error", "sum"}
         What to do with several rows for the same (segments, feature, window, bin):
         stop with an error naming the first one, or add their counts.
+    storage_options : mapping, optional
+        Object-store options for URL sources (see :func:`scan_source`).
 
     Returns
     -------
@@ -61,7 +74,8 @@ def read_histograms(
     Raises
     ------
     InputError
-        Missing required column, wrong type, negative/NaN/inf/null count, null label,
+        Missing required column, wrong type, negative/NaN/inf/null count, a count or a
+        histogram total of 2**53 or more (also after ``duplicates="sum"``), null label,
         duplicate bins (with ``duplicates="error"``), an empty table, or malformed edges: a
         ``lower`` column without ``upper`` (or the reverse), a bin with one edge but not the
         other, a NaN edge, ``lower > upper``, or two bins of one (segments, feature,
@@ -69,7 +83,7 @@ def read_histograms(
         out).
     """
     name = describe_source(source)
-    query = scan_source(source)
+    query = scan_source(source, storage_options=storage_options)
     schema = collect_schema(query, name)
     missing = [c for c in _REQUIRED if c not in schema]
     if missing:
@@ -90,7 +104,20 @@ def read_histograms(
     keys = [*segments, "feature", *(["window"] if "window" in table.columns else []), "bin"]
     table = _resolve_duplicates(table, keys, role, name, duplicates)
     _check_edges(table, keys[:-1], role, name)
+    check_totals(table, keys[:-1], f"{role} histogram table", name)
     return table
+
+
+def check_totals(table: pl.DataFrame, groups: list[str], what: str, source: str) -> None:
+    """Every count and every histogram's total below :data:`MAX_COUNT` (2**53)."""
+    totals = table.group_by(groups).agg(pl.col("count").sum()).filter(
+        pl.col("count") >= MAX_COUNT)
+    if totals.height:
+        first = totals.row(0, named=True)
+        raise InputError(f"{what} has counts adding up to {first['count']:.6g} or more for "
+                         f"feature {first['feature']!r}; counts and their totals must stay "
+                         f"below 2**53 (about 9.0e15): rescale the weights",
+                         source=source, column="count")
 
 
 def _check_values(table: pl.DataFrame, role: str, source: str) -> None:

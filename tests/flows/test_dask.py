@@ -14,6 +14,7 @@ from pipeline.bins.profile import Profile, build_profile
 from pipeline.config import InputConfig
 from pipeline.read.sources import scan_raw
 from tests.flows.conftest import FLIGHTS_BASELINE, FLIGHTS_CURRENT
+from tests.servers import S3
 
 distributed = pytest.importorskip("distributed")
 FEATURES = ["dep_delay", "dest", "distance"]
@@ -21,8 +22,9 @@ FEATURES = ["dep_delay", "dest", "distance"]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """One worker process: proves tasks and their results cross a process boundary."""
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
+    """Two worker processes: tasks and their results cross process boundaries, and each
+    worker reads its own files."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as local:
         yield local.scheduler_address
 
@@ -116,3 +118,23 @@ def test_drift_check_with_the_dask_executor_matches_a_local_run(
         "input.executor": "dask", "input.dask_address": cluster}))
     assert_frame_equal(on_dask.drift, local.drift)
     assert on_dask.alerts["summary"] == local.alerts["summary"]
+
+
+def test_a_dask_run_over_object_store_files_matches_the_local_run(
+    prefect_server: str, cluster: str, s3: S3, current_folder: Path, tmp_path: Path
+) -> None:
+    """Two worker processes read the S3 files themselves (no shared filesystem): the run
+    gives the local run's drift table."""
+    from flows.flows import drift_check
+    from pipeline.run import run_drift
+    from tests.flows.conftest import flights_config
+
+    for path in sorted(current_folder.rglob("*.parquet")):
+        s3.upload(str(path), f"dask/{path.relative_to(current_folder)}")
+    options = {"input.current": "s3://data/dask/", "input.segments": ["origin"],
+               "input.storage_options": s3.options}
+    local = run_drift(flights_config(tmp_path / "local", **{
+        **options, "input.current": str(current_folder)}))
+    on_dask = drift_check(flights_config(tmp_path / "dask", **options, **{
+        "input.executor": "dask", "input.dask_address": cluster}))
+    assert_frame_equal(on_dask.drift, local.drift)
