@@ -17,6 +17,7 @@ temporary server on 127.0.0.1: start ``prefect server start --host 0.0.0.0`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 from prefect import flow, task, unmapped
@@ -25,6 +26,7 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
+from flows.dask_cluster import check_cluster
 from pipeline.bins.profile import Profile
 from pipeline.config import InputConfig
 from pipeline.formats import HISTOGRAM_COLUMNS
@@ -61,7 +63,10 @@ def bin_file(path: str, profile: Profile, settings: InputConfig,
 def _bin_files(files: list[str], profile: Profile, settings: InputConfig,
                features: list[str]) -> pl.DataFrame:
     # The server this run reports to, pinned for the workers (see the module docstring).
-    api_url = str(FlowRunContext.get().client.api_url)
+    context = FlowRunContext.get()
+    if context is None:  # only called as a flow, which always has a run context
+        raise RuntimeError("bin-current-on-dask must run as a Prefect flow")
+    api_url = str(context.client.api_url)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         futures = bin_file.map(files, unmapped(profile), unmapped(settings), unmapped(features))
         return sum_histograms(futures.result())
@@ -76,7 +81,8 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
         The baseline profile.
     settings : InputConfig
         ``current`` (raw Parquet: file, glob or folder), ``timestamp``, ``period``,
-        ``segments`` and ``dask_address`` (None: a local cluster for this run).
+        ``segments``, ``dask_address`` (None: a local cluster for this run) and
+        ``dask_timeout``.
     features : list of str
         Profile features to bin.
 
@@ -84,7 +90,17 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
     -------
     polars.DataFrame
         The histogram long table `pipeline.bins.binning.bin_raw` gives for all files at once.
+
+    Raises
+    ------
+    ConfigError
+        Within ``dask_timeout`` seconds (twice: connection, first worker) when the
+        scheduler cannot be reached or has no worker (`flows.dask_cluster.check_cluster`).
     """
-    runner = DaskTaskRunner(address=settings.dask_address)
+    if settings.dask_address is not None:  # fail within dask_timeout, never hang
+        check_cluster(settings.dask_address, settings.dask_timeout)
+    # Any: Flow.with_options is typed for runners of plain PrefectFutures.
+    runner: Any = DaskTaskRunner(address=settings.dask_address,
+                                 client_kwargs={"timeout": settings.dask_timeout})
     return _bin_files.with_options(task_runner=runner)(
         source_files(str(settings.current)), profile, settings, features)

@@ -121,6 +121,18 @@ class InputConfig(_Windowed):
     # "dask": Prefect's drift_check bins raw current files as mapped tasks on a Dask cluster.
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None  # scheduler address; None: a local cluster per run
+    # Longest wait to reach the scheduler, and again for its first worker, before failing.
+    dask_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _dask_applies(self) -> InputConfig:
+        if self.executor == "dask" and self.current_format == "histogram":
+            raise _Invalid("executor", "'dask' bins raw current rows, and current_format is "
+                           "'histogram'; set executor = 'local'")
+        if self.dask_address is not None and self.executor != "dask":
+            raise _Invalid("dask_address", "applies to executor = 'dask' only; set "
+                           "executor = 'dask' or remove dask_address")
+        return self
 
 
 class ProfileConfig(_Section):
@@ -247,6 +259,29 @@ class ScheduleConfig(_Section):
         return self
 
 
+class PrefectConfig(_Section):
+    """``[prefect]``: what the Prefect flows publish and how long they may run.
+
+    Read by ``flows/`` only (docs/deploy.md); ``kl-drift run`` without ``--prefect``
+    ignores it.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)  # None: deployment
+    timeout_seconds: float = Field(default=3600.0, gt=0)
+    alert_events: list[Literal["warn", "critical"]] = ["warn", "critical"]
+    resolved_events: bool = False
+    summary_alerts: int = Field(default=20, ge=0, le=500)
+    report_base_url: str | None = None
+
+    @field_validator("report_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. "
+                             "'https://drift.example.com/runs'")
+        return value
+
+
 class ModelsConfig(_Windowed, _InBase):
     """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
 
@@ -327,6 +362,7 @@ class RunConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     output: OutputConfig = OutputConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    prefect: PrefectConfig = PrefectConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
 
