@@ -145,6 +145,11 @@ def run_alerts(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     Each is the alert as in ``alerts.json`` plus ``kind`` (``"feature"`` or ``"model"``;
     model alerts get ``feature: None``) and ``lifecycle`` (``"new"`` when the document has
     none).
+
+    >>> doc = {"alerts": [{"status": "warn", "feature": "a", "lifecycle": "ongoing"}],
+    ...        "models": {"alerts": [{"status": "critical"}]}}
+    >>> [(a["kind"], a["feature"], a["lifecycle"]) for a in run_alerts(doc)]
+    [('model', None, 'new'), ('feature', 'a', 'ongoing')]
     """
     models = (document.get("models") or {}).get("alerts", [])
     entries = [*({"kind": "feature", **a} for a in document.get("alerts", [])),
@@ -162,7 +167,11 @@ def resolved_alerts(document: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def changes(document: Mapping[str, Any]) -> dict[str, int]:
     """``{"new": n, "ongoing": n, "resolved": n}``: the document's ``changes``, or counted
-    from its alerts when it has none (every alert new)."""
+    from its alerts when it has none (every alert new).
+
+    >>> changes({"alerts": [{"status": "warn"}, {"status": "critical"}]})
+    {'new': 2, 'ongoing': 0, 'resolved': 0}
+    """
     if "changes" in document:
         return {k: int(document["changes"].get(k, 0)) for k in LIFECYCLES}
     alerts = run_alerts(document)
@@ -172,7 +181,12 @@ def changes(document: Mapping[str, Any]) -> dict[str, int]:
 
 
 def worst_status(document: Mapping[str, Any]) -> str:
-    """Most severe status with a row in the run (feature or model), ``ok`` for none."""
+    """Most severe status with a row in the run (feature or model), ``ok`` for none.
+
+    >>> worst_status({"summary": {"total": 3, "ok": 2, "error": 1},
+    ...               "models": {"summary": {"total": 1, "ok": 0, "warn": 1}}})
+    'warn'
+    """
     summaries = [document.get("summary", {}), (document.get("models") or {}).get("summary", {})]
     present = {s for summary in summaries for s, n in summary.items() if s != "total" and n}
     return max(present & set(SEVERITY), key=SEVERITY.index, default="ok")
@@ -224,7 +238,12 @@ def _message(monitor: str, run_id: str, counts: Mapping[str, int],
 
 
 def event_id(*parts: str) -> uuid.UUID:
-    """Deterministic event id: uuid5 of the parts (the same parts give the same id)."""
+    """Deterministic event id: uuid5 of the parts (the same parts give the same id).
+
+    >>> event_id("kl-drift.alert.warn", "m", "run-1") == event_id("kl-drift.alert.warn", "m",
+    ...                                                             "run-1")
+    True
+    """
     return uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts))
 
 
