@@ -154,13 +154,21 @@ class InputConfig(_Windowed, _Sourced):
     min_coverage: float = Field(MIN_COVERAGE, ge=0, le=1)  # less covered: a partial window
     # segments that differ from the baseline's: compare with the pooled baseline (warned)
     pool_segments: bool = False
+    # Longest wait to reach the scheduler, and again for its first worker, before failing.
+    dask_timeout: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
-    def _segments_are_not_features(self) -> InputConfig:
+    def _consistent(self) -> InputConfig:
         both = [f for f in self.features or () if f in self.segments]
         if both:
             raise _Invalid("features", f"{both[0]!r} is also in input.segments; a segment "
                            "column is never checked as a feature: remove it from one list")
+        if self.executor == "dask" and self.current_format == "histogram":
+            raise _Invalid("executor", "'dask' bins raw current rows, and current_format is "
+                           "'histogram'; set executor = 'local'")
+        if self.dask_address is not None and self.executor != "dask":
+            raise _Invalid("dask_address", "applies to executor = 'dask' only; set "
+                           "executor = 'dask' or remove dask_address")
         return self
 
 
@@ -311,6 +319,29 @@ class ScheduleConfig(_Section):
         return self
 
 
+class PrefectConfig(_Section):
+    """``[prefect]``: what the Prefect flows publish and how long they may run.
+
+    Read by ``flows/`` only (docs/deploy.md); ``kl-drift run`` without ``--prefect``
+    ignores it.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)  # None: deployment
+    timeout_seconds: float = Field(default=3600.0, gt=0)
+    alert_events: list[Literal["warn", "critical"]] = ["warn", "critical"]
+    resolved_events: bool = False
+    summary_alerts: int = Field(default=20, ge=0, le=500)
+    report_base_url: str | None = None
+
+    @field_validator("report_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. "
+                             "'https://drift.example.com/runs'")
+        return value
+
+
 class ModelsConfig(_Windowed, _Sourced, _InBase):
     """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
 
@@ -391,6 +422,7 @@ class RunConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     output: OutputConfig = OutputConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    prefect: PrefectConfig = PrefectConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
 
