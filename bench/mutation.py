@@ -15,12 +15,13 @@ Each file in ``bench/mutants/`` describes one module (docs/testing.md):
     replace = "q <= config.fdr_q"
     count = 1                                      # optional, default 1
 
-For every module the project (kl_metrics, pipeline, flows, tests, data, pyproject.toml) is
-copied to a temporary folder, the unmutated tests must pass there, then each mutant is
-applied to the copy alone and the tests run with that copy first on ``sys.path`` (the
-editable install of the real tree is not touched): a failing run kills the mutant, a
-passing one lets it survive. A ``find`` text that no longer occurs as often as stated is an
-error, so mutants cannot go stale silently when the module changes.
+For every module the project (kl_metrics, pipeline, flows, tests, data, docs,
+pyproject.toml: some tests check docs against the code) is copied to a temporary folder,
+the unmutated tests must pass there, then each mutant is applied to the copy alone and
+the tests run with that copy first on ``sys.path`` (the editable install of the real tree
+is not touched): a failing run kills the mutant, a passing one lets it survive. A ``find``
+text that no longer occurs as often as stated is an error, so mutants cannot go stale
+silently when the module changes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS = ROOT / "bench" / "mutants"
-COPIED = ("kl_metrics", "pipeline", "flows", "tests", "data", "pyproject.toml")
+COPIED = ("kl_metrics", "pipeline", "flows", "tests", "data", "docs", "pyproject.toml")
 TIMEOUT = 900  # seconds per test run: a mutant that hangs the tests counts as killed
 
 

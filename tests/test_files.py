@@ -14,7 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.errors import OutputError
-from pipeline.files import atomic_write, atomic_write_text, output_error, safe_filename
+from pipeline.files import (
+    atomic_write,
+    atomic_write_text,
+    output_error,
+    safe_filename,
+    write_parquet,
+)
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -54,6 +60,13 @@ def test_files_get_the_permissions_a_plain_open_would(tmp_path: Path) -> None:
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
     assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o644
+
+
+def test_missing_folders_are_made_and_parquet_footers_kept(tmp_path: Path) -> None:
+    target = tmp_path / "runs" / "2024-06-08" / "drift.parquet"
+    write_parquet(target, pl.DataFrame({"x": [1, 2]}), {"kl_drift.run": "r1"})
+    assert pl.read_parquet(target)["x"].to_list() == [1, 2]
+    assert pl.read_parquet_metadata(target)["kl_drift.run"] == "r1"
 
 
 def test_temp_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
