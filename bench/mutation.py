@@ -80,7 +80,9 @@ class ModuleMutants:
 
 def run_tests(copy: Path, spec: ModuleMutants) -> tuple[bool, float]:
     """(tests passed, seconds) in the copy; the module's doctests run too."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    # KL_DRIFT_MUTATION: fixed hypothesis examples, no shrinking (tests/conftest.py)
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1",
+           "KL_DRIFT_MUTATION": "1"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
                "-p", "no:randomly", *spec.tests, spec.module]
     start = time.perf_counter()

@@ -8,13 +8,20 @@ import os
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
+
+MUTATION_ENV = "KL_DRIFT_MUTATION"  # set by bench/mutation.py for its test runs
 
 # No per-example deadline: the machines are shared and timing is not what these tests check.
 # CI draws the same examples every run, so a red build always reproduces.
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", settings.get_profile("dev"), derandomize=True, print_blob=True)
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# bench/mutation.py: the same examples every run (reproducible scores), and no shrinking: a
+# killed mutant needs one failing example, not the smallest (shrinking can take minutes).
+settings.register_profile("mutation", settings.get_profile("ci"), database=None,
+                          phases=(Phase.explicit, Phase.generate))
+settings.load_profile("mutation" if os.environ.get(MUTATION_ENV)
+                      else "ci" if os.environ.get("CI") else "dev")
 
 
 def numeric_histogram(feature: str, edges: list[float], counts: list[float],

@@ -43,8 +43,9 @@ def test_bin_union_and_display_order() -> None:
     aligned = align(baseline, current)
     c_row, x_row = (aligned.rows["feature"].to_list().index(f) for f in ("c", "x"))
     # Categorical: baseline order (missing/other last), current-only category after them.
-    assert row_bins(aligned, c_row) == {"b": (5, 0), "a": (3, 1), "new": (0, 4),
-                                        "__other__": (2, 0), "__missing__": (1, 0)}
+    assert list(row_bins(aligned, c_row).items()) == [
+        ("b", (5, 0)), ("a", (3, 1)), ("new", (0, 4)), ("__other__", (2, 0)),
+        ("__missing__", (1, 0))]
     assert list(row_bins(aligned, x_row)) == ["[-inf, 0)", "[0, 1)", "[1, inf)", "__missing__"]
     assert aligned.rows["kind"].to_list() == ["categorical", "numeric"]
     assert aligned.n_bins.tolist() == [5, 4]
@@ -140,6 +141,19 @@ def test_temporal_windows_are_iso_text_in_time_order() -> None:
         "2023-12-27T00:00:00", "2024-01-03T12:00:00", "2024-01-10T00:00:00"]
     dates = current.with_columns(pl.col("window").dt.date())
     assert align(numeric_histogram("x", [0], [1, 1]), dates).rows["window"][0] == "2023-12-27"
+
+
+def test_each_row_gets_the_coverage_of_its_window() -> None:
+    stamps = [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)]
+    current = pl.concat([numeric_histogram(f, [0], [1, 1], window=t)
+                         for t in stamps for f in ("x", "y")])
+    coverage = pl.DataFrame({"window": stamps, "coverage": [1.0, 0.25],
+                             "partial": [False, True]})
+    rows = align(pl.concat([numeric_histogram(f, [0], [1, 1]) for f in ("x", "y")]), current,
+                 coverage=coverage).rows
+    assert rows.select("feature", "window", "coverage", "partial").rows() == [
+        ("x", "2024-01-01T00:00:00", 1.0, False), ("x", "2024-01-02T00:00:00", 0.25, True),
+        ("y", "2024-01-01T00:00:00", 1.0, False), ("y", "2024-01-02T00:00:00", 0.25, True)]
 
 
 @settings(max_examples=40, deadline=None)

@@ -138,6 +138,17 @@ def test_many_edges_use_the_same_bins_as_few() -> None:
     assert as_counts(profile.table, "x") == naive_numeric(x.tolist(), profile.table)
 
 
+def test_profile_rows_stored_in_any_order_bin_the_same() -> None:
+    """A profile file's rows need not be sorted (read_profile orders by bin_index)."""
+    rng = np.random.default_rng(6)
+    raw = pl.LazyFrame({"x": rng.normal(size=300), "c": rng.choice(["a", "b", "c"], 300)})
+    profile = build_profile(raw, bins=5)
+    stored = Profile(profile.table.sample(fraction=1.0, shuffle=True, seed=2), profile.metadata)
+    assert stored.table["bin_index"].to_list() != profile.table["bin_index"].to_list()
+    assert bin_raw(raw, stored).sort("feature", "bin").equals(
+        bin_raw(raw, profile).sort("feature", "bin"))
+
+
 def test_category_only_in_current_goes_to_other() -> None:
     profile = build_profile(pl.LazyFrame({"c": ["a", "b", "a"]}))
     got = as_counts(bin_raw(pl.LazyFrame({"c": ["a", "zz", "zz", None]}), profile), "c")
@@ -205,6 +216,23 @@ def test_time_sorted_and_shuffled_rows_give_the_same_histograms() -> None:
     rows = by_day.filter(pl.col("window").dt.day() == 3)
     assert as_counts(rows, "x") == naive_numeric(day["x"].to_list(),
                                                  profile.table.filter(feature="x"))
+
+
+def test_counts_of_many_small_batches_add_up_to_one_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large data streams in batches whose counts are summed: batches of 7 rows give the
+    histograms of one batch (and of a plain Counter)."""
+    rng = np.random.default_rng(8)
+    frame = pl.DataFrame({"region": rng.choice(["EU", "US"], 200),
+                          "c": rng.choice(["a", "b", "c"], 200)})
+    profile = build_profile(frame.lazy(), exclude=["region"])
+    whole = bin_raw(frame.lazy(), profile, segments=["region"])
+    monkeypatch.setattr("pipeline.bins.binning._BATCH_ROWS", 7)
+    batched = bin_raw(frame.lazy(), profile, segments=["region"])
+    assert batched.equals(whole)
+    eu = batched.filter(pl.col(REGION) == "EU")
+    assert as_counts(eu, "c") == naive_categorical(
+        frame.filter(region="EU")["c"].to_list(), profile.table)
 
 
 def test_text_and_date_timestamps() -> None:

@@ -79,7 +79,9 @@ def test_documents_that_do_not_add_up_are_rejected(drift: pl.DataFrame) -> None:
     document = _document(drift)
     wrong_total = {**document, "summary": {**document["summary"], "total": 8}}
     one_alert_lost = {**document, "alerts": document["alerts"][1:]}
-    for broken in (wrong_total, one_alert_lost):
+    capped = _document(drift, 2)
+    miscounted = {**capped, "omitted": {**capped["omitted"], "alerts": 3}}  # 2 + 3 != 6
+    for broken in (wrong_total, one_alert_lost, miscounted):
         with pytest.raises(ValidationError):
             AlertsDocument.model_validate(broken)
 

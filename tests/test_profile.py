@@ -14,7 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.bins.profile import METADATA_KEY, Profile, build_profile, read_profile, write_profile
+from pipeline.bins.profile import (
+    METADATA_KEY,
+    SCHEMA_VERSION,
+    UNSEEN_WARNING,
+    Profile,
+    build_profile,
+    read_profile,
+    write_profile,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.labels import MISSING, OTHER, public_segment_columns, segment_column
 from pipeline.read.sources import scan_raw
@@ -64,7 +72,7 @@ def test_fixed_edges_get_open_tails() -> None:
     assert profile.metadata["features"]["y"]["edges"] == "quantile"
 
 
-@pytest.mark.parametrize("edges", [[], [0.5, 0.2], [0.0, math.inf]])
+@pytest.mark.parametrize("edges", [[], [0.5, 0.2], [0.2, 0.2], [0.0, math.inf]])
 def test_bad_fixed_edges(edges: list[float]) -> None:
     with pytest.raises(ConfigError, match=r"fixed_edges\['s'\]: give finite"):
         build_profile(pl.LazyFrame({"s": [0.1, 0.2]}), fixed_edges={"s": edges})
@@ -100,6 +108,22 @@ def test_all_null_columns_have_everything_in_missing(strategy: str) -> None:
     assert table.select("feature", "bin", "count").rows() == [
         ("x", "[-inf, inf)", 0.0), ("x", MISSING, 2.0),
         ("c", OTHER, 0.0), ("c", MISSING, 2.0)]
+
+
+def test_values_spelled_like_the_reserved_bins_are_not_categories() -> None:
+    profile = build_profile(pl.LazyFrame({"c": ["a", "a", OTHER, MISSING, None]}))
+    assert profile.table.select("bin", "count").rows() == [("a", 2.0), (OTHER, 2.0),
+                                                           (MISSING, 1.0)]
+
+
+@pytest.mark.parametrize(("rows", "warns"), [(19, True), (20, False)])
+def test_the_unseen_share_warns_only_above_its_threshold(rows: int, warns: bool) -> None:
+    # one category seen once: Good-Turing leaves 1 / rows of the mass to unseen categories
+    values = ["a"] * (rows - 1) + ["b"]
+    assert UNSEEN_WARNING == 1 / 20 and (1 / rows > UNSEEN_WARNING) == warns
+    profile = build_profile(pl.LazyFrame({"c": values}))
+    messages = profile.warnings(["c"])
+    assert len(messages) == warns and all("baseline too small" in m for m in messages)
 
 
 def test_feature_selection_by_type_and_exclude() -> None:
@@ -180,9 +204,10 @@ def test_plain_parquet_is_not_a_profile(tmp_path: Path) -> None:
 def test_newer_profile_schema_is_refused(tmp_path: Path) -> None:
     profile = build_profile(pl.LazyFrame({"x": [1.0, 2.0]}))
     path = tmp_path / "p.parquet"
-    write_profile(Profile(profile.table, profile.metadata | {"schema_version": 99}), path)
-    assert json.loads(pq.read_schema(path).metadata[METADATA_KEY])["schema_version"] == 99
-    with pytest.raises(InputError, match=r"p.parquet'.*schema_version 99.*upgrade"):
+    newer = SCHEMA_VERSION + 1  # the first version this one cannot know
+    write_profile(Profile(profile.table, profile.metadata | {"schema_version": newer}), path)
+    assert json.loads(pq.read_schema(path).metadata[METADATA_KEY])["schema_version"] == newer
+    with pytest.raises(InputError, match=rf"p.parquet'.*schema_version {newer}.*upgrade"):
         read_profile(path)
 
 

@@ -189,6 +189,9 @@ def test_read_bins_returns_the_rows_asked_for_in_their_order(run_dir: Path) -> N
     drift = pl.read_parquet(run_dir / "drift.parquet")
     rows = pl.Series([7, 0, drift.height - 1, 3], dtype=pl.UInt32)
     assert read_bins(run_dir / "drift.parquet", rows).equals(drift["bins"].gather(rows))
+    # rows spread over several chunks: each is found at its offset within its chunk
+    assert read_bins(run_dir / "drift.parquet", rows, chunk=3).equals(
+        drift["bins"].gather(rows))
     assert not read_bins(run_dir / "drift.parquet", rows.reverse()).equals(
         drift["bins"].gather(rows))
     light = read_run(run_dir, bins=False).drift
