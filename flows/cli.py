@@ -294,8 +294,9 @@ def profile(
     ] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
     bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
-    top_k: Annotated[int | None, typer.Option(
-        help="Most categories kept per feature (profile.max_categories; default 1000).")] = None,
+    max_categories: Annotated[int | None, typer.Option(
+        "--max-categories", "--top-k",
+        help="Most categories kept per feature (default 1000).")] = None,
     segment: SegmentOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -308,7 +309,8 @@ def profile(
 
     settings = _load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,
-        "profile.strategy": strategy, "profile.bins": bins, "profile.top_k": top_k,
+        "profile.strategy": strategy, "profile.bins": bins,
+        "profile.max_categories": max_categories,
     })
     with steps(quiet) as progress:
         progress(f"profiling {baseline}")
