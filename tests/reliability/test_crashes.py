@@ -193,10 +193,12 @@ def _unshare(steps: list[dict[str, Any]], folder: Path) -> dict[str, dict[str, A
                str(folder / "results.json")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
            "KL_DRIFT_LOG_DIR": str(folder / "logs")}
-    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
+    (folder / "probe").mkdir(exist_ok=True)
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "mount", "-t",
+                            "tmpfs", "-o", "size=4k", "tmpfs", str(folder / "probe")],
                            capture_output=True, text=True)
     if probe.returncode:
-        reason = f"user namespaces are not available here ({probe.stderr.strip()})"
+        reason = f"cannot mount a tmpfs in a user namespace here ({probe.stderr.strip()})"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
