@@ -1494,6 +1494,84 @@ for _key, _damage in HISTORY_DAMAGE.items():
 
 
 # ===========================================================================================
+# Model outputs and KL estimates
+# ===========================================================================================
+
+def _model_outputs(tmp: Path, shift: float = 0.0, rows: int = 600, **columns: object
+                   ) -> tuple[Path, Path]:
+    """Two models' logits over the same ids (the second shifted), with columns replaced."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 1, (rows, 3))
+    tables = []
+    for name, delta in (("v1", 0.0), ("v2", shift)):
+        table = pl.DataFrame({"id": np.arange(rows),
+                              "logits": (logits + delta * np.array([1, 0, -1])).tolist()})
+        tables.append(write(tmp, f"{name}.parquet", table.with_columns(
+            **{k: v for k, v in columns.items() if name == "v2"})))
+    return tables[0], tables[1]
+
+
+def _models_args(tmp: Path, baseline: Path, current: Path, *extra: str) -> list[str]:
+    return ["models", "--baseline", str(baseline), "--current", str(current), "--id", "id",
+            "--outputs", "logits", "--out", str(tmp / OUT), "--run-id", RUN, "-q", *extra]
+
+
+MODEL_CASES: dict[str, tuple[dict[str, object], tuple[str, ...], int, tuple[str, ...]]] = {
+    "ok": ({}, (), 0, ()),
+    "shifted": ({}, ("--fail-on", "warn"), 1, ()),
+    "nan-logits": ({"logits": pl.lit([float("nan"), 0.0, 1.0])}, (), 2, ("'logits'",)),
+    "inf-logits": ({"logits": pl.lit([float("inf"), 0.0, 1.0])}, (), 2, ("'logits'",)),
+    "short-vectors": ({"logits": pl.lit([0.0, 1.0])}, (), 2, ("'logits'",)),
+    "text-outputs": ({"logits": pl.lit("0.1,0.2")}, (), 2, ("'logits'",)),
+    "null-vectors": ({"logits": pl.lit(None, pl.List(pl.Float64))}, (), 2, ("'logits'",)),
+    "duplicate-ids": ({"id": pl.lit(3)}, (), 2, ("'id'",)),
+    "no-shared-ids": ({"id": pl.col("id") + 10_000}, (), 2, ("id",)),
+    "missing-id": ({"other": pl.col("id")}, ("--id", "nope"), 2, ("'nope'",)),
+    "probabilities-not-summing": ({}, ("--kind", "probabilities"), 2, ("'logits'",)),
+    "class-names-mismatch": ({}, ("--class-name", "a", "--class-name", "b"), 2,
+                             ("class",)),
+}
+for _key, (_columns, _extra, _exit, _names) in MODEL_CASES.items():
+    def _models_case(d: Data, tmp: Path, columns: dict[str, object] = _columns,
+                     extra: tuple[str, ...] = _extra, key: str = _key) -> list[str]:
+        baseline, current = _model_outputs(tmp, shift=1.0 if key == "shifted" else 0.0,
+                                           **columns)
+        return _models_args(tmp, baseline, current, *extra)
+
+    CASES.append(Case(f"models-{_key}", "models", _models_case, _exit, _names))
+
+
+def _samples(tmp: Path, **columns: object) -> Path:
+    rng = np.random.default_rng(6)
+    logq = -rng.exponential(1.0, 500)
+    table = pl.DataFrame({"logq": logq, "logp": logq - rng.exponential(0.1, 500)})
+    return write(tmp, "samples.parquet", table.with_columns(**columns))
+
+
+ESTIMATE_CASES: dict[str, tuple[dict[str, object], int, tuple[str, ...]]] = {
+    "ok": ({}, 0, ()),
+    "text-logq": ({"logq": pl.col("logq").cast(pl.String)}, 2, ("'logq'",)),
+    "nan-logp": ({"logp": pl.when(pl.int_range(pl.len()) == 3).then(float("nan"))
+                  .otherwise("logp")}, 2, ("'logp'",)),
+    "positive-log-probabilities": ({"logp": pl.col("logp") + 5}, 2, ("'logp'",)),
+    "missing-column": ({"logp": pl.lit(None, pl.Float64)}, 2, ("'logp'",)),
+}
+for _key, (_columns, _exit, _names) in ESTIMATE_CASES.items():
+    def _estimate_case(d: Data, tmp: Path, columns: dict[str, object] = _columns
+                       ) -> list[str]:
+        return ["estimate", str(_samples(tmp, **columns)), "--out", str(tmp / OUT),
+                "--run-id", RUN, "-q"]
+
+    CASES.append(Case(f"estimate-{_key}", "models", _estimate_case, _exit, _names))
+
+
+@case("estimate-empty-table", "models", 2, "{tmp}/samples.parquet")
+def _(d: Data, tmp: Path) -> list[str]:
+    path = write(tmp, "samples.parquet", pl.read_parquet(_samples(tmp)).head(0))
+    return ["estimate", str(path), "--out", str(tmp / OUT), "--run-id", RUN, "-q"]
+
+
+# ===========================================================================================
 # Injected bugs: the only cases where exit 3 is right
 # ===========================================================================================
 

@@ -33,7 +33,7 @@ def test_the_corpus_is_large_and_labelled() -> None:
     assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
     assert len(CASES) >= 100
     assert {c.category for c in CASES} == {"files", "config", "names", "paths", "report",
-                                           "bugs"}
+                                           "models", "bugs"}
 
 
 def _crash(case: Case, tmp: Path) -> str:
