@@ -259,8 +259,11 @@ def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int
         candidates = np.array(stats[f"{name}\0q"], dtype=np.float64)
     elif low is None:  # no finite value: one open bin
         candidates = np.empty(0)
-    else:
+    elif np.isfinite(float(high) - float(low)):
         candidates = np.linspace(low, high, bins + 1)[1:-1]
+    else:  # the range overflows a float: weigh the ends instead of scaling their difference
+        steps = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+        candidates = low * (1 - steps) + high * steps
     return _edges(candidates, low, high, stats[f"{name}\0integral"]), strategy
 
 
