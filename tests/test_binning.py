@@ -236,6 +236,16 @@ def test_counts_of_many_small_batches_add_up_to_one_pass(
         frame.filter(region="EU")["c"].to_list(), profile.table)
 
 
+def test_rows_whose_segment_is_null_from_the_first_row_on_are_counted() -> None:
+    profile = build_profile(pl.LazyFrame({"x": [0.0, 1.0, 2.0, 3.0]}), bins=2)
+    for region in ([None, None, "EU", "EU"], [None] * 4):
+        raw = pl.LazyFrame({"region": region, "x": [0.0, 1.0, 2.0, 3.0]},
+                           schema={"region": pl.String, "x": pl.Float64})
+        counts = bin_raw(raw, profile, segments=["region"])
+        rows = counts.group_by(REGION).agg(pl.col("count").sum())
+        assert dict(rows.iter_rows()) == Counter(region)
+
+
 def test_text_and_date_timestamps() -> None:
     profile = build_profile(pl.LazyFrame({"x": [1.0, 2.0, 3.0]}))
     aware = pl.LazyFrame({"t": ["2024-01-01T10:00:00Z", "2024-01-01T23:00:00+02:00",

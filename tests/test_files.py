@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import polars as pl
 import pytest
@@ -95,6 +96,21 @@ def test_os_failures_become_one_line_output_errors(tmp_path: Path) -> None:
     assert str(error).startswith("cannot write runs/r/drift.parquet: No space left on device")
     assert output_error(ValueError("not an OS error"), "x") is None
     assert output_error(pl.exceptions.ComputeError("no os error here"), "x") is None
+
+
+def test_a_malformed_write_on_a_full_disk_is_reported_as_a_full_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polars may report a short write as a malformed file, not as ENOSPC."""
+    def short(tmp: Path) -> None:
+        raise pl.exceptions.ComputeError("parquet: File out of specification")
+
+    monkeypatch.setattr(os, "statvfs", lambda _path: SimpleNamespace(f_bavail=0))
+    with pytest.raises(OutputError, match=r"drift.parquet: No space left on device"):
+        atomic_write(tmp_path / "drift.parquet", short)
+    monkeypatch.undo()  # with free space the error is not about the disk: it goes through
+    with pytest.raises(pl.exceptions.ComputeError):
+        atomic_write(tmp_path / "drift.parquet", short)
+    assert os.listdir(tmp_path) == []
 
 
 @given(st.text(max_size=120))
