@@ -52,6 +52,14 @@ def test_quantile_edges_equal_numpy_nearest_quantiles() -> None:
     assert (bins["lower"][1:] == bins["upper"][:-1]).all()  # contiguous
 
 
+def test_quantile_edges_are_baseline_values_between_ranks_too() -> None:
+    # 1000 values: most quantile ranks fall between two values, where "nearest" picks one
+    # of them and interpolation would make an edge no baseline row has
+    x = np.random.default_rng(3).normal(size=1000)
+    edges = interior_edges(build_profile(pl.LazyFrame({"x": x}), bins=20), "x")
+    assert len(edges) == 19 and set(edges) <= set(x.tolist())
+
+
 def test_uniform_edges_span_the_finite_range() -> None:
     x = [0.0, 1.0, 10.0, math.inf, None, math.nan]
     profile = build_profile(pl.LazyFrame({"x": x}), strategy="uniform", bins=5)
@@ -226,6 +234,14 @@ def test_hand_edited_bins_are_refused(tmp_path: Path) -> None:
     write_profile(Profile(gap, profile.metadata), path)
     with pytest.raises(InputError, match=r"edited.parquet', feature 'x': profile bins are "
                                          r"malformed"):
+        read_profile(path)
+    # bin indices intact, but the first bin ends before the second begins: values between
+    # them would fall in no bin
+    first = (pl.col("feature") == "x") & (pl.col("bin_index") == 0)
+    shortened = profile.table.with_columns(
+        upper=pl.when(first).then(pl.col("upper") - 0.5).otherwise(pl.col("upper")))
+    write_profile(Profile(shortened, profile.metadata), path)
+    with pytest.raises(InputError, match=r"feature 'x': profile bins are malformed"):
         read_profile(path)
 
 
