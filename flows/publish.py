@@ -323,8 +323,19 @@ def _alert_resource(entry: Mapping[str, Any], monitor: str, status: str) -> dict
     else:
         resource = {"prefect.resource.id": f"kl-drift.model.{segment}",
                     "prefect.resource.name": f"model outputs ({segment})"}
+    reference = {"kl-drift.reference": str(entry["reference"])} if entry.get("reference") else {}
     return {**resource, "kl-drift.kind": str(entry["kind"]), "kl-drift.segment": segment,
-            "kl-drift.window": window, "kl-drift.status": status, "kl-drift.monitor": monitor}
+            "kl-drift.window": window, **reference, "kl-drift.status": status,
+            "kl-drift.monitor": monitor}
+
+
+def _alert_key(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """What identifies an alert (or resolved episode) among a run's events: kind, segment,
+    feature, window, and its reference unless it is the baseline (whose ids are those of
+    runs from before reference modes)."""
+    reference = entry.get("reference") or "baseline"
+    return (str(entry["kind"]), str(entry["segment"]), str(entry["feature"] or ""),
+            str(entry["window"]), *(() if reference == "baseline" else (reference,)))
 
 
 def alert_events(document: Mapping[str, Any], *, monitor: str, report: str,
@@ -336,9 +347,11 @@ def alert_events(document: Mapping[str, Any], *, monitor: str, report: str,
     events, feature and model-output alerts alike; ongoing alerts give none. With
     ``settings.resolved_events``, each resolved episode gives a `RESOLVED_EVENT`. The
     resource is ``kl-drift.feature.<feature>.<segment>`` (``kl-drift.model.<segment>`` for
-    model outputs), labelled with kind, feature, segment, window, status and monitor; the
-    payload is the entry as in ``alerts.json`` plus ``kind``, ``run_id``, ``monitor`` and
-    ``report``. The id is derived from event name, monitor, run id and the alert's key.
+    model outputs), labelled with kind, feature, segment, window, reference (feature drift),
+    status and monitor; the payload is the entry as in ``alerts.json`` plus ``kind``,
+    ``run_id``, ``monitor`` and ``report``. The id is derived from event name, monitor, run
+    id and the alert's key (with its reference: one window alerting against two references
+    gives two events).
     """
     run_id = str(document["run"]["run_id"])
     wanted = set(settings.alert_events)
@@ -352,8 +365,7 @@ def alert_events(document: Mapping[str, Any], *, monitor: str, report: str,
             "resource": _alert_resource(entry, monitor, status),
             "related": _related(monitor, run_id),
             "payload": {"run_id": run_id, "monitor": monitor, "report": report, **entry},
-            "id": event_id(name, monitor, run_id, str(entry["kind"]), str(entry["segment"]),
-                           str(entry["feature"] or ""), str(entry["window"])),
+            "id": event_id(name, monitor, run_id, *_alert_key(entry)),
         }
         for name, status, entry in chosen
     ]

@@ -274,6 +274,127 @@ class AlertsConfig(_Section):
                 self.critical if override.critical is None else override.critical)
 
 
+#: What a window is compared with (docs/references.md): the baseline profile, the preceding
+#: window, the summed counts of the last ``rolling_windows`` windows, or the window one
+#: ``season`` earlier.
+ReferenceMode = Literal["baseline", "previous", "rolling", "same_period"]
+REFERENCE_MODES: tuple[str, ...] = typing.get_args(ReferenceMode)
+# Fixed-length duration units in seconds (calendar units, mo/q/y, have no fixed length).
+_FIXED_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+                "d": 86400.0, "w": 604800.0}
+
+
+def _distinct_modes(modes: list[ReferenceMode]) -> list[ReferenceMode]:
+    if not modes:
+        raise ValueError("list at least one of " + ", ".join(REFERENCE_MODES))
+    repeated = [m for i, m in enumerate(modes) if m in modes[:i]]
+    if repeated:
+        raise ValueError(f"{repeated[0]!r} is listed twice; list each mode once")
+    return modes
+
+
+Modes = Annotated[list[ReferenceMode], AfterValidator(_distinct_modes)]
+
+
+def fixed_seconds(duration: str) -> float | None:
+    """Length of a polars duration in seconds, or None when it has calendar units.
+
+    >>> fixed_seconds("1d12h"), fixed_seconds("1mo")
+    (129600.0, None)
+    """
+    parts = re.findall(r"(\d+)(ns|us|ms|mo|s|m|h|d|w|q|y)", duration)
+    if any(unit not in _FIXED_UNITS for _, unit in parts):
+        return None
+    return sum(int(n) * _FIXED_UNITS[unit] for n, unit in parts)
+
+
+class ReferencesConfig(_Section):
+    """``[references]``: what each window is compared with (docs/references.md).
+
+    Every mode runs through the same decision rules; each row of the drift table names its
+    ``reference``. Moving references (``previous``, ``rolling``, ``same_period``) come from
+    the run's own current histograms and those the history keeps of earlier runs.
+    """
+
+    modes: Modes = ["baseline"]
+    rolling_windows: int = Field(7, ge=1, le=1000)  # k windows summed by ``rolling``
+    season: Period | None = None  # ``same_period``: how far back, e.g. "7d", "52w"
+    # How far back earlier windows are looked for (and read from the history): "auto" or
+    # a duration; "auto" = 2 x the windows needed x input.period (docs/references.md).
+    lookback: str = "auto"
+    features: dict[str, Modes] = {}
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, value: str) -> str:
+        return value if value == "auto" else check_period(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReferencesConfig:
+        for pattern in self.features:
+            if not _GLOB.fullmatch(pattern):
+                raise _Invalid(f"features.{pattern}", "not a valid glob pattern (empty, or "
+                               "'[' without ']')")
+        if "same_period" in self.used_modes and self.season is None:
+            raise _Invalid("season", "needed by the same_period mode: how far back the "
+                           "same period lies, e.g. \"7d\" or \"52w\"")
+        return self
+
+    @property
+    def used_modes(self) -> tuple[str, ...]:
+        """Every mode some feature uses, in :data:`REFERENCE_MODES` order."""
+        used = {*self.modes, *(m for modes in self.features.values() for m in modes)}
+        return tuple(m for m in REFERENCE_MODES if m in used)
+
+    def modes_for(self, feature: str) -> tuple[str, ...]:
+        """The modes ``feature`` is checked with, like :meth:`AlertsConfig.thresholds_for`:
+        a ``[references.features]`` key equal to the feature name wins, then the first glob
+        pattern (in file order) that matches it, else ``modes``.
+
+        >>> ReferencesConfig(modes=["baseline"], features={"air_*": ["previous"]}
+        ...                  ).modes_for("air_time")
+        ('previous',)
+        """
+        pattern = feature if feature in self.features else next(
+            (p for p in self.features if fnmatch.fnmatchcase(feature, p)), None)
+        return tuple(self.modes if pattern is None else self.features[pattern])
+
+
+class TrendsConfig(_Section):
+    """``[trends]``: profile statistics and the alert metric per window, against bounds
+    learned from the windows before (median +- k x MAD), as traffic lights
+    (docs/references.md)."""
+
+    enabled: bool = False
+    windows: int = Field(28, ge=2, le=1000)  # earlier windows the bounds are learned from
+    min_windows: int = Field(7, ge=2, le=1000)  # fewer earlier windows: no bounds yet
+    yellow: float = Field(4.0, gt=0)  # |value - median| > yellow x spread: yellow
+    red: float = Field(7.0, gt=0)  # > red x spread: red
+    quantiles: list[Probability] = Field([0.05, 0.5, 0.95], max_length=9)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrendsConfig:
+        if self.yellow >= self.red:
+            raise _Invalid("yellow", f"must be < trends.red ({self.yellow} >= {self.red})")
+        if self.min_windows > self.windows:
+            raise _Invalid("min_windows", f"must be <= trends.windows ({self.min_windows} > "
+                           f"{self.windows})")
+        names = [quantile_name(q) for q in self.quantiles]
+        repeated = [n for i, n in enumerate(names) if n in names[:i]]
+        if repeated:
+            raise _Invalid("quantiles", f"{repeated[0]} is listed twice")
+        return self
+
+
+def quantile_name(quantile: float) -> str:
+    """The statistic name of a quantile in trends.parquet.
+
+    >>> quantile_name(0.05), quantile_name(0.999)
+    ('p5', 'p99.9')
+    """
+    return f"p{quantile * 100:.4g}"
+
+
 #: Statuses ``output.fail_on`` can list; its single words stand for these sets.
 FailStatus = Literal["warn", "critical", "error", "insufficient_data"]
 FAIL_ON_WORDS: dict[str, frozenset[str]] = {
@@ -444,8 +565,24 @@ class RunConfig(_Section):
     output: OutputConfig = OutputConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     prefect: PrefectConfig = PrefectConfig()
+    references: ReferencesConfig = ReferencesConfig()
+    trends: TrendsConfig = TrendsConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
+
+    @model_validator(mode="after")
+    def _season_fits_period(self) -> RunConfig:
+        season, period = self.references.season, self.input.period
+        if season is None or period is None or "same_period" not in self.references.used_modes:
+            return self
+        season_s, period_s = fixed_seconds(season), fixed_seconds(period)
+        if season_s is not None and period_s is not None and (
+                season_s < period_s or season_s % period_s):
+            raise _Invalid("references.season", f"{season!r} is not a whole number of "
+                           f"input.period windows ({period!r}), so no window starts one "
+                           "season earlier; use a multiple such as "
+                           f"{_multiple(period)!r}")
+        return self
 
     @model_validator(mode="after")
     def _thresholds_reachable(self) -> RunConfig:
@@ -467,6 +604,11 @@ class RunConfig(_Section):
         data = self.model_dump(mode="json", exclude={"output": {"run_id"}})
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _multiple(period: str, times: int = 7) -> str:
+    """``period`` repeated ``times`` times, as a duration: ``_multiple("12h") == "84h"``."""
+    return re.sub(r"\d+", lambda m: str(int(m.group()) * times), period)
 
 
 def _known(value: str, names: tuple[str, ...]) -> str:

@@ -19,15 +19,18 @@ HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
 TABLE_COLUMNS = frozenset({
     *HISTOGRAM_COLUMNS,
     # drift.parquet (+ history)
-    "segment", "coverage", "partial", "kind", "n_baseline", "n_current", "baseline_unseen",
-    *METRICS, "metric", "value", "effect", "effect_low", "effect_high", "warn_threshold",
-    "critical_threshold", "p_value", "q_value", "status",
+    "segment", "coverage", "partial", "reference", "reference_windows", "kind", "n_baseline",
+    "n_current", "baseline_unseen", *METRICS, "metric", "value", "effect", "effect_low",
+    "effect_high", "warn_threshold", "critical_threshold", "p_value", "q_value", "status",
     "window_status", "reason", "top_bins", "bins", "lifecycle", "run_id", "created_at",
     # models.parquet, model_classes.parquet, model_examples.parquet
     "n", *MODEL_METRICS, "class", "baseline_mean", "current_mean", "kl_contribution",
     "js_contribution", "baseline_predicted_share", "current_predicted_share", "rank",
     *PER_EXAMPLE_METRICS, "baseline_class", "current_class", "baseline_probs",
     "current_probs",
+    # trends.parquet, and the history's histograms.parquet
+    "statistic", "checked", "expected", "spread", "lower_red", "lower_yellow", "upper_yellow",
+    "upper_red", "pull", "n_windows", "light", "start", "layout",
     # estimates.parquet
     "estimator", "direction", "n_tokens", "stderr", "ci_low", "ci_high",
     *(f"k{i}{suffix}" for i in (1, 2, 3) for suffix in ("", "_stderr")),
@@ -44,5 +47,7 @@ DRIFT_FILE, ALERTS_FILE = "drift.parquet", "alerts.json"
 MODELS_FILES = {"models": "models.parquet", "classes": "model_classes.parquet",
                 "examples": "model_examples.parquet"}
 ESTIMATES_FILE = "estimates.parquet"
+#: Trends with dynamic bounds (``[trends]``, docs/references.md).
+TRENDS_FILE = "trends.parquet"
 #: The baseline profile a run built from raw baseline rows.
 PROFILE_FILE = "baseline_profile.parquet"

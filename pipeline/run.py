@@ -21,18 +21,16 @@ from warnings import catch_warnings, simplefilter
 
 import polars as pl
 
-from pipeline.bins.align import align, pool_segments, segment_columns
+from pipeline.bins.align import pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.config import InputConfig, RunConfig
-from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError, KLDriftWarning
 from pipeline.files import safe_filename, tool_version
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
-from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
-from pipeline.measure.drift import compute_drift
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE, TRENDS_FILE
+from pipeline.labels import private_segment_columns, segment_name
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
@@ -46,8 +44,14 @@ from pipeline.read.sources import (
     scan_raw,
     source_schema,
 )
+from pipeline.reference_modes import History, compare
 from pipeline.windows import timestamp_expr, window_coverage
-from pipeline.write.documents import alerts_document, estimates_block, models_block
+from pipeline.write.documents import (
+    alerts_document,
+    estimates_block,
+    models_block,
+    trends_block,
+)
 from pipeline.write.history import (
     HISTORY_DIR,
     append_history,
@@ -229,6 +233,8 @@ class _FeatureDrift:
     drift: pl.DataFrame
     baseline: _Baseline
     warnings: list[str]
+    histograms: pl.DataFrame  # the run's current histograms, for the history
+    trends: pl.DataFrame | None  # trends.parquet ([trends] enabled)
 
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
@@ -247,7 +253,10 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     run_dir = out_dir / safe_filename(run_id)
     history_dir = out_dir / HISTORY_DIR
 
-    features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
+    # A rerun keeps its place among the runs: it is compared with the runs before it.
+    as_of = run_created_at(history_dir, run_id) or created_at
+    features = (_feature_drift(config, say, bin_current, History(history_dir, run_id, as_of))
+                if FEATURES in parts else None)
     # run_models, run_estimate and run_drift ask only for the parts the config has
     models = None
     if config.models is not None and MODELS in parts:
@@ -262,8 +271,6 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         estimates_summary = estimates_block(estimates, config.estimate)
 
     say("comparing with earlier runs")
-    # A rerun keeps its place among the runs: it is compared with the runs before it.
-    as_of = run_created_at(history_dir, run_id) or created_at
     warnings = [] if features is None else list(features.warnings)
     drift, resolved = None, None
     if features is not None:
@@ -290,6 +297,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             "config": public_config(effective),
         },
         warnings=warnings, resolved=resolved,
+        trends=None if features is None or features.trends is None else trends_block(
+            features.trends, config.trends, max_rows=config.output.max_alerts),
         models=None if models is None else models_block(models, models_resolved),
         estimates=estimates_summary, max_rows=config.output.max_alerts)
 
@@ -299,11 +308,13 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             write_profile(features.baseline.profile, staging / PROFILE_FILE)
         write_run_outputs(staging, {
             DRIFT_FILE: drift,
+            TRENDS_FILE: None if features is None else features.trends,
             **({} if models is None else model_tables(models)),
             ESTIMATES_FILE: estimates,
         }, document)
         with run_lock(out_dir, run_id):
             for part, table in (("features", drift),
+                                ("histograms", None if features is None else features.histograms),
                                 ("models", None if models is None else models.summary)):
                 if table is None:  # a rerun must not keep rows it no longer has
                     drop_history(history_dir, run_id, part=part)
@@ -332,8 +343,9 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
 def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: datetime,
                  config: RunConfig, warnings: list[str]
                  ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-    """Persistence, partial windows and lifecycles of the drift rows, with earlier runs."""
-    series = ("segment", "feature")
+    """Persistence, partial windows and lifecycles of the drift rows, with earlier runs
+    (one series per segment x feature x reference)."""
+    series = ("segment", "feature", "reference")
     decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
                                          before=as_of)
     warnings += problems
@@ -361,8 +373,10 @@ def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
     return replace(models, summary=summary), state.resolved
 
 
-def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
-    """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
+def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent,
+                   history: History) -> _FeatureDrift:
+    """Feature drift of ``[input]``: read -> bin/align -> measure -> decide, against each
+    reference mode (:func:`pipeline.reference_modes.compare`)."""
     baseline_path = _input_path(config.input.baseline, "baseline")
     current_path = _input_path(config.input.current, "current")
     say(f"reading baseline {describe_source(baseline_path)}")
@@ -370,22 +384,21 @@ def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) ->
     say(f"reading current data {describe_source(current_path)}")
     current = _read_current(config, current_path, baseline, bin_current)
     _check_features(config, current.reference, current.histograms)
-    say(f"aligning {current.histograms.height:,} current histogram rows")
-    aligned = align(current.reference, current.histograms, reasons=current.reasons,
-                    coverage=current.coverage)
-    say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
+    say(f"comparing {current.histograms.height:,} current histogram rows")
     # the categories each baseline saw once: the unseen-mass estimate (docs/alerts.md)
     profile = baseline.profile
     singletons = None if profile is None else profile.singletons(
         [segment_name(c) for c in segment_columns(current.reference)])
-    drift = compute_drift(aligned, config.drift, singletons=singletons)
-    say("deciding alerts")
-    # segment columns get their own names back (or segment:<name>) only now, for output
-    drift = public_segment_columns(decide(drift, config.alerts))
+    compared = compare(config, current.reference, current.histograms, reasons=current.reasons,
+                       coverage=current.coverage, history=history, say=say,
+                       singletons=singletons)
+    drift = compared.drift
     features = drift["feature"].unique().to_list()
-    return _FeatureDrift(drift, baseline, [
-        *current.warnings, *_unmatched_patterns(config, drift),
-        *([] if profile is None else profile.warnings(features))])
+    return _FeatureDrift(drift, baseline,
+                         [*current.warnings, *_unmatched_patterns(config, drift),
+                          *compared.warnings,
+                          *([] if profile is None else profile.warnings(features))],
+                         compared.histograms, compared.trends)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 Writing: the tables, then ``alerts.json``, each atomically. Reading: ``alerts.json`` says
 which parts the run checked: feature drift (``drift.parquet``; absent only in a run without
 features, whose ``summary.total`` is 0 and which has a ``models`` or ``estimates`` block),
-model outputs (its ``models`` block: the three ``MODELS_FILES``) and estimates (its
-``estimates`` block: ``estimates.parquet``). Problems become one-line `InputError`s naming
-the file and what is wrong, so ``kl-drift report RUN_DIR`` can print them and exit 2.
+its trends (a ``trends`` block: ``trends.parquet``), model outputs (its ``models`` block: the
+three ``MODELS_FILES``) and estimates (its ``estimates`` block: ``estimates.parquet``).
+Problems become one-line `InputError`s naming the file and what is wrong, so
+``kl-drift report RUN_DIR`` can print them and exit 2.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pipeline.files import (
     safe_filename,
     write_parquet,
 )
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES, TRENDS_FILE
 from pipeline.measure.models import ModelDrift
 from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
 
@@ -66,6 +67,9 @@ _TEXTS = frozenset({"segment", "feature", "window", "metric", "status", "reason"
 RUN_KEY = "kl_drift.run"
 ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
                     "ci_high")
+TREND_COLUMNS = ("segment", "feature", "statistic", "reference", "window", "checked", "value",
+                 "expected", "lower_red", "lower_yellow", "upper_yellow", "upper_red", "pull",
+                 "light")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class RunFolder:
     drift: pl.DataFrame | None
     models: ModelTables | None
     estimates: pl.DataFrame | None
+    trends: pl.DataFrame | None = None
 
 
 def _require_file(path: Path) -> None:
@@ -152,7 +157,9 @@ def read_run(run_dir: Path, *, bins: bool = True) -> RunFolder:
         drift=read_drift(run_dir / DRIFT_FILE, bins=bins) if features else None,
         models=models,
         estimates=(read_table(run_dir / ESTIMATES_FILE, ESTIMATE_COLUMNS)
-                   if has_estimates else None))
+                   if has_estimates else None),
+        trends=(read_table(run_dir / TRENDS_FILE, TREND_COLUMNS)
+                if alerts.get("trends") is not None else None))
 
 
 def read_bins(path: Path, rows: pl.Series, *, chunk: int = 50_000) -> pl.Series:

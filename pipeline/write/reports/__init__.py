@@ -79,8 +79,8 @@ def write_reports(
         return pl.Series("bins", [loaded[row] for row in rows.to_list()])
 
     page = render_html(run.drift, run.alerts, history_dir, models=run.models,
-                       estimates=run.estimates, bins=bins)
+                       estimates=run.estimates, bins=bins, trends=run.trends)
     text = render_markdown(run.drift, run.alerts, models=run.models, estimates=run.estimates,
-                           bins=bins)
+                           bins=bins, trends=run.trends)
     return [atomic_write_text(run_dir / "report.md", text),
             atomic_write_text(run_dir / "report.html", page)]

@@ -44,6 +44,8 @@ from pipeline.write.reports.summary import (
     thresholds_vary,
     window_labels,
 )
+from pipeline.write.reports.trends import counts as trend_counts
+from pipeline.write.reports.trends import flag_text, flagged_series, series_of
 from pipeline.write.run_folder import ModelTables
 
 MAX_ROWS = 20
@@ -51,6 +53,8 @@ MAX_DETAILS = 10
 MAX_PROBLEMS = 10
 MAX_RESOLVED = 10
 ICONS = {"critical": "🔴", "warn": "🟠", "error": "🟣", "insufficient_data": "⚪", "ok": "🟢"}
+TREND_ICONS = {"red": "🔴", "yellow": "🟡", "green": "🟢", "none": "⚪"}
+MAX_TRENDS = 10  # flagged trend series listed
 
 # <, > and & as entities (also safe in chat tools that ignore backslashes); the rest of
 # Markdown's inline syntax, and the table separator, backslash-escaped.
@@ -120,14 +124,24 @@ def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str],
          lambda r: f"{fmt_value(r['warn_threshold'])} / {fmt_value(r['critical_threshold'])}"),
         (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
         (windowed, "Alerting windows", "--:", lambda r: f"{r['n_alerting']}/{r['n_windows']}"),
+        ("by_reference" in rows.columns, "By reference", ":--", _sides),
     ]
     return _grid(columns, rows.head(MAX_ROWS)) + _more(rows.slice(MAX_ROWS), "features")
+
+
+def _sides(row: Mapping[str, Any]) -> str:
+    """Each reference's worst status and alerting windows: ``baseline 🔴 30/30 · ...``."""
+    return " · ".join(f"{escape_md(side['reference'])} {ICONS.get(side['status'], '')} "
+                      f"{side['n_alerting']}/{side['n_windows']}"
+                      for side in row.get("by_reference") or [])
 
 
 def _where(row: Mapping[str, Any], labels: dict[str, str]) -> str:
     parts = [escape_md(row["segment"])] if row["segment"] != "all" else []
     if row["window"] != "all":
         parts.append(_window(row, labels))
+    if row.get("reference", "baseline") != "baseline":
+        parts.append(f"vs {escape_md(row['reference'])}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -187,6 +201,8 @@ def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
     lines = []
     for r in resolved[:MAX_RESOLVED]:
         segment = "" if r.get("segment") in (None, "all") else f" ({escape_md(r['segment'])})"
+        if r.get("reference") not in (None, "baseline"):
+            segment += f" vs {escape_md(r['reference'])}"
         since = r.get("since")
         last = r.get("last_status")
         lines.append(
@@ -218,7 +234,8 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     if alerting.height:
         parts += ["## Top contributing bins\n",
-                  "Baseline → current share of rows, and the bin's contribution.\n",
+                  "Reference (the baseline unless said) → current share of rows, and the bin's "
+                  "contribution.\n",
                   _top_bins(alerting, load_bins, labels)]
     problems = problem_rows(drift)
     if problems.height:
@@ -306,10 +323,34 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
             _grid(columns, estimates.head(MAX_ROWS)) + more]
 
 
+def _trends(trends: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
+    """Counts by light and the most severe flags of the run's trends."""
+    by_light = trend_counts(trends)
+    flagged, total = flagged_series(trends, MAX_TRENDS)
+    head = (f"**{' · '.join(f'{TREND_ICONS[k]} {n} {k}' for k, n in by_light.items())}** "
+            f"statistics of this run's windows against the median ± {block.get('yellow')} "
+            f"(yellow) and ± {block.get('red')} (red) spreads of the {block.get('windows')} "
+            "windows before each (none: fewer earlier windows than "
+            f"{block.get('min_windows')}, or a partial window).\n")
+    lines = []
+    for row in flagged.iter_rows(named=True):
+        flag = series_of(trends, row).filter(
+            pl.col("checked") & (pl.col("window") == row["window"])).row(0, named=True)
+        where = "" if row["segment"] == "all" else f" ({escape_md(row['segment'])})"
+        lines.append(f"- {TREND_ICONS[row['light']]} **{escape_md(row['feature'])}**{where}: "
+                     f"{escape_md(flag_text(flag))}; {row['n_red']} red, "
+                     f"{row['n_yellow']} yellow in this run")
+    more = (f"\n…and {total - flagged.height} more flagged series; see trends.parquet.\n"
+            if total > flagged.height else "")
+    return ["## Trends\n", head, ("\n".join(lines) + "\n" + more) if lines else
+            "No statistic outside its bounds.\n"]
+
+
 def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
                     models: ModelTables | None = None,
                     estimates: pl.DataFrame | None = None,
-                    bins: BinsLoader | None = None) -> str:
+                    bins: BinsLoader | None = None,
+                    trends: pl.DataFrame | None = None) -> str:
     """Render report.md.
 
     Parameters
@@ -326,18 +367,23 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
     bins : callable, optional
         Loads the ``bins`` of the rows listed (as in `render_html`); default:
         ``drift["bins"]``.
+    trends : polars.DataFrame, optional
+        The run's ``trends.parquet`` (settings from ``alerts["trends"]``).
 
     Returns
     -------
     str
-        Summary counts, the features table (most severe first, capped at `MAX_ROWS`), the
-        top contributing bins of each alerting feature, problems, model outputs, estimates,
-        warnings and the run metadata.
+        Summary counts, the features table (most severe first, capped at `MAX_ROWS`; with
+        several references, each one's worst status side by side), the top contributing bins
+        of each alerting feature, problems, trends, model outputs, estimates, warnings and
+        the run metadata.
     """
     run = alerts["run"]
     parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
     if drift is not None:
         parts += _features(drift, alerts, bins or bins_of(drift))
+    if trends is not None:
+        parts += _trends(trends, alerts.get("trends") or {})
     if models is not None:
         parts += _models(models)
     if estimates is not None:
