@@ -2,8 +2,8 @@
 
 Histograms (counts or probabilities): :func:`divergences` (the fast multi-metric entry
 point), the single metrics, :func:`bin_contributions` and :func:`smooth`. Logits:
-:func:`divergences_from_logits` and friends. Samples: :func:`kl_estimate`. Significance:
-:func:`g_test`. See docs/kl_metrics.md.
+:func:`divergences_from_logits` and friends. Samples: :func:`kl_estimate`,
+:func:`kl_estimate_two_sample`. Significance: :func:`g_test`. See docs/kl_metrics.md.
 """
 
 from .divergences import (
@@ -21,7 +21,7 @@ from .divergences import (
     symmetric_kl,
     total_variation,
 )
-from .estimators import KLEstimate, kl_estimate, kl_estimator_terms
+from .estimators import KLEstimate, kl_estimate, kl_estimate_two_sample, kl_estimator_terms
 from .logits import (
     LOGIT_METRICS,
     divergences_from_logits,
@@ -52,6 +52,7 @@ __all__ = [
     "js_from_logits",
     "kl_divergence",
     "kl_estimate",
+    "kl_estimate_two_sample",
     "kl_estimator_terms",
     "kl_from_logits",
     "log_softmax",

@@ -25,6 +25,13 @@ import pyarrow.parquet as pq
 
 from pipeline.bins.binning import bin_raw
 from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
+from pipeline.bins.row_sample import (
+    SAMPLE_ENTRY,
+    RowSample,
+    read_sample,
+    remove_stale_samples,
+    write_sample,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
 from pipeline.formats import HISTOGRAM_COLUMNS
@@ -55,10 +62,14 @@ class Profile:
         ``schema_version``, ``tool_version``, ``created_at``, ``source``, ``strategy``,
         ``bins``, ``top_k``, ``row_count``, ``segments``, ``segment_rows`` and per-feature
         details under ``features``.
+    sample : RowSample, optional
+        Baseline rows kept for the joint drift check (:mod:`pipeline.bins.row_sample`),
+        stored in a file next to the profile that its metadata names.
     """
 
     table: pl.DataFrame
     metadata: dict[str, Any]
+    sample: RowSample | None = None
 
     @property
     def segments(self) -> list[str]:
@@ -349,11 +360,17 @@ def build_profile(
 
 def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
     """Write ``profile`` to a Parquet file atomically; the metadata goes in the file's
-    key-value metadata under ``kl_drift.profile`` (JSON)."""
+    key-value metadata under ``kl_drift.profile`` (JSON). A baseline sample is written
+    first, next to it, and named in that metadata."""
+    metadata = {k: v for k, v in profile.metadata.items() if k != SAMPLE_ENTRY}
+    if profile.sample is not None:
+        metadata[SAMPLE_ENTRY] = write_sample(profile.sample, path)
     arrow = profile.table.to_arrow()
     arrow = arrow.replace_schema_metadata(
-        {METADATA_KEY: json.dumps(profile.metadata, allow_nan=False).encode()})
-    return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+        {METADATA_KEY: json.dumps(metadata, allow_nan=False).encode()})
+    written = atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    remove_stale_samples(path, keep=metadata.get(SAMPLE_ENTRY, {}).get("file"))
+    return written
 
 
 def read_profile(path: str | os.PathLike[str]) -> Profile:
@@ -399,7 +416,7 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if bad:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
-    return Profile(table, meta)
+    return Profile(table, meta, read_sample(where, meta))
 
 
 def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
