@@ -131,9 +131,11 @@ def steps(quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda text: bar.update(task, description=text)
 
 
-def _quiet_prefect() -> None:
-    """No telemetry from Prefect's temporary server: it has no network to send it to."""
+def _prefect_defaults() -> None:
+    """No telemetry from Prefect's temporary server (it has no network to send it to), and
+    90 s rather than 20 s for it to start: on a busy machine its migrations take longer."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def _load(config: Path | None, overrides: dict[str, Any]) -> Any:
@@ -258,8 +260,13 @@ def run(
         "output.run_id": run_id, "output.fail_on": _fail_on(fail_on),
     }
     settings = _load(config, overrides)
+    if settings.input.executor == "dask" and not prefect:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError("input.executor: 'dask' bins on a cluster inside the Prefect flow; "
+                          "add --prefect (or use kl-drift serve), or set executor = 'local'")
     if prefect:
-        _quiet_prefect()
+        _prefect_defaults()
         if quiet or as_json:  # keep stdout for the JSON document, stderr for errors
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.flows import drift_check
@@ -318,11 +325,21 @@ def validate(
     paths: Annotated[list[str], typer.Argument(help="Config TOML, profile or Parquet tables.")],
     quiet: QuietOpt = False,
 ) -> None:
-    """Check configs and data files without running anything; exit 2 on the first problem."""
+    """Check configs and data files without running anything; exit 2 on the first problem.
+
+    A config with ``executor = "dask"`` also has its Dask scheduler checked: reachable and
+    with a worker, within ``input.dask_timeout``.
+    """
     from pipeline.validate import describe
 
     for path in paths:
         summary = describe(path)
+        if Path(path).suffix.lower() == ".toml":
+            settings = _load(Path(path), {})
+            if settings.input.executor == "dask":
+                from flows.dask_cluster import check_dask
+
+                summary += f"; executor dask: {check_dask(settings.input)}"
         if not quiet:
             out.print(f"ok {path}: {summary}", markup=False)
 
@@ -459,7 +476,9 @@ def estimate(
     if as_json and out_dir is None and run_id is None:
         from pipeline.measure.estimate import estimate_kl
 
-        _print_json(_json_rows(estimate_kl(settings.estimate)))
+        _print_json(_json_rows(estimate_kl(
+            settings.estimate, window_timezone=settings.input.window_timezone,
+            min_coverage=settings.input.min_coverage)))
         return
     from pipeline.run import run_estimate
 
@@ -481,7 +500,7 @@ def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="TOML config file.")],
 ) -> None:
     """Serve the build_baseline and drift_check flows on the config's cron schedules."""
-    _quiet_prefect()
+    _prefect_defaults()
     from flows.serve import serve_deployments
 
     # With the path, each scheduled run rereads the TOML, so edits apply without a restart.

@@ -27,11 +27,15 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import TaskRunner
 from prefect_dask import DaskTaskRunner
 
+from flows.dask_cluster import check_cluster
+from pipeline.bins.binning import Binned
 from pipeline.bins.profile import Profile
 from pipeline.config import InputConfig
 from pipeline.formats import HISTOGRAM_COLUMNS
+from pipeline.read.location import parse_location
 from pipeline.read.sources import source_files
 from pipeline.run import bin_current_locally
+from pipeline.windows import merge_spans
 
 
 def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -53,25 +57,27 @@ def sum_histograms(parts: Sequence[pl.DataFrame]) -> pl.DataFrame:
 
 
 @task(name="bin-file", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
-def bin_file(path: str, profile: Profile, settings: InputConfig,
-             features: list[str]) -> pl.DataFrame:
+def bin_file(path: str, profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
     """Histograms of one Parquet file against the profile, binned as a local run would."""
     return bin_current_locally(profile, settings.model_copy(update={"current": path}), features)
 
 
 @flow(name="bin-current-on-dask", validate_parameters=False)
 def _bin_files(files: list[str], profile: Profile, settings: InputConfig,
-               features: list[str]) -> pl.DataFrame:
+               features: list[str]) -> Binned:
     # The server this run reports to, pinned for the workers (see the module docstring).
     context = FlowRunContext.get()
-    assert context is not None  # a flow's body runs inside its flow run context
+    if context is None:  # only called as a flow, which always has a run context
+        raise RuntimeError("bin-current-on-dask must run as a Prefect flow")
     api_url = str(context.client.api_url)
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         futures = bin_file.map(files, unmapped(profile), unmapped(settings), unmapped(features))
-        return sum_histograms(futures.result())
+        parts = futures.result()
+        return Binned(sum_histograms([p.histograms for p in parts]),
+                      merge_spans(*(p.span for p in parts)))
 
 
-def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) -> pl.DataFrame:
+def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
     """Bin ``settings.current`` file by file on the Dask cluster at ``settings.dask_address``.
 
     Parameters
@@ -79,17 +85,33 @@ def bin_on_dask(profile: Profile, settings: InputConfig, features: list[str]) ->
     profile : Profile
         The baseline profile.
     settings : InputConfig
-        ``current`` (raw Parquet: file, glob or folder), ``timestamp``, ``period``,
-        ``segments`` and ``dask_address`` (None: a local cluster for this run).
+        ``current`` (raw files: a local or object-store file, glob or folder; a database
+        source is binned by the database instead), ``storage_options``, ``timestamp``,
+        ``period``, ``segments``, ``dask_address`` (None: a local cluster for this run) and
+        ``dask_timeout``.
     features : list of str
         Profile features to bin.
 
     Returns
     -------
-    polars.DataFrame
-        The histogram long table `pipeline.bins.binning.bin_raw` gives for all files at once.
+    pipeline.bins.binning.Binned
+        The histogram long table and time range `pipeline.bins.binning.bin_windows` gives
+        for all files at once.
+
+    Raises
+    ------
+    ConfigError
+        Within ``dask_timeout`` seconds (twice: connection, first worker) when the
+        scheduler cannot be reached or has no worker (`flows.dask_cluster.check_cluster`).
     """
+    if parse_location(str(settings.current)).format == "sql":
+        return bin_current_locally(profile, settings, features)  # the database bins it
+    if settings.dask_address is not None:  # fail within dask_timeout, never hang
+        check_cluster(settings.dask_address, settings.dask_timeout)
+    # Listed once here; each worker reads its own file (local path or object-store URL,
+    # with the same storage_options), so no shared filesystem is needed for URLs.
+    files = source_files(str(settings.current), storage_options=settings.storage_options)
     # prefect-dask subclasses TaskRunner without its future type, which with_options rejects
-    runner: TaskRunner[Any] = DaskTaskRunner(address=settings.dask_address)
-    return _bin_files.with_options(task_runner=runner)(
-        source_files(str(settings.current)), profile, settings, features)
+    runner: TaskRunner[Any] = DaskTaskRunner(address=settings.dask_address,
+                                             client_kwargs={"timeout": settings.dask_timeout})
+    return _bin_files.with_options(task_runner=runner)(files, profile, settings, features)

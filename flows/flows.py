@@ -5,6 +5,12 @@ exponential backoff, but only for transient OS or network errors: bad input or c
 (`InputError`, `ConfigError`) fails the same way every time, so it fails at once with its
 one-line message. Drift is data: a run with critical alerts ends Completed unless
 ``fail_on_alert`` is set.
+
+``prefect.timeout_seconds`` bounds the work of each flow (the ``run-drift`` and
+``build-profile`` tasks). It is read from the config when the run starts, so it applies
+however the flow is started (``kl-drift serve``, a ``prefect.yaml`` deployment, ``kl-drift
+run --prefect``, Python) and edits of a served TOML file apply to the next run. A timed-out
+attempt is not retried: it would time out again.
 """
 
 from __future__ import annotations
@@ -14,18 +20,40 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.events import emit_event
+from prefect.task_engine import TaskRunTimeoutError
 from prefect.tasks import Task, exponential_backoff
 
-from flows.publish import MAX_TABLE_ROWS, artifact_key, critical_alert_events, drift_table_rows
+from flows.publish import (
+    DEFAULT_MONITOR,
+    MAX_TABLE_ROWS,
+    alert_events,
+    artifact_key,
+    drift_table_rows,
+    markdown_url,
+    report_url,
+    run_completed_event,
+    summary_markdown,
+)
 from pipeline.bins.profile import Profile, write_profile
-from pipeline.config import RunConfig, load_config
+from pipeline.config import PrefectConfig, RunConfig, load_config
 from pipeline.errors import ConfigError, KLDriftError
 from pipeline.read.sources import detect_format
-from pipeline.run import RunResult, build_baseline_profile, run_drift
+from pipeline.run import (
+    BinCurrent,
+    RunResult,
+    bin_current_locally,
+    build_baseline_profile,
+    run_drift,
+)
+from pipeline.write.reports.markdown import escape_md
 
 RETRIES = 3
 RETRY_DELAYS = exponential_backoff(backoff_factor=2)  # 2, 4, 8 s, with jitter
@@ -65,7 +93,9 @@ def is_transient(error: BaseException | None) -> bool:
 
 
 def _retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    return is_transient(state.result(raise_on_failure=False))
+    error = state.result(raise_on_failure=False)
+    # A TimeoutError is an OSError, but an attempt that hit timeout_seconds is not transient.
+    return not isinstance(error, TaskRunTimeoutError) and is_transient(error)
 
 
 def _io_task(name: str) -> Any:
@@ -99,6 +129,21 @@ def write_profile_task(profile: Profile, path: str) -> Path:
     return write_profile(profile, path)
 
 
+def _bin_current(config: RunConfig) -> BinCurrent:
+    """How the run bins raw current rows: locally, or with ``input.executor = "dask"`` on
+    the Dask cluster, checked first (`flows.dask_cluster.check_dask`: fails within
+    ``input.dask_timeout`` rather than hanging, and histogram input is an error rather than
+    silently local)."""
+    if config.input.executor != "dask" or not (config.input.baseline or config.input.current):
+        return bin_current_locally
+    from flows.dask_cluster import check_dask
+
+    get_run_logger().info("binning on %s", check_dask(config.input))
+    from flows.dask_histograms import bin_on_dask  # prefect-dask is an optional extra
+
+    return bin_on_dask
+
+
 @_io_task("run-drift")
 def run_drift_task(config: RunConfig) -> RunResult:
     """One drift run: writes the run folder (drift.parquet, alerts.json, reports) and
@@ -106,32 +151,51 @@ def run_drift_task(config: RunConfig) -> RunResult:
 
     With ``input.executor = "dask"`` raw current files are binned on a Dask cluster.
     """
-    options: dict[str, Any] = {}
-    if config.input.executor == "dask":
-        from flows.dask_histograms import bin_on_dask  # prefect-dask is an optional extra
+    return run_drift(config, progress=get_run_logger().info, bin_current=_bin_current(config))
 
-        options["bin_current"] = bin_on_dask
-    return run_drift(config, progress=get_run_logger().info, **options)
+
+def monitor_name(settings: PrefectConfig) -> str:
+    """The monitor's name in artifact keys and events: ``prefect.name``, else the name of
+    the deployment this flow run belongs to, else ``kl-drift``."""
+    if settings.name is not None:
+        return settings.name
+    from prefect.runtime import deployment
+
+    return str(deployment.name or DEFAULT_MONITOR)
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
-def publish_artifacts(result: RunResult) -> None:
-    """The report as a markdown artifact and the drift rows (if any) as a table artifact."""
-    report = (result.run_dir / "report.md").read_text(encoding="utf-8")
-    create_markdown_artifact(markdown=report, key=artifact_key("report", result.run_id),
-                             description=f"kl-drift report of run {result.run_id}")
+def publish_artifacts(result: RunResult, monitor: str, report: str) -> None:
+    """Artifacts under keys stable per monitor (Prefect keeps each key's history): what
+    changed plus the report as markdown, the drift rows as a table, a link to report.html."""
+    text = (result.run_dir / "report.md").read_text(encoding="utf-8")
+    head = summary_markdown(result.alerts, monitor=monitor, report=report)
+    create_markdown_artifact(markdown=f"{head}\n---\n\n{text}",
+                             key=artifact_key("report", monitor),
+                             description=f"kl-drift {monitor}: report of run {result.run_id}")
+    # Prefect stores a link artifact as the Markdown "[link_text](link)".
+    create_link_artifact(link=markdown_url(report),
+                         link_text=f"report.html of run {escape_md(result.run_id)}",
+                         key=artifact_key("report-link", monitor),
+                         description=f"kl-drift {monitor}: the HTML report of run "
+                                     f"{result.run_id}")
     if result.drift is None:  # a run of [models] / [estimate] only
         return
     create_table_artifact(
-        table=drift_table_rows(result.drift), key=artifact_key("drift", result.run_id),
-        description=f"kl-drift run {result.run_id}: drift rows, most severe first "
-                    f"(at most {MAX_TABLE_ROWS}; all in {result.run_dir / 'drift.parquet'})")
+        table=drift_table_rows(result.drift), key=artifact_key("drift-table", monitor),
+        description=f"kl-drift {monitor}, run {result.run_id}: drift rows, most severe "
+                    f"first (at most {MAX_TABLE_ROWS}; all in "
+                    f"{result.run_dir / 'drift.parquet'})")
 
 
-@task(name="emit-alert-events", cache_policy=NO_CACHE)
-def emit_alert_events(alerts: dict[str, Any]) -> int:
-    """One ``kl-drift.alert.critical`` event per critical row, for automations."""
-    events = critical_alert_events(alerts)
+@task(name="emit-events", cache_policy=NO_CACHE)
+def emit_run_events(result: RunResult, monitor: str, report: str,
+                    settings: PrefectConfig) -> int:
+    """One ``kl-drift.run.completed`` event, then one event per new alert (and resolved
+    episode, if configured), for automations; returns how many were emitted."""
+    events = [run_completed_event(result.alerts, monitor=monitor, run_dir=result.run_dir,
+                                  report=report, settings=settings),
+              *alert_events(result.alerts, monitor=monitor, report=report, settings=settings)]
     for event in events:
         emit_event(**event)
     return len(events)
@@ -176,7 +240,8 @@ def build_baseline(
     """
     settings = load_run_config(config, overrides)
     target = _profile_path(settings, output)
-    profile = build_profile_task(settings, source)
+    bounded = build_profile_task.with_options(timeout_seconds=settings.prefect.timeout_seconds)
+    profile = bounded(settings, source)
     written = write_profile_task(profile, target)
     get_run_logger().info("profile %s: %d features from %s", written, len(profile.features),
                           source)
@@ -192,9 +257,10 @@ def drift_check(
     """Check current data against the baseline, write the run folder, publish the results.
 
     Writes drift.parquet, alerts.json, report.md, report.html and the history rows (all by
-    `pipeline.run.run_drift`); creates the ``kl-drift-report-<run>`` markdown and
-    ``kl-drift-drift-<run>`` table artifacts; emits one ``kl-drift.alert.critical`` event
-    per critical row.
+    `pipeline.run.run_drift`), within ``prefect.timeout_seconds``; then publishes under the
+    monitor's name (`monitor_name`): the markdown, table and report-link artifacts, one
+    ``kl-drift.run.completed`` event and one ``kl-drift.alert.<status>`` event per new
+    alert (docs/deploy.md).
 
     Parameters
     ----------
@@ -211,9 +277,12 @@ def drift_check(
     pipeline.run.RunResult
     """
     settings = load_run_config(config, overrides)
-    result = run_drift_task(settings)
-    publish_artifacts(result)
-    emit_alert_events(result.alerts)
+    bounded = run_drift_task.with_options(timeout_seconds=settings.prefect.timeout_seconds)
+    result = bounded(settings)
+    monitor = monitor_name(settings.prefect)
+    report = report_url(result.run_dir, settings.prefect.report_base_url)
+    publish_artifacts(result, monitor, report)
+    emit_run_events(result, monitor, report, settings.prefect)
     summary = ", ".join(f"{n} {status}" for status, n in result.alerts["summary"].items())
     get_run_logger().info("run %s: %s; report %s", result.run_id, summary,
                           result.run_dir / "report.html")

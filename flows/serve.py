@@ -7,7 +7,7 @@ runs. Teams deploying to work pools use ``prefect.yaml`` instead (docs/deploy.md
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import serve
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
@@ -47,7 +47,8 @@ def build_deployments(config: RunConfig, *, config_path: str | None = None
     Returns
     -------
     list of RunnerDeployment
-        ``drift-check/kl-drift`` and ``build-baseline/kl-drift``.
+        ``drift-check/<name>`` and ``build-baseline/<name>``, where ``<name>`` is
+        ``prefect.name`` (default ``kl-drift``): the monitor name of artifact keys and events.
 
     Raises
     ------
@@ -59,21 +60,23 @@ def build_deployments(config: RunConfig, *, config_path: str | None = None
     baseline_parameters = {"config": reference}
     if schedule.baseline_source is not None:
         baseline_parameters["source"] = schedule.baseline_source
-    common: dict[str, Any] = {"name": DEPLOYMENT_NAME, "tags": TAGS, "concurrency_limit": 1,
+    common: dict[str, Any] = {"name": config.prefect.name or DEPLOYMENT_NAME, "tags": TAGS,
+                              "concurrency_limit": 1,
                               "entrypoint_type": EntrypointType.MODULE_PATH}
-    return [
-        # Prefect's async_dispatch types the call as maybe a coroutine; called sync here
-        drift_check.to_deployment(  # type: ignore[list-item]
+    deployments = [
+        drift_check.to_deployment(
             schedules=_schedules("drift_cron", schedule.drift_cron, schedule.timezone),
             parameters={"config": reference},
             description="Check current data against the baseline profile; publish the "
-                        "report, drift table and critical-alert events.", **common),
-        build_baseline.to_deployment(  # type: ignore[list-item]  # as above
+                        "report, drift table, run summary and new-alert events.", **common),
+        build_baseline.to_deployment(
             schedules=_schedules("baseline_cron", schedule.baseline_cron, schedule.timezone),
             parameters=baseline_parameters,
             description="Rebuild the baseline profile (input.baseline) from raw data.",
             **common),
     ]
+    # to_deployment is sync-or-async; called from sync code it returns the deployment.
+    return cast(list[RunnerDeployment], deployments)
 
 
 def serve_deployments(config: RunConfig, *, config_path: str | None = None) -> None:

@@ -18,7 +18,6 @@ import re
 import tomllib
 import types
 import typing
-import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -34,7 +33,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
-from pipeline.labels import check_period
+from pipeline.windows import MIN_COVERAGE, UTC, check_period, check_timezone
 
 #: Metrics of the drift table, in column order; any of them can be the alert metric.
 METRICS = ("kl", "reverse_kl", "symmetric_kl", "psi", "js_divergence", "js_distance",
@@ -63,8 +62,13 @@ _PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
               ("schedule", "baseline_source"), ("models", "baseline"), ("models", "current"),
               ("estimate", "source"))
 
+# Source syntax (pipeline/read/location.py): a format prefix, or an embedded database file.
+_FORMAT_PREFIX = re.compile(r"^(?:parquet|csv|ndjson|delta|iceberg):(?!//)")
+_FILE_DATABASE = re.compile(r"^(?:duckdb|sqlite)(?:\+\w+)?:///(?!/)")
+
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Period = Annotated[str, AfterValidator(check_period)]
+TimeZone = Annotated[str, AfterValidator(check_timezone)]
 
 
 class _Invalid(ValueError):
@@ -83,18 +87,39 @@ class _Windowed(_Section):
     """Windows and segments of a row-per-record input: ``[input]``, ``[models]``, ``[estimate]``.
 
     ``period`` cuts the ``timestamp`` column into windows; a ``timestamp`` without ``period``
-    gives one window per distinct value (e.g. a ``batch_date`` column).
+    gives one window per distinct value (e.g. a ``batch_date`` column). Windows are cut in
+    ``input.window_timezone`` for every part of a run (:mod:`pipeline.windows`).
     """
 
     timestamp: str | None = None
     period: Period | None = None
     segments: list[str] = []
 
+    @field_validator("segments")
+    @classmethod
+    def _distinct_segments(cls, value: list[str]) -> list[str]:
+        repeated = [s for i, s in enumerate(value) if s in value[:i]]
+        if repeated:
+            raise ValueError(f"{repeated[0]!r} is listed twice; list each column once")
+        return value
+
     @model_validator(mode="after")
     def _period_needs_timestamp(self) -> _Windowed:
         if self.period is not None and self.timestamp is None:
             raise _Invalid("period", "needs timestamp, the column to cut into periods")
         return self
+
+
+class _Sourced(_Section):
+    """A section reading sources: ``storage_options`` for object-store URLs among them.
+
+    Keys and values are polars' object-store options (``aws_region``, ``aws_endpoint_url``,
+    ``aws_access_key_id``, ``google_service_account``, ``azure_storage_account_name``, ...).
+    Without them credentials come from the standard environment and config chains. Their
+    values are never logged nor written to outputs (alerts.json shows ``"***"``).
+    """
+
+    storage_options: dict[str, str | int | bool] = {}
 
 
 class _InBase(_Section):
@@ -108,8 +133,12 @@ class _InBase(_Section):
         return None if self.base == "e" else float(self.base)
 
 
-class InputConfig(_Windowed):
-    """``[input]``: where the baseline and current data are and how to read them."""
+class InputConfig(_Windowed, _Sourced):
+    """``[input]``: where the baseline and current data are and how to read them.
+
+    ``window_timezone`` and ``min_coverage`` hold for every part of the run: ``[models]``
+    and ``[estimate]`` cut and judge their windows with them too.
+    """
 
     baseline: str | None = None
     baseline_format: Literal["auto", "profile", "histogram", "raw"] = "auto"
@@ -121,6 +150,26 @@ class InputConfig(_Windowed):
     # "dask": Prefect's drift_check bins raw current files as mapped tasks on a Dask cluster.
     executor: Literal["local", "dask"] = "local"
     dask_address: str | None = None  # scheduler address; None: a local cluster per run
+    window_timezone: TimeZone = UTC  # windows start at period boundaries of this zone
+    min_coverage: float = Field(MIN_COVERAGE, ge=0, le=1)  # less covered: a partial window
+    # segments that differ from the baseline's: compare with the pooled baseline (warned)
+    pool_segments: bool = False
+    # Longest wait to reach the scheduler, and again for its first worker, before failing.
+    dask_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InputConfig:
+        both = [f for f in self.features or () if f in self.segments]
+        if both:
+            raise _Invalid("features", f"{both[0]!r} is also in input.segments; a segment "
+                           "column is never checked as a feature: remove it from one list")
+        if self.executor == "dask" and self.current_format == "histogram":
+            raise _Invalid("executor", "'dask' bins raw current rows, and current_format is "
+                           "'histogram'; set executor = 'local'")
+        if self.dask_address is not None and self.executor != "dask":
+            raise _Invalid("dask_address", "applies to executor = 'dask' only; set "
+                           "executor = 'dask' or remove dask_address")
+        return self
 
 
 class ProfileConfig(_Section):
@@ -260,17 +309,7 @@ class ScheduleConfig(_Section):
     drift_cron: str | None = "0 * * * *"
     baseline_cron: str | None = None
     baseline_source: str | None = None  # raw data build_baseline profiles into input.baseline
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}, e.g. 'UTC', "
-                             "'Europe/Paris'") from None
-        return value
+    timezone: TimeZone = UTC
 
     @model_validator(mode="after")
     def _baseline_has_source(self) -> ScheduleConfig:
@@ -280,7 +319,30 @@ class ScheduleConfig(_Section):
         return self
 
 
-class ModelsConfig(_Windowed, _InBase):
+class PrefectConfig(_Section):
+    """``[prefect]``: what the Prefect flows publish and how long they may run.
+
+    Read by ``flows/`` only (docs/deploy.md); ``kl-drift run`` without ``--prefect``
+    ignores it.
+    """
+
+    name: str | None = Field(default=None, min_length=1, max_length=80)  # None: deployment
+    timeout_seconds: float = Field(default=3600.0, gt=0)
+    alert_events: list[Literal["warn", "critical"]] = ["warn", "critical"]
+    resolved_events: bool = False
+    summary_alerts: int = Field(default=20, ge=0, le=500)
+    report_base_url: str | None = None
+
+    @field_validator("report_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s?#]+", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. "
+                             "'https://drift.example.com/runs'")
+        return value
+
+
+class ModelsConfig(_Windowed, _Sourced, _InBase):
     """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
 
     ``outputs`` names either one list column holding each example's vector (``"logits"``)
@@ -325,7 +387,7 @@ class ModelsConfig(_Windowed, _InBase):
         return self
 
 
-class EstimateConfig(_Windowed, _InBase):
+class EstimateConfig(_Windowed, _Sourced, _InBase):
     """``[estimate]``: KL estimates from log-prob samples (``kl-drift estimate``).
 
     Samples are drawn from Q; ``logq`` and ``logp`` name their log-probabilities under Q
@@ -398,6 +460,7 @@ class RunConfig(_Section):
     alerts: AlertsConfig = AlertsConfig()
     output: OutputConfig = OutputConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    prefect: PrefectConfig = PrefectConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
     joint: JointConfig | None = None
@@ -479,9 +542,26 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}invalid TOML: {exc}") from None
     for section, key in _PATH_KEYS:
         value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            data[section][key] = str(path.parent / value)
+        if isinstance(value, str) and value:
+            data[section][key] = _resolved(value, path.parent)
     return data
+
+
+def _resolved(source: str, folder: Path) -> str:
+    """A source with its relative local path made relative to ``folder``: plain paths,
+    ``csv:``-style prefixed paths and embedded database files (``duckdb:///wh.duckdb#t``);
+    URLs and absolute paths are left as they are (source syntax: pipeline.read.location)."""
+    prefix = _FORMAT_PREFIX.match(source)
+    if prefix:
+        return prefix.group(0) + _resolved(source[prefix.end():], folder)
+    embedded = _FILE_DATABASE.match(source)
+    if embedded:
+        rest = source[embedded.end():]
+        return embedded.group(0) + (rest if rest.startswith(":memory:") else
+                                    str(folder.resolve() / rest))
+    if "://" in source or Path(source).is_absolute():
+        return source
+    return str(folder / source)
 
 
 def _merge(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -8,6 +8,7 @@ names, run ids) go through :func:`safe_filename` before they become paths.
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import importlib.metadata
 import os
@@ -79,6 +80,25 @@ def make_dirs(path: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs (another user's process counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete temp files a killed writer of ``target`` left (their process is gone)."""
+    for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        pid = orphan.name[len(target.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            orphan.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it into place.
 
@@ -88,8 +108,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     target = Path(path)
     make_dirs(target.parent)
+    _remove_orphans(target)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
                                         dir=target.parent)
         os.close(fd)
     except OSError as error:

@@ -6,8 +6,31 @@ the names of the files in a run folder. Constants only: no stage logic lives her
 
 from __future__ import annotations
 
+from pipeline.config import METRICS, MODEL_METRICS, PER_EXAMPLE_METRICS
+
 #: Columns of the histogram long format that are not segment columns.
 HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
+
+#: Every column of the tables a run writes (drift.parquet and its history rows,
+#: models.parquet, model_classes.parquet, model_examples.parquet, estimates.parquet) and of
+#: the histogram format. A segment column with one of these names is written as
+#: ``segment:<name>`` in every table (pipeline.labels.public_segment_columns). A column
+#: added to a table belongs here too (tests/test_segments.py checks it).
+TABLE_COLUMNS = frozenset({
+    *HISTOGRAM_COLUMNS,
+    # drift.parquet (+ history)
+    "segment", "coverage", "partial", "kind", "n_baseline", "n_current", *METRICS, "metric",
+    "value", "warn_threshold", "critical_threshold", "p_value", "q_value", "status",
+    "window_status", "reason", "top_bins", "bins", "lifecycle", "run_id", "created_at",
+    # models.parquet, model_classes.parquet, model_examples.parquet
+    "n", *MODEL_METRICS, "class", "baseline_mean", "current_mean", "kl_contribution",
+    "js_contribution", "baseline_predicted_share", "current_predicted_share", "rank",
+    *PER_EXAMPLE_METRICS, "baseline_class", "current_class", "baseline_probs",
+    "current_probs",
+    # estimates.parquet
+    "estimator", "direction", "n_tokens", "stderr", "ci_low", "ci_high",
+    *(f"k{i}{suffix}" for i in (1, 2, 3) for suffix in ("", "_stderr")),
+})
 
 #: Statuses of a drift row (drift.parquet), in the order of the ``summary`` counts.
 STATUSES = ("ok", "warn", "critical", "insufficient_data", "error")

@@ -10,28 +10,42 @@ reports from the folder's files, exactly as ``kl-drift report`` would re-render 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from pipeline.bins.align import align, segment_columns
-from pipeline.bins.binning import bin_raw, retyped_features
+from pipeline.bins.align import align, pool_segments, segment_columns
+from pipeline.bins.binning import Binned, bin_windows, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
+from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import safe_filename, tool_version
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
+from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
-from pipeline.read.sources import collect_schema, detect_format, scan_raw
+from pipeline.read.location import parse_location, redact
+from pipeline.read.sources import (
+    ambiguous_columns,
+    check_scalar_columns,
+    classify_columns,
+    describe_source,
+    is_profile_file,
+    scan_raw,
+    source_schema,
+)
+from pipeline.windows import timestamp_expr, window_coverage
 from pipeline.write.documents import alerts_document, estimates_block, models_block
 from pipeline.write.history import (
     HISTORY_DIR,
@@ -56,27 +70,36 @@ FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
-BinCurrent = Callable[[Profile, InputConfig, list[str]], pl.DataFrame]
+BinCurrent = Callable[[Profile, InputConfig, list[str]], Binned]
+
+
+def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
+    """Bin ``settings.current`` in this process, in one streamed pass over all files, or
+    in the database for a database source (push-down: only counts leave it).
+
+    ``missing="skip"``: a profile feature absent from the current rows becomes an error row
+    for that feature instead of stopping the run. The result also holds the rows' time
+    range, from which the coverage of each window follows.
+    """
+    current = _input_path(settings.current, "current")
+    location = parse_location(current)
+    if location.format == "sql":
+        return bin_in_database(location, profile, timestamp=settings.timestamp,
+                               period=settings.period, segments=settings.segments,
+                               features=features, missing="skip",
+                               window_timezone=settings.window_timezone)
+    return bin_windows(scan_raw(current, storage_options=settings.storage_options), profile,
+                       timestamp=settings.timestamp, period=settings.period,
+                       segments=settings.segments, features=features, missing="skip",
+                       source=location.shown, window_timezone=settings.window_timezone)
 
 
 def _input_path(path: str | None, key: str) -> str:
     """``input.baseline`` or ``input.current`` (named by ``key``): feature drift needs both."""
     if not path:
-        raise ConfigError(f"input.{key}: required for feature drift (a Parquet path)")
+        raise ConfigError(f"input.{key}: required for feature drift (a file, folder, URL "
+                          "or database source)")
     return path
-
-
-def bin_current_locally(profile: Profile, settings: InputConfig,
-                        features: list[str]) -> pl.DataFrame:
-    """Bin ``settings.current`` in this process, in one streamed pass over all files.
-
-    ``missing="skip"``: a profile feature absent from the current rows becomes an error row
-    for that feature instead of stopping the run.
-    """
-    current = _input_path(settings.current, "current")
-    return bin_raw(scan_raw(current), profile, timestamp=settings.timestamp,
-                   period=settings.period, segments=settings.segments, features=features,
-                   missing="skip", source=current)
 
 
 @dataclass(frozen=True)
@@ -130,8 +153,9 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
         Called with a short message at each stage (for CLI progress or flow logs).
     bin_current : callable, optional
         How raw current rows are binned: ``bin_current(profile, config.input, features)``
-        returning the histogram long table; :func:`bin_current_locally` by default
-        (``flows.dask_histograms.bin_on_dask`` bins file by file on a Dask cluster).
+        returning a :class:`pipeline.bins.binning.Binned` (histogram long table and time
+        range); :func:`bin_current_locally` by default (``flows.dask_histograms.bin_on_dask``
+        bins file by file on a Dask cluster).
 
     Returns
     -------
@@ -140,8 +164,9 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     Raises
     ------
     ConfigError, InputError
-        One-line messages for a bad configuration (also: nothing to check, or only one of
-        ``input.baseline``/``input.current``) or unreadable/malformed input. Problems
+        One-line messages for a bad configuration (also: nothing to check, only one of
+        ``input.baseline``/``input.current``, or segment columns that differ from the
+        baseline's without ``input.pool_segments``) or unreadable/malformed input. Problems
         limited to one feature or window do not raise: they become ``error`` or
         ``insufficient_data`` rows.
     """
@@ -221,11 +246,13 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     models = None
     if config.models is not None and MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
-        models = compare_models(config.models)
+        models = compare_models(config.models, window_timezone=config.input.window_timezone,
+                                min_coverage=config.input.min_coverage)
     estimates = estimates_summary = None
     if config.estimate is not None and ESTIMATES in parts:
         say(f"estimating KL from {config.estimate.source}")
-        estimates = estimate_kl(config.estimate)
+        estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
+                                min_coverage=config.input.min_coverage)
         estimates_summary = estimates_block(estimates, config.estimate)
 
     say("comparing with earlier runs")
@@ -243,7 +270,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
-              {"baseline": config.input.baseline, "current": config.input.current})
+              {"baseline": describe_source(config.input.baseline or ""),
+               "current": describe_source(config.input.current or "")})
     document = alerts_document(
         drift, {
             "run_id": run_id,
@@ -253,7 +281,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             "config_hash": config.config_hash(),
             "metric": config.drift.metric,
             "base": config.drift.base,
-            "config": effective.model_dump(mode="json"),
+            "config": public_config(effective),
         },
         warnings=warnings, resolved=resolved,
         models=None if models is None else models_block(models, models_resolved),
@@ -326,21 +354,23 @@ def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
 
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
     """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
-    settings = config.input
-    baseline_path = _input_path(settings.baseline, "baseline")
-    current_path = _input_path(settings.current, "current")
-    say(f"reading baseline {baseline_path}")
+    baseline_path = _input_path(config.input.baseline, "baseline")
+    current_path = _input_path(config.input.current, "current")
+    say(f"reading baseline {describe_source(baseline_path)}")
     baseline = _read_baseline(config, baseline_path)
-    say(f"reading current data {current_path}")
-    current, reasons = _read_current(config, current_path, baseline.profile, bin_current)
-    _check_features(config, baseline.histograms, current)
-    say(f"aligning {current.height:,} current histogram rows")
-    aligned = align(baseline.histograms, current, reasons=reasons)
+    say(f"reading current data {describe_source(current_path)}")
+    current = _read_current(config, current_path, baseline, bin_current)
+    _check_features(config, current.reference, current.histograms)
+    say(f"aligning {current.histograms.height:,} current histogram rows")
+    aligned = align(current.reference, current.histograms, reasons=current.reasons,
+                    coverage=current.coverage)
     say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
     drift = compute_drift(aligned, config.drift)
     say("deciding alerts")
-    drift = decide(drift, config.alerts, drift_config=config.drift)
-    return _FeatureDrift(drift, baseline, _unmatched_patterns(config, drift))
+    # segment columns get their own names back (or segment:<name>) only now, for output
+    drift = public_segment_columns(decide(drift, config.alerts, drift_config=config.drift))
+    return _FeatureDrift(drift, baseline,
+                         [*current.warnings, *_unmatched_patterns(config, drift)])
 
 
 @dataclass(frozen=True)
@@ -353,40 +383,115 @@ class _Baseline:
 def _read_baseline(config: RunConfig, path: str) -> _Baseline:
     kind: str = config.input.baseline_format
     if kind == "auto":
-        kind = detect_format(path)
+        kind = _detect(path, config, "baseline")[0]
     return _BASELINE_READERS[kind](config, path)
 
 
+def _detect(source: str, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
+    """What ``source`` holds (a profile by its footer; a histogram table or raw rows by its
+    columns), and its schema; a histogram-like table with float data columns is
+    ambiguous: an error."""
+    schema = source_schema(source, storage_options=config.input.storage_options)
+    if is_profile_file(source):
+        return "profile", schema
+    kind = classify_columns(set(schema))
+    floats = ambiguous_columns(schema) if kind == "histogram" else []
+    if floats:
+        raise InputError(f"has feature, bin and count columns like a histogram table, but "
+                         f"also the number column {floats[0]!r} like raw rows; set "
+                         f"input.{role}_format = \"raw\" or \"histogram\"",
+                         source=describe_source(source))
+    return kind, schema
+
+
+def _format_hint(role: str, kind: str) -> str:
+    """Why auto-detection chose ``kind``, and how to override it."""
+    other = "raw" if kind != "raw" else "histogram"
+    return (f"(read as a {kind} table because of its columns: a histogram table has "
+            f"feature, bin and count, a profile also kind and bin_index; if that is wrong, "
+            f"set input.{role}_format = \"{other}\")")
+
+
+def public_config(config: RunConfig) -> dict[str, Any]:
+    """The effective config as alerts.json records it: storage option values and URL
+    passwords masked, so no credential reaches an output."""
+    data = config.model_dump(mode="json")
+    for section in data.values():
+        if not isinstance(section, dict):
+            continue
+        if section.get("storage_options"):
+            section["storage_options"] = dict.fromkeys(section["storage_options"], "***")
+        for key, value in section.items():
+            if isinstance(value, str) and "://" in value:
+                section[key] = redact(value)
+    return data
+
+
 def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
+    # every segment of the profile: _match_segments compares them with the run's
     profile = read_profile(path)
-    # profile segment columns the run does not split by are pooled (same bins everywhere)
-    segments = [s for s in profile.segments if s in config.input.segments]
-    return _Baseline(_selected(config, profile.histograms(segments)), profile, built=False)
+    return _Baseline(_selected(config, profile.histograms()), profile, built=False)
+
+
+def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFrame:
+    """A histogram table of ``[input]``, its segment columns under their private names and
+    its windows (if any) in the window time zone."""
+    settings = config.input
+    with _hinted(role, getattr(settings, f"{role}_format"), "histogram"):
+        table = read_histograms(path, role=role, duplicates=settings.duplicates,
+                                storage_options=settings.storage_options)
+    if "window" in table.columns:
+        values, _ = timestamp_expr("window", table.schema["window"], period=None,
+                                   timezone=settings.window_timezone)
+        table = table.with_columns(values)
+    return private_segment_columns(table, segment_columns(table))
 
 
 def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
-    histograms = read_histograms(path, role="baseline",
-                                 duplicates=config.input.duplicates)
-    return _Baseline(_selected(config, histograms), None, built=False)
+    return _Baseline(_selected(config, _read_histogram_table(config, path, "baseline")), None,
+                     built=False)
 
 
 def build_baseline_profile(config: RunConfig, source: str | None = None) -> Profile:
     """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
 
     Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. ``source`` (a file, glob or
-    folder) defaults to ``input.baseline``. Used by runs with a raw baseline,
+    ``input.segments`` get their own baseline histograms. ``source`` (any source string)
+    defaults to ``input.baseline``; a database source is profiled in the database (only
+    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
     ``kl-drift profile`` and the ``build_baseline`` flow alike.
     """
     settings, options = config.input, config.profile
     source = source or settings.baseline
     if not source:
         raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
-    return build_profile(
-        scan_raw(source), features=settings.features,
+    shown = describe_source(source)
+    if is_profile_file(source):
+        raise InputError("is already a baseline profile, not raw rows; use it as "
+                         "input.baseline directly", source=shown)
+    schema = source_schema(source, storage_options=settings.storage_options)
+    # Profiling reads raw rows: a table that looks like histograms (and has no float data
+    # column, which only raw rows have) needs the user to say so.
+    if (settings.baseline_format != "raw" and classify_columns(set(schema)) == "histogram"
+            and not ambiguous_columns(schema)):
+        raise InputError("is a histogram table (feature, bin and count columns), not raw "
+                         "rows; use it as input.baseline directly, or set "
+                         "input.baseline_format = \"raw\" to profile its columns",
+                         source=shown)
+    check_scalar_columns(schema, settings.segments, shown)
+    location = parse_location(source)
+    build = partial(profile_in_database, location) if location.format == "sql" else partial(
+        build_profile, scan_raw(source, storage_options=settings.storage_options),
+        source=shown)
+    profile = build(
+        features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
         segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        top_k=options.top_k, fixed_edges=options.fixed_edges or None, source=source)
+        top_k=options.top_k, fixed_edges=options.fixed_edges or None)
+    if not profile.metadata.get("row_count"):
+        raise InputError("baseline has no rows, so there is nothing to compare with; check "
+                         "input.baseline", source=shown)
+    return profile
 
 
 def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
@@ -398,50 +503,128 @@ _BASELINE_READERS: dict[str, Callable[[RunConfig, str], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
-def _read_current(config: RunConfig, path: str, profile: Profile | None,
-                  bin_current: BinCurrent) -> tuple[pl.DataFrame, dict[str, str]]:
-    """Current histograms, and why some features could not be binned (by feature)."""
-    settings = config.input
+@dataclass(frozen=True)
+class _Current:
+    histograms: pl.DataFrame  # private segment columns
+    reference: pl.DataFrame  # the baseline histograms to compare with (_match_segments)
+    warnings: list[str]
+    reasons: dict[str, str]  # why some features could not be binned, by feature
+    coverage: pl.DataFrame | None  # window, coverage, partial (raw rows with a period)
+
+
+def _read_current(config: RunConfig, path: str, baseline: _Baseline,
+                  bin_current: BinCurrent) -> _Current:
+    """Current histograms, the baseline they are compared with, why some features could not
+    be binned, and window coverage. Segments are matched before raw rows are binned."""
+    settings, profile = config.input, baseline.profile
     reasons: dict[str, str] = {}
+    coverage = None
     kind = settings.current_format
     if kind == "auto":
-        kind = "raw" if detect_format(path) == "raw" else "histogram"
+        detected, schema = _detect(path, config, "current")
+        kind = "raw" if detected == "raw" else "histogram"
+    else:
+        schema = source_schema(path, storage_options=settings.storage_options)
+    shown = describe_source(path)
+    check_scalar_columns(schema, settings.segments, shown)
     if kind == "histogram":
         if settings.timestamp is not None:
             raise ConfigError("input.timestamp: windows apply to raw current data; a "
-                              "histogram table brings its own 'window' column")
-        current = read_histograms(path, role="current", duplicates=settings.duplicates)
-        missing = [c for c in settings.segments if c not in segment_columns(current)]
+                              "histogram table brings its own 'window' column"
+                              + (" " + _format_hint("current", kind)
+                                 if settings.current_format == "auto" else ""))
+        current = _read_histogram_table(config, path, "current")
+        with _hinted("current", settings.current_format, kind):
+            _check_shared_features(baseline.histograms, current, shown)
+        names = [segment_name(c) for c in segment_columns(current)]
+        missing = [c for c in settings.segments if c not in names]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
-                             "lacks", source=path, column=missing[0])
-        current = _selected(config, current)
+                             "lacks", source=shown, column=missing[0])
+        current = _selected(config, current, names)
+        reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
         if profile is None:
             raise InputError("current data is raw rows, so the baseline must be a profile or "
                              "raw data to bin it with, not a histogram table",
-                             source=settings.baseline)
-        features = [f for f in profile.features if _wanted(config, f)]
+                             source=describe_source(settings.baseline or ""))
+        reference, warnings = _match_segments(config, baseline.histograms, settings.segments)
+        features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
-        schema = collect_schema(scan_raw(path), path)
         reasons = retyped_features(schema, profile, features)
-        current = bin_current(profile, settings, [f for f in features if f not in reasons])
+        binned = bin_current(profile, settings, [f for f in features if f not in reasons])
+        current = binned.histograms
+        if "window" in current.columns:
+            coverage = window_coverage(current["window"], binned.span, settings.period,
+                                       settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
         raise InputError("the current data has no rows to compare; check input.current and "
-                         "the feature filters", source=path)
-    return current, reasons
+                         "the feature filters", source=shown)
+    return _Current(current, reference, warnings, reasons, coverage)
 
 
-def _wanted(config: RunConfig, feature: str) -> bool:
+def _match_segments(config: RunConfig, baseline: pl.DataFrame,
+                    run_names: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """The baseline histograms to compare with, and the run warnings this choice needs.
+
+    The baseline's segment columns must be the run's: otherwise a segment would be compared
+    with a baseline of other segments mixed together, and a mere difference in segment mix
+    would show as drift. ``input.pool_segments`` allows it explicitly, with a warning:
+    baseline segment columns the run lacks are added up, and run segment columns the
+    baseline lacks are compared with the baseline of the remaining ones (or the global one).
+    A segment column is never a feature (their histograms are dropped on both sides).
+    """
+    base = segment_columns(baseline)
+    base_names, run_names = [segment_name(c) for c in base], list(run_names)
+    baseline = _selected(config, baseline, run_names)
+    if set(base_names) == set(run_names):
+        return baseline, []
+    if not config.input.pool_segments:
+        raise ConfigError(
+            f"input.segments: the baseline is segmented by {base_names} but this run by "
+            f"{run_names}; run with the baseline's segment columns, rebuild the baseline with "
+            "the run's, or set input.pool_segments = true to compare each segment with the "
+            "baseline pooled over the others")
+    kept = [c for c in base if segment_name(c) in run_names]
+    kept_names = [segment_name(c) for c in kept]
+    warning = (f"input.pool_segments: the baseline is segmented by {base_names}, this run by "
+               f"{run_names}: each segment is compared with the baseline "
+               + (f"of its {kept_names} values" if kept else "pooled over every segment")
+               + ", so a difference in segment mix shows as drift")
+    return pool_segments(baseline, kept), [warning]
+
+
+@contextmanager
+def _hinted(role: str, setting: str, kind: str) -> Iterator[None]:
+    """Add why the table was read as ``kind`` to an InputError, when it was auto-detected."""
+    try:
+        yield
+    except InputError as error:
+        if setting != "auto":
+            raise
+        raise InputError(f"{error} {_format_hint(role, kind)}") from error
+
+
+def _check_shared_features(baseline: pl.DataFrame, current: pl.DataFrame, source: str) -> None:
+    """A histogram table none of whose features is in the baseline is not what it seems."""
+    if not set(current["feature"].unique()) & set(baseline["feature"].unique()):
+        shown = ", ".join(map(repr, current["feature"].unique(maintain_order=True).head(3)))
+        raise InputError(f"none of its features ({shown}, ...) is a baseline feature",
+                         source=source, column="feature")
+
+
+def _wanted(config: RunConfig, feature: str, segments: Sequence[str]) -> bool:
     settings = config.input
     return ((settings.features is None or feature in settings.features)
-            and feature not in settings.exclude)
+            and feature not in settings.exclude and feature not in segments)
 
 
-def _selected(config: RunConfig, histograms: pl.DataFrame) -> pl.DataFrame:
-    """Histogram rows of the features selected by ``input.features`` / ``input.exclude``."""
+def _selected(config: RunConfig, histograms: pl.DataFrame,
+              segments: Sequence[str] = ()) -> pl.DataFrame:
+    """Histogram rows of the features selected by ``input.features`` / ``input.exclude``,
+    without those named like a segment column (never checked as features)."""
     settings = config.input
-    keep = ~pl.col("feature").is_in(settings.exclude)
+    keep = ~pl.col("feature").is_in([*settings.exclude, *segments])
     if settings.features is not None:
         keep &= pl.col("feature").is_in(settings.features)
     return histograms.filter(keep)

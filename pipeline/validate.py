@@ -9,7 +9,9 @@ import polars as pl
 from pipeline.bins.profile import read_profile
 from pipeline.config import load_config
 from pipeline.read.histograms import read_histograms
-from pipeline.read.sources import collect, detect_format, scan_raw
+from pipeline.read.location import parse_location
+from pipeline.read.sources import collect, describe_source, detect_format, scan_raw
+from pipeline.read.sql import sql_row_count, sql_schema
 
 
 def _config(path: str) -> str:
@@ -33,17 +35,22 @@ def _histogram(path: str) -> str:
 
 
 def _raw(path: str) -> str:
-    scan = scan_raw(path)
-    rows = collect(scan.select(pl.len()), path).item()
-    return f"raw table, {rows:,} rows, {len(scan.collect_schema())} columns"
+    location = parse_location(path)
+    if location.format == "sql":
+        columns, rows = len(sql_schema(location)), sql_row_count(location)
+    else:
+        scan = scan_raw(path)
+        rows = collect(scan.select(pl.len()), describe_source(path)).item()
+        columns = len(scan.collect_schema())
+    return f"raw table, {rows:,} rows, {columns} columns"
 
 
 _DESCRIBERS = {"profile": _profile, "histogram": _histogram, "raw": _raw}
 
 
 def describe(path: str) -> str:
-    """Validate ``path`` (a TOML config, a profile, a histogram table or a raw table) and
-    return a one-line summary of it.
+    """Validate ``path`` (a TOML config, a profile, a histogram table or a raw table; any
+    source of :mod:`pipeline.read.location`) and return a one-line summary of it.
 
     Raises
     ------

@@ -46,3 +46,7 @@ def categorical_histogram(feature: str, counts: dict[str, float],
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261124)
+
+
+# Real servers for the source tests (PostgreSQL, an S3-compatible endpoint): tests/servers.py
+from tests.servers import postgres_url, s3  # noqa: E402, F401

@@ -69,7 +69,8 @@ def test_bad_config_files(tmp_path: Path, toml: str, expected: str) -> None:
 def test_missing_input_path_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as error:
         run_drift(load_config(None, {"input.baseline": "b.parquet"}))
-    assert one_line(error) == "input.current: required for feature drift (a Parquet path)"
+    assert one_line(error) == ("input.current: required for feature drift (a file, folder, "
+                               "URL or database source)")
 
 
 def test_feature_listed_in_config_but_absent_everywhere(tmp_path: Path) -> None:
@@ -143,10 +144,10 @@ def test_timestamp_column_missing_from_raw_current(tmp_path: Path) -> None:
 
 def test_mismatched_segment_columns(tmp_path: Path) -> None:
     baseline, current = good_pair()
-    with pytest.raises(InputError) as error:
+    with pytest.raises(ConfigError) as error:
         run(tmp_path, baseline.with_columns(model_version=pl.lit("2")),
             current.with_columns(region=pl.lit("EU")))
-    assert "column 'model_version'" in one_line(error)
+    assert "segmented by ['model_version'] but this run by ['region']" in one_line(error)
 
 
 # --- per-row problems: the rest of the run completes --------------------------------------

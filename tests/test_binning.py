@@ -17,8 +17,10 @@ from pipeline.bins.binning import bin_raw, retyped_features
 from pipeline.bins.layout import bin_label
 from pipeline.bins.profile import Profile, build_profile
 from pipeline.errors import ConfigError, InputError
-from pipeline.labels import MISSING, OTHER
+from pipeline.labels import MISSING, OTHER, segment_column
 from pipeline.read.sources import scan_raw
+
+REGION, ORIGIN = segment_column("region"), segment_column("origin")
 
 FLIGHT_FEATURES = ["dep_delay", "arr_delay", "distance", "air_time", "carrier", "origin",
                    "dest", "hour"]
@@ -172,7 +174,8 @@ def test_windows_and_segments_match_a_groupby_reference(data: st.DataObject) -> 
         frame = frame.sort("region", "ts", nulls_last=False)
     profile = build_profile(frame.lazy(), exclude=["ts", "region"], bins=5, top_k=2)
     got = bin_raw(frame.lazy(), profile, timestamp="ts", period="1d", segments=["region"])
-    assert got.columns == ["region", "feature", "window", "bin", "count", "lower", "upper"]
+    assert got.columns == [REGION, "feature", "window", "bin", "count", "lower", "upper"]
+    got = got.rename({REGION: "region"})
     groups = frame.with_columns(window=pl.col("ts").dt.truncate("1d")).group_by(
         "region", "window").agg("x", "c")
     assert got.select("region", "window").n_unique() == groups.height
@@ -217,7 +220,8 @@ def test_text_and_date_timestamps() -> None:
         assert totals["window"].dt.date().to_list() == [date(2024, 1, 1), date(2024, 1, 2)]
     dates = pl.LazyFrame({"t": [date(2024, 1, 1), date(2024, 1, 3)], "x": [1.0, 2.0]})
     weekly = bin_raw(dates, profile, timestamp="t", period="1w")
-    assert weekly["window"].unique().to_list() == [date(2024, 1, 1)]
+    # a date is the day that starts at midnight (UTC windows: naive datetimes)
+    assert weekly["window"].unique().to_list() == [datetime(2024, 1, 1)]
 
 
 def test_timestamp_without_period_is_the_window_label() -> None:
@@ -263,11 +267,12 @@ def test_binning_january_again_gives_the_profile_counts(january: pl.DataFrame,
 def test_monthly_windows_per_origin_sum_to_the_flight_counts(
         flights: pl.DataFrame, flights_profile: Profile) -> None:
     got = bin_raw(flights.lazy(), flights_profile, timestamp="time_hour", period="1mo",
-                  segments=["origin"], source="flights")
-    assert got["window"].dtype == pl.Datetime("us", "UTC")
+                  segments=["origin"], source="flights").rename({ORIGIN: "origin"})
+    assert got["window"].dtype == pl.Datetime("us")  # UTC windows are naive
     per_month = got.filter(feature="distance").group_by("window").agg(pl.col("count").sum())
     expected = flights.group_by(pl.col("time_hour").str.to_datetime(time_zone="UTC")
-                                .dt.truncate("1mo").alias("window")).len()
+                                .dt.replace_time_zone(None).dt.truncate("1mo")
+                                .alias("window")).len()
     joined = per_month.join(expected, on="window")
     assert joined.height == expected.height
     assert (joined["count"] == joined["len"]).all()
@@ -310,7 +315,8 @@ def test_corrupt_file_met_while_streaming(tmp_path: Path, small_profile: Profile
     pl.DataFrame({"x": [1.0], "c": ["a"]}).write_parquet(tmp_path / "a.parquet")
     (tmp_path / "b.parquet").write_bytes(b"PAR1 not really PAR1")
     source = str(tmp_path / "*.parquet")
-    with pytest.raises(InputError, match=r"\*\.parquet': cannot read it as Parquet"):
+    # the file at fault is named, not just the glob
+    with pytest.raises(InputError, match=r"b\.parquet': cannot read it as Parquet"):
         bin_raw(scan_raw(source), small_profile, source=source)
 
 
@@ -356,8 +362,6 @@ def test_bad_window_settings(small_profile: Profile) -> None:
         bin_raw(raw, small_profile, period="1d")
     with pytest.raises(InputError, match=r"column 't': timestamp column must be a datetime"):
         bin_raw(raw, small_profile, timestamp="t", period="1d")
-    with pytest.raises(InputError, match=r"column 'bin': segment column name is reserved"):
-        bin_raw(raw, small_profile, segments=["bin"])
     with pytest.raises(InputError, match=r"column 'region': column not found"):
         bin_raw(raw, small_profile, segments=["region"])
     with pytest.raises(InputError, match=r"feature 'nope': not a feature of the profile"):

@@ -14,7 +14,8 @@ from pipeline.config import METRICS, DriftConfig
 from pipeline.measure.drift import BIN, TOP_BIN, compute_drift
 from tests.conftest import categorical_histogram, numeric_histogram
 
-COLUMNS = ["segment", "feature", "window", "kind", "n_baseline", "n_current", *METRICS,
+COLUMNS = ["segment", "feature", "window", "coverage", "partial", "kind", "n_baseline",
+           "n_current", *METRICS,
            "metric", "value", "warn_threshold", "critical_threshold", "p_value", "q_value",
            "status", "window_status", "reason", "top_bins", "bins"]
 

@@ -189,8 +189,11 @@ def _bad_cases():
         "sequence spans segments": (ok.with_columns(g=pl.Series(["a", "b", "b", "b"])),
                                     {"sequence_id": "seq", "per": "sequence", "segments": ["g"]},
                                     ["'g'", "seq s1", "one segment"]),
-        "timestamp not temporal": (ok, {"timestamp": "g", "period": "1d"},
-                                   ["'g'", "not a date"]),
+        "timestamp not ISO text": (ok, {"timestamp": "g", "period": "1d"},
+                                   ["'g'", "4 timestamp value(s) are not ISO-8601", "'a'"]),
+        "timestamp not temporal": (ok.with_columns(t=pl.lit(3)), {"timestamp": "t",
+                                                                 "period": "1d"},
+                                   ["'t'", "must be a datetime, a date or ISO-8601 text"]),
     }
 
 

@@ -22,7 +22,7 @@ from pipeline.config import JointConfig
 from pipeline.decide.joint import decide_joint
 from pipeline.errors import ConfigError
 from pipeline.labels import window_label_expr
-from pipeline.measure.joint import JOINT_SCHEMA, joint_features
+from pipeline.measure.joint import JOINT_SCHEMA, joint_features, sample_current
 from tests.joint_data import frame, joint_check
 
 FAST = JointConfig(importance_repeats=2, importance_rows=2000, max_iter=100)
@@ -133,19 +133,19 @@ def test_view_counts_every_sampled_row_on_the_top_pair(rng) -> None:
 def test_windows_are_labelled_like_the_drift_table(rng) -> None:
     n = 1200
     stamps = [datetime(2024, 1, 1 + i % 3, 5) for i in range(n)]
-    values = rng.normal(size=(n, 2))
-    current = frame(values).with_columns(ts=pl.Series(stamps),
-                                         text=pl.Series([s.isoformat() for s in stamps]))
+    current = frame(rng.normal(size=(n, 2))).with_columns(
+        ts=pl.Series(stamps), text=pl.Series([s.isoformat() for s in stamps]))
     baseline = frame(rng.normal(size=(2000, 2)))
     profile = build_profile(baseline.lazy())
-    for timestamp in ("ts", "text"):
-        joint = joint_check(baseline, current, FAST, timestamp=timestamp, period="1d",
-                            profile=profile)
-        binned = bin_raw(current.lazy(), profile, timestamp=timestamp, period="1d")
+    for timestamp, zone in (("ts", "UTC"), ("text", "UTC"), ("ts", "America/New_York")):
+        windows, _ = sample_current(current.lazy(), profile.layout, ["x0", "x1"],
+                                    timestamp=timestamp, period="1d", segments=[], size=10,
+                                    seed=0, source="current", window_timezone=zone)
+        binned = bin_raw(current.lazy(), profile, timestamp=timestamp, period="1d",
+                         window_timezone=zone)
         drift = binned.select(window_label_expr(binned.schema["window"]))["window"]
-        assert joint["window"].to_list() == sorted(drift.unique().to_list())
-        assert joint["window"][0] == ("2024-01-01T00:00:00" if timestamp == "ts"
-                                      else "2024-01-01T00:00:00+00:00")
+        assert sorted(windows.totals["window"]) == sorted(drift.unique())
+    assert sorted(windows.totals["window"])[0] == "2024-01-01T00:00:00-05:00"
 
 
 def test_features_follow_the_config() -> None:

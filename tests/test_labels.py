@@ -7,13 +7,8 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
-from pipeline.labels import (
-    check_period,
-    raw_window_label_expr,
-    segment_label_expr,
-    window_label_expr,
-    window_start_expr,
-)
+from pipeline.labels import segment_label_expr, window_label_expr
+from pipeline.windows import check_period, timestamp_expr, window_start_expr
 
 
 def labels(frame: pl.DataFrame, expr: pl.Expr) -> list[str]:
@@ -38,11 +33,15 @@ def test_window_labels_by_type() -> None:
 def test_raw_windows_start_at_period_boundaries_or_keep_the_value() -> None:
     rows = pl.DataFrame({"ts": [datetime(2013, 7, 3, 9), datetime(2013, 7, 8, 1), None]})
     dtype = rows.schema["ts"]
-    assert labels(rows, raw_window_label_expr("ts", "1w", dtype)) == [
+
+    def raw_labels(period: str | None) -> list[str]:
+        values, _ = timestamp_expr("ts", dtype, period=period)
+        return labels(rows, window_label_expr(dtype, window_start_expr(values, period)))
+
+    assert raw_labels("1w") == [
         "2013-07-01T00:00:00", "2013-07-08T00:00:00", "__missing__"]  # weeks start Monday
-    assert labels(rows, raw_window_label_expr("ts", None, dtype)) == [
-        "2013-07-03T09:00:00", "2013-07-08T01:00:00", "__missing__"]
-    assert labels(rows, raw_window_label_expr(None, None, None)) == ["all"] * 3
+    assert raw_labels(None) == ["2013-07-03T09:00:00", "2013-07-08T01:00:00", "__missing__"]
+    assert labels(rows, window_label_expr(None)) == ["all"] * 3
     starts = rows.select(window_start_expr("ts", "1d"))["window"]
     assert starts.dtype == dtype and starts[0] == datetime(2013, 7, 3)
 

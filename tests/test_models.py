@@ -360,8 +360,12 @@ def _bad_cases():
                               _logits(k=1)), {}, ["'logits'", "sigmoid", "at least 2"]),
         "prefix columns differ": (probs, probs.with_columns(p_c=pl.lit(0.0)), prob_cfg,
                                   ["'p_'", "same", "p_c"]),
-        "timestamp not temporal": (ok.with_columns(ts=pl.lit("2024-01-01")), ok,
-                                   {"timestamp": "ts", "period": "1d"}, ["'ts'", "date"]),
+        "timestamp not temporal": (ok.with_columns(ts=pl.lit(20240101)), ok,
+                                   {"timestamp": "ts", "period": "1d"},
+                                   ["base.parquet", "'ts'", "a datetime, a date or ISO-8601"]),
+        "timestamp not ISO text": (ok, ok.with_columns(ts=pl.lit("tuesday")),
+                                   {"timestamp": "ts", "period": "1d"},
+                                   ["cur.parquet", "'ts'", "not ISO-8601", "'tuesday'"]),
     }
 
 

@@ -84,6 +84,26 @@ def test_a_drift_alerts_once_as_new_then_ongoing_then_resolved(week: dict) -> No
     assert day3["summary"]["warn"] + day3["summary"]["critical"] == 0
 
 
+def test_the_week_sends_one_notification_per_new_alert_and_one_when_it_ends(
+        week: dict) -> None:
+    """What the Prefect flow would emit each day (flows.publish: plain data, no server)."""
+    from flows.publish import RESOLVED_EVENT, alert_events, run_completed_event
+    from pipeline.config import PrefectConfig
+
+    settings = PrefectConfig.model_validate({"resolved_events": True})
+    per_day = []
+    for document in week["documents"]:
+        events = alert_events(document, monitor="week", report="file:///r", settings=settings)
+        summary = run_completed_event(document, monitor="week", report="file:///r",
+                                      run_dir=week["root"] / "runs", settings=settings)
+        per_day.append(([e["event"] for e in events], summary["resource"]["kl-drift.changed"]))
+    names = [n for events, _ in per_day for n in events]
+    assert names == ["kl-drift.alert.critical", RESOLVED_EVENT]  # the whole week: two events
+    assert [day for day, (events, _) in enumerate(per_day) if events] == [3, 6]
+    assert [changed for _, changed in per_day] == ["false", "false", "false", "true", "false",
+                                                   "false", "true", "false"]
+
+
 def test_rerunning_a_day_is_idempotent(week: dict) -> None:
     root = week["root"]
     config = load_config(None, {

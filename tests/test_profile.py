@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 
 from pipeline.bins.profile import METADATA_KEY, Profile, build_profile, read_profile, write_profile
 from pipeline.errors import ConfigError, InputError
-from pipeline.labels import MISSING, OTHER
+from pipeline.labels import MISSING, OTHER, public_segment_columns, segment_column
 from pipeline.read.sources import scan_raw
 from tests.test_binning import as_counts, naive_categorical, naive_numeric
 
 DATA = Path(__file__).parents[1] / "data"
+ORIGIN = segment_column("origin")
 
 
 def numeric_bins(profile: Profile, feature: str) -> pl.DataFrame:
@@ -221,7 +222,7 @@ def test_segment_counts_equal_a_group_by_reference(flights_baseline: pl.DataFram
     groups = flights_baseline.group_by("origin").agg("dep_delay", "distance", "carrier", "dest")
     assert groups.height == 3
     for origin, dep_delay, distance, carrier, dest in groups.iter_rows():
-        rows = by_origin.histograms().filter(origin=origin)
+        rows = public_segment_columns(by_origin.histograms()).filter(origin=origin)
         for feature, values in (("dep_delay", dep_delay), ("distance", distance)):
             bins = by_origin.layout.filter(feature=feature)
             assert as_counts(rows, feature) == naive_numeric(values, bins)
@@ -243,11 +244,11 @@ def test_segments_share_the_global_layout(flights_baseline: pl.DataFrame,
     assert by_origin.features == global_.features
     assert "origin" not in by_origin.features  # a segment column is never a feature
     assert by_origin.metadata["features"] == global_.metadata["features"]
-    table = by_origin.table
-    assert table.columns == ["origin", "feature", "kind", "bin", "bin_index", "lower",
+    table = by_origin.table  # in memory, segment columns have private names
+    assert table.columns == [ORIGIN, "feature", "kind", "bin", "bin_index", "lower",
                              "upper", "count"]
     assert table.height == 3 * global_.table.height
-    assert by_origin.histograms().columns == ["origin", "feature", "bin", "count", "lower",
+    assert by_origin.histograms().columns == [ORIGIN, "feature", "bin", "count", "lower",
                                               "upper"]
 
 
@@ -260,7 +261,7 @@ def test_two_segment_columns_match_a_naive_reference(rows: list) -> None:
                                        "x": pl.Float64, "c": pl.String}, orient="row")
     profile = build_profile(frame.lazy(), segments=["region", "version"], bins=4, top_k=2)
     assert profile.segments == ["region", "version"] and profile.features == ["x", "c"]
-    hist = profile.histograms()
+    hist = public_segment_columns(profile.histograms())
     assert hist["version"].dtype == pl.String  # segment values are text, like current data
     seen = {(r, str(v)) for r, v, *_ in rows}
     assert set(hist.select("region", "version").unique().rows()) == seen
@@ -276,7 +277,7 @@ def test_two_segment_columns_match_a_naive_reference(rows: list) -> None:
 def test_histograms_pool_the_segments_left_out() -> None:
     frame = pl.LazyFrame({"a": ["p", "p", "q"], "b": ["u", "v", "v"], "x": [1.0, 2.0, 3.0]})
     profile = build_profile(frame, segments=["a", "b"], bins=2)
-    by_a = profile.histograms(["a"])
+    by_a = public_segment_columns(profile.histograms(["a"]))
     assert by_a.columns == ["a", "feature", "bin", "count", "lower", "upper"]
     totals = by_a.group_by("a").agg(pl.col("count").sum()).sort("a").rows()
     assert totals == [("p", 2.0), ("q", 1.0)]
@@ -290,10 +291,6 @@ def test_bad_segment_columns() -> None:
     with pytest.raises(InputError, match=r"file 'b.parquet', column 'region': baseline lacks "
                                          r"segment column"):
         build_profile(frame, segments=["region"], source="b.parquet")
-    for reserved in ("kind", "bin"):
-        with pytest.raises(InputError, match=rf"column '{reserved}': segment column name is "
-                                             "reserved"):
-            build_profile(frame, segments=[reserved], source="b.parquet")
     with pytest.raises(InputError, match="baseline has no rows, so no segment to profile"):
         build_profile(pl.LazyFrame({"x": [1.0], "r": ["a"]}).head(0), segments=["r"])
 
@@ -311,9 +308,26 @@ def test_segmented_round_trip_and_version_1_profiles(tmp_path: Path, by_origin: 
     assert v1.segments == [] and v1.histograms().equals(old.histograms())
 
 
+def test_segment_columns_named_like_profile_columns(tmp_path: Path) -> None:
+    # names of the profile table itself: stored as segment:<name>, read back by name
+    frame = pl.LazyFrame({"x": [1.0, 2.0, 5.0], "kind": ["u", "v", "u"],
+                          "bin": ["p", "p", "q"], "segment:kind": ["s", "s", "s"]})
+    segments = ["kind", "bin", "segment:kind"]
+    profile = build_profile(frame, segments=segments, bins=2, source="b.parquet")
+    assert profile.segments == segments and profile.features == ["x"]
+    path = write_profile(profile, tmp_path / "p.parquet")
+    assert list(pl.read_parquet_schema(path))[:3] == [
+        "segment:segment:kind", "segment:bin", "segment:kind"]
+    back = read_profile(path)
+    assert back.table.equals(profile.table) and back.segments == segments
+    rows = {(r["segment"]["kind"], r["segment"]["bin"]): r["rows"]
+            for r in back.metadata["segment_rows"]}
+    assert rows == {("u", "p"): 1, ("v", "p"): 1, ("u", "q"): 1}
+
+
 def test_segments_with_different_bins_are_refused(tmp_path: Path, by_origin: Profile) -> None:
     one_bin_less = by_origin.table.filter(
-        ~((pl.col("origin") == "JFK") & (pl.col("feature") == "hour")
+        ~((pl.col(ORIGIN) == "JFK") & (pl.col("feature") == "hour")
           & (pl.col("bin_index") == 2)))
     write_profile(Profile(one_bin_less, by_origin.metadata), tmp_path / "gap.parquet")
     with pytest.raises(InputError, match=r"gap.parquet', feature 'hour': profile bins are "

@@ -10,7 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.write.history import append_history, read_history
+from pipeline.write.history import append_history
+from pipeline.write.reports import html
 from pipeline.write.reports.html import MAX_PLOTS, render_html
 from pipeline.write.reports.summary import STATUSES
 from tests.report_data import ParsedPage, make_alerts, make_drift, with_verdicts
@@ -37,8 +38,11 @@ def test_large_report_is_under_2_mb_and_caps_the_plots(large: tuple[pl.DataFrame
     assert n_alerting > MAX_PLOTS  # so the cap is exercised
     assert len(page.encode()) < 2_000_000
     parsed = ParsedPage(page)
-    assert len(parsed.all("svg")) == MAX_PLOTS
+    n_others = drift["feature"].n_unique() - n_alerting
     assert len(parsed.all("article")) == MAX_PLOTS
+    assert len(parsed.all("details")) == n_others  # every other feature, collapsed
+    # Share, contribution and across-windows panels for each.
+    assert len(parsed.all("svg")) == 3 * (MAX_PLOTS + n_others)
     assert len(parsed.all("tr")) == 1 + 100 + 1 + 2  # feature header+rows, problems header+rows
     assert (f"Plots for the {MAX_PLOTS} most severe of {n_alerting} alerting features "
             f"(cap {MAX_PLOTS})") in page
@@ -73,13 +77,39 @@ def test_csp_forbids_fetches_and_allows_only_the_inline_script(
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
 
 
-def test_summary_cards_show_every_status_count(small: tuple[pl.DataFrame, str]) -> None:
+def test_headline_counts_drifted_features_then_checks(small: tuple[pl.DataFrame, str]) -> None:
     drift, page = small
-    counts = dict(drift.group_by("status").len().iter_rows())
+    drifted = drift.filter(pl.col("status").is_in(["warn", "critical"]))["feature"].n_unique()
+    assert 0 < drifted < drift["feature"].n_unique()
+    assert (f"<strong>{drifted} of {drift['feature'].n_unique()} features drifted</strong>"
+            in page)
+    # Cards count the table's rows (one per feature here) by their worst window's status.
+    worst = drift.sort("value", descending=True).group_by("feature").agg(
+        pl.col("status").sort_by(pl.col("status").replace_strict(
+            {s: i for i, s in enumerate(STATUSES)})).first())
+    rows = dict(worst.group_by("status").len().iter_rows())
     for status in STATUSES:
         card = re.search(rf'<div class="card s-{status}[^"]*">\s*<div class="count">(\d+)</div>',
                          page)
-        assert card is not None and int(card.group(1)) == counts.get(status, 0), status
+        assert card is not None and int(card.group(1)) == rows.get(status, 0), status
+    # The checks come second, every status counted from alerts.json.
+    checks = dict(drift.group_by("status").len().iter_rows())
+    note = page.split('<section class="headline"')[1].split("</section>")[0]
+    assert f"All {drift.height} checks" in note
+    for status, label in (("critical", "critical"), ("ok", "ok"), ("error", "error")):
+        assert f"{checks.get(status, 0)} {label}" in note
+
+
+def test_table_is_capped_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(html, "MAX_ROWS", 5)
+    monkeypatch.setattr(html, "MAX_DISTRIBUTIONS", 2)
+    drift = make_drift(12, 2, alert_fraction=0.1, seed=8)
+    page = html.render_html(drift, make_alerts(drift))
+    assert len([a for a in ParsedPage(page).all("tr") if "data-status" in a]) == 5
+    assert "the top 5 of 12 rows (all in drift.parquet)" in page
+    n_others = drift.filter(pl.col("status").is_in(["warn", "critical"]).not_().all().over(
+        "feature"))["feature"].n_unique()
+    assert f"The 2 most severe of {n_others} (cap)" in page
 
 
 def test_table_rows_are_features_sorted_by_severity(small: tuple[pl.DataFrame, str]) -> None:
@@ -90,30 +120,33 @@ def test_table_rows_are_features_sorted_by_severity(small: tuple[pl.DataFrame, s
     assert ranks == sorted(ranks)
 
 
-def test_every_alerting_feature_gets_a_linked_plot(small: tuple[pl.DataFrame, str]) -> None:
+def test_every_feature_gets_a_linked_plot(small: tuple[pl.DataFrame, str]) -> None:
     drift, page = small
     alerting = set(drift.filter(pl.col("status").is_in(["warn", "critical"]))["feature"])
     parsed = ParsedPage(page)
-    articles = parsed.all("article")
-    assert len(articles) == len(alerting) == len(parsed.all("svg"))
+    articles, collapsed = parsed.all("article"), parsed.all("details")
+    assert len(articles) == len(alerting)
+    assert len(collapsed) == drift["feature"].n_unique() - len(alerting)
+    assert all("open" not in d for d in collapsed)  # collapsed by default
     links = {a["href"] for a in parsed.all("a")}
-    assert links == {f"#{a['id']}" for a in articles}
-    assert page.count("Across windows") == len(alerting)  # 6 windows: drift over windows
-    assert "Across runs" not in page  # no history given
+    assert links == {f"#{a['id']}" for a in (*articles, *collapsed)}
+    # 6 windows: drift over windows for every feature.
+    assert page.count("js_distance across windows</text>") == drift["feature"].n_unique()
+    assert "across runs (worst" not in page  # no history given
 
 
 def test_single_window_has_no_series_plot() -> None:
     drift = with_verdicts({"dep_delay": ("critical", 0.3), "origin": ("ok", 0.01)})
     page = render_html(drift, make_alerts(drift))
-    assert page.count("Share of rows per bin") == 1
-    assert "Across windows" not in page
+    assert page.count("Share of rows per bin</text>") == 2  # the alert and the other feature
+    assert "across windows" not in page
 
 
 def test_no_alerts_says_so() -> None:
     drift = make_drift(3, 2, alert_fraction=0.0, problems=False)
     page = render_html(drift, make_alerts(drift))
     assert "No feature is at warn or critical in this run." in page
-    assert "<svg" not in page
+    assert "<article" not in page and page.count("<details") == 3
 
 
 def test_problems_are_listed_with_reasons(small: tuple[pl.DataFrame, str]) -> None:
@@ -130,11 +163,13 @@ def test_history_adds_drift_across_runs(tmp_path: Path) -> None:
         append_history(history_dir, past, f"run-{day}", f"2024-06-0{day}T00:00:00Z")
     drift = make_drift(4, 3, alert_fraction=0.5, seed=13)
     alerts = make_alerts(drift, run_id="run-8", created_at="2024-06-08T00:00:00Z")
-    page = render_html(drift, alerts, read_history(history_dir))
+    page = render_html(drift, alerts, history_dir)
     n_alerting = drift.filter(pl.col("status").is_in(["warn", "critical"]))["feature"].n_unique()
-    assert page.count("Across runs (worst window)") == n_alerting
+    assert page.count("across runs (worst window)</text>") == n_alerting
     # Three runs, oldest first, on the x axis of each across-runs plot.
-    assert re.search(r"2024-06-05</text>.*2024-06-06</text>.*2024-06-08</text>", page, re.S)
+    runs_panel = page.split("across runs (worst window)</text>")[1].split("</svg>")[0]
+    assert re.search(r">2024-06-05</text>.*>2024-06-06</text>.*>2024-06-08</text>", runs_panel,
+                     re.S)
 
 
 def test_rendering_is_deterministic() -> None:
@@ -148,5 +183,5 @@ def test_alert_without_bins_gets_a_note_instead_of_a_plot() -> None:
     drift = drift.with_columns(bins=pl.when(pl.col("feature") == "a").then(None)
                                .otherwise("bins"))
     page = render_html(drift, make_alerts(drift))
-    assert page.count("<svg") == 1
+    assert page.count("<svg") == 2  # b: share and contribution
     assert page.count("No per-bin data was recorded for this window.") == 1

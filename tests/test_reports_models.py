@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from pipeline.measure.models import compare_outputs
 from pipeline.write.documents import alerts_document, estimates_block, models_block
 from pipeline.write.reports import write_reports
 from pipeline.write.reports.model_outputs import class_means, top_examples
-from pipeline.write.reports.plots import MAX_PANELS, class_means_figure
+from pipeline.write.reports.plots import MAX_PANELS, class_means_svgs
 from pipeline.write.run_folder import model_tables, read_run, write_run_outputs
 from tests.report_data import ParsedPage, make_alerts, make_drift
 
@@ -129,7 +130,8 @@ def test_html_model_sections_are_escaped_and_self_contained(model_run) -> None:
         attrs.get("src") for attrs in page.all("script"))
     html = (run_dir / "report.html").read_text()
     models = html.split('id="models"', 1)[1].split('id="estimates"', 1)[0]
-    assert models.count("<svg") == 1 and "Most changed examples" in models
+    n_segments = result.summary["segment"].n_unique()  # one class-means panel per segment
+    assert models.count("<svg") == n_segments == 2 and "Most changed examples" in models
     assert models.split('id="model-rows"', 1)[1].split("</table>", 1)[0].count("<tr>") == (
         1 + result.summary.height)
 
@@ -146,17 +148,22 @@ def test_model_and_estimate_sections_follow_the_features(tmp_path: Path) -> None
         'id="estimates"')
 
 
-def test_class_means_figure_draws_one_panel_per_segment_and_caps_them() -> None:
+def test_class_means_draw_one_panel_per_segment_and_cap_them() -> None:
     means = pl.DataFrame({"segment": [f"s{i}" for i in range(15) for _ in range(2)],
                           "class": ["a", "b"] * 15, "baseline_mean": [0.4, 0.6] * 15,
-                          "current_mean": [0.5, 0.5] * 15})
-    figure = class_means_figure(means)
-    assert len(figure.axes) == MAX_PANELS
-    assert [ax.get_title() for ax in figure.axes[:2]] == ["s0", "s1"]
-    assert len(figure.legends) == 1  # one legend for all panels
-    single = class_means_figure(means.filter(pl.col("segment") == "s0").with_columns(
+                          "current_mean": [0.5, 0.3] * 15})
+    panels = class_means_svgs(means)
+    assert len(panels) == MAX_PANELS
+    titles = [ParsedPage(svg).text[0] for svg in panels[:2]]
+    assert titles == ["s0", "s1"]
+    # Bar lengths are proportional to the means (all panels share one scale).
+    widths = [float(w) for w in re.findall(r'class="(?:base|cur)-bar"[^>]*width="([\d.]+)"',
+                                           panels[0])]
+    np.testing.assert_allclose(np.array(widths) / widths[2], [0.4 / 0.6, 0.5 / 0.6, 1, 0.5],
+                               rtol=0.02)  # baseline a, current a, baseline b, current b
+    single = class_means_svgs(means.filter(pl.col("segment") == "s0").with_columns(
         segment=pl.lit("all")))
-    assert [ax.get_title() for ax in single.axes] == ["All examples"]
+    assert [ParsedPage(svg).text[0] for svg in single] == ["All examples"]
 
 
 def test_missing_or_malformed_model_tables_are_one_line_errors(tmp_path: Path) -> None:
@@ -171,3 +178,25 @@ def test_missing_or_malformed_model_tables_are_one_line_errors(tmp_path: Path) -
         write_reports(run_dir)
     document = json.loads((run_dir / "alerts.json").read_text())
     assert document["summary"]["total"] == 0 and "models" in document
+
+
+def test_model_rows_show_their_lifecycle_and_the_changes(model_run) -> None:
+    from pipeline.write.reports.html import render_html
+    from pipeline.write.reports.markdown import render_markdown
+
+    run_dir, *_ = model_run
+    run = read_run(run_dir)
+    assert run.models is not None
+    summary = run.models.summary.with_columns(
+        lifecycle=pl.when(pl.col("status") == "ok").then(None).otherwise(pl.lit("new")))
+    block = {**run.models.block, "changes": {"new": 2, "ongoing": 5, "resolved": 1}}
+    tables = type(run.models)(block, summary, run.models.classes, run.models.examples)
+    page = render_html(None, run.alerts, models=tables)
+    rows = page.split('id="model-rows"')[1].split("</table>")[0]
+    n_new = summary.filter(pl.col("lifecycle") == "new").height
+    assert rows.count('<span class="life l-new">new</span>') == n_new > 0
+    assert "since the last run: " in page and '<span class="life l-resolved">resolved</span> 1' \
+        in page
+    text = render_markdown(None, run.alerts, models=tables)
+    assert "; since the last run: 2 new · 5 ongoing · 1 resolved." in text
+    assert text.count(", new |") == n_new

@@ -100,3 +100,24 @@ def test_hostile_run_id_partition_stays_inside(tmp_path: Path) -> None:
         assert path.parent.parent == tmp_path / "history"
     assert {p.parent for p in tmp_path.rglob("*.parquet")} <= set(
         (tmp_path / "history").iterdir())
+
+
+def test_optional_columns_and_alerts_fields_are_escaped_too(
+        hostile: tuple[pl.DataFrame, dict]) -> None:
+    """Lifecycle, resolved list and changes come from other stages: still only text."""
+    from pipeline.write.reports.html import render_html
+
+    drift, alerts = hostile
+    drift = drift.with_columns(lifecycle=pl.lit(IMG), partial=pl.lit(True),
+                               coverage=pl.lit(0.5))
+    document = {**alerts, "changes": {"new": 1, "ongoing": 0, "resolved": 1},
+                "resolved": [{"segment": SCRIPT, "feature": IMG, "window": EVIL_PATH,
+                              "since": SCRIPT, "last_status": IMG}]}
+    page = ParsedPage(render_html(drift, document))
+    tags = [tag for tag, _ in page.tags]
+    assert tags.count("script") == 1 and "img" not in tags
+    for tag, attrs in page.tags:
+        assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
+    assert IMG in "".join(page.text) and SCRIPT in "".join(page.text)
+    text = render_markdown(drift, document)
+    assert "<" not in text and ">" not in text.replace("→", "")

@@ -51,11 +51,11 @@ def test_rerendering_replaces_the_reports(run_dir: Path) -> None:
 
 def test_history_dir_adds_across_runs_and_may_be_missing(run_dir: Path, tmp_path: Path) -> None:
     write_reports(run_dir, history_dir=tmp_path / "no-such-history")
-    assert "Across runs" not in (run_dir / "report.html").read_text()
+    assert "across runs (worst" not in (run_dir / "report.html").read_text()
     history = tmp_path / "runs" / "history"
     append_history(history, make_drift(5, 3, seed=7), "r0", "2024-06-01T00:00:00Z")
     write_reports(run_dir, history_dir=history)
-    assert "Across runs (worst window)" in (run_dir / "report.html").read_text()
+    assert "across runs (worst window)" in (run_dir / "report.html").read_text()
 
 
 def _one_line_error(run_dir: Path, match: str) -> InputError:
@@ -181,3 +181,16 @@ def test_model_paths_walks_nested_models() -> None:
 
     assert _model_paths(Root) == {"leaf", "leaf.x", "leaves", "leaves[].x", "maybe", "block",
                                   "block.x", "class"}
+
+
+def test_read_bins_returns_the_rows_asked_for_in_their_order(run_dir: Path) -> None:
+    from pipeline.write.run_folder import read_bins, read_run
+
+    drift = pl.read_parquet(run_dir / "drift.parquet")
+    rows = pl.Series([7, 0, drift.height - 1, 3], dtype=pl.UInt32)
+    assert read_bins(run_dir / "drift.parquet", rows).equals(drift["bins"].gather(rows))
+    assert not read_bins(run_dir / "drift.parquet", rows.reverse()).equals(
+        drift["bins"].gather(rows))
+    light = read_run(run_dir, bins=False).drift
+    assert light is not None and "bins" not in light.columns
+    assert light.equals(drift.drop("bins"))

@@ -24,6 +24,9 @@ from pipeline.bins.row_sample import (
     sample_rows,
 )
 from pipeline.errors import InputError
+from pipeline.labels import segment_column
+
+REGION = segment_column("region")
 
 
 def test_keys_are_uniform_and_independent_of_batching() -> None:
@@ -131,12 +134,14 @@ def _profile_with_sample(baseline: pl.DataFrame, size: int = 100):
 def test_baseline_sample_keeps_every_feature_typed_like_the_profile(baseline) -> None:
     profile = _profile_with_sample(baseline)
     rows = profile.sample.collect()
-    assert rows.schema == pl.Schema({"region": pl.String, "x": pl.Float64, "flag": pl.String,
+    # segment columns under their private names, like the profile table's
+    assert rows.schema == pl.Schema({REGION: pl.String, "x": pl.Float64, "flag": pl.String,
                                      "c": pl.String, SAMPLE_KEY: pl.UInt64})
-    assert rows.group_by("region").len().sort("region")["len"].to_list() == [100, 100]
+    assert rows.group_by(REGION).len().sort(REGION)["len"].to_list() == [100, 100]
     # sampled rows are real baseline rows
-    assert rows.join(baseline.with_columns(pl.col("flag").cast(pl.String)),
-                     on=["region", "x", "flag", "c"], how="anti", nulls_equal=True).is_empty()
+    original = baseline.rename({"region": REGION}).with_columns(pl.col("flag").cast(pl.String))
+    assert rows.join(original, on=[REGION, "x", "flag", "c"], how="anti",
+                     nulls_equal=True).is_empty()
 
 
 def test_profile_stores_its_sample_next_to_it_and_reads_it_back(baseline, tmp_path) -> None:
@@ -150,7 +155,7 @@ def test_profile_stores_its_sample_next_to_it_and_reads_it_back(baseline, tmp_pa
     assert_frame_equal(back.table, profile.table)  # the profile table itself is unchanged
     assert_frame_equal(back.sample.collect(), profile.sample.collect())
     assert_frame_equal(back.sample.totals, profile.sample.totals)
-    assert (back.sample.size, back.sample.seed, back.sample.groups) == (100, 5, ["region"])
+    assert (back.sample.size, back.sample.seed, back.sample.groups) == (100, 5, [REGION])
 
 
 def test_rewriting_a_profile_replaces_its_sample_file(baseline, tmp_path) -> None:

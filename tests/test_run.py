@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.bins.profile import build_profile, read_profile, write_profile
 from pipeline.config import RunConfig, load_config
+from pipeline.errors import ConfigError
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE
 from pipeline.read.sources import scan_raw
 from pipeline.run import PROFILE_FILE, run_drift
@@ -73,8 +74,14 @@ def test_flights_drift_is_found_where_the_data_says(flights_run) -> None:
     result, *_ = flights_run
     # Each airport is compared with its own January: summer winds move `air_time` in every
     # window of every airport, while its carrier and route mix (`carrier`, `distance`) stays.
-    status = dict(result.drift.group_by("feature").agg("status").iter_rows())
+    complete = result.drift.filter(~pl.col("partial"))
+    status = dict(complete.group_by("feature").agg("status").iter_rows())
     assert set(status["air_time"]) <= {"warn", "critical"}
+    # the 2-day first week is held back, whatever it shows, until a run sees it complete
+    partial = result.drift.filter(pl.col("partial"))
+    assert partial["window"].unique().to_list() == ["2013-05-27T00:00:00"]
+    assert (partial["status"] == "insufficient_data").all()
+    assert partial["reason"].str.starts_with("partial window: the data cover 26%").all()
     assert "critical" not in {*status["carrier"], *status["distance"]}
     assert result.worst_status == "critical" and result.exit_code == 1
     assert set(result.drift["segment"]) == {"origin=EWR", "origin=JFK", "origin=LGA"}
@@ -197,16 +204,20 @@ def test_segments_get_their_own_baseline_in_a_run(tmp_path: Path,
     assert profile.segments == ["site"]
     assert [r["rows"] for r in profile.metadata["segment_rows"]] == [2000, 2000, 10]
 
-    # a segmented profile serves a run without segments: its segments are pooled
-    pooled = run_drift(load_config(None, {**settings, "input.segments": [],
-                                          "input.baseline": str(result.run_dir / PROFILE_FILE),
-                                          "output.run_id": "pooled"}))
+    # a segmented profile serves a run without segments only when asked: pooled, warned
+    pooled_settings = {**settings, "input.segments": [], "output.run_id": "pooled",
+                       "input.baseline": str(result.run_dir / PROFILE_FILE)}
+    with pytest.raises(ConfigError, match=r"segmented by \['site'\] but this run by \[\]"):
+        run_drift(load_config(None, pooled_settings))
+    pooled = run_drift(load_config(None, {**pooled_settings, "input.pool_segments": True}))
     unsegmented = run_drift(load_config(None, {**settings, "input.segments": [],
                                                "input.exclude": ["site"],
                                                "output.run_id": "global"}))
     assert pooled.drift.select("feature", "js_distance").equals(
         unsegmented.drift.select("feature", "js_distance"))
     assert pooled.drift["js_distance"].min() > 0.05  # A and B mixed differently in current
+    (warning,) = pooled.alerts["warnings"]
+    assert warning.startswith("input.pool_segments: the baseline is segmented by ['site']")
 
 
 def test_retyped_column_is_an_error_row_and_other_features_still_run(

@@ -7,30 +7,42 @@ One streaming pass over the data bins every feature. Polars reads and casts the 
 Windows and segments split each batch into runs of consecutive rows with equal keys (found
 by comparing each row with the previous one, no hashing), and only the runs' keys get a
 group id. Counts of each batch are summed, so memory is bounded by the batch size and
-partial results from several workers add up the same way.
+partial results from several workers add up the same way. The same pass measures the data's
+time range (:class:`pipeline.windows.TimeSpan`), from which the coverage of each window
+follows without a second scan. Segment columns come out under their private names
+(:func:`pipeline.labels.segment_column`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
 from pipeline.errors import ConfigError, InputError
-from pipeline.formats import HISTOGRAM_COLUMNS
-from pipeline.labels import check_period, window_start_expr
+from pipeline.labels import segment_column
 from pipeline.read.sources import collect_schema, iter_batches
+from pipeline.windows import (
+    UTC,
+    TimeSpan,
+    check_parsed,
+    check_period,
+    timestamp_expr,
+    window_start_expr,
+)
 
 _BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-batch overhead
 _CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 cache
 _SEARCH_ABOVE = 64  # with more edges than this, binary search beats counting edges
 _MAX_RUNS = 64  # above this many runs of one group in a batch, per-run overhead dominates
-_SLOT = "__slot"
-_PARSED = "\0parsed"
-_UNPARSED = "__unparsed"
+#: Column of a feature bin's position in the counts a pass produces (feature offset + bin).
+SLOT = "\0slot"
+_INSTANT = "\0instant"
+_UNPARSED = "\0unparsed"
 
 
 def _numeric_codes(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -89,34 +101,19 @@ def _category_codes(name: str, categories: list[str]) -> pl.Expr:
                                            return_dtype=pl.UInt32)))
 
 
-def _window_exprs(timestamp: str, dtype: pl.DataType, period: str | None,
-                  source: str | None) -> tuple[list[pl.Expr], pl.Expr, pl.Expr | None]:
-    """Columns to add first (parsed text timestamps), the ``window`` column, and for text
+def _window_exprs(timestamp: str, dtype: pl.DataType, period: str | None, timezone: str,
+                  source: str | None) -> tuple[pl.Expr, pl.Expr, pl.Expr | None]:
+    """The timestamp's values (as ``_INSTANT``), the ``window`` column, and for text
     timestamps the text of values that fail to parse."""
-    if period is None:
-        return [], window_start_expr(timestamp, None), None
-    try:  # check the period once here rather than failing mid-scan
-        check_period(period)
-    except ValueError as error:
-        raise ConfigError(f"period {error}") from None
-    if dtype == pl.String:
-        # ISO-8601 text; naive times are taken as UTC so every batch gets the same type.
-        text = pl.col(timestamp)
-        parsed = text.str.to_datetime(time_zone="UTC", strict=False)
-        unparsed = pl.when(parsed.is_null()).then(text).alias(_UNPARSED)
-        return [parsed.alias(_PARSED)], window_start_expr(_PARSED, period), unparsed
-    if not (dtype == pl.Date or isinstance(dtype, pl.Datetime)):
-        raise InputError(f"timestamp column must be a datetime, a date or ISO-8601 text, "
-                         f"found {dtype}", source=source, column=timestamp)
-    return [], window_start_expr(timestamp, period), None
-
-
-def _check_parsed(unparsed: pl.Series, timestamp: str | None, source: str | None) -> None:
-    bad = unparsed.drop_nulls()
-    if len(bad):
-        raise InputError(f"{len(bad)} timestamp value(s) in a batch are not ISO-8601 text, "
-                         f"first {bad[0]!r}; fix them or store a datetime column",
-                         source=source, column=timestamp)
+    if period is not None:
+        try:  # check the period once here rather than failing mid-scan
+            check_period(period)
+        except ValueError as error:
+            raise ConfigError(f"period {error}") from None
+    values, unparsed = timestamp_expr(timestamp, dtype, period=period, timezone=timezone,
+                                      source=source)
+    return (values.alias(_INSTANT), window_start_expr(_INSTANT, period),
+            None if unparsed is None else unparsed.alias(_UNPARSED))
 
 
 def _type_changes(schema: pl.Schema, features: list[FeatureBins]) -> dict[str, str]:
@@ -242,20 +239,48 @@ def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBin
                 counts[run, columns] += _numeric_histogram(values[start:stop], feature.edges)
             continue
         codes = _numeric_codes(values, feature.edges) if feature.kind == "numeric" else values
-        if keys:
-            if group is None:
-                group = np.repeat(run_group, stops - starts)
-            flat = group * feature.n_bins + codes
-        else:
-            flat = codes
+        if keys and group is None:
+            group = np.repeat(run_group, stops - starts)
+        flat = codes if group is None else group * feature.n_bins + codes
         counts[:, columns] = np.bincount(flat, minlength=n_groups * feature.n_bins
                                          ).reshape(n_groups, feature.n_bins)
     rows, slots = np.nonzero(counts)
-    long = pl.DataFrame({_SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
+    long = pl.DataFrame({SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
     return pl.concat([key_rows[rows], long], how="horizontal") if key_rows is not None else long
 
 
-def bin_raw(
+@dataclass(frozen=True)
+class Binned:
+    """What one pass over raw rows gives (:func:`bin_windows`).
+
+    Attributes
+    ----------
+    histograms : polars.DataFrame
+        The histogram long table (see :func:`bin_raw`).
+    span : TimeSpan or None
+        The time range of the rows' timestamps when windows are cut by a ``period`` (for
+        :func:`pipeline.windows.window_coverage`); None otherwise or without timestamps.
+        Spans of several passes over disjoint rows combine with
+        :func:`pipeline.windows.merge_spans`.
+    """
+
+    histograms: pl.DataFrame
+    span: TimeSpan | None
+
+
+def bin_raw(raw: pl.LazyFrame, profile: HasLayout, **options: Any) -> pl.DataFrame:
+    """The histograms of :func:`bin_windows` (same keyword arguments), without the span.
+
+    >>> from pipeline.bins.layout import bins_table
+    >>> from pipeline.bins.profile import Profile
+    >>> bins = Profile(bins_table("x", "numeric", np.array([0.0]), None), {})
+    >>> bin_raw(pl.LazyFrame({"x": [-1.0, 2.0, 3.0]}), bins)["count"].to_list()
+    [1.0, 2.0, 0.0]
+    """
+    return bin_windows(raw, profile, **options).histograms
+
+
+def bin_windows(
     raw: pl.LazyFrame,
     profile: HasLayout,
     *,
@@ -265,7 +290,8 @@ def bin_raw(
     features: Sequence[str] | None = None,
     missing: Literal["error", "skip"] = "error",
     source: str | None = None,
-) -> pl.DataFrame:
+    window_timezone: str = UTC,
+) -> Binned:
     """Histograms of raw rows against the bins of ``profile``, in one pass over the data.
 
     Parameters
@@ -275,14 +301,17 @@ def bin_raw(
     profile : Profile
         The baseline profile whose bins are used.
     timestamp : str, optional
-        Column giving each row's time: a datetime, a date or ISO-8601 text (parsed as UTC
-        when it has no offset).
+        Column giving each row's time: a datetime (naive means UTC), a date or ISO-8601
+        text (parsed as UTC when it has no offset).
     period : str, optional
         Window length as a polars duration (``"1h"``, ``"1d"``, ``"1w"``, ``"1mo"``): the
-        ``window`` column is the start of each row's period. Without a period the
-        timestamp column's values are used as window labels as they are.
+        ``window`` column is the start of each row's period in ``window_timezone``
+        (:mod:`pipeline.windows`). Without a period the timestamp column's values are the
+        windows as they are (datetimes converted to ``window_timezone``).
     segments : sequence of str
-        Columns to split by (cast to text), e.g. ``["model_version", "region"]``.
+        Columns to split by (cast to text), e.g. ``["model_version", "region"]``; any
+        name works, they come out under their private names
+        (:func:`pipeline.labels.segment_column`).
     features : sequence of str, optional
         Profile features to bin (default: all).
     missing : {"error", "skip"}
@@ -292,15 +321,18 @@ def bin_raw(
         is left out of the result (:func:`retyped_features` gives the reasons).
     source : str, optional
         The file the rows come from, named in error messages.
+    window_timezone : str
+        IANA time zone the windows are cut in (default UTC: naive window starts).
 
     Returns
     -------
-    polars.DataFrame
-        Long format: segment columns (Utf8), ``feature``, ``window`` (if a timestamp was
-        given), ``bin``, ``count`` (Float64), ``lower``, ``upper``. Every profile bin appears
-        for every (segments, window) group present in the data, with count 0 if empty.
-        Numeric values outside the profile range fall in the open tails, null and NaN in
-        ``__missing__``, categories not in the profile in ``__other__``.
+    Binned
+        ``histograms`` in long format: private segment columns (Utf8), ``feature``,
+        ``window`` (if a timestamp was given), ``bin``, ``count`` (Float64), ``lower``,
+        ``upper``. Every profile bin appears for every (segments, window) group present in
+        the data, with count 0 if empty. Numeric values outside the profile range fall in
+        the open tails, null and NaN in ``__missing__``, categories not in the profile in
+        ``__other__``. ``span``: the rows' time range (with a period).
 
     Raises
     ------
@@ -311,53 +343,60 @@ def bin_raw(
     """
     if period is not None and timestamp is None:
         raise ConfigError("period is set but timestamp is not; name the timestamp column")
-    reserved = [c for c in segments if c in HISTOGRAM_COLUMNS or c == timestamp]
-    if reserved:
-        raise InputError("segment column name is reserved by the histogram format; rename it",
-                         source=source, column=reserved[0])
     specs = _selected(profile, features)
     schema = collect_schema(raw, source or "raw data")
     timestamp_keys = [timestamp] if timestamp is not None else []
     specs = _check_columns(schema, specs, [*segments, *timestamp_keys], missing, source)
 
-    key_exprs = [pl.col(c).cast(pl.String) for c in segments]
-    parsed: list[pl.Expr] = []
-    check: pl.Expr | None = None
+    # segments and values get private names: any name works, a feature may be a segment too
+    private = [segment_column(c) for c in dict.fromkeys(segments)]
+    key_exprs = [pl.col(segment_name).cast(pl.String).alias(column)
+                 for segment_name, column in zip(dict.fromkeys(segments), private, strict=True)]
+    instant, extra = [], []
     if timestamp is not None:
-        parsed, window, check = _window_exprs(timestamp, schema[timestamp], period, source)
+        values, window, check = _window_exprs(timestamp, schema[timestamp], period,
+                                              window_timezone, source)
+        instant = [values]
         key_exprs.append(window)
-    keys = [*segments, *(["window"] if timestamp is not None else [])]
-    # values get private names: a feature may also be a segment column
+        extra = [pl.col(_INSTANT)] if period is not None else []
+        extra += [check] if check is not None else []
+    keys = [*private, *(["window"] if timestamp is not None else [])]
     value_exprs = [(pl.col(f.name).cast(pl.Float64) if f.kind == "numeric"
                     else _category_codes(f.name, f.categories)).alias(_value_column(i))
                    for i, f in enumerate(specs)]
-    query = raw.with_columns(*parsed).select(*key_exprs, *value_exprs,
-                                             *([check] if check is not None else []))
+    query = raw.with_columns(*instant).select(*key_exprs, *value_exprs, *extra)
 
     offsets = np.cumsum([0, *(f.n_bins for f in specs)])
     key_schema = query.collect_schema()
     parts = [pl.DataFrame(schema={**{k: key_schema[k] for k in keys},
-                                  _SLOT: pl.Int64, "count": pl.Int64})]
+                                  SLOT: pl.Int64, "count": pl.Int64})]
+    span = None
+    days = timestamp is not None and schema[timestamp] == pl.Date
     for batch in iter_batches(query, source or "raw data", rows=_BATCH_ROWS):
-        if check is not None:
-            _check_parsed(batch[_UNPARSED], timestamp, source)
+        if _UNPARSED in batch.columns:
+            check_parsed(batch[_UNPARSED], str(timestamp), source)
+        if _INSTANT in batch.columns:
+            batch_span = TimeSpan.of(batch[_INSTANT], days=days)
+            span = batch_span if span is None else span.merge(batch_span)
         parts.append(_count_batch(batch, keys, specs, offsets))
-    return _assemble(pl.concat(parts), segments, keys, specs, profile.layout)
+    return Binned(assemble_counts(pl.concat(parts), private, keys, specs, profile.layout), span)
 
 
-def _assemble(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
-              specs: list[FeatureBins], layout: pl.DataFrame) -> pl.DataFrame:
-    """Sum batch counts and give every group every bin of every feature (count 0 if empty)."""
+def assemble_counts(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],
+                    specs: list[FeatureBins], layout: pl.DataFrame) -> pl.DataFrame:
+    """Sum partial counts (key columns, :data:`SLOT`, ``count``: from batches here, from a
+    database in :mod:`pipeline.bins.pushdown`) and give every group every bin of every
+    feature (count 0 if empty)."""
     names = [f.name for f in specs]
     bins = (layout.filter(pl.col("feature").is_in(names))
             .with_columns(order=pl.col("feature").replace_strict(names, range(len(names))))
             .sort("order", "bin_index")
-            .select(pl.int_range(pl.len(), dtype=pl.Int64).alias(_SLOT),
+            .select(pl.int_range(pl.len(), dtype=pl.Int64).alias(SLOT),
                     "feature", "bin", "lower", "upper"))
-    counts = counts.group_by([*keys, _SLOT]).agg(pl.col("count").sum())
+    counts = counts.group_by([*keys, SLOT]).agg(pl.col("count").sum())
     grid = counts.select(keys).unique().join(bins, how="cross") if keys else bins
     window = ["window"] if "window" in keys else []
-    return (grid.join(counts, on=[*keys, _SLOT], how="left", nulls_equal=True)
-            .sort([*keys, _SLOT], nulls_last=True)
+    return (grid.join(counts, on=[*keys, SLOT], how="left", nulls_equal=True)
+            .sort([*keys, SLOT], nulls_last=True)
             .select(*segments, "feature", *window, "bin",
                     pl.col("count").fill_null(0).cast(pl.Float64), "lower", "upper"))

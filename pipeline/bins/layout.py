@@ -9,6 +9,7 @@ bin raw rows, and alignment orders bins the same way for display.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +17,10 @@ import numpy as np
 import polars as pl
 
 from pipeline.labels import MISSING, OTHER
+
+# A number as bin_label writes it, or as other tools do ("0.10", "1e-1", "+inf", "Infinity").
+_NUMBER = r"[+-]?(?:inf(?:inity)?|(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)"
+_INTERVAL = re.compile(rf"(?i)^\s*([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])\s*$")
 
 #: Columns of a profile table (segment columns, Utf8, come before them).
 PROFILE_SCHEMA = {
@@ -71,6 +76,47 @@ def bin_label(lower: float, upper: float) -> str:
     return f"{left}, {right}"
 
 
+def label_edges(labels: pl.Series) -> pl.DataFrame:
+    """The exact edges of the bins that interval labels denote: the inverse of
+    :func:`bin_label`.
+
+    ``[a, b)`` holds ``a <= x < b``; a parenthesis at the left or a bracket at the right
+    moves that edge to the next float (``(a, …`` = ``[nextafter(a), …``, ``…, b]`` =
+    ``…, nextafter(b))``), so every form :func:`bin_label` writes reads back to exactly its
+    edges, and ``(a, b]`` (the bins of other tools) is a different bin from ``[a, b)``.
+    Numbers may be spelled any way Python reads them (``0.10``, ``1e-1``, ``Infinity``).
+
+    Parameters
+    ----------
+    labels : polars Series of str
+
+    Returns
+    -------
+    polars.DataFrame
+        ``bin`` (the labels), ``lower``, ``upper`` (Float64): null for a label that is not
+        an interval, or whose lower edge lies above its upper edge.
+
+    Examples
+    --------
+    >>> label_edges(pl.Series(["[0.10, 0.3)", "[3, 3]", "carrier"])).rows()
+    [('[0.10, 0.3)', 0.1, 0.3), ('[3, 3]', 3.0, 3.0000000000000004), ('carrier', None, None)]
+    """
+    parts = labels.cast(pl.String).str.extract_groups(_INTERVAL.pattern).struct
+    lower, upper = (parts.field(i).cast(pl.Float64, strict=False).to_numpy().astype(np.float64)
+                    for i in ("2", "3"))
+    with np.errstate(invalid="ignore"):
+        lower = np.where((parts.field("1") == "(").fill_null(False).to_numpy() & np.isfinite(lower),
+                         np.nextafter(lower, np.inf), lower)
+        upper = np.where((parts.field("4") == "]").fill_null(False).to_numpy() & np.isfinite(upper),
+                         np.nextafter(upper, np.inf), upper)
+        interval = lower <= upper  # False for NaN (not an interval)
+    return pl.DataFrame({"bin": labels.cast(pl.String),
+                         "lower": np.where(interval, lower, np.nan),
+                         "upper": np.where(interval, upper, np.nan)},
+                        schema={"bin": pl.String, "lower": pl.Float64, "upper": pl.Float64},
+                        nan_to_null=True)
+
+
 @dataclass(frozen=True)
 class FeatureBins:
     """How one profile feature is binned: bins ``0..n_bins-1`` in profile ``bin_index`` order."""
@@ -105,8 +151,7 @@ def bins_table(name: str, kind: str, edges: np.ndarray | None,
         labels = [bin_label(lo, hi) for lo, hi in zip(lower, upper, strict=True)]
         labels, lower, upper = [*labels, MISSING], [*lower, None], [*upper, None]
     else:
-        assert categories is not None  # callers pass the categories of a categorical feature
-        labels = [*categories, OTHER, MISSING]
+        labels = [*(categories or []), OTHER, MISSING]
         lower = upper = [None] * len(labels)
     return pl.DataFrame({"feature": name, "kind": kind, "bin": labels,
                          "bin_index": range(len(labels)), "lower": lower, "upper": upper,

@@ -4,7 +4,9 @@ Built from baseline raw rows with one query for every feature's edges or top cat
 then counted with the same code that bins current data (:func:`pipeline.bins.binning.bin_raw`),
 so the baseline counts are exactly what binning the baseline rows again would give.
 With segment columns, the bins come from the whole baseline (one layout per feature, so
-current data of any segment is binned once) and the counts are kept per segment.
+current data of any segment is binned once) and the counts are kept per segment; in memory
+the segment columns have their private names (:func:`pipeline.labels.segment_column`), on
+disk their own, or ``segment:<name>`` for a name that is a column of the profile table.
 Stored as Parquet with provenance as JSON in the file's key-value metadata.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -34,13 +36,26 @@ from pipeline.bins.row_sample import (
 )
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
-from pipeline.formats import HISTOGRAM_COLUMNS
-from pipeline.labels import MISSING, OTHER
-from pipeline.read.sources import READ_ERRORS, collect, collect_schema, read_error
+from pipeline.labels import (
+    MISSING,
+    OTHER,
+    output_names,
+    segment_column,
+    segment_columns_of,
+    segment_name,
+)
+from pipeline.read.histograms import check_totals
+from pipeline.read.sources import (
+    PROFILE_METADATA_KEY,
+    READ_ERRORS,
+    collect,
+    collect_schema,
+    read_error,
+)
 
 #: 2: optional segment columns with per-segment counts (version 1 files are still read)
 SCHEMA_VERSION = 2
-METADATA_KEY = b"kl_drift.profile"
+METADATA_KEY = PROFILE_METADATA_KEY.encode()
 _HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
 
 
@@ -51,7 +66,8 @@ class Profile:
     Attributes
     ----------
     table : polars.DataFrame
-        One row per (segment, bin): the segment columns (Utf8, none for a global baseline),
+        One row per (segment, bin): the segment columns (Utf8, under their private names
+        :func:`pipeline.labels.segment_column`; none for a global baseline),
         ``feature``, ``kind`` (``numeric``/``categorical``), ``bin`` (label), ``bin_index``
         (display order within the feature), ``lower``/``upper`` (numeric edges,
         ``-inf``/``+inf`` tails; null for categories and ``__missing__``), ``count``.
@@ -73,14 +89,15 @@ class Profile:
 
     @property
     def segments(self) -> list[str]:
-        """Segment columns whose values have their own baseline counts (none: global)."""
-        return [c for c in self.table.columns if c not in PROFILE_SCHEMA]
+        """Segment columns whose values have their own baseline counts (none: global), by
+        the user's names."""
+        return [segment_name(c) for c in segment_columns_of(self.table.columns)]
 
     @cached_property
     def layout(self) -> pl.DataFrame:
         """The bins shared by every segment, one row per feature bin in profile order:
         ``feature``, ``kind``, ``bin``, ``bin_index``, ``lower``, ``upper``."""
-        layout = self.table.drop(*self.segments, "count")
+        layout = self.table.drop(*segment_columns_of(self.table.columns), "count")
         if self.segments:
             layout = layout.unique(["feature", "bin_index"], keep="first", maintain_order=True)
         return layout
@@ -91,14 +108,14 @@ class Profile:
         return self.layout["feature"].unique(maintain_order=True).to_list()
 
     def histograms(self, segments: Sequence[str] | None = None) -> pl.DataFrame:
-        """The baseline histograms in long format: segment columns, feature, bin, count,
-        lower, upper.
+        """The baseline histograms in long format: (private) segment columns, feature, bin,
+        count, lower, upper.
 
         Parameters
         ----------
         segments : sequence of str, optional
-            Profile segment columns to keep; counts are added up over the others (every
-            segment has the same bins), so ``[]`` gives one pooled, global baseline.
+            Profile segment columns to keep, by name; counts are added up over the others
+            (every segment has the same bins), so ``[]`` gives one pooled, global baseline.
             Default: every segment column of the profile.
 
         Raises
@@ -107,13 +124,14 @@ class Profile:
             A name that is not a segment column of the profile.
         """
         own = self.segments
-        keep = own if segments is None else list(dict.fromkeys(segments))
-        unknown = [s for s in keep if s not in own]
+        names = own if segments is None else list(dict.fromkeys(segments))
+        unknown = [s for s in names if s not in own]
         if unknown:
             raise InputError(f"not a segment column of the profile (it has "
                              f"{', '.join(own) or 'none'}); rebuild the profile with it",
                              column=unknown[0])
-        if keep == own:
+        keep = [segment_column(s) for s in names]
+        if names == own:
             return self.table.select(*keep, *_HISTOGRAM_OUT)
         return (self.table.group_by([*keep, "feature", "bin_index"], maintain_order=True)
                 .agg(pl.col("bin", "lower", "upper").first(), pl.col("count").sum())
@@ -227,24 +245,21 @@ def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, top_k: int,
 
 
 def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None:
-    reserved = {*HISTOGRAM_COLUMNS, *PROFILE_SCHEMA}
     for name in segments:
-        if name in reserved:
-            raise InputError("segment column name is reserved by the profile format; rename "
-                             "it", source=source, column=name)
         if name not in schema:
             raise InputError(f"baseline lacks segment column; found "
                              f"{', '.join(schema.names())}", source=source, column=name)
 
 
 def _segment_rows(table: pl.DataFrame, segments: list[str]) -> list[dict[str, Any]]:
-    """Baseline rows of each segment: every row is in exactly one bin of each feature, so
-    the total of the first feature counts them."""
+    """Baseline rows of each segment (private ``segments`` columns, user names in the
+    result): every row is in exactly one bin of each feature, so the total of the first
+    feature counts them."""
     if not segments:
         return []
     first = table.filter(pl.col("feature") == table["feature"][0])
     totals = first.group_by(segments, maintain_order=True).agg(pl.col("count").sum())
-    return [{"segment": {s: row[s] for s in segments}, "rows": int(row["count"])}
+    return [{"segment": {segment_name(s): row[s] for s in segments}, "rows": int(row["count"])}
             for row in totals.iter_rows(named=True)]
 
 
@@ -275,7 +290,8 @@ def build_profile(
     segments : sequence of str
         Columns (cast to text; null is a value of its own) whose values get their own
         baseline counts, e.g. ``["region"]``: bins still come from the whole baseline, so
-        every segment has the same bins. They are never profiled as features.
+        every segment has the same bins. They are never profiled as features. Any name
+        works (``kind``, ``count``, ...): see :func:`write_profile` for how they are stored.
     strategy : {"quantile", "uniform"}
         Numeric edges at the baseline's ``1/bins, ..., (bins-1)/bins`` quantiles, or evenly
         spaced between its finite min and max; the outer bins are open (-inf, +inf tails).
@@ -297,24 +313,52 @@ def build_profile(
     Raises
     ------
     InputError
-        Unreadable data, absent or unsupported feature columns, absent or reserved segment
-        columns, nothing to profile.
+        Unreadable data, absent or unsupported feature columns, absent segment columns,
+        nothing to profile.
     ConfigError
         Invalid ``strategy``, ``bins``, ``top_k`` or ``fixed_edges``.
     """
+    where = source or "baseline data"
+    segments = list(dict.fromkeys(segments))
+    kinds, fixed = profiled_features(collect_schema(raw, where), features=features,
+                                     exclude=exclude, segments=segments, strategy=strategy,
+                                     bins=bins, top_k=top_k, fixed_edges=fixed_edges,
+                                     source=where)
+    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
+    return profile_from_stats(
+        stats.row(0, named=True), kinds, fixed,
+        lambda layout: bin_raw(raw, Profile(layout, {}), segments=segments, source=where),
+        segments=segments, strategy=strategy, bins=bins, top_k=top_k, source=source)
+
+
+def profiled_features(
+    schema: pl.Schema, *, features: Sequence[str] | None, exclude: Sequence[str],
+    segments: list[str], strategy: str, bins: int, top_k: int,
+    fixed_edges: Mapping[str, Sequence[float]] | None, source: str,
+) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """Check the options and columns of a profile to build; feature -> kind, fixed edges."""
     if strategy not in ("quantile", "uniform"):
         raise ConfigError(f"strategy {strategy!r}: use 'quantile' or 'uniform'")
     if bins < 2 or top_k < 0:
         raise ConfigError(f"bins={bins}, top_k={top_k}: need bins >= 2 and top_k >= 0")
-    where = source or "baseline data"
-    segments = list(dict.fromkeys(segments))
-    schema = collect_schema(raw, where)
-    _check_segments(schema, segments, where)
-    kinds = _select_features(schema, features, (*exclude, *segments), where)
-    fixed = _check_fixed_edges(fixed_edges or {}, kinds)
-    query = raw.select(_stats_query(kinds, strategy, bins, top_k, fixed))
-    stats = collect(query, where).row(0, named=True)
+    _check_segments(schema, segments, source)
+    kinds = _select_features(schema, features, (*exclude, *segments), source)
+    return kinds, _check_fixed_edges(fixed_edges or {}, kinds)
 
+
+def profile_from_stats(
+    stats: Mapping[str, Any], kinds: Mapping[str, str], fixed: Mapping[str, np.ndarray],
+    count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
+    bins: int, top_k: int, source: str,
+) -> Profile:
+    """A profile from what its bins are derived from and a way to count the baseline.
+
+    ``stats`` holds, per feature, what :func:`_stats_query` computes (``__rows``; numeric:
+    finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
+    count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
+    bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
+    """
+    where = source or "baseline data"
     tables: list[pl.DataFrame] = []
     details: dict[str, dict[str, Any]] = {}
     for name, kind in kinds.items():
@@ -329,10 +373,11 @@ def build_profile(
             details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
                              "n_kept": len(top)}
     layout = pl.concat(tables)
-    counts = bin_raw(raw, Profile(layout, {}), segments=segments, source=where)
+    counts = count(layout)
+    private = [segment_column(s) for s in segments]
     table = counts.join(layout.select("feature", "bin", "kind", "bin_index"),
                         on=["feature", "bin"], how="left", maintain_order="left"
-                        ).select(*segments, *PROFILE_SCHEMA)
+                        ).select(*private, *PROFILE_SCHEMA)
     if table.height == 0:
         raise InputError("baseline has no rows, so no segment to profile", source=where)
     row_count = stats["__rows"]
@@ -352,7 +397,7 @@ def build_profile(
         "top_k": top_k,
         "row_count": row_count,
         "segments": segments,
-        "segment_rows": _segment_rows(table, segments),
+        "segment_rows": _segment_rows(table, private),
         "features": details,
     }
     return Profile(table, meta)
@@ -361,16 +406,23 @@ def build_profile(
 def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
     """Write ``profile`` to a Parquet file atomically; the metadata goes in the file's
     key-value metadata under ``kl_drift.profile`` (JSON). A baseline sample is written
-    first, next to it, and named in that metadata."""
+    first, next to it, and named in that metadata.
+
+    Segment columns are written under their own names, or, for a name that is a column of
+    the profile table (``kind``, ``count``, ...), as ``segment:<name>``
+    (:func:`pipeline.labels.output_names`); the metadata lists them by their own names.
+    """
     metadata = {k: v for k, v in profile.metadata.items() if k != SAMPLE_ENTRY}
     if profile.sample is not None:
         metadata[SAMPLE_ENTRY] = write_sample(profile.sample, path)
-    arrow = profile.table.to_arrow()
+    private = segment_columns_of(profile.table.columns)
+    written = output_names(private, PROFILE_SCHEMA)
+    arrow = profile.table.rename({c: written[segment_name(c)] for c in private}).to_arrow()
     arrow = arrow.replace_schema_metadata(
         {METADATA_KEY: json.dumps(metadata, allow_nan=False).encode()})
-    written = atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    target = atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
     remove_stale_samples(path, keep=metadata.get(SAMPLE_ENTRY, {}).get("file"))
-    return written
+    return target
 
 
 def read_profile(path: str | os.PathLike[str]) -> Profile:
@@ -408,15 +460,30 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if not (isinstance(segments, list) and all(isinstance(s, str) for s in segments)):
         raise InputError("not a kl-drift profile (malformed segments in its metadata)",
                          source=where)
-    table = pl.from_arrow(arrow.replace_schema_metadata(None))
-    assert isinstance(table, pl.DataFrame)  # from a Table, never a Series
-    if dict(table.schema) != {**dict.fromkeys(segments, pl.String), **PROFILE_SCHEMA}:
+    table = pl.DataFrame(arrow.replace_schema_metadata(None))
+    written = output_names(segments, PROFILE_SCHEMA)
+    if dict(table.schema) != {**dict.fromkeys(written.values(), pl.String), **PROFILE_SCHEMA}:
         raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
-    bad = _malformed_features(table, segments)
+    table = table.rename({written[s]: segment_column(s) for s in segments})
+    bad = _malformed_features(table, [segment_column(s) for s in segments])
     if bad:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
+    _check_counts(table, [segment_column(s) for s in segments], where)
     return Profile(table, meta, read_sample(where, meta))
+
+
+def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None:
+    """Counts must be finite numbers >= 0 whose totals per feature stay below 2**53."""
+    count = pl.col("count")
+    bad = table.filter(count.is_null() | count.is_nan() | ~count.is_finite() | (count < 0))
+    if bad.height:
+        first = bad.row(0, named=True)
+        raise InputError(f"profile has {bad.height} count(s) that are not finite numbers "
+                         f">= 0, first {first['count']} in bin {first['bin']!r} (edited by "
+                         f"hand?); rebuild the profile", source=source,
+                         feature=first["feature"])
+    check_totals(table, [*segments, "feature"], "profile", source)
 
 
 def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:

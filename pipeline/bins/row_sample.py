@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.files import atomic_write
+from pipeline.labels import segment_column, segment_name
 from pipeline.read.sources import READ_ERRORS, iter_batches, read_error
 
 #: Column holding each sampled row's key (UInt64).
@@ -128,9 +129,10 @@ class RowSample:
         groups = list(dict.fromkeys(groups))
         unknown = [g for g in groups if g not in self.groups]
         if unknown:
+            names = ", ".join(segment_name(g) for g in self.groups) or "no segments"
             raise InputError(f"the baseline sample is not split by this column (it has "
-                             f"{', '.join(self.groups) or 'no segments'}); rebuild the "
-                             "profile with it as a segment", column=unknown[0])
+                             f"{names}); rebuild the profile with it as a segment",
+                             column=segment_name(unknown[0]))
         if groups == self.groups:
             return self
         rows = self.collect()
@@ -295,11 +297,13 @@ def sample_baseline(raw: pl.LazyFrame, layout: pl.DataFrame, *, segments: Sequen
     layout : polars.DataFrame
         The profile's bin layout (features and kinds).
     segments : sequence of str
-        The profile's segment columns (cast to text, like the profile's).
+        The profile's segment columns, by name: cast to text and, in the sample, under
+        their private names (:func:`pipeline.labels.segment_column`), like the profile's.
     size, seed, source
         As in :func:`sample_rows`.
     """
     features = layout["feature"].unique(maintain_order=True).to_list()
-    query = raw.select(*(pl.col(s).cast(pl.String) for s in segments),
-                       *feature_exprs(layout, features))
-    return sample_rows(query, groups=segments, size=size, seed=seed, source=source)
+    private = [segment_column(s) for s in segments]
+    query = raw.select(*(pl.col(s).cast(pl.String).alias(p) for s, p in zip(
+        segments, private, strict=True)), *feature_exprs(layout, features))
+    return sample_rows(query, groups=private, size=size, seed=seed, source=source)

@@ -81,7 +81,8 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     )
     bins, top_bins = _bin_lists(aligned, contributions, n_baseline, n_current)
     return table.with_columns(bins=bins, top_bins=top_bins).select(
-        *aligned.segments, "segment", "feature", "window", "kind", "n_baseline", "n_current",
+        *aligned.segments, "segment", "feature", "window", "coverage", "partial", "kind",
+        "n_baseline", "n_current",
         *METRICS, "metric", "value", *DECISION_COLUMNS, "status", "window_status", "reason",
         "top_bins", "bins",
     )

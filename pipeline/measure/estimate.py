@@ -18,18 +18,35 @@ from scipy.stats import norm
 from kl_metrics import kl_estimator_terms
 from pipeline.config import EstimateConfig
 from pipeline.errors import InputError
-from pipeline.labels import raw_window_label_expr, segment_label_expr
+from pipeline.labels import (
+    public_segment_columns,
+    segment_column,
+    segment_label_expr,
+    window_label_expr,
+)
 from pipeline.read.sources import collect, collect_schema, describe_rows, scan_source
+from pipeline.windows import (
+    MIN_COVERAGE,
+    UTC,
+    TimeSpan,
+    check_parsed,
+    timestamp_expr,
+    window_coverage,
+    window_start_expr,
+)
 
 ESTIMATORS = ("k1", "k2", "k3")
 # Rounding slack for log-probabilities of near-certain outcomes (float32 log-softmax).
 LOGPROB_SLACK = 1e-6
-_ROW = "__row"  # 0-based row number, for messages
+_ROW = "\0row"  # 0-based row number, for messages
+_TIMESTAMP = "\0timestamp"  # the timestamp's values (pipeline.windows.timestamp_expr)
+_SEQUENCE = "\0sequence"
 
 
 def _validate(frame: pl.DataFrame, config: EstimateConfig) -> None:
     """Raise one-line InputErrors for missing, non-finite or positive log-probabilities."""
     rows = frame[_ROW].alias("row")
+    seq = None if config.sequence_id is None else frame[_SEQUENCE].alias(config.sequence_id)
     for column in (config.logq, config.logp):
         values = frame[column].to_numpy()
         bad = ~np.isfinite(values)
@@ -43,34 +60,39 @@ def _validate(frame: pl.DataFrame, config: EstimateConfig) -> None:
                              f"{values[positive][0]:.6g}), impossible for probabilities: pass "
                              "log-probs, not losses or logits (or set densities = true for "
                              "continuous log-densities)", source=config.source, column=column)
-    if config.sequence_id is not None and frame[config.sequence_id].null_count():
-        missing = frame[config.sequence_id].is_null().to_numpy()
+    if seq is not None and seq.null_count():
+        missing = seq.is_null().to_numpy()
         raise InputError(f"{describe_rows(rows, missing)} have a null sequence id",
                          source=config.source, column=config.sequence_id)
 
 
 def _per_sequence(frame: pl.DataFrame, config: EstimateConfig) -> pl.DataFrame:
     """One row per sequence: summed log-probs, token count, first timestamp, its segments."""
-    seq = config.sequence_id
-    assert seq is not None  # per = "sequence" requires sequence_id (validated)
-    sequences = frame.group_by(seq, maintain_order=True).agg(
+    segments = [segment_column(s) for s in config.segments]
+    spreads = [f"\0spread{i}" for i in range(len(segments))]
+    sequences = frame.group_by(_SEQUENCE, maintain_order=True).agg(
         pl.col(config.logq, config.logp).sum(), pl.len().alias("n_tokens"),
-        *([pl.col(config.timestamp).min()] if config.timestamp else []),
-        *(pl.col(s).first() for s in config.segments),
-        *(pl.col(s).n_unique().alias(f"__{s}_n") for s in config.segments),
+        *([pl.col(_TIMESTAMP).min()] if config.timestamp else []),
+        *(pl.col(s).first() for s in segments),
+        *(pl.col(s).n_unique().alias(n) for s, n in zip(segments, spreads, strict=True)),
     )
-    for segment in config.segments:
-        spread = (sequences[f"__{segment}_n"] > 1).to_numpy()
-        if spread.any():
-            raise InputError(f"{describe_rows(sequences[seq], spread)} span several {segment} "
-                             "values; a sequence must lie in one segment", source=config.source,
+    for segment, spread in zip(config.segments, spreads, strict=True):
+        many = (sequences[spread] > 1).to_numpy()
+        if many.any():
+            ids = sequences[_SEQUENCE].alias(str(config.sequence_id))
+            raise InputError(f"{describe_rows(ids, many)} span several {segment} values; a "
+                             "sequence must lie in one segment", source=config.source,
                              column=segment)
-    return sequences.drop([f"__{s}_n" for s in config.segments])
+    return sequences.drop(spreads)
 
 
-def _load_samples(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig
-                  ) -> tuple[pl.DataFrame, pl.DataType | None]:
-    """Schema checks, one query, value checks; per-sequence sums when asked."""
+def _load_samples(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig,
+                  window_timezone: str) -> tuple[pl.DataFrame, TimeSpan | None]:
+    """Schema checks, one query, value checks; per-sequence sums when asked.
+
+    Context columns get private names (``_TIMESTAMP``: the timestamp's values in the window
+    time zone; segments: :func:`pipeline.labels.segment_column`). Also returns the time
+    range of the timestamps, with a period."""
     lazy = frame.lazy()
     schema = collect_schema(lazy, config.source)
     context = [c for c in (config.timestamp, config.sequence_id, *config.segments) if c]
@@ -82,24 +104,38 @@ def _load_samples(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig
         if not schema[column].is_numeric():
             raise InputError(f"has type {schema[column]}; expected numbers (log-probabilities)",
                              source=config.source, column=column)
-    timestamp_type = schema.get(config.timestamp) if config.timestamp else None
-    if config.period is not None:
-        # period needs timestamp (validated), a column of the schema (checked above)
-        assert timestamp_type is not None
-        if not timestamp_type.is_temporal():
-            raise InputError(f"has type {timestamp_type}, not a date or datetime; cast it or "
-                             "drop period", source=config.source, column=config.timestamp)
+    exprs = [pl.col(s).alias(segment_column(s)) for s in config.segments]
+    if config.sequence_id is not None:
+        exprs.append(pl.col(config.sequence_id).alias(_SEQUENCE))
+    unparsed = None
+    if config.timestamp is not None:
+        values, unparsed = timestamp_expr(config.timestamp, schema[config.timestamp],
+                                          period=config.period, timezone=window_timezone,
+                                          source=config.source)
+        exprs += [values.alias(_TIMESTAMP),
+                  *([] if unparsed is None else [unparsed.alias("\0unparsed")])]
     samples = collect(lazy.with_row_index(_ROW).select(
-        _ROW, pl.col(config.logq, config.logp).cast(pl.Float64), *context), config.source)
+        _ROW, pl.col(config.logq, config.logp).cast(pl.Float64), *exprs), config.source)
     if samples.height == 0:
         raise InputError("has no rows", source=config.source)
+    if unparsed is not None:
+        check_parsed(samples["\0unparsed"], str(config.timestamp), config.source)
+        samples = samples.drop("\0unparsed")
     _validate(samples, config)
     if config.per == "sequence":
-        return _per_sequence(samples, config), timestamp_type
-    return samples.with_columns(n_tokens=pl.lit(1, dtype=pl.UInt32)), timestamp_type
+        samples = _per_sequence(samples, config)
+    else:
+        samples = samples.with_columns(n_tokens=pl.lit(1, dtype=pl.UInt32))
+    span = None
+    if config.period is not None:
+        span = TimeSpan.of(samples[_TIMESTAMP],
+                           days=schema[str(config.timestamp)] == pl.Date)
+    return samples, span
 
 
-def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -> pl.DataFrame:
+def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig, *,
+                   window_timezone: str = UTC,
+                   min_coverage: float = MIN_COVERAGE) -> pl.DataFrame:
     """k1/k2/k3 KL estimates per window x segment from a table of log-prob samples.
 
     Parameters
@@ -109,12 +145,17 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
         timestamp, segment and sequence-id columns.
     config : EstimateConfig
         ``config.source`` only names the input in messages.
+    window_timezone : str
+        IANA zone windows are cut in (``input.window_timezone``; :mod:`pipeline.windows`).
+    min_coverage : float
+        Windows covered less than this by the timestamps' range are ``partial``.
 
     Returns
     -------
     polars DataFrame
-        One row per (segments, window): segment columns, ``segment``, ``window``,
-        ``estimator``, ``direction``, ``n`` (samples or sequences), ``n_tokens``,
+        One row per (segments, window): segment columns (their own names, or
+        ``segment:<name>`` for a name the table uses), ``segment``, ``window``, ``coverage``,
+        ``partial``, ``estimator``, ``direction``, ``n`` (samples or sequences), ``n_tokens``,
         ``value``, ``stderr``, ``ci_low``, ``ci_high`` (the configured estimator) and
         ``k1``, ``k1_stderr``, ``k2``, ``k2_stderr``, ``k3``, ``k3_stderr`` side by side.
         Values are in the unit of ``config.base``; ``stderr`` and the interval are null
@@ -126,36 +167,48 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig) -
         Missing or non-numeric columns, no rows, null/NaN/inf or positive log-probabilities,
         null sequence ids, a sequence spanning segments: one line naming column and rows.
     """
-    samples, timestamp_type = _load_samples(frame, config)
+    samples, span = _load_samples(frame, config, window_timezone)
     logq, logp = samples[config.logq].to_numpy(), samples[config.logp].to_numpy()
     # One vectorised pass per estimator for the per-sample terms; means and standard
     # deviations per group are then a single polars aggregation.
     terms = {k: kl_estimator_terms(logq, logp, estimator=k, direction=config.direction,
                                 base=config.log_base)
              for k in ESTIMATORS}
-    keys = [*config.segments, "segment", "window"]
+    segments = [segment_column(s) for s in config.segments]
+    keys = [*segments, "segment", "window"]
     z = float(norm.ppf(0.5 + config.level / 2))
     chosen, stderr = pl.col(config.estimator), pl.col(f"{config.estimator}_stderr")
-    return (
+    if config.timestamp is None:
+        label, coverage = window_label_expr(None), pl.DataFrame(
+            {"window": ["all"], "coverage": None, "partial": False},
+            schema={"window": pl.String, "coverage": pl.Float64, "partial": pl.Boolean})
+    else:
+        starts = samples.select(window_start_expr(_TIMESTAMP, config.period))["window"]
+        label = window_label_expr(starts.dtype, window_start_expr(_TIMESTAMP, config.period))
+        coverage = window_coverage(starts, span, config.period, min_coverage).with_columns(
+            window_label_expr(starts.dtype))
+    table = (
         samples.lazy()
-        .select(pl.col(config.segments).cast(pl.String), segment_label_expr(config.segments),
-                raw_window_label_expr(config.timestamp, config.period, timestamp_type),
-                "n_tokens",
-                **{f"__{k}": pl.Series(values) for k, values in terms.items()})
+        .select(pl.col(segments).cast(pl.String), segment_label_expr(segments), label,
+                "n_tokens", **{f"\0{k}": pl.Series(values) for k, values in terms.items()})
         .group_by(keys)
         .agg(pl.len().alias("n"), pl.col("n_tokens").sum(),
-             *(pl.col(f"__{k}").mean().alias(k) for k in ESTIMATORS),
-             *((pl.col(f"__{k}").std() / pl.len().sqrt()).alias(f"{k}_stderr")
+             *(pl.col(f"\0{k}").mean().alias(k) for k in ESTIMATORS),
+             *((pl.col(f"\0{k}").std() / pl.len().sqrt()).alias(f"{k}_stderr")
                for k in ESTIMATORS))
+        .join(coverage.lazy(), on="window", how="left")
         .sort(keys)
-        .select(*keys, estimator=pl.lit(config.estimator), direction=pl.lit(config.direction),
-                n="n", n_tokens="n_tokens", value=chosen, stderr=stderr,
-                ci_low=chosen - z * stderr, ci_high=chosen + z * stderr,
+        .select(*keys, "coverage", "partial", estimator=pl.lit(config.estimator),
+                direction=pl.lit(config.direction), n="n", n_tokens="n_tokens", value=chosen,
+                stderr=stderr, ci_low=chosen - z * stderr, ci_high=chosen + z * stderr,
                 **{c: c for k in ESTIMATORS for c in (k, f"{k}_stderr")})
         .collect()
     )
+    return public_segment_columns(table)
 
 
-def estimate_kl(config: EstimateConfig) -> pl.DataFrame:
+def estimate_kl(config: EstimateConfig, *, window_timezone: str = UTC,
+                min_coverage: float = MIN_COVERAGE) -> pl.DataFrame:
     """Scan ``config.source`` (Parquet file, glob or folder) and :func:`estimate_frame` it."""
-    return estimate_frame(scan_source(config.source), config)
+    return estimate_frame(scan_source(config.source, storage_options=config.storage_options),
+                          config, window_timezone=window_timezone, min_coverage=min_coverage)

@@ -49,8 +49,16 @@ from pipeline.bins.layout import FeatureBins, bin_label, feature_bins
 from pipeline.bins.row_sample import SAMPLE_KEY, RowSample, feature_exprs, sample_rows
 from pipeline.config import JointConfig
 from pipeline.errors import ConfigError, InputError
-from pipeline.labels import MISSING, OTHER, segment_label_expr, window_label_expr, window_start_expr
+from pipeline.labels import (
+    MISSING,
+    OTHER,
+    public_segment_columns,
+    segment_column,
+    segment_label_expr,
+    window_label_expr,
+)
 from pipeline.read.sources import collect_schema
+from pipeline.windows import UTC, timestamp_expr, window_start_expr
 
 #: Log ratios are clipped to +-this (r up to 5e8): beyond, the samples cannot support them
 #: and exp() of the baseline rows' ratios would dominate the estimate.
@@ -121,25 +129,18 @@ def joint_features(profile_features: Sequence[str], config: JointConfig,
     return features
 
 
-def _window_label(timestamp: str | None, period: str | None,
-                  dtype: pl.DataType | None) -> pl.Expr:
-    """The text ``window`` of raw rows, as binning labels them (text timestamps are parsed
-    as ISO-8601, naive ones as UTC, when cut into periods)."""
-    if timestamp is None:
-        return window_label_expr(None)
-    if period is not None and dtype == pl.String:
-        parsed = pl.col(timestamp).str.to_datetime(time_zone="UTC", strict=False)
-        return window_label_expr(pl.Datetime("us", "UTC"), parsed.dt.truncate(period))
-    return window_label_expr(dtype, window_start_expr(timestamp, period))
-
-
 def sample_current(raw: pl.LazyFrame, layout: pl.DataFrame, features: Sequence[str], *,
                    timestamp: str | None, period: str | None, segments: Sequence[str],
-                   size: int, seed: int, source: str) -> tuple[RowSample, list[str]]:
+                   size: int, seed: int, source: str, window_timezone: str = UTC
+                   ) -> tuple[RowSample, list[str]]:
     """A sample of at most ``size`` rows of each segment x window, in one streamed pass.
 
-    Returns the sample (groups: the segment columns and ``window``, the window label as in
-    drift.parquet) and the features the current data lacks (left out of the check).
+    Windows are cut as binning cuts them (:mod:`pipeline.windows`) and labelled as in
+    drift.parquet; text timestamps that do not parse fall in the ``__missing__`` window
+    (binning the same rows for feature drift rejects them first).
+
+    Returns the sample (groups: the segment columns, under their private names, and
+    ``window``) and the features the current data lacks (left out of the check).
 
     Raises
     ------
@@ -151,11 +152,18 @@ def sample_current(raw: pl.LazyFrame, layout: pl.DataFrame, features: Sequence[s
         if column not in schema:
             raise InputError("column not found in the current data; check the timestamp/"
                              "segment settings", source=source, column=column)
+    window = window_label_expr(None)
+    if timestamp is not None:
+        values, _ = timestamp_expr(timestamp, schema[timestamp], period=period,
+                                   timezone=window_timezone, source=source)
+        start = window_start_expr(values, period)
+        window = window_label_expr(raw.select(start).collect_schema()["window"], start)
     present = [f for f in features if f in schema]
-    query = raw.select(*(pl.col(s).cast(pl.String) for s in segments),
-                       _window_label(timestamp, period, schema.get(timestamp or "")),
-                       *feature_exprs(layout, present))
-    sample = sample_rows(query, groups=[*segments, "window"], size=size, seed=seed,
+    private = [segment_column(s) for s in segments]
+    query = raw.select(*(pl.col(s).cast(pl.String).alias(p)
+                         for s, p in zip(segments, private, strict=True)),
+                       window, *feature_exprs(layout, present))
+    sample = sample_rows(query, groups=[*private, "window"], size=size, seed=seed,
                          source=source)
     return sample, [f for f in features if f not in schema]
 
@@ -448,7 +456,8 @@ def measure_joint(baseline: RowSample, current: RowSample, layout: pl.DataFrame,
     ----------
     baseline : RowSample
         Baseline rows (the profile's sample), grouped by the profile's segment columns;
-        pooled here to the segment columns of ``current``.
+        pooled here to those of ``current`` (a segment column of ``current`` it lacks is
+        compared with the baseline pooled over it, as ``input.pool_segments`` does).
     current : RowSample
         Current rows grouped by segment columns and ``window`` (:func:`sample_current`).
     layout : polars.DataFrame
@@ -462,7 +471,8 @@ def measure_joint(baseline: RowSample, current: RowSample, layout: pl.DataFrame,
     Returns
     -------
     polars.DataFrame
-        One row per segment x window: the segment columns, then :data:`JOINT_SCHEMA`, with
+        One row per segment x window: the segment columns (their own names, or
+        ``segment:<name>`` for a name the run's tables use), then :data:`JOINT_SCHEMA`, with
         ``p_value`` but not yet ``q_value`` (:func:`pipeline.decide.joint.decide_joint`).
         ``status`` is null for rows that were tested, ``insufficient_data`` (fewer than
         ``min_rows`` rows on a side) or ``error`` (no baseline rows for the segment)
@@ -475,9 +485,13 @@ def measure_joint(baseline: RowSample, current: RowSample, layout: pl.DataFrame,
     """
     _, _, threadpool_limits = _sklearn()
     segments = [g for g in current.groups if g != "window"]
+    # segments the baseline sample lacks are compared with its pool over the others
+    kept = [g for g in segments if g in baseline.groups]
+    at = [segments.index(g) for g in kept]
     design = _Design([s for s in feature_bins(layout) if s.name in features])
-    by_segment = baseline.pooled(segments).collect().partition_by(
-        segments, as_dict=True, include_key=False) if segments else {(): baseline.collect()}
+    pooled = baseline.pooled(kept).collect()
+    by_segment = (pooled.partition_by(kept, as_dict=True, include_key=False) if kept
+                  else {(): pooled})
     groups = current.collect().partition_by([*segments, "window"], as_dict=True,
                                             include_key=False)
     totals = current.totals.rename({"rows": "current_rows"})
@@ -485,13 +499,14 @@ def measure_joint(baseline: RowSample, current: RowSample, layout: pl.DataFrame,
     with threadpool_limits(limits=config.threads):
         for values, here in sorted(groups.items(), key=lambda item: str(item[0])):
             key = dict(zip([*segments, "window"], values, strict=True))
-            there = by_segment.get(values[:-1], _EMPTY)
+            there = by_segment.get(tuple(values[i] for i in at), _EMPTY)
             rows.append(_one_group(key, there, here, design, config, base))
     out = pl.DataFrame(rows, schema={**dict.fromkeys(segments, pl.String), **JOINT_SCHEMA})
     labelled = out.with_columns(segment_label_expr(segments))
-    return (labelled.drop("current_rows")
-            .join(totals, on=[*segments, "window"], how="left", nulls_equal=True)
-            .select(out.columns).sort(["segment", "window"]))
+    table = (labelled.drop("current_rows")
+             .join(totals, on=[*segments, "window"], how="left", nulls_equal=True)
+             .select(out.columns).sort(["segment", "window"]))
+    return public_segment_columns(table)
 
 
 def _one_group(key: dict[str, Any], there: pl.DataFrame, here: pl.DataFrame,

@@ -26,10 +26,26 @@ from pipeline.config import (
     OutputMode,
 )
 from pipeline.errors import InputError
-from pipeline.labels import raw_window_label_expr, segment_label_expr
+from pipeline.labels import (
+    public_segment_columns,
+    segment_column,
+    segment_label_expr,
+    window_label_expr,
+)
 from pipeline.read.sources import collect, collect_schema, describe_rows, scan_source
+from pipeline.windows import (
+    MIN_COVERAGE,
+    UTC,
+    TimeSpan,
+    check_parsed,
+    timestamp_expr,
+    window_coverage,
+    window_start_expr,
+)
 
 _MIN_CLASSES = {"softmax": 2, "sigmoid": 1}
+_TIMESTAMP = "\0timestamp"  # the timestamp's values (pipeline.windows.timestamp_expr)
+_WINDOW = "\0window"  # window start of each example, for coverage
 
 
 def _statistic(stat: str, column: pl.Expr) -> pl.Expr:
@@ -229,12 +245,31 @@ _VALUE_CHECKS: dict[str, tuple[Check, ...]] = {
 }
 
 
-def _load_side(lazy: pl.LazyFrame, outputs: _Outputs, context: list[str],
+def _context_exprs(schema: pl.Schema, context: list[str], config: ModelsConfig,
+                   window_timezone: str, source: str) -> list[pl.Expr]:
+    """The side's timestamp values and segment columns, under private names."""
+    exprs = []
+    for column in context:
+        if column == config.timestamp:
+            values, unparsed = timestamp_expr(column, schema[column], period=config.period,
+                                              timezone=window_timezone, source=source)
+            exprs.append(values.alias(_TIMESTAMP))
+            if unparsed is not None:
+                exprs.append(unparsed.alias("\0unparsed"))
+        if column in config.segments:
+            exprs.append(pl.col(column).alias(segment_column(column)))
+    return exprs
+
+
+def _load_side(lazy: pl.LazyFrame, outputs: _Outputs, context: list[pl.Expr],
                config: ModelsConfig, source: str) -> tuple[pl.DataFrame, np.ndarray]:
     """One query for the side's ids, context and output vectors, then every value check."""
     frame = collect(lazy.select(config.id_column, *context, outputs.expr()), source)
     if frame.height == 0:
         raise InputError("has no rows", source=source)
+    if "\0unparsed" in frame.columns:
+        check_parsed(frame["\0unparsed"], str(config.timestamp), source)
+        frame = frame.drop("\0unparsed")
     ids = frame[config.id_column]
     if ids.null_count():
         raise InputError(f"{ids.null_count()} rows have a null id", source=source,
@@ -337,11 +372,11 @@ class _Sides:
     baseline_values: np.ndarray
     current_values: np.ndarray
     class_names: list[str]
-    timestamp_type: pl.DataType | None
+    span: TimeSpan | None  # time range of the side holding the timestamps (with a period)
 
 
 def _read_sides(baseline: pl.DataFrame | pl.LazyFrame, current: pl.DataFrame | pl.LazyFrame,
-                config: ModelsConfig) -> _Sides:
+                config: ModelsConfig, window_timezone: str) -> _Sides:
     """Schema checks on both sides first (cheap), then one query and the value checks each."""
     lazy = {"baseline": baseline.lazy(), "current": current.lazy()}
     sources = {"baseline": config.baseline, "current": config.current}
@@ -358,12 +393,16 @@ def _read_sides(baseline: pl.DataFrame | pl.LazyFrame, current: pl.DataFrame | p
         raise InputError(f"id types differ: {id_types['baseline']} in the baseline, "
                          f"{id_types['current']} in the current file; cast one of them",
                          column=config.id_column)
-    ts_type = {**schemas["baseline"], **schemas["current"]}.get(config.timestamp or "")
-    if config.period is not None and ts_type is not None and not ts_type.is_temporal():
-        raise InputError(f"has type {ts_type}, not a date or datetime; cast it or drop period",
-                         column=config.timestamp)
     (b_frame, b_values), (c_frame, c_values) = (
-        _load_side(lazy[side], outputs, context[side], config, sources[side]) for side in lazy)
+        _load_side(lazy[side], outputs, _context_exprs(schemas[side], context[side], config,
+                                                       window_timezone, sources[side]),
+                   config, sources[side]) for side in lazy)
+    span = None
+    if config.period is not None:
+        side, frame = (("current", c_frame) if _TIMESTAMP in c_frame.columns
+                       else ("baseline", b_frame))
+        span = TimeSpan.of(frame[_TIMESTAMP],
+                           days=schemas[side][str(config.timestamp)] == pl.Date)
     k = b_values.shape[1]
     if c_values.shape[1] != k:
         raise InputError(f"the baseline has {k} classes and the current file "
@@ -372,7 +411,7 @@ def _read_sides(baseline: pl.DataFrame | pl.LazyFrame, current: pl.DataFrame | p
     names = outputs.class_names or [str(j) for j in range(k)]
     if len(names) != k:
         raise InputError(f"{len(names)} class_names for {k} outputs", column=outputs.label)
-    return _Sides(b_frame, c_frame, b_values, c_values, names, ts_type)
+    return _Sides(b_frame, c_frame, b_values, c_values, names, span)
 
 
 def _wide(side: str, j: int, decision: bool = False) -> str:
@@ -402,11 +441,15 @@ def _per_example(joined: pl.DataFrame, sides: _Sides, config: ModelsConfig) -> p
                               for j, name in enumerate(sides.class_names)],
                              separator=",", ignore_nulls=True)
 
+    segments = [segment_column(s) for s in config.segments]
+    if config.timestamp is None:
+        windows = [window_label_expr(None)]
+    else:
+        start = window_start_expr(_TIMESTAMP, config.period)
+        windows = [window_label_expr(joined.schema[_TIMESTAMP], start), start.alias(_WINDOW)]
     return (
-        joined.select(config.id_column, pl.col(config.segments).cast(pl.String),
-                      segment_label_expr(config.segments),
-                      raw_window_label_expr(config.timestamp, config.period,
-                                            sides.timestamp_type))
+        joined.select(config.id_column, pl.col(segments).cast(pl.String),
+                      segment_label_expr(segments), *windows)
         .with_columns(*(pl.Series(m, metrics[m]) for m in PER_EXAMPLE_METRICS),
                       **{name: pl.Series(values) for name, values in wide.items()})
         .with_columns(baseline_class=predicted("b"), current_class=predicted("c"))
@@ -428,10 +471,24 @@ def _top_examples(per_example: pl.DataFrame, keys: list[str], k: int,
     )
 
 
+def _coverage(per_example: pl.DataFrame, sides: _Sides, config: ModelsConfig,
+              min_coverage: float) -> pl.DataFrame:
+    """``window`` (label), ``coverage`` and ``partial`` of each window of the comparison."""
+    if _WINDOW not in per_example.columns:
+        return pl.DataFrame({"window": per_example["window"].unique()}).with_columns(
+            coverage=pl.lit(None, dtype=pl.Float64), partial=pl.lit(False))
+    starts = per_example[_WINDOW].alias("window")
+    return window_coverage(starts, sides.span, config.period, min_coverage).with_columns(
+        window_label_expr(starts.dtype))
+
+
 def compare_outputs(
     baseline: pl.DataFrame | pl.LazyFrame,
     current: pl.DataFrame | pl.LazyFrame,
     config: ModelsConfig,
+    *,
+    window_timezone: str = UTC,
+    min_coverage: float = MIN_COVERAGE,
 ) -> ModelDrift:
     """Compare two models' outputs example by example.
 
@@ -442,12 +499,19 @@ def compare_outputs(
         segment columns (taken from ``current``, or from ``baseline`` if only it has them).
     config : ModelsConfig
         ``config.baseline`` and ``config.current`` only name the inputs in messages.
+    window_timezone : str
+        IANA zone windows are cut in (``input.window_timezone``; :mod:`pipeline.windows`).
+    min_coverage : float
+        Windows covered less than this by the timestamps' range are ``partial``.
 
     Returns
     -------
     ModelDrift
-        Aggregates per window x segment (``summary``), per-class drift (``classes``), the
-        ``top_n`` most-changed examples (``examples``) and every matched example's metrics.
+        Aggregates per window x segment (``summary``, with the ``coverage`` and ``partial``
+        of each window after ``window``), per-class drift (``classes``), the ``top_n``
+        most-changed examples (``examples``) and every matched example's metrics. Segment
+        columns have their own names, or ``segment:<name>`` when the table has a column of
+        that name (:func:`pipeline.labels.public_segment_columns`).
 
     Raises
     ------
@@ -455,7 +519,7 @@ def compare_outputs(
         Missing columns, empty inputs, null or duplicate ids, no common id, unequal class
         counts, and non-finite or invalid outputs: one line naming file, column and ids.
     """
-    sides = _read_sides(baseline, current, config)
+    sides = _read_sides(baseline, current, config, window_timezone)
     id_column, k = config.id_column, len(sides.class_names)
     joined = sides.current.join(sides.baseline, on=id_column, how="inner", suffix="_baseline",
                                 maintain_order="left")
@@ -464,7 +528,7 @@ def compare_outputs(
                          f"baseline and {sides.current.height} current rows)", column=id_column)
     per_example = _per_example(joined, sides, config)
     wide = [_wide(side, j, d) for side in "bc" for d in (False, True) for j in range(k)]
-    keys = [*config.segments, "segment", "window"]
+    keys = [*(segment_column(s) for s in config.segments), "segment", "window"]
     summary = (
         per_example.lazy().group_by(keys).agg(
             pl.len().alias("n"),
@@ -475,6 +539,9 @@ def compare_outputs(
         ).sort(keys).collect()
     )
     classes, totals = _class_table(summary, keys, sides.class_names, config)
+    coverage = _coverage(per_example, sides, config, min_coverage)
+    summary = summary.join(coverage, on="window", how="left", maintain_order="left").select(
+        *keys, "coverage", "partial", pl.exclude(*keys, "coverage", "partial"))
     summary = summary.drop(wide).with_columns(**{
         name: pl.Series(values) for name, values in totals.items()}).with_columns(
         metric=pl.lit(config.metric), value=pl.col(config.metric),
@@ -483,9 +550,9 @@ def compare_outputs(
     )
     n_base, n_cur, n_matched = sides.baseline.height, sides.current.height, joined.height
     return ModelDrift(
-        summary=summary, classes=classes,
-        examples=_top_examples(per_example, keys, k, config),
-        per_example=per_example.drop(wide),
+        summary=public_segment_columns(summary), classes=public_segment_columns(classes),
+        examples=public_segment_columns(_top_examples(per_example, keys, k, config)),
+        per_example=public_segment_columns(per_example.drop(*wide, _WINDOW, strict=False)),
         n_baseline=n_base, n_current=n_cur, n_matched=n_matched,
         n_unmatched_baseline=n_base - n_matched, n_unmatched_current=n_cur - n_matched,
         warnings=_unmatched_warning(sides.baseline, sides.current, id_column, n_matched),
@@ -493,7 +560,11 @@ def compare_outputs(
     )
 
 
-def compare_models(config: ModelsConfig) -> ModelDrift:
+def compare_models(config: ModelsConfig, *, window_timezone: str = UTC,
+                   min_coverage: float = MIN_COVERAGE) -> ModelDrift:
     """Scan ``config.baseline`` and ``config.current`` (Parquet file, glob or folder) and
     compare them with :func:`compare_outputs`."""
-    return compare_outputs(scan_source(config.baseline), scan_source(config.current), config)
+    options = config.storage_options
+    return compare_outputs(scan_source(config.baseline, storage_options=options),
+                           scan_source(config.current, storage_options=options), config,
+                           window_timezone=window_timezone, min_coverage=min_coverage)

@@ -1,8 +1,9 @@
 """Histogram tables in the long format (docs/data-contracts.md): read and validated.
 
 Precomputed histograms come from other systems, so every column is checked on read: types,
-labels, counts, duplicate bins. Problems are one-line InputErrors naming the file, feature
-and column.
+labels, counts, duplicate bins, and the edges of numeric bins (both or neither, no NaN,
+``lower <= upper``, no two bins of one histogram overlapping). Problems are one-line
+InputErrors naming the file, feature and column or bins.
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ import polars as pl
 
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
-from pipeline.read.sources import Source, collect, collect_schema, describe_source, scan_source
+from pipeline.read.sources import (
+    Source,
+    StorageOptions,
+    collect,
+    collect_schema,
+    describe_source,
+    scan_source,
+)
 
 _REQUIRED = ("feature", "bin", "count")
+#: Counts from 2**53 on are no longer exact integers in float64 (and overflow the draw sizes
+#: of the simulated null): larger counts, or totals, are refused.
+MAX_COUNT = 2.0**53
 
 
 def _cast_expr(
@@ -37,6 +48,7 @@ def read_histograms(
     *,
     role: str = "current",
     duplicates: Literal["error", "sum"] = "error",
+    storage_options: StorageOptions = None,
 ) -> pl.DataFrame:
     """Read and validate a histogram table in the long format of ``docs/architecture.md``.
 
@@ -49,6 +61,8 @@ def read_histograms(
     duplicates : {"error", "sum"}
         What to do with several rows for the same (segments, feature, window, bin):
         stop with an error naming the first one, or add their counts.
+    storage_options : mapping, optional
+        Object-store options for URL sources (see :func:`scan_source`).
 
     Returns
     -------
@@ -60,11 +74,16 @@ def read_histograms(
     Raises
     ------
     InputError
-        Missing required column, wrong type, negative/NaN/inf/null count, null label,
-        duplicate bins (with ``duplicates="error"``) or an empty table.
+        Missing required column, wrong type, negative/NaN/inf/null count, a count or a
+        histogram total of 2**53 or more (also after ``duplicates="sum"``), null label,
+        duplicate bins (with ``duplicates="error"``), an empty table, or malformed edges: a
+        ``lower`` column without ``upper`` (or the reverse), a bin with one edge but not the
+        other, a NaN edge, ``lower > upper``, or two bins of one (segments, feature,
+        window) whose edges overlap (gaps are allowed: a histogram may leave empty bins
+        out).
     """
     name = describe_source(source)
-    query = scan_source(source)
+    query = scan_source(source, storage_options=storage_options)
     schema = collect_schema(query, name)
     missing = [c for c in _REQUIRED if c not in schema]
     if missing:
@@ -83,7 +102,22 @@ def read_histograms(
         raise InputError(f"{role} histogram table has no rows", source=name)
     _check_values(table, role, name)
     keys = [*segments, "feature", *(["window"] if "window" in table.columns else []), "bin"]
-    return _resolve_duplicates(table, keys, role, name, duplicates)
+    table = _resolve_duplicates(table, keys, role, name, duplicates)
+    _check_edges(table, keys[:-1], role, name)
+    check_totals(table, keys[:-1], f"{role} histogram table", name)
+    return table
+
+
+def check_totals(table: pl.DataFrame, groups: list[str], what: str, source: str) -> None:
+    """Every count and every histogram's total below :data:`MAX_COUNT` (2**53)."""
+    totals = table.group_by(groups).agg(pl.col("count").sum()).filter(
+        pl.col("count") >= MAX_COUNT)
+    if totals.height:
+        first = totals.row(0, named=True)
+        raise InputError(f"{what} has counts adding up to {first['count']:.6g} or more for "
+                         f"feature {first['feature']!r}; counts and their totals must stay "
+                         f"below 2**53 (about 9.0e15): rescale the weights",
+                         source=source, column="count")
 
 
 def _check_values(table: pl.DataFrame, role: str, source: str) -> None:
@@ -102,6 +136,54 @@ def _check_values(table: pl.DataFrame, role: str, source: str) -> None:
             f"number >= 0, first feature {first['feature']!r} bin {first['bin']!r} "
             f"count {first['count']}",
             source=source, column="count")
+
+
+def _edges_text(lower: float, upper: float) -> str:
+    return f"[{lower:.17g}, {upper:.17g})"
+
+
+def _check_edges(table: pl.DataFrame, histogram: list[str], role: str, source: str) -> None:
+    """Numeric bin edges: both or neither, not NaN, ``lower <= upper``, and no two bins of
+    one histogram (``histogram`` columns: segments, feature, window) overlapping."""
+    present = [c for c in ("lower", "upper") if c in table.columns]
+    if len(present) == 1:
+        other = "upper" if present == ["lower"] else "lower"
+        raise InputError(f"{role} histogram table has a {present[0]!r} column but no {other!r} "
+                         "column; give both edges of numeric bins (or neither)",
+                         source=source, column=other)
+    if not present:
+        return
+    lower, upper = pl.col("lower"), pl.col("upper")
+    problems = {
+        "has one edge but not the other; give both (or neither, for a category)":
+            lower.is_null() != upper.is_null(),
+        "has a NaN edge": lower.is_nan() | upper.is_nan(),
+        "has lower > upper": lower > upper,
+    }
+    for what, bad in problems.items():
+        rows = table.filter(bad.fill_null(False))
+        if rows.height:
+            first = rows.row(0, named=True)
+            raise InputError(f"{role} histogram table: {rows.height} bin(s) where each {what}, "
+                             f"first bin {first['bin']!r} (lower {first['lower']}, upper "
+                             f"{first['upper']})", source=source, feature=first["feature"])
+    # Sorted by edges, bins are disjoint exactly when each starts where the previous ended
+    # or later.
+    previous = [pl.col(c).shift().over(histogram) for c in ("bin", "lower", "upper")]
+    overlaps = (table.filter(lower.is_not_null())
+                .sort([*histogram, "lower", "upper"], nulls_last=True)
+                .with_columns(*(p.alias(f"previous_{c}") for p, c in
+                                zip(previous, ("bin", "lower", "upper"), strict=True)))
+                .filter(pl.col("lower") < pl.col("previous_upper")))
+    if overlaps.height:
+        first = overlaps.row(0, named=True)
+        raise InputError(
+            f"{role} histogram table: {overlaps.height} bin(s) overlap another bin of their "
+            f"histogram, first bins {first['previous_bin']!r} (edges "
+            f"{_edges_text(first['previous_lower'], first['previous_upper'])}) and "
+            f"{first['bin']!r} (edges {_edges_text(first['lower'], first['upper'])}); a value "
+            f"would count in both: fix the edges or merge the bins",
+            source=source, feature=first["feature"])
 
 
 def _resolve_duplicates(

@@ -166,7 +166,7 @@ def models_block(result: ModelDrift, resolved: list[dict[str, Any]] | None = Non
     Schema: :class:`ModelsBlock`.
     """
     config, summary = result.config, result.summary
-    keys = [*config.segments, "segment", "window"]
+    keys = ["segment", "window"]  # the labels: segment columns may have been renamed
     top_classes = (
         result.classes.filter(
             pl.col("js_contribution").rank("ordinal", descending=True).over(keys)

@@ -160,13 +160,20 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
     return pl.concat(parts, how="vertical_relaxed"), warnings
 
 
-def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
-    """All runs' rows, or None when the dataset is missing or empty.
+def history_files(history_dir: str | os.PathLike[str]) -> list[Path]:
+    """The partition files of the dataset (one per run), or ``[]`` when it is missing."""
+    return sorted(Path(history_dir).glob(f"run_id=*/{PART_FILE}"))
 
-    Runs may have different segment columns: the union of the columns is returned, with
-    nulls where a run lacks one.
+
+def scan_history(history_dir: str | os.PathLike[str], *,
+                 files: Sequence[Path] | None = None) -> pl.LazyFrame | None:
+    """A lazy scan of the runs' rows (all runs, or the partition ``files`` given).
+
+    Runs may have different segment columns: the scan has the union of the columns, with
+    nulls where a run lacks one. Only the Parquet footers are read here; select columns
+    and filter rows before collecting, so a report reads only what it shows.
     """
-    files = sorted(Path(history_dir).glob(f"run_id=*/{PART_FILE}"))
+    files = history_files(history_dir) if files is None else list(files)
     if not files:
         return None
     schema: dict[str, pl.DataType] = {}
@@ -175,6 +182,95 @@ def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
             if schema.get(name, pl.Null) == pl.Null:  # an all-null column says nothing
                 schema[name] = dtype
     # The folder name is only a safe form of the id: read the original from the files.
-    history = pl.scan_parquet(files, hive_partitioning=False, schema=schema,
-                              missing_columns="insert").collect()
-    return history if history.height else None
+    return pl.scan_parquet(files, hive_partitioning=False, schema=schema,
+                           missing_columns="insert")
+
+
+def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
+    """All runs' rows, or None when the dataset is missing or empty.
+
+    Loads everything: reports use `read_recent_runs`, which reads only what they show.
+    """
+    scan = scan_history(history_dir)
+    history = None if scan is None else scan.collect()
+    return history if history is not None and history.height else None
+
+
+def stored_runs(history_dir: str | os.PathLike[str]) -> pl.DataFrame:
+    """One row per stored run, oldest first: ``run_id``, ``created_at``, ``file``.
+
+    Reads one row of two columns per partition file, whatever the runs' sizes; a file that
+    cannot be read is left out.
+    """
+    rows = []
+    for file in history_files(history_dir):
+        try:
+            first = pl.read_parquet(file, columns=["run_id", "created_at"], n_rows=1)
+        except (OSError, pl.exceptions.PolarsError):
+            continue  # unreadable: the run's own check warns about it (scan_decisions)
+        if first.height:
+            rows.append({**first.row(0, named=True), "file": str(file)})
+    return pl.DataFrame(rows, schema={"run_id": pl.String, "created_at": CREATED_AT,
+                                      "file": pl.String}).sort("created_at", "run_id")
+
+
+def read_recent_runs(
+    history_dir: str | os.PathLike[str],
+    keys: pl.DataFrame,
+    columns: Sequence[str],
+    *,
+    exclude_run_id: str | None = None,
+    max_runs: int = 30,
+) -> tuple[pl.DataFrame | None, int]:
+    """The rows of the newest ``max_runs`` stored runs for some segment x feature pairs.
+
+    Memory follows what is returned, not the size of the history: only the newest runs'
+    files are scanned, only ``columns`` are read, and only rows of the ``keys`` are kept
+    (streamed).
+
+    Parameters
+    ----------
+    history_dir : path
+        The history dataset; a missing folder reads as no runs.
+    keys : polars.DataFrame
+        ``segment`` and ``feature`` of the series wanted.
+    columns : sequence of str
+        Columns to return (``run_id``, ``created_at``, ``segment`` and ``feature`` are
+        always included).
+    exclude_run_id : str, optional
+        A run to leave out (the one being reported, whose own rows the report has).
+    max_runs : int
+        Newest runs to read (by ``created_at``).
+
+    Returns
+    -------
+    (polars.DataFrame or None, int)
+        The rows (None when there are none) and how many runs, other than
+        ``exclude_run_id``, the dataset holds in all.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for day in (1, 2, 3):
+    ...     table = pl.DataFrame({"segment": ["all"] * 2, "feature": ["a", "b"],
+    ...                           "value": [0.1 * day, 0.2]})
+    ...     _ = append_history(folder, table, f"r{day}", f"2024-06-0{day}T00:00:00Z")
+    >>> rows, n_runs = read_recent_runs(folder, pl.DataFrame({"segment": ["all"],
+    ...     "feature": ["a"]}), ["value"], exclude_run_id="r3", max_runs=1)
+    >>> rows.select("run_id", "feature", "value").rows(), n_runs
+    ([('r2', 'a', 0.2)], 2)
+    """
+    runs = stored_runs(history_dir)
+    if exclude_run_id is not None:
+        runs = runs.filter(pl.col("run_id") != exclude_run_id)
+    scan = scan_history(history_dir, files=[Path(f) for f in runs["file"].tail(max_runs)])
+    if scan is None or keys.is_empty():
+        return None, runs.height
+    wanted = list(dict.fromkeys(["run_id", "created_at", "segment", "feature", *columns]))
+    rows = (scan.filter(pl.col("feature").is_in(keys["feature"].unique().implode()))
+            .select(wanted)
+            .join(keys.lazy().select("segment", "feature").unique(), on=["segment", "feature"],
+                  how="semi")
+            .collect(engine="streaming"))
+    return (rows if rows.height else None), runs.height

@@ -32,6 +32,7 @@ from pipeline.files import (
     atomic_write_text,
     make_dirs,
     output_error,
+    pid_alive,
     safe_filename,
     write_parquet,
 )
@@ -84,28 +85,39 @@ def _require_file(path: Path) -> None:
                          "`kl-drift run`", source=str(path.parent))
 
 
-def read_table(path: Path, columns: tuple[str, ...]) -> pl.DataFrame:
-    """Load one Parquet table of the run folder and check it has ``columns``."""
+def read_table(path: Path, columns: tuple[str, ...], *, skip: tuple[str, ...] = ()
+               ) -> pl.DataFrame:
+    """Load one Parquet table of the run folder and check it has ``columns``.
+
+    Columns in ``skip`` are checked but not loaded (the reports load a few rows of the
+    drift table's large ``bins`` column themselves).
+    """
     _require_file(path)
     try:
-        table = pl.read_parquet(path)
+        names = list(pl.read_parquet_schema(path))
+        table = pl.read_parquet(path, columns=[c for c in names if c not in skip])
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"not a readable Parquet file ({type(exc).__name__})",
                          source=str(path)) from exc
-    missing = [c for c in columns if c not in table.columns]
+    missing = [c for c in columns if c not in names]
     if missing:
         raise InputError(f"{path.name} lacks a required column (see docs/reports.md)",
                          source=str(path), column=missing[0])
     return table
 
 
-def read_drift(path: Path) -> pl.DataFrame:
-    """Load ``drift.parquet`` and check it has the columns the reports need."""
-    return read_table(path, REPORT_COLUMNS)
+def read_drift(path: Path, *, bins: bool = True) -> pl.DataFrame:
+    """Load ``drift.parquet`` (without its ``bins`` column unless ``bins``) and check it has
+    the columns the reports need."""
+    return read_table(path, REPORT_COLUMNS, skip=() if bins else ("bins",))
 
 
-def read_run(run_dir: Path) -> RunFolder:
-    """Read ``alerts.json`` and every table of the parts it says the run checked."""
+def read_run(run_dir: Path, *, bins: bool = True) -> RunFolder:
+    """Read ``alerts.json`` and every table of the parts it says the run checked.
+
+    ``bins=False`` leaves the drift table's per-bin lists on disk (`read_bins` loads the
+    rows a report shows): at 500,000 rows they are most of its memory.
+    """
     alerts = read_alerts(run_dir / ALERTS_FILE)
     block = alerts.get("models")
     models = None
@@ -119,10 +131,28 @@ def read_run(run_dir: Path) -> RunFolder:
     features = alerts["summary"]["total"] > 0 or (block is None and not has_estimates)
     return RunFolder(
         alerts=alerts,
-        drift=read_drift(run_dir / DRIFT_FILE) if features else None,
+        drift=read_drift(run_dir / DRIFT_FILE, bins=bins) if features else None,
         models=models,
         estimates=(read_table(run_dir / ESTIMATES_FILE, ESTIMATE_COLUMNS)
                    if has_estimates else None))
+
+
+def read_bins(path: Path, rows: pl.Series, *, chunk: int = 50_000) -> pl.Series:
+    """The ``bins`` lists of some rows of a ``drift.parquet`` file, in the order of ``rows``.
+
+    Reads the column ``chunk`` rows at a time, and only the chunks holding a row asked for:
+    memory holds one chunk and the rows asked for, not the whole column (at 500,000 rows of
+    20 bins the column alone takes about 1.5 GB in memory).
+    """
+    wanted = pl.DataFrame({"_row": rows.cast(pl.Int64)}).with_row_index("_order")
+    parts = []
+    for (first,), group in wanted.group_by(pl.col("_row") // chunk, maintain_order=True):
+        part = (pl.scan_parquet(path, low_memory=True).select("bins")
+                .slice(int(first) * chunk, chunk).collect())
+        parts.append(group.select("_order", part["bins"].gather(group["_row"] - first * chunk)))
+    if not parts:
+        return pl.Series("bins", [], dtype=pl.Null)
+    return pl.concat(parts).sort("_order")["bins"]
 
 
 def read_alerts(path: Path) -> dict[str, Any]:
@@ -217,16 +247,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), os.fspath(b))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def run_lock(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[None]:
     """Hold the lock of ``run_id`` in ``out_dir``: concurrent runs of one id publish in turn.
@@ -258,7 +278,7 @@ def staging_folder(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[Pat
     staging = make_dirs(Path(out_dir) / INTERNAL_DIR / "staging")
     for stale in staging.iterdir():
         pid = stale.name.rsplit(".", 2)[-2] if stale.name.count(".") >= 2 else ""
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     folder = staging / f"{safe_filename(run_id)}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
     make_dirs(folder)

@@ -13,21 +13,32 @@ import pytest
 
 from flows import flows as flows_module
 from flows.flows import build_baseline, drift_check, is_transient
-from flows.publish import CRITICAL_EVENT, artifact_key, drift_table_rows
+from flows.publish import (
+    ALERT_EVENT_PREFIX,
+    RESOLVED_EVENT,
+    RUN_COMPLETED,
+    alert_events,
+    artifact_key,
+    changes,
+    drift_table_rows,
+    report_url,
+    summary_markdown,
+)
 from pipeline.bins.profile import read_profile
-from pipeline.config import RunConfig
+from pipeline.config import PrefectConfig, RunConfig
 from pipeline.errors import ConfigError, InputError
 from pipeline.write.history import read_history
 from tests.flows.conftest import FLIGHTS_BASELINE, flights_config
 
-RUN_ID = "Flights 2013/06"  # needs sanitising into artifact keys
+RUN_ID = "Flights 2013/06"  # not a valid artifact key: keys must come from the monitor
+MONITOR = "Flights weekly"  # prefect.name; needs sanitising into artifact keys
 
 
 @pytest.fixture(scope="module")
 def drift_run(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One drift_check run, its parameters given as JSON the way a deployment passes them."""
     out = tmp_path_factory.mktemp("runs")
-    config = flights_config(out, **{"output.run_id": RUN_ID})
+    config = flights_config(out, **{"output.run_id": RUN_ID, "prefect.name": MONITOR})
     state = drift_check(config=config.model_dump(mode="json"), return_state=True)
     return state, state.result(), out
 
@@ -43,45 +54,110 @@ def test_drift_is_data_the_run_completes_with_reports_and_history(drift_run: Any
     assert history.height == result.drift.height
 
 
-def test_report_and_drift_table_artifacts_are_published(drift_run: Any) -> None:
+def test_artifacts_are_published_under_keys_stable_per_monitor(drift_run: Any) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     state, result, _ = drift_run
-    keys = {"markdown": artifact_key("report", RUN_ID), "table": artifact_key("drift", RUN_ID)}
-    assert keys["markdown"].startswith("kl-drift-report-flights-2013-06-")
+    keys = {"markdown": artifact_key("report", MONITOR),
+            "table": artifact_key("drift-table", MONITOR),
+            "link": artifact_key("report-link", MONITOR)}
+    assert keys["markdown"].startswith("kl-drift-flights-weekly-")
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=list(keys.values()))))
-    by_type = {a.type: a for a in artifacts}
-    assert {t: a.key for t, a in by_type.items()} == keys
+    by_key = {a.key: a for a in artifacts}
+    assert set(by_key) == set(keys.values()) and len(artifacts) == 3
     assert all(a.flow_run_id == state.state_details.flow_run_id for a in artifacts)
-    assert by_type["markdown"].data == (result.run_dir / "report.md").read_text()
-    rows = json.loads(by_type["table"].data)
+    report = report_url(result.run_dir)
+    head = summary_markdown(result.alerts, monitor=MONITOR, report=report)
+    assert by_key[keys["markdown"]].data == (
+        f"{head}\n---\n\n{(result.run_dir / 'report.md').read_text()}")
+    counts = changes(result.alerts)
+    assert (f"**{counts['new']} new · {counts['ongoing']} ongoing · {counts['resolved']} "
+            "resolved**") in head
+    assert report == (result.run_dir.resolve() / "report.html").as_uri()
+    # Prefect stores a link artifact as Markdown; the run id's "/" is no markup.
+    assert by_key[keys["link"]].data == f"[report.html of run {RUN_ID}]({report})"
+    rows = json.loads(str(by_key[keys["table"]].data))
     assert rows == drift_table_rows(result.drift)
     assert rows[0]["status"] == "critical" and len(rows) == result.drift.height
+    assert all(len(repr(r["value"])) <= len("1.234e-05") for r in rows if r["value"])
 
 
-def test_one_event_per_critical_alert(drift_run: Any) -> None:
+def flow_run_events(flow_run_id: Any, names: list[str], expected: int, *,
+                    about_the_run: bool = False) -> list[Any]:
+    """The events related to a flow run (or, ``about_the_run``, whose resource it is), once
+    ``expected`` have arrived (stored asynchronously: wait at most 20 s)."""
     from prefect import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+    from prefect.events.filters import (
+        EventFilter,
+        EventNameFilter,
+        EventRelatedFilter,
+        EventResourceFilter,
+    )
 
-    state, result, _ = drift_run
-    critical = [a for a in result.alerts["alerts"] if a["status"] == "critical"]
-    assert critical, "the flights fixture must have critical rows"
-    flow_run = f"prefect.flow-run.{state.state_details.flow_run_id}"
-    query = EventFilter(event=EventNameFilter(name=[CRITICAL_EVENT]),
-                        related=EventRelatedFilter(id=[flow_run]))
-    deadline = time.monotonic() + 20  # events are sent and stored asynchronously
+    run = [f"prefect.flow-run.{flow_run_id}"]
+    query = EventFilter(event=EventNameFilter(name=names),
+                        **({"resource": EventResourceFilter(id=run)} if about_the_run else
+                           {"related": EventRelatedFilter(id=run)}))
+    deadline = time.monotonic() + 20
     with get_client(sync_client=True) as client:
-        while len(events := client.read_events(query, limit=50).events) < len(critical):
-            assert time.monotonic() < deadline, f"{len(events)} of {len(critical)} events"
+        while len(events := client.read_events(query, limit=50).events) < expected:
+            assert time.monotonic() < deadline, f"{len(events)} of {expected} events"
             time.sleep(0.2)
-    received = sorted((e.resource.id, e.payload["window"], e.payload["value"])
-                      for e in events)
-    assert received == sorted((f"kl-drift.feature.{a['feature']}.{a['segment']}",
-                               a["window"], a["value"]) for a in critical)
-    assert all(e.payload["run_id"] == RUN_ID for e in events)
+    return events
+
+
+ALERT_NAMES = [f"{ALERT_EVENT_PREFIX}warn", f"{ALERT_EVENT_PREFIX}critical", RESOLVED_EVENT]
+
+
+def test_one_summary_event_and_one_event_per_new_alert(drift_run: Any) -> None:
+    state, result, _ = drift_run
+    flow_run_id = state.state_details.flow_run_id
+    # The first run of an output folder: each episode's first alert is new.
+    new = [a for a in result.alerts["alerts"] if a["lifecycle"] == "new"]
+    assert {a["status"] for a in new} == {"warn", "critical"} and len(new) < 50
+    [summary] = flow_run_events(flow_run_id, [RUN_COMPLETED], 1)
+    received = flow_run_events(flow_run_id, ALERT_NAMES, len(new))
+    assert len(received) == len(new)
+    assert sorted((e.event, e.resource.id, e.payload["window"]) for e in received) == sorted(
+        (f"kl-drift.alert.{a['status']}", f"kl-drift.feature.{a['feature']}.{a['segment']}",
+         a["window"]) for a in new)
+    expected = alert_events(result.alerts, monitor=MONITOR, report=report_url(result.run_dir),
+                            settings=PrefectConfig.model_validate({}))
+    assert sorted(e.id for e in received) == sorted(e["id"] for e in expected)
+    assert summary.resource["kl-drift.monitor"] == MONITOR
+    assert summary.resource["kl-drift.new-status"] == "critical"
+    assert summary.payload["run_id"] == RUN_ID
+    assert summary.payload["changes"] == changes(result.alerts)
+    assert summary.payload["changes"]["new"] == len(new)
+    assert summary.payload["report"] == report_url(result.run_dir)
+    assert len(summary.payload["new_alerts"]) == min(len(new), 20)
+
+
+def test_a_rerun_of_the_same_run_id_sends_no_new_notifications(drift_run: Any) -> None:
+    """Same run id, same outcome: the same event ids, which the server keeps once."""
+    from prefect import get_client
+    from prefect.events.filters import EventFilter, EventIDFilter
+
+    state, result, out = drift_run
+    config = flights_config(out, **{"output.run_id": RUN_ID, "prefect.name": MONITOR})
+    again = drift_check(config, return_state=True)
+    assert again.is_completed() and again.result().alerts["alerts"] == result.alerts["alerts"]
+    new = [a for a in result.alerts["alerts"] if a["lifecycle"] == "new"]
+    first = flow_run_events(state.state_details.flow_run_id, [RUN_COMPLETED, *ALERT_NAMES],
+                            1 + len(new))
+    # The rerun's own state events are sent after its kl-drift events: once they are
+    # stored, so would be any kl-drift event of the rerun the server kept.
+    rerun = again.state_details.flow_run_id
+    flow_run_events(rerun, ["prefect.flow-run.Completed"], 1, about_the_run=True)
+    time.sleep(1)
+    assert flow_run_events(rerun, [RUN_COMPLETED, *ALERT_NAMES], 0) == []
+    with get_client(sync_client=True) as client:
+        stored = client.read_events(
+            EventFilter(id=EventIDFilter(id=[e.id for e in first])), limit=50).events
+    assert sorted(e.id for e in stored) == sorted(e.id for e in first)
 
 
 def test_fail_on_alert_fails_the_run(prefect_server: str, tmp_path: Path) -> None:
@@ -118,7 +194,7 @@ def test_retries_happen_for_transient_errors_only(
 ) -> None:
     calls: list[RunConfig] = []
 
-    def fails_once(config: RunConfig, progress: Any) -> str:
+    def fails_once(config: RunConfig, progress: Any, bin_current: Any) -> str:
         calls.append(config)
         if len(calls) == 1:
             raise read_failure(cause)
@@ -129,6 +205,25 @@ def test_retries_happen_for_transient_errors_only(
     state = task(RunConfig(), return_state=True)
     assert len(calls) == attempts
     assert state.is_completed() is (attempts == 2)
+
+
+def test_timeout_seconds_bounds_the_run_and_a_timed_out_run_is_not_retried(
+    prefect_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[RunConfig] = []
+
+    def hangs(config: RunConfig, progress: Any, bin_current: Any) -> None:
+        calls.append(config)
+        time.sleep(60)
+
+    monkeypatch.setattr(flows_module, "run_drift", hangs)
+    config = flights_config(tmp_path, **{"prefect.timeout_seconds": 1})
+    started = time.monotonic()
+    state = drift_check(config, return_state=True)
+    assert time.monotonic() - started < 20  # 1 s, plus a busy machine's overheads
+    assert state.is_failed() and state.name == "TimedOut"
+    assert state.message and "timed out after 1.0 second" in state.message
+    assert len(calls) == 1  # a TimeoutError is an OSError, yet not retried
 
 
 @pytest.fixture

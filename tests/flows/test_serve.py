@@ -67,3 +67,10 @@ def test_prefect_yaml_entrypoints_parameters_and_schedules_are_valid() -> None:
             Cron(schedule["cron"], timezone=schedule["timezone"])
         assert deployment["work_pool"]["name"] == "kl-drift"
     assert names == {"drift-check", "build-baseline"}
+
+
+def test_prefect_name_names_the_served_deployments() -> None:
+    from flows.serve import build_deployments
+
+    config = load_config(None, {"prefect.name": "flights-hourly"})
+    assert [d.name for d in build_deployments(config)] == ["flights-hourly", "flights-hourly"]

@@ -5,7 +5,8 @@ and estimate tables when the run has them, alerts.json) and, optionally, the his
 dataset, so ``kl-drift report RUN_DIR`` can re-render old runs.
 
 The renderers are imported on first use, so that importing a light submodule such as
-`pipeline.write.reports.summary` does not load matplotlib and Jinja2 (about a second).
+`pipeline.write.reports.summary` does not load Jinja2; nothing here is imported until
+reports are written.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def write_reports(
         A run folder: ``alerts.json`` and the tables of the parts it says the run checked
         (`pipeline.write.run_folder.read_run`).
     history_dir : path, optional
-        The history dataset (`pipeline.write.history`); adds drift across runs to the plots.
-        A missing folder is fine: the report then has no across-runs plots.
+        The history dataset (`pipeline.write.history`); adds drift across runs to the plots,
+        reading only the newest runs' rows of the features plotted. A missing folder is
+        fine: the report then has no across-runs plots.
 
     Returns
     -------
@@ -56,20 +58,29 @@ def write_reports(
     pipeline.errors.InputError
         When a file is missing or malformed.
     """
+    import polars as pl
+
     from pipeline.files import atomic_write_text
-    from pipeline.write.history import read_history
+    from pipeline.formats import DRIFT_FILE
     from pipeline.write.reports.html import render_html
     from pipeline.write.reports.markdown import render_markdown
-    from pipeline.write.run_folder import read_run
+    from pipeline.write.run_folder import read_bins, read_run
 
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    history = read_history(history_dir) if history_dir is not None else None
-    return [
-        atomic_write_text(run_dir / "report.md",
-                          render_markdown(run.drift, run.alerts, models=run.models,
-                                          estimates=run.estimates)),
-        atomic_write_text(run_dir / "report.html",
-                          render_html(run.drift, run.alerts, history, models=run.models,
-                                      estimates=run.estimates)),
-    ]
+    run = read_run(run_dir, bins=False)  # the few rows shown load their bins from the file
+    loaded: dict[int, Any] = {}
+
+    def bins(rows: pl.Series) -> pl.Series:
+        # One pass over the file for report.html; report.md's rows are among its rows.
+        missing = [row for row in rows.to_list() if row not in loaded]
+        if missing:
+            found = read_bins(run_dir / DRIFT_FILE, pl.Series(missing, dtype=pl.UInt32))
+            loaded.update(zip(missing, found, strict=True))
+        return pl.Series("bins", [loaded[row] for row in rows.to_list()])
+
+    page = render_html(run.drift, run.alerts, history_dir, models=run.models,
+                       estimates=run.estimates, bins=bins)
+    text = render_markdown(run.drift, run.alerts, models=run.models, estimates=run.estimates,
+                           bins=bins)
+    return [atomic_write_text(run_dir / "report.md", text),
+            atomic_write_text(run_dir / "report.html", page)]

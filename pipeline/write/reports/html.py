@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from collections.abc import Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from pipeline.write.history import CREATED_AT, as_utc
+from pipeline.write.history import CREATED_AT, as_utc, read_recent_runs
+from pipeline.write.reports.bin_labels import label_map
 from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
@@ -29,13 +32,22 @@ from pipeline.write.reports.model_outputs import (
     model_rows,
     top_examples,
 )
-from pipeline.write.reports.plots import class_means_svg, feature_svg
+from pipeline.write.reports.plots import class_means_svgs, feature_svgs
 from pipeline.write.reports.summary import (
     ALERTING,
+    LIFECYCLES,
     STATUS_COLORS,
     STATUS_LABELS,
+    STATUSES,
+    BinsLoader,
+    Effect,
+    bins_of,
+    effect_columns,
+    feature_counts,
     feature_rows,
     fmt_count,
+    fmt_coverage,
+    fmt_effect,
     fmt_p,
     fmt_share,
     fmt_value,
@@ -48,42 +60,61 @@ from pipeline.write.reports.summary import (
 )
 from pipeline.write.run_folder import ModelTables
 
-MAX_PLOTS = 50
+MAX_PLOTS = 50  # alerting features with their plots open
+MAX_ROWS = 500  # rows of the features table (segment x feature); all are in drift.parquet
+MAX_DISTRIBUTIONS = 100  # other features whose distribution is offered (collapsed)
+PLOT_BUDGET = 1_100_000  # characters of plots per page; other features fill what alerts leave
 MAX_PROBLEMS = 100
+MAX_RESOLVED = 100
+MAX_RUNS = 30  # past runs in the across-runs plots
 MAX_MODEL_ROWS = 200
 MAX_PROBS = 8  # classes whose probabilities an example row shows
-SERIES_COLUMNS = ("label", "value", "status", "warn_threshold", "critical_threshold")
+SERIES_COLUMNS = ("value", "status", "warn_threshold", "critical_threshold")
+WINDOW_COLUMNS = ("partial", "coverage")  # drawn in the across-windows plot when present
 
 _ENV = Environment(loader=PackageLoader("pipeline.write.reports", "templates"), autoescape=True,
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 _STATIC = resources.files("pipeline.write.reports") / "templates"
 
 
-def _note(row: Mapping[str, Any]) -> str:
+def _note(row: Mapping[str, Any], labels: Mapping[str, str]) -> tuple[str, str]:
+    """The table's last cell: the reason, or the top bin's shift; and its full-label tooltip."""
     if row["reason"]:
-        return row["reason"]
+        return row["reason"], ""
     if not row["top_bins"]:
-        return ""
+        return "", ""
     top = row["top_bins"][0]
-    return f"{top['bin']}: {fmt_share(top['baseline_share'])} → {fmt_share(top['current_share'])}"
+    shift = f"{fmt_share(top['baseline_share'])} → {fmt_share(top['current_share'])}"
+    shown = labels.get(top["bin"], top["bin"])
+    return f"{shown}: {shift}", (top["bin"] if shown != top["bin"] else "")
 
 
-def _table_row(row: Mapping[str, Any], detail_id: str | None, window: str) -> dict[str, Any]:
-    note = _note(row)
+def _window(row: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str, Any]:
+    return {"label": windows.get(row["window"], row["window"]), "full": row["window"],
+            "partial": fmt_coverage(row)}
+
+
+def _table_row(row: Mapping[str, Any], link: str | None, windows: Mapping[str, str],
+               labels: Mapping[str, str], effect: Effect | None) -> dict[str, Any]:
+    note, note_title = _note(row, labels)
+    lifecycles = list(row.get("lifecycles") or [])
     return {
         "status": row["status"], "status_label": STATUS_LABELS.get(row["status"], row["status"]),
-        "rank": row["rank"], "alerting": row["status"] in ALERTING, "detail_id": detail_id,
-        "feature": row["feature"], "segment": row["segment"], "window": window,
-        "window_full": row["window"],
+        "rank": row["rank"], "alerting": row["status"] in ALERTING, "link": link,
+        "lifecycles": lifecycles,
+        "feature": row["feature"], "segment": row["segment"], "window": _window(row, windows),
         "value": fmt_value(row["value"]), "value_sort": _sort_key(row["value"]),
+        "effect": None if effect is None else fmt_effect(row, effect),
+        "effect_sort": None if effect is None else _sort_key(row[effect.value]),
         "thresholds": f"{fmt_value(row['warn_threshold'])} / "
                       f"{fmt_value(row['critical_threshold'])}",
         "warn_sort": _sort_key(row["warn_threshold"]),
         "q": fmt_p(row["q_value"]), "q_sort": _sort_key(row["q_value"]),
         "n_current": fmt_count(row["n_current"]), "n_sort": _sort_key(row["n_current"]),
-        "n_alerting": row["n_alerting"], "n_windows": row["n_windows"], "note": note,
+        "n_alerting": row["n_alerting"], "n_windows": row["n_windows"],
+        "note": note, "note_title": note_title,
         "search": " ".join((row["feature"], row["segment"], row["window"], row["status"],
-                            note)).lower(),
+                            *lifecycles, note)).lower(),
     }
 
 
@@ -91,91 +122,173 @@ def _sort_key(value: float | None) -> str:
     return "" if value is None else repr(value)
 
 
-def _detail(row: Mapping[str, Any], detail_id: str, window: str) -> dict[str, Any]:
-    facts = [f"{row['metric']} {fmt_value(row['value'])} in window {window}",
-             f"warn {fmt_value(row['warn_threshold'])} / critical "
-             f"{fmt_value(row['critical_threshold'])}",
-             f"p {fmt_p(row['p_value'])}, q {fmt_p(row['q_value'])}",
-             f"n {fmt_count(row['n_baseline'])} baseline / {fmt_count(row['n_current'])} current"]
+def _detail(row: Mapping[str, Any], detail_id: str, window: str, labels: Mapping[str, str],
+            effect: Effect | None) -> dict[str, Any]:
+    facts = [f"{row['metric']} {fmt_value(row['value'])} in window {window}"]
+    if effect is not None:
+        facts.append(f"{effect.label.lower()} {fmt_effect(row, effect)}")
+    facts += [f"warn {fmt_value(row['warn_threshold'])} / critical "
+              f"{fmt_value(row['critical_threshold'])}",
+              f"p {fmt_p(row['p_value'])}, q {fmt_p(row['q_value'])}",
+              f"n {fmt_count(row['n_baseline'])} baseline / {fmt_count(row['n_current'])} "
+              "current"]
     if row["n_windows"] > 1:
         facts.append(f"{row['n_alerting']} of {row['n_windows']} windows alerting")
+    if partial := fmt_coverage(row):
+        facts.append(partial)
     return {
         "id": detail_id, "feature": row["feature"], "segment": row["segment"],
-        "status": row["status"], "status_label": STATUS_LABELS[row["status"]],
-        "facts": " · ".join(facts), "svg": None,
-        "top_bins": [{"bin": b["bin"], "baseline": fmt_share(b["baseline_share"]),
+        "status": row["status"], "status_label": STATUS_LABELS.get(row["status"], row["status"]),
+        "value": fmt_value(row["value"]), "lifecycles": list(row.get("lifecycles") or []),
+        "facts": " · ".join(facts), "svgs": [],
+        "top_bins": [{"bin": labels.get(b["bin"], b["bin"]), "full": b["bin"],
+                      "baseline": fmt_share(b["baseline_share"]),
                       "current": fmt_share(b["current_share"]),
                       "contribution": fmt_value(b["contribution"])}
                      for b in row["top_bins"] or []],
     }
 
 
-def _windows(drift: pl.DataFrame, plotted: pl.DataFrame) -> dict[tuple[str, str], pl.DataFrame]:
-    series = (drift.join(plotted.select("segment", "feature"), on=["segment", "feature"],
-                         how="semi")
-              .sort("window")
-              .select("segment", "feature", pl.col("window").alias("label"), *SERIES_COLUMNS[1:]))
+def _series(rows: pl.DataFrame, keys: pl.DataFrame, order: str, label: pl.Expr
+            ) -> dict[tuple[str, str], Any]:
+    """Per segment x feature of ``keys``: its rows of ``rows`` ordered by ``order``."""
+    extra = [c for c in WINDOW_COLUMNS if c in rows.columns]
+    series = (rows.join(keys.select("segment", "feature"), on=["segment", "feature"],
+                        how="semi")
+              .sort(order)
+              .select("segment", "feature", label.alias("label"), *SERIES_COLUMNS, *extra))
     return series.partition_by("segment", "feature", as_dict=True, include_key=False)
 
 
-def _runs(history: pl.DataFrame | None, plotted: pl.DataFrame, run: Mapping[str, Any]
-          ) -> dict[tuple[str, str], pl.DataFrame]:
-    """Per segment x feature: the worst window of each run in history and of this one."""
-    if history is None:
-        return {}
-    keys = ["segment", "feature"]
-    past = (history.filter(pl.col("run_id") != run["run_id"], pl.col("metric") == run["metric"])
-            .join(plotted.select(keys), on=keys, how="semi"))
-    if past.is_empty():
-        return {}
-    current = plotted.with_columns(created_at=pl.lit(as_utc(run["created_at"]), dtype=CREATED_AT))
-    columns = ["created_at", *keys, *SERIES_COLUMNS[1:]]
-    series = (pl.concat([feature_rows(past, by=("run_id", *keys)).select(columns),
-                         current.select(columns)], how="vertical_relaxed")
-              .sort("created_at")
-              .with_columns(label=pl.col("created_at").dt.to_string()))
-    return series.partition_by(*keys, as_dict=True, include_key=False)
+def _runs(history_dir: Path | None, keys: pl.DataFrame, run: Mapping[str, Any],
+          ) -> tuple[dict[tuple[str, str], Any], int]:
+    """Per segment x feature: the worst window of each recent run and of this one.
+
+    ``keys`` holds this run's worst window of each plotted segment x feature. Returns the
+    series and the number of past runs the history holds (the plots show the newest
+    `MAX_RUNS`).
+    """
+    if history_dir is None or keys.is_empty():
+        return {}, 0
+    past, n_runs = read_recent_runs(history_dir, keys, ["window", "metric", *SERIES_COLUMNS],
+                                    exclude_run_id=run["run_id"], max_runs=MAX_RUNS)
+    if past is None:
+        return {}, n_runs
+    by = ("created_at", "segment", "feature")
+    worst = feature_rows(past.filter(pl.col("metric") == run["metric"]),
+                         by=("run_id", *by)).select(*by, *SERIES_COLUMNS)
+    if worst.is_empty():
+        return {}, n_runs
+    current = keys.select(
+        pl.lit(as_utc(run["created_at"]), dtype=CREATED_AT).alias("created_at"),
+        "segment", "feature", *SERIES_COLUMNS)
+    both = pl.concat([worst, current], how="vertical_relaxed")
+    label = pl.col("created_at").dt.to_string("%Y-%m-%dT%H:%M:%S+00:00")
+    return _series(both, keys, "created_at", label), n_runs
+
+
+def _plots(row: Mapping[str, Any], bins: pl.Series | None, metric: str,
+           windows: Mapping[tuple[str, str], Any], runs: Mapping[tuple[str, str], Any]
+           ) -> list[Markup]:
+    if bins is None or not len(bins):
+        return []
+    key = (row["segment"], row["feature"])
+    # Trusted markup: the SVG writer escapes every label and tooltip it writes.
+    return [Markup(svg) for svg in feature_svgs(
+        bins.struct.unnest(), metric=metric, windows=windows.get(key), runs=runs.get(key))]
+
+
+def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any], rows: pl.DataFrame
+              ) -> dict[str, Any]:
+    counts = feature_counts(drift)
+    by_status = dict(rows.group_by("status").len().iter_rows())
+    partial = (int(drift["partial"].fill_null(False).sum()) if "partial" in drift.columns
+               else 0)
+    changes = alerts.get("changes")
+    return {
+        "features": counts["features"], "drifted": counts["drifted"],
+        "by_status": [(s, STATUS_LABELS[s], counts[s]) for s in ALERTING],
+        "cards": [(s, STATUS_LABELS[s], by_status.get(s, 0)) for s in STATUSES],
+        "checks": [(s, STATUS_LABELS[s], n) for s, n in status_counts(alerts).items()],
+        "changes": None if not changes else [(name, int(changes.get(name) or 0))
+                                             for name in LIFECYCLES],
+        "partial": partial,
+    }
+
+
+def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str, Any] | None:
+    """The "resolved since the last run" list of alerts.json, capped."""
+    resolved = alerts.get("resolved")
+    if resolved is None:
+        return None
+    items = [{"feature": r.get("feature", ""), "segment": r.get("segment", ""),
+              "window": windows.get(r.get("window", ""), r.get("window", "")),
+              "since": windows.get(r.get("since") or "", r.get("since") or "—"),
+              "last_status": r.get("last_status") or "",
+              "last_label": STATUS_LABELS.get(r.get("last_status") or "", "")}
+             for r in resolved[:MAX_RESOLVED]]
+    return {"items": items, "total": len(resolved)}
 
 
 def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
-              history: pl.DataFrame | None) -> dict[str, Any]:
+              history_dir: Path | None, load_bins: BinsLoader) -> dict[str, Any]:
     """Template values of the feature-drift sections."""
     run = alerts["run"]
     metric = str(run.get("metric") or (drift["metric"][0] if drift.height else "value"))
-    rows = feature_rows(drift).with_columns(rank=severity())
+    effect = effect_columns(drift.columns)
+    drift = drift.drop("bins", strict=False)  # only the rows shown need them (load_bins)
+    rows = feature_rows(drift.with_row_index("_row")).with_columns(rank=severity())
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     plotted = alerting.head(MAX_PLOTS)
-    windows = _windows(drift, plotted)
-    runs = _runs(history, plotted, run)
-    labels = window_labels(drift)
-    details = []
-    for i, row in enumerate(plotted.drop("bins").iter_rows(named=True)):
-        key, bins = (row["segment"], row["feature"]), plotted["bins"][i]
-        detail = _detail(row, f"f{i}", labels.get(row["window"], row["window"]))
-        if bins is not None and len(bins):
-            # Trusted markup: matplotlib XML-escapes every label it writes into the SVG.
-            detail["svg"] = Markup(feature_svg(
-                bins.struct.unnest(), metric=metric, salt=f"kd{i}", windows=windows.get(key),
-                runs=runs.get(key)))
-        details.append(detail)
-    detail_ids = {(d["segment"], d["feature"]): d["id"] for d in details}
-    table = [_table_row(row, detail_ids.get((row["segment"], row["feature"])),
-                        labels.get(row["window"], row["window"]))
-             for row in rows.drop("bins").iter_rows(named=True)]
+    others = rows.filter(~pl.col("status").is_in(ALERTING)).head(MAX_DISTRIBUTIONS)
+    shown = pl.concat([plotted, others])
+    table_rows = rows.head(MAX_ROWS)
+    needed = pl.concat([shown["_row"], table_rows["_row"]]).unique()
+    loaded = dict(zip(needed.to_list(), load_bins(needed), strict=True))
+    labels = {row: label_map(None if b is None else b.to_list()) for row, b in loaded.items()}
+    bins = [loaded[row] for row in shown["_row"].to_list()]
+    windows = window_labels(drift)
+    keys = shown.select("segment", "feature")
+    window_series = _series(drift, keys, "window", pl.col("window"))
+    run_series, n_runs = _runs(history_dir, plotted.select(
+        "segment", "feature", *SERIES_COLUMNS), run)
+    details: list[dict[str, Any]] = []
+    distributions: list[dict[str, Any]] = []
+    budget = PLOT_BUDGET
+    for i, row in enumerate(shown.iter_rows(named=True)):
+        target = details if i < plotted.height else distributions
+        detail = _detail(row, f"f{i}" if target is details else f"o{i - plotted.height}",
+                         windows.get(row["window"], row["window"]), labels[row["_row"]], effect)
+        detail["svgs"] = _plots(row, bins[i], metric, window_series,
+                                run_series if target is details else {})
+        budget -= sum(len(svg) for svg in detail["svgs"])
+        if target is distributions and budget < 0:
+            break  # the page stays small: the remaining distributions are left out (and said)
+        target.append(detail)
+    links = {(d["segment"], d["feature"]): d["id"] for d in (*details, *distributions)}
+    table = [_table_row(row, links.get((row["segment"], row["feature"])), windows,
+                        labels[row["_row"]], effect)
+             for row in table_rows.iter_rows(named=True)]
     problems = problem_rows(drift)
     problem_list = [
         {"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
          "feature": r["feature"], "segment": r["segment"],
-         "window": labels.get(r["window"], r["window"]), "reason": r["reason"] or ""}
+         "window": windows.get(r["window"], r["window"]), "reason": r["reason"] or ""}
         for r in problems.head(MAX_PROBLEMS).select(
             "status", "feature", "segment", "window", "reason").iter_rows(named=True)]
     return {
-        "metric": metric, "total": alerts["summary"].get("total", drift.height),
-        "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(alerts).items()],
+        "metric": metric, "headline": _headline(drift, alerts, rows),
+        "total": int(alerts["summary"].get("total", drift.height)),
         "n_features": drift["feature"].n_unique(), "n_segments": drift["segment"].n_unique(),
         "n_windows": drift["window"].n_unique(), "varying_thresholds": thresholds_vary(rows),
-        "rows": table, "details": details, "problems": problem_list,
-        "n_problems": problems.height, "n_alerting": alerting.height, "has_runs": bool(runs),
+        "effect": None if effect is None else effect.label,
+        "has_lifecycle": "lifecycle" in drift.columns,
+        "rows": table, "n_rows": rows.height, "details": details,
+        "distributions": distributions,
+        "n_others": rows.height - alerting.height, "problems": problem_list,
+        "n_problems": problems.height, "n_alerting": alerting.height,
+        "has_runs": bool(run_series), "n_runs": n_runs, "max_runs": MAX_RUNS,
+        "resolved": _resolved(alerts, windows),
     }
 
 
@@ -195,6 +308,7 @@ def _models(tables: ModelTables) -> dict[str, Any]:
     extra = extra_metric(tables)
     metrics = {**({extra: extra} if extra else {}), **SHOWN_METRICS}
     table = [{"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
+              "lifecycle": r.get("lifecycle"),
               "segment": r["segment"], "window": labels.get(r["window"], r["window"]),
               "window_full": r["window"], "n": fmt_count(r["n"]),
               "cells": [fmt_value(r["value" if c == extra else c]) for c in metrics]}
@@ -211,12 +325,14 @@ def _models(tables: ModelTables) -> dict[str, Any]:
         "intro": model_intro(block), "warnings": block["warnings"],
         "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(block).items()],
         "total": block["summary"]["total"], "headers": list(metrics.values()),
+        "changes": [(name, int(block["changes"].get(name) or 0)) for name in LIFECYCLES]
+        if block.get("changes") else None,
         "rows": table, "n_rows": rows.height, "examples": examples,
         "id_column": block["id_column"], "top_by": block["top_by"],
         "classes": means["class"].unique(maintain_order=True).to_list(),
         "n_segments": rows["segment"].n_unique(), "n_windows": rows["window"].n_unique(),
-        # Trusted markup: matplotlib XML-escapes every label it writes into the SVG.
-        "svg": Markup(class_means_svg(means, salt="km")),
+        # Trusted markup: the SVG writer escapes every label and tooltip it writes.
+        "svgs": [Markup(svg) for svg in class_means_svgs(means)],
     }
 
 
@@ -254,10 +370,11 @@ def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
 def render_html(
     drift: pl.DataFrame | None,
     alerts: Mapping[str, Any],
-    history: pl.DataFrame | None = None,
+    history_dir: str | os.PathLike[str] | None = None,
     *,
     models: ModelTables | None = None,
     estimates: pl.DataFrame | None = None,
+    bins: BinsLoader | None = None,
 ) -> str:
     """Render report.html.
 
@@ -268,17 +385,25 @@ def render_html(
         run without feature drift.
     alerts : mapping
         The run's ``alerts.json`` document.
-    history : polars.DataFrame, optional
-        `pipeline.write.history.read_history` output; adds the metric across runs to the plots.
+    history_dir : path, optional
+        The history dataset (`pipeline.write.history`): adds the metric across the newest
+        runs to the plots of alerting features. Only what the plots show is read.
     models : ModelTables, optional
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    bins : callable, optional
+        Loads the ``bins`` of the rows shown (`summary.BinsLoader`), so ``drift`` may come
+        without that column (`write_reports` reads it from the Parquet file, row by row
+        needed); default: ``drift["bins"]``.
 
     Returns
     -------
     str
-        The whole page. Features at warn/critical get plots, at most `MAX_PLOTS`.
+        The whole page. Features at warn/critical get plots (at most `MAX_PLOTS`), the
+        others a collapsed distribution (at most `MAX_DISTRIBUTIONS`, and as many as
+        `PLOT_BUDGET` leaves room for); the features table has at most `MAX_ROWS` rows. The
+        page states each cap it applies.
     """
     run = alerts["run"]
     js = (_STATIC / "report.js").read_text(encoding="utf-8")
@@ -293,7 +418,9 @@ def render_html(
         tool_version=run.get("tool_version", ""), scope=_scope(drift, models, estimates),
         facts=run_facts(drift, alerts), max_plots=MAX_PLOTS,
         warnings=list(alerts.get("warnings") or []),
-        features=None if drift is None else _features(drift, alerts, history),
+        features=None if drift is None else _features(
+            drift, alerts, None if history_dir is None else Path(history_dir),
+            bins or bins_of(drift)),
         models=None if models is None else _models(models),
         estimates=None if estimates is None else _estimates(estimates, alerts["estimates"]),
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.write.reports.bin_labels import label_map
 from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
@@ -24,9 +25,16 @@ from pipeline.write.reports.model_outputs import (
 )
 from pipeline.write.reports.summary import (
     ALERTING,
+    LIFECYCLES,
     STATUS_LABELS,
+    BinsLoader,
+    Effect,
+    bins_of,
+    effect_columns,
+    feature_counts,
     feature_rows,
     fmt_count,
+    fmt_effect,
     fmt_p,
     fmt_share,
     fmt_value,
@@ -41,6 +49,7 @@ from pipeline.write.run_folder import ModelTables
 MAX_ROWS = 20
 MAX_DETAILS = 10
 MAX_PROBLEMS = 10
+MAX_RESOLVED = 10
 ICONS = {"critical": "🔴", "warn": "🟠", "error": "🟣", "insufficient_data": "⚪", "ok": "🟢"}
 
 # <, > and & as entities (also safe in chat tools that ignore backslashes); the rest of
@@ -81,16 +90,32 @@ def _grid(columns: list[Column], rows: pl.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
+def _window(row: Mapping[str, Any], labels: dict[str, str]) -> str:
+    """A window label, marked when the data cover only part of the window."""
+    text = escape_md(labels.get(row["window"], row["window"]))
+    if not row.get("partial"):
+        return text
+    coverage = row.get("coverage")
+    return f"{text} (partial{'' if coverage is None else f', {coverage:.0%}'})"
+
+
+def _lifecycle_status(row: Mapping[str, Any]) -> str:
+    events = row.get("lifecycles") or []
+    return _status(row["status"]) + "".join(f", {escape_md(event)}" for event in events)
+
+
+def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str],
+           effect: Effect | None) -> str:
     windowed: bool = rows.select(pl.col("n_windows").max()).item() > 1
     # Optional columns only when they say something.
     columns: list[Column] = [
-        (True, "Status", ":--", lambda r: _status(r["status"])),
+        (True, "Status", ":--", _lifecycle_status),
         (True, "Feature", ":--", lambda r: escape_md(r["feature"])),
         (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
-        (windowed, "Worst window", ":--",
-         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (windowed, "Worst window", ":--", lambda r: _window(r, labels)),
         (True, escape_md(metric), "--:", lambda r: fmt_value(r["value"])),
+        (effect is not None, escape_md(effect.label if effect else ""), "--:",
+         lambda r: fmt_effect(r, effect) if effect else ""),
         (thresholds_vary(rows), "Warn / critical", "--:",
          lambda r: f"{fmt_value(r['warn_threshold'])} / {fmt_value(r['critical_threshold'])}"),
         (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
@@ -100,21 +125,25 @@ def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str]) -> str:
 
 
 def _where(row: Mapping[str, Any], labels: dict[str, str]) -> str:
-    parts = [row["segment"]] if row["segment"] != "all" else []
+    parts = [escape_md(row["segment"])] if row["segment"] != "all" else []
     if row["window"] != "all":
-        parts.append(labels.get(row["window"], row["window"]))
-    return f" ({escape_md(', '.join(parts))})" if parts else ""
+        parts.append(_window(row, labels))
+    return f" ({', '.join(parts)})" if parts else ""
 
 
-def _top_bins(alerting: pl.DataFrame, labels: dict[str, str]) -> str:
+def _top_bins(alerting: pl.DataFrame, load_bins: BinsLoader, labels: dict[str, str]) -> str:
     lines = []
-    for r in alerting.head(MAX_DETAILS).iter_rows(named=True):
-        bins = "; ".join(
-            f"{escape_md(b['bin'])} {fmt_share(b['baseline_share'])} → "
+    every_bin = load_bins(alerting["_row"].head(MAX_DETAILS)).to_list()
+    for r, all_bins in zip(alerting.head(MAX_DETAILS).iter_rows(named=True), every_bin,
+                           strict=True):
+        shown = label_map(all_bins)  # rounded numeric edges; drift.parquet has them exact
+        bins_text = "; ".join(
+            f"{escape_md(shown.get(b['bin'], b['bin']))} {fmt_share(b['baseline_share'])} → "
             f"{fmt_share(b['current_share'])} ({b['contribution']:+.3g})"
             for b in r["top_bins"] or [] if b["contribution"] is not None)
         lines.append(f"- **{escape_md(r['feature'])}**{_where(r, labels)}, "
-                     f"{escape_md(r['metric'])} {fmt_value(r['value'])}: {bins or 'no bins'}")
+                     f"{escape_md(r['metric'])} {fmt_value(r['value'])}: "
+                     f"{bins_text or 'no bins'}")
     return "\n".join(lines) + "\n" + _more(alerting.slice(MAX_DETAILS), "alerting features")
 
 
@@ -132,30 +161,76 @@ def _counts_line(document: Mapping[str, Any], noun: str) -> str:
     return f"**{line}** of {document['summary']['total']} {noun}"
 
 
-def _features(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> list[str]:
-    """Summary line, features table, top bins and problems of the feature drift."""
-    run = alerts["run"]
-    metric = str(run.get("metric") or "value")
-    labels = window_labels(drift)
-    rows = feature_rows(drift.drop("bins", strict=False))
+def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
+    """The drifted features first, then the counts of checks and the changes since the
+    last run (when alerts.json has them)."""
+    counts = feature_counts(drift)
+    where = "segment or window" if drift["segment"].n_unique() > 1 else "window"
+    by_status = " · ".join(f"{ICONS[s]} {counts[s]} {STATUS_LABELS[s]}" for s in ALERTING)
+    noun = "feature" if counts["features"] == 1 else "features"
+    lines = [f"**{counts['drifted']} of {counts['features']} {noun} drifted** in at least one "
+             f"{where}" + (f" ({by_status}, by worst window)." if counts["drifted"] else ".")]
     shape = [f"{drift['feature'].n_unique()} features"]
     shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
                                             ("windows", drift["window"].n_unique())) if n > 1]
+    checks = " · ".join(f"{n} {STATUS_LABELS[s]}" for s, n in status_counts(alerts).items())
+    lines.append(f"{checks} of {alerts['summary']['total']} checks ({' × '.join(shape)}).")
+    if "partial" in drift.columns and (n_partial := int(drift["partial"].fill_null(False).sum())):
+        lines.append(f"{n_partial} partial {'window' if n_partial == 1 else 'windows'} "
+                     "(the data cover only part of them).")
+    if since := _changes(alerts):
+        lines.append(f"Since the last run: {since}.")
+    return "\n".join(f"{line}  " for line in lines[:-1]) + "\n" + lines[-1] + "\n"
+
+
+def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
+    lines = []
+    for r in resolved[:MAX_RESOLVED]:
+        segment = "" if r.get("segment") in (None, "all") else f" ({escape_md(r['segment'])})"
+        since = r.get("since")
+        last = r.get("last_status")
+        lines.append(
+            f"- **{escape_md(r.get('feature', ''))}**{segment}: back to ok in "
+            f"{escape_md(labels.get(r.get('window', ''), r.get('window', '')))}"
+            + ("" if since is None else f", alerting since {escape_md(labels.get(since, since))}")
+            + ("" if last is None else f", last {STATUS_LABELS.get(last, escape_md(last))}"))
+    more = (f"\n…and {len(resolved) - MAX_RESOLVED} more; see alerts.json.\n"
+            if len(resolved) > MAX_RESOLVED else "")
+    return ("\n".join(lines) + "\n" + more) if lines else "None in this run.\n"
+
+
+def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
+              load_bins: BinsLoader) -> list[str]:
+    """Headline, features table, resolved alerts, top bins and problems of feature drift."""
+    run = alerts["run"]
+    metric = str(run.get("metric") or "value")
+    labels = window_labels(drift)
+    rows = feature_rows(drift.with_row_index("_row").drop("bins", strict=False))
     parts = [
-        f"{_counts_line(alerts, 'checks')} ({' × '.join(shape)}).\n",
+        _headline(drift, alerts),
         "## Features\n",
         "One row per segment × feature at its worst window, most severe first.\n",
-        _table(rows, metric, labels) if rows.height else "No rows in the drift table.\n",
+        (_table(rows, metric, labels, effect_columns(drift.columns)) if rows.height
+         else "No rows in the drift table.\n"),
     ]
+    if alerts.get("resolved") is not None:
+        parts += ["## Resolved since the last run\n", _resolved(alerts["resolved"], labels)]
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     if alerting.height:
         parts += ["## Top contributing bins\n",
                   "Baseline → current share of rows, and the bin's contribution.\n",
-                  _top_bins(alerting, labels)]
+                  _top_bins(alerting, load_bins, labels)]
     problems = problem_rows(drift)
     if problems.height:
         parts += ["## Problems\n", _problems(problems, labels)]
     return parts
+
+
+def _changes(block: Mapping[str, Any]) -> str | None:
+    """``3 new · 6 ongoing · 0 resolved``: the block's changes since the last run, if any."""
+    changes = block.get("changes")
+    return None if not changes else " · ".join(
+        f"{int(changes.get(name) or 0)} {name}" for name in LIFECYCLES)
 
 
 def _models(tables: ModelTables) -> list[str]:
@@ -165,7 +240,8 @@ def _models(tables: ModelTables) -> list[str]:
     labels = window_labels(rows)
     extra = extra_metric(tables)
     columns: list[Column] = [
-        (True, "Status", ":--", lambda r: _status(r["status"])),
+        (True, "Status", ":--", lambda r: _status(r["status"]) + (
+            f", {escape_md(r['lifecycle'])}" if r.get("lifecycle") else "")),
         (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
         (rows["window"].n_unique() > 1, "Window", ":--",
          lambda r: escape_md(labels.get(r["window"], r["window"]))),
@@ -194,7 +270,9 @@ def _models(tables: ModelTables) -> list[str]:
     more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
             "models.parquet.\n" if rows.height > MAX_ROWS else "")
     parts = ["## Model outputs\n",
-             f"{_counts_line(block, 'window × segment checks')}. {escape_md(model_intro(block))}\n"]
+             f"{_counts_line(block, 'window × segment checks')}"
+             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
+             + f". {escape_md(model_intro(block))}\n"]
     if block["warnings"]:
         parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
     parts += [_grid(columns, rows.head(MAX_ROWS)) + more,
@@ -230,7 +308,8 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
 
 def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
                     models: ModelTables | None = None,
-                    estimates: pl.DataFrame | None = None) -> str:
+                    estimates: pl.DataFrame | None = None,
+                    bins: BinsLoader | None = None) -> str:
     """Render report.md.
 
     Parameters
@@ -244,6 +323,9 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    bins : callable, optional
+        Loads the ``bins`` of the rows listed (as in `render_html`); default:
+        ``drift["bins"]``.
 
     Returns
     -------
@@ -255,7 +337,7 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
     run = alerts["run"]
     parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
     if drift is not None:
-        parts += _features(drift, alerts)
+        parts += _features(drift, alerts, bins or bins_of(drift))
     if models is not None:
         parts += _models(models)
     if estimates is not None:

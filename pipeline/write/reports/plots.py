@@ -1,75 +1,40 @@
-"""Drift plots, drawn with matplotlib and returned as small inline SVG.
+"""The report's plots, written as small inline SVG straight from the data (`svg.Svg`).
 
-One figure per alerting feature: baseline vs current share per bin, each bin's contribution
-to the alert metric, and the metric across windows (and across runs) against its thresholds.
-One figure for model outputs: baseline vs current mean predicted probability per class.
-Text stays text (``svg.fonttype="none"``) so the SVG is small and uses the page's font.
+Per feature: baseline vs current share per bin (grey filled steps, blue outline), each bin's
+contribution to the alert metric, and the metric across windows and across runs against its
+thresholds; for model outputs, baseline vs current mean probability per class. Each panel is
+its own SVG about as wide as it is shown (`PANEL_WIDTH`), so the page lays the panels side by
+side on a wide screen and stacks them on a phone, and text keeps its size. Colours come from
+the page's CSS classes (light and dark schemes). Rendering a feature takes about a
+millisecond: no plotting library, no layout engine, no post-processing.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
-import matplotlib as mpl
-import numpy as np
 import polars as pl
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullLocator, PercentFormatter
 
-from pipeline.write.reports.summary import STATUS_COLORS, compact_time_labels
+from pipeline.write.reports.bin_labels import short_labels
+from pipeline.write.reports.summary import compact_time_labels, fmt_share, fmt_value
+from pipeline.write.reports.svg import Svg, text_width
 
-if TYPE_CHECKING:
-    from matplotlib.typing import RcKeyType
-
-BASELINE_COLOR = "#94a3b8"
-CURRENT_COLOR = "#2563eb"
-INK = "#1f2937"
-MUTED = "#6b7280"
-AXIS_COLOR = "#cbd5e1"
-WIDTH = 9.2  # inches; the page scales the SVG to its column
+PANEL_WIDTH = 420
+ROW = 16  # px per bin
+TOP = 38  # title, then the legend, above the plot area
+LEGEND = 22  # y of the legend line
+BOTTOM = 22  # tick labels below it
 MAX_BINS = 25
-MAX_LABEL = 28
-MAX_PANELS = 12  # segments drawn in the class-means figure
-
-STYLE: dict[RcKeyType, Any] = {
-    "svg.fonttype": "none",
-    "text.parse_math": False,  # data-derived labels may contain "$": never mathtext
-    "font.family": "sans-serif",
-    "font.size": 8.5,
-    "axes.titlesize": 9,
-    "axes.titleweight": "bold",
-    "axes.titlelocation": "left",
-    "axes.edgecolor": AXIS_COLOR,
-    "axes.labelcolor": INK,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "xtick.color": MUTED,
-    "ytick.color": MUTED,
-    "xtick.major.size": 2,
-    "ytick.major.size": 2,
-    "legend.frameon": False,
-    "legend.fontsize": 8,
-    "figure.dpi": 72,
-    "savefig.transparent": True,  # no background rectangles: the page colour shows
-    "lines.linewidth": 1.5,
-}
-_XML_PROLOGUE = re.compile(r"^.*?(?=<svg)", re.DOTALL)
-_METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)
-_TAG = re.compile(r"<[^<>]+>")
-_BETWEEN_TAGS = re.compile(r">\s+<")
-_WRAPPER_ID = re.compile(r'\s+id="[A-Za-z][\w.]*_\d+"')
-_FONT_FAMILY = re.compile(r"font-family:[^;\"]*;?\s*")
-_NOOP_ROTATE = re.compile(r'\s+transform="rotate\(-?0 [^"]*\)"')
-_DECIMALS = re.compile(r"(\d\.\d)\d+")
+MAX_LABEL = 24  # characters of a bin or class label; the tooltip has all of it
+MAX_PANELS = 12  # segments drawn in the class means
+SERIES_HEIGHT = 190
+MAX_DOTS = 30  # longer series mark (and give tooltips to) only alerting and partial points
 
 
-def _short(label: str) -> str:
+def _short(label: str, limit: int = MAX_LABEL) -> str:
     label = " ".join(label.split())
-    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def shown_bins(bins: pl.DataFrame, limit: int = MAX_BINS) -> pl.DataFrame:
@@ -81,6 +46,12 @@ def shown_bins(bins: pl.DataFrame, limit: int = MAX_BINS) -> pl.DataFrame:
         One row per bin in display order, with a ``contribution`` column.
     limit : int
         Most bins to keep; a histogram of hundreds of categories would be unreadable.
+
+    Examples
+    --------
+    >>> bins = pl.DataFrame({"bin": list("abcd"), "contribution": [0.1, -0.5, 0.0, 0.3]})
+    >>> shown_bins(bins, limit=2)["bin"].to_list()
+    ['b', 'd']
     """
     if bins.height <= limit:
         return bins
@@ -88,198 +59,274 @@ def shown_bins(bins: pl.DataFrame, limit: int = MAX_BINS) -> pl.DataFrame:
     return keep.sort("_order").drop("_order")
 
 
-def _legend_above(ax: Axes) -> None:
-    # Right-aligned on the title's line, so it never covers data.
-    ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=3, borderaxespad=0.2,
-              handlelength=1.4, columnspacing=1)
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values covering ``[low, high]`` (steps of 1, 2, 2.5, 5 x 10^k).
+
+    >>> nice_ticks(0, 0.213)
+    [0.0, 0.1, 0.2, 0.3]
+    >>> nice_ticks(-0.02, 0.13)
+    [-0.05, 0.0, 0.05, 0.1, 0.15]
+    """
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        high = low + 1 if math.isfinite(low) else 1.0
+        low = low if math.isfinite(low) else 0.0
+    raw = (high - low) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.floor(low / step + 1e-9)
+    last = math.ceil(high / step - 1e-9)
+    decimals = max(0, 3 - math.floor(math.log10(step)))  # no 0.30000000000000004
+    return [round(i * step, decimals) + 0.0 for i in range(first, last + 1)]
 
 
-def _draw_bins(hist: Axes, contrib: Axes, bins: pl.DataFrame, metric: str, n_total: int) -> None:
-    y = np.arange(bins.height)
-    edges = np.arange(bins.height + 1) - 0.5
-    # Step outlines are one SVG path per series: small, and the overlay stays legible.
-    hist.stairs(bins["baseline_share"].to_numpy(), edges, orientation="horizontal", fill=True,
-                color=BASELINE_COLOR, alpha=0.6, label="baseline")
-    hist.stairs(bins["current_share"].to_numpy(), edges, orientation="horizontal",
-                color=CURRENT_COLOR, linewidth=1.6, label="current")
-    hist.set_yticks(y, [_short(b) for b in bins["bin"].to_list()])
-    hist.set_ylim(bins.height - 0.5, -0.5)
-    hist.set_xlim(left=0)
-    hist.xaxis.set_major_locator(MaxNLocator(5))
-    hist.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    hist.set_title("Share of rows per bin" + (f" (top {bins.height} of {n_total})"
-                                              if n_total > bins.height else ""))
-    _legend_above(hist)
+def _percent(value: float) -> str:
+    return f"{value:.0%}" if round(value * 100, 6) == round(value * 100) else f"{value:.1%}"
+
+
+def _tick(value: float) -> str:
+    return f"{value:.3g}"
+
+
+class _Axis:
+    """A linear scale from data values to pixels, with round ticks."""
+
+    def __init__(self, low: float, high: float, start: float, end: float,
+                 fmt: Callable[[float], str] = _tick, count: int = 5) -> None:
+        self.ticks = nice_ticks(low, high, count)
+        self.low, self.high = self.ticks[0], self.ticks[-1]
+        self.start, self.end, self.fmt = start, end, fmt
+
+    def __call__(self, value: float) -> float:
+        return self.start + (value - self.low) / (self.high - self.low) * (self.end - self.start)
+
+
+def _x_axis(svg: Svg, axis: _Axis, y: float) -> None:
+    svg.line(axis.start, y, axis.end, y, "axis")
+    for tick in axis.ticks:
+        x = axis(tick)
+        svg.line(x, y, x, y + 3, "axis")
+        svg.text(x, y + 14, axis.fmt(tick), css_class="tick", anchor="middle")
+
+
+def _bin_rows(svg_label: str, labels: Sequence[str], full: Sequence[str],
+              tooltips: Sequence[str], title: str) -> tuple[Svg, float, float]:
+    """An SVG with a title and one labelled row per bin; returns it and the plot's x range."""
+    shown = [_short(label) for label in labels]
+    left = min(170.0, max((text_width(s) for s in shown), default=20.0) + 10)
+    svg = Svg(PANEL_WIDTH, TOP + ROW * max(len(labels), 2) + BOTTOM, label=svg_label)
+    svg.text(0, 13, title, css_class="title")
+    for i, (text, label, tip) in enumerate(zip(shown, full, tooltips, strict=True)):
+        svg.text(left - 6, TOP + ROW * i + 11.5, text, css_class="tick", anchor="end",
+                 title=f"{label}: {tip}")
+    return svg, left, PANEL_WIDTH - 14
+
+
+def _stairs(axis: _Axis, values: Sequence[float], top: float) -> list[tuple[float, float]]:
+    """Step outline of horizontal bars, from the zero line round to the zero line."""
+    points = [(axis(0.0), top)]
+    for i, value in enumerate(values):
+        points += [(axis(value), top + ROW * i), (axis(value), top + ROW * (i + 1))]
+    return [*points, (axis(0.0), top + ROW * len(values))]
+
+
+def share_svg(bins: pl.DataFrame, labels: Sequence[str], *, n_total: int) -> str:
+    """Share of rows per bin: baseline (filled steps) and current (outline).
+
+    ``bins`` has ``bin``, ``baseline_share``, ``current_share`` in display order; ``labels``
+    are the labels to show (`bin_labels.short_labels`); ``n_total`` is the feature's number
+    of bins before `shown_bins` (the title says when only the top contributors are drawn).
+    """
+    base = [v or 0.0 for v in bins["baseline_share"].to_list()]
+    cur = [v or 0.0 for v in bins["current_share"].to_list()]
+    more = f" (top {bins.height} of {n_total})" if n_total > bins.height else ""
+    tips = [f"baseline {fmt_share(b)}, current {fmt_share(c)}"
+            for b, c in zip(base, cur, strict=True)]
+    svg, left, right = _bin_rows("Share of rows per bin, baseline and current", labels,
+                                 bins["bin"].to_list(), tips, "Share of rows per bin" + more)
+    svg.legend(right, LEGEND, [("sw-base", "baseline"), ("sw-cur", "current")])
+    axis = _Axis(0.0, max([*base, *cur, 1e-9]), left, right, _percent, count=4)
+    bottom = TOP + ROW * bins.height
+    svg.path(_stairs(axis, base, TOP), "base", close=True)
+    svg.path(_stairs(axis, cur, TOP), "cur")
+    svg.line(left, TOP, left, bottom, "axis")
+    _x_axis(svg, axis, bottom)
+    return svg.render()
+
+
+def contribution_svg(bins: pl.DataFrame, labels: Sequence[str], *, metric: str) -> str:
+    """Each bin's contribution to ``metric`` as a bar (they sum to the metric's value)."""
     # eps = 0 can make a contribution infinite: draw no bar rather than break the axis.
-    values = bins["contribution"].to_numpy().astype(float)
-    values[~np.isfinite(values)] = np.nan
-    contrib.barh(y, values, height=0.7,
-                 color=np.where(values >= 0, STATUS_COLORS["critical"], CURRENT_COLOR))
-    contrib.axvline(0, color=AXIS_COLOR, linewidth=0.8)
-    contrib.set_ylim(bins.height - 0.5, -0.5)
-    contrib.yaxis.set_major_locator(NullLocator())  # bins are labelled once, on the left
-    contrib.xaxis.set_major_locator(MaxNLocator(5))
-    contrib.set_title(f"Contribution to {metric}")
+    values = [v if v is not None and math.isfinite(v) else None
+              for v in bins["contribution"].to_list()]
+    finite = [v for v in values if v is not None]
+    tips = [f"contributes {fmt_value(v)}" for v in bins["contribution"].to_list()]
+    svg, left, right = _bin_rows(f"Contribution of each bin to {metric}", labels,
+                                 bins["bin"].to_list(), tips, f"Contribution to {metric}")
+    axis = _Axis(min([0.0, *finite]), max([*finite, 1e-12]), left, right, count=4)
+    zero = axis(0.0)
+    for i, value in enumerate(values):
+        if value is not None:
+            svg.rect(min(zero, axis(value)), TOP + ROW * i + 2.5, abs(axis(value) - zero),
+                     ROW - 5, "pos" if value >= 0 else "neg")
+    bottom = TOP + ROW * bins.height
+    svg.line(zero, TOP, zero, bottom, "axis")
+    _x_axis(svg, axis, bottom)
+    return svg.render()
 
 
-def _draw_series(ax: Axes, series: pl.DataFrame, title: str, *, width: float,
-                 legend: bool) -> None:
-    x = np.arange(series.height)
-    value = series["value"].to_numpy()
-    for status in ("critical", "warn"):
-        ax.plot(x, series[f"{status}_threshold"].to_numpy(), color=STATUS_COLORS[status],
-                linestyle="--", linewidth=1, drawstyle="steps-mid", label=status)
-    ax.plot(x, value, color=INK, marker="o", markersize=2.5, linewidth=1.2, label="value")
-    for status in ("critical", "warn"):
-        hit = (series["status"] == status).to_numpy()
-        ax.scatter(x[hit], value[hit], s=20, zorder=3, color=STATUS_COLORS[status])
-    labels = [_short(label) for label in compact_time_labels(series["label"].to_list())]
-    label_width = 0.3 + 0.062 * max(len(label) for label in labels)  # inches, 8.5 pt text
-    ticks = np.arange(0, series.height, math.ceil(series.height / max(1, width // label_width)))
-    ax.set_xticks(ticks, [labels[i] for i in ticks])
-    ax.set_xlim(-0.5, series.height - 0.5)
-    ax.margins(y=0.12)  # room above the highest marker
-    ax.set_ylim(bottom=0)
-    ax.set_title(title)
+def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
+    """The metric per window (or run) against its warn and critical thresholds.
+
+    ``series`` has ``label``, ``value``, ``status``, ``warn_threshold``,
+    ``critical_threshold`` in time order, and optionally ``partial`` / ``coverage``
+    (partial windows are drawn hollow). Thresholds are dashed steps; alerting points are
+    dots in their status colour; every dot has a tooltip (a series longer than `MAX_DOTS`
+    has dots for its alerting and partial points only).
+    """
+    n = series.height
+    labels = compact_time_labels(series["label"].to_list())
+    values = series["value"].to_list()
+    statuses = series["status"].to_list()
+    partial = (series["partial"].to_list() if "partial" in series.columns else [None] * n)
+    coverage = (series["coverage"].to_list() if "coverage" in series.columns else [None] * n)
+    thresholds = {s: series[f"{s}_threshold"].to_list() for s in ("critical", "warn")}
+    known = [v for v in [*values, *thresholds["critical"], *thresholds["warn"]]
+             if v is not None and math.isfinite(v)]
+    svg = Svg(PANEL_WIDTH, SERIES_HEIGHT, label=title)
+    svg.text(0, 13, title, css_class="title")
     if legend:
-        _legend_above(ax)
+        svg.legend(PANEL_WIDTH - 6, LEGEND, [("sw-critical", "critical"), ("sw-warn", "warn"),
+                                         ("sw-val", "value")])
+    y_axis = _Axis(0.0, max([*known, 1e-9]) * 1.08, SERIES_HEIGHT - BOTTOM, TOP, count=4)
+    left = 8 + max(text_width(y_axis.fmt(t)) for t in y_axis.ticks)
+    right = PANEL_WIDTH - 6
+    step = (right - left) / max(n, 1)
+
+    def x(i: float) -> float:
+        return left + (i + 0.5) * step
+
+    for tick in y_axis.ticks:
+        svg.text(left - 5, y_axis(tick) + 4, y_axis.fmt(tick), css_class="tick", anchor="end")
+        svg.line(left, y_axis(tick), right, y_axis(tick), "grid")
+    for status in ("critical", "warn"):
+        for run in _runs(thresholds[status]):
+            # A step per change of level only: a constant threshold is one line.
+            points = [(x(run[0] - 0.5), y_axis(thresholds[status][run[0]]))]
+            for i in run[1:]:
+                if thresholds[status][i] != thresholds[status][i - 1]:
+                    points += [(x(i - 0.5), points[-1][1]),
+                               (x(i - 0.5), y_axis(thresholds[status][i]))]
+            svg.path([*points, (x(run[-1] + 0.5), points[-1][1])], f"thr-{status}")
+    for run in _runs(values):
+        svg.path([(x(i), y_axis(values[i])) for i in run], "val")
+    for i, (value, status) in enumerate(zip(values, statuses, strict=True)):
+        if value is None or not math.isfinite(value):
+            continue
+        if n > MAX_DOTS and status not in ("critical", "warn") and not partial[i]:
+            continue  # long series: the line carries the ok points
+        where = labels[i]
+        tip = f"{where}: {fmt_value(value)} ({status})"
+        if partial[i]:
+            tip += f", partial window{_coverage(coverage[i])}"
+        css = f"dot s-{status}" if status in ("critical", "warn") else "dot"
+        svg.circle(x(i), y_axis(value), 3.5 if status in ("critical", "warn") else 2.2,
+                   css + (" partial" if partial[i] else ""), title=tip)
+    svg.line(left, SERIES_HEIGHT - BOTTOM, right, SERIES_HEIGHT - BOTTOM, "axis")
+    widest = max(text_width(label) for label in labels) + 10
+    every = max(1, math.ceil(widest / step))
+    for i in range(0, n, every):
+        svg.text(x(i), SERIES_HEIGHT - 7, labels[i], css_class="tick", anchor="middle")
+    return svg.render()
 
 
-def feature_figure(
+def _coverage(value: float | None) -> str:
+    return "" if value is None else f", coverage {value:.0%}"
+
+
+def _runs(values: Sequence[float | None]) -> list[list[int]]:
+    """Indices of the consecutive stretches of finite values (a gap breaks the line)."""
+    runs: list[list[int]] = [[]]
+    for i, value in enumerate(values):
+        if value is None or not math.isfinite(value):
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(i)
+    return [run for run in runs if run]
+
+
+def feature_svgs(
     bins: pl.DataFrame,
     *,
     metric: str,
     windows: pl.DataFrame | None = None,
     runs: pl.DataFrame | None = None,
-) -> Figure:
-    """Build the figure for one feature (call inside ``matplotlib.rc_context(STYLE)``).
+) -> list[str]:
+    """The panels of one feature, in reading order.
 
     Parameters
     ----------
     bins : polars.DataFrame
-        The ``bins`` of the window shown, in display order: ``bin``, ``baseline_share``,
-        ``current_share``, ``contribution``.
+        The ``bins`` of the window shown, in display order: ``bin``, ``lower``, ``upper``,
+        ``baseline_share``, ``current_share``, ``contribution``.
     metric : str
         Alert metric name, for titles.
     windows, runs : polars.DataFrame, optional
-        The metric across windows of this run / across runs: ``label``, ``value``,
-        ``status``, ``warn_threshold``, ``critical_threshold`` in time order. Each is drawn
-        only when it has more than one point.
+        The metric across windows of this run / across runs (see `series_svg`). Each is
+        drawn only when it has more than one point.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    list of str
+        SVG elements: share per bin, contribution per bin, then the series panels.
     """
-    series = [(s, title) for s, title in ((windows, "Across windows"),
-                                          (runs, "Across runs (worst window)"))
-              if s is not None and s.height > 1]
     shown = shown_bins(bins)
-    # Fixed margins in inches instead of a layout engine: several times faster to draw.
-    label_width = 0.2 + 0.062 * max((len(_short(b)) for b in shown["bin"].to_list()), default=1)
-    bins_height = 0.65 + 0.2 * max(shown.height, 3)
-    series_height = 1.9 if series else 0.0
-    height = bins_height + series_height + 0.1
-    fig = Figure(figsize=(WIDTH, height))
-
-    def axes(left: float, bottom: float, width: float, top_pad: float, box: float) -> Axes:
-        return fig.add_axes((left / WIDTH, (bottom + 0.3) / height, width / WIDTH,
-                             (box - 0.3 - top_pad) / height))
-
-    panel = (WIDTH - label_width - 0.5) / 2
-    hist = axes(label_width, series_height, panel, 0.35, bins_height)
-    contrib = axes(label_width + panel + 0.3, series_height, panel, 0.35, bins_height)
-    _draw_bins(hist, contrib, shown, metric, bins.height)
-    width = (WIDTH - 0.9 - 0.5 * (len(series) - 1)) / max(len(series), 1)
-    for i, (s, title) in enumerate(series):
-        ax = axes(0.7 + i * (width + 0.5), 0.0, width, 0.4, series_height)
-        ax.set_ylabel(metric)
-        _draw_series(ax, s, title, width=width, legend=i == 0)
-    return fig
+    lower = shown["lower"].to_list() if "lower" in shown.columns else [None] * shown.height
+    upper = shown["upper"].to_list() if "upper" in shown.columns else [None] * shown.height
+    labels = short_labels(shown["bin"].to_list(), lower, upper)
+    panels = [share_svg(shown, labels, n_total=bins.height),
+              contribution_svg(shown, labels, metric=metric)]
+    series = [(s, title) for s, title in ((windows, f"{metric} across windows"),
+                                          (runs, f"{metric} across runs (worst window)"))
+              if s is not None and s.height > 1]
+    panels += [series_svg(s, title, legend=i == 0) for i, (s, title) in enumerate(series)]
+    return panels
 
 
-def _compact_tag(match: re.Match[str]) -> str:
-    tag = _WRAPPER_ID.sub("", match.group(0))
-    tag = _FONT_FAMILY.sub("", _NOOP_ROTATE.sub("", tag))
-    return _DECIMALS.sub(r"\1", " ".join(tag.split()))
-
-
-def figure_svg(fig: Figure, *, salt: str) -> str:
-    """Serialise ``fig`` as a compact inline ``<svg>`` element.
-
-    Drops the XML prologue, metadata, unreferenced group ids (which would repeat across the
-    page's SVGs) and the font list (the page's font applies), rounds coordinates to 0.1 pt
-    and removes indentation. Text content is left untouched. ``salt`` makes the remaining
-    internal ids unique per figure and the output deterministic.
-    """
-    buffer = io.StringIO()
-    with mpl.rc_context({"svg.hashsalt": salt, "svg.id": salt}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    svg = _METADATA.sub("", _XML_PROLOGUE.sub("", buffer.getvalue(), count=1))
-    return _BETWEEN_TAGS.sub("><", _TAG.sub(_compact_tag, svg)).strip()
-
-
-def feature_svg(
-    bins: pl.DataFrame,
-    *,
-    metric: str,
-    salt: str,
-    windows: pl.DataFrame | None = None,
-    runs: pl.DataFrame | None = None,
-) -> str:
-    """`feature_figure` rendered by `figure_svg` with the report's style."""
-    with mpl.rc_context(STYLE):
-        return figure_svg(feature_figure(bins, metric=metric, windows=windows, runs=runs),
-                          salt=salt)
-
-
-def class_means_figure(means: pl.DataFrame) -> Figure:
+def class_means_svgs(means: pl.DataFrame) -> list[str]:
     """Baseline vs current mean predicted probability per class, one panel per segment.
 
     Parameters
     ----------
     means : polars.DataFrame
         ``segment``, ``class``, ``baseline_mean``, ``current_mean`` (classes in model
-        order); the first `MAX_PANELS` segments are drawn, on one shared axis.
+        order); the first `MAX_PANELS` segments are drawn, on one shared scale.
 
     Returns
     -------
-    matplotlib.figure.Figure
+    list of str
+        One SVG per segment.
     """
     segments = means["segment"].unique(maintain_order=True).head(MAX_PANELS).to_list()
-    classes = means["class"].unique(maintain_order=True).to_list()
-    columns = min(3, len(segments))
-    rows = math.ceil(len(segments) / columns)
-    label_width = 0.2 + 0.062 * max(len(_short(c)) for c in classes)
-    panel_width = (WIDTH - 0.2) / columns - label_width - 0.15
-    panel_height = 0.75 + 0.3 * len(classes)
-    height = rows * panel_height + 0.35  # + the legend's row
-    fig = Figure(figsize=(WIDTH, height))
-    top = float(means.select(pl.max_horizontal("baseline_mean", "current_mean").max()).item())
-    y = np.arange(len(classes))
-    for i, segment in enumerate(segments):
-        row, column = divmod(i, columns)
-        left = column * (panel_width + label_width + 0.15) + label_width
-        bottom = height - 0.25 - (row + 1) * panel_height + 0.3
-        ax = fig.add_axes((left / WIDTH, bottom / height, panel_width / WIDTH,
-                           (panel_height - 0.7) / height))
+    top = means.select(pl.max_horizontal("baseline_mean", "current_mean").max()).item()
+    panels = []
+    for segment in segments:
         panel = means.filter(pl.col("segment") == segment)
-        ax.barh(y - 0.2, panel["baseline_mean"].to_numpy(), height=0.4,
-                color=BASELINE_COLOR, label="baseline")
-        ax.barh(y + 0.2, panel["current_mean"].to_numpy(), height=0.4, color=CURRENT_COLOR,
-                label="current")
-        ax.set_yticks(y, [_short(c) for c in panel["class"].to_list()])
-        ax.set_ylim(len(classes) - 0.5, -0.5)
-        ax.set_xlim(0, top * 1.05 if top > 0 else 1)
-        ax.xaxis.set_major_locator(MaxNLocator(4))
-        ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_title("All examples" if segment == "all" else _short(segment))
-    # One legend for every panel, on its own row: panel titles can be long.
-    fig.legend(*ax.get_legend_handles_labels(), loc="upper right", ncols=2,
-               bbox_to_anchor=(1 - 0.15 / WIDTH, 1), handlelength=1.4, columnspacing=1)
-    return fig
-
-
-def class_means_svg(means: pl.DataFrame, *, salt: str) -> str:
-    """`class_means_figure` rendered by `figure_svg` with the report's style."""
-    with mpl.rc_context(STYLE):
-        return figure_svg(class_means_figure(means), salt=salt)
+        classes = panel["class"].to_list()
+        base, cur = panel["baseline_mean"].to_list(), panel["current_mean"].to_list()
+        tips = [f"baseline {fmt_share(b)}, current {fmt_share(c)}"
+                for b, c in zip(base, cur, strict=True)]
+        title = "All examples" if segment == "all" else _short(segment, 40)
+        svg, left, right = _bin_rows(f"Mean predicted probability per class: {title}",
+                                     classes, classes, tips, title)
+        svg.legend(right, LEGEND, [("sw-base", "baseline"), ("sw-cur-bar", "current")])
+        axis = _Axis(0.0, max(float(top or 0.0), 1e-9), left, right, _percent, count=4)
+        for i, (b, c) in enumerate(zip(base, cur, strict=True)):
+            y = TOP + ROW * i
+            svg.rect(left, y + 1.5, axis(b or 0.0) - left, 6, "base-bar")
+            svg.rect(left, y + 7.5, axis(c or 0.0) - left, 6, "cur-bar")
+        bottom = TOP + ROW * len(classes)
+        svg.line(left, TOP, left, bottom, "axis")
+        _x_axis(svg, axis, bottom)
+        panels.append(svg.render())
+    return panels

@@ -3,11 +3,16 @@
 Rows are ranked by severity (critical, warn, error, insufficient_data, ok) then by the alert
 metric, largest first. The feature table has one row per segment x feature: its worst
 window, plus how many of its windows alert.
+
+Columns other work adds to the drift table are shown when present and skipped when absent:
+``lifecycle`` (new / ongoing / resolved), ``partial`` and ``coverage`` (windows the data
+cover only in part), and a corrected effect with its interval (`EFFECTS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +25,67 @@ STATUS_LABELS = {"critical": "critical", "warn": "warn", "error": "error",
                  "insufficient_data": "insufficient data", "ok": "ok"}
 STATUS_COLORS = {"critical": "#b91c1c", "warn": "#b45309", "error": "#6d28d9",
                  "insufficient_data": "#475569", "ok": "#15803d"}
+
+
+LIFECYCLES = ("new", "ongoing", "resolved")  # alert lifecycle across runs, in badge order
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Drift-table columns of an effect estimate with its interval, and how to name it."""
+
+    value: str
+    low: str
+    high: str
+    label: str
+
+
+#: Effect columns the reports show, first match wins; extend when the statistics add others.
+EFFECTS = (
+    Effect("effect", "effect_low", "effect_high", "Corrected effect"),
+    Effect("corrected_value", "corrected_low", "corrected_high", "Corrected effect"),
+)
+
+
+def effect_columns(columns: Sequence[str]) -> Effect | None:
+    """The first of `EFFECTS` whose three columns a table has, or None."""
+    return next((e for e in EFFECTS if {e.value, e.low, e.high} <= set(columns)), None)
+
+
+def fmt_effect(row: Mapping[str, Any], effect: Effect) -> str:
+    """``0.31 [0.28, 0.34]``: an effect and its interval, 3 significant digits.
+
+    >>> fmt_effect({"e": 0.312, "lo": 0.28, "hi": None}, Effect("e", "lo", "hi", "E"))
+    '0.312 [0.28, —]'
+    """
+    return (f"{fmt_value(row[effect.value])} [{fmt_value(row[effect.low])}, "
+            f"{fmt_value(row[effect.high])}]")
+
+
+def fmt_coverage(row: Mapping[str, Any]) -> str:
+    """How much of a partial window the data cover (empty for a complete window).
+
+    >>> fmt_coverage({"partial": True, "coverage": 0.42}), fmt_coverage({"partial": False})
+    ('partial window: the data cover 42% of it', '')
+    """
+    if not row.get("partial"):
+        return ""
+    coverage = row.get("coverage")
+    return ("partial window" if coverage is None
+            else f"partial window: the data cover {coverage:.0%} of it")
+
+
+#: Gives the ``bins`` lists of some drift-table rows (by row number, in the order asked).
+BinsLoader = Callable[[pl.Series], pl.Series]
+
+
+def bins_of(drift: pl.DataFrame) -> BinsLoader:
+    """The `BinsLoader` of an in-memory drift table (no bins when it has no ``bins``)."""
+    def load(rows: pl.Series) -> pl.Series:
+        if "bins" not in drift.columns:
+            return pl.Series("bins", [None] * rows.len())
+        return drift["bins"].gather(rows)
+    return load
 
 
 def severity() -> pl.Expr:
@@ -39,15 +105,52 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
                  ) -> pl.DataFrame:
     """One row per segment x feature (or per ``by`` group): its worst window, most severe first.
 
-    Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical).
+    Adds ``n_windows`` (windows in the group) and ``n_alerting`` (those at warn or critical),
+    and, when the table has a ``lifecycle`` column, ``lifecycles``: what happened to the
+    group's alert episode in this run, as a list in `LIFECYCLES` order: ``new`` when a
+    window started an episode no earlier run reported, else ``ongoing`` when one continued,
+    then ``resolved`` when the group had lifecycle events and its latest window with a
+    verdict is ``ok`` (the episode is over). The worst window is
+    picked within each group (severity, then value, then window), so only the result is
+    sorted: a 500,000-row table costs a group-by, not a sort of every row.
     """
-    worst = (
-        sort_rows(drift)
+    ties = [k for k in ("segment", "feature", "window") if k in drift.columns and k not in by]
+    extra = []
+    if "lifecycle" in drift.columns:
+        events = pl.col("lifecycle")
+        status = pl.col("status").sort_by("window") if "window" in drift.columns else pl.col(
+            "status")
+        last_verdict = status.filter(status.is_in(("ok", *ALERTING))).last()
+        extra.append(pl.concat_list(
+            # The episode's start: new (no earlier run reported it) or ongoing...
+            pl.when((events == "new").any()).then(pl.lit("new"))
+            .when((events == "ongoing").any()).then(pl.lit("ongoing")),
+            # ...and whether it is over: it had events and its latest verdict is ok.
+            pl.when(events.is_not_null().any() & (last_verdict == "ok"))
+            .then(pl.lit("resolved")),
+        ).list.drop_nulls().alias("lifecycles"))
+    picked = (
+        drift.with_row_index("_worst")
         .group_by(*by, maintain_order=True)
-        .agg(pl.all().first(), n_windows=pl.len(),
-             n_alerting=pl.col("status").is_in(ALERTING).sum())
+        .agg(pl.col("_worst").sort_by([severity(), pl.col("value"), *ties],
+                                      descending=[False, True, *[False] * len(ties)],
+                                      nulls_last=True).first(),
+             *extra, n_windows=pl.len(), n_alerting=pl.col("status").is_in(ALERTING).sum())
     )
+    worst = drift[picked["_worst"]].hstack(picked.drop(*by, "_worst"))
     return sort_rows(worst)
+
+
+def feature_counts(drift: pl.DataFrame) -> dict[str, int]:
+    """The headline: features checked, and those alerting in at least one segment or window.
+
+    ``{"features": M, "drifted": N, "critical": features whose worst window is critical,
+    "warn": the rest of the N}``.
+    """
+    worst = drift.group_by("feature").agg(severity().min().alias("rank"))
+    ranks = dict(worst.group_by("rank").len().iter_rows())
+    counts = {s: ranks.get(STATUSES.index(s), 0) for s in ALERTING}
+    return {"features": worst.height, "drifted": sum(counts.values()), **counts}
 
 
 def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:

@@ -1,4 +1,18 @@
 "use strict";
+// Open a collapsed feature distribution when a link (or the address) points at it.
+(() => {
+  function reveal(id) {
+    const target = document.getElementById(id);
+    if (target && target.tagName === "DETAILS") target.open = true;
+  }
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a[href^='#']");
+    if (link) reveal(link.getAttribute("href").slice(1));
+  });
+  window.addEventListener("hashchange", () => reveal(location.hash.slice(1)));
+  if (location.hash) reveal(location.hash.slice(1));
+})();
+
 // Sort the feature table by clicking a column header; filter it by status and free text.
 (() => {
   const table = document.getElementById("features");
@@ -16,7 +30,8 @@
     let visible = 0;
     for (const row of rows) {
       const statusOk = wanted === "all"
-        || (wanted === "alerting" ? row.dataset.alerting === "1" : row.dataset.status === wanted);
+        || (wanted === "alerting" ? row.dataset.alerting === "1"
+          : wanted === "new" ? row.dataset.new === "1" : row.dataset.status === wanted);
       row.hidden = !(statusOk && row.dataset.search.includes(text));
       if (!row.hidden) visible += 1;
     }

@@ -1,0 +1,99 @@
+"""pipeline.files: atomic writes, permissions, orphaned temp files, safe names, OS errors."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.errors import OutputError
+from pipeline.files import atomic_write, atomic_write_text, output_error, safe_filename
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "alerts.json"
+    atomic_write_text(target, "old")
+
+    def half(tmp: Path) -> None:
+        tmp.write_text("new, but only ha")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, half)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["alerts.json"]
+
+
+def test_the_rename_is_the_last_step(tmp_path: Path) -> None:
+    """While the new content is written, readers still see the old file."""
+    target = tmp_path / "report.md"
+    atomic_write_text(target, "old")
+    seen = []
+
+    def write(tmp: Path) -> None:
+        tmp.write_text("new")
+        seen.append(target.read_text())
+
+    atomic_write(target, write)
+    assert seen == ["old"] and target.read_text() == "new"
+
+
+def test_files_get_the_permissions_a_plain_open_would(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        plain = tmp_path / "b.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "a.txt").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode) == 0o644
+
+
+def test_temp_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    target = tmp_path / "drift.parquet"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = tmp_path / f".drift.parquet.{dead}.abc123.tmp"
+    alive = tmp_path / f".drift.parquet.{os.getppid()}.def456.tmp"  # a writer still running
+    other = tmp_path / f".other.parquet.{dead}.abc123.tmp"  # not this target's
+    for path in (orphan, alive, other):
+        path.write_text("partial")
+    atomic_write_text(target, "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [alive.name, other.name, target.name])
+
+
+def test_os_failures_become_one_line_output_errors(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("in the way")
+    with pytest.raises(OutputError, match=r"^cannot write .*file/sub: Not a directory"):
+        atomic_write_text(blocker / "sub" / "x.txt", "x")
+    polars_says = pl.exceptions.ComputeError("parquet: underlying IO error: No space left on "
+                                             "device (os error 28)")
+    error = output_error(polars_says, "runs/r/drift.parquet")
+    assert error is not None and error.errno == 28
+    assert str(error).startswith("cannot write runs/r/drift.parquet: No space left on device")
+    assert output_error(ValueError("not an OS error"), "x") is None
+    assert output_error(pl.exceptions.ComputeError("no os error here"), "x") is None
+
+
+@given(st.text(max_size=120))
+def test_safe_names_are_one_plain_path_component(name: str) -> None:
+    safe = safe_filename(name)
+    assert safe and all(c.isascii() and (c.isalnum() or c in "._-") for c in safe)
+    assert not safe.startswith(".") and "/" not in safe and len(safe) <= 80 + 9
+    if len(safe) <= 80:
+        assert safe_filename(safe) == safe  # a safe name stays as it is
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_different_names_never_share_a_safe_name(a: str, b: str) -> None:
+    if a != b:
+        assert safe_filename(a) != safe_filename(b)
