@@ -1,7 +1,8 @@
 """The cross-run history dataset: every run's compact decisions, hive-partitioned by run id.
 
 Layout: ``<history_dir>/run_id=<safe_filename(run_id)>/part.parquet`` (feature drift rows
-without the per-bin ``bins`` list) and ``models.parquet`` (model-output rows), each with
+without the per-bin ``bins`` list), ``models.parquet`` (model-output rows) and
+``joint.parquet`` (joint drift rows, without the 2-D ``view``), each with
 ``run_id`` (the original id, which the folder name may have had to alter) and ``created_at``
 (UTC). Writing a run id again replaces its files, so reruns never duplicate rows. Later runs
 read the decisions back (:func:`scan_decisions`) to carry persistence and alert lifecycles
@@ -23,7 +24,7 @@ from pipeline.files import atomic_write, safe_filename
 HISTORY_DIR = "history"
 PART_FILE = "part.parquet"
 #: The file of each part of a run in its partition.
-PART_FILES = {"features": PART_FILE, "models": "models.parquet"}
+PART_FILES = {"features": PART_FILE, "models": "models.parquet", "joint": "joint.parquet"}
 CREATED_AT = pl.Datetime("us", "UTC")
 
 
@@ -55,12 +56,13 @@ def append_history(
         Root of the dataset, e.g. ``<out>/history``; created when missing.
     table : polars.DataFrame
         The run's drift table (``drift.parquet``; its ``bins`` column is dropped) or, with
-        ``part="models"``, its model-output table (``models.parquet``).
+        ``part="models"``, its model-output table (``models.parquet``), or with
+        ``part="joint"`` its joint drift table (``joint.parquet``; without ``view``).
     run_id : str
         The run id; its rows of this part are replaced if they already exist.
     created_at : datetime or str
         When the run was created (ISO-8601 string or datetime; naive means UTC).
-    part : {"features", "models"}
+    part : {"features", "models", "joint"}
         Which of the run's tables this is.
 
     Returns
@@ -68,7 +70,7 @@ def append_history(
     pathlib.Path
         The partition file written (atomically).
     """
-    rows = table.drop("bins", strict=False).with_columns(
+    rows = table.drop("bins", "view", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
@@ -112,7 +114,7 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
         run id gives the same decisions.
     series : sequence of str
         The columns identifying a series (e.g. ``segment``, ``feature``).
-    part : {"features", "models"}
+    part : {"features", "models", "joint"}
     before : datetime, optional
         Only runs created before this time (a rerun of an old run id sees the runs that
         came before it, not those written since).

@@ -3,9 +3,10 @@
 Writing: the tables, then ``alerts.json``, each atomically. Reading: ``alerts.json`` says
 which parts the run checked: feature drift (``drift.parquet``; absent only in a run without
 features, whose ``summary.total`` is 0 and which has a ``models`` or ``estimates`` block),
-model outputs (its ``models`` block: the three ``MODELS_FILES``) and estimates (its
-``estimates`` block: ``estimates.parquet``). Problems become one-line `InputError`s naming
-the file and what is wrong, so ``kl-drift report RUN_DIR`` can print them and exit 2.
+model outputs (its ``models`` block: the three ``MODELS_FILES``), estimates (its
+``estimates`` block: ``estimates.parquet``) and joint drift (its ``joint`` block:
+``joint.parquet``). Problems become one-line `InputError`s naming the file and what is
+wrong, so ``kl-drift report RUN_DIR`` can print them and exit 2.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pipeline.files import (
     safe_filename,
     write_parquet,
 )
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, JOINT_FILE, MODELS_FILES
 from pipeline.measure.models import ModelDrift
 from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
 
@@ -57,6 +58,9 @@ MODEL_COLUMNS = {
 RUN_KEY = "kl_drift.run"
 ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
                     "ci_high")
+JOINT_COLUMNS = ("segment", "window", "n_baseline", "n_current", "kl", "kl_low", "kl_high",
+                 "reverse_kl", "auc", "q_value", "value", "status", "reason", "top_features",
+                 "view")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class RunFolder:
     drift: pl.DataFrame | None
     models: ModelTables | None
     estimates: pl.DataFrame | None
+    joint: pl.DataFrame | None = None
 
 
 def _require_file(path: Path) -> None:
@@ -134,7 +139,9 @@ def read_run(run_dir: Path, *, bins: bool = True) -> RunFolder:
         drift=read_drift(run_dir / DRIFT_FILE, bins=bins) if features else None,
         models=models,
         estimates=(read_table(run_dir / ESTIMATES_FILE, ESTIMATE_COLUMNS)
-                   if has_estimates else None))
+                   if has_estimates else None),
+        joint=(read_table(run_dir / JOINT_FILE, JOINT_COLUMNS)
+               if alerts.get("joint") is not None else None))
 
 
 def read_bins(path: Path, rows: pl.Series, *, chunk: int = 50_000) -> pl.Series:
