@@ -56,6 +56,8 @@ FailOnOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+JointOpt = Annotated[bool, typer.Option(
+    "--joint", help="Joint drift too, with the [joint] defaults unless the config has them.")]
 TimestampOpt = Annotated[
     str | None, typer.Option("--timestamp", help="Timestamp column that defines windows.")
 ]
@@ -174,6 +176,15 @@ def _load(config: Path | None, overrides: dict[str, Any]) -> Any:
     return load_config(config, overrides)
 
 
+def _with_joint(settings: Any, joint: bool) -> Any:
+    """``settings`` with a ``[joint]`` section (its defaults) when ``--joint`` asks for one."""
+    if not joint or settings.joint is not None:
+        return settings
+    from pipeline.config import JointConfig
+
+    return settings.model_copy(update={"joint": JointConfig()})
+
+
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
@@ -220,7 +231,7 @@ def _number(value: float | None, spec: str) -> str:
 
 def _summary_table(result: Any) -> None:
     """What the run checked: feature rows at warn or worse (and errors), most severe first,
-    model rows at warn or worse, and the KL estimates."""
+    model and joint rows at warn or worse, and the KL estimates."""
     document = result.alerts
     if result.drift is not None:
         _counts(f"run {result.run_id}", document["summary"])
@@ -238,6 +249,16 @@ def _summary_table(result: Any) -> None:
                [[row["status"], row["segment"], row["window"], f"{row['n']:,}",
                  _number(row["value"], ".3f"), _number(row["flip_rate"], ".1%"),
                  _top_example((row["top_examples"] or [None])[0])]
+                for row in block["alerts"]], "alerts.json")
+    if getattr(result, "joint", None) is not None:
+        block = document["joint"]
+        _counts(f"run {result.run_id}, joint drift ({len(block['features'])} features)",
+                block["summary"])
+        _table(["status", "segment", "window", "KL", "interval", "q", "top features"],
+               [[row["status"], row["segment"], row["window"], _number(row["value"], ".3f"),
+                 f"{_number(row['kl_low'], '.3f')} to {_number(row['kl_high'], '.3f')}",
+                 _number(row["q_value"], ".2g"),
+                 ", ".join(f["feature"] for f in row["top_features"])]
                 for row in block["alerts"]], "alerts.json")
     if result.estimates is not None:
         _counts(f"run {result.run_id}, KL estimates", {"windows": result.estimates.height})
@@ -279,17 +300,22 @@ def run(
     prefect: Annotated[
         bool, typer.Option("--prefect", help="Run as a Prefect flow (artifacts, events).")
     ] = False,
+    joint: JointOpt = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check current data against a baseline and write drift.parquet, alerts.json and reports."""
+    """Check current data against a baseline and write drift.parquet, alerts.json and reports.
+
+    With ``--joint`` (or a ``[joint]`` section) also the drift of the features' joint
+    distribution (joint.parquet; needs ``pip install 'kl-drift[joint]'``).
+    """
     overrides = {
         "input.baseline": baseline, "input.current": current, "input.timestamp": timestamp,
         "input.period": period, "input.segments": segment, "input.features": feature,
         "drift.metric": metric, "output.dir": None if out_dir is None else str(out_dir),
         "output.run_id": run_id, "output.fail_on": _fail_on(fail_on),
     }
-    settings = _load(config, overrides)
+    settings = _with_joint(_load(config, overrides), joint)
     if settings.input.executor == "dask" and not prefect:
         from pipeline.errors import ConfigError
 
@@ -328,28 +354,34 @@ def profile(
         "--max-categories", "--top-k",
         help="Most categories kept per feature (default 1000).")] = None,
     segment: SegmentOpt = None,
+    joint: JointOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Build the reusable baseline profile (bin edges, categories, counts) from raw data.
 
     With segments, every segment gets its own baseline counts over one shared bin layout.
+    With ``--joint`` (or a ``[joint]`` section) it also keeps a seeded sample of baseline
+    rows, next to it, for the joint drift check.
     """
     from pipeline.bins.profile import write_profile
     from pipeline.run import build_baseline_profile
 
-    settings = _load(config, {
+    settings = _with_joint(_load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,
         "profile.strategy": strategy, "profile.bins": bins,
         "profile.max_categories": max_categories,
-    })
+    }), joint)
     with steps(quiet) as progress:
         progress(f"profiling {baseline}")
         built = build_baseline_profile(settings, baseline)
         write_profile(built, output)
     if not quiet:
         kinds = built.table.unique(["feature", "kind"]).group_by("kind").len().rows()
+        sample = ("" if built.sample is None else
+                  f"; a sample of {built.sample.collect().height:,} baseline rows next to it")
         out.print(f"profile {output}: {len(built.features)} features ("
-                  + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds)) + ")")
+                  + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds)) + ")" + sample,
+                  markup=False)
 
 
 @app.command()

@@ -1,9 +1,9 @@
 """Run configuration: pydantic models loaded from TOML, with one-line errors naming the key.
 
 Every section forbids unknown keys, so a typo fails loudly instead of being ignored. The
-optional sections ``[models]`` (model-output drift) and ``[estimate]`` (KL estimates from
-log-prob samples) are ``None`` unless the file has them. See docs/config.md for every key,
-its default and an example file.
+optional sections ``[models]`` (model-output drift), ``[estimate]`` (KL estimates from
+log-prob samples) and ``[joint]`` (joint drift) are ``None`` unless the file has them.
+See docs/config.md for every key, its default and an example file.
 """
 
 from __future__ import annotations
@@ -555,6 +555,44 @@ class EstimateConfig(_Windowed, _Sourced, _InBase):
         return self
 
 
+class JointConfig(_Section):
+    """``[joint]``: drift of the features' joint distribution (docs/joint-drift.md).
+
+    Per segment x window, gradient-boosted trees learn to tell a sample of baseline rows
+    (kept with the profile: ``sample_rows``) from a sample of the window's rows; their
+    out-of-fold, calibrated probabilities give the density ratio, hence KL(current ‖
+    baseline) with an interval and a p-value. ``warn``/``critical`` apply to that KL in the
+    run's base (``drift.base``); q-values use ``alerts.fdr_q`` over the run's joint rows.
+    """
+
+    sample_rows: int = Field(50_000, ge=100, le=10_000_000)  # baseline rows per segment
+    current_rows: int = Field(50_000, ge=100, le=10_000_000)  # rows per window
+    features: list[str] | None = Field(None, min_length=1)
+    exclude: list[str] = []
+    warn: float = Field(0.05, ge=0)
+    critical: float = Field(0.2, ge=0)
+    min_rows: int = Field(200, ge=10)
+    folds: int = Field(5, ge=2, le=20)
+    level: Probability = 0.95
+    max_iter: int = Field(300, ge=1, le=10_000)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_depth: int = Field(3, ge=1, le=16)
+    importance_repeats: int = Field(3, ge=1, le=100)
+    importance_rows: int = Field(10_000, ge=100)
+    view_bins: int = Field(10, ge=2, le=50)
+    threads: int = Field(1, ge=1, le=1024)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JointConfig:
+        if self.warn >= self.critical:
+            raise _Invalid("warn", f"must be < joint.critical ({self.warn} >= {self.critical})")
+        if self.min_rows < 5 * self.folds:
+            raise _Invalid("min_rows", f"must be at least 5 x joint.folds ({5 * self.folds}): "
+                           "every fold needs rows of both sides")
+        return self
+
+
 class RunConfig(_Section):
     """The whole configuration of a run (one TOML file)."""
 
@@ -569,6 +607,7 @@ class RunConfig(_Section):
     trends: TrendsConfig = TrendsConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
+    joint: JointConfig | None = None
 
     @model_validator(mode="after")
     def _season_fits_period(self) -> RunConfig:

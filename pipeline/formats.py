@@ -12,7 +12,8 @@ from pipeline.config import METRICS, MODEL_METRICS, PER_EXAMPLE_METRICS
 HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
 
 #: Every column of the tables a run writes (drift.parquet and its history rows,
-#: models.parquet, model_classes.parquet, model_examples.parquet, estimates.parquet) and of
+#: models.parquet, model_classes.parquet, model_examples.parquet, estimates.parquet,
+#: joint.parquet) and of
 #: the histogram format. A segment column with one of these names is written as
 #: ``segment:<name>`` in every table (pipeline.labels.public_segment_columns). A column
 #: added to a table belongs here too (tests/test_segments.py checks it).
@@ -34,6 +35,9 @@ TABLE_COLUMNS = frozenset({
     # estimates.parquet
     "estimator", "direction", "n_tokens", "stderr", "ci_low", "ci_high",
     *(f"k{i}{suffix}" for i in (1, 2, 3) for suffix in ("", "_stderr")),
+    # joint.parquet
+    "current_rows", "features", "level", "auc", "top_features", "view",
+    *(f"{kl}_{suffix}" for kl in ("kl", "reverse_kl") for suffix in ("stderr", "low", "high")),
 })
 
 #: Statuses of a drift row (drift.parquet), in the order of the ``summary`` counts.
@@ -49,5 +53,7 @@ MODELS_FILES = {"models": "models.parquet", "classes": "model_classes.parquet",
 ESTIMATES_FILE = "estimates.parquet"
 #: Trends with dynamic bounds (``[trends]``, docs/references.md).
 TRENDS_FILE = "trends.parquet"
+#: The joint drift table (``[joint]``).
+JOINT_FILE = "joint.parquet"
 #: The baseline profile a run built from raw baseline rows.
 PROFILE_FILE = "baseline_profile.parquet"

@@ -1,7 +1,8 @@
 """One run end to end: read -> bin/align -> measure -> decide -> write.
 
-A run checks what its config holds — feature drift (``[input]``), model-output drift
-(``[models]``) and KL estimates (``[estimate]``) — and writes everything into ONE run
+A run checks what its config holds — feature drift (``[input]``) and joint drift
+(``[joint]``, with it), model-output drift (``[models]``) and KL estimates (``[estimate]``)
+— and writes everything into ONE run
 folder: each part's Parquet tables, one ``alerts.json`` and the reports. The write stage
 also adds feature drift to the history dataset at ``<output.dir>/history`` and renders the
 reports from the folder's files, exactly as ``kl-drift report`` would re-render them later.
@@ -25,13 +26,23 @@ from pipeline.bins.align import pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
 from pipeline.bins.pushdown import bin_in_database, profile_in_database
+from pipeline.bins.row_sample import sample_baseline
 from pipeline.config import InputConfig, RunConfig
+from pipeline.decide.joint import decide_joint
 from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError, KLDriftWarning
 from pipeline.files import safe_filename, tool_version
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE, TRENDS_FILE
+from pipeline.formats import (
+    ALERTS_FILE,
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    JOINT_FILE,
+    PROFILE_FILE,
+    TRENDS_FILE,
+)
 from pipeline.labels import private_segment_columns, segment_name
 from pipeline.measure.estimate import estimate_kl
+from pipeline.measure.joint import joint_features, measure_joint, sample_current
 from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.location import parse_location, redact
@@ -49,6 +60,7 @@ from pipeline.windows import timestamp_expr, window_coverage
 from pipeline.write.documents import (
     alerts_document,
     estimates_block,
+    joint_block,
     models_block,
     trends_block,
 )
@@ -121,14 +133,17 @@ class RunResult:
     alerts : dict
         The alerts.json document.
     worst_status : str
-        Most severe status of a drift or model row, in the order ``ok < insufficient_data
-        < error < warn < critical`` (``ok`` for a run without rows).
+        Most severe status of a drift, model or joint row, in the order ``ok <
+        insufficient_data < error < warn < critical`` (``ok`` for a run without rows).
     exit_code : int
-        0, or 1 when a drift or model row's status is at or above ``output.fail_on``.
+        0, or 1 when a drift, model or joint row's status is at or above
+        ``output.fail_on``.
     models : ModelDrift or None
         The model-output comparison, when the run had one.
     estimates : pl.DataFrame or None
         The KL estimates (estimates.parquet), when the run had them.
+    joint : pl.DataFrame or None
+        The decided joint drift table (joint.parquet), when the run had ``[joint]``.
     """
 
     run_id: str
@@ -139,6 +154,7 @@ class RunResult:
     exit_code: int
     models: ModelDrift | None = None
     estimates: pl.DataFrame | None = None
+    joint: pl.DataFrame | None = None
 
 
 def run_drift(config: RunConfig, *, progress: Progress | None = None,
@@ -146,9 +162,9 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     """Run every check the config holds and write one run folder (``kl-drift run``).
 
     Feature drift runs when ``[input]`` names data (``input.baseline`` and
-    ``input.current``, both required then); the model comparison when ``[models]`` is
-    present; the estimates when ``[estimate]`` is. A config with only ``[models]`` runs just
-    the models.
+    ``input.current``, both required then), joint drift with it when ``[joint]`` is present;
+    the model comparison when ``[models]`` is present; the estimates when ``[estimate]`` is.
+    A config with only ``[models]`` runs just the models.
 
     Parameters
     ----------
@@ -257,6 +273,9 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     as_of = run_created_at(history_dir, run_id) or created_at
     features = (_feature_drift(config, say, bin_current, History(history_dir, run_id, as_of))
                 if FEATURES in parts else None)
+    joint = None
+    if config.joint is not None and features is not None:
+        joint = _joint_drift(config, features, say)
     # run_models, run_estimate and run_drift ask only for the parts the config has
     models = None
     if config.models is not None and MODELS in parts:
@@ -278,8 +297,17 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
                                        warnings)
     models_resolved = None
     if models is not None:
-        models, models_resolved = _models_across_runs(models, history_dir, run_id, as_of,
-                                                      warnings)
+        summary, models_resolved = _segments_across_runs(models.summary, "models",
+                                                         history_dir, run_id, as_of, warnings)
+        models = replace(models, summary=summary)
+    joint_summary = None
+    if joint is not None and config.joint is not None:
+        table, joint_resolved = _segments_across_runs(
+            joint.table, "joint", history_dir, run_id, as_of, warnings,
+            hold_partial=config.alerts.partial_windows == "hold")
+        joint = replace(joint, table=table)
+        joint_summary = joint_block(table, config.joint, base=config.drift.base,
+                                    resolved=joint_resolved, warnings=joint.warnings)
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
     inputs = ({} if features is None else
@@ -300,7 +328,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         trends=None if features is None or features.trends is None else trends_block(
             features.trends, config.trends, max_rows=config.output.max_alerts),
         models=None if models is None else models_block(models, models_resolved),
-        estimates=estimates_summary, max_rows=config.output.max_alerts)
+        estimates=estimates_summary, joint=joint_summary, max_rows=config.output.max_alerts)
 
     say(f"writing {run_dir}")
     with staging_folder(out_dir, run_id) as staging:
@@ -311,15 +339,17 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             TRENDS_FILE: None if features is None else features.trends,
             **({} if models is None else model_tables(models)),
             ESTIMATES_FILE: estimates,
+            JOINT_FILE: None if joint is None else joint.table,
         }, document)
         with run_lock(out_dir, run_id):
-            for part, table in (("features", drift),
-                                ("histograms", None if features is None else features.histograms),
-                                ("models", None if models is None else models.summary)):
-                if table is None:  # a rerun must not keep rows it no longer has
+            for part, rows in (("features", drift),
+                               ("histograms", None if features is None else features.histograms),
+                               ("models", None if models is None else models.summary),
+                               ("joint", None if joint is None else joint.table)):
+                if rows is None:  # a rerun must not keep rows it no longer has
                     drop_history(history_dir, run_id, part=part)
                 else:
-                    append_history(history_dir, table, run_id, as_of, part=part)
+                    append_history(history_dir, rows, run_id, as_of, part=part)
             say("rendering reports")
             with catch_warnings():
                 # the run's warnings (alerts.json) already name unreadable history partitions
@@ -328,7 +358,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             publish(staging, run_dir)
 
     statuses = {*(() if drift is None else drift["status"].unique()),
-                *(() if models is None else models.summary["status"].unique())}
+                *(() if models is None else models.summary["status"].unique()),
+                *(() if joint is None else joint.table["status"].unique())}
     if drift is not None and drift.height and statuses <= {"error"}:
         first = drift.select(pl.col("reason").drop_nulls().first()).item()
         raise InputError(f"nothing could be compared: all {drift.height} rows are errors "
@@ -337,7 +368,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     exit_code = int(bool(statuses & config.output.fail_statuses))
     return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
                      worst_status=worst, exit_code=exit_code, models=models,
-                     estimates=estimates)
+                     estimates=estimates, joint=None if joint is None else joint.table)
 
 
 def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: datetime,
@@ -356,21 +387,74 @@ def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: dat
     return state.table, state.resolved
 
 
-def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
-                        as_of: datetime, warnings: list[str]
-                        ) -> tuple[ModelDrift, list[dict[str, Any]]]:
-    """Lifecycles of the model-output rows (one series per segment), with earlier runs."""
+def _segments_across_runs(table: pl.DataFrame, part: str, history_dir: Path, run_id: str,
+                          as_of: datetime, warnings: list[str], *, hold_partial: bool = False
+                          ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Lifecycles of the rows of a table with one series per segment (model outputs, joint
+    drift), with earlier runs; ``table`` gains ``lifecycle``, and with ``hold_partial`` its
+    partial windows are held back (``insufficient_data``) as feature drift's are."""
     series = ("segment",)
     decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
-                                         part="models", before=as_of)
+                                         part=part, before=as_of)
     warnings += problems
     previous = (None if decisions is None
                 else previous_points(decisions, series).collect())
-    rows = models.summary.with_columns(window_status="status",
-                                       reason=pl.lit(None, pl.String))
-    state = apply_state(rows, previous, persistence=1, hold_partial=False, series=series)
-    summary = state.table.select(*models.summary.columns, "lifecycle")
-    return replace(models, summary=summary), state.resolved
+    rows = table.with_columns(
+        window_status="status",
+        reason=pl.col("reason") if "reason" in table.columns else pl.lit(None, pl.String))
+    state = apply_state(rows, previous, persistence=1, hold_partial=hold_partial,
+                        series=series)
+    return state.table.select(*table.columns, "lifecycle"), state.resolved
+
+
+@dataclass(frozen=True)
+class _JointDrift:
+    table: pl.DataFrame
+    warnings: list[str]
+
+
+def _joint_drift(config: RunConfig, features: _FeatureDrift, say: Progress) -> _JointDrift:
+    """Joint drift of ``[joint]``: the profile's baseline sample against samples of the
+    current windows, one classifier per segment x window (docs/joint-drift.md)."""
+    settings, options = config.input, config.joint
+    assert options is not None  # called with [joint] only
+    profile = features.baseline.profile
+    if profile is None or profile.sample is None:
+        raise ConfigError("joint: the baseline keeps no sample of rows; use raw baseline rows "
+                          "as input.baseline, or a profile built with a [joint] section "
+                          "(kl-drift profile --config FILE)")
+    current = _input_path(settings.current, "current")
+    if parse_location(current).format == "sql" or _detect(current, config, "current")[0] != "raw":
+        raise ConfigError("joint: needs the current data as raw rows from files or object "
+                          "stores (not a histogram table or a database query)")
+    wanted = [f for f in profile.features if _wanted(config, f, settings.segments)]
+    chosen = joint_features(profile.features, options, wanted)
+    say(f"sampling current rows for joint drift ({len(chosen)} features)")
+    windows, missing = sample_current(
+        scan_raw(current, storage_options=settings.storage_options), profile.layout, chosen,
+        timestamp=settings.timestamp, period=settings.period, segments=settings.segments,
+        size=options.current_rows, seed=options.seed, source=describe_source(current),
+        window_timezone=settings.window_timezone)
+    used = [f for f in chosen if f not in missing]
+    if not used:
+        raise InputError("the current data has none of the joint check's features "
+                         f"({', '.join(chosen)})", source=describe_source(current))
+    say(f"fitting joint drift classifiers for {windows.totals.height:,} segment x window rows")
+    measured = measure_joint(profile.sample, windows, profile.layout, used, options,
+                             base=config.drift.log_base)
+    notes = ([f"joint: the current data lacks {', '.join(missing)}; the joint check leaves "
+              "them out"] if missing else [])
+    # the windows' coverage, as feature drift measured it (partial windows are held alike)
+    drift = features.drift
+    coverage = (drift.select("window", "coverage", "partial").unique("window")
+                if "partial" in drift.columns else
+                pl.DataFrame(schema={"window": pl.String, "coverage": pl.Float64,
+                                     "partial": pl.Boolean}))
+    decided = decide_joint(measured, fdr_q=config.alerts.fdr_q)
+    at = decided.columns.index("window") + 1
+    table = decided.join(coverage, on="window", how="left", maintain_order="left").select(
+        *decided.columns[:at], "coverage", "partial", *decided.columns[at:])
+    return _JointDrift(table, notes)
 
 
 def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent,
@@ -489,10 +573,11 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
 
     Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. ``source`` (any source string)
-    defaults to ``input.baseline``; a database source is profiled in the database (only
-    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
-    ``kl-drift profile`` and the ``build_baseline`` flow alike.
+    ``input.segments`` get their own baseline histograms. With ``[joint]`` the profile also
+    keeps a seeded sample of ``joint.sample_rows`` baseline rows per segment. ``source``
+    (any source string) defaults to ``input.baseline``; a database source is profiled in
+    the database (only quantiles, top categories and counts leave it). Used by runs with a
+    raw baseline, ``kl-drift profile`` and the ``build_baseline`` flow alike.
     """
     settings, options = config.input, config.profile
     source = source or settings.baseline
@@ -525,6 +610,14 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     if not profile.metadata.get("row_count"):
         raise InputError("baseline has no rows, so there is nothing to compare with; check "
                          "input.baseline", source=shown)
+    if config.joint is not None:  # the joint drift check's sample of baseline rows
+        if location.format == "sql":
+            raise ConfigError("joint: a database baseline cannot keep a sample of rows; "
+                              "export the baseline rows to Parquet, or remove [joint]")
+        profile = replace(profile, sample=sample_baseline(
+            scan_raw(source, storage_options=settings.storage_options), profile.layout,
+            segments=settings.segments, size=config.joint.sample_rows, seed=config.joint.seed,
+            source=shown))
     return profile
 
 

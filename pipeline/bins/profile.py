@@ -35,6 +35,13 @@ import pyarrow.parquet as pq
 
 from pipeline.bins.binning import bin_raw
 from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
+from pipeline.bins.row_sample import (
+    SAMPLE_ENTRY,
+    RowSample,
+    read_sample,
+    remove_stale_samples,
+    write_sample,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
 from pipeline.labels import (
@@ -89,10 +96,14 @@ class Profile:
         ``bins``, ``max_categories``, ``min_category_count``, ``row_count``, ``segments``,
         ``segment_rows``, per-feature details under ``features``, category counts under
         ``categories`` and ``warnings`` (docs/data-contracts.md).
+    sample : RowSample, optional
+        Baseline rows kept for the joint drift check (:mod:`pipeline.bins.row_sample`),
+        stored in a file next to the profile that its metadata names.
     """
 
     table: pl.DataFrame
     metadata: dict[str, Any]
+    sample: RowSample | None = None
 
     @property
     def segments(self) -> list[str]:
@@ -571,18 +582,24 @@ def profile_from_stats(
 
 def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
     """Write ``profile`` to a Parquet file atomically; the metadata goes in the file's
-    key-value metadata under ``kl_drift.profile`` (JSON).
+    key-value metadata under ``kl_drift.profile`` (JSON). A baseline sample is written
+    first, next to it, and named in that metadata.
 
     Segment columns are written under their own names, or, for a name that is a column of
     the profile table (``kind``, ``count``, ...), as ``segment:<name>``
     (:func:`pipeline.labels.output_names`); the metadata lists them by their own names.
     """
+    metadata = {k: v for k, v in profile.metadata.items() if k != SAMPLE_ENTRY}
+    if profile.sample is not None:
+        metadata[SAMPLE_ENTRY] = write_sample(profile.sample, path)
     private = segment_columns_of(profile.table.columns)
     written = output_names(private, PROFILE_SCHEMA)
     arrow = profile.table.rename({c: written[segment_name(c)] for c in private}).to_arrow()
     arrow = arrow.replace_schema_metadata(
-        {METADATA_KEY: json.dumps(profile.metadata, allow_nan=False).encode()})
-    return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+        {METADATA_KEY: json.dumps(metadata, allow_nan=False).encode()})
+    target = atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    remove_stale_samples(path, keep=metadata.get(SAMPLE_ENTRY, {}).get("file"))
+    return target
 
 
 def read_profile(path: str | os.PathLike[str]) -> Profile:
@@ -630,7 +647,7 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
     _check_counts(table, [segment_column(s) for s in segments], where)
-    return Profile(table, meta)
+    return Profile(table, meta, read_sample(where, meta))
 
 
 def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None:

@@ -1,7 +1,7 @@
 """The run's machine-readable summary: the ``alerts.json`` document and its schema.
 
-:func:`alerts_document` builds it from the decided drift table and the model and estimate
-blocks; :class:`AlertsDocument` is its pydantic schema (docs/reports.md), used to validate a
+:func:`alerts_document` builds it from the decided drift table and the model, estimate and
+joint blocks; :class:`AlertsDocument` is its pydantic schema (docs/reports.md), used to validate a
 run folder before the reports are rendered from it.
 """
 
@@ -15,8 +15,15 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.config import EstimateConfig, TrendsConfig, quantile_name
-from pipeline.formats import ESTIMATES_FILE, MODEL_STATUSES, MODELS_FILES, STATUSES, TRENDS_FILE
+from pipeline.config import EstimateConfig, JointConfig, TrendsConfig, quantile_name
+from pipeline.formats import (
+    ESTIMATES_FILE,
+    JOINT_FILE,
+    MODEL_STATUSES,
+    MODELS_FILES,
+    STATUSES,
+    TRENDS_FILE,
+)
 from pipeline.measure.models import ModelDrift
 
 #: 2: alert lifecycles (``lifecycle``, ``changes``, ``resolved``) and capped lists
@@ -103,6 +110,7 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
                     trends: Mapping[str, Any] | None = None,
                     models: Mapping[str, Any] | None = None,
                     estimates: Mapping[str, Any] | None = None,
+                    joint: Mapping[str, Any] | None = None,
                     max_rows: int = 1000) -> dict[str, Any]:
     """The ``alerts.json`` document of a run.
 
@@ -120,9 +128,10 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         Alert episodes this run closed (:class:`pipeline.decide.state.StateResult`).
     trends : mapping, optional
         The ``trends`` block (:func:`trends_block`); left out when ``None``.
-    models, estimates : mapping, optional
-        The ``models`` block (:func:`pipeline.measure.models.models_block`) and the ``estimates``
-        block (:func:`pipeline.measure.estimate.estimates_block`); left out when ``None``.
+    models, estimates, joint : mapping, optional
+        The ``models`` block (:func:`pipeline.measure.models.models_block`), the ``estimates``
+        block (:func:`pipeline.measure.estimate.estimates_block`) and the ``joint`` block
+        (:func:`joint_block`); left out when ``None``.
 
     max_rows : int
         At most this many alerts and this many problems are listed (new alerts first);
@@ -146,7 +155,7 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         problems, omitted["problems"] = _capped(
             _with_reference(drift.filter(pl.col("status").is_in(["error", "insufficient_data"])))
             .select(_PROBLEM_FIELDS), max_rows)
-    blocks = {"trends": trends, "models": models, "estimates": estimates}
+    blocks = {"trends": trends, "models": models, "estimates": estimates, "joint": joint}
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
@@ -259,6 +268,41 @@ def estimates_block(table: pl.DataFrame, config: EstimateConfig) -> dict[str, An
         "inputs": {"source": config.source}, "estimator": config.estimator,
         "direction": config.direction, "level": config.level, "base": config.base,
         "per": config.per, "rows": rows.to_dicts(), "files": {"estimates": ESTIMATES_FILE},
+    })
+
+
+_TOP_FEATURES = 3  # features listed per joint alert
+
+
+def joint_block(table: pl.DataFrame, config: JointConfig, *, base: int | str,
+                resolved: list[dict[str, Any]] | None = None,
+                warnings: list[str] | None = None) -> dict[str, Any]:
+    """The ``joint`` block of ``alerts.json``: settings, counts and every warn/critical row,
+    with the same lifecycle fields as the ``models`` block, and the untested rows.
+
+    Each alert carries its interval, AUC, p/q and its three most important features.
+    Schema: :class:`JointBlock`.
+    """
+    alerts = (alerting_rows(table)
+              .with_columns(pl.col("top_features").list.head(_TOP_FEATURES))
+              .select("segment", "window", "status", "lifecycle", "metric", "value",
+                      "warn_threshold", "critical_threshold", "kl_low", "kl_high",
+                      "reverse_kl", "auc", "p_value", "q_value", "n_baseline", "n_current",
+                      "top_features"))
+    problems = (table.filter(pl.col("status").is_in(["error", "insufficient_data"]))
+                .select("segment", "window", "status", "reason"))
+    return json_safe({
+        "base": base, "level": config.level, "metric": "kl",
+        "warn_threshold": config.warn, "critical_threshold": config.critical,
+        "features": table["features"].explode().unique(maintain_order=True).drop_nulls()
+        .to_list(),
+        "warnings": list(warnings or []),
+        "summary": count_statuses(table, STATUSES),
+        "changes": lifecycle_changes(alerts, resolved or []),
+        "alerts": alerts.to_dicts(),
+        "resolved": list(resolved or []),
+        "problems": problems.to_dicts(),
+        "files": {"joint": JOINT_FILE},
     })
 
 
@@ -541,6 +585,69 @@ class TrendsBlock(_Strict):
         return self
 
 
+class JointFeature(_Explained):
+    """A feature of a joint alert and its permutation importance (drop of held-out AUC)."""
+
+    feature: str
+    importance: float | None
+
+
+class JointAlert(_Explained):
+    """A ``warn`` or ``critical`` row of joint.parquet."""
+
+    segment: str
+    window: str
+    status: Literal["warn", "critical"]
+    lifecycle: Lifecycle | None = None
+    metric: Literal["kl"]
+    value: float | None
+    warn_threshold: float
+    critical_threshold: float
+    kl_low: float | None
+    kl_high: float | None
+    reverse_kl: float | None
+    auc: float | None = Field(ge=0, le=1)
+    p_value: float | None = Field(ge=0, le=1)
+    q_value: float | None = Field(ge=0, le=1)
+    n_baseline: int = Field(ge=0)
+    n_current: int = Field(ge=0)
+    top_features: list[JointFeature]
+
+
+class JointProblem(_Strict):
+    """A joint row that was not tested, and why."""
+
+    segment: str
+    window: str
+    status: Literal["error", "insufficient_data"]
+    reason: str
+
+
+class JointBlock(_Strict):
+    """Joint drift of the run (``[joint]``; docs/joint-drift.md)."""
+
+    base: int | str
+    level: float = Field(gt=0, lt=1)
+    metric: Literal["kl"]
+    warn_threshold: float
+    critical_threshold: float
+    features: list[str]
+    warnings: list[str]
+    summary: Summary
+    changes: Changes | None = None
+    alerts: list[JointAlert]
+    resolved: list[Resolved] = []
+    problems: list[JointProblem]
+    files: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JointBlock:
+        _check_alerts(self.summary, self.alerts)
+        if len(self.problems) != self.summary.error + self.summary.insufficient_data:
+            raise ValueError("summary error + insufficient_data does not match problems")
+        return self
+
+
 class AlertsDocument(_Strict):
     """Schema of ``alerts.json`` (schema_version 2; version 1 files, without lifecycles or
     caps, are read too); ``model_validate`` checks a file."""
@@ -557,6 +664,7 @@ class AlertsDocument(_Strict):
     trends: TrendsBlock | None = None
     models: ModelsBlock | None = None
     estimates: EstimatesBlock | None = None
+    joint: JointBlock | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertsDocument:

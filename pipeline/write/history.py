@@ -3,7 +3,8 @@
 Layout: ``<history_dir>/run_id=<safe_filename(run_id)>/part.parquet`` (feature drift rows
 without the per-bin ``bins`` list), ``histograms.parquet`` (the run's current histograms, one
 row per segment x feature x window x bin: what moving references and trends are computed
-from, so no raw data is read again) and ``models.parquet`` (model-output rows), each with
+from, so no raw data is read again), ``models.parquet`` (model-output rows) and
+``joint.parquet`` (joint drift rows, without the 2-D ``view``), each with
 ``run_id`` (the original id, which the folder name may have had to alter) and ``created_at``
 (UTC). Writing a run id again replaces its files, so reruns never duplicate rows. Later runs
 read the decisions back (:func:`scan_decisions`) to carry persistence and alert lifecycles
@@ -31,7 +32,7 @@ HISTORY_DIR = "history"
 PART_FILE = "part.parquet"
 #: The file of each part of a run in its partition.
 PART_FILES = {"features": PART_FILE, "histograms": "histograms.parquet",
-              "models": "models.parquet"}
+              "models": "models.parquet", "joint": "joint.parquet"}
 CREATED_AT = pl.Datetime("us", "UTC")
 #: Types of the history columns the readers use; a partition whose values do not cast to
 #: them is unreadable.
@@ -86,13 +87,14 @@ def append_history(
     table : polars.DataFrame
         The run's drift table (``drift.parquet``; its ``bins`` column is dropped), with
         ``part="histograms"`` its current histograms (:data:`HISTOGRAM_COLUMNS`, sorted by
-        ``start`` so a reader filtering on it skips the other row groups) or, with
-        ``part="models"``, its model-output table (``models.parquet``).
+        ``start`` so a reader filtering on it skips the other row groups), with
+        ``part="models"`` its model-output table (``models.parquet``), or with
+        ``part="joint"`` its joint drift table (``joint.parquet``; without ``view``).
     run_id : str
         The run id; its rows of this part are replaced if they already exist.
     created_at : datetime or str
         When the run was created (ISO-8601 string or datetime; naive means UTC).
-    part : {"features", "histograms", "models"}
+    part : {"features", "histograms", "models", "joint"}
         Which of the run's tables this is.
 
     Returns
@@ -100,7 +102,7 @@ def append_history(
     pathlib.Path
         The partition file written (atomically).
     """
-    rows = table.drop("bins", strict=False).with_columns(
+    rows = table.drop("bins", "view", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
@@ -219,7 +221,7 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
     series : sequence of str
         The columns identifying a series (e.g. ``segment``, ``feature``, ``reference``;
         partitions written before ``reference`` existed read as ``"baseline"``).
-    part : {"features", "models"}
+    part : {"features", "models", "joint"}
     before : datetime, optional
         Only runs created before this time (a rerun of an old run id sees the runs that
         came before it, not those written since).

@@ -4,9 +4,9 @@ Writing: the tables, then ``alerts.json``, each atomically. Reading: ``alerts.js
 which parts the run checked: feature drift (``drift.parquet``; absent only in a run without
 features, whose ``summary.total`` is 0 and which has a ``models`` or ``estimates`` block),
 its trends (a ``trends`` block: ``trends.parquet``), model outputs (its ``models`` block: the
-three ``MODELS_FILES``) and estimates (its ``estimates`` block: ``estimates.parquet``).
-Problems become one-line `InputError`s naming the file and what is wrong, so
-``kl-drift report RUN_DIR`` can print them and exit 2.
+three ``MODELS_FILES``), estimates (its ``estimates`` block: ``estimates.parquet``) and joint
+drift (its ``joint`` block: ``joint.parquet``). Problems become one-line `InputError`s naming
+the file and what is wrong, so ``kl-drift report RUN_DIR`` can print them and exit 2.
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ from pipeline.files import (
     safe_filename,
     write_parquet,
 )
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES, TRENDS_FILE
+from pipeline.formats import (
+    ALERTS_FILE,
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    JOINT_FILE,
+    MODELS_FILES,
+    TRENDS_FILE,
+)
 from pipeline.measure.models import ModelDrift
 from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
 
@@ -70,6 +77,9 @@ ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "c
 TREND_COLUMNS = ("segment", "feature", "statistic", "reference", "window", "checked", "value",
                  "expected", "lower_red", "lower_yellow", "upper_yellow", "upper_red", "pull",
                  "light")
+JOINT_COLUMNS = ("segment", "window", "n_baseline", "n_current", "kl", "kl_low", "kl_high",
+                 "reverse_kl", "auc", "q_value", "value", "status", "reason", "top_features",
+                 "view")
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class RunFolder:
     models: ModelTables | None
     estimates: pl.DataFrame | None
     trends: pl.DataFrame | None = None
+    joint: pl.DataFrame | None = None
 
 
 def _require_file(path: Path) -> None:
@@ -159,7 +170,9 @@ def read_run(run_dir: Path, *, bins: bool = True) -> RunFolder:
         estimates=(read_table(run_dir / ESTIMATES_FILE, ESTIMATE_COLUMNS)
                    if has_estimates else None),
         trends=(read_table(run_dir / TRENDS_FILE, TREND_COLUMNS)
-                if alerts.get("trends") is not None else None))
+                if alerts.get("trends") is not None else None),
+        joint=(read_table(run_dir / JOINT_FILE, JOINT_COLUMNS)
+               if alerts.get("joint") is not None else None))
 
 
 def read_bins(path: Path, rows: pl.Series, *, chunk: int = 50_000) -> pl.Series:

@@ -1,6 +1,7 @@
 """report.html: one self-contained page (inline CSS, JS and SVG; no network requests).
 
-Feature drift, then model outputs and estimates when the run has them. Rendered with a
+Feature drift, then joint drift, model outputs and estimates when the run has them.
+Rendered with a
 Jinja2 template with autoescaping on, so every data-derived string (feature, segment,
 window, bin, reason, run id, class, example id) is escaped. A Content-Security-Policy allows
 only the page's own script (by hash) and no network fetches at all, as a second line of
@@ -23,6 +24,14 @@ from markupsafe import Markup
 
 from pipeline.write.history import CREATED_AT, as_utc, read_recent_runs
 from pipeline.write.reports.bin_labels import label_map
+from pipeline.write.reports.joint_drift import (
+    fmt_interval,
+    joint_intro,
+    joint_rows,
+    top_features,
+    view_title,
+    viewed_rows,
+)
 from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
@@ -32,7 +41,12 @@ from pipeline.write.reports.model_outputs import (
     model_rows,
     top_examples,
 )
-from pipeline.write.reports.plots import class_means_svgs, feature_svgs, trend_svg
+from pipeline.write.reports.plots import (
+    class_means_svgs,
+    feature_svgs,
+    joint_view_svgs,
+    trend_svg,
+)
 from pipeline.write.reports.summary import (
     ALERTING,
     LIFECYCLES,
@@ -399,6 +413,35 @@ def _models(tables: ModelTables) -> dict[str, Any]:
     }
 
 
+def _joint(table: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, Any]:
+    """Template values of the Joint drift section."""
+    rows = joint_rows(table)
+    labels = window_labels(rows)
+    return {
+        "intro": joint_intro(block), "warnings": block["warnings"],
+        "level": f"{block['level']:.0%}",
+        "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(block).items()],
+        "total": block["summary"]["total"],
+        "changes": [(name, int(block["changes"].get(name) or 0)) for name in LIFECYCLES]
+        if block.get("changes") else None,
+        "n_segments": rows["segment"].n_unique(), "n_windows": rows["window"].n_unique(),
+        "n_rows": rows.height,
+        "rows": [{"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
+                  "lifecycle": r.get("lifecycle"), "segment": r["segment"],
+                  "window": labels.get(r["window"], r["window"]), "window_full": r["window"],
+                  "kl": fmt_interval(r), "reverse_kl": fmt_value(r["reverse_kl"]),
+                  "auc": fmt_value(r["auc"]), "q": fmt_p(r["q_value"]),
+                  "n": f"{fmt_count(r['n_baseline'])} / {fmt_count(r['n_current'])}",
+                  "features": top_features(r), "reason": r["reason"]}
+                 for r in rows.head(MAX_MODEL_ROWS).iter_rows(named=True)],
+        # Trusted markup: the SVG writer escapes every label and tooltip it writes.
+        "views": [{"title": view_title(r, labels), "pair": (r["view"]["x"], r["view"]["y"]),
+                   "svgs": [Markup(svg) for svg in joint_view_svgs(r["view"],
+                                                                   view_title(r, labels))]}
+                  for r in viewed_rows(table).iter_rows(named=True)],
+    }
+
+
 def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, Any]:
     """Template values of the Estimates section."""
     labels = window_labels(estimates)
@@ -415,7 +458,7 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, A
 
 
 def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
-           estimates: pl.DataFrame | None) -> str:
+           estimates: pl.DataFrame | None, joint: pl.DataFrame | None = None) -> str:
     """What the run checked, for the page's subtitle."""
     parts = []
     if drift is not None:
@@ -423,6 +466,8 @@ def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
         shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
                                                 ("windows", drift["window"].n_unique())) if n > 1]
         parts.append(f"{drift.height} feature checks ({' × '.join(shape)})")
+    if joint is not None:
+        parts.append(f"{joint.height} joint checks")
     if models is not None:
         parts.append(f"{models.summary.height} model-output checks")
     if estimates is not None:
@@ -437,6 +482,7 @@ def render_html(
     *,
     models: ModelTables | None = None,
     estimates: pl.DataFrame | None = None,
+    joint: pl.DataFrame | None = None,
     bins: BinsLoader | None = None,
     trends: pl.DataFrame | None = None,
 ) -> str:
@@ -456,6 +502,9 @@ def render_html(
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    joint : polars.DataFrame, optional
+        The run's ``joint.parquet`` (its settings come from ``alerts["joint"]``): a table of
+        its rows and the 2-D views of the alerting ones.
     bins : callable, optional
         Loads the ``bins`` of the rows shown (`summary.BinsLoader`), so ``drift`` may come
         without that column (`write_reports` reads it from the Parquet file, row by row
@@ -482,12 +531,14 @@ def render_html(
         status_colors=STATUS_COLORS,
         js=Markup(js),  # our own static file, hashed into the CSP above
         run_id=run.get("run_id", ""), created_at=run.get("created_at", ""),
-        tool_version=run.get("tool_version", ""), scope=_scope(drift, models, estimates),
+        tool_version=run.get("tool_version", ""),
+        scope=_scope(drift, models, estimates, joint),
         facts=run_facts(drift, alerts), max_plots=MAX_PLOTS,
         warnings=list(alerts.get("warnings") or []),
         features=None if drift is None else _features(
             drift, alerts, None if history_dir is None else Path(history_dir),
             bins or bins_of(drift)),
+        joint=None if joint is None else _joint(joint, alerts["joint"]),
         models=None if models is None else _models(models),
         estimates=None if estimates is None else _estimates(estimates, alerts["estimates"]),
         trends=None if trends is None else _trends(trends, alerts.get("trends") or {}),

@@ -1,8 +1,8 @@
 """report.md: a concise summary that reads well as a Prefect markdown artifact or in chat.
 
-Feature drift, then model outputs and estimates when the run has them. Every data-derived
-string goes through `escape_md`, so a feature, bin, class or id can never become a link, an
-image, raw HTML or a broken table row.
+Feature drift, then joint drift, model outputs and estimates when the run has them. Every
+data-derived string goes through `escape_md`, so a feature, bin, class or id can never
+become a link, an image, raw HTML or a broken table row.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.write.reports.bin_labels import label_map
+from pipeline.write.reports.joint_drift import fmt_interval, joint_intro, joint_rows, top_features
 from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
@@ -302,6 +303,43 @@ def _models(tables: ModelTables) -> list[str]:
     return parts
 
 
+def _joint(table: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
+    """Joint drift rows with their intervals and most important features."""
+    rows = joint_rows(table)
+    labels = window_labels(rows)
+    level = f"{block['level']:.0%} CI"
+    columns: list[Column] = [
+        (True, "Status", ":--", lambda r: _status(r["status"]) + (
+            f", {escape_md(r['lifecycle'])}" if r.get("lifecycle") else "")),
+        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
+        (rows["window"].n_unique() > 1, "Window", ":--",
+         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, f"KL ({level})", "--:", fmt_interval),
+        (True, "Reverse KL", "--:", lambda r: fmt_value(r["reverse_kl"])),
+        (True, "AUC", "--:", lambda r: fmt_value(r["auc"])),
+        (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
+        (True, "n (baseline / current)", "--:",
+         lambda r: f"{fmt_count(r['n_baseline'])} / {fmt_count(r['n_current'])}"),
+        (True, "Top features", ":--", lambda r: escape_md(top_features(r))),
+    ]
+    more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
+            "joint.parquet.\n" if rows.height > MAX_ROWS else "")
+    parts = ["## Joint drift\n",
+             f"{_counts_line(block, 'window × segment checks')}"
+             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
+             + f". {escape_md(joint_intro(block))}\n"]
+    if block["warnings"]:
+        parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
+    parts.append(_grid(columns, rows.head(MAX_ROWS)) + more)
+    problems = [r for r in rows.iter_rows(named=True) if r["reason"] and r["status"] != "ok"]
+    if problems:
+        parts.append("".join(f"- {escape_md(r['segment'])}, "
+                             f"{escape_md(labels.get(r['window'], r['window']))}: "
+                             f"{_status(r['status'])}, {escape_md(r['reason'])}\n"
+                             for r in problems[:MAX_PROBLEMS]))
+    return parts
+
+
 def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
     labels = window_labels(estimates)
     level = f"{block['level']:.0%} CI"
@@ -349,6 +387,7 @@ def _trends(trends: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
 def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
                     models: ModelTables | None = None,
                     estimates: pl.DataFrame | None = None,
+                    joint: pl.DataFrame | None = None,
                     bins: BinsLoader | None = None,
                     trends: pl.DataFrame | None = None) -> str:
     """Render report.md.
@@ -364,6 +403,8 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    joint : polars.DataFrame, optional
+        The run's ``joint.parquet`` (its settings come from ``alerts["joint"]``).
     bins : callable, optional
         Loads the ``bins`` of the rows listed (as in `render_html`); default:
         ``drift["bins"]``.
@@ -375,8 +416,8 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
     str
         Summary counts, the features table (most severe first, capped at `MAX_ROWS`; with
         several references, each one's worst status side by side), the top contributing bins
-        of each alerting feature, problems, trends, model outputs, estimates, warnings and
-        the run metadata.
+        of each alerting feature, problems, trends, joint drift, model outputs, estimates,
+        warnings and the run metadata.
     """
     run = alerts["run"]
     parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
@@ -384,6 +425,8 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
         parts += _features(drift, alerts, bins or bins_of(drift))
     if trends is not None:
         parts += _trends(trends, alerts.get("trends") or {})
+    if joint is not None:
+        parts += _joint(joint, alerts["joint"])
     if models is not None:
         parts += _models(models)
     if estimates is not None:

@@ -2,7 +2,8 @@
 
 Per feature: baseline vs current share per bin (grey filled steps, blue outline), each bin's
 contribution to the alert metric, and the metric across windows and across runs against its
-thresholds; for model outputs, baseline vs current mean probability per class. Each panel is
+thresholds; for model outputs, baseline vs current mean probability per class; for joint
+drift, baseline and current heat maps of the top feature pair. Each panel is
 its own SVG about as wide as it is shown (`PANEL_WIDTH`), so the page lays the panels side by
 side on a wide screen and stacks them on a phone, and text keeps its size. Colours come from
 the page's CSS classes (light and dark schemes). Rendering a feature takes about a
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
+from pipeline.labels import MISSING
 from pipeline.write.reports.bin_labels import short_labels
 from pipeline.write.reports.summary import compact_time_labels, fmt_share, fmt_value
 from pipeline.write.reports.svg import Svg, text_width
@@ -406,5 +408,73 @@ def class_means_svgs(means: pl.DataFrame) -> list[str]:
         bottom = TOP + ROW * len(classes)
         svg.line(left, TOP, left, bottom, "axis")
         _x_axis(svg, axis, bottom)
+        panels.append(svg.render())
+    return panels
+
+
+HEAT_LEVELS = 6  # shading steps of a 2-D view cell (CSS classes heat-0 .. heat-6)
+CELL_W, CELL_H = 34, 18  # px per cell of a 2-D view
+
+
+def _column_label(label: str) -> str:
+    """A 2-D view's column label: a numeric bin's lower edge (``[0.5, 1)`` -> ``0.5``),
+    ``NA`` for ``__missing__``, or the category, cut to fit the column."""
+    if label == MISSING:
+        return "NA"
+    if label[:1] in "[(" and ", " in label:
+        label = label[1:].split(", ")[0]
+    return _short(label, 5)
+
+
+def joint_view_svgs(view: dict, title: str) -> list[str]:
+    """The 2-D view of a joint drift row: baseline and current share of rows per cell of
+    the top feature pair, as two heat maps on one scale (joint.parquet's ``view``).
+
+    Parameters
+    ----------
+    view : dict
+        ``x``, ``y`` (feature names), ``x_bins``, ``y_bins`` (labels) and ``baseline``,
+        ``current`` (counts, row-major: ``x`` bin, then ``y`` bin).
+    title : str
+        What the view is of (segment and window), in each panel's title.
+
+    Returns
+    -------
+    list of str
+        Two SVGs: baseline, then current. Rows are ``y`` bins, columns ``x`` bins (labelled
+        by their lower edge); darker cells hold a larger share of the rows, and each cell's
+        tooltip gives both shares.
+    """
+    x_bins, y_bins = list(view["x_bins"]), list(view["y_bins"])
+    nx, ny = len(x_bins), len(y_bins)
+    shares = {}
+    for side in ("baseline", "current"):
+        counts = [float(c or 0.0) for c in view[side]]
+        total = sum(counts) or 1.0
+        shares[side] = [c / total for c in counts]
+    top = max(*shares["baseline"], *shares["current"], 0.0) or 1.0
+    y_shown = [_short(label, 16) for label in y_bins]
+    left = min(120.0, max((text_width(s) for s in y_shown), default=20.0) + 10)
+    panels = []
+    for side in ("baseline", "current"):
+        svg = Svg(max(PANEL_WIDTH, left + CELL_W * nx + 14), TOP + CELL_H * ny + BOTTOM + 16,
+                  label=f"{side} share of rows by {view['x']} and {view['y']}: {title}")
+        svg.text(0, 13, f"{side.capitalize()}: {_short(title, 48)}", css_class="title")
+        svg.text(0, 28, f"rows: {_short(str(view['y']), 24)}; columns: "
+                        f"{_short(str(view['x']), 24)}", css_class="muted")
+        for j, label in enumerate(y_shown):
+            svg.text(left - 6, TOP + CELL_H * j + 13, label, css_class="tick", anchor="end",
+                     title=f"{view['y']} {y_bins[j]}")
+        for i, label in enumerate(x_bins):
+            x = left + CELL_W * i
+            for j in range(ny):
+                cell = i * ny + j
+                level = min(HEAT_LEVELS, math.ceil(HEAT_LEVELS * shares[side][cell] / top))
+                svg.rect(x, TOP + CELL_H * j, CELL_W - 1, CELL_H - 1, f"heat-{level}",
+                         title=f"{view['x']} {label}, {view['y']} {y_bins[j]}: baseline "
+                               f"{fmt_share(shares['baseline'][cell])}, current "
+                               f"{fmt_share(shares['current'][cell])}")
+            svg.text(x + CELL_W / 2, TOP + CELL_H * ny + 14, _column_label(label),
+                     css_class="tick", anchor="middle", title=f"{view['x']} {label}")
         panels.append(svg.render())
     return panels
