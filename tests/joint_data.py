@@ -93,7 +93,7 @@ def univariate_check(baseline: pl.DataFrame, current: pl.DataFrame) -> pl.DataFr
     profile = build_profile(baseline.lazy())
     binned = bin_raw(current.lazy(), profile, timestamp="window")
     drift = compute_drift(align(profile.histograms(), binned), DriftConfig())
-    return decide(drift, AlertsConfig(), drift_config=DriftConfig())
+    return decide(drift, AlertsConfig())
 
 
 FLIGHT_FEATURES = ["dep_delay", "arr_delay", "air_time", "distance", "hour", "carrier",

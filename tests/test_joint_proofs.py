@@ -58,9 +58,11 @@ def test_interval_covers_the_gaussian_kl_in_20_dimensions() -> None:
 
 def test_coverage_check_catches_a_one_sample_estimator(monkeypatch) -> None:
     # fault: k3 on the current rows alone (kl_estimate), as if the ratio were exact; its
-    # standard error ignores the baseline sample and the classifier's error
+    # standard error ignores the baseline sample and the classifier's error. It fails most
+    # at small KL (measured with these seeds: 0 of 8 intervals cover KL = 0.01, against 6 of
+    # 8 for the two-sample estimator)
     monkeypatch.setattr(joint_module, "kl_estimate_two_sample", one_sample_k3)
-    assert coverage(2, 0.1, 6) < 0.5
+    assert coverage(2, 0.01, 8) <= 0.25
 
 
 def test_correlation_flip_alerts_jointly_while_every_marginal_stays_ok() -> None:
