@@ -5,14 +5,20 @@ A run checks what its config holds — feature drift (``[input]``), model-output
 folder: each part's Parquet tables, one ``alerts.json`` and the reports. The write stage
 also adds feature drift to the history dataset at ``<output.dir>/history`` and renders the
 reports from the folder's files, exactly as ``kl-drift report`` would re-render them later.
+
+The path-based run (:func:`run_drift`) and the Python API (:func:`run_in_memory`, behind
+``pipeline.check``) share every step: ``_measure`` reads, bins, measures and judges each
+window; ``_conclude`` decides across runs and builds alerts.json; ``_publish`` (a run, or
+:meth:`CheckResult.write` later) writes the run folder, the history and the exports.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -29,13 +35,20 @@ from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import safe_filename, tool_version
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
+from pipeline.formats import (  # SEVERITY: also imported from here (flows.publish)
+    ALERTS_FILE,
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    PROFILE_FILE,
+    SEVERITY,
+)
 from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.estimate import estimate_kl
 from pipeline.measure.models import ModelDrift, compare_models
+from pipeline.read.frames import Frame
 from pipeline.read.histograms import read_histograms
-from pipeline.read.location import parse_location, redact
+from pipeline.read.location import Location, parse_location, redact
 from pipeline.read.sources import (
     ambiguous_columns,
     check_scalar_columns,
@@ -54,8 +67,10 @@ from pipeline.write.history import (
     run_created_at,
     scan_decisions,
 )
+from pipeline.write.prometheus import export_metrics
 from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
+    ModelTables,
     model_tables,
     publish,
     run_lock,
@@ -63,27 +78,28 @@ from pipeline.write.run_folder import (
     write_run_outputs,
 )
 
-#: Severity order of row statuses, least severe first (for ``worst_status``).
-SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
 #: The parts a run can check; each writes its own tables into the run folder.
 FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
+#: The ``monitor`` of exported metrics without export.prometheus.monitor or prefect.name.
+DEFAULT_MONITOR = "kl-drift"
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
 BinCurrent = Callable[[Profile, InputConfig, list[str]], Binned]
 
 
-def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
-    """Bin ``settings.current`` in this process, in one streamed pass over all files, or
-    in the database for a database source (push-down: only counts leave it).
+def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str], *,
+                        source: str | Frame | None = None) -> Binned:
+    """Bin ``settings.current`` (or ``source``) in this process, in one streamed pass over all
+    files, or in the database for a database source (push-down: only counts leave it).
 
     ``missing="skip"``: a profile feature absent from the current rows becomes an error row
     for that feature instead of stopping the run. The result also holds the rows' time
     range, from which the coverage of each window follows.
     """
-    current = _input_path(settings.current, "current")
-    location = parse_location(current)
-    if location.format == "sql":
+    current = _input_path(settings.current, "current") if source is None else source
+    location = _database(current)
+    if location is not None:
         return bin_in_database(location, profile, timestamp=settings.timestamp,
                                period=settings.period, segments=settings.segments,
                                features=features, missing="skip",
@@ -91,7 +107,16 @@ def bin_current_locally(profile: Profile, settings: InputConfig, features: list[
     return bin_windows(scan_raw(current, storage_options=settings.storage_options), profile,
                        timestamp=settings.timestamp, period=settings.period,
                        segments=settings.segments, features=features, missing="skip",
-                       source=location.shown, window_timezone=settings.window_timezone)
+                       source=describe_source(current),
+                       window_timezone=settings.window_timezone)
+
+
+def _database(source: str | Frame) -> Location | None:
+    """The parsed source when it is a database table or query (binned by push-down)."""
+    if isinstance(source, Frame):
+        return None
+    location = parse_location(source)
+    return location if location.format == "sql" else None
 
 
 def _input_path(path: str | None, key: str) -> str:
@@ -103,16 +128,61 @@ def _input_path(path: str | None, key: str) -> str:
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """What a run produced.
+class FeatureInputs:
+    """What feature drift compares: by default ``input.baseline`` and ``input.current``; the
+    Python API passes in-memory tables (:class:`pipeline.read.frames.Frame`) or a profile.
+
+    Attributes
+    ----------
+    baseline : str, Frame or Profile
+        A source string (profile file, histogram table or raw rows), an in-memory table
+        (histogram table or raw rows, told apart by their columns) or a profile.
+    current : str or Frame
+        A source string or an in-memory table (raw rows or a histogram table).
+    """
+
+    baseline: str | Frame | Profile
+    current: str | Frame
+
+    @classmethod
+    def of(cls, config: RunConfig) -> FeatureInputs:
+        """``input.baseline`` and ``input.current`` of ``config`` (both required)."""
+        return cls(_input_path(config.input.baseline, "baseline"),
+                   _input_path(config.input.current, "current"))
+
+    def described(self) -> dict[str, str]:
+        """``run.inputs`` of alerts.json: both sides as messages name them."""
+        baseline = self.baseline
+        shown = (f"profile of {baseline.metadata.get('source') or 'baseline data'}"
+                 if isinstance(baseline, Profile) else describe_source(baseline))
+        return {"baseline": shown, "current": describe_source(self.current)}
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """Every part a run checked, measured and judged window by window, before the decisions
+    across runs (persistence, lifecycles), which depend on where the run is written."""
+
+    config: RunConfig
+    created_at: datetime
+    inputs: dict[str, str]  # run.inputs of alerts.json
+    features: _FeatureDrift | None
+    models: ModelDrift | None
+    estimates: pl.DataFrame | None
+    estimates_block: dict[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckResult:
+    """What a run found, in memory: :func:`run_in_memory` (``pipeline.check``) returns it,
+    and :class:`RunResult` is one that has been written into a run folder.
 
     Attributes
     ----------
     run_id : str
-    run_dir : Path
-        ``<output.dir>/<safe run_id>``, holding the run's tables, alerts.json and reports.
     drift : pl.DataFrame or None
-        The decided drift table; ``None`` when the run checked no features.
+        The decided drift table (docs/architecture.md); ``None`` when the run checked no
+        features.
     alerts : dict
         The alerts.json document.
     worst_status : str
@@ -124,16 +194,118 @@ class RunResult:
         The model-output comparison, when the run had one.
     estimates : pl.DataFrame or None
         The KL estimates (estimates.parquet), when the run had them.
+    history_dir : Path or None
+        The history dataset the decisions across runs were made with (``None``: no earlier
+        runs, every alert is new).
     """
 
     run_id: str
-    run_dir: Path
     drift: pl.DataFrame | None
-    alerts: dict
+    alerts: dict[str, Any]
     worst_status: str
     exit_code: int
     models: ModelDrift | None = None
     estimates: pl.DataFrame | None = None
+    history_dir: Path | None = None
+    _measured: _Measured = field(repr=False, compare=False)
+
+    def write(self, run_dir: str | os.PathLike[str] | None = None, *,
+              progress: Progress | None = None) -> RunResult:
+        """Write this run into a run folder, exactly as ``kl-drift run`` writes one.
+
+        The tables, alerts.json and the reports are staged and published in one step, the
+        run is added to the history dataset next to the folder (``<run_dir>/../history``),
+        and metrics are exported when the config has ``[export.prometheus]``. Persistence
+        and lifecycles are decided against that history, as a run into that folder would
+        decide them, so the written run can differ from this one where earlier runs matter.
+
+        Parameters
+        ----------
+        run_dir : path, optional
+            The run folder; its name is the run id (kept as this run's id when it is that
+            id's folder name). Default: ``<output.dir>/<run_id>`` of the config.
+        progress : callable, optional
+            Called with a short message at each stage.
+
+        Returns
+        -------
+        RunResult
+
+        Raises
+        ------
+        ConfigError
+            A folder name that cannot be a run id (``history``, or characters a run folder
+            name never has).
+        OutputError
+            The folder cannot be written, or the metrics cannot be exported.
+        """
+        config = self._measured.config
+        if run_dir is None:
+            run_id, folder = self.run_id, Path(config.output.dir) / safe_filename(self.run_id)
+        else:
+            folder = Path(run_dir)
+            run_id = _folder_run_id(self.run_id, folder)
+        return _publish(self._measured, run_id, folder, progress or _silent)
+
+    def report_html(self) -> str:
+        """report.html of this run as a string: the page ``write`` puts in the run folder,
+        rendered from the tables in memory (with the across-runs plots of `history_dir`)."""
+        from pipeline.write.reports.html import render_html
+
+        models = None if self.models is None else ModelTables(
+            self.alerts["models"], *(model_tables(self.models).values()))
+        return render_html(self.drift, self.alerts, self.history_dir, models=models,
+                           estimates=self.estimates)
+
+    def _repr_html_(self) -> str:
+        """The report inline in Jupyter: report.html in a sandboxed iframe
+        (:func:`pipeline.write.reports.html.notebook_frame`)."""
+        from pipeline.write.reports.html import notebook_frame
+
+        return notebook_frame(self.report_html())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult(CheckResult):
+    """A run written into its run folder (``kl-drift run``, :func:`run_drift`,
+    :meth:`CheckResult.write`).
+
+    Attributes
+    ----------
+    run_dir : Path
+        ``<output.dir>/<safe run_id>`` (or the folder given to ``write``), holding the run's
+        tables, alerts.json and reports; ``history_dir`` is the history next to it.
+    """
+
+    run_dir: Path
+
+
+def _silent(_message: str) -> None:
+    """A progress callback that shows nothing."""
+
+
+def _folder_run_id(run_id: str, folder: Path) -> str:
+    """The run id of a run written into ``folder``: its name, or ``run_id`` when ``folder``
+    is named after it."""
+    name = folder.name
+    if safe_filename(run_id) == name:
+        return run_id
+    if not name or safe_filename(name) != name or name == HISTORY_DIR:
+        raise ConfigError(f"run folder {str(folder)!r}: its name is the run id, and "
+                          f"{name!r} cannot be one; name it with letters, digits, '.', '-' "
+                          f"and '_' (not 'history')")
+    return name
+
+
+def _parts(config: RunConfig, features: bool) -> set[str]:
+    """The parts a config asks for; feature drift when ``features``."""
+    parts = {part for part, wanted in ((FEATURES, features),
+                                       (MODELS, config.models is not None),
+                                       (ESTIMATES, config.estimate is not None)) if wanted}
+    if not parts:
+        raise ConfigError("nothing to check: set input.baseline and input.current (feature "
+                          "drift), or add a [models] or [estimate] section")
+    return parts
 
 
 def run_drift(config: RunConfig, *, progress: Progress | None = None,
@@ -171,16 +343,48 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
         ``insufficient_data`` rows.
     """
     settings = config.input
-    parts = {part for part, wanted in ((FEATURES, bool(settings.baseline or settings.current)),
-                                       (MODELS, config.models is not None),
-                                       (ESTIMATES, config.estimate is not None)) if wanted}
-    if not parts:
-        raise ConfigError("nothing to check: set input.baseline and input.current (feature "
-                          "drift), or add a [models] or [estimate] section")
-    if FEATURES in parts:
-        _input_path(settings.baseline, "baseline")
-        _input_path(settings.current, "current")
-    return _run(config, parts, progress, bin_current)
+    parts = _parts(config, bool(settings.baseline or settings.current))
+    inputs = FeatureInputs.of(config) if FEATURES in parts else None
+    return _run(config, parts, progress, bin_current, inputs)
+
+
+def run_in_memory(config: RunConfig, *, inputs: FeatureInputs | None = None,
+                  progress: Progress | None = None,
+                  history_dir: str | os.PathLike[str] | None = None) -> CheckResult:
+    """Run every check the config holds, as :func:`run_drift` does, and write nothing.
+
+    The Python API's ``pipeline.check``: feature drift compares ``inputs`` (in-memory tables
+    or a profile allowed) when given, else ``input.baseline`` and ``input.current``; models
+    and estimates run when the config has them. :meth:`CheckResult.write` writes the result
+    as a run folder later.
+
+    Parameters
+    ----------
+    config : RunConfig
+    inputs : FeatureInputs, optional
+    progress : callable, optional
+    history_dir : path, optional
+        A history dataset (``<output.dir>/history``) to decide persistence and lifecycles
+        against. Default: none, as for a first run (every alert is new).
+
+    Raises
+    ------
+    ConfigError, InputError
+        As :func:`run_drift`.
+    """
+    settings = config.input
+    parts = _parts(config, inputs is not None or bool(settings.baseline or settings.current))
+    if FEATURES in parts and inputs is None:
+        inputs = FeatureInputs.of(config)
+    bin_current: BinCurrent = bin_current_locally
+    if inputs is not None and isinstance(inputs.current, Frame):
+        bin_current = partial(bin_current_locally, source=inputs.current)
+    say = progress or _silent
+    measured = _measure(config, parts, say, bin_current, inputs)
+    result = _conclude(measured, _run_id(config, measured),
+                       None if history_dir is None else Path(history_dir), say)
+    _check_compared(result)
+    return result
 
 
 def run_models(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
@@ -225,39 +429,55 @@ class _FeatureDrift:
     warnings: list[str]
 
 
+def _run_id(config: RunConfig, measured: _Measured) -> str:
+    return config.output.run_id or measured.created_at.strftime("%Y%m%dT%H%M%SZ")
+
+
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
-         bin_current: BinCurrent = bin_current_locally) -> RunResult:
-    """Measure and decide the requested parts, then publish them as one run folder.
+         bin_current: BinCurrent = bin_current_locally,
+         inputs: FeatureInputs | None = None) -> RunResult:
+    """Measure and decide the requested parts, then publish them as one run folder
+    (:func:`_publish`)."""
+    say = progress or _silent
+    measured = _measure(config, parts, say, bin_current, inputs)
+    run_id = _run_id(config, measured)
+    result = _publish(measured, run_id, Path(config.output.dir) / safe_filename(run_id), say)
+    _check_compared(result)
+    return result
 
-    Everything is written into a staging folder first; under the run id's lock the
-    history is updated, the reports are rendered from the staged files and the folder is
-    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
-    holds exactly one run, whenever a run is killed.
-    """
-    say = progress or (lambda _message: None)
+
+def _measure(config: RunConfig, parts: set[str], say: Progress, bin_current: BinCurrent,
+             inputs: FeatureInputs | None) -> _Measured:
+    """Read, bin, measure and judge each window of the requested parts (nothing written)."""
     created_at = datetime.now(UTC)
-    run_id = config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
-    out_dir = Path(config.output.dir)
-    run_dir = out_dir / safe_filename(run_id)
-    history_dir = out_dir / HISTORY_DIR
-
-    features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
+    features = None
+    if FEATURES in parts:
+        inputs = inputs or FeatureInputs.of(config)
+        features = _feature_drift(config, say, bin_current, inputs)
     # run_models, run_estimate and run_drift ask only for the parts the config has
     models = None
     if config.models is not None and MODELS in parts:
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
-    estimates = estimates_summary = None
+    estimates = block = None
     if config.estimate is not None and ESTIMATES in parts:
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
-        estimates_summary = estimates_block(estimates, config.estimate)
+        block = estimates_block(estimates, config.estimate)
+    return _Measured(config, created_at,
+                     {} if features is None or inputs is None else inputs.described(),
+                     features, models, estimates, block)
 
+
+def _conclude(measured: _Measured, run_id: str, history_dir: Path | None,
+              say: Progress) -> CheckResult:
+    """Decide across runs (with the history in ``history_dir``, if any) and build the
+    alerts.json document: the run as it would be written under ``run_id``."""
+    config, features, models = measured.config, measured.features, measured.models
     say("comparing with earlier runs")
-    # A rerun keeps its place among the runs: it is compared with the runs before it.
-    as_of = run_created_at(history_dir, run_id) or created_at
+    as_of = _as_of(measured, run_id, history_dir)
     warnings = [] if features is None else list(features.warnings)
     drift, resolved = None, None
     if features is not None:
@@ -269,15 +489,13 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
                                                       warnings)
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
-    inputs = ({} if features is None else
-              {"baseline": describe_source(config.input.baseline or ""),
-               "current": describe_source(config.input.current or "")})
     document = alerts_document(
         drift, {
             "run_id": run_id,
-            "created_at": created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "created_at": measured.created_at.isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
             "tool_version": tool_version(),
-            "inputs": inputs,
+            "inputs": measured.inputs,
             "config_hash": config.config_hash(),
             "metric": config.drift.metric,
             "base": config.drift.base,
@@ -285,8 +503,42 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         },
         warnings=warnings, resolved=resolved,
         models=None if models is None else models_block(models, models_resolved),
-        estimates=estimates_summary, max_rows=config.output.max_alerts)
+        estimates=measured.estimates_block, max_rows=config.output.max_alerts)
+    statuses = _statuses(drift, models)
+    return CheckResult(run_id=run_id, drift=drift, alerts=document,
+                       worst_status=max(statuses, key=SEVERITY.index, default="ok"),
+                       exit_code=int(bool(statuses & config.output.fail_statuses)),
+                       models=models, estimates=measured.estimates, history_dir=history_dir,
+                       _measured=measured)
 
+
+def _as_of(measured: _Measured, run_id: str, history_dir: Path | None) -> datetime:
+    """The run's place among the runs: a rerun keeps its first time (it is compared with
+    the runs before it)."""
+    return ((None if history_dir is None else run_created_at(history_dir, run_id))
+            or measured.created_at)
+
+
+def _statuses(drift: pl.DataFrame | None, models: ModelDrift | None) -> set[str]:
+    return {*(() if drift is None else drift["status"].unique()),
+            *(() if models is None else models.summary["status"].unique())}
+
+
+def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> RunResult:
+    """Decide across runs with the history next to ``run_dir`` and write the run there.
+
+    Everything is written into a staging folder first; under the run id's lock the
+    history is updated, the reports are rendered from the staged files and the folder is
+    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
+    holds exactly one run, whenever a run is killed. Metrics are exported last
+    (``[export.prometheus]``).
+    """
+    out_dir = run_dir.parent
+    history_dir = out_dir / HISTORY_DIR
+    as_of = _as_of(measured, run_id, history_dir)
+    result = _conclude(measured, run_id, history_dir, say)
+    drift, models = result.drift, result.models
+    features = measured.features
     say(f"writing {run_dir}")
     with staging_folder(out_dir, run_id) as staging:
         if features is not None and features.baseline.built and features.baseline.profile:
@@ -294,8 +546,8 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
         write_run_outputs(staging, {
             DRIFT_FILE: drift,
             **({} if models is None else model_tables(models)),
-            ESTIMATES_FILE: estimates,
-        }, document)
+            ESTIMATES_FILE: result.estimates,
+        }, result.alerts)
         with run_lock(out_dir, run_id):
             for part, table in (("features", drift),
                                 ("models", None if models is None else models.summary)):
@@ -306,45 +558,57 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
             say("rendering reports")
             write_reports(staging, history_dir=history_dir)
             publish(staging, run_dir)
+    written = RunResult(**{f.name: getattr(result, f.name) for f in fields(result)},
+                        run_dir=run_dir)
+    config = measured.config
+    export = config.export.prometheus
+    if export is not None:
+        say("exporting metrics")
+        export_metrics(written.drift, written.alerts, export,
+                       monitor=export.monitor or config.prefect.name or DEFAULT_MONITOR,
+                       models=None if written.models is None else written.models.summary)
+    return written
 
-    statuses = {*(() if drift is None else drift["status"].unique()),
-                *(() if models is None else models.summary["status"].unique())}
-    if drift is not None and drift.height and statuses <= {"error"}:
+
+def _check_compared(result: CheckResult) -> None:
+    """A run none of whose rows could be compared is bad input, not a finding."""
+    drift = result.drift
+    if drift is not None and drift.height and _statuses(drift, result.models) <= {"error"}:
         first = drift.select(pl.col("reason").drop_nulls().first()).item()
+        where = (f"{result.run_dir / ALERTS_FILE} lists them" if isinstance(result, RunResult)
+                 else "alerts['problems'] lists them")
         raise InputError(f"nothing could be compared: all {drift.height} rows are errors "
-                         f"(first: {first}); {run_dir / ALERTS_FILE} lists them")
-    worst = max(statuses, key=SEVERITY.index, default="ok")
-    exit_code = int(bool(statuses & config.output.fail_statuses))
-    return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
-                     worst_status=worst, exit_code=exit_code, models=models,
-                     estimates=estimates)
+                         f"(first: {first}); {where}")
 
 
-def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: datetime,
+def _across_runs(drift: pl.DataFrame, history_dir: Path | None, run_id: str, as_of: datetime,
                  config: RunConfig, warnings: list[str]
                  ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """Persistence, partial windows and lifecycles of the drift rows, with earlier runs."""
     series = ("segment", "feature")
-    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
-                                         before=as_of)
-    warnings += problems
-    previous = (None if decisions is None
-                else previous_points(decisions, series).collect())
+    previous = _previous(history_dir, run_id, as_of, series, "features", warnings)
     state = apply_state(drift, previous, persistence=config.alerts.persistence,
                         hold_partial=config.alerts.partial_windows == "hold", series=series)
     return state.table, state.resolved
 
 
-def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
+def _previous(history_dir: Path | None, run_id: str, as_of: datetime, series: tuple[str, ...],
+              part: str, warnings: list[str]) -> pl.DataFrame | None:
+    """Earlier runs' latest points of each series (``None``: no history, no earlier run)."""
+    if history_dir is None:
+        return None
+    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
+                                         part=part, before=as_of)
+    warnings += problems
+    return None if decisions is None else previous_points(decisions, series).collect()
+
+
+def _models_across_runs(models: ModelDrift, history_dir: Path | None, run_id: str,
                         as_of: datetime, warnings: list[str]
                         ) -> tuple[ModelDrift, list[dict[str, Any]]]:
     """Lifecycles of the model-output rows (one series per segment), with earlier runs."""
     series = ("segment",)
-    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
-                                         part="models", before=as_of)
-    warnings += problems
-    previous = (None if decisions is None
-                else previous_points(decisions, series).collect())
+    previous = _previous(history_dir, run_id, as_of, series, "models", warnings)
     rows = models.summary.with_columns(window_status="status",
                                        reason=pl.lit(None, pl.String))
     state = apply_state(rows, previous, persistence=1, hold_partial=False, series=series)
@@ -352,15 +616,14 @@ def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
     return replace(models, summary=summary), state.resolved
 
 
-def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
-    """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
-    baseline_path = _input_path(config.input.baseline, "baseline")
-    current_path = _input_path(config.input.current, "current")
-    say(f"reading baseline {describe_source(baseline_path)}")
-    baseline = _read_baseline(config, baseline_path)
-    say(f"reading current data {describe_source(current_path)}")
-    current = _read_current(config, current_path, baseline, bin_current)
-    _check_features(config, current.reference, current.histograms)
+def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent,
+                   inputs: FeatureInputs) -> _FeatureDrift:
+    """Feature drift of ``inputs`` as ``[input]`` says: read -> bin/align -> measure -> decide."""
+    shown = inputs.described()
+    say(f"reading baseline {shown['baseline']}")
+    baseline = _read_baseline(config, inputs.baseline)
+    say(f"reading current data {shown['current']}")
+    current = _read_current(config, inputs.current, baseline, bin_current)
     say(f"aligning {current.histograms.height:,} current histogram rows")
     aligned = align(current.reference, current.histograms, reasons=current.reasons,
                     coverage=current.coverage)
@@ -380,14 +643,16 @@ class _Baseline:
     built: bool  # profile built from raw baseline data in this run
 
 
-def _read_baseline(config: RunConfig, path: str) -> _Baseline:
+def _read_baseline(config: RunConfig, path: str | Frame | Profile) -> _Baseline:
+    if isinstance(path, Profile):
+        return _profile_baseline(config, path)
     kind: str = config.input.baseline_format
     if kind == "auto":
         kind = _detect(path, config, "baseline")[0]
     return _BASELINE_READERS[kind](config, path)
 
 
-def _detect(source: str, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
+def _detect(source: str | Frame, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
     """What ``source`` holds (a profile by its footer; a histogram table or raw rows by its
     columns), and its schema; a histogram-like table with float data columns is
     ambiguous: an error."""
@@ -415,25 +680,30 @@ def _format_hint(role: str, kind: str) -> str:
 def public_config(config: RunConfig) -> dict[str, Any]:
     """The effective config as alerts.json records it: storage option values and URL
     passwords masked, so no credential reaches an output."""
-    data = config.model_dump(mode="json")
-    for section in data.values():
-        if not isinstance(section, dict):
-            continue
-        if section.get("storage_options"):
-            section["storage_options"] = dict.fromkeys(section["storage_options"], "***")
+    def masked(section: dict[str, Any]) -> dict[str, Any]:
         for key, value in section.items():
-            if isinstance(value, str) and "://" in value:
+            if key == "storage_options" and value:
+                section[key] = dict.fromkeys(value, "***")
+            elif isinstance(value, dict):
+                masked(value)  # e.g. [export.prometheus]
+            elif isinstance(value, str) and "://" in value:
                 section[key] = redact(value)
-    return data
+        return section
+
+    return masked(config.model_dump(mode="json"))
 
 
-def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
+def _profile_baseline(config: RunConfig, path: str | Frame | Profile) -> _Baseline:
+    if isinstance(path, Frame):
+        raise InputError("an in-memory table cannot be a profile file; pass the Profile "
+                         "object, or the table with input.baseline_format = \"auto\"",
+                         source=path.name)
     # every segment of the profile: _match_segments compares them with the run's
-    profile = read_profile(path)
+    profile = path if isinstance(path, Profile) else read_profile(path)
     return _Baseline(_selected(config, profile.histograms()), profile, built=False)
 
 
-def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFrame:
+def _read_histogram_table(config: RunConfig, path: str | Frame, role: str) -> pl.DataFrame:
     """A histogram table of ``[input]``, its segment columns under their private names and
     its windows (if any) in the window time zone."""
     settings = config.input
@@ -447,18 +717,19 @@ def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFra
     return private_segment_columns(table, segment_columns(table))
 
 
-def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
+def _histogram_baseline(config: RunConfig, path: str | Frame) -> _Baseline:
     return _Baseline(_selected(config, _read_histogram_table(config, path, "baseline")), None,
                      built=False)
 
 
-def build_baseline_profile(config: RunConfig, source: str | None = None) -> Profile:
+def build_baseline_profile(config: RunConfig, source: str | Frame | None = None) -> Profile:
     """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
 
     Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
     ``input.segments`` get their own baseline histograms. ``source`` (any source string)
     defaults to ``input.baseline``; a database source is profiled in the database (only
-    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
+    quantiles, top categories and counts leave it); an in-memory table (the Python API's
+    ``pipeline.profile``) is profiled where it is. Used by runs with a raw baseline,
     ``kl-drift profile`` and the ``build_baseline`` flow alike.
     """
     settings, options = config.input, config.profile
@@ -479,8 +750,8 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
                          "input.baseline_format = \"raw\" to profile its columns",
                          source=shown)
     check_scalar_columns(schema, settings.segments, shown)
-    location = parse_location(source)
-    build = partial(profile_in_database, location) if location.format == "sql" else partial(
+    location = _database(source)
+    build = partial(profile_in_database, location) if location is not None else partial(
         build_profile, scan_raw(source, storage_options=settings.storage_options),
         source=shown)
     profile = build(
@@ -494,12 +765,12 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
     return profile
 
 
-def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
+def _raw_baseline(config: RunConfig, path: str | Frame) -> _Baseline:
     profile = build_baseline_profile(config, path)
     return _Baseline(profile.histograms(), profile, built=True)
 
 
-_BASELINE_READERS: dict[str, Callable[[RunConfig, str], _Baseline]] = {
+_BASELINE_READERS: dict[str, Callable[[RunConfig, str | Frame], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
@@ -512,7 +783,7 @@ class _Current:
     coverage: pl.DataFrame | None  # window, coverage, partial (raw rows with a period)
 
 
-def _read_current(config: RunConfig, path: str, baseline: _Baseline,
+def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
                   bin_current: BinCurrent) -> _Current:
     """Current histograms, the baseline they are compared with, why some features could not
     be binned, and window coverage. Segments are matched before raw rows are binned."""
@@ -541,6 +812,7 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
         if missing:
             raise InputError("input.segments names a column the current histogram table "
                              "lacks", source=shown, column=missing[0])
+        _check_features(config, {*baseline.histograms["feature"], *current["feature"]})
         current = _selected(config, current, names)
         reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
@@ -549,6 +821,7 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
                              "raw data to bin it with, not a histogram table",
                              source=describe_source(settings.baseline or ""))
         reference, warnings = _match_segments(config, baseline.histograms, settings.segments)
+        _check_features(config, set(profile.features))
         features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
         reasons = retyped_features(schema, profile, features)
@@ -630,13 +903,17 @@ def _selected(config: RunConfig, histograms: pl.DataFrame,
     return histograms.filter(keep)
 
 
-def _check_features(config: RunConfig, baseline: pl.DataFrame, current: pl.DataFrame) -> None:
-    """A listed feature found on neither side is a typo: fail rather than skip it."""
-    present = set(baseline["feature"].unique()) | set(current["feature"].unique())
-    missing = [f for f in config.input.features or () if f not in present]
+def _check_features(config: RunConfig, available: set[str]) -> None:
+    """A listed feature that is not there is a typo: fail (naming the features there are)
+    rather than skip it or find nothing to compare."""
+    missing = [f for f in config.input.features or () if f not in available]
     if missing:
+        known = sorted(available)
+        shown = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20
+                                         else "")
         raise ConfigError(f"input.features: {missing[0]!r} is in neither the baseline nor "
-                          "the current data; fix the name or remove it")
+                          f"the current data, whose features are {shown or 'none'}; fix the "
+                          "name (--feature) or remove it")
 
 
 def _unmatched_patterns(config: RunConfig, drift: pl.DataFrame) -> list[str]:
