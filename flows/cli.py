@@ -383,7 +383,8 @@ def profile(
     ] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
     bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
-    top_k: Annotated[int | None, typer.Option(help="Categories kept (default 50).")] = None,
+    top_k: Annotated[int | None, typer.Option(
+        help="Most categories kept per feature (profile.max_categories; default 1000).")] = None,
     segment: SegmentOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the profile's path and metadata as JSON.")
