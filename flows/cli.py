@@ -383,8 +383,9 @@ def profile(
     ] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
     bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
-    top_k: Annotated[int | None, typer.Option(
-        help="Most categories kept per feature (profile.max_categories; default 1000).")] = None,
+    max_categories: Annotated[int | None, typer.Option(
+        "--max-categories", "--top-k",
+        help="Most categories kept per feature (default 1000).")] = None,
     segment: SegmentOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the profile's path and metadata as JSON.")
@@ -401,7 +402,8 @@ def profile(
 
     settings = _load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,
-        "profile.strategy": strategy, "profile.bins": bins, "profile.top_k": top_k,
+        "profile.strategy": strategy, "profile.bins": bins,
+        "profile.max_categories": max_categories,
     })
     with steps(quiet or as_json) as progress:
         progress(f"profiling {redact(baseline)}")

@@ -43,7 +43,8 @@ def rows() -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def profile(rows: pl.DataFrame) -> Profile:
     baseline = rows.head(1000).filter(pl.col("c") != "new")
-    return build_profile(baseline.lazy(), features=["x", "k", "c", "flag"], bins=8, top_k=2)
+    return build_profile(baseline.lazy(), features=["x", "k", "c", "flag"], bins=8,
+                         max_categories=2)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,7 @@ def test_text_timestamps_must_be_cast_in_the_query(tmp_path: Path, profile: Prof
 def test_a_profile_built_in_duckdb_equals_the_polars_profile(
         duck: str, rows: pl.DataFrame, strategy: str) -> None:
     options = {"features": ["x", "k", "c", "flag"], "segments": ["region"], "bins": 7,
-               "top_k": 2, "strategy": strategy}
+               "max_categories": 2, "strategy": strategy}
     expected = build_profile(rows.lazy(), **options)
     got = profile_in_database(parse_location(duck), **options)
     assert_frame_equal(got.table, expected.table)
@@ -163,7 +164,7 @@ def test_a_profile_built_in_duckdb_equals_the_polars_profile(
 def test_a_profile_built_in_postgresql_equals_the_polars_profile(
         postgres_url: str, rows: pl.DataFrame) -> None:
     source = to_postgres(rows, postgres_url, "rows")
-    options = {"features": ["x", "k", "c", "flag"], "bins": 9, "top_k": 3}
+    options = {"features": ["x", "k", "c", "flag"], "bins": 9, "max_categories": 3}
     expected = build_profile(rows.lazy(), **options)
     assert_frame_equal(profile_in_database(parse_location(source), **options).table,
                        expected.table)

@@ -302,22 +302,35 @@ def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None
 
 def _category_counts(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: list[str],
                      source: str) -> list[dict[str, Any]]:
-    """Per categorical feature and segment (and subset of the segment columns): baseline
-    ``rows``, distinct ``categories``, and how many were seen once (``singletons``) and
-    twice (``doubletons``). One small query per feature, run together; every column they
-    make has a private name, so no segment or feature name can collide with one."""
+    """Category counts (:func:`summarise_categories`) of raw rows: one small query per
+    categorical feature, run together."""
     names = [name for name, kind in kinds.items() if kind == "categorical"]
     if not names:
         return []
-    keys = {f"\0segment{i}": s for i, s in enumerate(segments)}
-    value, n = pl.col("\0value"), pl.col("\0n")
-    queries = [raw.group_by([*(pl.col(s).cast(pl.String).alias(k) for k, s in keys.items()),
+    queries = [raw.group_by([*(pl.col(s).cast(pl.String).alias(f"\0segment{i}")
+                               for i, s in enumerate(segments)),
                              pl.col(name).cast(pl.String).alias("\0value")])
                .agg(pl.len().alias("\0n")) for name in names]
     try:
         finest = pl.collect_all(queries)
     except READ_ERRORS as error:
         raise read_error(error, source) from error
+    return summarise_categories(dict(zip(names, finest, strict=True)), segments)
+
+
+def summarise_categories(finest: Mapping[str, pl.DataFrame],
+                         segments: list[str]) -> list[dict[str, Any]]:
+    """Per categorical feature and segment (and subset of the segment columns): baseline
+    ``rows``, distinct ``categories``, and how many were seen once (``singletons``) and
+    twice (``doubletons``).
+
+    ``finest`` maps each feature to its row counts ``\\0n`` per value ``\\0value`` and
+    segment (``\\0segment0``, ... for ``segments``, as text), however they were counted
+    (polars or a database). Every column has a private name, so no segment or feature name
+    can collide with one.
+    """
+    keys = {f"\0segment{i}": s for i, s in enumerate(segments)}
+    value, n = pl.col("\0value"), pl.col("\0n")
     private = list(keys)
     if len(segments) <= _SUBSET_SEGMENTS:
         subsets = [list(c) for r in range(len(segments) + 1)
@@ -328,7 +341,7 @@ def _category_counts(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: list
              "\0singletons": (value.is_not_null() & (n == 1)).sum(),
              "\0doubletons": (value.is_not_null() & (n == 2)).sum()}
     records = []
-    for name, counts in zip(names, finest, strict=True):
+    for name, counts in finest.items():
         for subset in subsets:
             per_value = counts.group_by([*subset, "\0value"]).agg(n.sum())
             summary = (per_value.group_by(subset).agg(**stats).sort(subset, nulls_last=True)
@@ -490,8 +503,7 @@ def profile_from_stats(
     finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
     count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
-    ``categories`` are the category counts per segment (:func:`_category_counts`); None (a
-    database baseline) records none, so runs make no unseen-mass estimate for it.
+    ``categories`` are the category counts per segment (:func:`summarise_categories`).
     """
     where = source or "baseline data"
     tables: list[pl.DataFrame] = []
