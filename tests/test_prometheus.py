@@ -71,6 +71,8 @@ def expected(drift: pl.DataFrame, alerts: dict, *, cap: int = 10_000) -> Samples
     for row, worst in chosen[:cap]:
         key = frozenset({("segment", row["segment"]), ("feature", row["feature"])})
         out[("kl_drift_value", key | {("metric", row["metric"])})] = row["value"]
+        if row["effect"] is not None:
+            out[("kl_drift_effect", key | {("metric", row["metric"])})] = row["effect"]
         out[("kl_drift_warn_threshold", key)] = row["warn_threshold"]
         out[("kl_drift_critical_threshold", key)] = row["critical_threshold"]
         out[("kl_drift_q_value", key)] = row["q_value"]

@@ -5,10 +5,11 @@ small, bounded set of gauges (docs/monitoring.md#prometheus-and-grafana):
 
 - one series per segment x feature, for its latest window (the latest complete one when
   the run has complete windows, so a day still filling up does not hide yesterday's
-  verdict): the alert metric, the thresholds, the q-value and the status as a number
-  (:data:`STATUS_CODES`), plus the worst status over the run's windows and the start of
-  the window shown. At most ``max_series`` series, most severe first; there is never one
-  series per window, and a window's label is never a label (its start is a value);
+  verdict): the alert metric, its effect (what the thresholds judge), the thresholds, the
+  q-value and the status as a number (:data:`STATUS_CODES`), plus the worst status over
+  the run's windows and the start of the window shown. At most ``max_series`` series,
+  most severe first; there is never one series per window, and a window's label is never
+  a label (its start is a value);
 - run-level counts: rows by status and alerts by lifecycle (``changes`` of alerts.json),
   for feature drift and model outputs (``part``), the series left out by the cap, and the
   run's time.
@@ -49,8 +50,10 @@ SERIES = ("monitor", "segment", "feature")
 METRICS = {
     "kl_drift_value": "Alert metric (label metric) of the latest window of a segment x "
                       "feature",
-    "kl_drift_warn_threshold": "Warn threshold of the alert metric for that window",
-    "kl_drift_critical_threshold": "Critical threshold of the alert metric for that window",
+    "kl_drift_effect": "Effect of that window: the alert metric between the populations "
+                       "(small-sample bias removed), which the thresholds judge",
+    "kl_drift_warn_threshold": "Warn threshold of the effect for that window",
+    "kl_drift_critical_threshold": "Critical threshold of the effect for that window",
     "kl_drift_q_value": "Benjamini-Hochberg q-value of that window",
     "kl_drift_status": "Status of that window: 0 ok, 1 insufficient_data, 2 error, 3 warn, "
                        "4 critical",
@@ -129,7 +132,9 @@ def metric_families(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *, mo
         The model-output rows (models.parquet), counted by status.
     """
     metric = str(alerts["run"].get("metric") or "value")
-    value = _gauge("kl_drift_value", (*SERIES, "metric"))
+    # the metric and its effect carry the metric's name; the other gauges need not
+    valued = {name: _gauge(name, (*SERIES, "metric"))
+              for name in ("kl_drift_value", "kl_drift_effect")}
     per_series = {name: _gauge(name, SERIES) for name in (
         "kl_drift_warn_threshold", "kl_drift_critical_threshold", "kl_drift_q_value",
         "kl_drift_status", "kl_drift_worst_status", "kl_drift_window_start_timestamp_seconds")}
@@ -146,8 +151,9 @@ def metric_families(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *, mo
             "kl_drift_status": STATUS_CODES.get(row["status"], STATUS_CODES["error"]),
             "kl_drift_worst_status": row["worst"],
             "kl_drift_window_start_timestamp_seconds": _window_start(row["window"])}
-        if row["value"] is not None:  # an error row has no value: no sample, not a 0
-            value.add_metric([*labels, metric], row["value"])
+        for name, column in (("kl_drift_value", "value"), ("kl_drift_effect", "effect")):
+            if row.get(column) is not None:  # an error row has none: no sample, not a 0
+                valued[name].add_metric([*labels, metric], row[column])
         for name, sample in samples.items():
             if sample is not None:
                 per_series[name].add_metric(labels, sample)
@@ -166,7 +172,7 @@ def metric_families(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *, mo
     started = _gauge("kl_drift_last_run_timestamp_seconds", ("monitor",))
     started.add_metric([monitor], datetime.fromisoformat(alerts["run"]["created_at"])
                        .timestamp())
-    return [value, *per_series.values(), rows, lifecycles, series, started]
+    return [*valued.values(), *per_series.values(), rows, lifecycles, series, started]
 
 
 class _Families(Collector):
