@@ -224,3 +224,17 @@ def test_importing_pipeline_stays_cheap_and_the_package_is_typed() -> None:
     assert "py.typed" in data["package-data"]["pipeline"]
     assert "py.typed" in data["package-data"]["kl_metrics"]
     assert sorted(kd.__all__) == sorted(name for name in kd.__all__ if getattr(kd, name))
+
+
+def test_the_tour_in_docs_python_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:
+    text = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    (snippet,) = re.findall(r"^```python\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    (tmp_path / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    names: dict[str, object] = {}
+    exec(compile(snippet, "docs/python-api.md", "exec"), names)  # our own docs, not input
+    result, written = names["result"], names["written"]
+    assert isinstance(result, kd.CheckResult) and isinstance(written, kd.RunResult)
+    assert written.run_dir == Path("runs/july") and (tmp_path / "runs/july/report.html").is_file()
+    assert set(result.drift["segment"].unique()) == {"origin=EWR", "origin=JFK", "origin=LGA"}
