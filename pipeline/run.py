@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from warnings import catch_warnings, simplefilter
 
 import polars as pl
 
@@ -33,7 +34,7 @@ from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, KLDriftWarning
 from pipeline.files import safe_filename, tool_version
 from pipeline.formats import (  # SEVERITY: also imported from here (flows.publish)
     ALERTS_FILE,
@@ -337,15 +338,26 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     ------
     ConfigError, InputError
         One-line messages for a bad configuration (also: nothing to check, only one of
-        ``input.baseline``/``input.current``, or segment columns that differ from the
-        baseline's without ``input.pool_segments``) or unreadable/malformed input. Problems
-        limited to one feature or window do not raise: they become ``error`` or
-        ``insufficient_data`` rows.
+        ``input.baseline``/``input.current``, segment columns that differ from the
+        baseline's without ``input.pool_segments``, or ``input.executor = "dask"`` with the
+        default local ``bin_current``) or unreadable/malformed input. Problems limited to
+        one feature or window do not raise: they become ``error`` or ``insufficient_data``
+        rows.
     """
     settings = config.input
     parts = _parts(config, bool(settings.baseline or settings.current))
     inputs = FeatureInputs.of(config) if FEATURES in parts else None
+    if inputs is not None and bin_current is bin_current_locally:
+        _bins_here(settings)
     return _run(config, parts, progress, bin_current, inputs)
+
+
+def _bins_here(settings: InputConfig) -> None:
+    """Binning in this process: a config asking for a Dask cluster is an error here."""
+    if settings.executor == "dask":
+        raise ConfigError("input.executor: 'dask' bins on a Dask cluster, which only the "
+                          "Prefect flow starts (kl-drift run --prefect, kl-drift serve, "
+                          "flows.flows.drift_check); set executor = 'local' to bin here")
 
 
 def run_in_memory(config: RunConfig, *, inputs: FeatureInputs | None = None,
@@ -376,6 +388,8 @@ def run_in_memory(config: RunConfig, *, inputs: FeatureInputs | None = None,
     parts = _parts(config, inputs is not None or bool(settings.baseline or settings.current))
     if FEATURES in parts and inputs is None:
         inputs = FeatureInputs.of(config)
+    if inputs is not None:
+        _bins_here(settings)
     bin_current: BinCurrent = bin_current_locally
     if inputs is not None and isinstance(inputs.current, Frame):
         bin_current = partial(bin_current_locally, source=inputs.current)
@@ -556,7 +570,10 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
                 else:
                     append_history(history_dir, table, run_id, as_of, part=part)
             say("rendering reports")
-            write_reports(staging, history_dir=history_dir)
+            with catch_warnings():
+                # the run's warnings (alerts.json) already name unreadable history partitions
+                simplefilter("ignore", KLDriftWarning)
+                write_reports(staging, history_dir=history_dir)
             publish(staging, run_dir)
     written = RunResult(**{f.name: getattr(result, f.name) for f in fields(result)},
                         run_dir=run_dir)
@@ -672,6 +689,11 @@ def _detect(source: str | Frame, config: RunConfig, role: str) -> tuple[str, pl.
                          f"also the number column {floats[0]!r} like raw rows; set "
                          f"input.{role}_format = \"raw\" or \"histogram\"",
                          source=describe_source(source))
+    if kind == "raw" and {"feature", "bin"} <= set(schema):
+        # a histogram table that lost its counts, more likely than raw rows with such names
+        raise InputError(f"has feature and bin columns like a histogram table, but no count "
+                         f"column; add the counts, or set input.{role}_format = \"raw\" if "
+                         f"these are raw rows", source=describe_source(source), column="count")
     return kind, schema
 
 
@@ -797,6 +819,10 @@ def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
     settings, profile = config.input, baseline.profile
     reasons: dict[str, str] = {}
     coverage = None
+    if is_profile_file(path):
+        raise InputError("is a baseline profile; the current data must be raw rows or a "
+                         "histogram table (a profile is only ever a baseline)",
+                         source=describe_source(path))
     kind = settings.current_format
     if kind == "auto":
         detected, schema = _detect(path, config, "current")
@@ -832,12 +858,17 @@ def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
         features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
         reasons = retyped_features(schema, profile, features)
+        if features and all(f in reasons or f not in schema for f in features):
+            raise InputError("none of the baseline's features can be checked in it: "
+                             + reasons.get(features[0], f"no column {features[0]!r}"),
+                             source=shown)
         binned = bin_current(profile, settings, [f for f in features if f not in reasons])
         current = binned.histograms
         if "window" in current.columns:
             coverage = window_coverage(current["window"], binned.span, settings.period,
                                        settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
+        _check_features(config, reference, current)  # a misspelt --feature selects nothing
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=shown)
     return _Current(current, reference, warnings, reasons, coverage)
