@@ -868,7 +868,6 @@ def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
             coverage = window_coverage(current["window"], binned.span, settings.period,
                                        settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
-        _check_features(config, reference, current)  # a misspelt --feature selects nothing
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=shown)
     return _Current(current, reference, warnings, reasons, coverage)
