@@ -29,7 +29,7 @@ from urllib.parse import quote
 import polars as pl
 
 from pipeline.config import PrefectConfig
-from pipeline.run import SEVERITY
+from pipeline.run import DEFAULT_MONITOR, SEVERITY
 from pipeline.write.reports.markdown import ICONS, escape_md
 from pipeline.write.reports.summary import sort_rows
 
@@ -39,8 +39,6 @@ RUN_COMPLETED = "kl-drift.run.completed"
 ALERT_EVENT_PREFIX = "kl-drift.alert."
 #: One event per resolved episode, when ``prefect.resolved_events`` is on.
 RESOLVED_EVENT = "kl-drift.alert.resolved"
-#: Monitor name outside deployments when ``prefect.name`` is not set.
-DEFAULT_MONITOR = "kl-drift"
 #: Rows kept in the table artifact (most severe first); drift.parquet has them all.
 MAX_TABLE_ROWS = 1000
 TABLE_COLUMNS = ("segment", "feature", "window", "status", "metric", "value", "q_value",

@@ -60,7 +60,7 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Keys holding paths: relative values are resolved against the config file's folder.
 _PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
               ("schedule", "baseline_source"), ("models", "baseline"), ("models", "current"),
-              ("estimate", "source"))
+              ("estimate", "source"), ("export", "prometheus", "textfile"))
 
 # Source syntax (pipeline/read/location.py): a format prefix, or an embedded database file.
 _FORMAT_PREFIX = re.compile(r"^(?:parquet|csv|ndjson|delta|iceberg):(?!//)")
@@ -484,6 +484,53 @@ class PrefectConfig(_Section):
         return value
 
 
+class PrometheusConfig(_Section):
+    """``[export.prometheus]``: the run's verdicts as Prometheus gauges, for Grafana.
+
+    Written as a node-exporter textfile (``textfile``, replaced atomically) and/or pushed to
+    a Pushgateway (``pushgateway``) under the grouping key ``{job, monitor}``, so each run
+    of a monitor replaces its previous metrics. One series per segment x feature (its
+    latest window), at most ``max_series`` of them, most severe first; never one per
+    window. Metric names and labels: docs/monitoring.md#prometheus-and-grafana.
+    """
+
+    textfile: str | None = None  # e.g. /var/lib/prometheus/node-exporter/kl_drift.prom
+    pushgateway: str | None = None  # e.g. http://pushgateway:9091
+    job: str = Field("kl-drift", min_length=1)  # the Pushgateway job
+    monitor: str | None = Field(None, min_length=1)  # None: prefect.name, else "kl-drift"
+    max_series: int = Field(500, ge=1, le=100_000)  # segment x feature series exported
+    timeout: float = Field(10.0, gt=0, le=300)  # seconds for the push
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_file(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".prom"):
+            raise ValueError("must end in .prom: node-exporter's textfile collector reads "
+                             "only *.prom files")
+        return value
+
+    @field_validator("pushgateway")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. "
+                             "'http://pushgateway:9091'")
+        return value
+
+    @model_validator(mode="after")
+    def _has_target(self) -> PrometheusConfig:
+        if self.textfile is None and self.pushgateway is None:
+            raise _Invalid("textfile", "set textfile or pushgateway (or pass "
+                           "--prometheus-textfile / --pushgateway), or remove the section")
+        return self
+
+
+class ExportConfig(_Section):
+    """``[export]``: where a run's results go besides its run folder."""
+
+    prometheus: PrometheusConfig | None = None
+
+
 class ModelsConfig(_Windowed, _Sourced, _InBase):
     """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
 
@@ -605,6 +652,7 @@ class RunConfig(_Section):
     prefect: PrefectConfig = PrefectConfig()
     references: ReferencesConfig = ReferencesConfig()
     trends: TrendsConfig = TrendsConfig()
+    export: ExportConfig = ExportConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
     joint: JointConfig | None = None
@@ -666,7 +714,8 @@ def load_config(
     path : str or Path, optional
         A TOML file. Relative paths in it (``input.baseline``, ``input.current``,
         ``output.dir``, ``models.baseline``, ``models.current``, ``estimate.source``,
-        ``schedule.baseline_source``) are resolved against the file's folder. ``None``:
+        ``schedule.baseline_source``, ``export.prometheus.textfile``) are resolved against
+        the file's folder. ``None``:
         defaults only.
     overrides : mapping, optional
         Values that win over the file (e.g. CLI flags): dotted keys (``"alerts.warn"``) or
@@ -703,10 +752,13 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}cannot read the file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}invalid TOML: {exc}") from None
-    for section, key in _PATH_KEYS:
-        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+    for *sections, key in _PATH_KEYS:
+        table: Any = data
+        for section in sections:
+            table = table.get(section) if isinstance(table, dict) else None
+        value = table.get(key) if isinstance(table, dict) else None
         if isinstance(value, str) and value:
-            data[section][key] = _resolved(value, path.parent)
+            table[key] = _resolved(value, path.parent)
     return data
 
 

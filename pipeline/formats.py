@@ -42,6 +42,9 @@ TABLE_COLUMNS = frozenset({
 
 #: Statuses of a drift row (drift.parquet), in the order of the ``summary`` counts.
 STATUSES = ("ok", "warn", "critical", "insufficient_data", "error")
+#: Severity order of row statuses, least severe first (a run's ``worst_status``; the status
+#: codes of the Prometheus export are the positions in it).
+SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
 #: Statuses of a model-output row (models.parquet): there is no per-row ``error``.
 MODEL_STATUSES = ("ok", "warn", "critical", "insufficient_data")
 

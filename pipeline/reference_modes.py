@@ -54,8 +54,9 @@ class History:
 
     Attributes
     ----------
-    dir : Path
-        ``<output.dir>/history``.
+    dir : Path or None
+        ``<output.dir>/history``; None: no history (an in-memory check, ``pipeline.check``),
+        so moving references have only this run's windows.
     run_id : str
         The run being written: its own earlier partition is not an earlier run.
     as_of : datetime
@@ -63,7 +64,7 @@ class History:
         time of the run's one window when it has no windows.
     """
 
-    dir: Path
+    dir: Path | None
     run_id: str
     as_of: datetime
 
@@ -134,8 +135,9 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
     earlier = None
     if moving or config.trends.enabled:
         say("reading earlier windows from the history")
-        scan, problems = scan_histograms(history.dir, exclude_run_id=history.run_id,
-                                         before=history.as_of, max_runs=max_runs)
+        scan, problems = (None, []) if history.dir is None else scan_histograms(
+            history.dir, exclude_run_id=history.run_id, before=history.as_of,
+            max_runs=max_runs)
         warnings += problems
         if scan is not None:
             earlier = read_earlier(scan, layouts, since=_since(keys, lookback),
@@ -302,6 +304,8 @@ def _earlier_values(history: History, earlier: pl.DataFrame,
     empty = pl.DataFrame(schema={"segment": pl.String, "feature": pl.String,
                                  "window": pl.String, "reference": pl.String,
                                  "value": pl.Float64})
+    if history.dir is None:
+        return empty
     decisions, problems = scan_decisions(
         history.dir, exclude_run_id=history.run_id, before=history.as_of,
         series=("segment", "feature", "reference"), extra=("value", "created_at"))

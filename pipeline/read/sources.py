@@ -27,9 +27,11 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.errors import InputError
+from pipeline.read.frames import Frame
 from pipeline.read.location import Location, parse_location, redact
 
-Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: A source string or path, a list of local files, or an in-memory table (the Python API).
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Frame
 StorageOptions = Mapping[str, str | int | bool] | None
 
 _HISTOGRAM_KEYS = {"feature", "bin", "count"}
@@ -57,7 +59,9 @@ _WIDEN = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], float_cast="
 
 def describe_source(source: Source) -> str:
     """The source as a short string for messages: a path, a glob or ``"a, b, ..."``, with
-    passwords and tokens in URLs masked."""
+    passwords and tokens in URLs masked; an in-memory table by its name."""
+    if isinstance(source, Frame):
+        return source.name
     if isinstance(source, str | os.PathLike):
         return redact(os.fspath(source))
     paths = [redact(os.fspath(p)) for p in source]
@@ -214,9 +218,10 @@ def _local_files(location: Location) -> tuple[list[str], str | None]:
 
 def _hive_keys(path: str, root: str | None) -> dict[str, str]:
     """``key=value`` folders between ``root`` and the file, as {key: value}."""
-    if root is None:
+    folder = os.path.dirname(path)
+    if root is None or not folder:  # a bare file name has no folders polars would read
         return {}
-    relative = os.path.relpath(os.path.dirname(path), root)
+    relative = os.path.relpath(folder, root)
     return {m.group(1): m.group(2) for part in relative.split(os.sep)
             if (m := _HIVE_KEY.match(part))}
 
@@ -388,7 +393,8 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
         A source string (:mod:`pipeline.read.location`): a file, a glob (``data/*.parquet``,
         ``**`` allowed), a folder (read recursively; ``key=value`` sub-folders become
         columns), an object-store URL of any of these, ``delta:``/``iceberg:`` tables, a
-        ``URL#table`` database source; or a list of local files.
+        ``URL#table`` database source; a list of local files; or an in-memory table
+        (:class:`pipeline.read.frames.Frame`), returned as it is once its schema is known.
     storage_options : mapping, optional
         Object-store options (``aws_region``, ``aws_endpoint_url``, keys ...) passed to
         polars; without them credentials come from the standard environment chains.
@@ -413,7 +419,9 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
     String
     """
     name = describe_source(source)
-    if isinstance(source, str | os.PathLike):
+    if isinstance(source, Frame):
+        query, what = source.data, "a table"
+    elif isinstance(source, str | os.PathLike):
         location = parse_location(source)
         what = _FORMAT_NAMES[location.format]
         try:
@@ -445,9 +453,12 @@ def scan_raw(source: Source, *, storage_options: StorageOptions = None) -> pl.La
     return scan_source(source, storage_options=storage_options)
 
 
-def source_schema(source: str, *, storage_options: StorageOptions = None) -> pl.Schema:
+def source_schema(source: str | Frame, *, storage_options: StorageOptions = None
+                  ) -> pl.Schema:
     """The columns and types of a source, reading as little as possible (file footers, a
-    table's metadata, a database's column types)."""
+    table's metadata, a database's column types, an in-memory table's schema)."""
+    if isinstance(source, Frame):
+        return collect_schema(source.data, source.name)
     location = parse_location(source)
     if location.format == "sql":
         from pipeline.read.sql import sql_schema
@@ -461,10 +472,10 @@ def source_schema(source: str, *, storage_options: StorageOptions = None) -> pl.
 PROFILE_METADATA_KEY = "kl_drift.profile"
 
 
-def is_profile_file(source: str) -> bool:
+def is_profile_file(source: str | Frame) -> bool:
     """Whether ``source`` is one local Parquet file written as a kl-drift profile (its
     footer says so; columns alone cannot: raw rows may have the same names)."""
-    if not os.path.isfile(source):
+    if isinstance(source, Frame) or not os.path.isfile(source):
         return False
     try:
         return PROFILE_METADATA_KEY in pl.read_parquet_metadata(source)
@@ -486,7 +497,7 @@ def ambiguous_columns(schema: Mapping[str, pl.DataType]) -> list[str]:
             if dtype.is_float() and name not in ("count", "lower", "upper")]
 
 
-def detect_format(source: str, *, storage_options: StorageOptions = None) -> str:
+def detect_format(source: str | Frame, *, storage_options: StorageOptions = None) -> str:
     """What a source holds: ``"profile"``, ``"histogram"`` or ``"raw"``.
 
     A profile is a Parquet file whose footer says so; otherwise a table with ``feature``,

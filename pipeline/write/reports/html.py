@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from pipeline.write.history import CREATED_AT, as_utc, read_recent_runs
 from pipeline.write.reports.bin_labels import label_map
@@ -543,3 +543,25 @@ def render_html(
         estimates=None if estimates is None else _estimates(estimates, alerts["estimates"]),
         trends=None if trends is None else _trends(trends, alerts.get("trends") or {}),
     )
+
+
+#: Height of the report inline in a notebook; the frame can be resized by its corner.
+NOTEBOOK_HEIGHT = 720
+
+
+def notebook_frame(page: str, *, height: int = NOTEBOOK_HEIGHT) -> str:
+    """A report page as HTML to show inline in Jupyter (``_repr_html_``): an iframe whose
+    ``srcdoc`` is the whole page.
+
+    The page keeps its own Content-Security-Policy and script, which an iframe's document
+    applies to itself; its CSS cannot restyle the notebook; and ``sandbox="allow-scripts"``
+    without ``allow-same-origin`` gives it an opaque origin, so its script (sorting and
+    filtering the table) cannot reach the notebook. Links inside it scroll within it.
+
+    >>> frame = notebook_frame("<p title='a'>x & y</p>")
+    >>> frame.startswith("<iframe") and "&amp;amp;" not in frame and "x &amp; y" in frame
+    True
+    """
+    return (f'<iframe srcdoc="{escape(page)}" sandbox="allow-scripts" title="kl-drift report" '
+            f'style="width:100%;height:{int(height)}px;border:1px solid #8884;resize:vertical">'
+            "</iframe>")
