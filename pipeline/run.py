@@ -16,14 +16,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from pipeline.bins.align import align, pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
 from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
-from pipeline.bins.pushdown import bin_in_database, profile_in_database
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
@@ -32,8 +31,6 @@ from pipeline.files import safe_filename, tool_version
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
 from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
 from pipeline.measure.drift import compute_drift
-from pipeline.measure.estimate import estimate_kl
-from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.histograms import read_histograms
 from pipeline.read.location import parse_location, redact
 from pipeline.read.sources import (
@@ -46,7 +43,7 @@ from pipeline.read.sources import (
     source_schema,
 )
 from pipeline.windows import timestamp_expr, window_coverage
-from pipeline.write.documents import alerts_document, estimates_block, models_block
+from pipeline.write.documents import alerts_document, models_block
 from pipeline.write.history import (
     HISTORY_DIR,
     append_history,
@@ -62,6 +59,9 @@ from pipeline.write.run_folder import (
     staging_folder,
     write_run_outputs,
 )
+
+if TYPE_CHECKING:
+    from pipeline.measure.models import ModelDrift
 
 #: Severity order of row statuses, least severe first (for ``worst_status``).
 SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
@@ -84,6 +84,8 @@ def bin_current_locally(profile: Profile, settings: InputConfig, features: list[
     current = _input_path(settings.current, "current")
     location = parse_location(current)
     if location.format == "sql":
+        from pipeline.bins.pushdown import bin_in_database  # only for database sources
+
         return bin_in_database(location, profile, timestamp=settings.timestamp,
                                period=settings.period, segments=settings.segments,
                                features=features, missing="skip",
@@ -243,13 +245,20 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
 
     features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
     # run_models, run_estimate and run_drift ask only for the parts the config has
+    # Model outputs and estimates import their modules only when the run has them:
+    # start-up time counts for small scheduled runs.
     models = None
     if config.models is not None and MODELS in parts:
+        from pipeline.measure.models import compare_models
+
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
     estimates = estimates_summary = None
     if config.estimate is not None and ESTIMATES in parts:
+        from pipeline.measure.estimate import estimate_kl
+        from pipeline.write.documents import estimates_block
+
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
@@ -480,9 +489,13 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
                          source=shown)
     check_scalar_columns(schema, settings.segments, shown)
     location = parse_location(source)
-    build = partial(profile_in_database, location) if location.format == "sql" else partial(
-        build_profile, scan_raw(source, storage_options=settings.storage_options),
-        source=shown)
+    if location.format == "sql":
+        from pipeline.bins.pushdown import profile_in_database  # only for database sources
+
+        build = partial(profile_in_database, location)
+    else:
+        build = partial(build_profile, scan_raw(source, storage_options=settings.storage_options),
+                        source=shown)
     profile = build(
         features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),

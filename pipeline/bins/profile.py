@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from pipeline.bins.binning import bin_raw
 from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
@@ -40,15 +39,14 @@ from pipeline.labels import (
 from pipeline.read.histograms import check_totals
 from pipeline.read.sources import (
     PROFILE_METADATA_KEY,
-    READ_ERRORS,
     collect,
     collect_schema,
     read_error,
+    read_errors,
 )
 
 #: 2: optional segment columns with per-segment counts (version 1 files are still read)
 SCHEMA_VERSION = 2
-METADATA_KEY = PROFILE_METADATA_KEY.encode()
 _HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
 
 
@@ -402,9 +400,12 @@ def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
     """
     private = segment_columns_of(profile.table.columns)
     written = output_names(private, PROFILE_SCHEMA)
+    import pyarrow.parquet as pq  # writing only: pyarrow puts the metadata where every
+    # reader finds it (polars' writer hides it from pyarrow's schema.metadata)
+
     arrow = profile.table.rename({c: written[segment_name(c)] for c in private}).to_arrow()
     arrow = arrow.replace_schema_metadata(
-        {METADATA_KEY: json.dumps(profile.metadata, allow_nan=False).encode()})
+        {PROFILE_METADATA_KEY: json.dumps(profile.metadata, allow_nan=False)})
     return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
 
 
@@ -421,11 +422,11 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if not os.path.isfile(where):
         raise InputError("profile file not found; build one with `kl-drift profile`",
                          source=where)
+    # polars reads the footer and the table (pyarrow's reader would import pandas: 0.3 s)
     try:
-        arrow = pq.read_table(where)
-    except READ_ERRORS as error:
+        raw_meta = pl.read_parquet_metadata(where).get(PROFILE_METADATA_KEY)
+    except read_errors() as error:
         raise read_error(error, where) from error
-    raw_meta = (arrow.schema.metadata or {}).get(METADATA_KEY)
     if raw_meta is None:
         raise InputError("not a kl-drift profile (no kl_drift.profile metadata); build one "
                          "with `kl-drift profile`", source=where)
@@ -443,7 +444,10 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if not (isinstance(segments, list) and all(isinstance(s, str) for s in segments)):
         raise InputError("not a kl-drift profile (malformed segments in its metadata)",
                          source=where)
-    table = pl.DataFrame(arrow.replace_schema_metadata(None))
+    try:
+        table = pl.read_parquet(where)
+    except read_errors() as error:
+        raise read_error(error, where) from error
     written = output_names(segments, PROFILE_SCHEMA)
     if dict(table.schema) != {**dict.fromkeys(written.values(), pl.String), **PROFILE_SCHEMA}:
         raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
@@ -482,17 +486,23 @@ def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
         bad += [*repeats.filter(pl.col("len") != table.select(segments).n_unique())["feature"],
                 *table.filter(twice)["feature"]]
         layout = repeats.drop("len")
-    for bins in layout.sort("bin_index", maintain_order=True).partition_by(
-            "feature", maintain_order=True):
-        labels, kinds = bins["bin"].to_list(), set(bins["kind"])
-        lower, upper = bins["lower"].to_numpy()[:-1], bins["upper"].to_numpy()[:-1]
-        ok = bins["bin_index"].to_list() == list(range(bins.height)) and (
-            labels[-1] == MISSING)
-        if kinds == {"numeric"}:
-            ok &= bool(len(lower) and lower[0] == -np.inf and upper[-1] == np.inf
-                       and (lower[1:] == upper[:-1]).all())
-        else:
-            ok &= kinds == {"categorical"} and labels[-2:-1] == [OTHER]
-        if not ok:
-            bad.append(bins["feature"][0])
+    # one pass over all bins (a loop over features costs ~40 µs each: 0.2 s at 5,000)
+    by_feature = {"partition_by": "feature"}
+    position = pl.int_range(pl.len()).over(**by_feature)
+    n_bins = pl.len().over(**by_feature)
+    kind = pl.col("kind").first().over(**by_feature)
+    numeric_ok = (pl.when(position == 0).then(pl.col("lower") == -np.inf)
+                  .when(position < n_bins - 1)
+                  .then(pl.col("lower") == pl.col("upper").shift().over(**by_feature))
+                  .otherwise(True)
+                  & pl.when(position == n_bins - 2).then(pl.col("upper") == np.inf)
+                  .otherwise(True))
+    categorical_ok = pl.when(position == n_bins - 2).then(pl.col("bin") == OTHER).otherwise(True)
+    row_ok = ((pl.col("bin_index") == position) & (pl.col("kind") == kind) & (n_bins >= 2)
+              & pl.when(position == n_bins - 1).then(pl.col("bin") == MISSING).otherwise(True)
+              & pl.when(kind == "numeric").then(numeric_ok)
+              .when(kind == "categorical").then(categorical_ok).otherwise(False))
+    checked = (layout.sort("bin_index", maintain_order=True)
+               .select("feature", ok=row_ok.fill_null(False)))
+    bad += checked.filter(~pl.col("ok"))["feature"].to_list()
     return list(dict.fromkeys(bad))

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.config import EstimateConfig
 from pipeline.formats import ESTIMATES_FILE, MODEL_STATUSES, MODELS_FILES, STATUSES
-from pipeline.measure.models import ModelDrift
+
+if TYPE_CHECKING:  # imported by runs that compare models, not by every run
+    from pipeline.measure.models import ModelDrift
 
 #: 2: alert lifecycles (``lifecycle``, ``changes``, ``resolved``) and capped lists
 #: (``omitted``); version 1 documents are still read.
