@@ -294,7 +294,8 @@ def profile(
     ] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
     bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
-    top_k: Annotated[int | None, typer.Option(help="Categories kept (default 50).")] = None,
+    top_k: Annotated[int | None, typer.Option(
+        help="Most categories kept per feature (profile.max_categories; default 1000).")] = None,
     segment: SegmentOpt = None,
     quiet: QuietOpt = False,
 ) -> None:

@@ -3,7 +3,7 @@
 Histograms (counts or probabilities): :func:`divergences` (the fast multi-metric entry
 point), the single metrics, :func:`bin_contributions` and :func:`smooth`. Logits:
 :func:`divergences_from_logits` and friends. Samples: :func:`kl_estimate`. Significance:
-:func:`g_test`. See docs/kl_metrics.md.
+:func:`g_test`; bias-corrected effects: :func:`jackknife`. See docs/kl_metrics.md.
 """
 
 from .divergences import (
@@ -22,6 +22,7 @@ from .divergences import (
     total_variation,
 )
 from .estimators import KLEstimate, kl_estimate, kl_estimator_terms
+from .jackknife import JackknifeEstimate, jackknife
 from .logits import (
     LOGIT_METRICS,
     divergences_from_logits,
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "LOGIT_METRICS",
     "GTestResult",
+    "JackknifeEstimate",
     "KLEstimate",
     "bin_contributions",
     "cross_entropy",
@@ -47,6 +49,7 @@ __all__ = [
     "entropy",
     "g_test",
     "hellinger",
+    "jackknife",
     "js_distance",
     "js_divergence",
     "js_from_logits",

@@ -308,3 +308,22 @@ def metric_terms(
         with np.errstate(divide="ignore", invalid="ignore"):
             terms *= np.where(root > 0, root / total, 0.0)
     return terms
+
+
+def bin_terms(name: str, *, exact: bool, **given: np.ndarray) -> np.ndarray:
+    """Per-bin summands, in nats, of the sum behind metric `name`, at p and q as given.
+
+    Unlike :func:`metric_terms`, `p` and `q` are used as they are (not normalised: the
+    jackknife evaluates sub-samples as shares of the full sample), and a square-rooted
+    metric gives the terms of its square. ``given`` holds ``p`` and ``q`` and may hold
+    fields already known (``log_p``, ``log_q``), which are then not recomputed. With
+    `exact`, zero weights contribute 0 (``0 log 0 = 0``).
+    """
+    fields = Fields(Workspace(), exact=exact, **given)
+    total = np.zeros(fields.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for coef, weight, field in METRICS[name].pairs:
+            terms = _pair_terms(fields, weight, field)
+            terms *= coef
+            total += terms
+    return total

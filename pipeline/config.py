@@ -173,12 +173,32 @@ class InputConfig(_Windowed, _Sourced):
 
 
 class ProfileConfig(_Section):
-    """``[profile]``: how a raw baseline is binned into a profile."""
+    """``[profile]``: how a raw baseline is binned into a profile.
+
+    A categorical feature keeps every baseline category with at least
+    ``min_category_count`` rows, at most ``max_categories`` of them (most frequent first);
+    only the rest is lumped into ``__other__``. ``top_k`` is the deprecated name of
+    ``max_categories``.
+    """
 
     strategy: Literal["quantile", "uniform"] = "quantile"
     bins: int = Field(20, ge=2, le=10_000)
-    top_k: int = Field(50, ge=1)
+    max_categories: int = Field(1000, ge=1)
+    min_category_count: int = Field(1, ge=1)
+    top_k: int | None = Field(None, ge=1)
     fixed_edges: dict[str, list[float]] = {}
+
+    @model_validator(mode="after")
+    def _one_category_limit(self) -> ProfileConfig:
+        if self.top_k is not None and "max_categories" in self.model_fields_set:
+            raise _Invalid("top_k", "deprecated name of max_categories; set only "
+                           "max_categories")
+        return self
+
+    @property
+    def category_limit(self) -> int:
+        """Most categories kept per feature: ``max_categories`` (or the deprecated ``top_k``)."""
+        return self.max_categories if self.top_k is None else self.top_k
 
     @field_validator("fixed_edges")
     @classmethod
@@ -194,6 +214,7 @@ class DriftConfig(_InBase):
 
     metric: str = "js_distance"
     eps: float = Field(1e-6, ge=0, lt=1)
+    effect_level: Probability = 0.95  # confidence level of effect_low / effect_high
 
     @field_validator("metric")
     @classmethod

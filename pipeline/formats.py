@@ -19,8 +19,9 @@ HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
 TABLE_COLUMNS = frozenset({
     *HISTOGRAM_COLUMNS,
     # drift.parquet (+ history)
-    "segment", "coverage", "partial", "kind", "n_baseline", "n_current", *METRICS, "metric",
-    "value", "warn_threshold", "critical_threshold", "p_value", "q_value", "status",
+    "segment", "coverage", "partial", "kind", "n_baseline", "n_current", "baseline_unseen",
+    *METRICS, "metric", "value", "effect", "effect_low", "effect_high", "warn_threshold",
+    "critical_threshold", "p_value", "q_value", "status",
     "window_status", "reason", "top_bins", "bins", "lifecycle", "run_id", "created_at",
     # models.parquet, model_classes.parquet, model_examples.parquet
     "n", *MODEL_METRICS, "class", "baseline_mean", "current_mean", "kl_contribution",

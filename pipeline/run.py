@@ -374,12 +374,18 @@ def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) ->
     aligned = align(current.reference, current.histograms, reasons=current.reasons,
                     coverage=current.coverage)
     say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
-    drift = compute_drift(aligned, config.drift)
+    # the categories each baseline saw once: the unseen-mass estimate (docs/alerts.md)
+    profile = baseline.profile
+    singletons = None if profile is None else profile.singletons(
+        [segment_name(c) for c in segment_columns(current.reference)])
+    drift = compute_drift(aligned, config.drift, singletons=singletons)
     say("deciding alerts")
     # segment columns get their own names back (or segment:<name>) only now, for output
-    drift = public_segment_columns(decide(drift, config.alerts, drift_config=config.drift))
-    return _FeatureDrift(drift, baseline,
-                         [*current.warnings, *_unmatched_patterns(config, drift)])
+    drift = public_segment_columns(decide(drift, config.alerts))
+    features = drift["feature"].unique().to_list()
+    return _FeatureDrift(drift, baseline, [
+        *current.warnings, *_unmatched_patterns(config, drift),
+        *([] if profile is None else profile.warnings(features))])
 
 
 @dataclass(frozen=True)
@@ -500,7 +506,8 @@ def build_baseline_profile(config: RunConfig, source: str | None = None) -> Prof
         features=settings.features,
         exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
         segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        top_k=options.top_k, fixed_edges=options.fixed_edges or None)
+        max_categories=options.category_limit, min_category_count=options.min_category_count,
+        fixed_edges=options.fixed_edges or None)
     if not profile.metadata.get("row_count"):
         raise InputError("baseline has no rows, so there is nothing to compare with; check "
                          "input.baseline", source=shown)

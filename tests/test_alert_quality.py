@@ -55,7 +55,7 @@ def alert_rate(n: int, shift: float) -> float:
     config = load_config(None)  # the defaults
     aligned = align(baseline, current)
     drift = compute_drift(aligned, config.drift)
-    drift = decide(drift, config.alerts, drift_config=config.drift)
+    drift = decide(drift, config.alerts)
     assert drift.height == WINDOWS and drift["status"].is_in(["ok", "warn", "critical"]).all()
     return drift["status"].is_in(["warn", "critical"]).mean()
 

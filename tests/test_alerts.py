@@ -9,13 +9,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
-from kl_metrics import divergences
 from pipeline.bins.align import align
-from pipeline.config import AlertsConfig, DriftConfig
+from pipeline.config import AlertsConfig, DriftConfig, load_config
 from pipeline.decide.alerts import decide
-from pipeline.decide.significance import MIN_EXPECTED, g_test_p_values
+from pipeline.decide.significance import (
+    FIRST_DRAWS,
+    MIN_EXPECTED,
+    RESOLVED_EXCEEDANCES,
+    benjamini_hochberg,
+    chi_square_p,
+    is_sparse,
+    permutation_exceedances,
+    precise_p_values,
+)
 from pipeline.measure.drift import compute_drift
 from tests.conftest import categorical_histogram
+from tests.scenarios import decided, permutation_reference, windows_table
 
 LABELS = [f"b{i}" for i in range(6)]
 FLAT = np.full(6, 1 / 6)
@@ -36,8 +45,7 @@ def run_decide(baseline: pl.DataFrame, current: pl.DataFrame, drift_config=None,
                **alerts: object) -> pl.DataFrame:
     drift_config = drift_config or DriftConfig()
     aligned = align(baseline, current)
-    return decide(compute_drift(aligned, drift_config), AlertsConfig(**alerts),
-                  drift_config=drift_config)
+    return decide(compute_drift(aligned, drift_config), AlertsConfig(**alerts))
 
 
 def g_statistic(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -52,25 +60,27 @@ def g_statistic(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 def test_large_counts_use_the_asymptotic_g_test(rng: np.random.Generator) -> None:
     baseline = rng.integers(200, 400, size=(30, 6)).astype(float)
     current = rng.integers(100, 300, size=(30, 6)).astype(float)
-    p = g_test_p_values(current, baseline, draws=200, rng=rng)
+    assert not is_sparse(current, baseline).any()
+    p = chi_square_p(current, baseline)
     for i in range(30):
         statistic, reference, *_ = stats.chi2_contingency(
             np.stack([current[i], baseline[i]]), correction=False, lambda_="log-likelihood")
         assert statistic == pytest.approx(g_statistic(current[i], baseline[i]), rel=1e-9)
         assert p[i] == pytest.approx(reference, rel=1e-6)
+    # decide gives such rows exactly that p, candidates or not
+    windows = rng.multinomial(600, FLAT, size=3)
+    drift = run_decide(*windowed(np.full(6, 1000.0), windows), warn=0.0)
+    expected = chi_square_p(windows.astype(float), np.full((3, 6), 1000.0))
+    np.testing.assert_allclose(drift["p_value"].to_numpy(), expected, rtol=1e-12)
 
 
-def test_sparse_tables_get_a_monte_carlo_p_matching_an_independent_simulation() -> None:
+def test_sparse_tables_get_a_permutation_p_matching_an_independent_simulation() -> None:
     rng = np.random.default_rng(5)
     current = np.array([[3.0, 1, 0, 2, 1, 3]])  # n = 10: expected counts far below 5
     baseline = np.array([[50.0, 40, 30, 20, 10, 5]])
-    p = g_test_p_values(current, baseline, draws=4000, rng=rng)[0]
-    pooled = (current + baseline)[0] / (current + baseline).sum()
-    draws = 40_000
-    sim_c = rng.multinomial(10, pooled, size=draws)
-    sim_b = rng.multinomial(155, pooled, size=draws)
-    g_sim, g_obs = g_statistic(sim_c, sim_b), g_statistic(current[0], baseline[0])
-    reference = (1 + (g_sim >= g_obs - 1e-9).sum()) / (draws + 1)
+    assert is_sparse(current, baseline)[0]
+    p = (1 + permutation_exceedances(current, baseline, 4000, rng)[0]) / 4001
+    reference, _ = permutation_reference(current[0], baseline[0], 40_000, rng)
     assert 0.01 < reference < 0.9  # resolved region: the plain Monte Carlo p applies
     assert abs(p - reference) < 4 * np.sqrt(reference * (1 - reference) / 4000)
 
@@ -78,22 +88,27 @@ def test_sparse_tables_get_a_monte_carlo_p_matching_an_independent_simulation() 
 def test_simulated_p_fixes_the_anti_conservative_chi_square_at_small_n() -> None:
     rng = np.random.default_rng(11)
     probs = np.full(20, 0.05)
-    baseline = np.tile(rng.multinomial(10**6, probs), (2000, 1)).astype(float)
-    current = rng.multinomial(50, probs, size=2000).astype(float)
+    baseline = rng.multinomial(10**6, probs).astype(float)
+    windows = rng.multinomial(50, probs, size=2000).astype(float)
     assert 50 * probs.min() < MIN_EXPECTED
-    simulated = g_test_p_values(current, baseline, draws=1000, rng=rng)
-    asymptotic = stats.chi2.sf(g_statistic(current, baseline), 19)
+    labels = [f"b{i:02d}" for i in range(20)]
+    base = pl.DataFrame({"feature": "f", "bin": labels, "count": baseline})
+    # warn = 0: every row is a candidate, so each gets the precise p where it decides
+    drift = decided(base, windows_table("f", labels, windows),
+                    config=load_config(None, {"alerts.warn": 0.0, "alerts.calibrated": False}))
+    simulated = drift["p_value"].to_numpy()
+    asymptotic = stats.chi2.sf(g_statistic(windows, np.tile(baseline, (2000, 1))), 19)
     # Valid: about 1% below 0.01 (binomial sd 0.2%); the chi-square gives about 2.5%.
     assert (simulated < 0.01).mean() <= 0.016
-    assert (asymptotic < 0.01).mean() > (simulated < 0.01).mean()
+    assert (asymptotic < 0.01).mean() > (simulated < 0.01).mean() + 0.005
 
 
 def test_strong_sparse_drift_is_not_capped_at_one_over_draws() -> None:
-    rng = np.random.default_rng(3)
-    baseline = np.array([[400.0, 300, 200, 80, 15, 5]])
-    current = np.array([[0.0, 0, 0, 2, 10, 14]])  # rare bins dominate the window
-    p = g_test_p_values(current, baseline, draws=500, rng=rng)[0]
-    assert p < 1e-6 < 1 / 501
+    base, current = windowed(np.array([400.0, 300, 200, 80, 15, 5]),
+                             np.array([[0.0, 0, 0, 2, 10, 14]]))  # rare bins dominate
+    row = run_decide(base, current, min_count=20).row(0, named=True)
+    assert row["p_value"] < 1e-30 < 1 / (FIRST_DRAWS + 1)
+    assert row["status"] == "critical"
 
 
 @settings(max_examples=30, deadline=None)
@@ -101,7 +116,8 @@ def test_strong_sparse_drift_is_not_capped_at_one_over_draws() -> None:
 def test_benjamini_hochberg_matches_the_definition(p: list[float]) -> None:
     from scipy.stats import false_discovery_control
 
-    q = false_discovery_control(np.array(p), method="bh")
+    q = benjamini_hochberg(np.array(p))
+    np.testing.assert_allclose(q, false_discovery_control(np.array(p), method="bh"), rtol=1e-12)
     m = len(p)
     order = sorted(p)
     for value, qv in zip(p, q, strict=True):
@@ -125,6 +141,13 @@ def test_decide_q_values_are_bh_over_the_tested_rows(rng: np.random.Generator) -
         "insufficient_data"]
 
 
+def test_min_count_is_the_smallest_tested_total() -> None:
+    base, current = windowed(np.full(6, 5.0), np.array([[5.0] * 6, [5.0, 5, 5, 5, 5, 4]]))
+    drift = run_decide(base, current, min_count=30)
+    assert drift["status"].to_list() == ["ok", "insufficient_data"]
+    assert drift["p_value"][0] is not None and drift["p_value"][1] is None
+
+
 def test_min_count_names_the_short_side() -> None:
     base, current = windowed(np.full(6, 5.0), np.array([[10.0] * 6, [1.0] * 6]))
     reasons = run_decide(base, current, min_count=31)["reason"].to_list()
@@ -146,12 +169,24 @@ def test_glob_overrides_set_each_rows_thresholds(rng: np.random.Generator) -> No
 
 
 def test_above_threshold_but_not_significant_is_ok_with_a_reason() -> None:
-    # 40 rows spread evenly but slightly off: effect above 0.1, p far from significant.
-    base, current = windowed(np.full(6, 1000.0), np.array([[9.0, 9, 6, 6, 5, 5]]))
+    # 40 rows, far from flat: the effect reaches 0.1 but 40 rows cannot make it significant
+    base, current = windowed(np.full(6, 1000.0), np.array([[14.0, 10, 6, 4, 3, 3]]))
     row = run_decide(base, current, calibrated=False).row(0, named=True)
-    assert row["value"] >= 0.1 and row["q_value"] > 0.01
+    assert row["effect"] >= 0.1 and row["q_value"] > 0.01
     assert row["status"] == "ok"
     assert row["reason"].startswith("above warn threshold 0.1 but not significant (q=")
+
+
+def test_value_above_threshold_with_a_small_effect_is_ok_with_a_reason() -> None:
+    # 45 rows of the baseline's own distribution: the plug-in value reaches 0.1 on noise
+    rng = np.random.default_rng(2)
+    base, current = windowed(np.full(6, 1000.0), rng.multinomial(45, FLAT, size=40))
+    drift = run_decide(base, current, calibrated=False)
+    noisy = drift.filter(pl.col("value") >= 0.1, pl.col("effect") < 0.1)
+    assert noisy.height > 5 and (noisy["status"] == "ok").all()
+    assert noisy["reason"].str.contains(
+        r"^value [0-9.]+ reaches the warn threshold 0.1 but the effect corrected for sample "
+        r"size is [0-9.e-]+ \(interval").all()
 
 
 def test_persistence_alerts_from_the_kth_consecutive_drifting_window() -> None:
@@ -165,33 +200,31 @@ def test_persistence_alerts_from_the_kth_consecutive_drifting_window() -> None:
     assert drift["status"].to_list() == ["ok", "ok", "ok", "ok", "ok", "critical"]
     assert drift["reason"][0] == "critical drift in 1 of 3 required consecutive windows"
     assert drift["reason"][4] == "critical drift in 2 of 3 required consecutive windows"
-    assert drift["reason"][2] is None
+    assert drift["reason"][2] is None and drift["reason"][5] is None  # the alert has none
 
 
-def test_calibrated_thresholds_are_the_null_quantile_and_cut_false_alarms() -> None:
+def test_calibrated_rows_must_be_beyond_their_own_null_quantile() -> None:
+    # Half the windows drift strongly, which makes Benjamini-Hochberg lenient: without
+    # calibration, noise windows whose p is below that lenient threshold alert with them.
     rng = np.random.default_rng(8)
     probs = np.array([0.3, 0.25, 0.2, 0.15, 0.07, 0.03])
-    baseline = probs * 10**5
-    windows = rng.multinomial(40, probs, size=300).astype(float)
-    plain = run_decide(*windowed(baseline, windows), calibrated=False)
-    calibrated = run_decide(*windowed(baseline, windows))
-    above = pl.col("value") >= pl.col("warn_threshold")
-    # Small null windows mostly exceed the fixed threshold (only the FDR rule saves them)...
-    assert plain.select(above.mean()).item() > 0.5
-    # ...while the calibrated threshold lets about 0.1% of them through.
-    assert calibrated.select(above.mean()).item() <= 0.01
-    assert (calibrated["status"] == "ok").all()
-    # Rows that reach the configured 0.1 get the simulated quantile (one simulation shared
-    # by all: same baseline, same n); the others cannot alert and keep 0.1.
-    raised = calibrated.filter(pl.col("value") >= 0.1)
-    assert (calibrated.filter(pl.col("value") < 0.1)["warn_threshold"] == 0.1).all()
-    threshold = raised["warn_threshold"].unique()
-    assert threshold.len() == 1 and threshold[0] > 0.1
-    assert (raised["critical_threshold"] == threshold[0]).all()
-    null = rng.multinomial(40, probs, size=20_000)
-    exceed = (divergences(null, baseline, metrics=("js_distance",), base=2)["js_distance"]
-              >= threshold[0]).mean()
-    assert exceed < 0.004
+    drifted = np.array([0.05, 0.1, 0.15, 0.2, 0.2, 0.3])
+    windows = np.vstack([rng.multinomial(60, probs, size=400),
+                         rng.multinomial(60, drifted, size=400)]).astype(float)
+    # fdr_q = 0.1 and warn = 0: every noise row is a candidate and BH passes p up to ~0.05
+    plain = run_decide(*windowed(probs * 10**5, windows), calibrated=False, warn=0.0,
+                       fdr_q=0.1)
+    calibrated = run_decide(*windowed(probs * 10**5, windows), warn=0.0, fdr_q=0.1)
+    noise = pl.int_range(pl.len()) < 400
+    alerting = pl.col("status").is_in(["warn", "critical"])
+    assert plain.filter(noise).select(alerting.sum()).item() >= 10
+    assert calibrated.filter(noise, alerting).height <= 3
+    assert (calibrated.filter(alerting)["p_value"] <= 0.001).all()
+    held = calibrated.filter(noise, pl.col("reason").str.starts_with("significant over"))
+    assert held.height > 0 and (held["p_value"] > 0.001).all()
+    assert held["reason"][0].endswith("> 1 - null_quantile=0.001")
+    # the drifting windows alert either way
+    assert calibrated.filter(~noise).select(alerting.mean()).item() >= 0.95
 
 
 def test_same_seed_reproduces_and_statuses_are_complete(rng: np.random.Generator) -> None:
@@ -203,7 +236,61 @@ def test_same_seed_reproduces_and_statuses_are_complete(rng: np.random.Generator
 
 def test_bins_empty_on_both_sides_do_not_change_the_test(rng: np.random.Generator) -> None:
     baseline = rng.integers(200, 400, size=(5, 6)).astype(float)
-    current = rng.integers(100, 300, size=(5, 6)).astype(float)
+    current = rng.integers(1, 4, size=(5, 6)).astype(float)  # sparse: permuted and tilted
     padded = [np.pad(a, ((0, 0), (0, 2))) for a in (current, baseline)]
-    np.testing.assert_allclose(g_test_p_values(*padded, draws=200, rng=rng),
-                               g_test_p_values(current, baseline, draws=200, rng=rng))
+    np.testing.assert_allclose(chi_square_p(*padded), chi_square_p(current, baseline))
+    for args in ((np.random.default_rng(1),), (np.random.default_rng(1),)):
+        assert (permutation_exceedances(*padded, 200, *args)
+                == permutation_exceedances(current, baseline, 200,
+                                           np.random.default_rng(1))).all()
+    np.testing.assert_allclose(
+        precise_p_values(*padded, draws=500, rng=np.random.default_rng(2)),
+        precise_p_values(current, baseline, draws=500, rng=np.random.default_rng(2)))
+
+
+def test_fdr_q_is_a_strict_bound() -> None:
+    # one tested row with p = q exactly: significant below fdr_q, not at it
+    base, current = windowed(np.full(6, 1000.0), np.array([[80.0, 60, 50, 40, 40, 30]]))
+    q = run_decide(base, current, calibrated=False, warn=0.0)["q_value"][0]
+    at = run_decide(base, current, calibrated=False, warn=0.0, fdr_q=q).row(0, named=True)
+    assert at["status"] == "ok" and "but not significant" in at["reason"]
+    above = run_decide(base, current, calibrated=False, warn=0.0, fdr_q=q * (1 + 1e-9))
+    assert above["status"][0] != "ok"
+
+
+def test_chi_square_decides_only_far_below_the_threshold() -> None:
+    # 59 rows in 25 equal bins: chi-square p 8.0e-4, permutation p 2.3e-3. With the
+    # calibrated bound 0.001 the chi-square would alert; the permutation tail does not.
+    window = np.array([[2.0, 0, 3, 1, 1, 0, 1, 2, 4, 6, 9, 3, 3, 3, 4, 0, 0, 0, 4, 3, 0, 2, 3, 1,
+                        4]])
+    labels = [f"b{i:02d}" for i in range(25)]
+    base = pl.DataFrame({"feature": "f", "bin": labels, "count": np.full(25, 4000.0)})
+    drift = decided(base, windows_table("f", labels, window),
+                    config=load_config(None, {"alerts.warn": 0.05}))
+    row = drift.row(0, named=True)
+    assert chi_square_p(window, np.full((1, 25), 4000.0))[0] < 0.001
+    assert row["effect"] >= 0.05 and 0.0015 < row["p_value"] < 0.0035
+    assert row["status"] == "ok" and row["reason"].startswith("significant over the run")
+
+
+def test_resolved_permutation_p_is_one_plus_exceedances_over_draws_plus_one() -> None:
+    # sparse windows of the baseline's own distribution, all candidates (warn = 0): their
+    # p is the plain Monte Carlo p of FIRST_DRAWS permutations
+    rng = np.random.default_rng(12)
+    base, current = windowed(np.array([400.0, 300, 200, 80, 15, 5]),
+                             rng.multinomial(40, [0.4, 0.3, 0.2, 0.08, 0.015, 0.005], size=30))
+    drift = run_decide(base, current, warn=0.0, calibrated=False)
+    grid = drift["p_value"].to_numpy() * (FIRST_DRAWS + 1)
+    resolved = grid >= RESOLVED_EXCEEDANCES + 1
+    assert resolved.sum() >= 20
+    np.testing.assert_allclose(grid[resolved], np.round(grid[resolved]), atol=1e-9)
+
+
+def test_persistence_counts_warn_windows_too() -> None:
+    warned = [240.0, 160, 100, 100, 100, 100]  # a warn-sized drift (effect 0.1-0.2)
+    windows = np.array([warned, warned, [100.0] * 6, warned])
+    base, current = windowed(np.full(6, 1000.0), windows)
+    single = run_decide(base, current, calibrated=False)["window_status"].to_list()
+    assert single == ["warn", "warn", "ok", "warn"]
+    assert run_decide(base, current, calibrated=False, persistence=2)["status"].to_list() == [
+        "ok", "warn", "ok", "ok"]

@@ -120,7 +120,7 @@ def test_numeric_binning_matches_naive_reference(baseline: list, current: list, 
 def test_categorical_binning_matches_counter_reference(baseline: list, current: list,
                                                        top_k: int) -> None:
     frame = pl.DataFrame({"c": baseline}, schema={"c": pl.String})
-    profile = build_profile(frame.lazy(), top_k=top_k)
+    profile = build_profile(frame.lazy(), max_categories=top_k)
     table = profile.table
     seen = Counter(v for v in baseline if v is not None)
     expected_top = sorted(seen, key=lambda v: (-seen[v], v))[:top_k]
@@ -172,7 +172,7 @@ def test_windows_and_segments_match_a_groupby_reference(data: st.DataObject) -> 
                "c": pl.String})
     if data.draw(st.booleans()):  # few long runs per group, a null segment first
         frame = frame.sort("region", "ts", nulls_last=False)
-    profile = build_profile(frame.lazy(), exclude=["ts", "region"], bins=5, top_k=2)
+    profile = build_profile(frame.lazy(), exclude=["ts", "region"], bins=5, max_categories=2)
     got = bin_raw(frame.lazy(), profile, timestamp="ts", period="1d", segments=["region"])
     assert got.columns == [REGION, "feature", "window", "bin", "count", "lower", "upper"]
     got = got.rename({REGION: "region"})
@@ -196,7 +196,7 @@ def test_time_sorted_and_shuffled_rows_give_the_same_histograms() -> None:
                for m in np.sort(rng.integers(0, 60 * 24 * 10, n))],
         "x": np.where(rng.random(n) < 0.05, np.nan, rng.normal(size=n)),
         "c": rng.choice(["a", "b", "c", "d"], n)})
-    profile = build_profile(frame.lazy(), exclude=["ts"], bins=8, top_k=2)
+    profile = build_profile(frame.lazy(), exclude=["ts"], bins=8, max_categories=2)
     by_day = bin_raw(frame.lazy(), profile, timestamp="ts", period="1d")
     shuffled = bin_raw(frame.sample(fraction=1.0, shuffle=True, seed=5).lazy(), profile,
                        timestamp="ts", period="1d")

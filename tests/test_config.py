@@ -29,7 +29,8 @@ duplicates = "sum"
 [profile]
 strategy = "uniform"
 bins = 10
-top_k = 5
+max_categories = 5
+min_category_count = 2
 fixed_edges = { score = [0.0, 0.5, 1.0] }
 
 [drift]
@@ -83,8 +84,9 @@ def test_defaults_match_the_documented_values() -> None:
     config = load_config(None)
     assert (config.drift.metric, config.drift.base, config.drift.eps) == ("js_distance", 2, 1e-6)
     assert (config.alerts.warn, config.alerts.critical, config.alerts.fdr_q) == (0.1, 0.2, 0.01)
-    assert (config.profile.strategy, config.profile.bins, config.profile.top_k) == (
-        "quantile", 20, 50)
+    assert (config.profile.strategy, config.profile.bins, config.profile.max_categories,
+            config.profile.min_category_count, config.profile.category_limit) == (
+        "quantile", 20, 1000, 1, 1000)
     assert config.output.dir == "runs" and config.output.run_id is None
     assert config.output.fail_on == "critical"
     assert config.alerts.null_quantile == 0.999 and config.alerts.persistence == 1

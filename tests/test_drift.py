@@ -15,8 +15,8 @@ from pipeline.measure.drift import BIN, TOP_BIN, compute_drift
 from tests.conftest import categorical_histogram, numeric_histogram
 
 COLUMNS = ["segment", "feature", "window", "coverage", "partial", "kind", "n_baseline",
-           "n_current", *METRICS,
-           "metric", "value", "warn_threshold", "critical_threshold", "p_value", "q_value",
+           "n_current", "baseline_unseen", *METRICS, "metric", "value", "effect", "effect_low",
+           "effect_high", "warn_threshold", "critical_threshold", "p_value", "q_value",
            "status", "window_status", "reason", "top_bins", "bins"]
 
 
@@ -119,3 +119,25 @@ def test_exact_eps_zero_gives_infinite_kl_not_an_exception() -> None:
         0, named=True)
     assert row["kl"] == np.inf and row["value"] == np.inf
     assert 0 < row["js_distance"] < 1
+
+
+@pytest.mark.parametrize("metric", ["kl", "reverse_kl", "js_distance"])
+def test_effect_is_the_jackknife_of_current_against_baseline(metric: str) -> None:
+    from kl_metrics import jackknife
+
+    rng = np.random.default_rng(9)
+    edges = [-1.0, 0.0, 1.0]
+    # an empty bin and one seen once: numeric bins get no unseen mass all the same
+    baseline = numeric_histogram("x", edges, [0.0, 1.0, *rng.integers(50, 90, 2)])
+    current = pl.concat([numeric_histogram("x", edges, list(rng.integers(1, 40, 4)),
+                                           window=f"w{i}") for i in range(5)])
+    config = DriftConfig(metric=metric, effect_level=0.8)
+    drift = compute_drift(align(baseline, current), config)
+    assert drift["baseline_unseen"].is_null().all()  # numeric: no unseen mass
+    for row in drift.iter_rows(named=True):
+        cur = np.array([b["current_count"] for b in row["bins"]])
+        base = np.array([b["baseline_count"] for b in row["bins"]])
+        expected = jackknife(cur, base, metric, base=2, eps=config.eps, level=0.8)
+        assert (row["effect"], row["effect_low"], row["effect_high"]) == pytest.approx(
+            (expected.estimate, expected.low, expected.high), rel=1e-12)
+        assert row["effect"] <= row["value"]

@@ -125,3 +125,21 @@ def test_invalid_estimator_inputs_raise(kwargs, match):
         kl_metrics.kl_estimate(**kwargs)
     with pytest.raises(ValueError, match="level"):
         kl_metrics.KLEstimate(0.1, 0.01, 10, "k3", "forward").confidence_interval(1.5)
+
+
+def test_reverse_k2_targets_its_own_second_moment():
+    # reverse k2 = r (log r)^2 / 2 on Q-samples estimates E_P[(log r)^2 / 2]; with unequal
+    # variances that differs from the forward k2 target E_Q[(log r)^2 / 2]
+    from scipy import integrate
+
+    p, q = stats.norm(0.5, 0.8), stats.norm(0, 1)
+
+    def half_square(x: float) -> float:
+        return 0.5 * (p.logpdf(x) - q.logpdf(x)) ** 2
+
+    reverse = integrate.quad(lambda x: p.pdf(x) * half_square(x), -12, 12)[0]
+    forward = integrate.quad(lambda x: q.pdf(x) * half_square(x), -12, 12)[0]
+    x = np.random.default_rng(6).normal(size=N)
+    est = kl_metrics.kl_estimate(q.logpdf(x), p.logpdf(x), estimator="k2", direction="reverse")
+    assert abs(est.value - reverse) < 4 * est.stderr
+    assert abs(forward - reverse) > 20 * est.stderr

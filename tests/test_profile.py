@@ -138,12 +138,12 @@ def test_bad_feature_requests() -> None:
 
 def test_metadata_and_histograms() -> None:
     profile = build_profile(pl.LazyFrame({"x": [1.0, 2.0, None], "c": ["a", None, "b"]}),
-                            source="base.parquet", bins=4, top_k=3)
+                            source="base.parquet", bins=4, max_categories=3)
     meta = profile.metadata
-    assert {k: meta[k] for k in ("schema_version", "source", "strategy", "bins", "top_k",
-                                 "row_count")} == {
-        "schema_version": 2, "source": "base.parquet", "strategy": "quantile", "bins": 4,
-        "top_k": 3, "row_count": 3}
+    assert {k: meta[k] for k in ("schema_version", "source", "strategy", "bins",
+                                 "max_categories", "min_category_count", "row_count")} == {
+        "schema_version": 3, "source": "base.parquet", "strategy": "quantile", "bins": 4,
+        "max_categories": 3, "min_category_count": 1, "row_count": 3}
     assert meta["segments"] == [] and meta["segment_rows"] == []
     assert datetime.fromisoformat(meta["created_at"]).utcoffset().total_seconds() == 0
     assert meta["features"]["c"]["n_missing"] == 1
@@ -167,7 +167,7 @@ def test_write_read_round_trip_is_exact(tmp_path_factory: pytest.TempPathFactory
     frame = frame.with_columns(region=pl.Series(  # a segment column with a null value
         [regions[i % len(regions)] for i in range(frame.height)], dtype=pl.String)).lazy()
     segments = ["region"] if len(regions) > 1 else []  # also unsegmented profiles
-    profile = build_profile(frame, bins=6, top_k=3, segments=segments, source="round trip")
+    profile = build_profile(frame, bins=6, max_categories=3, segments=segments, source="round trip")
     path = tmp_path_factory.mktemp("profile") / "profile.parquet"
     write_profile(profile, path)
     back = read_profile(path)
@@ -312,7 +312,7 @@ def test_segments_share_the_global_layout(flights_baseline: pl.DataFrame,
 def test_two_segment_columns_match_a_naive_reference(rows: list) -> None:
     frame = pl.DataFrame(rows, schema={"region": pl.String, "version": pl.Int64,
                                        "x": pl.Float64, "c": pl.String}, orient="row")
-    profile = build_profile(frame.lazy(), segments=["region", "version"], bins=4, top_k=2)
+    profile = build_profile(frame.lazy(), segments=["region", "version"], bins=4, max_categories=2)
     assert profile.segments == ["region", "version"] and profile.features == ["x", "c"]
     hist = public_segment_columns(profile.histograms())
     assert hist["version"].dtype == pl.String  # segment values are text, like current data

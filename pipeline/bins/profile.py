@@ -8,10 +8,18 @@ current data of any segment is binned once) and the counts are kept per segment;
 the segment columns have their private names (:func:`pipeline.labels.segment_column`), on
 disk their own, or ``segment:<name>`` for a name that is a column of the profile table.
 Stored as Parquet with provenance as JSON in the file's key-value metadata.
+
+Categorical features keep every category with at least ``min_category_count`` baseline
+rows, up to ``max_categories`` (most frequent first), so drift among tail categories is
+measured rather than cancelled inside ``__other__``. The profile also records, per feature
+and segment, how many categories the baseline saw once and twice (``categories`` in the
+metadata): the Good-Turing estimate of the mass of categories it never saw
+(:mod:`pipeline.measure.unseen`), and a warning when that mass is large.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -45,9 +53,18 @@ from pipeline.read.sources import (
     read_errors,
 )
 
-#: 2: optional segment columns with per-segment counts (version 1 files are still read)
-SCHEMA_VERSION = 2
+#: 2: optional segment columns with per-segment counts; 3: category counts per segment
+#: (``categories``), ``max_categories``/``min_category_count`` and ``warnings``. Older
+#: versions are still read (no category counts: no unseen-mass estimate).
+SCHEMA_VERSION = 3
+METADATA_KEY = PROFILE_METADATA_KEY.encode()
 _HISTOGRAM_OUT = ["feature", "bin", "count", "lower", "upper"]
+
+#: Unseen share (Good-Turing) above which a baseline is too small for its categories.
+UNSEEN_WARNING = 0.05
+# With more segment columns than this, category counts are recorded for the whole baseline
+# and for every segment only (not for every subset of the segment columns).
+_SUBSET_SEGMENTS = 3
 
 
 @dataclass(frozen=True)
@@ -67,8 +84,9 @@ class Profile:
         has the same bins, sorted by segment, then feature, then ``bin_index``.
     metadata : dict
         ``schema_version``, ``tool_version``, ``created_at``, ``source``, ``strategy``,
-        ``bins``, ``top_k``, ``row_count``, ``segments``, ``segment_rows`` and per-feature
-        details under ``features``.
+        ``bins``, ``max_categories``, ``min_category_count``, ``row_count``, ``segments``,
+        ``segment_rows``, per-feature details under ``features``, category counts under
+        ``categories`` and ``warnings`` (docs/data-contracts.md).
     """
 
     table: pl.DataFrame
@@ -123,6 +141,47 @@ class Profile:
         return (self.table.group_by([*keep, "feature", "bin_index"], maintain_order=True)
                 .agg(pl.col("bin", "lower", "upper").first(), pl.col("count").sum())
                 .select(*keep, *_HISTOGRAM_OUT))
+
+
+    def singletons(self, segments: Sequence[str] | None = None) -> pl.DataFrame:
+        """Categories seen exactly once in the baseline, per categorical feature and segment.
+
+        Parameters
+        ----------
+        segments : sequence of str, optional
+            Segment columns to keep, as for :meth:`histograms`. Counts of a subset of the
+            segment columns that the profile did not record (more than three segment
+            columns) are the sums over its segments: an upper bound, since a category seen
+            once in two segments is not seen once in their union.
+
+        Returns
+        -------
+        pl.DataFrame
+            The (private) segment columns (Utf8), ``feature`` and ``singletons`` (Int64), as
+            the rows of :meth:`histograms` are keyed; no rows for a profile older than
+            schema version 3.
+        """
+        keep = self.segments if segments is None else list(dict.fromkeys(segments))
+        records = [r for r in self.metadata.get("categories", [])
+                   if set(r["segment"]) in (set(keep), set(self.segments))]
+        exact = [r for r in records if set(r["segment"]) == set(keep)]
+        private = [segment_column(s) for s in keep]
+        table = pl.DataFrame(
+            [{**{segment_column(c): r["segment"][c] for c in keep}, "feature": r["feature"],
+              "singletons": r["singletons"]} for r in (exact or records)],
+            schema={**dict.fromkeys(private, pl.String), "feature": pl.String,
+                    "singletons": pl.Int64})
+        if exact or not records:
+            return table
+        return table.group_by([*private, "feature"], maintain_order=True).agg(
+            pl.col("singletons").sum())
+
+    def warnings(self, features: Sequence[str]) -> list[str]:
+        """The profile's warnings about ``features`` (e.g. a baseline too small for its
+        categories), for the run's warnings."""
+        wanted = set(features)
+        return [w["message"] for w in self.metadata.get("warnings", [])
+                if w["feature"] in wanted]
 
 
 def _select_features(
@@ -204,8 +263,8 @@ def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int
     return _edges(candidates, low, high, stats[f"{name}\0integral"]), strategy
 
 
-def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, top_k: int,
-                 fixed: Mapping[str, np.ndarray]) -> list[pl.Expr]:
+def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, max_categories: int,
+                 min_category_count: int, fixed: Mapping[str, np.ndarray]) -> list[pl.Expr]:
     """Expressions computing, in one query, what each feature's bins are derived from."""
     levels = [i / bins for i in range(1, bins)]
     exprs = [pl.len().alias("__rows")]
@@ -223,10 +282,12 @@ def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, top_k: int,
             seen = text.filter(text.is_not_null() & ~text.is_in([MISSING, OTHER]))
             # sorted inside list.eval so the counts are computed once (hash order varies)
             item = pl.element()
+            ranked = item.sort_by(item.struct.field("n"), item.struct.field("value"),
+                                  descending=[True, False])
             top = (seen.value_counts(name="n").implode()
-                   .list.eval(item.sort_by(item.struct.field("n"), item.struct.field("value"),
-                                           descending=[True, False]).struct.field("value"))
-                   .list.head(top_k))
+                   .list.eval(ranked.filter(ranked.struct.field("n") >= min_category_count)
+                              .struct.field("value"))
+                   .list.head(max_categories))
             exprs += [top.alias(f"{name}\0top"), seen.n_unique().alias(f"{name}\0distinct")]
     return exprs
 
@@ -236,6 +297,78 @@ def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None
         if name not in schema:
             raise InputError(f"baseline lacks segment column; found "
                              f"{', '.join(schema.names())}", source=source, column=name)
+
+
+def _category_counts(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: list[str],
+                     source: str) -> list[dict[str, Any]]:
+    """Per categorical feature and segment (and subset of the segment columns): baseline
+    ``rows``, distinct ``categories``, and how many were seen once (``singletons``) and
+    twice (``doubletons``). One small query per feature, run together; every column they
+    make has a private name, so no segment or feature name can collide with one."""
+    names = [name for name, kind in kinds.items() if kind == "categorical"]
+    if not names:
+        return []
+    keys = {f"\0segment{i}": s for i, s in enumerate(segments)}
+    value, n = pl.col("\0value"), pl.col("\0n")
+    queries = [raw.group_by([*(pl.col(s).cast(pl.String).alias(k) for k, s in keys.items()),
+                             pl.col(name).cast(pl.String).alias("\0value")])
+               .agg(pl.len().alias("\0n")) for name in names]
+    try:
+        finest = pl.collect_all(queries)
+    except read_errors() as error:
+        raise read_error(error, source) from error
+    private = list(keys)
+    if len(segments) <= _SUBSET_SEGMENTS:
+        subsets = [list(c) for r in range(len(segments) + 1)
+                   for c in itertools.combinations(private, r)]
+    else:
+        subsets = [[], private]
+    stats = {"\0rows": n.sum(), "\0categories": value.is_not_null().sum(),
+             "\0singletons": (value.is_not_null() & (n == 1)).sum(),
+             "\0doubletons": (value.is_not_null() & (n == 2)).sum()}
+    records = []
+    for name, counts in zip(names, finest, strict=True):
+        for subset in subsets:
+            per_value = counts.group_by([*subset, "\0value"]).agg(n.sum())
+            summary = (per_value.group_by(subset).agg(**stats).sort(subset, nulls_last=True)
+                       if subset else per_value.select(**stats))
+            records += [{"feature": name, "segment": {keys[c]: row[c] for c in subset},
+                         **{k: int(row[f"\0{k}"]) for k in
+                            ("rows", "categories", "singletons", "doubletons")}}
+                        for row in summary.iter_rows(named=True)]
+    return records
+
+
+def _category_warnings(records: list[dict[str, Any]], details: Mapping[str, dict[str, Any]],
+                       segments: list[str]) -> list[dict[str, str]]:
+    """A warning per categorical feature whose baseline (or a segment's) leaves more than
+    ``UNSEEN_WARNING`` of its rows to categories it never saw, and per feature with more
+    categories than it kept."""
+    warnings = []
+    finest = [r for r in records if len(r["segment"]) == len(segments) and r["rows"] > 0]
+    for name in dict.fromkeys(r["feature"] for r in finest):
+        mine = [r for r in finest if r["feature"] == name]
+        worst = max(mine, key=lambda r: r["singletons"] / r["rows"])
+        share = worst["singletons"] / worst["rows"]
+        if share > UNSEEN_WARNING:
+            where = ", ".join(f"{k}={v}" for k, v in worst["segment"].items())
+            many = sum(r["singletons"] / r["rows"] > UNSEEN_WARNING for r in mine)
+            scope = (f" in segment {where}" + (f" and {many - 1} other segment(s)"
+                                                if many > 1 else "")) if where else ""
+            warnings.append({"feature": name, "message": (
+                f"feature {name!r}: baseline too small for its categories{scope}: about "
+                f"{share:.0%} of its rows belong to categories it never saw (Good-Turing: "
+                f"{worst['singletons']} of {worst['categories']} categories seen once in "
+                f"{worst['rows']} rows); unseen and new categories are tested against that "
+                "estimate. A larger baseline would measure them")})
+    for name, detail in details.items():
+        if detail["kind"] == "categorical" and detail["n_categories"] > detail["n_kept"]:
+            warnings.append({"feature": name, "message": (
+                f"feature {name!r}: {detail['n_categories']} baseline categories, "
+                f"{detail['n_kept']} kept (max_categories / min_category_count); the other "
+                f"{detail['n_categories'] - detail['n_kept']} share the __other__ bin, which "
+                "holds drift among them")})
+    return warnings
 
 
 def _segment_rows(table: pl.DataFrame, segments: list[str]) -> list[dict[str, Any]]:
@@ -258,7 +391,8 @@ def build_profile(
     segments: Sequence[str] = (),
     strategy: Literal["quantile", "uniform"] = "quantile",
     bins: int = 20,
-    top_k: int = 50,
+    max_categories: int = 1000,
+    min_category_count: int = 1,
     fixed_edges: Mapping[str, Sequence[float]] | None = None,
     source: str = "",
 ) -> Profile:
@@ -284,8 +418,10 @@ def build_profile(
         spaced between its finite min and max; the outer bins are open (-inf, +inf tails).
     bins : int
         Number of numeric bins before ties are merged (>= 2).
-    top_k : int
-        Categories kept per categorical feature (most frequent; ties by value); the rest go
+    max_categories : int
+        Most categories kept per categorical feature (most frequent first; ties by value).
+    min_category_count : int
+        Fewest baseline rows a category needs for a bin of its own. Categories not kept go
         to ``__other__``.
     fixed_edges : mapping of str to sequence of float, optional
         Edges that replace the computed ones for some numeric features, e.g. ``{"score":
@@ -303,31 +439,39 @@ def build_profile(
         Unreadable data, absent or unsupported feature columns, absent segment columns,
         nothing to profile.
     ConfigError
-        Invalid ``strategy``, ``bins``, ``top_k`` or ``fixed_edges``.
+        Invalid ``strategy``, ``bins``, ``max_categories``, ``min_category_count`` or
+        ``fixed_edges``.
     """
     where = source or "baseline data"
     segments = list(dict.fromkeys(segments))
     kinds, fixed = profiled_features(collect_schema(raw, where), features=features,
                                      exclude=exclude, segments=segments, strategy=strategy,
-                                     bins=bins, top_k=top_k, fixed_edges=fixed_edges,
-                                     source=where)
-    stats = collect(raw.select(_stats_query(kinds, strategy, bins, top_k, fixed)), where)
+                                     bins=bins, max_categories=max_categories,
+                                     min_category_count=min_category_count,
+                                     fixed_edges=fixed_edges, source=where)
+    query = raw.select(_stats_query(kinds, strategy, bins, max_categories, min_category_count,
+                                    fixed))
+    stats = collect(query, where)
     return profile_from_stats(
         stats.row(0, named=True), kinds, fixed,
         lambda layout: bin_raw(raw, Profile(layout, {}), segments=segments, source=where),
-        segments=segments, strategy=strategy, bins=bins, top_k=top_k, source=source)
+        segments=segments, strategy=strategy, bins=bins, max_categories=max_categories,
+        min_category_count=min_category_count, source=source,
+        categories=_category_counts(raw, kinds, segments, where))
 
 
 def profiled_features(
     schema: pl.Schema, *, features: Sequence[str] | None, exclude: Sequence[str],
-    segments: list[str], strategy: str, bins: int, top_k: int,
-    fixed_edges: Mapping[str, Sequence[float]] | None, source: str,
+    segments: list[str], strategy: str, bins: int, max_categories: int,
+    min_category_count: int, fixed_edges: Mapping[str, Sequence[float]] | None, source: str,
 ) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """Check the options and columns of a profile to build; feature -> kind, fixed edges."""
     if strategy not in ("quantile", "uniform"):
         raise ConfigError(f"strategy {strategy!r}: use 'quantile' or 'uniform'")
-    if bins < 2 or top_k < 0:
-        raise ConfigError(f"bins={bins}, top_k={top_k}: need bins >= 2 and top_k >= 0")
+    if bins < 2 or max_categories < 0 or min_category_count < 1:
+        raise ConfigError(f"bins={bins}, max_categories={max_categories}, min_category_count="
+                          f"{min_category_count}: need bins >= 2, max_categories >= 0 and "
+                          "min_category_count >= 1")
     _check_segments(schema, segments, source)
     kinds = _select_features(schema, features, (*exclude, *segments), source)
     return kinds, _check_fixed_edges(fixed_edges or {}, kinds)
@@ -336,7 +480,8 @@ def profiled_features(
 def profile_from_stats(
     stats: Mapping[str, Any], kinds: Mapping[str, str], fixed: Mapping[str, np.ndarray],
     count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
-    bins: int, top_k: int, source: str,
+    bins: int, max_categories: int, min_category_count: int, source: str,
+    categories: list[dict[str, Any]] | None = None,
 ) -> Profile:
     """A profile from what its bins are derived from and a way to count the baseline.
 
@@ -344,6 +489,8 @@ def profile_from_stats(
     finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
     count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
+    ``categories`` are the category counts per segment (:func:`_category_counts`); None (a
+    database baseline) records none, so runs make no unseen-mass estimate for it.
     """
     where = source or "baseline data"
     tables: list[pl.DataFrame] = []
@@ -374,6 +521,11 @@ def profile_from_stats(
     for row in per_feature.iter_rows(named=True):
         details[row["feature"]] |= {"n_bins": row["n_bins"], "n_rows": row_count,
                                     "n_missing": int(row["n_missing"])}
+    categories = categories or []
+    for record in categories:
+        if not record["segment"]:
+            details[record["feature"]]["unseen_share"] = (
+                record["singletons"] / record["rows"] if record["rows"] else 0.0)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "tool_version": tool_version(),
@@ -381,11 +533,14 @@ def profile_from_stats(
         "source": source,
         "strategy": strategy,
         "bins": bins,
-        "top_k": top_k,
+        "max_categories": max_categories,
+        "min_category_count": min_category_count,
         "row_count": row_count,
         "segments": segments,
         "segment_rows": _segment_rows(table, private),
         "features": details,
+        "categories": categories,
+        "warnings": _category_warnings(categories, details, segments),
     }
     return Profile(table, meta)
 
@@ -487,13 +642,12 @@ def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
                 *table.filter(twice)["feature"]]
         layout = repeats.drop("len")
     # one pass over all bins (a loop over features costs ~40 µs each: 0.2 s at 5,000)
-    by_feature = {"partition_by": "feature"}
-    position = pl.int_range(pl.len()).over(**by_feature)
-    n_bins = pl.len().over(**by_feature)
-    kind = pl.col("kind").first().over(**by_feature)
+    position = pl.int_range(pl.len()).over("feature")
+    n_bins = pl.len().over("feature")
+    kind = pl.col("kind").first().over("feature")
     numeric_ok = (pl.when(position == 0).then(pl.col("lower") == -np.inf)
                   .when(position < n_bins - 1)
-                  .then(pl.col("lower") == pl.col("upper").shift().over(**by_feature))
+                  .then(pl.col("lower") == pl.col("upper").shift().over("feature"))
                   .otherwise(True)
                   & pl.when(position == n_bins - 2).then(pl.col("upper") == np.inf)
                   .otherwise(True))

@@ -343,11 +343,13 @@ def _nearest_fractions(levels: list[float], n: int) -> list[float]:
 
 
 def _database_stats(sa: Any, connection: Any, rows: Any, kinds: dict[str, str],
-                    fixed: dict[str, np.ndarray], strategy: str, bins: int, top_k: int,
+                    fixed: dict[str, np.ndarray], strategy: str, bins: int,
+                    max_categories: int, min_category_count: int,
                     location: Location) -> dict[str, Any]:
     """What :func:`pipeline.bins.profile.profile_from_stats` needs, computed in the database
     with the same definitions as polars: finite min/max/integrality and nearest-rank
-    quantiles of numeric features, top categories (by count, ties by value) of the others."""
+    quantiles of numeric features, top categories (by count, ties by value; at most
+    ``max_categories`` with at least ``min_category_count`` rows) of the others."""
     infinity = sa.cast(sa.literal("Infinity"), sa.Double())
     finite = {}
     aggregates = [sa.func.count().label("kl_rows")]
@@ -393,9 +395,10 @@ def _database_stats(sa: Any, connection: Any, rows: Any, kinds: dict[str, str],
                    .where(text.is_not(None), text.not_in([MISSING, OTHER]))
                    .group_by(text).subquery("counted"))
         top = run_query(connection, sa.select(counted.c.value, counted.c.n)
-                        .where(counted.c.r <= top_k), location)
+                        .where(counted.c.r <= max_categories,
+                               counted.c.n >= min_category_count), location)
         stats[f"{name}\0top"] = (top.sort(["n", "value"], descending=[True, False])
-                                 .head(top_k)["value"].to_list())
+                                 .head(max_categories)["value"].to_list())
         stats[f"{name}\0distinct"] = first[f"kl_distinct{i}"]
     return stats
 
@@ -408,7 +411,8 @@ def profile_in_database(
     segments: Sequence[str] = (),
     strategy: Literal["quantile", "uniform"] = "quantile",
     bins: int = 20,
-    top_k: int = 50,
+    max_categories: int = 1000,
+    min_category_count: int = 1,
     fixed_edges: dict[str, list[float]] | None = None,
 ) -> Profile:
     """A baseline profile of a database table or query, computed in the database.
@@ -416,7 +420,8 @@ def profile_in_database(
     The same profile :func:`pipeline.bins.profile.build_profile` builds from the same rows
     (same parameters): quantiles, extremes and top categories are aggregates in the
     database, and the baseline counts come from :func:`bin_in_database`; only those
-    numbers leave it.
+    numbers leave it. It records no category counts, so runs make no unseen-mass estimate
+    for it (docs/alerts.md).
     """
     source = location.shown
     keys = list(dict.fromkeys(segments))
@@ -426,10 +431,13 @@ def profile_in_database(
         check_scalar_columns(schema, keys, source)
         kinds, fixed = profiled_features(schema, features=features, exclude=exclude,
                                          segments=keys, strategy=strategy, bins=bins,
-                                         top_k=top_k, fixed_edges=fixed_edges, source=source)
+                                         max_categories=max_categories,
+                                         min_category_count=min_category_count,
+                                         fixed_edges=fixed_edges, source=source)
         stats = _database_stats(sa, connection, relation.alias("rows"), kinds, fixed,
-                                strategy, bins, top_k, location)
+                                strategy, bins, max_categories, min_category_count, location)
     return profile_from_stats(
         stats, kinds, fixed,
         lambda layout: bin_in_database(location, Profile(layout, {}), segments=keys).histograms,
-        segments=keys, strategy=strategy, bins=bins, top_k=top_k, source=source)
+        segments=keys, strategy=strategy, bins=bins, max_categories=max_categories,
+        min_category_count=min_category_count, source=source)

@@ -1,12 +1,24 @@
-"""Alert decisions: thresholds, G-test p, Benjamini-Hochberg q, calibrated null, persistence.
+"""Alert decisions: severity from the effect, significance over the run, calibration.
 
-A row alerts only if its alert metric reaches the (per-feature, optionally calibrated)
-threshold *and* its drift is significant after FDR control over the run; with
-``persistence = k`` it must also have drifted in k consecutive windows.
+A row is ``warn``/``critical`` when all of these hold (docs/alerts.md):
 
-p-values and null quantiles come from :mod:`pipeline.decide.significance`. Every input
-is the drift table's own rows: the per-bin counts are read from its ``bins`` column, so the
-decision does not depend on how an upstream stage ordered its arrays.
+* its **effect** — the alert metric between the populations, bias-corrected for the sample
+  sizes (``effect`` column, :mod:`pipeline.measure.drift`) — reaches the feature's warn or
+  critical threshold: severity means the same thing at every window size;
+* its drift is **significant** after Benjamini-Hochberg FDR control over the run's tested
+  rows (``q_value < fdr_q``), p from the G-test of the counts (:mod:`.significance`);
+* with ``calibrated``, its G statistic is also beyond the ``null_quantile`` of its own
+  null distribution at its sample sizes (``p_value <= 1 - null_quantile``): a run where many
+  rows drift makes Benjamini-Hochberg lenient, and this keeps rows that noise alone
+  explains from riding along;
+* with ``persistence = k``, it drifted in k consecutive windows (:mod:`.state`).
+
+Categorical rows are tested with the baseline's Good-Turing unseen mass in their unseen
+cells (``baseline_unseen``, :mod:`pipeline.measure.unseen`), as their effect was measured.
+Every input is the drift table's own rows: the per-bin counts are read from its ``bins``
+column, so the decision does not depend on how an upstream stage ordered its arrays.
+Precision is spent where it decides: only rows whose effect reaches the warn threshold get
+exact small p-values (:func:`_p_values`).
 """
 
 from __future__ import annotations
@@ -15,11 +27,23 @@ from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
-from scipy import stats
 
-from pipeline.config import AlertsConfig, DriftConfig
-from pipeline.decide.significance import g_test_p_values, null_quantiles
+from pipeline.config import AlertsConfig
+from pipeline.decide.significance import (
+    DECISIVE_FACTOR,
+    FIRST_DRAWS,
+    RESOLVED_EXCEEDANCES,
+    SECOND_DRAWS,
+    benjamini_hochberg,
+    chi_square_p,
+    decision_threshold,
+    exceedance_floor,
+    is_sparse,
+    permutation_exceedances,
+    precise_p_values,
+)
 from pipeline.decide.state import apply_persistence
+from pipeline.measure.unseen import cell_kinds, unseen_cells, with_unseen_mass
 
 
 def count_groups(drift: pl.DataFrame, mask: np.ndarray
@@ -27,39 +51,45 @@ def count_groups(drift: pl.DataFrame, mask: np.ndarray
     """Yield ``(rows, current, baseline)``: the per-bin counts of the masked rows of a drift
     table, one batch per bin count, read from its ``bins`` column.
 
+    Categorical rows with a ``baseline_unseen`` share come with their unseen cells merged
+    and given that share (:func:`pipeline.measure.unseen.with_unseen_mass`).
     ``current`` and ``baseline`` have shape ``(len(rows), width)``; rows without bins are
     never yielded. Batches come by increasing width, rows in table order.
     """
     widths = drift["bins"].list.len().to_numpy()
     keep = mask & (widths > 0)
+    share = drift["baseline_unseen"].fill_null(np.nan).to_numpy()
     for width in np.unique(widths[keep]):
         rows = np.flatnonzero(keep & (widths == width))
         cells = drift["bins"].gather(rows).explode().struct
-        yield (rows, cells.field("current_count").to_numpy().reshape(-1, width),
-               cells.field("baseline_count").to_numpy().reshape(-1, width))
+        current = cells.field("current_count").to_numpy().reshape(-1, width)
+        baseline = cells.field("baseline_count").to_numpy().reshape(-1, width)
+        adjust = np.isfinite(share[rows])  # categorical rows with an unseen-mass estimate
+        if adjust.any():
+            kinds = cells.field("bin").to_frame().select(cell_kinds(pl.col("bin")))
+            unseen = unseen_cells(kinds.to_series().to_numpy().reshape(-1, width), baseline)
+            current, baseline = with_unseen_mass(current, baseline, unseen, share[rows])
+        yield rows, current, baseline
 
 
-def decide(drift: pl.DataFrame, config: AlertsConfig, *,
-           drift_config: DriftConfig) -> pl.DataFrame:
-    """Fill thresholds, p/q values, ``status`` and ``reason`` of a drift table.
+def decide(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
+    """Fill thresholds, p/q values, ``status`` and ``reason``.
 
     Parameters
     ----------
     drift : pl.DataFrame
         Output of :func:`pipeline.measure.drift.compute_drift`, in window order within each
-        segment x feature; its ``bins`` column holds the counts the G-test and the null
-        draws use.
+        segment x feature; its ``bins`` column holds the counts the tests use.
     config : AlertsConfig
         Thresholds, FDR level, ``min_count``, calibration and persistence settings.
-    drift_config : DriftConfig
-        Alert metric, base and eps (the calibrated null recomputes the metric).
 
     Returns
     -------
     pl.DataFrame
-        ``drift`` with ``warn_threshold``, ``critical_threshold``, ``p_value``, ``q_value``,
-        ``window_status`` (the window's own verdict), ``status`` (``ok | warn | critical |
-        insufficient_data | error``, after persistence) and ``reason``.
+        ``drift`` with ``warn_threshold``, ``critical_threshold`` (the feature's),
+        ``p_value``, ``q_value``, ``window_status`` (the window's own verdict), ``status``
+        (``ok | warn | critical | insufficient_data | error``, after persistence) and
+        ``reason``.
     """
     rng = np.random.default_rng(config.seed)
     n_rows = drift.height
@@ -73,23 +103,13 @@ def decide(drift: pl.DataFrame, config: AlertsConfig, *,
         drift["feature"].replace_strict({f: t[i] for f, t in lookup.items()},
                                         return_dtype=pl.Float64).to_numpy()
         for i in (0, 1))
-    # Calibration can only raise thresholds, so rows below the configured warn threshold
-    # cannot alert whatever it gives: simulate only the others (the costly part of a run).
-    calibrate = tested & (drift["value"].fill_null(0).to_numpy() >= warn) & config.calibrated
+    # Severity comes from the effect, which never exceeds the plug-in value: rows below
+    # the warn threshold cannot alert whatever their p, so only the others need precision.
+    candidate = tested & (drift["effect"].fill_null(-np.inf).to_numpy() >= warn)
 
-    p = np.full(n_rows, np.nan)
-    null_quantile = np.full(n_rows, np.nan)
-    for rows, current, baseline in count_groups(drift, tested):
-        p[rows] = g_test_p_values(current, baseline, draws=config.null_draws, rng=rng)
-    for rows, current, baseline in count_groups(drift, calibrate):
-        null_quantile[rows] = null_quantiles(
-            current.sum(axis=1), baseline, drift_config, quantile=config.null_quantile,
-            draws=config.null_draws, rng=rng)
+    p = _p_values(drift, tested, candidate, config, rng)
     q = np.full(n_rows, np.nan)
-    if tested.any():
-        q[tested] = stats.false_discovery_control(p[tested], method="bh")
-    # Calibrated: never alert below what sampling noise alone reaches at this n.
-    warn, critical = np.fmax(warn, null_quantile), np.fmax(critical, null_quantile)
+    q[tested] = benjamini_hochberg(p[tested])
     decided = drift.with_columns(
         pl.Series("warn_threshold", warn), pl.Series("critical_threshold", critical),
         pl.Series("p_value", p, nan_to_null=True), pl.Series("q_value", q, nan_to_null=True),
@@ -98,20 +118,60 @@ def decide(drift: pl.DataFrame, config: AlertsConfig, *,
                              config.persistence)
 
 
+def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
+              config: AlertsConfig, rng: np.random.Generator) -> np.ndarray:
+    """The p-value of every tested row, precise where it decides an alert
+    (:mod:`pipeline.decide.significance`)."""
+    n_rows = drift.height
+    p, chi_square, exceed = (np.full(n_rows, np.nan) for _ in range(3))
+    for rows, current, baseline in count_groups(drift, tested):
+        p[rows] = chi_square[rows] = chi_square_p(current, baseline)
+        sparse = candidate[rows] & is_sparse(current, baseline)
+        exceed[rows[sparse]] = permutation_exceedances(current[sparse], baseline[sparse],
+                                                       FIRST_DRAWS, rng)
+    permuted = np.isfinite(exceed)
+    drawn = np.where(permuted, FIRST_DRAWS, 0)
+    p[permuted] = (1 + exceed[permuted]) / (FIRST_DRAWS + 1)
+    # settled: resolved by the draws; the others are settled against the p that decides
+    # them, which moves as rows settle: repeat until none is left open
+    unsettled = permuted & (exceed < RESOLVED_EXCEEDANCES)
+    beyond = 1 - config.null_quantile if config.calibrated else 1.0
+    while True:
+        threshold = min(decision_threshold(p[tested], config.fdr_q), beyond)
+        open_ = unsettled & (exceedance_floor(exceed, drawn) <= threshold)
+        if not open_.any():
+            return p
+        decisive = open_ & (chi_square <= threshold / DECISIVE_FACTOR)
+        p[decisive] = chi_square[decisive]
+        extend = open_ & ~decisive & (drawn < SECOND_DRAWS)
+        for rows, current, baseline in count_groups(drift, extend):
+            exceed[rows] += permutation_exceedances(current, baseline,
+                                                    SECOND_DRAWS - FIRST_DRAWS, rng)
+        drawn[extend] = SECOND_DRAWS
+        p[extend] = (1 + exceed[extend]) / (SECOND_DRAWS + 1)
+        tail = open_ & ~decisive & ~extend
+        for rows, current, baseline in count_groups(drift, tail):
+            p[rows] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng)
+        unsettled &= ~(decisive | tail)
+
+
 def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,
                      tested: np.ndarray) -> pl.DataFrame:
     """``window_status`` and ``reason``: the verdict of each window on its own.
 
     ``status`` is filled from it by :func:`pipeline.decide.state.apply_persistence`.
     """
-    value, q = pl.col("value"), pl.col("q_value")
-    level = (pl.when(value >= pl.col("critical_threshold")).then(pl.lit("critical"))
-             .when(value >= pl.col("warn_threshold")).then(pl.lit("warn"))
+    value, effect, p, q = pl.col("value"), pl.col("effect"), pl.col("p_value"), pl.col("q_value")
+    beyond = 1 - config.null_quantile
+    level = (pl.when(effect >= pl.col("critical_threshold")).then(pl.lit("critical"))
+             .when(effect >= pl.col("warn_threshold")).then(pl.lit("warn"))
              .otherwise(pl.lit("ok")))
     too_few = [pl.when(pl.col(n) < config.min_count)
                .then(pl.format(f"{n}={{}} < min_count={config.min_count}", pl.col(n)))
                for n in ("n_current", "n_baseline")]
-    drifting = ((pl.col("_level") != "ok") & (q < config.fdr_q)).fill_null(False)
+    significant = (q < config.fdr_q).fill_null(False)
+    above_noise = (p <= beyond).fill_null(False) if config.calibrated else pl.lit(True)
+    drifting = (pl.col("_level") != "ok") & significant & above_noise
     threshold = pl.when(pl.col("_level") == "critical").then("critical_threshold") \
         .otherwise("warn_threshold")
     window_status = (
@@ -123,10 +183,20 @@ def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndar
     reason = (
         pl.when(~pl.col("_pending")).then("reason")
         .when(~pl.col("_tested")).then(pl.concat_str(too_few, separator="; ", ignore_nulls=True))
-        .when((pl.col("_level") != "ok") & ~drifting)
+        .when((pl.col("_level") != "ok") & ~significant)
         .then(pl.format("above {} threshold {} but not significant (q={} >= fdr_q={})",
                         "_level", threshold.round_sig_figs(3), q.round_sig_figs(2),
                         pl.lit(config.fdr_q)))
+        .when((pl.col("_level") != "ok") & ~above_noise)
+        .then(pl.format("significant over the run (q={}) but within the noise of its own "
+                        "sample sizes: p={} > 1 - null_quantile={}", q.round_sig_figs(2),
+                        p.round_sig_figs(2), pl.lit(round(beyond, 12))))
+        .when((pl.col("_level") == "ok") & (value >= pl.col("warn_threshold")))
+        .then(pl.format("value {} reaches the warn threshold {} but the effect corrected for "
+                        "sample size is {} (interval {} to {})", value.round_sig_figs(3),
+                        pl.col("warn_threshold").round_sig_figs(3), effect.round_sig_figs(3),
+                        pl.col("effect_low").round_sig_figs(3),
+                        pl.col("effect_high").round_sig_figs(3)))
     )
     return (drift.with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
                                _level=level)

@@ -1,133 +1,422 @@
-"""Is a window's drift real or sampling noise: G-test p-values and the metric's null quantiles.
+"""Is a window's drift real or sampling noise: G-test p-values and Benjamini-Hochberg q-values.
 
-p-values (two-sample G-test of homogeneity, current vs baseline counts):
+p-values: the two-sample G-test of homogeneity of the 2 x k table (current, baseline). The
+exact reference is the permutation null: with the bins' totals fixed, the current sample is
+a random subset of the pooled rows (multivariate hypergeometric), which holds at any sample
+size. :func:`pipeline.decide.alerts.decide` spends precision only where a p-value decides
+an alert (docs/alerts.md):
 
-* every expected cell count >= 5 (Cochran's rule): the asymptotic chi-square p;
-* otherwise the chi-square p is anti-conservative (about 2.5% false alarms at the 1% level
-  for 50 rows in 20 bins), so the null is simulated: both samples are redrawn
-  multinomially from the pooled proportions with their own sizes, and
-  ``p = (1 + #{G_sim >= G}) / (B + 1)``. Draws are sequential: after 100 draws, rows with
-  at least 10 simulated G at or above theirs (p resolved, clearly not significant) stop;
-  the others get all ``null_draws``. When fewer than 10 of those reach the observed G,
-  the draws cannot resolve p (its floor 1/(B+1) would make a single strong drift
-  insignificant after BH), so p is the tail of the chi-square matched to the simulated
-  mean and variance of G (Satterthwaite; the second-order Rao-Scott correction).
-
-Null quantiles: the alert metric of windows of the same size drawn from the baseline, so a
-threshold is never below what sampling noise alone reaches at that window size.
+* every row gets the asymptotic chi-square p (:func:`chi_square_p`); where every expected
+  cell count is at least 5 (Cochran's rule) that is its p, as for rows that cannot alert
+  whatever their p (effect below the warn threshold), which only count in
+  Benjamini-Hochberg over the run;
+* sparse candidates get ``FIRST_DRAWS`` permutation draws (:func:`permutation_exceedances`);
+  the Monte Carlo p ``(1 + #{G_sim >= G}) / (B + 1)`` is a valid p-value, and with
+  ``RESOLVED_EXCEEDANCES`` draws at or above G (about p > 0.05) it settles the row;
+* an unsettled row is settled by its draws when their lower confidence bound
+  (:func:`exceedance_floor`) is above the p that decides it (the run's BH threshold), by its
+  chi-square p when that is ``DECISIVE_FACTOR`` times below it (the chi-square tail of a
+  sparse table is at most ~20x too small in every battery run); otherwise it gets
+  ``SECOND_DRAWS`` draws in all (which settle most rows cheaply), and then the permutation
+  tail by importance sampling (:func:`precise_p_values`), within a few percent at any p;
+* tables too large to permute (a total of 10^9 or more, e.g. weighted counts near 2^63) or
+  to enumerate keep the chi-square p: no draws, so no overflow.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy.special import betaincinv, gammaln, xlogy
 
-from kl_metrics import divergences, g_test
-from pipeline.config import DriftConfig
+from kl_metrics import g_test
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
+#: Permutation draws of every sparse candidate, and in all for one still open after them.
+FIRST_DRAWS, SECOND_DRAWS = 100, 500
 #: Simulated G values at or above the observed one needed to trust the Monte Carlo p.
 RESOLVED_EXCEEDANCES = 10
-# Draws before rows with an already resolved Monte Carlo p stop.
-_FIRST_ROUND = 100
+#: An unresolved chi-square p this many times below the decision threshold decides alone
+#: (the chi-square tail of a sparse table is at most ~20x too small in every battery run).
+DECISIVE_FACTOR = 1000.0
+#: Risk that an unresolved row's exact p is below the lower confidence bound of its draws.
+FLOOR_RISK = 1e-3
+#: Permutations need totals below numpy's hypergeometric limit; larger tables are asymptotic.
+MAX_PERMUTED_TOTAL = 10**9 - 1
+#: Cells (bins x support) of one row's importance sampler; larger rows are asymptotic.
+MAX_TILTED_CELLS = 1 << 20
+#: Relative standard error at which the importance-sampled p stops drawing.
+TAIL_PRECISION = 0.15
+# Share of importance draws from the untilted null (keeps every weight bounded).
+_DEFENSIVE = 0.1
+# A bin's support is cut where its binomial probability is below exp(-_LOG_CUT) = 1e-100 by
+# the Chernoff bound: far under any p that decides an alert, whatever the tilt.
+_LOG_CUT = 230.0
 # Cells per simulated chunk (draws x rows x bins), bounding memory to tens of MB.
 _CHUNK_CELLS = 1 << 20
+# Relative tolerance: equal tables must count as ties despite rounding.
+_TIE = 1e-9
 
 
-def g_test_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
-                    rng: np.random.Generator) -> np.ndarray:
-    """p-values of the two-sample G-test of homogeneity, row by row.
+def chi_square_p(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Asymptotic p of the G-test of each row (:func:`kl_metrics.g_test`)."""
+    return np.asarray(g_test(current, baseline).p_value, dtype=float)
+
+
+def is_sparse(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Rows with an expected cell count below ``MIN_EXPECTED`` (Cochran's rule fails).
+
+    >>> is_sparse(np.array([[30.0, 20, 50], [0, 0, 26]]),
+    ...           np.array([[40.0, 40, 20], [700, 280, 5]])).tolist()
+    [False, True]
+    """
+    n_current, n_baseline = current.sum(axis=1), baseline.sum(axis=1)
+    pooled = (current + baseline) / (n_current + n_baseline)[:, None]
+    smallest = np.where(pooled > 0, pooled, np.inf).min(axis=1)
+    return np.asarray(np.minimum(n_current, n_baseline) * smallest < MIN_EXPECTED)
+
+
+def permutation_exceedances(current: np.ndarray, baseline: np.ndarray, draws: int,
+                            rng: np.random.Generator) -> np.ndarray:
+    """Per row, how many of ``draws`` permuted tables have a G at or above the observed one;
+    NaN for rows that cannot be permuted (totals of 10^9 or more, or an empty side).
+
+    Counts are rounded to whole observations. A permuted current row is drawn bin by bin:
+    hypergeometric from the pooled rows not yet placed, so the bins' totals and both sample
+    sizes stay fixed. The Monte Carlo p ``(1 + exceedances) / (draws + 1)`` is a valid
+    p-value for any number of draws.
+    """
+    cur, total = np.rint(current), np.rint(current + baseline)
+    exceed = np.full(len(cur), np.nan)
+    rows = np.flatnonzero(_permutable(cur, total))
+    exceed[rows] = _permutation_exceedances(cur[rows], total[rows], draws, rng)
+    return exceed
+
+
+def _permutable(current: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Rows of whole-number counts that numpy's hypergeometric draws can permute."""
+    n_current, size = current.sum(axis=1), total.sum(axis=1)
+    return np.asarray((size <= MAX_PERMUTED_TOTAL) & (n_current >= 1) & (size - n_current >= 1))
+
+
+def exceedance_floor(exceed: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Lower confidence bound (risk ``FLOOR_RISK``) of an exact p from ``exceed`` of
+    ``drawn`` Monte Carlo draws at or above the observed statistic (Clopper-Pearson).
+
+    >>> exceedance_floor(np.array([0.0, 3.0]), np.array([100.0, 1000.0])).round(5).tolist()
+    [0.0, 0.00019]
+    """
+    with np.errstate(invalid="ignore"):
+        bound = betaincinv(np.maximum(exceed, 1), drawn - exceed + 1, FLOOR_RISK)
+    return np.where(exceed > 0, bound, 0.0)
+
+
+def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Permutation p-values by importance sampling (:func:`permutation_tail`), row by row;
+    the chi-square p for tables too large to enumerate.
 
     Parameters
     ----------
     current, baseline : np.ndarray
-        Counts, shape ``(rows, bins)``, every row with positive totals on both sides.
+        Counts, shape ``(rows, bins)``; weighted counts are rounded to observations.
     draws : int
-        Simulated tables per row when expected counts are small (see module docstring).
+        Importance draws per round of each row.
     rng : np.random.Generator
 
     Returns
     -------
     np.ndarray
         p-values in (0, 1], shape ``(rows,)``.
+
+    Examples
+    --------
+    >>> current = np.array([[0.0, 0, 0, 2, 10, 14]])  # rare bins dominate a small window
+    >>> baseline = np.array([[400.0, 300, 200, 80, 15, 5]])
+    >>> p = precise_p_values(current, baseline, draws=2000, rng=np.random.default_rng(0))
+    >>> bool(1e-37 < p[0] < 1e-34)  # the chi-square p, 1.9e-34, is too large here
+    True
     """
-    observed = g_test(current, baseline)
-    p = np.asarray(observed.p_value, dtype=float).copy()
-    statistic = np.asarray(observed.statistic, dtype=float)
-    n_current, n_baseline = current.sum(axis=1), baseline.sum(axis=1)
-    pooled = (current + baseline) / (n_current + n_baseline)[:, None]
-    smallest = np.where(pooled > 0, pooled, np.inf).min(axis=1)
-    active = np.flatnonzero(np.minimum(n_current, n_baseline) * smallest < MIN_EXPECTED)
-    sizes = np.column_stack([_draw_size(n_current), _draw_size(n_baseline)])
-    # Per active row: draws at least as extreme, sum and sum of squares of simulated G.
-    exceed, total, squares = (np.zeros(len(p)) for _ in range(3))
-    drawn = 0
-    # Sequential Monte Carlo: a row whose p is resolved after a few draws (clearly not
-    # significant, the common case) stops; only the others get all ``draws``.
-    for target in dict.fromkeys((min(_FIRST_ROUND, draws), draws)):
-        batch, drawn = target - drawn, target
-        for chunk in _chunks(active, batch * current.shape[1]):
-            g_sim = np.asarray(g_test(
-                rng.multinomial(sizes[chunk, 0], pooled[chunk], size=(batch, chunk.size)),
-                rng.multinomial(sizes[chunk, 1], pooled[chunk], size=(batch, chunk.size)),
-            ).statistic, dtype=float)
-            # Relative tolerance: equal tables must count as ties despite rounding.
-            exceed[chunk] += (g_sim >= statistic[chunk] * (1 - 1e-9) - 1e-12).sum(axis=0)
-            total[chunk] += g_sim.sum(axis=0)
-            squares[chunk] += (g_sim**2).sum(axis=0)
-        resolved = active[exceed[active] >= RESOLVED_EXCEEDANCES]
-        p[resolved] = (1 + exceed[resolved]) / (drawn + 1)
-        active = np.setdiff1d(active, resolved)
-    mean = total[active] / drawn
-    var = (squares[active] - drawn * mean**2) / (drawn - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tail = stats.chi2.sf(statistic[active] * 2 * mean / var, 2 * mean**2 / var)
-    p[active] = np.where(var > 1e-12 * mean**2, tail, (1 + exceed[active]) / (drawn + 1))
+    p = chi_square_p(current, baseline).copy()
+    cur, total = np.rint(current), np.rint(current + baseline)
+    for i in np.flatnonzero(_permutable(cur, total)):
+        tail = permutation_tail(cur[i], total[i], draws=draws, rng=rng)
+        if tail is not None:
+            p[i] = tail
     return p
 
 
-def null_quantiles(n_current: np.ndarray, baseline: np.ndarray, config: DriftConfig, *,
-                   quantile: float, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Quantile of the alert metric for windows of ``n_current`` drawn from the baseline.
+def decision_threshold(p: np.ndarray, fdr_q: float) -> float:
+    """The largest p that Benjamini-Hochberg at level ``fdr_q`` declares significant among
+    ``p`` (all tested rows), and at least ``fdr_q / m``: a row with a smaller p is
+    significant whatever the others.
 
-    Rows with the same baseline counts and window size share one simulation.
+    >>> decision_threshold(np.array([0.001, 0.02, 0.5, 0.9]), 0.05)
+    0.02
+    """
+    m = p.size
+    ranked = np.sort(p)
+    passing = np.flatnonzero(ranked <= fdr_q * np.arange(1, m + 1) / m)
+    return float(max(ranked[passing[-1]] if passing.size else 0.0, fdr_q / max(m, 1)))
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log(sum(exp(a))) along ``axis`` (kept), shifted by the maximum; -inf for all -inf.
+
+    (scipy.special.logsumexp does the same with several times the overhead per call.)
+    """
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - top).sum(axis=axis, keepdims=True)) + top
+
+
+def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
+                             rng: np.random.Generator) -> np.ndarray:
+    """Per row, how many of ``draws`` permuted tables have a G at or above the observed one.
+
+    A permuted current row is drawn bin by bin: hypergeometric from the rows not yet
+    placed, so the bins' totals and both sample sizes stay fixed.
+    """
+    statistic = np.asarray(g_test(current, total - current).statistic, dtype=float) \
+        if len(current) else np.empty(0)
+    exceed = np.zeros(len(current))
+    width = current.shape[1]
+    for chunk in _chunks(np.arange(len(current)), draws * width):
+        left = np.broadcast_to(current[chunk].sum(axis=1), (draws, chunk.size)).astype(np.int64)
+        pool = total[chunk].sum(axis=1).astype(np.int64)
+        table = np.empty((draws, chunk.size, width))
+        for j in range(width):
+            column = total[chunk, j].astype(np.int64)
+            pool = pool - column
+            table[:, :, j] = taken = rng.hypergeometric(column, pool, left) if j < width - 1 \
+                else left
+            left = left - taken
+        g_sim = np.asarray(g_test(table, total[chunk] - table).statistic, dtype=float)
+        exceed[chunk] = (g_sim >= statistic[chunk] * (1 - _TIE) - 1e-12).sum(axis=0)
+    return exceed
+
+
+def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
+                     rng: np.random.Generator) -> float | None:
+    """P(G >= observed G) under the permutation null of one table, by importance sampling.
+
+    Given the bins' totals t_j, the current counts are independent Binomial(t_j, n1/N)
+    conditioned on their sum n1, and G is a sum of one function h_j per bin. Draws come from
+    the exponentially tilted law ``P(x) exp(s G(x) + tau sum x)`` (bins stay independent),
+    with (s, tau) at the saddlepoint where the tilted means of G and of the sum are the
+    observed G and n1, mixed with the untilted law (``_DEFENSIVE``). The bin with the
+    widest tilted law takes the count that makes the sum n1, so every draw is a table with
+    the right margins; each weighs ``P(x | n1) / proposal(x)``. Draws continue until the
+    relative standard error is ``TAIL_PRECISION`` (at most 8 x ``draws``). The p returned is
+    at least the probability of the observed table itself (a lower bound of the tail).
 
     Parameters
     ----------
-    n_current : np.ndarray
-        Window sizes, shape ``(rows,)``.
-    baseline : np.ndarray
-        Baseline counts, shape ``(rows, bins)``.
-    config : DriftConfig
-        Alert metric, base and eps, as used for the drift table.
-    quantile : float
-        e.g. 0.999.
+    current, total : np.ndarray
+        Integer-valued current and pooled counts of one table, shape ``(bins,)``.
     draws : int
-        Simulated windows per distinct (baseline, n).
+        Draws per round.
     rng : np.random.Generator
 
     Returns
     -------
-    np.ndarray
-        Shape ``(rows,)``.
+    float or None
+        The tail probability in (0, 1]; None when the table is too large to enumerate
+        (more than ``MAX_TILTED_CELLS`` bin x count cells).
     """
-    keys = np.column_stack([baseline, _draw_size(n_current)])
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    sizes, counts = unique[:, -1].astype(np.int64), unique[:, :-1]
-    probabilities = counts / counts.sum(axis=1, keepdims=True)
-    result = np.empty(len(unique))
-    for chunk in _chunks(np.arange(len(unique)), draws * counts.shape[1]):
-        windows = rng.multinomial(sizes[chunk], probabilities[chunk], size=(draws, chunk.size))
-        values = divergences(windows, counts[chunk], metrics=(config.metric,),
-                             base=config.log_base, eps=config.eps)[config.metric]
-        result[chunk] = np.quantile(values, quantile, axis=0)
-    return result[inverse.ravel()]
+    table = _TiltedTable.build(current, total)
+    if table is None:
+        return None
+    s, tau = table.saddlepoint()
+    components = [(0.0, 0.0), (s, tau)]
+    weights = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
+    log_q = [table.tilted(*c)[0] for c in components]
+    widest = int(np.argmax(table.variances(s, tau)))
+    total_weight = total_square = 0.0
+    drawn = 0
+    while drawn < 8 * draws:
+        sizes = rng.multinomial(draws, weights)
+        offsets = np.concatenate([table.sample(lq, size, rng) for lq, size in
+                                  zip(log_q, sizes, strict=True)])
+        drawn += draws
+        w = table.weights(offsets, widest, log_q, weights)
+        total_weight += w.sum()
+        total_square += (w**2).sum()
+        mean = total_weight / drawn
+        error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
+        if mean > 0 and error <= TAIL_PRECISION * mean:
+            break
+    return float(min(1.0, max(total_weight / drawn, np.exp(table.log_observed))))
 
 
-def _draw_size(totals: np.ndarray) -> np.ndarray:
-    """Integer sample sizes for multinomial draws (weighted counts are rounded, min 1)."""
-    return np.maximum(np.rint(totals), 1).astype(np.int64)
+class _TiltedTable:
+    """One table's bins as independent binomials on their supports, and their tilting."""
+
+    def __init__(self, observed: np.ndarray, total: np.ndarray, low: np.ndarray,
+                 high: np.ndarray) -> None:
+        n1, size = int(observed.sum()), int(total.sum())
+        self.n1, self.low = n1, low
+        width = int((high - low).max()) + 1
+        x = low[:, None] + np.arange(width)[None, :]
+        self.valid = x <= high[:, None]
+        x = np.where(self.valid, x, low[:, None]).astype(float)
+        self.x = x
+        theta = n1 / size
+        t = total[:, None].astype(float)
+        expected1, expected2 = n1 * t / size, (size - n1) * t / size
+        self.h = 2 * (xlogy(x, x / expected1) + xlogy(t - x, (t - x) / expected2))
+        log_p = (gammaln(t + 1) - gammaln(x + 1) - gammaln(t - x + 1)
+                 + x * np.log(theta) + (t - x) * np.log1p(-theta))
+        self.log_p = np.where(self.valid, log_p, -np.inf)
+        # the sum of the bins is Binomial(N, theta): P(sum = n1)
+        self.log_margin = float(gammaln(size + 1) - gammaln(n1 + 1) - gammaln(size - n1 + 1)
+                                + n1 * np.log(theta) + (size - n1) * np.log1p(-theta))
+        index = (observed - low).astype(np.int64)
+        bins = np.arange(len(total))
+        self.statistic = float(self.h[bins, index].sum())
+        self.log_observed = float(self.log_p[bins, index].sum()) - self.log_margin
+
+    @classmethod
+    def build(cls, current: np.ndarray, total: np.ndarray) -> _TiltedTable | None:
+        """The table's nonzero bins, each on its support cut where its probability is below
+        ``exp(-_LOG_CUT)`` (always holding the observed count); None above
+        ``MAX_TILTED_CELLS`` cells."""
+        keep = total > 0
+        observed, total = current[keep].astype(np.int64), total[keep].astype(np.int64)
+        n1, size = int(observed.sum()), int(total.sum())
+        low = np.maximum(0, n1 - (size - total))
+        high = np.minimum(total, n1)
+        low, high = _likely_range(total, n1 / size, low, high)
+        low, high = np.minimum(low, observed), np.maximum(high, observed)
+        if len(total) * (int((high - low).max()) + 1) > MAX_TILTED_CELLS:
+            return None
+        return cls(observed, total, low, high)
+
+    def tilted(self, s: float, tau: float) -> tuple[np.ndarray, np.ndarray]:
+        """Log-probabilities of each bin's tilted law, and the bins' log normalisers."""
+        with np.errstate(invalid="ignore"):
+            exponent = self.log_p + s * self.h + tau * self.x
+        log_z = _logsumexp(exponent, axis=1)
+        return exponent - log_z, log_z[:, 0]
+
+    def _moments(self, s: float, tau: float) -> tuple[float, np.ndarray, np.ndarray]:
+        """Objective sum(log Z) - s G - tau n1, its gradient and Hessian (tilted moments)."""
+        log_q, log_z = self.tilted(s, tau)
+        q = np.exp(log_q)
+        mean_h, mean_x = (q * self.h).sum(axis=1), (q * self.x).sum(axis=1)
+        dh, dx = self.h - mean_h[:, None], self.x - mean_x[:, None]
+        hessian = np.array([[(q * dh * dh).sum(), (q * dh * dx).sum()],
+                            [(q * dh * dx).sum(), (q * dx * dx).sum()]])
+        gradient = np.array([mean_h.sum() - self.statistic, mean_x.sum() - self.n1])
+        return float(log_z.sum() - s * self.statistic - tau * self.n1), gradient, hessian
+
+    def variances(self, s: float, tau: float) -> np.ndarray:
+        """Variance of each bin's count under the tilted law."""
+        q = np.exp(self.tilted(s, tau)[0])
+        mean = (q * self.x).sum(axis=1, keepdims=True)
+        return (q * (self.x - mean) ** 2).sum(axis=1)
+
+    def saddlepoint(self) -> tuple[float, float]:
+        """(s, tau) minimising the convex sum(log Z) - s G - tau n1 with s >= 0: damped
+        Newton steps. The sampler is unbiased for any (s, tau); this only makes it
+        efficient, so a few iterations suffice."""
+        point = np.zeros(2)
+        value, gradient, hessian = self._moments(*point)
+        for _ in range(50):
+            # at s = 0 with the tilted mean of G already above the observed one, only tau moves
+            free = [0, 1] if point[0] > 0 or gradient[0] < 0 else [1]
+            step = np.zeros(2)
+            if free == [1]:
+                step[1] = -gradient[1] / hessian[1, 1] if hessian[1, 1] > 0 else 0.0
+            else:  # the 2 x 2 Newton system, solved by hand (np.linalg has a large overhead)
+                det = hessian[0, 0] * hessian[1, 1] - hessian[0, 1] ** 2
+                if not det > 0:
+                    break
+                step[0] = (hessian[0, 1] * gradient[1] - hessian[1, 1] * gradient[0]) / det
+                step[1] = (hessian[0, 1] * gradient[0] - hessian[0, 0] * gradient[1]) / det
+            if point[0] + step[0] < 0:  # stop at the boundary s = 0
+                step *= point[0] / -step[0]
+            for _ in range(30):
+                candidate = point + step
+                new = self._moments(*candidate)
+                if new[0] <= value + 1e-12 * abs(value):
+                    break
+                step /= 2
+            else:
+                break
+            point, (value, gradient, hessian) = candidate, new
+            # at the boundary s = 0 only tau is free (the tilted mean of G already exceeds G)
+            s_done = (point[0] == 0 and gradient[0] >= 0) or (
+                abs(gradient[0]) <= 1e-3 * max(1.0, self.statistic))
+            if s_done and abs(gradient[1]) <= 1e-3 * max(1.0, self.n1) ** 0.5:
+                break
+        return float(point[0]), float(point[1])
+
+    def sample(self, log_q: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``size`` draws of every bin's support offset from the laws ``exp(log_q)``."""
+        bins, width = log_q.shape
+        cdf = np.cumsum(np.exp(log_q), axis=1)
+        cdf /= cdf[:, -1:]
+        u = rng.random((bins, size))
+        found = np.stack([np.searchsorted(cdf[j], u[j]) for j in range(bins)], axis=1)
+        return np.minimum(found, width - 1)
+
+    def weights(self, offsets: np.ndarray, widest: int, log_q: list[np.ndarray],
+                mixture: np.ndarray) -> np.ndarray:
+        """Importance weight of each draw (0 unless its G reaches the observed one)."""
+        bins = np.arange(offsets.shape[1])
+        free = bins != widest
+        offsets = offsets.copy()
+        rest = self.n1 - self.low.sum() - offsets[:, free].sum(axis=1)  # offset of `widest`
+        ok = (rest >= 0) & (rest < self.valid.shape[1])
+        offsets[:, widest] = np.where(ok, rest, 0)
+        ok &= self.valid[widest, offsets[:, widest]]
+        g = self.h[bins, offsets].sum(axis=1)
+        log_target = self.log_p[bins, offsets].sum(axis=1) - self.log_margin
+        log_proposal = _logsumexp(
+            np.stack([lq[bins[free], offsets[:, free]].sum(axis=1) for lq in log_q])
+            + np.log(mixture)[:, None], axis=0)[0]
+        hit = ok & (g >= self.statistic * (1 - _TIE) - 1e-12)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(hit, np.exp(log_target - log_proposal), 0.0)
+
+
+def _likely_range(total: np.ndarray, theta: float, low: np.ndarray,
+                  high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The counts x in [low, high] of Binomial(total, theta) whose Chernoff bound
+    ``exp(-total * KL(x / total || theta))`` on the probability reaches ``exp(-_LOG_CUT)``:
+    an interval around the mean, found by bisection from each side."""
+    def rate(x: np.ndarray) -> np.ndarray:
+        a = x / total
+        return total * (xlogy(a, a / theta) + xlogy(1 - a, (1 - a) / (1 - theta)))
+
+    mean = np.clip(np.rint(total * theta).astype(np.int64), low, high)
+    bounds = []
+    for outer in (low, high):  # the rate falls towards the mean from either end
+        far, near = outer.copy(), mean.copy()  # rate(far) may exceed the cut, rate(near) not
+        inside = rate(far) <= _LOG_CUT
+        while (np.abs(near - far) > 1).any():
+            mid = (far + near) // 2
+            ok = rate(mid) <= _LOG_CUT
+            near, far = np.where(ok, mid, near), np.where(ok, far, mid)
+        bounds.append(np.where(inside, outer, near))
+    return bounds[0], bounds[1]
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg q-values: ``q_i = min over p_j >= p_i of p_j m / rank_j`` (at most
+    the largest p, so at most 1).
+
+    >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03, 0.5])).round(3).tolist()
+    [0.04, 0.053, 0.053, 0.5]
+    """
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    q = np.empty(m)
+    q[order] = np.minimum.accumulate(scaled[::-1])[::-1]  # the last is p_max <= 1
+    return q
 
 
 def _chunks(rows: np.ndarray, cells_per_row: int) -> list[np.ndarray]:

@@ -2,8 +2,11 @@
 
 All metrics of all rows sharing a bin count come from one ``divergences`` call (see
 :meth:`pipeline.bins.align.Aligned.groups` for why rows are grouped by width, not padded).
-Decision columns (thresholds, p/q values, final status) are left for
-:func:`pipeline.decide.alerts.decide`.
+Besides the plug-in metrics, each row gets the *effect*: the alert metric between the
+populations behind the two samples, estimated by :func:`kl_metrics.jackknife` (small-sample
+bias removed, with an interval), after giving a categorical baseline its Good-Turing unseen
+mass (:mod:`pipeline.measure.unseen`, column ``baseline_unseen``). Decision columns
+(thresholds, p/q values, final status) are left for :func:`pipeline.decide.alerts.decide`.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from kl_metrics import bin_contributions, divergences
+from kl_metrics import bin_contributions, divergences, jackknife
 from pipeline.bins.align import Aligned
 from pipeline.config import METRICS, DriftConfig
+from pipeline.measure.unseen import cell_kinds, unseen_cells, visible_singletons, with_unseen_mass
 
 TOP_BINS = 3
 TOP_BIN = pl.Struct({"bin": pl.Utf8, "contribution": pl.Float64,
@@ -24,17 +28,25 @@ BIN = pl.Struct({"bin": pl.Utf8, "lower": pl.Float64, "upper": pl.Float64,
                  "contribution": pl.Float64})
 #: Columns filled by :func:`pipeline.decide.alerts.decide`.
 DECISION_COLUMNS = ("warn_threshold", "critical_threshold", "p_value", "q_value")
+#: The effect of each row: the bias-corrected alert metric and its interval.
+EFFECT_COLUMNS = ("effect", "effect_low", "effect_high")
 
 
-def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
-    """Compute every metric, totals and per-bin contributions for each aligned row.
+def compute_drift(aligned: Aligned, config: DriftConfig, *,
+                  singletons: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Compute every metric, totals, effects and per-bin contributions for each aligned row.
 
     Parameters
     ----------
     aligned : Aligned
         Output of :func:`pipeline.bins.align.align`.
     config : DriftConfig
-        Alert metric, log base and epsilon smoothing.
+        Alert metric, log base, epsilon smoothing and the effect interval's level.
+    singletons : pl.DataFrame, optional
+        Categories seen exactly once in the baseline, from its profile
+        (:meth:`pipeline.bins.profile.Profile.singletons`): the baseline's segment columns,
+        ``feature`` and ``singletons`` (null: unknown, e.g. a profile older than the count).
+        Without it (a histogram baseline) they are counted from the baseline's own bins.
 
     Returns
     -------
@@ -48,8 +60,14 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     n_current = aligned.current.sum(axis=1)
     comparable = (aligned.rows["reason"].is_null().to_numpy()
                   & (n_baseline > 0) & (n_current > 0))
+    categorical = (aligned.rows["kind"] == "categorical").to_numpy()
+    kinds = np.zeros(aligned.baseline.shape, dtype=np.int8)
+    kinds[aligned.cells["row"].to_numpy(), aligned.cells["slot"].to_numpy()] = \
+        aligned.cells.select(cell_kinds(pl.col("bin")))["bin"].to_numpy()
+    counted = (np.full(len(n_baseline), np.nan) if singletons is None
+               else _profile_singletons(aligned, singletons))
 
-    values = {name: np.full(len(n_baseline), np.nan) for name in METRICS}
+    values = {name: np.full(len(n_baseline), np.nan) for name in (*METRICS, *EFFECT_COLUMNS)}
     contributions = np.full(aligned.baseline.shape, np.nan)
     # One batched call per distinct bin count; zero-total rows are excluded up front
     # because kl_metrics rejects all-zero slices.
@@ -60,6 +78,16 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
             values[name][rows] = value
         contributions[rows, :width] = bin_contributions(
             current, baseline, config.metric, base=config.log_base, eps=config.eps)
+        if singletons is None:
+            counted[rows] = visible_singletons(kinds[rows, :width], baseline)
+        share = np.where(categorical[rows], counted[rows] / n_baseline[rows], np.nan)
+        cells = unseen_cells(kinds[rows, :width], baseline)
+        effect = jackknife(*with_unseen_mass(current, baseline, cells, share), config.metric,
+                           base=config.log_base, eps=config.eps, level=config.effect_level)
+        for name, estimate in zip(EFFECT_COLUMNS, effect[1:], strict=True):
+            values[name][rows] = estimate
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unseen = np.where(comparable & categorical, counted / n_baseline, np.nan)
 
     status = (pl.when(pl.col("reason").is_not_null()).then(pl.lit("error"))
               .when(pl.col("n_baseline") == 0).then(pl.lit("error"))
@@ -72,8 +100,9 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     table = aligned.rows.with_columns(
         pl.Series("n_baseline", n_baseline, dtype=pl.Float64),
         pl.Series("n_current", n_current, dtype=pl.Float64),
+        pl.Series("baseline_unseen", unseen, dtype=pl.Float64, nan_to_null=True),
         *(pl.Series(name, values[name], dtype=pl.Float64, nan_to_null=True)
-          for name in METRICS),
+          for name in (*METRICS, *EFFECT_COLUMNS)),
     ).with_columns(
         metric=pl.lit(config.metric), value=pl.col(config.metric),
         **{name: pl.lit(None, dtype=pl.Float64) for name in DECISION_COLUMNS},
@@ -82,10 +111,19 @@ def compute_drift(aligned: Aligned, config: DriftConfig) -> pl.DataFrame:
     bins, top_bins = _bin_lists(aligned, contributions, n_baseline, n_current)
     return table.with_columns(bins=bins, top_bins=top_bins).select(
         *aligned.segments, "segment", "feature", "window", "coverage", "partial", "kind",
-        "n_baseline", "n_current",
-        *METRICS, "metric", "value", *DECISION_COLUMNS, "status", "window_status", "reason",
-        "top_bins", "bins",
+        "n_baseline", "n_current", "baseline_unseen", *METRICS, "metric", "value",
+        *EFFECT_COLUMNS, *DECISION_COLUMNS, "status", "window_status", "reason", "top_bins",
+        "bins",
     )
+
+
+def _profile_singletons(aligned: Aligned, singletons: pl.DataFrame) -> np.ndarray:
+    """The profile's singleton count of each row's baseline (NaN where it has none)."""
+    keys = [c for c in singletons.columns if c not in ("feature", "singletons")]
+    joined = aligned.rows.select(*keys, "feature").join(
+        singletons.select(*keys, "feature", pl.col("singletons").cast(pl.Float64)),
+        on=[*keys, "feature"], how="left", nulls_equal=True, maintain_order="left")
+    return joined["singletons"].fill_null(np.nan).to_numpy()
 
 
 def _bin_lists(aligned: Aligned, contributions: np.ndarray, n_baseline: np.ndarray,

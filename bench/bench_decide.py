@@ -1,0 +1,142 @@
+"""Significance at scale: ``decide()`` against computing the divergences of the same table.
+
+Run: ``.venv/bin/python bench/bench_decide.py [--features 2000] [--windows 50] [--segments 5]
+[--bins 20]`` (defaults: the 500,000-row histogram run of issue 12).
+
+A histogram run is generated in memory: per feature x segment a baseline of 10^5 rows over
+``bins`` bins with Dirichlet proportions; windows of 100 to 50,000 rows (log-uniform, so about
+a tenth of the rows have expected counts below 5 and need simulation); 2% of the windows
+drifted by a warn-sized amount and 0.5% by a critical-sized one. Timed in one process, each
+the best of ``--repeats`` rounds (wall and CPU): the seven divergences of every row in one
+``kl_metrics.divergences`` call on the aligned arrays (the reference), ``compute_drift``
+(divergences, effects, per-bin lists) and ``decide`` (p-values, BH, statuses). Prints the
+ratios and where ``decide`` spent its draws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import polars as pl
+
+from kl_metrics import divergences
+from pipeline.bins.align import align
+from pipeline.config import METRICS, load_config
+from pipeline.decide import significance
+from pipeline.decide.alerts import decide
+from pipeline.measure.drift import compute_drift
+
+
+def generate(features: int, windows: int, segments: int, bins: int,
+             seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Baseline and current histogram long tables of the benchmark run."""
+    rng = np.random.default_rng(seed)
+    series = features * segments
+    probs = rng.dirichlet(np.full(bins, 20.0), size=series)
+    baseline = np.stack([rng.multinomial(100_000, p) for p in probs]).astype(float)
+    sizes = np.exp(rng.uniform(np.log(100), np.log(50_000), size=(series, windows)))
+    shift = rng.random((series, windows))
+    tilt = np.where(shift < 0.005, 1.2, np.where(shift < 0.025, 0.6, 0.0))
+    grid = np.linspace(-1, 1, bins)
+    drifted = probs[:, None, :] * np.exp(tilt[..., None] * grid)
+    drifted /= drifted.sum(axis=-1, keepdims=True)
+    current = rng.multinomial(np.rint(sizes).astype(np.int64), drifted).astype(float)
+    feature = np.repeat([f"f{i:04d}" for i in range(features)], segments)
+    segment = np.tile([f"s{j}" for j in range(segments)], features)
+    labels = [f"b{i:02d}" for i in range(bins)]
+    base = pl.DataFrame({"segment_id": np.repeat(segment, bins),
+                         "feature": np.repeat(feature, bins),
+                         "bin": labels * series, "count": baseline.ravel()})
+    cur = pl.DataFrame({
+        "segment_id": np.repeat(segment, windows * bins),
+        "feature": np.repeat(feature, windows * bins),
+        "window": np.tile(np.repeat([f"w{w:03d}" for w in range(windows)], bins), series),
+        "bin": labels * (series * windows), "count": current.ravel()})
+    return base, cur
+
+
+def timed(repeats: int, run: object) -> tuple[float, float, object]:
+    """Best wall and CPU seconds of ``run()`` over ``repeats`` calls, and its last result."""
+    best_wall = best_cpu = float("inf")
+    result = None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = run()  # type: ignore[operator]
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu, result
+
+
+class _Counting:
+    """Counts how many rows reach each stage of the p-value computation."""
+
+    def __init__(self) -> None:
+        self.permuted: dict[int, int] = {}
+        self.tails = 0
+        self._permute = significance._permutation_exceedances
+        self._tail = significance.permutation_tail
+
+    def __enter__(self) -> _Counting:
+        def permute(current: np.ndarray, total: np.ndarray, draws: int,
+                    rng: np.random.Generator) -> np.ndarray:
+            self.permuted[draws] = self.permuted.get(draws, 0) + len(current)
+            return self._permute(current, total, draws, rng)
+
+        def tail(*args: object, **kwargs: object) -> float | None:
+            self.tails += 1
+            return self._tail(*args, **kwargs)  # type: ignore[arg-type]
+
+        significance._permutation_exceedances = permute  # type: ignore[assignment]
+        significance.permutation_tail = tail  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        significance._permutation_exceedances = self._permute  # type: ignore[assignment]
+        significance.permutation_tail = self._tail  # type: ignore[assignment]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", type=int, default=2000)
+    parser.add_argument("--windows", type=int, default=50)
+    parser.add_argument("--segments", type=int, default=5)
+    parser.add_argument("--bins", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    config = load_config(None)
+    base, cur = generate(args.features, args.windows, args.segments, args.bins, args.seed)
+    aligned = align(base, cur)
+    rows = aligned.rows.height
+    print(f"{rows:,} rows x {args.bins} bins")
+
+    def reference() -> object:
+        return divergences(aligned.current, aligned.baseline, metrics=METRICS,
+                           base=config.drift.log_base, eps=config.drift.eps)
+
+    ref_wall, ref_cpu, _ = timed(args.repeats, reference)
+    measure_wall, measure_cpu, drift = timed(
+        args.repeats, lambda: compute_drift(aligned, config.drift))
+    assert isinstance(drift, pl.DataFrame)
+    with _Counting() as counts:
+        decide_wall, decide_cpu, decided = timed(1, lambda: decide(drift, config.alerts))
+    if args.repeats > 1:
+        again_wall, again_cpu, _ = timed(args.repeats - 1, lambda: decide(drift, config.alerts))
+        decide_wall, decide_cpu = min(decide_wall, again_wall), min(decide_cpu, again_cpu)
+    assert isinstance(decided, pl.DataFrame)
+    print(f"divergences (7 metrics, all rows): {ref_wall:7.2f} s wall {ref_cpu:7.2f} s CPU")
+    print(f"compute_drift:                     {measure_wall:7.2f} s wall {measure_cpu:7.2f} s CPU"
+          f"  ({measure_wall / ref_wall:.1f}x)")
+    print(f"decide:                            {decide_wall:7.2f} s wall {decide_cpu:7.2f} s CPU"
+          f"  ({decide_wall / ref_wall:.1f}x the divergences)")
+    sparse = int(significance.is_sparse(aligned.current, aligned.baseline).sum())
+    rounds = ", ".join(f"{rows:,} rows x {draws} draws" for draws, rows in counts.permuted.items())
+    print(f"p-values: {sparse:,} sparse rows; permutations: {rounds or 'none'}; "
+          f"{counts.tails:,} importance-sampled tails")
+    print("statuses:", dict(decided["status"].value_counts().iter_rows()))
+
+
+if __name__ == "__main__":
+    main()

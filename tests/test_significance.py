@@ -1,0 +1,147 @@
+"""p-values where they decide alerts: the permutation tail against brute force and exact
+enumeration, validity under the null, huge counts, and the BH decision threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import special, stats
+
+from kl_metrics import g_test
+from pipeline.decide.significance import (
+    benjamini_hochberg,
+    chi_square_p,
+    decision_threshold,
+    exceedance_floor,
+    is_sparse,
+    permutation_exceedances,
+    permutation_tail,
+    precise_p_values,
+)
+from tests.conftest import categorical_histogram
+from tests.scenarios import decided, permutation_reference, skewed_sparse_tables
+
+
+def exact_permutation_p(current: np.ndarray, baseline: np.ndarray) -> float:
+    """P(G >= observed G) under the permutation null, by enumerating every table with the
+    same margins (small tables only): independent of the importance sampler."""
+    total = (current + baseline).astype(int)
+    n1, size = int(current.sum()), int(total.sum())
+    observed = float(g_test(current, baseline).statistic)
+    sums, gs, logs = np.zeros(1, dtype=int), np.zeros(1), np.zeros(1)
+    for j, t in enumerate(total):
+        x = np.arange(min(t, n1) + 1)
+        e1, e2 = n1 * t / size, (size - n1) * t / size
+        h = 2 * (special.xlogy(x, x / e1) + special.xlogy(t - x, (t - x) / e2))
+        log_c = special.gammaln(t + 1) - special.gammaln(x + 1) - special.gammaln(t - x + 1)
+        new_sums = (sums[:, None] + x[None, :]).ravel()
+        keep = new_sums <= n1 if j < len(total) - 1 else new_sums == n1
+        gs = (gs[:, None] + h[None, :]).ravel()[keep]
+        logs = (logs[:, None] + log_c[None, :]).ravel()[keep]
+        sums = new_sums[keep]
+    log_all = special.gammaln(size + 1) - special.gammaln(n1 + 1) - special.gammaln(size - n1 + 1)
+    tail = gs >= observed * (1 - 1e-9) - 1e-12
+    return float(np.exp(special.logsumexp(logs[tail]) - log_all))
+
+
+@pytest.mark.parametrize(("current", "baseline"), [
+    ([0, 0, 0, 2, 10, 14], [400, 300, 200, 80, 15, 5]),  # rare bins dominate: p ~ 1e-35
+    ([1, 0, 3, 2, 6], [120, 60, 30, 8, 2]),
+    ([9, 4, 0, 1, 2, 4], [300, 150, 60, 20, 6, 2]),
+])
+def test_permutation_tail_matches_exact_enumeration(current: list, baseline: list) -> None:
+    cur, base = np.array(current, dtype=float), np.array(baseline, dtype=float)
+    exact = exact_permutation_p(cur, base)
+    rng = np.random.default_rng(1)
+    got = [permutation_tail(cur, cur + base, draws=2000, rng=rng) for _ in range(3)]
+    assert all(g is not None and 0.5 * exact <= g <= 2 * exact for g in got), (exact, got)
+
+
+def test_permutation_tail_within_a_factor_two_of_brute_force_on_skewed_tables() -> None:
+    # Where the simulation cannot resolve p (1e-4 to 1e-3) and the old Satterthwaite tail
+    # was 3-20x too small; the bench runs a larger battery (docs/alerts.md).
+    rng = np.random.default_rng(2)
+    for current, baseline in skewed_sparse_tables(3, seed=0):
+        assert is_sparse(current[None], baseline[None])[0]
+        reference, hits = permutation_reference(current, baseline, 200_000, rng)
+        assert hits >= 20  # the reference itself is within ~25%
+        got = precise_p_values(current[None], baseline[None], draws=2000, rng=rng)[0]
+        assert 0.5 <= got / reference <= 2.0, (got, reference)
+
+
+def test_precise_p_is_valid_under_the_null() -> None:
+    # 300 windows of 40 rows drawn from the baseline's distribution: p is uniform, so about
+    # 5% fall below 0.05 (binomial sd 1.3%); the chi-square p gives clearly more there
+    rng = np.random.default_rng(3)
+    probs = np.array([0.4, 0.25, 0.15, 0.1, 0.05, 0.03, 0.02])
+    baseline = np.tile(rng.multinomial(20_000, probs), (300, 1)).astype(float)
+    windows = rng.multinomial(40, probs, size=300).astype(float)
+    p = precise_p_values(windows, baseline, draws=1000, rng=rng)
+    assert 0.02 <= (p < 0.05).mean() <= 0.09
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+
+
+def test_huge_and_weighted_counts_do_not_overflow() -> None:
+    # totals near 2^63: no permutation draws (they would overflow), the asymptotic test
+    current = np.array([[2.0**62, 2.0**61, 3.0]])
+    baseline = np.array([[2.0**61, 2.0**62, 1.0]])
+    assert is_sparse(current, baseline)[0]
+    assert np.isnan(permutation_exceedances(current, baseline, 100, np.random.default_rng(0)))
+    p = precise_p_values(current, baseline, draws=100, rng=np.random.default_rng(0))
+    assert p == pytest.approx(chi_square_p(current, baseline))
+    # through decide: weighted counts in a drift table
+    base = categorical_histogram("w", {"a": 2.0**62, "b": 2.0**61, "c": 0.5})
+    cur = categorical_histogram("w", {"a": 2.0**61, "b": 2.0**62, "c": 3.25}, window="w1")
+    row = decided(base, cur).row(0, named=True)
+    assert row["status"] == "critical" and row["p_value"] == 0.0
+
+
+def test_non_candidates_keep_the_chi_square_p() -> None:
+    # effect below warn: no draws at all, whatever the sparsity
+    rng = np.random.default_rng(4)
+    base = categorical_histogram("f", dict(zip("abcdef", [400.0, 300, 200, 80, 15, 5],
+                                               strict=True)))
+    windows = [categorical_histogram("f", dict(zip("abcdef", row, strict=True)), window=f"w{i}")
+               for i, row in enumerate(rng.multinomial(40, [0.4, 0.3, 0.2, 0.08, 0.015, 0.005],
+                                                      size=20).astype(float))]
+    drift = decided(base, pl.concat(windows))
+    quiet = drift.filter(pl.col("effect") < pl.col("warn_threshold"))
+    assert quiet.height > 10
+    counts = np.array([[b["current_count"] for b in bins] for bins in quiet["bins"]])
+    reference = np.array([[b["baseline_count"] for b in bins] for bins in quiet["bins"]])
+    np.testing.assert_allclose(quiet["p_value"].to_numpy(), chi_square_p(counts, reference))
+
+
+@settings(max_examples=50)
+@given(p=st.lists(st.floats(1e-12, 1.0), min_size=1, max_size=60),
+       fdr_q=st.sampled_from([0.01, 0.05, 0.2]))
+def test_decision_threshold_separates_the_bh_discoveries(p: list[float], fdr_q: float) -> None:
+    values = np.array(p)
+    threshold = decision_threshold(values, fdr_q)
+    q = benjamini_hochberg(values)
+    assert threshold >= fdr_q / len(p)  # a p this small is significant whatever the others
+    assert ((q <= fdr_q) == (values <= threshold)).all()
+
+
+def test_exceedance_floor_is_the_clopper_pearson_lower_bound() -> None:
+    exceed, drawn = np.array([0.0, 1, 5, 9]), np.array([100.0, 100, 500, 500])
+    expected = [0.0, *stats.beta.ppf(1e-3, exceed[1:], drawn[1:] - exceed[1:] + 1)]
+    np.testing.assert_allclose(exceedance_floor(exceed, drawn), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize(("current", "baseline"), [
+    ([5, 0, 1], [5, 10, 9]),  # ties: tables as extreme as the observed one hold 96% of p
+    ([8, 2, 0], [7, 13, 15]),  # the window is a third of the pooled rows
+])
+def test_monte_carlo_and_tail_count_ties_on_tiny_tables(current: list, baseline: list) -> None:
+    cur, base = np.array([current], dtype=float), np.array([baseline], dtype=float)
+    exact = exact_permutation_p(cur[0], base[0])
+    rng = np.random.default_rng(5)
+    draws = 20_000
+    monte_carlo = (1 + permutation_exceedances(cur, base, draws, rng)[0]) / (draws + 1)
+    assert abs(monte_carlo - exact) < 5 * np.sqrt(exact * (1 - exact) / draws)
+    tail = precise_p_values(cur, base, draws=2000, rng=rng)[0]
+    assert 0.67 * exact <= tail <= 1.5 * exact
