@@ -219,6 +219,7 @@ def _malformed_reference(layout: pl.DataFrame) -> set[str]:
         labels, kinds = bins["bin"].to_list(), set(bins["kind"])
         lower, upper = bins["lower"].to_list()[:-1], bins["upper"].to_list()[:-1]
         ok = bins["bin_index"].to_list() == list(range(bins.height)) and labels[-1] == MISSING
+        ok = ok and len(set(labels)) == len(labels)
         if kinds == {"numeric"}:
             ok = ok and bool(lower) and lower[0] == -math.inf and upper[-1] == math.inf and all(
                 a == b for a, b in zip(lower[1:], upper[:-1], strict=True))
@@ -234,7 +235,8 @@ def _edited(table: pl.DataFrame, row: int, edit: str) -> pl.DataFrame:
         return table.filter(pl.int_range(pl.len()) != row)
     column, value = {"index": ("bin_index", 7), "lower": ("lower", 0.5),
                      "upper": ("upper", 99.0), "other": ("bin", OTHER),
-                     "kind": ("kind", "numeric"), "missing": ("bin", MISSING)}[edit]
+                     "kind": ("kind", "numeric"), "missing": ("bin", MISSING),
+                     "label": ("bin", "a")}[edit]
     return table.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value))
                               .otherwise(pl.col(column)).cast(table.schema[column]).alias(column))
 
@@ -244,7 +246,7 @@ def test_malformed_bins_are_found_like_a_plain_reference() -> None:
     # the layout is checked, for all features at once
     table = build_profile(pl.LazyFrame({"x": [1.0, 2.0, 3.0, 5.0], "y": [0.0, 0.0, 1.0, 9.0],
                                         "c": ["a", "b", "a", None]}), bins=3).table
-    edits = ("drop", "index", "lower", "upper", "other", "kind", "missing")
+    edits = ("drop", "index", "lower", "upper", "other", "kind", "missing", "label")
     cases = [_edited(table, row, edit) for row in range(table.height) for edit in edits]
     cases += [_edited(_edited(table, a, "drop"), b, "drop")
               for a in range(table.height) for b in range(table.height - 1)]

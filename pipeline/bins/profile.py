@@ -630,8 +630,8 @@ def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None
 
 def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
     """Features whose bins break the layout binning relies on: the same bins in every
-    segment, ``bin_index`` 0..n-1 and ``__missing__`` last, after contiguous numeric bins
-    from -inf to +inf, or after the categories and ``__other__``."""
+    segment, each label once, ``bin_index`` 0..n-1 and ``__missing__`` last, after
+    contiguous numeric bins from -inf to +inf, or after the categories and ``__other__``."""
     bad = []
     layout = table.drop(*segments, "count")
     if segments:
@@ -656,6 +656,8 @@ def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
               & pl.when(position == n_bins - 1).then(pl.col("bin") == MISSING).otherwise(True)
               & pl.when(kind == "numeric").then(numeric_ok)
               .when(kind == "categorical").then(categorical_ok).otherwise(False))
+    # a label twice in a feature would bin its rows in one place (and no Enum has it twice)
+    bad += layout.filter(layout.select("feature", "bin").is_duplicated())["feature"].to_list()
     checked = (layout.sort("bin_index", maintain_order=True)
                .select("feature", ok=row_ok.fill_null(False)))
     bad += checked.filter(~pl.col("ok"))["feature"].to_list()
