@@ -32,8 +32,17 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from pipeline.bins.binning import bin_raw
+from pipeline.bins.binning import SLOT, bin_raw
 from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
+from pipeline.bins.sketch import (
+    COUNT,
+    RANK_ERROR_RISK,
+    VALUE,
+    merge_sketches,
+    sample_capacity,
+    segment_key,
+    sketch_rows,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
 from pipeline.labels import (
@@ -47,7 +56,6 @@ from pipeline.labels import (
 from pipeline.read.histograms import check_totals
 from pipeline.read.sources import (
     PROFILE_METADATA_KEY,
-    collect,
     collect_schema,
     read_error,
     read_errors,
@@ -263,35 +271,6 @@ def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int
     return _edges(candidates, low, high, stats[f"{name}\0integral"]), strategy
 
 
-def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, max_categories: int,
-                 min_category_count: int, fixed: Mapping[str, np.ndarray]) -> list[pl.Expr]:
-    """Expressions computing, in one query, what each feature's bins are derived from."""
-    levels = [i / bins for i in range(1, bins)]
-    exprs = [pl.len().alias("__rows")]
-    for name, kind in kinds.items():
-        if kind == "numeric":
-            x = pl.col(name).cast(pl.Float64)
-            finite = x.filter(x.is_finite())
-            exprs += [finite.min().alias(f"{name}\0min"), finite.max().alias(f"{name}\0max"),
-                      (finite == finite.floor()).all().alias(f"{name}\0integral")]
-            if strategy == "quantile" and name not in fixed:
-                exprs.append(finite.quantile(levels, interpolation="nearest")
-                             .alias(f"{name}\0q"))
-        else:
-            text = pl.col(name).cast(pl.String).alias("value")
-            seen = text.filter(text.is_not_null() & ~text.is_in([MISSING, OTHER]))
-            # sorted inside list.eval so the counts are computed once (hash order varies)
-            item = pl.element()
-            ranked = item.sort_by(item.struct.field("n"), item.struct.field("value"),
-                                  descending=[True, False])
-            top = (seen.value_counts(name="n").implode()
-                   .list.eval(ranked.filter(ranked.struct.field("n") >= min_category_count)
-                              .struct.field("value"))
-                   .list.head(max_categories))
-            exprs += [top.alias(f"{name}\0top"), seen.n_unique().alias(f"{name}\0distinct")]
-    return exprs
-
-
 def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None:
     for name in segments:
         if name not in schema:
@@ -299,24 +278,15 @@ def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None
                              f"{', '.join(schema.names())}", source=source, column=name)
 
 
-def _category_counts(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: list[str],
-                     source: str) -> list[dict[str, Any]]:
+def _category_counts(finest: Mapping[str, pl.DataFrame],
+                     segments: list[str]) -> list[dict[str, Any]]:
     """Per categorical feature and segment (and subset of the segment columns): baseline
     ``rows``, distinct ``categories``, and how many were seen once (``singletons``) and
-    twice (``doubletons``). One small query per feature, run together; every column they
-    make has a private name, so no segment or feature name can collide with one."""
-    names = [name for name, kind in kinds.items() if kind == "categorical"]
-    if not names:
-        return []
-    keys = {f"\0segment{i}": s for i, s in enumerate(segments)}
-    value, n = pl.col("\0value"), pl.col("\0n")
-    queries = [raw.group_by([*(pl.col(s).cast(pl.String).alias(k) for k, s in keys.items()),
-                             pl.col(name).cast(pl.String).alias("\0value")])
-               .agg(pl.len().alias("\0n")) for name in names]
-    try:
-        finest = pl.collect_all(queries)
-    except read_errors() as error:
-        raise read_error(error, source) from error
+    twice (``doubletons``), from the counts of every (segment values, category) pair
+    (:attr:`pipeline.bins.sketch.ProfileSketch.categories`, whose columns have private
+    names, so no segment or feature name can collide with one)."""
+    keys = {segment_key(i): s for i, s in enumerate(segments)}
+    value, n = pl.col(VALUE), pl.col(COUNT)
     private = list(keys)
     if len(segments) <= _SUBSET_SEGMENTS:
         subsets = [list(c) for r in range(len(segments) + 1)
@@ -327,9 +297,9 @@ def _category_counts(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: list
              "\0singletons": (value.is_not_null() & (n == 1)).sum(),
              "\0doubletons": (value.is_not_null() & (n == 2)).sum()}
     records = []
-    for name, counts in zip(names, finest, strict=True):
+    for name, counts in finest.items():
         for subset in subsets:
-            per_value = counts.group_by([*subset, "\0value"]).agg(n.sum())
+            per_value = counts.group_by([*subset, VALUE]).agg(n.sum())
             summary = (per_value.group_by(subset).agg(**stats).sort(subset, nulls_last=True)
                        if subset else per_value.select(**stats))
             records += [{"feature": name, "segment": {keys[c]: row[c] for c in subset},
@@ -384,7 +354,7 @@ def _segment_rows(table: pl.DataFrame, segments: list[str]) -> list[dict[str, An
 
 
 def build_profile(
-    raw: pl.LazyFrame,
+    raw: pl.LazyFrame | Sequence[pl.LazyFrame],
     *,
     features: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
@@ -400,8 +370,11 @@ def build_profile(
 
     Parameters
     ----------
-    raw : polars.LazyFrame
-        Baseline rows, e.g. from :func:`pipeline.read.sources.scan_raw`.
+    raw : polars.LazyFrame or sequence of polars.LazyFrame
+        Baseline rows, e.g. from :func:`pipeline.read.sources.scan_raw`, or disjoint parts
+        of them with the same columns (e.g. the partitions of a Dask dataframe): each part is
+        sketched and counted on its own and the results are merged
+        (:mod:`pipeline.bins.sketch`), giving the profile of all their rows.
     features : sequence of str, optional
         Columns to profile. Default: every numeric column (numeric feature) and every text,
         categorical or boolean column (categorical feature), except ``exclude``; dates,
@@ -444,20 +417,44 @@ def build_profile(
     """
     where = source or "baseline data"
     segments = list(dict.fromkeys(segments))
-    kinds, fixed = profiled_features(collect_schema(raw, where), features=features,
+    parts = [raw] if isinstance(raw, pl.LazyFrame) else list(raw)
+    if not parts:
+        raise InputError("no baseline parts to profile", source=where)
+    kinds, fixed = profiled_features(collect_schema(parts[0], where), features=features,
                                      exclude=exclude, segments=segments, strategy=strategy,
                                      bins=bins, max_categories=max_categories,
                                      min_category_count=min_category_count,
                                      fixed_edges=fixed_edges, source=where)
-    query = raw.select(_stats_query(kinds, strategy, bins, max_categories, min_category_count,
-                                    fixed))
-    stats = collect(query, where)
+    quantiles = [name for name, kind in kinds.items()
+                 if kind == "numeric" and strategy == "quantile" and name not in fixed]
+    sketch = merge_sketches([sketch_rows(part, kinds, segments, quantiles=quantiles, seed=i,
+                                         capacity=sample_capacity(len(quantiles)),
+                                         source=where)
+                             for i, part in enumerate(parts)])
     return profile_from_stats(
-        stats.row(0, named=True), kinds, fixed,
-        lambda layout: bin_raw(raw, Profile(layout, {}), segments=segments, source=where),
+        sketch.stats(bins, max_categories, min_category_count, quantiles), kinds, fixed,
+        lambda layout: count_parts(parts, layout, segments, where),
         segments=segments, strategy=strategy, bins=bins, max_categories=max_categories,
         min_category_count=min_category_count, source=source,
-        categories=_category_counts(raw, kinds, segments, where))
+        categories=_category_counts(sketch.categories, segments),
+        rank_errors=sketch.rank_errors(bins, quantiles))
+
+
+def count_parts(parts: Sequence[pl.LazyFrame], layout: pl.DataFrame, segments: list[str],
+                source: str) -> pl.DataFrame:
+    """Baseline counts of ``layout`` over disjoint parts of the baseline rows, added up: the
+    histograms :func:`pipeline.bins.binning.bin_raw` gives for all rows at once (private
+    segment columns, feature, bin, count, lower, upper; in its order)."""
+    profile = Profile(layout, {})
+    counted = [bin_raw(part, profile, segments=segments, source=source) for part in parts]
+    if len(counted) == 1:
+        return counted[0]
+    private = [segment_column(s) for s in segments]
+    slots = layout.select("feature", "bin", pl.int_range(pl.len()).alias(SLOT))
+    return (pl.concat(counted).group_by([*private, "feature", "bin"], maintain_order=True)
+            .agg(pl.col("count").sum(), pl.col("lower", "upper").first())
+            .join(slots, on=["feature", "bin"]).sort([*private, SLOT], nulls_last=True)
+            .select(*private, *_HISTOGRAM_OUT))
 
 
 def profiled_features(
@@ -482,6 +479,7 @@ def profile_from_stats(
     count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
     bins: int, max_categories: int, min_category_count: int, source: str,
     categories: list[dict[str, Any]] | None = None,
+    rank_errors: Mapping[str, float] | None = None,
 ) -> Profile:
     """A profile from what its bins are derived from and a way to count the baseline.
 
@@ -491,6 +489,8 @@ def profile_from_stats(
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
     ``categories`` are the category counts per segment (:func:`_category_counts`); None (a
     database baseline) records none, so runs make no unseen-mass estimate for it.
+    ``rank_errors`` bound the rank error of each feature's quantile edges (sampled edges,
+    :func:`pipeline.bins.sketch.rank_error_bound`); absent features' edges are exact.
     """
     where = source or "baseline data"
     tables: list[pl.DataFrame] = []
@@ -501,6 +501,8 @@ def profile_from_stats(
             low, high = stats[f"{name}\0min"], stats[f"{name}\0max"]
             tables.append(bins_table(name, kind, edges, None))
             details[name] = {"kind": kind, "edges": origin, "min": low, "max": high}
+            if origin == "quantile":
+                details[name]["rank_error"] = (rank_errors or {}).get(name, 0.0)
         else:
             top = stats[f"{name}\0top"]
             tables.append(bins_table(name, kind, None, top))
@@ -535,6 +537,7 @@ def profile_from_stats(
         "bins": bins,
         "max_categories": max_categories,
         "min_category_count": min_category_count,
+        "rank_error_risk": RANK_ERROR_RISK,
         "row_count": row_count,
         "segments": segments,
         "segment_rows": _segment_rows(table, private),
