@@ -75,64 +75,113 @@ def rank_error_bound(finite: int, sampled: int, levels: int) -> float:
                + 1 / sampled)
 
 
-@dataclass(frozen=True)
 class NumericSketch:
     """One numeric feature: finite ``low``/``high`` (None without finite values), whether
-    every finite value is whole, how many are ``finite``, and the sampled values with
-    their keys (all finite values while there are at most ``capacity``)."""
+    every finite value is ``integral`` (whole), how many are ``finite``, and a uniform
+    sample of at most ``capacity`` of them (:meth:`sample`).
 
-    low: float | None
-    high: float | None
-    integral: bool
-    finite: int
-    keys: np.ndarray
-    values: np.ndarray
-    capacity: int
+    The sample is kept as the values with the smallest keys, in a buffer half again as
+    large that is pruned back to ``capacity`` when full. The buffer is allocated once
+    (untouched pages cost nothing) and values are written into it directly: on a busy
+    machine every fresh page costs a fault, which made allocating per batch the main cost.
+    """
 
-    @classmethod
-    def empty(cls, capacity: int) -> NumericSketch:
-        return cls(None, None, True, 0, np.empty(0), np.empty(0), capacity)
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.low: float | None = None
+        self.high: float | None = None
+        self.integral = True
+        self.finite = 0
+        self._limit = capacity + max(capacity // 2, 1) if capacity else 0
+        self._keys = np.empty(self._limit)
+        self._values = np.empty(self._limit)
+        self._size = 0
+        self._threshold = 1.0  # keys at or above it cannot be among the smallest
 
-    def add(self, values: np.ndarray, rng: np.random.Generator) -> NumericSketch:
-        """The sketch with the float64 ``values`` of a batch added (NaN, ±inf skipped)."""
+    def add(self, values: np.ndarray, rng: np.random.Generator) -> None:
+        """Add the float64 ``values`` of a batch (NaN and ±inf are not finite values)."""
         mask = np.isfinite(values)
         finite = values if mask.all() else values[mask]
         if not len(finite):
-            return self
-        # once a fraction is seen, the feature is not integral: skip the check
-        integral = self.integral and bool(np.array_equal(finite, np.floor(finite)))
-        sampled = bool(self.capacity)
-        return self.merge(NumericSketch(
-            float(finite.min()), float(finite.max()), integral, len(finite),
-            rng.random(len(finite)) if sampled else np.empty(0),
-            finite if sampled else np.empty(0), self.capacity))
+            return
+        # once a fraction is seen the feature is not integral: skip the check
+        self._count(float(finite.min()), float(finite.max()),
+                    self.integral and bool(np.array_equal(finite, np.floor(finite))),
+                    len(finite))
+        while self.capacity and self._threshold == 1.0 and len(finite):
+            # not pruned yet: every value enters, with a key drawn straight into the buffer
+            room = self._room()
+            taken = slice(self._size, self._size + min(room, len(finite)))
+            rng.random(out=self._keys[taken])
+            self._values[taken] = finite[:room]
+            self._size, finite = taken.stop, finite[room:]
+        if self.capacity and len(finite):
+            # Only keys below the threshold can enter: which values get one is a Bernoulli
+            # subset, drawn by geometric gaps, and their keys are uniform below it (the same
+            # distribution as drawing every key, at a cost proportional to those entering).
+            chosen = _bernoulli_positions(len(finite), self._threshold, rng)
+            self._insert(self._threshold * rng.random(len(chosen)), finite[chosen])
 
     def merge(self, other: NumericSketch) -> NumericSketch:
-        """The sketch of both parts' values."""
-        lows = [v for v in (self.low, other.low) if v is not None]
-        highs = [v for v in (self.high, other.high) if v is not None]
-        keys, values = other.keys, other.values
-        if len(self.keys) >= self.capacity and len(keys):
-            # a key above all of at least `capacity` keys cannot be among the smallest
-            below = keys < self.keys.max()
-            keys, values = keys[below], values[below]
-        keys, values = np.concatenate([self.keys, keys]), np.concatenate([self.values, values])
-        if len(keys) > self.capacity + self.capacity // 2:  # amortised: prune now and then
-            keys, values = _smallest(keys, values, self.capacity)
-        return NumericSketch(min(lows) if lows else None, max(highs) if highs else None,
-                             self.integral and other.integral, self.finite + other.finite,
-                             keys, values, self.capacity)
+        """A new sketch of both (disjoint) parts' values."""
+        merged = NumericSketch(self.capacity)
+        for part in (self, other):
+            merged._count(part.low, part.high, part.integral, part.finite)
+            if self.capacity:
+                merged._insert(part._keys[:part._size], part._values[:part._size])
+        return merged
 
     def sample(self) -> np.ndarray:
         """The sampled values: every finite value, or ``capacity`` of them at random."""
-        return _smallest(self.keys, self.values, self.capacity)[1]
+        if self._size > self.capacity:
+            self._prune()
+        return self._values[:self._size]
+
+    def _count(self, low: float | None, high: float | None, integral: bool,
+               finite: int) -> None:
+        lows = [v for v in (self.low, low) if v is not None]
+        highs = [v for v in (self.high, high) if v is not None]
+        self.low, self.high = min(lows, default=None), max(highs, default=None)
+        self.integral = self.integral and integral
+        self.finite += finite
+
+    def _insert(self, keys: np.ndarray, values: np.ndarray) -> None:
+        """Add keyed values, pruning whenever the buffer is full."""
+        while len(keys):
+            if self._threshold < 1.0:
+                below = keys < self._threshold
+                keys, values = keys[below], values[below]
+            room = self._room()
+            taken = slice(self._size, self._size + min(room, len(keys)))
+            self._keys[taken], self._values[taken] = keys[:room], values[:room]
+            self._size, keys, values = taken.stop, keys[room:], values[room:]
+
+    def _room(self) -> int:
+        if self._size == self._limit:
+            self._prune()
+        return self._limit - self._size
+
+    def _prune(self) -> None:
+        """Keep the ``capacity`` smallest keys (in place)."""
+        kept = np.argpartition(self._keys[:self._size], self.capacity - 1)[:self.capacity]
+        self._keys[:self.capacity] = self._keys[kept]
+        self._values[:self.capacity] = self._values[kept]
+        self._size = self.capacity
+        self._threshold = float(self._keys[:self.capacity].max())
 
 
-def _smallest(keys: np.ndarray, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(keys) <= k:
-        return keys, values
-    kept = np.argpartition(keys, k - 1)[:k]
-    return keys[kept], values[kept]
+def _bernoulli_positions(n: int, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Ascending positions in ``range(n)``, each present with probability ``p``
+    independently: cumulative sums of geometric gaps."""
+    found, last = [], -1
+    while True:
+        expected = (n - last) * p
+        gaps = rng.geometric(p, size=int(expected + 4 * expected ** 0.5 + 16))
+        steps = last + np.cumsum(gaps)
+        found.append(steps[steps < n])
+        if steps[-1] >= n:
+            return np.concatenate(found)
+        last = int(steps[-1])
 
 
 @dataclass(frozen=True)
@@ -261,15 +310,16 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
         *(pl.col(name).cast(pl.String).alias(c) for c, name in texts.items()))
     sampled = set(numeric if quantiles is None else quantiles)
     size = sample_capacity(len(sampled)) if capacity is None else capacity
-    sketches = {name: NumericSketch.empty(size if name in sampled else 0) for name in numeric}
-    rngs = {name: np.random.default_rng([seed, i]) for i, name in enumerate(numeric)}
+    sketches = {name: NumericSketch(size if name in sampled else 0) for name in numeric}
+    # SFC64: four times faster than the default PCG64 at drawing doubles
+    rngs = {name: np.random.Generator(np.random.SFC64([seed, i]))
+            for i, name in enumerate(numeric)}
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in categorical}
     rows = 0
     for batch in iter_batches(query, source, rows=_BATCH_ROWS):
         rows += batch.height
         for column, name in columns.items():
-            values = batch.get_column(column).to_numpy()
-            sketches[name] = sketches[name].add(values, rngs[name])
+            sketches[name].add(batch.get_column(column).to_numpy(), rngs[name])
         for column, name in texts.items():
             counts = batch.group_by([*keys, pl.col(column).alias(VALUE)]).agg(
                 pl.len().alias(COUNT))
