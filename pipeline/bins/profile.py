@@ -427,17 +427,19 @@ def build_profile(
                                      fixed_edges=fixed_edges, source=where)
     quantiles = [name for name, kind in kinds.items()
                  if kind == "numeric" and strategy == "quantile" and name not in fixed]
-    sketch = merge_sketches([sketch_rows(part, kinds, segments, quantiles=quantiles, seed=i,
-                                         capacity=sample_capacity(len(quantiles)),
-                                         source=where)
-                             for i, part in enumerate(parts)])
+    sketch = merge_sketches(sketch_rows(part, kinds, segments, quantiles=quantiles, seed=i,
+                                        capacity=sample_capacity(len(quantiles)),
+                                        source=where)
+                            for i, part in enumerate(parts))
+    stats = sketch.stats(bins, max_categories, min_category_count, quantiles)
+    categories = _category_counts(sketch.categories, segments)
+    rank_errors = sketch.rank_errors(bins, quantiles)
+    del sketch  # the samples are not needed for counting: free them before
     return profile_from_stats(
-        sketch.stats(bins, max_categories, min_category_count, quantiles), kinds, fixed,
-        lambda layout: count_parts(parts, layout, segments, where),
+        stats, kinds, fixed, lambda layout: count_parts(parts, layout, segments, where),
         segments=segments, strategy=strategy, bins=bins, max_categories=max_categories,
-        min_category_count=min_category_count, source=source,
-        categories=_category_counts(sketch.categories, segments),
-        rank_errors=sketch.rank_errors(bins, quantiles))
+        min_category_count=min_category_count, source=source, categories=categories,
+        rank_errors=rank_errors)
 
 
 def count_parts(parts: Sequence[pl.LazyFrame], layout: pl.DataFrame, segments: list[str],
