@@ -82,6 +82,35 @@ def _crash_log(error: BaseException) -> Path:
     return folder / name
 
 
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Print kl-drift's own warnings (e.g. a history partition skipped) as one line each
+    on stderr when the command ends without an error; other warnings go their usual way."""
+    import warnings
+
+    import click
+
+    from pipeline.errors import KLDriftWarning
+
+    failed, caught = True, []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", KLDriftWarning)
+            yield
+        failed = False
+    except (typer.Exit, click.exceptions.Exit):  # the command ended with its exit code
+        failed = False
+        raise
+    finally:
+        ours = [w for w in caught if issubclass(w.category, KLDriftWarning)]
+        for w in caught:
+            if w not in ours:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if not failed:
+            for message in dict.fromkeys(str(w.message) for w in ours):
+                err.print(f"kl-drift: warning: {message}", markup=False)
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn kl-drift's own errors into one line on stderr and exit status 2, and any other
     failure into one line naming its log file and exit status 3."""
@@ -93,7 +122,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         from pipeline.errors import KLDriftError
 
         try:
-            return command(*args, **kwargs)
+            with _warnings_as_lines():
+                return command(*args, **kwargs)
         except KLDriftError as exc:
             err.print(f"kl-drift: error: {exc}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -294,8 +324,9 @@ def profile(
     ] = None,
     strategy: Annotated[str | None, typer.Option(help="quantile or uniform.")] = None,
     bins: Annotated[int | None, typer.Option(help="Numeric bins (default 20).")] = None,
-    top_k: Annotated[int | None, typer.Option(
-        help="Most categories kept per feature (profile.max_categories; default 1000).")] = None,
+    max_categories: Annotated[int | None, typer.Option(
+        "--max-categories", "--top-k",
+        help="Most categories kept per feature (default 1000).")] = None,
     segment: SegmentOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -308,7 +339,8 @@ def profile(
 
     settings = _load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,
-        "profile.strategy": strategy, "profile.bins": bins, "profile.top_k": top_k,
+        "profile.strategy": strategy, "profile.bins": bins,
+        "profile.max_categories": max_categories,
     })
     with steps(quiet) as progress:
         progress(f"profiling {baseline}")

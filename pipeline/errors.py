@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+# "s3://...", "postgresql://...", "delta:...", "csv:...": a source that is not a local path
+_NOT_A_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!\\)")
+
 
 class KLDriftError(Exception):
     """Base class of every error kl-drift raises on purpose."""
@@ -15,7 +20,8 @@ class InputError(KLDriftError, ValueError):
     message : str
         What is wrong and what to fix.
     source : str, optional
-        The file, glob or folder the problem was found in.
+        The file, glob or folder the problem was found in (shown as ``file '...'``), or a
+        URL, database or format-prefixed source (shown as ``source '...'``).
     feature, column : str, optional
         The feature or column concerned.
     """
@@ -31,14 +37,22 @@ class InputError(KLDriftError, ValueError):
         self.source = source
         self.feature = feature
         self.column = column
+        kind = "source" if source is not None and _NOT_A_PATH.match(source) else "file"
         where = [f"{label} {value!r}" for label, value in
-                 (("file", source), ("feature", feature), ("column", column)) if value is not None]
+                 ((kind, source), ("feature", feature), ("column", column)) if value is not None]
         text = " ".join(message.split())  # always one line
         super().__init__(f"{', '.join(where)}: {text}" if where else text)
 
 
 class ConfigError(KLDriftError, ValueError):
     """Invalid configuration: names the key and the accepted values. CLI exit status 2."""
+
+
+class KLDriftWarning(UserWarning):
+    """A problem kl-drift worked around, e.g. an unreadable history partition it skipped.
+
+    One line naming what was skipped; the CLI prints it as ``kl-drift: warning: ...``.
+    """
 
 
 class OutputError(KLDriftError):

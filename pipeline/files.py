@@ -7,6 +7,7 @@ names, run ids) go through :func:`safe_filename` before they become paths.
 
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import hashlib
@@ -91,7 +92,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_orphans(target: Path) -> None:
+def remove_orphans(target: Path) -> None:
     """Delete temp files a killed writer of ``target`` left (their process is gone)."""
     for orphan in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         pid = orphan.name[len(target.name) + 2:].split(".", 1)[0]
@@ -108,7 +109,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     """
     target = Path(path)
     make_dirs(target.parent)
-    _remove_orphans(target)
+    remove_orphans(target)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
                                         dir=target.parent)
@@ -122,12 +123,23 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
         tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException as error:
-        tmp.unlink(missing_ok=True)
         converted = output_error(error, target) if isinstance(error, Exception) else None
+        if converted is None and isinstance(error, Exception) and _full(target.parent):
+            # polars may report a short write as a malformed file rather than as ENOSPC
+            converted = output_error(OSError(errno.ENOSPC, "disk full"), target)
+        tmp.unlink(missing_ok=True)
         if converted is not None:
             raise converted from error
         raise
     return target
+
+
+def _full(folder: Path) -> bool:
+    """Whether the filesystem holding ``folder`` has no free block left."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from warnings import catch_warnings, simplefilter
 
 import polars as pl
 
@@ -26,7 +27,7 @@ from pipeline.bins.profile import Profile, build_profile, read_profile, write_pr
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, KLDriftWarning
 from pipeline.files import safe_filename, tool_version
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
 from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
@@ -167,10 +168,11 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     ------
     ConfigError, InputError
         One-line messages for a bad configuration (also: nothing to check, only one of
-        ``input.baseline``/``input.current``, or segment columns that differ from the
-        baseline's without ``input.pool_segments``) or unreadable/malformed input. Problems
-        limited to one feature or window do not raise: they become ``error`` or
-        ``insufficient_data`` rows.
+        ``input.baseline``/``input.current``, segment columns that differ from the
+        baseline's without ``input.pool_segments``, or ``input.executor = "dask"`` with the
+        default local ``bin_current``) or unreadable/malformed input. Problems limited to
+        one feature or window do not raise: they become ``error`` or ``insufficient_data``
+        rows.
     """
     settings = config.input
     parts = {part for part, wanted in ((FEATURES, bool(settings.baseline or settings.current)),
@@ -182,6 +184,10 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     if FEATURES in parts:
         _input_path(settings.baseline, "baseline")
         _input_path(settings.current, "current")
+        if settings.executor == "dask" and bin_current is bin_current_locally:
+            raise ConfigError("input.executor: 'dask' bins on a Dask cluster, which only the "
+                              "Prefect flow starts (kl-drift run --prefect, kl-drift serve, "
+                              "flows.flows.drift_check); set executor = 'local' to bin here")
     return _run(config, parts, progress, bin_current)
 
 
@@ -313,7 +319,10 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
                 else:
                     append_history(history_dir, table, run_id, as_of, part=part)
             say("rendering reports")
-            write_reports(staging, history_dir=history_dir)
+            with catch_warnings():
+                # the run's warnings (alerts.json) already name unreadable history partitions
+                simplefilter("ignore", KLDriftWarning)
+                write_reports(staging, history_dir=history_dir)
             publish(staging, run_dir)
 
     statuses = {*(() if drift is None else drift["status"].unique()),
@@ -416,6 +425,11 @@ def _detect(source: str, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
                          f"also the number column {floats[0]!r} like raw rows; set "
                          f"input.{role}_format = \"raw\" or \"histogram\"",
                          source=describe_source(source))
+    if kind == "raw" and {"feature", "bin"} <= set(schema):
+        # a histogram table that lost its counts, more likely than raw rows with such names
+        raise InputError(f"has feature and bin columns like a histogram table, but no count "
+                         f"column; add the counts, or set input.{role}_format = \"raw\" if "
+                         f"these are raw rows", source=describe_source(source), column="count")
     return kind, schema
 
 
@@ -539,6 +553,10 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
     settings, profile = config.input, baseline.profile
     reasons: dict[str, str] = {}
     coverage = None
+    if is_profile_file(path):
+        raise InputError("is a baseline profile; the current data must be raw rows or a "
+                         "histogram table (a profile is only ever a baseline)",
+                         source=describe_source(path))
     kind = settings.current_format
     if kind == "auto":
         detected, schema = _detect(path, config, "current")
@@ -572,12 +590,17 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
         features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
         reasons = retyped_features(schema, profile, features)
+        if features and all(f in reasons or f not in schema for f in features):
+            raise InputError("none of the baseline's features can be checked in it: "
+                             + reasons.get(features[0], f"no column {features[0]!r}"),
+                             source=shown)
         binned = bin_current(profile, settings, [f for f in features if f not in reasons])
         current = binned.histograms
         if "window" in current.columns:
             coverage = window_coverage(current["window"], binned.span, settings.period,
                                        settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
+        _check_features(config, reference, current)  # a misspelt --feature selects nothing
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=shown)
     return _Current(current, reference, warnings, reasons, coverage)

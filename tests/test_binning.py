@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from pipeline.bins.binning import _category_codes, bin_raw, retyped_features
 from pipeline.bins.layout import bin_label
@@ -402,3 +403,26 @@ def test_bad_window_settings(small_profile: Profile) -> None:
         bin_raw(raw, small_profile, segments=["region"])
     with pytest.raises(InputError, match=r"feature 'nope': not a feature of the profile"):
         bin_raw(raw, small_profile, features=["nope"])
+
+
+def test_wide_tables_are_binned_in_passes_that_add_up_to_one() -> None:
+    """More features than one pass bins (100 per pass): every feature's counts, in every
+    segment and window, equal those of binning that feature alone."""
+    rng = np.random.default_rng(7)
+    rows = 300
+    columns: dict[str, object] = {
+        "ts": [datetime(2024, 1, 1) + timedelta(hours=int(h)) for h in rng.integers(0, 72, rows)],
+        "region": rng.choice(["north", "south"], rows)}
+    for j in range(230):  # three passes; text columns in each of them
+        columns[f"f{j}"] = ([None if v == "-" else v for v in rng.choice(list("abc-"), rows)]
+                            if j % 7 == 3 else rng.normal(j, 1, rows))
+    raw = pl.DataFrame(columns).lazy()
+    profile = build_profile(raw, exclude=["ts"], segments=["region"], bins=5)
+    options = {"timestamp": "ts", "period": "1d", "segments": ["region"]}
+    whole = bin_raw(raw, profile, **options)
+    assert whole["feature"].n_unique() == 230
+    alone = pl.concat([bin_raw(raw, profile, features=[f"f{j}"], **options)
+                       for j in (0, 3, 99, 100, 101, 199, 200, 229)])
+    keys = [segment_column("region"), "window", "feature", "bin"]
+    assert_frame_equal(whole.join(alone.select(keys), on=keys).sort(keys),
+                       alone.select(whole.columns).sort(keys))

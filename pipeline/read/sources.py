@@ -6,8 +6,9 @@ or folder of Parquet, CSV or NDJSON; a Delta Lake or Iceberg table; or a databas
 query. Local files are listed here, once each by real path (a symlink loop such as
 ``latest -> .`` cannot make a file count twice), and their schemas are checked against each
 other: numeric columns whose type differs between files are widened (Int64 and Float64 read
-as Float64), other differences and hive folder keys that a file also holds as a column are
-errors naming both files or both places.
+as Float64), so are timestamps stored with different units (read as microseconds); other
+differences and hive folder keys that a file also holds as a column are errors naming both
+files or both places. A file's name is never a glob: ``cur[1].parquet`` is that file.
 
 Polars is lazy: a bad file may only fail when the query runs, so queries on scanned data
 are run through :func:`collect` / :func:`iter_batches`, which convert polars, pyarrow and OS
@@ -48,9 +49,10 @@ _DENIED = re.compile(r"\b403\b|forbidden|access ?denied|invalidaccesskeyid|signa
 _ABSENT = re.compile(r"\b404\b|nosuchkey|nosuchbucket|no such file|object at location .* not "
                      r"found", re.IGNORECASE)
 _TYPE_CLASH = re.compile(r"data type mismatch for column (\S+): incoming: (\S+) != target: (\S+)")
-#: Scan casts that widen numbers across files (ints to wider ints or floats, floats up).
+#: Scan casts that widen numbers across files (ints to wider ints or floats, floats up) and
+#: bring timestamps of any unit to microseconds.
 _WIDEN = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], float_cast="upcast",
-                            datetime_cast="upcast")
+                            datetime_cast=["upcast", "nanosecond-downcast"])
 
 
 def describe_source(source: Source) -> str:
@@ -260,17 +262,19 @@ def _scan_files(fmt: str, files: str | list[str], *, hive: bool,
 
 def _file_schema(fmt: str, path: str) -> pl.Schema:
     try:
-        if fmt == "parquet":
-            return pl.Schema(pl.read_parquet_schema(path))
+        # a list: the path is the file's name, not a glob
         return _scan_files(fmt, [path], hive=False, options=None).collect_schema()
     except read_errors() as error:
         raise read_error(error, path, _FORMAT_NAMES[fmt]) from error
 
 
 def _widened(a: pl.DataType, b: pl.DataType) -> pl.DataType | None:
-    """The type both columns are read as, when numbers (or nulls) can be widened."""
+    """The type both columns are read as, when numbers (or nulls) can be widened, or
+    timestamps of one time zone stored with different units."""
     if a == b:
         return a
+    if isinstance(a, pl.Datetime) and isinstance(b, pl.Datetime):
+        return pl.Datetime("us", a.time_zone) if a.time_zone == b.time_zone else None
     numeric = (a.is_numeric() or a == pl.Null) and (b.is_numeric() or b == pl.Null)
     if not numeric or a.is_decimal() or b.is_decimal():
         return None
@@ -326,7 +330,17 @@ def _remote_pattern(location: Location) -> str:
 def _scan_location(location: Location, options: StorageOptions) -> pl.LazyFrame:
     storage = dict(options) if options else None
     if location.format == "delta":
-        return pl.scan_delta(location.path, storage_options=storage)
+        try:
+            from deltalake.exceptions import DeltaError
+        except ImportError:
+            raise InputError("reading a Delta table needs the lakehouse extra: pip install "
+                             "'kl-drift[lakehouse]'", source=location.shown) from None
+        try:
+            table = pl.scan_delta(location.path, storage_options=storage)
+            table.collect_schema()  # a folder that is no Delta table fails here
+        except DeltaError as error:
+            raise read_error(error, location.shown, _FORMAT_NAMES["delta"]) from error
+        return table
     if location.format == "iceberg":
         return pl.scan_iceberg(location.path, storage_options=storage)
     if location.format == "sql":

@@ -5,19 +5,23 @@ without the per-bin ``bins`` list) and ``models.parquet`` (model-output rows), e
 ``run_id`` (the original id, which the folder name may have had to alter) and ``created_at``
 (UTC). Writing a run id again replaces its files, so reruns never duplicate rows. Later runs
 read the decisions back (:func:`scan_decisions`) to carry persistence and alert lifecycles
-from run to run; an unreadable partition is skipped with a warning naming it.
+from run to run, and the reports read the newest runs (:func:`read_recent_runs`). A partition
+that cannot be read — not Parquet, truncated, corrupt pages, missing or mistyped columns —
+is skipped with a warning naming it (a run warning, or a :class:`KLDriftWarning`).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.files import atomic_write, safe_filename
+from pipeline.errors import KLDriftWarning
+from pipeline.files import atomic_write, remove_orphans, safe_filename
 
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"
@@ -25,6 +29,16 @@ PART_FILE = "part.parquet"
 #: The file of each part of a run in its partition.
 PART_FILES = {"features": PART_FILE, "models": "models.parquet"}
 CREATED_AT = pl.Datetime("us", "UTC")
+#: Types of the history columns the readers use; a partition whose values do not cast to
+#: them is unreadable.
+_TYPES: dict[str, pl.DataType] = {
+    "run_id": pl.String(), "created_at": CREATED_AT, "segment": pl.String(),
+    "feature": pl.String(), "window": pl.String(), "metric": pl.String(),
+    "status": pl.String(), "window_status": pl.String(), "value": pl.Float64(),
+    "warn_threshold": pl.Float64(), "critical_threshold": pl.Float64(),
+    "partial": pl.Boolean(), "coverage": pl.Float64()}
+# What reading a damaged partition raises (a bad created_at text is a ValueError).
+_UNREADABLE = (OSError, ValueError, pl.exceptions.PolarsError)
 
 
 def partition_dir(history_dir: str | os.PathLike[str], run_id: str) -> Path:
@@ -72,29 +86,62 @@ def append_history(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
+    _remove_orphans(history_dir)
     return atomic_write(partition_dir(history_dir, run_id) / PART_FILES[part],
                         rows.write_parquet)
+
+
+def _remove_orphans(history_dir: str | os.PathLike[str]) -> None:
+    """Delete the temp files of killed writers in every partition (of any run id)."""
+    for partition in Path(history_dir).glob("run_id=*"):
+        for name in PART_FILES.values():
+            remove_orphans(partition / name)
 
 
 def drop_history(history_dir: str | os.PathLike[str], run_id: str, *,
                  part: str = "features") -> None:
     """Remove ``run_id``'s rows of one part (a rerun of that id that did not check it)."""
+    _remove_orphans(history_dir)
     partition = partition_dir(history_dir, run_id)
     (partition / PART_FILES[part]).unlink(missing_ok=True)
     if partition.is_dir() and not any(partition.iterdir()):
         partition.rmdir()
 
 
+def _scan(file: Path) -> pl.LazyFrame:
+    # the file's own name: a `[` in the output folder's path is not a glob
+    return pl.scan_parquet(file, glob=False, hive_partitioning=False)
+
+
+def _typed(name: str, names: Sequence[str]) -> pl.Expr:
+    """Column ``name`` of a partition cast to its history type (null when the run lacks it)."""
+    column = pl.col(name) if name in names else pl.lit(None)
+    return column.cast(_TYPES[name]).alias(name) if name in _TYPES else column.alias(name)
+
+
+def _run_of(file: Path) -> tuple[str, datetime] | None:
+    """The run id and creation time of a partition (None: it has no rows)."""
+    first = _scan(file).select(_typed("run_id", ["run_id"]),
+                               _typed("created_at", ["created_at"])).head(1).collect()
+    if not first.height:
+        return None
+    return first["run_id"][0], as_utc(first["created_at"][0])
+
+
+def _skipped(file: Path, error: BaseException) -> str:
+    why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"history partition {file} is unreadable and was skipped ({why})"
+
+
 def run_created_at(history_dir: str | os.PathLike[str], run_id: str) -> datetime | None:
     """When ``run_id`` was first written to the history (None: never, or unreadable)."""
     for name in PART_FILES.values():
-        file = partition_dir(history_dir, run_id) / name
         try:
-            first = pl.read_parquet(file, columns=["created_at"], n_rows=1)
-        except (OSError, pl.exceptions.PolarsError):
+            run = _run_of(partition_dir(history_dir, run_id) / name)
+        except _UNREADABLE:
             continue
-        if first.height:
-            return as_utc(first["created_at"][0])
+        if run is not None:
+            return run[1]
     return None
 
 
@@ -126,38 +173,37 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
         none; and one warning per unreadable partition, which is skipped.
     """
     own = partition_dir(history_dir, exclude_run_id)
-    runs: list[tuple[datetime, str, Path, dict[str, pl.DataType]]] = []
-    warnings = []
+    runs: list[tuple[datetime, str, pl.DataFrame]] = []
+    problems = []
     for file in sorted(Path(history_dir).glob(f"run_id=*/{PART_FILES[part]}")):
         if file.parent == own:
             continue
+        # Read whole (a few columns), so that a partition damaged anywhere is found here.
         try:
-            schema = pl.read_parquet_schema(file)
-            first = pl.read_parquet(file, columns=["created_at", "run_id"], n_rows=1)
-            missing = [c for c in (*series, "window", "status") if c not in schema]
+            run = _run_of(file)
+            if run is None or (before is not None and run[1] >= before):
+                continue
+            names = _scan(file).collect_schema().names()
+            missing = [c for c in (*series, "window", "status") if c not in names]
             if missing:
                 raise ValueError(f"no column {missing[0]!r}")
-        except (OSError, ValueError, pl.exceptions.PolarsError) as error:
-            why = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            warnings.append(f"history partition {file} is unreadable and was skipped ({why})")
+            rows = _scan(file).select(
+                *(pl.col(c).cast(pl.String) for c in series),
+                _typed("window", names),
+                _typed("window_status" if "window_status" in names else "status", names)
+                .alias("window_status"),
+                _typed("status", names), _typed("partial", names)).collect()
+        except _UNREADABLE as error:
+            problems.append(_skipped(file, error))
             continue
-        if first.height and (before is None or as_utc(first["created_at"][0]) < before):
-            runs.append((first["created_at"][0], first["run_id"][0], file, schema))
+        runs.append((run[1], run[0], rows))
     if not runs:
-        return None, warnings
-    parts = []
-    for order, (_, _, file, schema) in enumerate(sorted(runs, key=lambda r: (r[0], r[1]))):
-        parts.append(pl.scan_parquet(file, hive_partitioning=False).select(
-            *(pl.col(c).cast(pl.String) for c in series),
-            pl.col("window").cast(pl.String),
-            pl.col("window_status" if "window_status" in schema else "status")
-            .alias("window_status"),
-            pl.col("status"),
-            (pl.col("partial") if "partial" in schema else pl.lit(None, pl.Boolean))
-            .alias("partial"),
-            run_order=pl.lit(order, pl.Int64),
-            row_order=pl.int_range(pl.len(), dtype=pl.Int64).over(list(series))))
-    return pl.concat(parts, how="vertical_relaxed"), warnings
+        return None, problems
+    parts = [rows.with_columns(run_order=pl.lit(order, pl.Int64),
+                               row_order=pl.int_range(pl.len(), dtype=pl.Int64)
+                               .over(list(series)))
+             for order, (_, _, rows) in enumerate(sorted(runs, key=lambda r: (r[0], r[1])))]
+    return pl.concat(parts, how="vertical_relaxed").lazy(), problems
 
 
 def history_files(history_dir: str | os.PathLike[str]) -> list[Path]:
@@ -178,12 +224,12 @@ def scan_history(history_dir: str | os.PathLike[str], *,
         return None
     schema: dict[str, pl.DataType] = {}
     for file in files:
-        for name, dtype in pl.read_parquet_schema(file).items():
+        for name, dtype in _scan(file).collect_schema().items():
             if schema.get(name, pl.Null) == pl.Null:  # an all-null column says nothing
                 schema[name] = dtype
     # The folder name is only a safe form of the id: read the original from the files.
     return pl.scan_parquet(files, hive_partitioning=False, schema=schema,
-                           missing_columns="insert")
+                           missing_columns="insert", glob=False)
 
 
 def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
@@ -202,16 +248,22 @@ def stored_runs(history_dir: str | os.PathLike[str]) -> pl.DataFrame:
     Reads one row of two columns per partition file, whatever the runs' sizes; a file that
     cannot be read is left out.
     """
-    rows = []
+    return _stored_runs(history_dir)[0]
+
+
+def _stored_runs(history_dir: str | os.PathLike[str]) -> tuple[pl.DataFrame, list[str]]:
+    """:func:`stored_runs`, and a warning for each partition left out as unreadable."""
+    rows, problems = [], []
     for file in history_files(history_dir):
         try:
-            first = pl.read_parquet(file, columns=["run_id", "created_at"], n_rows=1)
-        except (OSError, pl.exceptions.PolarsError):
-            continue  # unreadable: the run's own check warns about it (scan_decisions)
-        if first.height:
-            rows.append({**first.row(0, named=True), "file": str(file)})
+            run = _run_of(file)
+        except _UNREADABLE as error:
+            problems.append(_skipped(file, error))
+            continue
+        if run is not None:
+            rows.append({"run_id": run[0], "created_at": run[1], "file": str(file)})
     return pl.DataFrame(rows, schema={"run_id": pl.String, "created_at": CREATED_AT,
-                                      "file": pl.String}).sort("created_at", "run_id")
+                                      "file": pl.String}).sort("created_at", "run_id"), problems
 
 
 def read_recent_runs(
@@ -226,7 +278,8 @@ def read_recent_runs(
 
     Memory follows what is returned, not the size of the history: only the newest runs'
     files are scanned, only ``columns`` are read, and only rows of the ``keys`` are kept
-    (streamed).
+    (streamed). A partition that cannot be read is left out with a
+    :class:`~pipeline.errors.KLDriftWarning` naming it.
 
     Parameters
     ----------
@@ -261,16 +314,28 @@ def read_recent_runs(
     >>> rows.select("run_id", "feature", "value").rows(), n_runs
     ([('r2', 'a', 0.2)], 2)
     """
-    runs = stored_runs(history_dir)
+    runs, problems = _stored_runs(history_dir)
     if exclude_run_id is not None:
         runs = runs.filter(pl.col("run_id") != exclude_run_id)
-    scan = scan_history(history_dir, files=[Path(f) for f in runs["file"].tail(max_runs)])
-    if scan is None or keys.is_empty():
-        return None, runs.height
     wanted = list(dict.fromkeys(["run_id", "created_at", "segment", "feature", *columns]))
-    rows = (scan.filter(pl.col("feature").is_in(keys["feature"].unique().implode()))
-            .select(wanted)
-            .join(keys.lazy().select("segment", "feature").unique(), on=["segment", "feature"],
-                  how="semi")
-            .collect(engine="streaming"))
-    return (rows if rows.height else None), runs.height
+    features = keys["feature"].unique().implode()
+    parts = []
+    for file in [] if keys.is_empty() else runs["file"].tail(max_runs).to_list():
+        # One partition at a time: one damaged partition is skipped, not the whole plot.
+        try:
+            names = _scan(Path(file)).collect_schema().names()
+            missing = [c for c in ("segment", "feature") if c not in names]
+            if missing:
+                raise ValueError(f"no column {missing[0]!r}")
+            parts.append(
+                _scan(Path(file)).select(*(_typed(c, names) for c in wanted))
+                .filter(pl.col("feature").is_in(features))
+                .join(keys.lazy().select("segment", "feature").unique(),
+                      on=["segment", "feature"], how="semi")
+                .collect(engine="streaming"))
+        except _UNREADABLE as error:
+            problems.append(_skipped(Path(file), error))
+    for problem in problems:
+        warnings.warn(problem, KLDriftWarning, stacklevel=2)
+    rows = pl.concat(parts, how="vertical_relaxed") if parts else None
+    return (rows if rows is not None and rows.height else None), runs.height

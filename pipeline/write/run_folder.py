@@ -55,6 +55,15 @@ MODEL_COLUMNS = {
     "examples": ("segment", "window", "rank", "baseline_class", "current_class",
                  "baseline_probs", "current_probs"),
 }
+# Required columns the reports format as numbers or show as text; a table whose column has
+# another type (edited by hand, written by another tool) is malformed.
+_NUMBERS = frozenset({
+    "n_baseline", "n_current", "value", "warn_threshold", "critical_threshold", "p_value",
+    "q_value", "n", "js_distance_mean", "js_distance_p95", "js_distance_max", "flip_rate",
+    "baseline_mean", "current_mean", "baseline_predicted_share", "current_predicted_share",
+    "rank", "stderr", "ci_low", "ci_high"})
+_TEXTS = frozenset({"segment", "feature", "window", "metric", "status", "reason", "class",
+                    "estimator", "baseline_class", "current_class"})
 #: Footer key of every table of a run folder: :func:`run_stamp` of the run that wrote it.
 RUN_KEY = "kl_drift.run"
 ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
@@ -96,15 +105,24 @@ def read_table(path: Path, columns: tuple[str, ...], *, skip: tuple[str, ...] = 
     """
     _require_file(path)
     try:
-        names = list(pl.read_parquet_schema(path))
-        table = pl.read_parquet(path, columns=[c for c in names if c not in skip])
+        scan = pl.scan_parquet(path, glob=False)  # a `[` in the folder's path is no glob
+        schema = scan.collect_schema()
+        table = scan.select([c for c in schema if c not in skip]).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"not a readable Parquet file ({type(exc).__name__})",
                          source=str(path)) from exc
-    missing = [c for c in columns if c not in names]
+    missing = [c for c in columns if c not in schema]
     if missing:
         raise InputError(f"{path.name} lacks a required column (see docs/reports.md)",
                          source=str(path), column=missing[0])
+    for name in columns:
+        dtype = schema[name]
+        wrong = dtype != pl.Null and (not dtype.is_numeric() if name in _NUMBERS else
+                                      name in _TEXTS and dtype != pl.String)
+        if wrong:
+            raise InputError(f"{path.name} has type {dtype} in this column, not "
+                             f"{'numbers' if name in _NUMBERS else 'text'} (see "
+                             "docs/reports.md)", source=str(path), column=name)
     return table
 
 
@@ -149,7 +167,7 @@ def read_bins(path: Path, rows: pl.Series, *, chunk: int = 50_000) -> pl.Series:
     wanted = pl.DataFrame({"_row": rows.cast(pl.Int64)}).with_row_index("_order")
     parts = []
     for (first,), group in wanted.group_by(pl.col("_row") // chunk, maintain_order=True):
-        part = (pl.scan_parquet(path, low_memory=True).select("bins")
+        part = (pl.scan_parquet(path, low_memory=True, glob=False).select("bins")
                 .slice(int(first) * chunk, chunk).collect())
         parts.append(group.select("_order", part["bins"].gather(group["_row"] - first * chunk)))
     if not parts:
