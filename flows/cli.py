@@ -334,8 +334,8 @@ def profile(
 
     With segments, every segment gets its own baseline counts over one shared bin layout.
     """
+    from pipeline.baseline import build_baseline_profile
     from pipeline.bins.profile import write_profile
-    from pipeline.run import build_baseline_profile
 
     settings = _load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,

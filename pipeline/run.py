@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from warnings import catch_warnings, simplefilter
 
 import polars as pl
 
+from pipeline.baseline import build_baseline_profile
 from pipeline.bins.align import align, pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
-from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
+from pipeline.bins.profile import Profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
 from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
@@ -479,53 +479,6 @@ def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFra
 def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
     return _Baseline(_selected(config, _read_histogram_table(config, path, "baseline")), None,
                      built=False)
-
-
-def build_baseline_profile(config: RunConfig, source: str | None = None) -> Profile:
-    """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
-
-    Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. ``source`` (any source string)
-    defaults to ``input.baseline``; a database source is profiled in the database (only
-    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
-    ``kl-drift profile`` and the ``build_baseline`` flow alike.
-    """
-    settings, options = config.input, config.profile
-    source = source or settings.baseline
-    if not source:
-        raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
-    shown = describe_source(source)
-    if is_profile_file(source):
-        raise InputError("is already a baseline profile, not raw rows; use it as "
-                         "input.baseline directly", source=shown)
-    schema = source_schema(source, storage_options=settings.storage_options)
-    # Profiling reads raw rows: a table that looks like histograms (and has no float data
-    # column, which only raw rows have) needs the user to say so.
-    if (settings.baseline_format != "raw" and classify_columns(set(schema)) == "histogram"
-            and not ambiguous_columns(schema)):
-        raise InputError("is a histogram table (feature, bin and count columns), not raw "
-                         "rows; use it as input.baseline directly, or set "
-                         "input.baseline_format = \"raw\" to profile its columns",
-                         source=shown)
-    check_scalar_columns(schema, settings.segments, shown)
-    location = parse_location(source)
-    if location.format == "sql":
-        from pipeline.bins.pushdown import profile_in_database  # only for database sources
-
-        build = partial(profile_in_database, location)
-    else:
-        build = partial(build_profile, scan_raw(source, storage_options=settings.storage_options),
-                        source=shown)
-    profile = build(
-        features=settings.features,
-        exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
-        segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        max_categories=options.category_limit, min_category_count=options.min_category_count,
-        fixed_edges=options.fixed_edges or None)
-    if not profile.metadata.get("row_count"):
-        raise InputError("baseline has no rows, so there is nothing to compare with; check "
-                         "input.baseline", source=shown)
-    return profile
 
 
 def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
