@@ -458,9 +458,9 @@ def profile(
     With ``--joint`` (or a ``[joint]`` section) it also keeps a seeded sample of baseline
     rows, next to it, for the joint drift check.
     """
+    from pipeline.baseline import build_baseline_profile
     from pipeline.bins.profile import write_profile
     from pipeline.read.location import redact
-    from pipeline.run import build_baseline_profile
 
     settings = _with_joint(_load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,

@@ -23,18 +23,16 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from warnings import catch_warnings, simplefilter
 
 import polars as pl
 
+from pipeline.baseline import build_baseline_profile
 from pipeline.bins.align import pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
-from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
-from pipeline.bins.pushdown import bin_in_database, profile_in_database
-from pipeline.bins.row_sample import sample_baseline
+from pipeline.bins.profile import Profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
-from pipeline.decide.joint import decide_joint
 from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError, KLDriftWarning
 from pipeline.files import safe_filename, tool_version
@@ -48,9 +46,6 @@ from pipeline.formats import (  # SEVERITY: also imported from here (flows.publi
     TRENDS_FILE,
 )
 from pipeline.labels import private_segment_columns, segment_name
-from pipeline.measure.estimate import estimate_kl
-from pipeline.measure.joint import joint_features, measure_joint, sample_current
-from pipeline.measure.models import ModelDrift, compare_models
 from pipeline.read.frames import Frame
 from pipeline.read.histograms import read_histograms
 from pipeline.read.location import Location, parse_location, redact
@@ -67,7 +62,6 @@ from pipeline.reference_modes import History, compare
 from pipeline.windows import timestamp_expr, window_coverage
 from pipeline.write.documents import (
     alerts_document,
-    estimates_block,
     joint_block,
     models_block,
     trends_block,
@@ -90,6 +84,8 @@ from pipeline.write.run_folder import (
     write_run_outputs,
 )
 
+if TYPE_CHECKING:
+    from pipeline.measure.models import ModelDrift
 #: The parts a run can check; each writes its own tables into the run folder.
 FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
 #: The ``monitor`` of exported metrics without export.prometheus.monitor or prefect.name.
@@ -112,6 +108,8 @@ def bin_current_locally(profile: Profile, settings: InputConfig, features: list[
     current = _input_path(settings.current, "current") if source is None else source
     location = _database(current)
     if location is not None:
+        from pipeline.bins.pushdown import bin_in_database  # only for database sources
+
         return bin_in_database(location, profile, timestamp=settings.timestamp,
                                period=settings.period, segments=settings.segments,
                                features=features, missing="skip",
@@ -506,13 +504,20 @@ def _measure(config: RunConfig, parts: set[str], say: Progress, bin_current: Bin
     if config.joint is not None and features is not None and inputs is not None:
         joint = _joint_drift(config, features, inputs, say)
     # run_models, run_estimate and run_drift ask only for the parts the config has
+    # Model outputs and estimates import their modules only when the run has them:
+    # start-up time counts for small scheduled runs.
     models = None
     if config.models is not None and MODELS in parts:
+        from pipeline.measure.models import compare_models
+
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
     estimates = block = None
     if config.estimate is not None and ESTIMATES in parts:
+        from pipeline.measure.estimate import estimate_kl
+        from pipeline.write.documents import estimates_block
+
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
@@ -705,6 +710,9 @@ def _joint_drift(config: RunConfig, features: _FeatureDrift, inputs: FeatureInpu
                  say: Progress) -> _JointDrift:
     """Joint drift of ``[joint]``: the profile's baseline sample against samples of the
     current windows, one classifier per segment x window (docs/joint-drift.md)."""
+    from pipeline.decide.joint import decide_joint  # imported by runs with [joint] only
+    from pipeline.measure.joint import joint_features, measure_joint, sample_current
+
     settings, options = config.input, config.joint
     assert options is not None  # called with [joint] only
     profile = features.baseline.profile
@@ -863,59 +871,6 @@ def _read_histogram_table(config: RunConfig, path: str | Frame, role: str) -> pl
 def _histogram_baseline(config: RunConfig, path: str | Frame) -> _Baseline:
     return _Baseline(_selected(config, _read_histogram_table(config, path, "baseline")), None,
                      built=False)
-
-
-def build_baseline_profile(config: RunConfig, source: str | Frame | None = None) -> Profile:
-    """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
-
-    Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. With ``[joint]`` the profile also
-    keeps a seeded sample of ``joint.sample_rows`` baseline rows per segment. ``source``
-    (any source string) defaults to ``input.baseline``; a database source is profiled in
-    the database (only quantiles, top categories and counts leave it); an in-memory table
-    (the Python API's ``pipeline.profile``) is profiled where it is. Used by runs with a
-    raw baseline, ``kl-drift profile`` and the ``build_baseline`` flow alike.
-    """
-    settings, options = config.input, config.profile
-    source = source or settings.baseline
-    if not source:
-        raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
-    shown = describe_source(source)
-    if is_profile_file(source):
-        raise InputError("is already a baseline profile, not raw rows; use it as "
-                         "input.baseline directly", source=shown)
-    schema = source_schema(source, storage_options=settings.storage_options)
-    # Profiling reads raw rows: a table that looks like histograms (and has no float data
-    # column, which only raw rows have) needs the user to say so.
-    if (settings.baseline_format != "raw" and classify_columns(set(schema)) == "histogram"
-            and not ambiguous_columns(schema)):
-        raise InputError("is a histogram table (feature, bin and count columns), not raw "
-                         "rows; use it as input.baseline directly, or set "
-                         "input.baseline_format = \"raw\" to profile its columns",
-                         source=shown)
-    check_scalar_columns(schema, settings.segments, shown)
-    location = _database(source)
-    build = partial(profile_in_database, location) if location is not None else partial(
-        build_profile, scan_raw(source, storage_options=settings.storage_options),
-        source=shown)
-    profile = build(
-        features=settings.features,
-        exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
-        segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        max_categories=options.category_limit, min_category_count=options.min_category_count,
-        fixed_edges=options.fixed_edges or None)
-    if not profile.metadata.get("row_count"):
-        raise InputError("baseline has no rows, so there is nothing to compare with; check "
-                         "input.baseline", source=shown)
-    if config.joint is not None:  # the joint drift check's sample of baseline rows
-        if location is not None:
-            raise ConfigError("joint: a database baseline cannot keep a sample of rows; "
-                              "export the baseline rows to Parquet, or remove [joint]")
-        profile = replace(profile, sample=sample_baseline(
-            scan_raw(source, storage_options=settings.storage_options), profile.layout,
-            segments=settings.segments, size=config.joint.sample_rows, seed=config.joint.seed,
-            source=shown))
-    return profile
 
 
 def _raw_baseline(config: RunConfig, path: str | Frame) -> _Baseline:

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from pipeline.errors import InputError
 from pipeline.files import atomic_write
 from pipeline.labels import segment_column, segment_name
-from pipeline.read.sources import READ_ERRORS, iter_batches, read_error
+from pipeline.read.sources import iter_batches, read_error, read_errors
 
 #: Column holding each sampled row's key (UInt64).
 SAMPLE_KEY = "__sample_key"
@@ -267,7 +267,7 @@ def read_sample(profile_path: str | os.PathLike[str],
                          source=where)
     try:
         found = pq.read_metadata(path).num_rows
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, os.fspath(path)) from error
     if found != expected:
         raise InputError(f"the baseline sample has {found} rows, the profile names one of "

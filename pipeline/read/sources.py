@@ -20,11 +20,11 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from pipeline.errors import InputError
 from pipeline.read.frames import Frame
@@ -109,15 +109,22 @@ def read_error(error: BaseException, source: str, what: str = "Parquet") -> Inpu
     return InputError(f"cannot read it as {what}: {_first_line(error)}", source=source)
 
 
-#: errors polars, pyarrow and the OS raise for unreadable or malformed data
-READ_ERRORS = (pl.exceptions.PolarsError, pa.ArrowException, OSError)
+def read_errors() -> tuple[type[Exception], ...]:
+    """The errors polars, pyarrow and the OS raise for unreadable or malformed data.
+
+    pyarrow's only when something imported it (lakehouse readers): a run that never
+    needs pyarrow does not pay for importing it.
+    """
+    pyarrow = sys.modules.get("pyarrow")
+    arrow = () if pyarrow is None else (pyarrow.ArrowException,)
+    return (pl.exceptions.PolarsError, OSError, *arrow)
 
 
 def collect(query: pl.LazyFrame, source: str) -> pl.DataFrame:
     """Run ``query``; a read or data error becomes an InputError naming ``source``."""
     try:
         return query.collect()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, source) from error
 
 
@@ -125,7 +132,7 @@ def collect_schema(query: pl.LazyFrame, source: str) -> pl.Schema:
     """The schema of ``query``, with errors converted as in :func:`collect`."""
     try:
         return query.collect_schema()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, source) from error
 
 
@@ -136,7 +143,7 @@ def iter_batches(query: pl.LazyFrame, source: str, *, rows: int) -> Iterator[pl.
     """
     try:
         yield from query.collect_batches(chunk_size=rows)
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, source) from error
 
 
@@ -262,7 +269,7 @@ def _file_schema(fmt: str, path: str) -> pl.Schema:
     try:
         # a list: the path is the file's name, not a glob
         return _scan_files(fmt, [path], hive=False, options=None).collect_schema()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, path, _FORMAT_NAMES[fmt]) from error
 
 
@@ -426,7 +433,7 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
         what = _FORMAT_NAMES[location.format]
         try:
             query = _scan_location(location, storage_options)
-        except READ_ERRORS as error:
+        except read_errors() as error:
             raise read_error(error, name, what) from error
     else:
         locations = [parse_location(p) for p in source]
@@ -439,7 +446,7 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
         query = _scan_files(fmt, _kept(files), hive=False, options=None, schema=schema)
     try:
         query.collect_schema()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, name, what) from error
     return query
 
@@ -479,7 +486,7 @@ def is_profile_file(source: str | Frame) -> bool:
         return False
     try:
         return PROFILE_METADATA_KEY in pl.read_parquet_metadata(source)
-    except READ_ERRORS:
+    except read_errors():
         return False
 
 

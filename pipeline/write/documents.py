@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,7 +24,9 @@ from pipeline.formats import (
     STATUSES,
     TRENDS_FILE,
 )
-from pipeline.measure.models import ModelDrift
+
+if TYPE_CHECKING:  # imported by runs that compare models, not by every run
+    from pipeline.measure.models import ModelDrift
 
 #: 2: alert lifecycles (``lifecycle``, ``changes``, ``resolved``) and capped lists
 #: (``omitted``); version 1 documents are still read.

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pydantic import ValidationError
@@ -45,8 +45,10 @@ from pipeline.formats import (
     MODELS_FILES,
     TRENDS_FILE,
 )
-from pipeline.measure.models import ModelDrift
 from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
+
+if TYPE_CHECKING:  # imported by runs that compare models, not by every run
+    from pipeline.measure.models import ModelDrift
 
 # The columns the reports read of each table (docs/architecture.md, docs/models.md and
 # docs/estimators.md have the full contracts).
