@@ -29,12 +29,14 @@ app = typer.Typer(
     help="Exact, explainable KL/JS drift on histograms: profile a baseline, check windows "
     "of current data against it, and write reports ML-ops can act on.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+#: Status colours on a terminal (rich leaves them out when piped, unless FORCE_COLOR).
+STATUS_STYLES = {"critical": "bold red", "warn": "yellow", "error": "magenta",
+                 "insufficient_data": "dim", "ok": "green"}
 
 EXIT_OK, EXIT_ALERTS, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 #: Where crash logs go (default: the system's temp folder).
@@ -55,7 +57,19 @@ FailOnOpt = Annotated[
                  "error, never, or a comma-separated list, e.g. critical,error."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+TextfileOpt = Annotated[
+    Path | None,
+    typer.Option("--prometheus-textfile", help="Write the run's metrics to this node-exporter "
+                 "textfile (*.prom), as export.prometheus.textfile."),
+]
+PushgatewayOpt = Annotated[
+    str | None,
+    typer.Option("--pushgateway", help="Push the run's metrics to this Pushgateway URL, as "
+                 "export.prometheus.pushgateway."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+JointOpt = Annotated[bool, typer.Option(
+    "--joint", help="Joint drift too, with the [joint] defaults unless the config has them.")]
 TimestampOpt = Annotated[
     str | None, typer.Option("--timestamp", help="Timestamp column that defines windows.")
 ]
@@ -65,6 +79,28 @@ PeriodOpt = Annotated[
 SegmentOpt = Annotated[
     list[str] | None, typer.Option("--segment", help="Segment column (repeatable).")
 ]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("kl-drift")
+        except PackageNotFoundError:  # a source tree that is not installed
+            number = "0+unknown"
+        out.print(f"kl-drift {number}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Options of kl-drift itself (the commands have their own)."""
 
 
 def _crash_log(error: BaseException) -> Path:
@@ -174,8 +210,23 @@ def _load(config: Path | None, overrides: dict[str, Any]) -> Any:
     return load_config(config, overrides)
 
 
+def _with_joint(settings: Any, joint: bool) -> Any:
+    """``settings`` with a ``[joint]`` section (its defaults) when ``--joint`` asks for one."""
+    if not joint or settings.joint is not None:
+        return settings
+    from pipeline.config import JointConfig
+
+    return settings.model_copy(update={"joint": JointConfig()})
+
+
 def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+def _exports(textfile: Path | None, pushgateway: str | None) -> dict[str, Any]:
+    """Config overrides of the --prometheus-textfile and --pushgateway flags."""
+    return {"export.prometheus.textfile": None if textfile is None else str(textfile),
+            "export.prometheus.pushgateway": pushgateway}
 
 
 def _finish(result: Any, *, as_json: bool, quiet: bool, document: Any = None) -> NoReturn:
@@ -189,29 +240,59 @@ def _finish(result: Any, *, as_json: bool, quiet: bool, document: Any = None) ->
 
 
 SHOWN_ROWS = 25
+#: Longest value a key or number column keeps on one line whatever the width, and the
+#: width a text column keeps at least (when its values are that long).
+WHOLE, NARROW = 60, 12
+#: Statuses of the rows printed, most severe first.
+SEVERITY_FIRST = ("critical", "warn", "error", "insufficient_data", "ok")
+#: Kinds of table columns: ``key`` columns identify a row (segment, feature, window) and are
+#: never shortened, ``number`` columns are right-aligned, ``text`` columns wrap.
+KEY, NUMBER, TEXT = "key", "number", "text"
 
 
 def _counts(title: str, summary: dict[str, int]) -> None:
-    """One line: the title and the non-zero counts by status."""
+    """One line: the title and the non-zero counts by status, coloured on a terminal."""
     from rich.markup import escape
+    from rich.text import Text
 
-    counts = ", ".join(f"{n} {status}" for status, n in summary.items() if status != "total" and n)
-    out.print(f"[bold]{escape(title)}[/]: {counts or 'nothing checked'}")
+    line = Text.from_markup(f"[bold]{escape(title)}[/]: ")
+    counts = [(status, n) for status, n in summary.items() if status != "total" and n]
+    for i, (status, n) in enumerate(counts):
+        line.append(", " if i else "")
+        line.append(f"{n} {status}", style=STATUS_STYLES.get(status, ""))
+    out.print(line if counts else line.append("nothing checked"))
 
 
-def _table(columns: list[str], rows: list[list[str]], more_in: str) -> None:
-    """The first SHOWN_ROWS rows; cells are data (feature names, ids), never rich markup."""
-    from rich.markup import escape
+def _table(columns: list[tuple[str, str]], rows: list[list[str]], more_in: str) -> None:
+    """The first SHOWN_ROWS rows; cells are data (feature names, ids), never rich markup.
+
+    ``columns`` are (header, kind) pairs. Nothing is cut with an ellipsis, at any width
+    and in a log: key and number columns keep their values whole on one line (up to
+    `WHOLE` characters; longer ones fold onto the next line), text columns wrap in what
+    width is left (at least `NARROW`); when even that does not fit, the lines get longer
+    than the terminal rather than losing what identifies a row. A ``status`` column is coloured on a
+    terminal.
+    """
     from rich.table import Table
+    from rich.text import Text
 
     if not rows:
         return
-    table = Table(*(escape(c) for c in columns))
-    for row in rows[:SHOWN_ROWS]:
-        table.add_row(*(escape(cell) for cell in row))
+    # no box: at 80 columns every character goes to the values
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    shown = rows[:SHOWN_ROWS]
+    for i, (header, kind) in enumerate(columns):
+        longest = max(len(row[i]) for row in shown)
+        whole = min(NARROW if kind == TEXT else WHOLE, longest)
+        table.add_column(Text(header), no_wrap=kind != TEXT, overflow="fold",
+                         justify="right" if kind == NUMBER else "left", min_width=whole)
+    headers = [header for header, _ in columns]
+    for row in shown:
+        table.add_row(*(Text(cell, style=STATUS_STYLES.get(cell, "") if header == "status"
+                             else "") for header, cell in zip(headers, row, strict=True)))
     out.print(table)
     if len(rows) > SHOWN_ROWS:
-        out.print(f"… and {len(rows) - SHOWN_ROWS} more in {more_in}")
+        out.print(f"… and {len(rows) - SHOWN_ROWS} more in {more_in}", markup=False)
 
 
 def _number(value: float | None, spec: str) -> str:
@@ -220,30 +301,57 @@ def _number(value: float | None, spec: str) -> str:
 
 def _summary_table(result: Any) -> None:
     """What the run checked: feature rows at warn or worse (and errors), most severe first,
-    model rows at warn or worse, and the KL estimates."""
+    model and joint rows at warn or worse, and the KL estimates. Windows are shown as the
+    report shows them (``2024-06-03``, ``2024-06-03 13:00``)."""
+    from pipeline.write.reports.summary import window_labels
+
     document = result.alerts
     if result.drift is not None:
         _counts(f"run {result.run_id}", document["summary"])
-        _table(["status", "segment", "feature", "window", "value", "q", "top bin / reason"],
-               [[row["status"], row["segment"], row["feature"], row["window"],
-                 _number(row.get("value"), ".3f"), _number(row.get("q_value"), ".2g"),
+        # most severe first; within a status alerts.json's order (new alerts first)
+        rows = sorted(document["alerts"] + document["problems"],
+                      key=lambda row: SEVERITY_FIRST.index(row["status"]))
+        windows = window_labels(result.drift)
+        _table([("status", KEY), ("segment", KEY), ("feature", KEY), ("window", KEY),
+                (str(document["run"]["metric"]), NUMBER), ("q", NUMBER),
+                ("top bin / reason", TEXT)],
+               [[row["status"], row["segment"], row["feature"],
+                 windows.get(row["window"], row["window"]), _number(row.get("value"), ".3f"),
+                 _number(row.get("q_value"), ".2g"),
                  (row.get("top_bins") or [{}])[0].get("bin") or row.get("reason") or ""]
-                for row in document["alerts"] + document["problems"]], "alerts.json")
+                for row in rows], "alerts.json")
     if result.models is not None:
         block = document["models"]
         _counts(f"run {result.run_id}, model outputs ({block['n_matched']:,} matched examples)",
                 block["summary"])
-        _table(["status", "segment", "window", "n", block["metric"], "flip rate",
-                "top example"],
-               [[row["status"], row["segment"], row["window"], f"{row['n']:,}",
-                 _number(row["value"], ".3f"), _number(row["flip_rate"], ".1%"),
+        windows = window_labels(result.models.summary)
+        _table([("status", KEY), ("segment", KEY), ("window", KEY), ("n", NUMBER),
+                (str(block["metric"]), NUMBER), ("flip rate", NUMBER), ("top example", TEXT)],
+               [[row["status"], row["segment"], windows.get(row["window"], row["window"]),
+                 f"{row['n']:,}", _number(row["value"], ".3f"),
+                 _number(row["flip_rate"], ".1%"),
                  _top_example((row["top_examples"] or [None])[0])]
+                for row in block["alerts"]], "alerts.json")
+    if result.joint is not None:
+        block = document["joint"]
+        _counts(f"run {result.run_id}, joint drift ({len(block['features'])} features)",
+                block["summary"])
+        windows = window_labels(result.joint)
+        _table([("status", KEY), ("segment", KEY), ("window", KEY), ("KL", NUMBER),
+                ("interval", TEXT), ("q", NUMBER), ("top features", TEXT)],
+               [[row["status"], row["segment"], windows.get(row["window"], row["window"]),
+                 _number(row["value"], ".3f"),
+                 f"{_number(row['kl_low'], '.3f')} to {_number(row['kl_high'], '.3f')}",
+                 _number(row["q_value"], ".2g"),
+                 ", ".join(f["feature"] for f in row["top_features"])]
                 for row in block["alerts"]], "alerts.json")
     if result.estimates is not None:
         _counts(f"run {result.run_id}, KL estimates", {"windows": result.estimates.height})
-        _table(["segment", "window", "estimator", "value", "stderr", "interval", "n"],
-               [[row["segment"], row["window"], row["estimator"], _number(row["value"], ".4g"),
-                 _number(row["stderr"], ".4g"),
+        windows = window_labels(result.estimates)
+        _table([("segment", KEY), ("window", KEY), ("estimator", KEY), ("value", NUMBER),
+                ("stderr", NUMBER), ("interval", TEXT), ("n", NUMBER)],
+               [[row["segment"], windows.get(row["window"], row["window"]), row["estimator"],
+                 _number(row["value"], ".4g"), _number(row["stderr"], ".4g"),
                  f"{_number(row['ci_low'], '.4g')} to {_number(row['ci_high'], '.4g')}",
                  f"{row['n']:,}"]
                 for row in result.estimates.iter_rows(named=True)], "estimates.parquet")
@@ -279,17 +387,25 @@ def run(
     prefect: Annotated[
         bool, typer.Option("--prefect", help="Run as a Prefect flow (artifacts, events).")
     ] = False,
+    joint: JointOpt = False,
+    prometheus_textfile: TextfileOpt = None,
+    pushgateway: PushgatewayOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Check current data against a baseline and write drift.parquet, alerts.json and reports."""
+    """Check current data against a baseline and write drift.parquet, alerts.json and reports.
+
+    With ``--joint`` (or a ``[joint]`` section) also the drift of the features' joint
+    distribution (joint.parquet; needs ``pip install 'kl-drift[joint]'``).
+    """
     overrides = {
         "input.baseline": baseline, "input.current": current, "input.timestamp": timestamp,
         "input.period": period, "input.segments": segment, "input.features": feature,
         "drift.metric": metric, "output.dir": None if out_dir is None else str(out_dir),
         "output.run_id": run_id, "output.fail_on": _fail_on(fail_on),
+        **_exports(prometheus_textfile, pushgateway),
     }
-    settings = _load(config, overrides)
+    settings = _with_joint(_load(config, overrides), joint)
     if settings.input.executor == "dask" and not prefect:
         from pipeline.errors import ConfigError
 
@@ -297,8 +413,10 @@ def run(
                           "add --prefect (or use kl-drift serve), or set executor = 'local'")
     if prefect:
         _prefect_defaults()
-        if quiet or as_json:  # keep stdout for the JSON document, stderr for errors
-            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # --quiet: stderr holds kl-drift's one error line only, not Prefect's own ERROR
+        # lines about the same failure; --json: stdout holds the JSON document only.
+        if quiet or as_json:
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL" if quiet else "WARNING")
         from flows.flows import drift_check
 
         result = drift_check(settings)
@@ -328,34 +446,49 @@ def profile(
         "--max-categories", "--top-k",
         help="Most categories kept per feature (default 1000).")] = None,
     segment: SegmentOpt = None,
+    joint: JointOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the profile's path and metadata as JSON.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Build the reusable baseline profile (bin edges, categories, counts) from raw data.
 
     With segments, every segment gets its own baseline counts over one shared bin layout.
+    With ``--joint`` (or a ``[joint]`` section) it also keeps a seeded sample of baseline
+    rows, next to it, for the joint drift check.
     """
+    from pipeline.baseline import build_baseline_profile
     from pipeline.bins.profile import write_profile
-    from pipeline.run import build_baseline_profile
+    from pipeline.read.location import redact
 
-    settings = _load(config, {
+    settings = _with_joint(_load(config, {
         "input.features": feature, "input.exclude": exclude, "input.segments": segment,
         "profile.strategy": strategy, "profile.bins": bins,
         "profile.max_categories": max_categories,
-    })
-    with steps(quiet) as progress:
-        progress(f"profiling {baseline}")
+    }), joint)
+    with steps(quiet or as_json) as progress:
+        progress(f"profiling {redact(baseline)}")
         built = build_baseline_profile(settings, baseline)
         write_profile(built, output)
-    if not quiet:
+    if as_json:
+        _print_json({"profile": str(output), **built.metadata})
+    elif not quiet:
         kinds = built.table.unique(["feature", "kind"]).group_by("kind").len().rows()
+        sample = ("" if built.sample is None else
+                  f"; a sample of {built.sample.collect().height:,} baseline rows next to it")
         out.print(f"profile {output}: {len(built.features)} features ("
-                  + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds)) + ")")
+                  + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds)) + ")" + sample,
+                  markup=False)
 
 
 @app.command()
 @user_errors
 def validate(
     paths: Annotated[list[str], typer.Argument(help="Config TOML, profile or Parquet tables.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print what each source is, as a JSON list.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Check configs and data files without running anything; exit 2 on the first problem.
@@ -363,24 +496,33 @@ def validate(
     A config with ``executor = "dask"`` also has its Dask scheduler checked: reachable and
     with a worker, within ``input.dask_timeout``.
     """
+    from pipeline.read.location import redact
     from pipeline.validate import describe
 
+    checked = []
     for path in paths:
-        summary = describe(path)
-        if Path(path).suffix.lower() == ".toml":
+        kind, summary = describe(path)
+        if kind == "config":
             settings = _load(Path(path), {})
             if settings.input.executor == "dask":
                 from flows.dask_cluster import check_dask
 
                 summary += f"; executor dask: {check_dask(settings.input)}"
-        if not quiet:
-            out.print(f"ok {path}: {summary}", markup=False)
+        # a source is shown as messages show it: a password in a URL is masked
+        checked.append({"source": redact(path), "kind": kind, "summary": summary})
+        if not quiet and not as_json:
+            out.print(f"ok {redact(path)}: {summary}", markup=False)
+    if as_json:
+        _print_json(checked)
 
 
 @app.command()
 @user_errors
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run folder holding drift.parquet.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the files written as JSON.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Re-render report.md and report.html from a run folder, without recomputing."""
@@ -388,7 +530,9 @@ def report(
     from pipeline.write.reports import write_reports
 
     written = write_reports(run_dir, history_dir=run_dir.parent / HISTORY_DIR)
-    if not quiet:
+    if as_json:
+        _print_json({"written": [str(path) for path in written]})
+    elif not quiet:
         for path in written:
             out.print(f"wrote {path}", markup=False)
 
@@ -425,13 +569,15 @@ def models(
     out_dir: OutOpt = None,
     run_id: RunIdOpt = None,
     fail_on: FailOnOpt = None,
+    prometheus_textfile: TextfileOpt = None,
+    pushgateway: PushgatewayOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Per-example drift between two models' outputs (e.g. shadow vs production).
 
     Writes models.parquet, model_classes.parquet, model_examples.parquet, alerts.json and
-    the reports into a run folder. Flags override the config's [models] section; without
+    the reports into a run folder. Flags override the config's \\[models] section; without
     --config, give at least --baseline, --current and --outputs (or --outputs-prefix).
     """
     from pipeline.run import run_models
@@ -446,7 +592,7 @@ def models(
         "models.period": period, "models.segments": segment, "models.metric": metric,
         "models.warn": warn, "models.critical": critical,
         "output.dir": None if out_dir is None else str(out_dir), "output.run_id": run_id,
-        "output.fail_on": _fail_on(fail_on),
+        "output.fail_on": _fail_on(fail_on), **_exports(prometheus_textfile, pushgateway),
     })
     with steps(quiet or as_json) as progress:
         result = run_models(settings, progress=progress)
@@ -490,7 +636,7 @@ def estimate(
     """Monte-Carlo KL estimates (k1/k2/k3) with standard errors, per window and segment.
 
     Writes estimates.parquet, alerts.json and the reports into a run folder. Flags override
-    the config's [estimate] section. Estimates have no thresholds: the exit code is 0 unless
+    the config's \\[estimate] section. Estimates have no thresholds: the exit code is 0 unless
     the input or config is bad (2).
     """
     settings = _load(config, {
@@ -546,14 +692,17 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write.")] = Path(
         "demo-output"
     ),
+    as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Profile January 2013 NYC flights, check six summer weeks against it, write reports."""
     from pipeline.demo import run_demo
 
-    with steps(quiet) as progress:
+    with steps(quiet or as_json) as progress:
         result = run_demo(DEMO_DATA, out_dir, progress=progress)
-    if not quiet:
+    if as_json:
+        _print_json(result.alerts)
+    elif not quiet:
         _summary_table(result)
         out.print(f"\nOpen the report: {result.run_dir / 'report.html'}", markup=False)
 

@@ -164,6 +164,17 @@ def monitor_name(settings: PrefectConfig) -> str:
     return str(deployment.name or DEFAULT_MONITOR)
 
 
+def _labelled(settings: RunConfig, monitor: str) -> RunConfig:
+    """Metrics exported by ``[export.prometheus]`` carry the monitor's name, as its artifacts
+    and events do, unless the section names the monitor itself."""
+    export = settings.export.prometheus
+    if export is None or export.monitor is not None:
+        return settings
+    labelled = settings.export.model_copy(
+        update={"prometheus": export.model_copy(update={"monitor": monitor})})
+    return settings.model_copy(update={"export": labelled})
+
+
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
 def publish_artifacts(result: RunResult, monitor: str, report: str) -> None:
     """Artifacts under keys stable per monitor (Prefect keeps each key's history): what
@@ -277,9 +288,9 @@ def drift_check(
     pipeline.run.RunResult
     """
     settings = load_run_config(config, overrides)
-    bounded = run_drift_task.with_options(timeout_seconds=settings.prefect.timeout_seconds)
-    result = bounded(settings)
     monitor = monitor_name(settings.prefect)
+    bounded = run_drift_task.with_options(timeout_seconds=settings.prefect.timeout_seconds)
+    result = bounded(_labelled(settings, monitor))
     report = report_url(result.run_dir, settings.prefect.report_base_url)
     publish_artifacts(result, monitor, report)
     emit_run_events(result, monitor, report, settings.prefect)

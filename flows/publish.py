@@ -29,7 +29,7 @@ from urllib.parse import quote
 import polars as pl
 
 from pipeline.config import PrefectConfig
-from pipeline.run import SEVERITY
+from pipeline.run import DEFAULT_MONITOR, SEVERITY
 from pipeline.write.reports.markdown import ICONS, escape_md
 from pipeline.write.reports.summary import sort_rows
 
@@ -39,8 +39,6 @@ RUN_COMPLETED = "kl-drift.run.completed"
 ALERT_EVENT_PREFIX = "kl-drift.alert."
 #: One event per resolved episode, when ``prefect.resolved_events`` is on.
 RESOLVED_EVENT = "kl-drift.alert.resolved"
-#: Monitor name outside deployments when ``prefect.name`` is not set.
-DEFAULT_MONITOR = "kl-drift"
 #: Rows kept in the table artifact (most severe first); drift.parquet has them all.
 MAX_TABLE_ROWS = 1000
 TABLE_COLUMNS = ("segment", "feature", "window", "status", "metric", "value", "q_value",
@@ -140,19 +138,23 @@ def report_url(run_dir: Path, base_url: str | None = None) -> str:
 
 
 def run_alerts(document: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every alert of a run, feature drift and model outputs alike, critical first.
+    """Every alert of a run, feature drift, joint drift and model outputs alike, critical
+    first.
 
-    Each is the alert as in ``alerts.json`` plus ``kind`` (``"feature"`` or ``"model"``;
-    model alerts get ``feature: None``) and ``lifecycle`` (``"new"`` when the document has
-    none).
+    Each is the alert as in ``alerts.json`` plus ``kind`` (``"feature"``, ``"joint"`` or
+    ``"model"``; joint and model alerts get ``feature: None``) and ``lifecycle`` (``"new"``
+    when the document has none).
 
     >>> doc = {"alerts": [{"status": "warn", "feature": "a", "lifecycle": "ongoing"}],
-    ...        "models": {"alerts": [{"status": "critical"}]}}
+    ...        "models": {"alerts": [{"status": "critical"}]},
+    ...        "joint": {"alerts": [{"status": "warn", "lifecycle": "new"}]}}
     >>> [(a["kind"], a["feature"], a["lifecycle"]) for a in run_alerts(doc)]
-    [('model', None, 'new'), ('feature', 'a', 'ongoing')]
+    [('model', None, 'new'), ('feature', 'a', 'ongoing'), ('joint', None, 'new')]
     """
     models = (document.get("models") or {}).get("alerts", [])
+    joint = (document.get("joint") or {}).get("alerts", [])
     entries = [*({"kind": "feature", **a} for a in document.get("alerts", [])),
+               *({"kind": "joint", "feature": None, **a} for a in joint),
                *({"kind": "model", "feature": None, **a} for a in models)]
     for entry in entries:
         entry["lifecycle"] = entry.get("lifecycle") or "new"
@@ -181,13 +183,14 @@ def changes(document: Mapping[str, Any]) -> dict[str, int]:
 
 
 def worst_status(document: Mapping[str, Any]) -> str:
-    """Most severe status with a row in the run (feature or model), ``ok`` for none.
+    """Most severe status with a row in the run (feature, joint or model), ``ok`` for none.
 
     >>> worst_status({"summary": {"total": 3, "ok": 2, "error": 1},
     ...               "models": {"summary": {"total": 1, "ok": 0, "warn": 1}}})
     'warn'
     """
-    summaries = [document.get("summary", {}), (document.get("models") or {}).get("summary", {})]
+    summaries = [document.get("summary", {}),
+                 *((document.get(part) or {}).get("summary", {}) for part in ("models", "joint"))]
     present = {s for summary in summaries for s, n in summary.items() if s != "total" and n}
     return max(present & set(SEVERITY), key=SEVERITY.index, default="ok")
 
@@ -196,15 +199,23 @@ def _worst(alerts: Sequence[Mapping[str, Any]]) -> str:
     return max((a["status"] for a in alerts), key=SEVERITY.index, default="none")
 
 
+_SUBJECTS = {"model": "model outputs", "joint": "joint distribution"}
+
+
+def _subject(alert: Mapping[str, Any]) -> str:
+    """What an alert is about: its feature, ``model outputs`` or ``joint distribution``."""
+    return alert["feature"] if alert["kind"] == "feature" else _SUBJECTS[alert["kind"]]
+
+
 def _where(alert: Mapping[str, Any]) -> str:
-    subject = alert["feature"] if alert["kind"] == "feature" else "model outputs"
-    return f"{subject} ({alert['segment']}), window {alert['window']}"
+    return f"{_subject(alert)} ({alert['segment']}), window {alert['window']}"
 
 
 def _top(alert: Mapping[str, Any]) -> str | None:
-    """The bin (feature alert) or class (model alert) contributing most."""
-    tops = alert.get("top_bins") or alert.get("top_classes") or [{}]
-    return tops[0].get("bin", tops[0].get("class"))
+    """The bin (feature alert), class (model alert) or feature (joint alert) contributing
+    most."""
+    tops = alert.get("top_bins") or alert.get("top_classes") or alert.get("top_features") or [{}]
+    return tops[0].get("bin", tops[0].get("class", tops[0].get("feature")))
 
 
 def _brief(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -292,6 +303,7 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
         "report": report, "worst_status": worst, "new_status": _worst(new),
         "summary": document.get("summary"),
         "models_summary": (document.get("models") or {}).get("summary"),
+        "joint_summary": (document.get("joint") or {}).get("summary"),
         "changes": counts,
         "new_alerts": [_brief(a) for a in new[:cap]],
         "new_alerts_omitted": max(len(new) - cap, 0),
@@ -313,7 +325,8 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
 
 
 def _alert_resource(entry: Mapping[str, Any], monitor: str, status: str) -> dict[str, str]:
-    """``kl-drift.feature.<feature>.<segment>`` or ``kl-drift.model.<segment>``, labelled."""
+    """``kl-drift.feature.<feature>.<segment>``, ``kl-drift.model.<segment>`` or
+    ``kl-drift.joint.<segment>``, labelled."""
     segment, window = str(entry["segment"]), str(entry["window"])
     if entry["kind"] == "feature":
         feature = str(entry["feature"])
@@ -321,10 +334,21 @@ def _alert_resource(entry: Mapping[str, Any], monitor: str, status: str) -> dict
                     "prefect.resource.name": f"{feature} ({segment})",
                     "kl-drift.feature": feature}
     else:
-        resource = {"prefect.resource.id": f"kl-drift.model.{segment}",
-                    "prefect.resource.name": f"model outputs ({segment})"}
+        resource = {"prefect.resource.id": f"kl-drift.{entry['kind']}.{segment}",
+                    "prefect.resource.name": f"{_subject(entry)} ({segment})"}
+    reference = {"kl-drift.reference": str(entry["reference"])} if entry.get("reference") else {}
     return {**resource, "kl-drift.kind": str(entry["kind"]), "kl-drift.segment": segment,
-            "kl-drift.window": window, "kl-drift.status": status, "kl-drift.monitor": monitor}
+            "kl-drift.window": window, **reference, "kl-drift.status": status,
+            "kl-drift.monitor": monitor}
+
+
+def _alert_key(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """What identifies an alert (or resolved episode) among a run's events: kind, segment,
+    feature, window, and its reference unless it is the baseline (whose ids are those of
+    runs from before reference modes)."""
+    reference = entry.get("reference") or "baseline"
+    return (str(entry["kind"]), str(entry["segment"]), str(entry["feature"] or ""),
+            str(entry["window"]), *(() if reference == "baseline" else (reference,)))
 
 
 def alert_events(document: Mapping[str, Any], *, monitor: str, report: str,
@@ -333,12 +357,14 @@ def alert_events(document: Mapping[str, Any], *, monitor: str, report: str,
     episode), for automations that page per alert.
 
     New alerts whose status is in ``settings.alert_events`` give ``kl-drift.alert.<status>``
-    events, feature and model-output alerts alike; ongoing alerts give none. With
+    events, feature, joint and model-output alerts alike; ongoing alerts give none. With
     ``settings.resolved_events``, each resolved episode gives a `RESOLVED_EVENT`. The
     resource is ``kl-drift.feature.<feature>.<segment>`` (``kl-drift.model.<segment>`` for
-    model outputs), labelled with kind, feature, segment, window, status and monitor; the
-    payload is the entry as in ``alerts.json`` plus ``kind``, ``run_id``, ``monitor`` and
-    ``report``. The id is derived from event name, monitor, run id and the alert's key.
+    model outputs, ``kl-drift.joint.<segment>`` for joint drift), labelled with kind,
+    feature, segment, window, reference (feature drift), status and monitor; the payload is
+    the entry as in ``alerts.json`` plus ``kind``, ``run_id``, ``monitor`` and ``report``.
+    The id is derived from event name, monitor, run id and the alert's key (with its
+    reference: one window alerting against two references gives two events).
     """
     run_id = str(document["run"]["run_id"])
     wanted = set(settings.alert_events)
@@ -352,8 +378,7 @@ def alert_events(document: Mapping[str, Any], *, monitor: str, report: str,
             "resource": _alert_resource(entry, monitor, status),
             "related": _related(monitor, run_id),
             "payload": {"run_id": run_id, "monitor": monitor, "report": report, **entry},
-            "id": event_id(name, monitor, run_id, str(entry["kind"]), str(entry["segment"]),
-                           str(entry["feature"] or ""), str(entry["window"])),
+            "id": event_id(name, monitor, run_id, *_alert_key(entry)),
         }
         for name, status, entry in chosen
     ]
@@ -391,7 +416,7 @@ def summary_markdown(document: Mapping[str, Any], *, monitor: str, report: str) 
         lines += [
             "| " + " | ".join([
                 f"{ICONS.get(a['status'], '')} {escape_md(a['status'])}", a["kind"],
-                escape_md(a["feature"] or "model outputs"), escape_md(a["segment"]),
+                escape_md(_subject(a)), escape_md(a["segment"]),
                 escape_md(a["window"]), escape_md(a["metric"]), _number(a["value"]),
                 _number(a.get("q_value")), escape_md(_top(a) or "")]) + " |"
             for a in new[:MARKDOWN_ALERTS]]

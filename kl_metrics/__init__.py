@@ -2,8 +2,9 @@
 
 Histograms (counts or probabilities): :func:`divergences` (the fast multi-metric entry
 point), the single metrics, :func:`bin_contributions` and :func:`smooth`. Logits:
-:func:`divergences_from_logits` and friends. Samples: :func:`kl_estimate`. Significance:
-:func:`g_test`; bias-corrected effects: :func:`jackknife`. See docs/kl_metrics.md.
+:func:`divergences_from_logits` and friends. Samples: :func:`kl_estimate`,
+:func:`kl_estimate_two_sample`. Significance: :func:`g_test`; bias-corrected effects:
+:func:`jackknife`. See docs/kl_metrics.md.
 """
 
 from .divergences import (
@@ -21,7 +22,7 @@ from .divergences import (
     symmetric_kl,
     total_variation,
 )
-from .estimators import KLEstimate, kl_estimate, kl_estimator_terms
+from .estimators import KLEstimate, kl_estimate, kl_estimate_two_sample, kl_estimator_terms
 from .jackknife import JackknifeEstimate, jackknife
 from .logits import (
     LOGIT_METRICS,
@@ -55,6 +56,7 @@ __all__ = [
     "js_from_logits",
     "kl_divergence",
     "kl_estimate",
+    "kl_estimate_two_sample",
     "kl_estimator_terms",
     "kl_from_logits",
     "log_softmax",

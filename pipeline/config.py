@@ -1,9 +1,9 @@
 """Run configuration: pydantic models loaded from TOML, with one-line errors naming the key.
 
 Every section forbids unknown keys, so a typo fails loudly instead of being ignored. The
-optional sections ``[models]`` (model-output drift) and ``[estimate]`` (KL estimates from
-log-prob samples) are ``None`` unless the file has them. See docs/config.md for every key,
-its default and an example file.
+optional sections ``[models]`` (model-output drift), ``[estimate]`` (KL estimates from
+log-prob samples) and ``[joint]`` (joint drift) are ``None`` unless the file has them.
+See docs/config.md for every key, its default and an example file.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Keys holding paths: relative values are resolved against the config file's folder.
 _PATH_KEYS = (("input", "baseline"), ("input", "current"), ("output", "dir"),
               ("schedule", "baseline_source"), ("models", "baseline"), ("models", "current"),
-              ("estimate", "source"))
+              ("estimate", "source"), ("export", "prometheus", "textfile"))
 
 # Source syntax (pipeline/read/location.py): a format prefix, or an embedded database file.
 _FORMAT_PREFIX = re.compile(r"^(?:parquet|csv|ndjson|delta|iceberg):(?!//)")
@@ -274,6 +274,127 @@ class AlertsConfig(_Section):
                 self.critical if override.critical is None else override.critical)
 
 
+#: What a window is compared with (docs/references.md): the baseline profile, the preceding
+#: window, the summed counts of the last ``rolling_windows`` windows, or the window one
+#: ``season`` earlier.
+ReferenceMode = Literal["baseline", "previous", "rolling", "same_period"]
+REFERENCE_MODES: tuple[str, ...] = typing.get_args(ReferenceMode)
+# Fixed-length duration units in seconds (calendar units, mo/q/y, have no fixed length).
+_FIXED_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
+                "d": 86400.0, "w": 604800.0}
+
+
+def _distinct_modes(modes: list[ReferenceMode]) -> list[ReferenceMode]:
+    if not modes:
+        raise ValueError("list at least one of " + ", ".join(REFERENCE_MODES))
+    repeated = [m for i, m in enumerate(modes) if m in modes[:i]]
+    if repeated:
+        raise ValueError(f"{repeated[0]!r} is listed twice; list each mode once")
+    return modes
+
+
+Modes = Annotated[list[ReferenceMode], AfterValidator(_distinct_modes)]
+
+
+def fixed_seconds(duration: str) -> float | None:
+    """Length of a polars duration in seconds, or None when it has calendar units.
+
+    >>> fixed_seconds("1d12h"), fixed_seconds("1mo")
+    (129600.0, None)
+    """
+    parts = re.findall(r"(\d+)(ns|us|ms|mo|s|m|h|d|w|q|y)", duration)
+    if any(unit not in _FIXED_UNITS for _, unit in parts):
+        return None
+    return sum(int(n) * _FIXED_UNITS[unit] for n, unit in parts)
+
+
+class ReferencesConfig(_Section):
+    """``[references]``: what each window is compared with (docs/references.md).
+
+    Every mode runs through the same decision rules; each row of the drift table names its
+    ``reference``. Moving references (``previous``, ``rolling``, ``same_period``) come from
+    the run's own current histograms and those the history keeps of earlier runs.
+    """
+
+    modes: Modes = ["baseline"]
+    rolling_windows: int = Field(7, ge=1, le=1000)  # k windows summed by ``rolling``
+    season: Period | None = None  # ``same_period``: how far back, e.g. "7d", "52w"
+    # How far back earlier windows are looked for (and read from the history): "auto" or
+    # a duration; "auto" = 2 x the windows needed x input.period (docs/references.md).
+    lookback: str = "auto"
+    features: dict[str, Modes] = {}
+
+    @field_validator("lookback")
+    @classmethod
+    def _lookback(cls, value: str) -> str:
+        return value if value == "auto" else check_period(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReferencesConfig:
+        for pattern in self.features:
+            if not _GLOB.fullmatch(pattern):
+                raise _Invalid(f"features.{pattern}", "not a valid glob pattern (empty, or "
+                               "'[' without ']')")
+        if "same_period" in self.used_modes and self.season is None:
+            raise _Invalid("season", "needed by the same_period mode: how far back the "
+                           "same period lies, e.g. \"7d\" or \"52w\"")
+        return self
+
+    @property
+    def used_modes(self) -> tuple[str, ...]:
+        """Every mode some feature uses, in :data:`REFERENCE_MODES` order."""
+        used = {*self.modes, *(m for modes in self.features.values() for m in modes)}
+        return tuple(m for m in REFERENCE_MODES if m in used)
+
+    def modes_for(self, feature: str) -> tuple[str, ...]:
+        """The modes ``feature`` is checked with, like :meth:`AlertsConfig.thresholds_for`:
+        a ``[references.features]`` key equal to the feature name wins, then the first glob
+        pattern (in file order) that matches it, else ``modes``.
+
+        >>> ReferencesConfig(modes=["baseline"], features={"air_*": ["previous"]}
+        ...                  ).modes_for("air_time")
+        ('previous',)
+        """
+        pattern = feature if feature in self.features else next(
+            (p for p in self.features if fnmatch.fnmatchcase(feature, p)), None)
+        return tuple(self.modes if pattern is None else self.features[pattern])
+
+
+class TrendsConfig(_Section):
+    """``[trends]``: profile statistics and the alert metric per window, against bounds
+    learned from the windows before (median +- k x MAD), as traffic lights
+    (docs/references.md)."""
+
+    enabled: bool = False
+    windows: int = Field(28, ge=2, le=1000)  # earlier windows the bounds are learned from
+    min_windows: int = Field(7, ge=2, le=1000)  # fewer earlier windows: no bounds yet
+    yellow: float = Field(4.0, gt=0)  # |value - median| > yellow x spread: yellow
+    red: float = Field(7.0, gt=0)  # > red x spread: red
+    quantiles: list[Probability] = Field([0.05, 0.5, 0.95], max_length=9)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrendsConfig:
+        if self.yellow >= self.red:
+            raise _Invalid("yellow", f"must be < trends.red ({self.yellow} >= {self.red})")
+        if self.min_windows > self.windows:
+            raise _Invalid("min_windows", f"must be <= trends.windows ({self.min_windows} > "
+                           f"{self.windows})")
+        names = [quantile_name(q) for q in self.quantiles]
+        repeated = [n for i, n in enumerate(names) if n in names[:i]]
+        if repeated:
+            raise _Invalid("quantiles", f"{repeated[0]} is listed twice")
+        return self
+
+
+def quantile_name(quantile: float) -> str:
+    """The statistic name of a quantile in trends.parquet.
+
+    >>> quantile_name(0.05), quantile_name(0.999)
+    ('p5', 'p99.9')
+    """
+    return f"p{quantile * 100:.4g}"
+
+
 #: Statuses ``output.fail_on`` can list; its single words stand for these sets.
 FailStatus = Literal["warn", "critical", "error", "insufficient_data"]
 FAIL_ON_WORDS: dict[str, frozenset[str]] = {
@@ -363,6 +484,53 @@ class PrefectConfig(_Section):
         return value
 
 
+class PrometheusConfig(_Section):
+    """``[export.prometheus]``: the run's verdicts as Prometheus gauges, for Grafana.
+
+    Written as a node-exporter textfile (``textfile``, replaced atomically) and/or pushed to
+    a Pushgateway (``pushgateway``) under the grouping key ``{job, monitor}``, so each run
+    of a monitor replaces its previous metrics. One series per segment x feature (its
+    latest window), at most ``max_series`` of them, most severe first; never one per
+    window. Metric names and labels: docs/monitoring.md#prometheus-and-grafana.
+    """
+
+    textfile: str | None = None  # e.g. /var/lib/prometheus/node-exporter/kl_drift.prom
+    pushgateway: str | None = None  # e.g. http://pushgateway:9091
+    job: str = Field("kl-drift", min_length=1)  # the Pushgateway job
+    monitor: str | None = Field(None, min_length=1)  # None: prefect.name, else "kl-drift"
+    max_series: int = Field(500, ge=1, le=100_000)  # segment x feature series exported
+    timeout: float = Field(10.0, gt=0, le=300)  # seconds for the push
+
+    @field_validator("textfile")
+    @classmethod
+    def _prom_file(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".prom"):
+            raise ValueError("must end in .prom: node-exporter's textfile collector reads "
+                             "only *.prom files")
+        return value
+
+    @field_validator("pushgateway")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError("must be an http(s) URL without query or fragment, e.g. "
+                             "'http://pushgateway:9091'")
+        return value
+
+    @model_validator(mode="after")
+    def _has_target(self) -> PrometheusConfig:
+        if self.textfile is None and self.pushgateway is None:
+            raise _Invalid("textfile", "set textfile or pushgateway (or pass "
+                           "--prometheus-textfile / --pushgateway), or remove the section")
+        return self
+
+
+class ExportConfig(_Section):
+    """``[export]``: where a run's results go besides its run folder."""
+
+    prometheus: PrometheusConfig | None = None
+
+
 class ModelsConfig(_Windowed, _Sourced, _InBase):
     """``[models]``: per-example drift between two models' outputs (``kl-drift models``).
 
@@ -434,6 +602,44 @@ class EstimateConfig(_Windowed, _Sourced, _InBase):
         return self
 
 
+class JointConfig(_Section):
+    """``[joint]``: drift of the features' joint distribution (docs/joint-drift.md).
+
+    Per segment x window, gradient-boosted trees learn to tell a sample of baseline rows
+    (kept with the profile: ``sample_rows``) from a sample of the window's rows; their
+    out-of-fold, calibrated probabilities give the density ratio, hence KL(current ‖
+    baseline) with an interval and a p-value. ``warn``/``critical`` apply to that KL in the
+    run's base (``drift.base``); q-values use ``alerts.fdr_q`` over the run's joint rows.
+    """
+
+    sample_rows: int = Field(50_000, ge=100, le=10_000_000)  # baseline rows per segment
+    current_rows: int = Field(50_000, ge=100, le=10_000_000)  # rows per window
+    features: list[str] | None = Field(None, min_length=1)
+    exclude: list[str] = []
+    warn: float = Field(0.05, ge=0)
+    critical: float = Field(0.2, ge=0)
+    min_rows: int = Field(200, ge=10)
+    folds: int = Field(5, ge=2, le=20)
+    level: Probability = 0.95
+    max_iter: int = Field(300, ge=1, le=10_000)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_depth: int = Field(3, ge=1, le=16)
+    importance_repeats: int = Field(3, ge=1, le=100)
+    importance_rows: int = Field(10_000, ge=100)
+    view_bins: int = Field(10, ge=2, le=50)
+    threads: int = Field(1, ge=1, le=1024)
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JointConfig:
+        if self.warn >= self.critical:
+            raise _Invalid("warn", f"must be < joint.critical ({self.warn} >= {self.critical})")
+        if self.min_rows < 5 * self.folds:
+            raise _Invalid("min_rows", f"must be at least 5 x joint.folds ({5 * self.folds}): "
+                           "every fold needs rows of both sides")
+        return self
+
+
 class RunConfig(_Section):
     """The whole configuration of a run (one TOML file)."""
 
@@ -444,8 +650,26 @@ class RunConfig(_Section):
     output: OutputConfig = OutputConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     prefect: PrefectConfig = PrefectConfig()
+    references: ReferencesConfig = ReferencesConfig()
+    trends: TrendsConfig = TrendsConfig()
+    export: ExportConfig = ExportConfig()
     models: ModelsConfig | None = None
     estimate: EstimateConfig | None = None
+    joint: JointConfig | None = None
+
+    @model_validator(mode="after")
+    def _season_fits_period(self) -> RunConfig:
+        season, period = self.references.season, self.input.period
+        if season is None or period is None or "same_period" not in self.references.used_modes:
+            return self
+        season_s, period_s = fixed_seconds(season), fixed_seconds(period)
+        if season_s is not None and period_s is not None and (
+                season_s < period_s or season_s % period_s):
+            raise _Invalid("references.season", f"{season!r} is not a whole number of "
+                           f"input.period windows ({period!r}), so no window starts one "
+                           "season earlier; use a multiple such as "
+                           f"{_multiple(period)!r}")
+        return self
 
     @model_validator(mode="after")
     def _thresholds_reachable(self) -> RunConfig:
@@ -469,6 +693,11 @@ class RunConfig(_Section):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _multiple(period: str, times: int = 7) -> str:
+    """``period`` repeated ``times`` times, as a duration: ``_multiple("12h") == "84h"``."""
+    return re.sub(r"\d+", lambda m: str(int(m.group()) * times), period)
+
+
 def _known(value: str, names: tuple[str, ...]) -> str:
     if value not in names:
         raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(names)}")
@@ -485,7 +714,8 @@ def load_config(
     path : str or Path, optional
         A TOML file. Relative paths in it (``input.baseline``, ``input.current``,
         ``output.dir``, ``models.baseline``, ``models.current``, ``estimate.source``,
-        ``schedule.baseline_source``) are resolved against the file's folder. ``None``:
+        ``schedule.baseline_source``, ``export.prometheus.textfile``) are resolved against
+        the file's folder. ``None``:
         defaults only.
     overrides : mapping, optional
         Values that win over the file (e.g. CLI flags): dotted keys (``"alerts.warn"``) or
@@ -522,10 +752,13 @@ def _read_toml(path: Path, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}cannot read the file ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}invalid TOML: {exc}") from None
-    for section, key in _PATH_KEYS:
-        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+    for *sections, key in _PATH_KEYS:
+        table: Any = data
+        for section in sections:
+            table = table.get(section) if isinstance(table, dict) else None
+        value = table.get(key) if isinstance(table, dict) else None
         if isinstance(value, str) and value:
-            data[section][key] = _resolved(value, path.parent)
+            table[key] = _resolved(value, path.parent)
     return data
 
 

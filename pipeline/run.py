@@ -1,42 +1,54 @@
 """One run end to end: read -> bin/align -> measure -> decide -> write.
 
-A run checks what its config holds — feature drift (``[input]``), model-output drift
-(``[models]``) and KL estimates (``[estimate]``) — and writes everything into ONE run
+A run checks what its config holds — feature drift (``[input]``) and joint drift
+(``[joint]``, with it), model-output drift (``[models]``) and KL estimates (``[estimate]``)
+— and writes everything into ONE run
 folder: each part's Parquet tables, one ``alerts.json`` and the reports. The write stage
 also adds feature drift to the history dataset at ``<output.dir>/history`` and renders the
 reports from the folder's files, exactly as ``kl-drift report`` would re-render them later.
+
+The path-based run (:func:`run_drift`) and the Python API (:func:`run_in_memory`, behind
+``pipeline.check``) share every step: ``_measure`` reads, bins, measures and judges each
+window; ``_conclude`` decides across runs and builds alerts.json; ``_publish`` (a run, or
+:meth:`CheckResult.write` later) writes the run folder, the history and the exports.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from warnings import catch_warnings, simplefilter
 
 import polars as pl
 
-from pipeline.bins.align import align, pool_segments, segment_columns
+from pipeline.baseline import build_baseline_profile
+from pipeline.bins.align import pool_segments, segment_columns
 from pipeline.bins.binning import Binned, bin_windows, retyped_features
-from pipeline.bins.profile import Profile, build_profile, read_profile, write_profile
-from pipeline.bins.pushdown import bin_in_database, profile_in_database
+from pipeline.bins.profile import Profile, read_profile, write_profile
 from pipeline.config import InputConfig, RunConfig
-from pipeline.decide.alerts import decide
 from pipeline.decide.state import apply_state, previous_points
 from pipeline.errors import ConfigError, InputError, KLDriftWarning
 from pipeline.files import safe_filename, tool_version
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, PROFILE_FILE
-from pipeline.labels import private_segment_columns, public_segment_columns, segment_name
-from pipeline.measure.drift import compute_drift
-from pipeline.measure.estimate import estimate_kl
-from pipeline.measure.models import ModelDrift, compare_models
+from pipeline.formats import (  # SEVERITY: also imported from here (flows.publish)
+    ALERTS_FILE,
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    JOINT_FILE,
+    PROFILE_FILE,
+    SEVERITY,
+    TRENDS_FILE,
+)
+from pipeline.labels import private_segment_columns, segment_name
+from pipeline.read.frames import Frame
 from pipeline.read.histograms import read_histograms
-from pipeline.read.location import parse_location, redact
+from pipeline.read.location import Location, parse_location, redact
 from pipeline.read.sources import (
     ambiguous_columns,
     check_scalar_columns,
@@ -46,8 +58,14 @@ from pipeline.read.sources import (
     scan_raw,
     source_schema,
 )
+from pipeline.reference_modes import History, compare
 from pipeline.windows import timestamp_expr, window_coverage
-from pipeline.write.documents import alerts_document, estimates_block, models_block
+from pipeline.write.documents import (
+    alerts_document,
+    joint_block,
+    models_block,
+    trends_block,
+)
 from pipeline.write.history import (
     HISTORY_DIR,
     append_history,
@@ -55,8 +73,10 @@ from pipeline.write.history import (
     run_created_at,
     scan_decisions,
 )
+from pipeline.write.prometheus import export_metrics
 from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
+    ModelTables,
     model_tables,
     publish,
     run_lock,
@@ -64,27 +84,32 @@ from pipeline.write.run_folder import (
     write_run_outputs,
 )
 
-#: Severity order of row statuses, least severe first (for ``worst_status``).
-SEVERITY = ("ok", "insufficient_data", "error", "warn", "critical")
+if TYPE_CHECKING:
+    from pipeline.measure.models import ModelDrift
 #: The parts a run can check; each writes its own tables into the run folder.
 FEATURES, MODELS, ESTIMATES = "features", "models", "estimates"
+#: The ``monitor`` of exported metrics without export.prometheus.monitor or prefect.name.
+DEFAULT_MONITOR = "kl-drift"
 
 Progress = Callable[[str], None]
 #: Bins the raw current rows of ``settings.current`` against a profile (e.g. on Dask).
 BinCurrent = Callable[[Profile, InputConfig, list[str]], Binned]
 
 
-def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str]) -> Binned:
-    """Bin ``settings.current`` in this process, in one streamed pass over all files, or
-    in the database for a database source (push-down: only counts leave it).
+def bin_current_locally(profile: Profile, settings: InputConfig, features: list[str], *,
+                        source: str | Frame | None = None) -> Binned:
+    """Bin ``settings.current`` (or ``source``) in this process, in one streamed pass over all
+    files, or in the database for a database source (push-down: only counts leave it).
 
     ``missing="skip"``: a profile feature absent from the current rows becomes an error row
     for that feature instead of stopping the run. The result also holds the rows' time
     range, from which the coverage of each window follows.
     """
-    current = _input_path(settings.current, "current")
-    location = parse_location(current)
-    if location.format == "sql":
+    current = _input_path(settings.current, "current") if source is None else source
+    location = _database(current)
+    if location is not None:
+        from pipeline.bins.pushdown import bin_in_database  # only for database sources
+
         return bin_in_database(location, profile, timestamp=settings.timestamp,
                                period=settings.period, segments=settings.segments,
                                features=features, missing="skip",
@@ -92,7 +117,16 @@ def bin_current_locally(profile: Profile, settings: InputConfig, features: list[
     return bin_windows(scan_raw(current, storage_options=settings.storage_options), profile,
                        timestamp=settings.timestamp, period=settings.period,
                        segments=settings.segments, features=features, missing="skip",
-                       source=location.shown, window_timezone=settings.window_timezone)
+                       source=describe_source(current),
+                       window_timezone=settings.window_timezone)
+
+
+def _database(source: str | Frame) -> Location | None:
+    """The parsed source when it is a database table or query (binned by push-down)."""
+    if isinstance(source, Frame):
+        return None
+    location = parse_location(source)
+    return location if location.format == "sql" else None
 
 
 def _input_path(path: str | None, key: str) -> str:
@@ -104,37 +138,192 @@ def _input_path(path: str | None, key: str) -> str:
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """What a run produced.
+class FeatureInputs:
+    """What feature drift compares: by default ``input.baseline`` and ``input.current``; the
+    Python API passes in-memory tables (:class:`pipeline.read.frames.Frame`) or a profile.
+
+    Attributes
+    ----------
+    baseline : str, Frame or Profile
+        A source string (profile file, histogram table or raw rows), an in-memory table
+        (histogram table or raw rows, told apart by their columns) or a profile.
+    current : str or Frame
+        A source string or an in-memory table (raw rows or a histogram table).
+    """
+
+    baseline: str | Frame | Profile
+    current: str | Frame
+
+    @classmethod
+    def of(cls, config: RunConfig) -> FeatureInputs:
+        """``input.baseline`` and ``input.current`` of ``config`` (both required)."""
+        return cls(_input_path(config.input.baseline, "baseline"),
+                   _input_path(config.input.current, "current"))
+
+    def described(self) -> dict[str, str]:
+        """``run.inputs`` of alerts.json: both sides as messages name them."""
+        baseline = self.baseline
+        shown = (f"profile of {baseline.metadata.get('source') or 'baseline data'}"
+                 if isinstance(baseline, Profile) else describe_source(baseline))
+        return {"baseline": shown, "current": describe_source(self.current)}
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """Every part a run checked, measured and judged window by window, before the decisions
+    across runs (persistence, lifecycles), which depend on where the run is written."""
+
+    config: RunConfig
+    created_at: datetime
+    inputs: dict[str, str]  # run.inputs of alerts.json
+    features: _FeatureDrift | None
+    joint: _JointDrift | None
+    models: ModelDrift | None
+    estimates: pl.DataFrame | None
+    estimates_block: dict[str, Any] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckResult:
+    """What a run found, in memory: :func:`run_in_memory` (``pipeline.check``) returns it,
+    and :class:`RunResult` is one that has been written into a run folder.
 
     Attributes
     ----------
     run_id : str
-    run_dir : Path
-        ``<output.dir>/<safe run_id>``, holding the run's tables, alerts.json and reports.
     drift : pl.DataFrame or None
-        The decided drift table; ``None`` when the run checked no features.
+        The decided drift table (docs/architecture.md); ``None`` when the run checked no
+        features.
     alerts : dict
         The alerts.json document.
     worst_status : str
-        Most severe status of a drift or model row, in the order ``ok < insufficient_data
-        < error < warn < critical`` (``ok`` for a run without rows).
+        Most severe status of a drift, model or joint row, in the order ``ok <
+        insufficient_data < error < warn < critical`` (``ok`` for a run without rows).
     exit_code : int
-        0, or 1 when a drift or model row's status is at or above ``output.fail_on``.
+        0, or 1 when a drift, model or joint row's status is at or above
+        ``output.fail_on``.
     models : ModelDrift or None
         The model-output comparison, when the run had one.
     estimates : pl.DataFrame or None
         The KL estimates (estimates.parquet), when the run had them.
+    joint : pl.DataFrame or None
+        The decided joint drift table (joint.parquet), when the run had ``[joint]``.
+    trends : pl.DataFrame or None
+        trends.parquet, when the run had ``[trends] enabled``.
+    history_dir : Path or None
+        The history dataset the decisions across runs were made with (``None``: no earlier
+        runs, every alert is new).
     """
 
     run_id: str
-    run_dir: Path
     drift: pl.DataFrame | None
-    alerts: dict
+    alerts: dict[str, Any]
     worst_status: str
     exit_code: int
     models: ModelDrift | None = None
     estimates: pl.DataFrame | None = None
+    joint: pl.DataFrame | None = None
+    trends: pl.DataFrame | None = None
+    history_dir: Path | None = None
+    _measured: _Measured = field(repr=False, compare=False)
+
+    def write(self, run_dir: str | os.PathLike[str] | None = None, *,
+              progress: Progress | None = None) -> RunResult:
+        """Write this run into a run folder, exactly as ``kl-drift run`` writes one.
+
+        The tables, alerts.json and the reports are staged and published in one step, the
+        run is added to the history dataset next to the folder (``<run_dir>/../history``),
+        and metrics are exported when the config has ``[export.prometheus]``. Persistence
+        and lifecycles are decided against that history, as a run into that folder would
+        decide them, so the written run can differ from this one where earlier runs matter.
+
+        Parameters
+        ----------
+        run_dir : path, optional
+            The run folder; its name is the run id (kept as this run's id when it is that
+            id's folder name). Default: ``<output.dir>/<run_id>`` of the config.
+        progress : callable, optional
+            Called with a short message at each stage.
+
+        Returns
+        -------
+        RunResult
+
+        Raises
+        ------
+        ConfigError
+            A folder name that cannot be a run id (``history``, or characters a run folder
+            name never has).
+        OutputError
+            The folder cannot be written, or the metrics cannot be exported.
+        """
+        config = self._measured.config
+        if run_dir is None:
+            run_id, folder = self.run_id, Path(config.output.dir) / safe_filename(self.run_id)
+        else:
+            folder = Path(run_dir)
+            run_id = _folder_run_id(self.run_id, folder)
+        return _publish(self._measured, run_id, folder, progress or _silent)
+
+    def report_html(self) -> str:
+        """report.html of this run as a string: the page ``write`` puts in the run folder,
+        rendered from the tables in memory (with the across-runs plots of `history_dir`)."""
+        from pipeline.write.reports.html import render_html
+
+        models = None if self.models is None else ModelTables(
+            self.alerts["models"], *(model_tables(self.models).values()))
+        return render_html(self.drift, self.alerts, self.history_dir, models=models,
+                           estimates=self.estimates, joint=self.joint, trends=self.trends)
+
+    def _repr_html_(self) -> str:
+        """The report inline in Jupyter: report.html in a sandboxed iframe
+        (:func:`pipeline.write.reports.html.notebook_frame`)."""
+        from pipeline.write.reports.html import notebook_frame
+
+        return notebook_frame(self.report_html())
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult(CheckResult):
+    """A run written into its run folder (``kl-drift run``, :func:`run_drift`,
+    :meth:`CheckResult.write`).
+
+    Attributes
+    ----------
+    run_dir : Path
+        ``<output.dir>/<safe run_id>`` (or the folder given to ``write``), holding the run's
+        tables, alerts.json and reports; ``history_dir`` is the history next to it.
+    """
+
+    run_dir: Path
+
+
+def _silent(_message: str) -> None:
+    """A progress callback that shows nothing."""
+
+
+def _folder_run_id(run_id: str, folder: Path) -> str:
+    """The run id of a run written into ``folder``: its name, or ``run_id`` when ``folder``
+    is named after it."""
+    name = folder.name
+    if safe_filename(run_id) == name:
+        return run_id
+    if not name or safe_filename(name) != name or name == HISTORY_DIR:
+        raise ConfigError(f"run folder {str(folder)!r}: its name is the run id, and "
+                          f"{name!r} cannot be one; name it with letters, digits, '.', '-' "
+                          f"and '_' (not 'history')")
+    return name
+
+
+def _parts(config: RunConfig, features: bool) -> set[str]:
+    """The parts a config asks for; feature drift when ``features``."""
+    parts = {part for part, wanted in ((FEATURES, features),
+                                       (MODELS, config.models is not None),
+                                       (ESTIMATES, config.estimate is not None)) if wanted}
+    if not parts:
+        raise ConfigError("nothing to check: set input.baseline and input.current (feature "
+                          "drift), or add a [models] or [estimate] section")
+    return parts
 
 
 def run_drift(config: RunConfig, *, progress: Progress | None = None,
@@ -142,9 +331,9 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
     """Run every check the config holds and write one run folder (``kl-drift run``).
 
     Feature drift runs when ``[input]`` names data (``input.baseline`` and
-    ``input.current``, both required then); the model comparison when ``[models]`` is
-    present; the estimates when ``[estimate]`` is. A config with only ``[models]`` runs just
-    the models.
+    ``input.current``, both required then), joint drift with it when ``[joint]`` is present;
+    the model comparison when ``[models]`` is present; the estimates when ``[estimate]`` is.
+    A config with only ``[models]`` runs just the models.
 
     Parameters
     ----------
@@ -173,20 +362,63 @@ def run_drift(config: RunConfig, *, progress: Progress | None = None,
         rows.
     """
     settings = config.input
-    parts = {part for part, wanted in ((FEATURES, bool(settings.baseline or settings.current)),
-                                       (MODELS, config.models is not None),
-                                       (ESTIMATES, config.estimate is not None)) if wanted}
-    if not parts:
-        raise ConfigError("nothing to check: set input.baseline and input.current (feature "
-                          "drift), or add a [models] or [estimate] section")
-    if FEATURES in parts:
-        _input_path(settings.baseline, "baseline")
-        _input_path(settings.current, "current")
-        if settings.executor == "dask" and bin_current is bin_current_locally:
-            raise ConfigError("input.executor: 'dask' bins on a Dask cluster, which only the "
-                              "Prefect flow starts (kl-drift run --prefect, kl-drift serve, "
-                              "flows.flows.drift_check); set executor = 'local' to bin here")
-    return _run(config, parts, progress, bin_current)
+    parts = _parts(config, bool(settings.baseline or settings.current))
+    inputs = FeatureInputs.of(config) if FEATURES in parts else None
+    if inputs is not None and bin_current is bin_current_locally:
+        _bins_here(settings)
+    return _run(config, parts, progress, bin_current, inputs)
+
+
+def _bins_here(settings: InputConfig) -> None:
+    """Binning in this process: a config asking for a Dask cluster is an error here."""
+    if settings.executor == "dask":
+        raise ConfigError("input.executor: 'dask' bins on a Dask cluster, which only the "
+                          "Prefect flow starts (kl-drift run --prefect, kl-drift serve, "
+                          "flows.flows.drift_check); set executor = 'local' to bin here")
+
+
+def run_in_memory(config: RunConfig, *, inputs: FeatureInputs | None = None,
+                  progress: Progress | None = None,
+                  history_dir: str | os.PathLike[str] | None = None) -> CheckResult:
+    """Run every check the config holds, as :func:`run_drift` does, and write nothing.
+
+    The Python API's ``pipeline.check``: feature drift compares ``inputs`` (in-memory tables
+    or a profile allowed) when given, else ``input.baseline`` and ``input.current``; models
+    and estimates run when the config has them. :meth:`CheckResult.write` writes the result
+    as a run folder later.
+
+    Parameters
+    ----------
+    config : RunConfig
+    inputs : FeatureInputs, optional
+    progress : callable, optional
+    history_dir : path, optional
+        A history dataset (``<output.dir>/history``) to decide persistence and lifecycles
+        against. Default: none, as for a first run (every alert is new).
+
+    Raises
+    ------
+    ConfigError, InputError
+        As :func:`run_drift`.
+    """
+    settings = config.input
+    parts = _parts(config, inputs is not None or bool(settings.baseline or settings.current))
+    if FEATURES in parts and inputs is None:
+        inputs = FeatureInputs.of(config)
+    if inputs is not None:
+        _bins_here(settings)
+    bin_current: BinCurrent = bin_current_locally
+    if inputs is not None and isinstance(inputs.current, Frame):
+        bin_current = partial(bin_current_locally, source=inputs.current)
+    say = progress or _silent
+    created_at = datetime.now(UTC)
+    run_id = _run_id(config, created_at)
+    history = None if history_dir is None else Path(history_dir)
+    measured = _measure(config, parts, say, bin_current, inputs, created_at,
+                        _history(history, run_id, created_at))
+    result = _conclude(measured, run_id, history, say)
+    _check_compared(result)
+    return result
 
 
 def run_models(config: RunConfig, *, progress: Progress | None = None) -> RunResult:
@@ -229,41 +461,80 @@ class _FeatureDrift:
     drift: pl.DataFrame
     baseline: _Baseline
     warnings: list[str]
+    histograms: pl.DataFrame  # the run's current histograms, for the history
+    trends: pl.DataFrame | None  # trends.parquet ([trends] enabled)
+
+
+def _run_id(config: RunConfig, created_at: datetime) -> str:
+    return config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
 
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
-         bin_current: BinCurrent = bin_current_locally) -> RunResult:
-    """Measure and decide the requested parts, then publish them as one run folder.
-
-    Everything is written into a staging folder first; under the run id's lock the
-    history is updated, the reports are rendered from the staged files and the folder is
-    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
-    holds exactly one run, whenever a run is killed.
-    """
-    say = progress or (lambda _message: None)
+         bin_current: BinCurrent = bin_current_locally,
+         inputs: FeatureInputs | None = None) -> RunResult:
+    """Measure and decide the requested parts, then publish them as one run folder
+    (:func:`_publish`)."""
+    say = progress or _silent
     created_at = datetime.now(UTC)
-    run_id = config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
-    out_dir = Path(config.output.dir)
-    run_dir = out_dir / safe_filename(run_id)
-    history_dir = out_dir / HISTORY_DIR
+    run_id = _run_id(config, created_at)
+    run_dir = Path(config.output.dir) / safe_filename(run_id)
+    measured = _measure(config, parts, say, bin_current, inputs, created_at,
+                        _history(run_dir.parent / HISTORY_DIR, run_id, created_at))
+    result = _publish(measured, run_id, run_dir, say)
+    _check_compared(result)
+    return result
 
-    features = _feature_drift(config, say, bin_current) if FEATURES in parts else None
+
+def _history(history_dir: Path | None, run_id: str, created_at: datetime) -> History:
+    """The history a run is measured with; a rerun keeps its place among the runs (it is
+    compared with the runs before it)."""
+    return History(history_dir, run_id, _as_of(created_at, run_id, history_dir))
+
+
+def _measure(config: RunConfig, parts: set[str], say: Progress, bin_current: BinCurrent,
+             inputs: FeatureInputs | None, created_at: datetime,
+             history: History) -> _Measured:
+    """Read, bin, measure and judge each window of the requested parts (nothing written);
+    moving references and trends read earlier windows from ``history``."""
+    features = None
+    if FEATURES in parts:
+        inputs = inputs or FeatureInputs.of(config)
+        features = _feature_drift(config, say, bin_current, inputs, history)
+    joint = None
+    if config.joint is not None and features is not None and inputs is not None:
+        joint = _joint_drift(config, features, inputs, say)
     # run_models, run_estimate and run_drift ask only for the parts the config has
+    # Model outputs and estimates import their modules only when the run has them:
+    # start-up time counts for small scheduled runs.
     models = None
     if config.models is not None and MODELS in parts:
+        from pipeline.measure.models import compare_models
+
         say(f"comparing model outputs {config.models.baseline} -> {config.models.current}")
         models = compare_models(config.models, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
-    estimates = estimates_summary = None
+    estimates = block = None
     if config.estimate is not None and ESTIMATES in parts:
+        from pipeline.measure.estimate import estimate_kl
+        from pipeline.write.documents import estimates_block
+
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
-        estimates_summary = estimates_block(estimates, config.estimate)
+        block = estimates_block(estimates, config.estimate)
+    return _Measured(config, created_at,
+                     {} if features is None or inputs is None else inputs.described(),
+                     features, joint, models, estimates, block)
 
+
+def _conclude(measured: _Measured, run_id: str, history_dir: Path | None,
+              say: Progress) -> CheckResult:
+    """Decide across runs (with the history in ``history_dir``, if any) and build the
+    alerts.json document: the run as it would be written under ``run_id``."""
+    config, features, models, joint = (measured.config, measured.features, measured.models,
+                                       measured.joint)
     say("comparing with earlier runs")
-    # A rerun keeps its place among the runs: it is compared with the runs before it.
-    as_of = run_created_at(history_dir, run_id) or created_at
+    as_of = _as_of(measured.created_at, run_id, history_dir)
     warnings = [] if features is None else list(features.warnings)
     drift, resolved = None, None
     if features is not None:
@@ -271,121 +542,244 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
                                        warnings)
     models_resolved = None
     if models is not None:
-        models, models_resolved = _models_across_runs(models, history_dir, run_id, as_of,
-                                                      warnings)
+        summary, models_resolved = _segments_across_runs(models.summary, "models",
+                                                         history_dir, run_id, as_of, warnings)
+        models = replace(models, summary=summary)
+    joint_table = joint_summary = None
+    if joint is not None and config.joint is not None:
+        joint_table, joint_resolved = _segments_across_runs(
+            joint.table, "joint", history_dir, run_id, as_of, warnings,
+            hold_partial=config.alerts.partial_windows == "hold")
+        joint_summary = joint_block(joint_table, config.joint, base=config.drift.base,
+                                    resolved=joint_resolved, warnings=joint.warnings)
+    trends = None if features is None else features.trends
     effective = config.model_copy(
         update={"output": config.output.model_copy(update={"run_id": run_id})})
-    inputs = ({} if features is None else
-              {"baseline": describe_source(config.input.baseline or ""),
-               "current": describe_source(config.input.current or "")})
     document = alerts_document(
         drift, {
             "run_id": run_id,
-            "created_at": created_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "created_at": measured.created_at.isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
             "tool_version": tool_version(),
-            "inputs": inputs,
+            "inputs": measured.inputs,
             "config_hash": config.config_hash(),
             "metric": config.drift.metric,
             "base": config.drift.base,
             "config": public_config(effective),
         },
         warnings=warnings, resolved=resolved,
+        trends=None if trends is None else trends_block(trends, config.trends,
+                                                        max_rows=config.output.max_alerts),
         models=None if models is None else models_block(models, models_resolved),
-        estimates=estimates_summary, max_rows=config.output.max_alerts)
+        estimates=measured.estimates_block, joint=joint_summary,
+        max_rows=config.output.max_alerts)
+    statuses = _statuses(drift, models, joint_table)
+    return CheckResult(run_id=run_id, drift=drift, alerts=document,
+                       worst_status=max(statuses, key=SEVERITY.index, default="ok"),
+                       exit_code=int(bool(statuses & config.output.fail_statuses)),
+                       models=models, estimates=measured.estimates, joint=joint_table,
+                       trends=trends, history_dir=history_dir, _measured=measured)
 
+
+def _as_of(created_at: datetime, run_id: str, history_dir: Path | None) -> datetime:
+    """The run's place among the runs: a rerun keeps its first time (it is compared with
+    the runs before it)."""
+    return ((None if history_dir is None else run_created_at(history_dir, run_id))
+            or created_at)
+
+
+def _statuses(drift: pl.DataFrame | None, models: ModelDrift | None,
+              joint: pl.DataFrame | None) -> set[str]:
+    return {*(() if drift is None else drift["status"].unique()),
+            *(() if models is None else models.summary["status"].unique()),
+            *(() if joint is None else joint["status"].unique())}
+
+
+def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> RunResult:
+    """Decide across runs with the history next to ``run_dir`` and write the run there.
+
+    Everything is written into a staging folder first; under the run id's lock the
+    history is updated, the reports are rendered from the staged files and the folder is
+    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
+    holds exactly one run, whenever a run is killed. Metrics are exported last
+    (``[export.prometheus]``).
+    """
+    out_dir = run_dir.parent
+    history_dir = out_dir / HISTORY_DIR
+    as_of = _as_of(measured.created_at, run_id, history_dir)
+    result = _conclude(measured, run_id, history_dir, say)
+    drift, models, joint = result.drift, result.models, result.joint
+    features = measured.features
     say(f"writing {run_dir}")
     with staging_folder(out_dir, run_id) as staging:
         if features is not None and features.baseline.built and features.baseline.profile:
             write_profile(features.baseline.profile, staging / PROFILE_FILE)
         write_run_outputs(staging, {
             DRIFT_FILE: drift,
+            TRENDS_FILE: result.trends,
             **({} if models is None else model_tables(models)),
-            ESTIMATES_FILE: estimates,
-        }, document)
+            ESTIMATES_FILE: result.estimates,
+            JOINT_FILE: joint,
+        }, result.alerts)
         with run_lock(out_dir, run_id):
-            for part, table in (("features", drift),
-                                ("models", None if models is None else models.summary)):
-                if table is None:  # a rerun must not keep rows it no longer has
+            for part, rows in (("features", drift),
+                               ("histograms", None if features is None else features.histograms),
+                               ("models", None if models is None else models.summary),
+                               ("joint", joint)):
+                if rows is None:  # a rerun must not keep rows it no longer has
                     drop_history(history_dir, run_id, part=part)
                 else:
-                    append_history(history_dir, table, run_id, as_of, part=part)
+                    append_history(history_dir, rows, run_id, as_of, part=part)
             say("rendering reports")
             with catch_warnings():
                 # the run's warnings (alerts.json) already name unreadable history partitions
                 simplefilter("ignore", KLDriftWarning)
                 write_reports(staging, history_dir=history_dir)
             publish(staging, run_dir)
+    written = RunResult(**{f.name: getattr(result, f.name) for f in fields(result)},
+                        run_dir=run_dir)
+    config = measured.config
+    export = config.export.prometheus
+    if export is not None:
+        say("exporting metrics")
+        export_metrics(written.drift, written.alerts, export,
+                       monitor=export.monitor or config.prefect.name or DEFAULT_MONITOR,
+                       models=None if written.models is None else written.models.summary)
+    return written
 
-    statuses = {*(() if drift is None else drift["status"].unique()),
-                *(() if models is None else models.summary["status"].unique())}
-    if drift is not None and drift.height and statuses <= {"error"}:
+
+def _check_compared(result: CheckResult) -> None:
+    """A run none of whose rows could be compared is bad input, not a finding."""
+    drift = result.drift
+    if (drift is not None and drift.height
+            and _statuses(drift, result.models, result.joint) <= {"error"}):
         first = drift.select(pl.col("reason").drop_nulls().first()).item()
+        where = (f"{result.run_dir / ALERTS_FILE} lists them" if isinstance(result, RunResult)
+                 else "alerts['problems'] lists them")
         raise InputError(f"nothing could be compared: all {drift.height} rows are errors "
-                         f"(first: {first}); {run_dir / ALERTS_FILE} lists them")
-    worst = max(statuses, key=SEVERITY.index, default="ok")
-    exit_code = int(bool(statuses & config.output.fail_statuses))
-    return RunResult(run_id=run_id, run_dir=run_dir, drift=drift, alerts=document,
-                     worst_status=worst, exit_code=exit_code, models=models,
-                     estimates=estimates)
+                         f"(first: {first}); {where}")
 
 
-def _across_runs(drift: pl.DataFrame, history_dir: Path, run_id: str, as_of: datetime,
+def _across_runs(drift: pl.DataFrame, history_dir: Path | None, run_id: str, as_of: datetime,
                  config: RunConfig, warnings: list[str]
                  ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-    """Persistence, partial windows and lifecycles of the drift rows, with earlier runs."""
-    series = ("segment", "feature")
-    decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
-                                         before=as_of)
-    warnings += problems
-    previous = (None if decisions is None
-                else previous_points(decisions, series).collect())
+    """Persistence, partial windows and lifecycles of the drift rows, with earlier runs
+    (one series per segment x feature x reference)."""
+    series = ("segment", "feature", "reference")
+    previous = _previous(history_dir, run_id, as_of, series, "features", warnings)
     state = apply_state(drift, previous, persistence=config.alerts.persistence,
                         hold_partial=config.alerts.partial_windows == "hold", series=series)
     return state.table, state.resolved
 
 
-def _models_across_runs(models: ModelDrift, history_dir: Path, run_id: str,
-                        as_of: datetime, warnings: list[str]
-                        ) -> tuple[ModelDrift, list[dict[str, Any]]]:
-    """Lifecycles of the model-output rows (one series per segment), with earlier runs."""
-    series = ("segment",)
+def _previous(history_dir: Path | None, run_id: str, as_of: datetime, series: tuple[str, ...],
+              part: str, warnings: list[str]) -> pl.DataFrame | None:
+    """Earlier runs' latest points of each series (``None``: no history, no earlier run)."""
+    if history_dir is None:
+        return None
     decisions, problems = scan_decisions(history_dir, exclude_run_id=run_id, series=series,
-                                         part="models", before=as_of)
+                                         part=part, before=as_of)
     warnings += problems
-    previous = (None if decisions is None
-                else previous_points(decisions, series).collect())
-    rows = models.summary.with_columns(window_status="status",
-                                       reason=pl.lit(None, pl.String))
-    state = apply_state(rows, previous, persistence=1, hold_partial=False, series=series)
-    summary = state.table.select(*models.summary.columns, "lifecycle")
-    return replace(models, summary=summary), state.resolved
+    return None if decisions is None else previous_points(decisions, series).collect()
 
 
-def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent) -> _FeatureDrift:
-    """Feature drift of ``[input]``: read -> bin/align -> measure -> decide."""
-    baseline_path = _input_path(config.input.baseline, "baseline")
-    current_path = _input_path(config.input.current, "current")
-    say(f"reading baseline {describe_source(baseline_path)}")
-    baseline = _read_baseline(config, baseline_path)
-    say(f"reading current data {describe_source(current_path)}")
-    current = _read_current(config, current_path, baseline, bin_current)
-    _check_features(config, current.reference, current.histograms)
-    say(f"aligning {current.histograms.height:,} current histogram rows")
-    aligned = align(current.reference, current.histograms, reasons=current.reasons,
-                    coverage=current.coverage)
-    say(f"computing drift for {aligned.rows.height:,} segment x feature x window rows")
+def _segments_across_runs(table: pl.DataFrame, part: str, history_dir: Path | None,
+                          run_id: str, as_of: datetime, warnings: list[str], *,
+                          hold_partial: bool = False
+                          ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
+    """Lifecycles of the rows of a table with one series per segment (model outputs, joint
+    drift), with earlier runs; ``table`` gains ``lifecycle``, and with ``hold_partial`` its
+    partial windows are held back (``insufficient_data``) as feature drift's are."""
+    series = ("segment",)
+    previous = _previous(history_dir, run_id, as_of, series, part, warnings)
+    rows = table.with_columns(
+        window_status="status",
+        reason=pl.col("reason") if "reason" in table.columns else pl.lit(None, pl.String))
+    state = apply_state(rows, previous, persistence=1, hold_partial=hold_partial,
+                        series=series)
+    return state.table.select(*table.columns, "lifecycle"), state.resolved
+
+
+@dataclass(frozen=True)
+class _JointDrift:
+    table: pl.DataFrame
+    warnings: list[str]
+
+
+def _joint_drift(config: RunConfig, features: _FeatureDrift, inputs: FeatureInputs,
+                 say: Progress) -> _JointDrift:
+    """Joint drift of ``[joint]``: the profile's baseline sample against samples of the
+    current windows, one classifier per segment x window (docs/joint-drift.md)."""
+    from pipeline.decide.joint import decide_joint  # imported by runs with [joint] only
+    from pipeline.measure.joint import joint_features, measure_joint, sample_current
+
+    settings, options = config.input, config.joint
+    assert options is not None  # called with [joint] only
+    profile = features.baseline.profile
+    if profile is None or profile.sample is None:
+        raise ConfigError("joint: the baseline keeps no sample of rows; use raw baseline rows "
+                          "as input.baseline, or a profile built with a [joint] section "
+                          "(kl-drift profile --config FILE)")
+    current = inputs.current
+    if (not isinstance(current, str) or parse_location(current).format == "sql"
+            or _detect(current, config, "current")[0] != "raw"):
+        raise ConfigError("joint: needs the current data as raw rows from files or object "
+                          "stores (not a histogram table, an in-memory table or a database "
+                          "query)")
+    wanted = [f for f in profile.features if _wanted(config, f, settings.segments)]
+    chosen = joint_features(profile.features, options, wanted)
+    say(f"sampling current rows for joint drift ({len(chosen)} features)")
+    windows, missing = sample_current(
+        scan_raw(current, storage_options=settings.storage_options), profile.layout, chosen,
+        timestamp=settings.timestamp, period=settings.period, segments=settings.segments,
+        size=options.current_rows, seed=options.seed, source=describe_source(current),
+        window_timezone=settings.window_timezone)
+    used = [f for f in chosen if f not in missing]
+    if not used:
+        raise InputError("the current data has none of the joint check's features "
+                         f"({', '.join(chosen)})", source=describe_source(current))
+    say(f"fitting joint drift classifiers for {windows.totals.height:,} segment x window rows")
+    measured = measure_joint(profile.sample, windows, profile.layout, used, options,
+                             base=config.drift.log_base)
+    notes = ([f"joint: the current data lacks {', '.join(missing)}; the joint check leaves "
+              "them out"] if missing else [])
+    # the windows' coverage, as feature drift measured it (partial windows are held alike)
+    drift = features.drift
+    coverage = (drift.select("window", "coverage", "partial").unique("window")
+                if "partial" in drift.columns else
+                pl.DataFrame(schema={"window": pl.String, "coverage": pl.Float64,
+                                     "partial": pl.Boolean}))
+    decided = decide_joint(measured, fdr_q=config.alerts.fdr_q)
+    at = decided.columns.index("window") + 1
+    table = decided.join(coverage, on="window", how="left", maintain_order="left").select(
+        *decided.columns[:at], "coverage", "partial", *decided.columns[at:])
+    return _JointDrift(table, notes)
+
+
+def _feature_drift(config: RunConfig, say: Progress, bin_current: BinCurrent,
+                   inputs: FeatureInputs, history: History) -> _FeatureDrift:
+    """Feature drift of ``inputs`` as ``[input]`` says: read -> bin/align -> measure ->
+    decide, against each reference mode (:func:`pipeline.reference_modes.compare`)."""
+    shown = inputs.described()
+    say(f"reading baseline {shown['baseline']}")
+    baseline = _read_baseline(config, inputs.baseline)
+    say(f"reading current data {shown['current']}")
+    current = _read_current(config, inputs.current, baseline, bin_current)
+    say(f"comparing {current.histograms.height:,} current histogram rows")
     # the categories each baseline saw once: the unseen-mass estimate (docs/alerts.md)
     profile = baseline.profile
     singletons = None if profile is None else profile.singletons(
         [segment_name(c) for c in segment_columns(current.reference)])
-    drift = compute_drift(aligned, config.drift, singletons=singletons)
-    say("deciding alerts")
-    # segment columns get their own names back (or segment:<name>) only now, for output
-    drift = public_segment_columns(decide(drift, config.alerts))
+    compared = compare(config, current.reference, current.histograms, reasons=current.reasons,
+                       coverage=current.coverage, history=history, say=say,
+                       singletons=singletons)
+    drift = compared.drift
     features = drift["feature"].unique().to_list()
-    return _FeatureDrift(drift, baseline, [
-        *current.warnings, *_unmatched_patterns(config, drift),
-        *([] if profile is None else profile.warnings(features))])
+    return _FeatureDrift(drift, baseline,
+                         [*current.warnings, *_unmatched_patterns(config, drift),
+                          *compared.warnings,
+                          *([] if profile is None else profile.warnings(features))],
+                         compared.histograms, compared.trends)
 
 
 @dataclass(frozen=True)
@@ -395,14 +789,16 @@ class _Baseline:
     built: bool  # profile built from raw baseline data in this run
 
 
-def _read_baseline(config: RunConfig, path: str) -> _Baseline:
+def _read_baseline(config: RunConfig, path: str | Frame | Profile) -> _Baseline:
+    if isinstance(path, Profile):
+        return _profile_baseline(config, path)
     kind: str = config.input.baseline_format
     if kind == "auto":
         kind = _detect(path, config, "baseline")[0]
     return _BASELINE_READERS[kind](config, path)
 
 
-def _detect(source: str, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
+def _detect(source: str | Frame, config: RunConfig, role: str) -> tuple[str, pl.Schema]:
     """What ``source`` holds (a profile by its footer; a histogram table or raw rows by its
     columns), and its schema; a histogram-like table with float data columns is
     ambiguous: an error."""
@@ -435,25 +831,30 @@ def _format_hint(role: str, kind: str) -> str:
 def public_config(config: RunConfig) -> dict[str, Any]:
     """The effective config as alerts.json records it: storage option values and URL
     passwords masked, so no credential reaches an output."""
-    data = config.model_dump(mode="json")
-    for section in data.values():
-        if not isinstance(section, dict):
-            continue
-        if section.get("storage_options"):
-            section["storage_options"] = dict.fromkeys(section["storage_options"], "***")
+    def masked(section: dict[str, Any]) -> dict[str, Any]:
         for key, value in section.items():
-            if isinstance(value, str) and "://" in value:
+            if key == "storage_options" and value:
+                section[key] = dict.fromkeys(value, "***")
+            elif isinstance(value, dict):
+                masked(value)  # e.g. [export.prometheus]
+            elif isinstance(value, str) and "://" in value:
                 section[key] = redact(value)
-    return data
+        return section
+
+    return masked(config.model_dump(mode="json"))
 
 
-def _profile_baseline(config: RunConfig, path: str) -> _Baseline:
+def _profile_baseline(config: RunConfig, path: str | Frame | Profile) -> _Baseline:
+    if isinstance(path, Frame):
+        raise InputError("an in-memory table cannot be a profile file; pass the Profile "
+                         "object, or the table with input.baseline_format = \"auto\"",
+                         source=path.name)
     # every segment of the profile: _match_segments compares them with the run's
-    profile = read_profile(path)
+    profile = path if isinstance(path, Profile) else read_profile(path)
     return _Baseline(_selected(config, profile.histograms()), profile, built=False)
 
 
-def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFrame:
+def _read_histogram_table(config: RunConfig, path: str | Frame, role: str) -> pl.DataFrame:
     """A histogram table of ``[input]``, its segment columns under their private names and
     its windows (if any) in the window time zone."""
     settings = config.input
@@ -467,60 +868,17 @@ def _read_histogram_table(config: RunConfig, path: str, role: str) -> pl.DataFra
     return private_segment_columns(table, segment_columns(table))
 
 
-def _histogram_baseline(config: RunConfig, path: str) -> _Baseline:
+def _histogram_baseline(config: RunConfig, path: str | Frame) -> _Baseline:
     return _Baseline(_selected(config, _read_histogram_table(config, path, "baseline")), None,
                      built=False)
 
 
-def build_baseline_profile(config: RunConfig, source: str | None = None) -> Profile:
-    """Profile raw baseline rows as ``[input]`` and ``[profile]`` say.
-
-    Features follow ``input.features``/``input.exclude`` (the timestamp is never one);
-    ``input.segments`` get their own baseline histograms. ``source`` (any source string)
-    defaults to ``input.baseline``; a database source is profiled in the database (only
-    quantiles, top categories and counts leave it). Used by runs with a raw baseline,
-    ``kl-drift profile`` and the ``build_baseline`` flow alike.
-    """
-    settings, options = config.input, config.profile
-    source = source or settings.baseline
-    if not source:
-        raise ConfigError("input.baseline: required to build a profile (a Parquet path)")
-    shown = describe_source(source)
-    if is_profile_file(source):
-        raise InputError("is already a baseline profile, not raw rows; use it as "
-                         "input.baseline directly", source=shown)
-    schema = source_schema(source, storage_options=settings.storage_options)
-    # Profiling reads raw rows: a table that looks like histograms (and has no float data
-    # column, which only raw rows have) needs the user to say so.
-    if (settings.baseline_format != "raw" and classify_columns(set(schema)) == "histogram"
-            and not ambiguous_columns(schema)):
-        raise InputError("is a histogram table (feature, bin and count columns), not raw "
-                         "rows; use it as input.baseline directly, or set "
-                         "input.baseline_format = \"raw\" to profile its columns",
-                         source=shown)
-    check_scalar_columns(schema, settings.segments, shown)
-    location = parse_location(source)
-    build = partial(profile_in_database, location) if location.format == "sql" else partial(
-        build_profile, scan_raw(source, storage_options=settings.storage_options),
-        source=shown)
-    profile = build(
-        features=settings.features,
-        exclude=(*settings.exclude, *([settings.timestamp] if settings.timestamp else [])),
-        segments=settings.segments, strategy=options.strategy, bins=options.bins,
-        max_categories=options.category_limit, min_category_count=options.min_category_count,
-        fixed_edges=options.fixed_edges or None)
-    if not profile.metadata.get("row_count"):
-        raise InputError("baseline has no rows, so there is nothing to compare with; check "
-                         "input.baseline", source=shown)
-    return profile
-
-
-def _raw_baseline(config: RunConfig, path: str) -> _Baseline:
+def _raw_baseline(config: RunConfig, path: str | Frame) -> _Baseline:
     profile = build_baseline_profile(config, path)
     return _Baseline(profile.histograms(), profile, built=True)
 
 
-_BASELINE_READERS: dict[str, Callable[[RunConfig, str], _Baseline]] = {
+_BASELINE_READERS: dict[str, Callable[[RunConfig, str | Frame], _Baseline]] = {
     "profile": _profile_baseline, "histogram": _histogram_baseline, "raw": _raw_baseline}
 
 
@@ -533,7 +891,7 @@ class _Current:
     coverage: pl.DataFrame | None  # window, coverage, partial (raw rows with a period)
 
 
-def _read_current(config: RunConfig, path: str, baseline: _Baseline,
+def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
                   bin_current: BinCurrent) -> _Current:
     """Current histograms, the baseline they are compared with, why some features could not
     be binned, and window coverage. Segments are matched before raw rows are binned."""
@@ -566,6 +924,7 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
         if missing:
             raise InputError("input.segments names a column the current histogram table "
                              "lacks", source=shown, column=missing[0])
+        _check_features(config, {*baseline.histograms["feature"], *current["feature"]})
         current = _selected(config, current, names)
         reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
@@ -574,6 +933,7 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
                              "raw data to bin it with, not a histogram table",
                              source=describe_source(settings.baseline or ""))
         reference, warnings = _match_segments(config, baseline.histograms, settings.segments)
+        _check_features(config, set(profile.features))
         features = [f for f in profile.features if _wanted(config, f, settings.segments)]
         # A feature whose column type changed becomes an error row, not a stopped run.
         reasons = retyped_features(schema, profile, features)
@@ -587,7 +947,6 @@ def _read_current(config: RunConfig, path: str, baseline: _Baseline,
             coverage = window_coverage(current["window"], binned.span, settings.period,
                                        settings.min_coverage)
     if current.height == 0 or current["count"].sum() == 0:
-        _check_features(config, reference, current)  # a misspelt --feature selects nothing
         raise InputError("the current data has no rows to compare; check input.current and "
                          "the feature filters", source=shown)
     return _Current(current, reference, warnings, reasons, coverage)
@@ -660,13 +1019,17 @@ def _selected(config: RunConfig, histograms: pl.DataFrame,
     return histograms.filter(keep)
 
 
-def _check_features(config: RunConfig, baseline: pl.DataFrame, current: pl.DataFrame) -> None:
-    """A listed feature found on neither side is a typo: fail rather than skip it."""
-    present = set(baseline["feature"].unique()) | set(current["feature"].unique())
-    missing = [f for f in config.input.features or () if f not in present]
+def _check_features(config: RunConfig, available: set[str]) -> None:
+    """A listed feature that is not there is a typo: fail (naming the features there are)
+    rather than skip it or find nothing to compare."""
+    missing = [f for f in config.input.features or () if f not in available]
     if missing:
+        known = sorted(available)
+        shown = ", ".join(known[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20
+                                         else "")
         raise ConfigError(f"input.features: {missing[0]!r} is in neither the baseline nor "
-                          "the current data; fix the name or remove it")
+                          f"the current data, whose features are {shown or 'none'}; fix the "
+                          "name (--feature) or remove it")
 
 
 def _unmatched_patterns(config: RunConfig, drift: pl.DataFrame) -> list[str]:

@@ -48,9 +48,10 @@ def _raw(path: str) -> str:
 _DESCRIBERS = {"profile": _profile, "histogram": _histogram, "raw": _raw}
 
 
-def describe(path: str) -> str:
+def describe(path: str) -> tuple[str, str]:
     """Validate ``path`` (a TOML config, a profile, a histogram table or a raw table; any
-    source of :mod:`pipeline.read.location`) and return a one-line summary of it.
+    source of :mod:`pipeline.read.location`): what it is (``config``, ``profile``,
+    ``histogram`` or ``raw``) and a one-line summary of it.
 
     Raises
     ------
@@ -58,5 +59,6 @@ def describe(path: str) -> str:
         The same one-line errors a run would raise on this file.
     """
     if Path(path).suffix.lower() == ".toml":
-        return _config(path)
-    return _DESCRIBERS[detect_format(path)](path)
+        return "config", _config(path)
+    kind = detect_format(path)
+    return kind, _DESCRIBERS[kind](path)

@@ -55,5 +55,5 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20261124)
 
 
-# Real servers for the source tests (PostgreSQL, an S3-compatible endpoint): tests/servers.py
-from tests.servers import postgres_url, s3  # noqa: E402, F401
+# Real servers (PostgreSQL, an S3-compatible endpoint, a Pushgateway): tests/servers.py
+from tests.servers import postgres_url, pushgateway, s3  # noqa: E402, F401

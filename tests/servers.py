@@ -1,10 +1,12 @@
-"""Real servers for source tests: PostgreSQL and an S3-compatible endpoint, on 127.0.0.1.
+"""Real servers for the tests: PostgreSQL, an S3-compatible endpoint and a Prometheus
+Pushgateway, on 127.0.0.1.
 
-Both are session fixtures on a free port, stopped at the end; a watchdog process stops
+All are session fixtures on a free port, stopped at the end; a watchdog process stops
 them as well if the test run itself is killed. PostgreSQL comes from Debian's
 ``postgresql`` package (``.ci/run`` installs it) and runs as the ``postgres`` system user
 when the tests run as root (it refuses to run as root). The S3 endpoint is moto's server
-mode (a dev dependency) with IAM checks on, so wrong credentials are refused as by S3.
+mode (a dev dependency) with IAM checks on, so wrong credentials are refused as by S3. The
+Pushgateway is Debian's ``prometheus-pushgateway``, keeping its metrics in memory only.
 Locally a missing binary skips with what to install; under CI (``CI`` set) it fails.
 """
 
@@ -153,6 +155,26 @@ def s3() -> Iterator[S3]:
         yield S3(url, {"aws_endpoint_url": url, "aws_region": "us-east-1",
                        "aws_allow_http": "true", "aws_access_key_id": key["AccessKeyId"],
                        "aws_secret_access_key": key["SecretAccessKey"]}, client)
+    finally:
+        watchdog.kill()
+        _stop(server)
+
+
+@pytest.fixture(scope="session")
+def pushgateway() -> Iterator[str]:
+    """The URL of a fresh Prometheus Pushgateway (``http://127.0.0.1:PORT``)."""
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        unavailable("the Prometheus Pushgateway is not installed: apt-get install "
+                    "prometheus-pushgateway")
+    port = free_port()
+    server = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}",
+                               "--persistence.file=", "--log.level=warn"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watchdog = _watchdog(f"kill {server.pid}")
+    try:
+        _wait_for_port(port, server, "prometheus-pushgateway")
+        yield f"http://127.0.0.1:{port}"
     finally:
         watchdog.kill()
         _stop(server)

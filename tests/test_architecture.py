@@ -60,7 +60,11 @@ GRAPH = {name: _imports(path, name, set(_modules())) for name, path in _modules(
 def _rank(module: str) -> int:
     if module.startswith("kl_metrics"):
         return 0
-    if module in SHARED or module == "pipeline":
+    if module == "pipeline":
+        # the package's __init__ is the public facade: it re-exports the API (pipeline.api,
+        # pipeline.run) lazily, so it sits with the orchestration it exposes
+        return len(STAGES) + 2
+    if module in SHARED:
         return 1
     for rank, stage in enumerate(STAGES, start=2):
         if module == stage or module.startswith(stage + "."):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from pipeline.bins.binning import bin_raw, retyped_features
+from pipeline.bins.binning import _category_codes, bin_raw, retyped_features
 from pipeline.bins.layout import bin_label
 from pipeline.bins.profile import Profile, build_profile
 from pipeline.errors import ConfigError, InputError
@@ -129,6 +129,42 @@ def test_categorical_binning_matches_counter_reference(baseline: list, current: 
     assert as_counts(table, "c") == naive_categorical(baseline, table)
     got = bin_raw(pl.LazyFrame({"c": current}, schema={"c": pl.String}), profile)
     assert as_counts(got, "c") == naive_categorical(current, table)
+
+
+text_values = st.one_of(st.none(), st.sampled_from(["", "a", "b", "é", OTHER, MISSING]),
+                        st.text(max_size=3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(categories=st.lists(st.text(max_size=3), unique=True, max_size=8),
+       values=st.lists(text_values, max_size=40),
+       dtype=st.sampled_from([pl.String, pl.Categorical, "enum"]))
+def test_category_codes_match_the_lookup_they_replace(categories: list[str], values: list,
+                                                      dtype: object) -> None:
+    """The Enum cast gives every value the code of a brute-force lookup and of the
+    ``replace_strict`` expression it replaced (which did not stream), whatever the order of
+    the categories and the column's text type."""
+    other = len(categories)
+    position = {c: i for i, c in enumerate(categories)}
+    expected = [other + 1 if v is None else position.get(v, other) for v in values]
+    column = pl.Series("c", values, dtype=pl.String)
+    if dtype == "enum":
+        column = column.cast(pl.Enum(sorted(set(column.drop_nulls()), reverse=True)))
+    else:
+        column = column.cast(dtype)  # type: ignore[arg-type]
+    frame = pl.DataFrame([column])
+    text = pl.col("c").cast(pl.String)
+    replaced = (pl.when(text.is_null()).then(pl.lit(other + 1, pl.UInt32))
+                .otherwise(text.replace_strict(categories, range(other), default=other,
+                                               return_dtype=pl.UInt32)))
+    got = frame.select(codes=_category_codes("c", categories), old=replaced)
+    assert got.schema["codes"] == pl.UInt32
+    assert got["codes"].to_list() == expected == got["old"].to_list()
+
+
+def test_boolean_features_are_coded_by_their_text() -> None:
+    got = pl.DataFrame({"b": [True, None, False]}).select(_category_codes("b", ["false"]))
+    assert got.to_series().to_list() == [1, 2, 0]
 
 
 def test_many_edges_use_the_same_bins_as_few() -> None:

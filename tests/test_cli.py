@@ -54,6 +54,38 @@ def test_help_lists_every_command_and_imports_nothing_heavy() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_run_imports_only_what_it_uses(profile_path: Path, tmp_path: Path) -> None:
+    # Start-up counts for small scheduled runs: a profile against raw rows needs no pyarrow
+    # (nor the pandas it pulls in), Prefect, databases, model outputs or estimates.
+    args = ["kl-drift", "run", "--baseline", str(profile_path), "--current",
+            str(DATA / "flights_current.parquet"), *WINDOWS, "--out", str(tmp_path), "-q",
+            "--fail-on", "never"]
+    unused = ["pyarrow", "pandas", "prefect", "sqlalchemy", "duckdb", "matplotlib",
+              "pipeline.measure.models", "pipeline.measure.estimate", "pipeline.bins.pushdown"]
+    probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
+             "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+             f"print(sorted(set({unused!r}) & set(sys.modules)), 'jinja2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=DATA.parent)
+    assert out.stdout.split("\n")[-2] == "[] True"  # reports written: their modules loaded
+
+
+def test_profiling_imports_no_drift_alert_or_report_code(tmp_path: Path) -> None:
+    # `kl-drift profile` builds and writes a profile: measures, the alert decision (scipy)
+    # and the report writers are not needed, and cost a second of start-up on a busy machine
+    args = ["kl-drift", "profile", str(DATA / "flights_baseline.parquet"), "--exclude",
+            "flight_id", "--out", str(tmp_path / "p.parquet"), "-q"]
+    unused = ["pipeline.run", "pipeline.measure.drift", "pipeline.decide.alerts",
+              "pipeline.write.reports", "scipy", "matplotlib"]
+    probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
+             "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
+             f"print(sorted(set({unused!r}) & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=DATA.parent)
+    assert out.stdout.split("\n")[-2] == "[]"
+    assert (tmp_path / "p.parquet").exists()
+
+
 def test_run_exit_code_follows_fail_on(profile_path: Path, tmp_path: Path) -> None:
     common = ["run", "--baseline", profile_path, "--current", DATA / "flights_current.parquet",
               *WINDOWS, "--out", tmp_path, "--run-id", "r1"]

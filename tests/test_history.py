@@ -34,7 +34,9 @@ def test_rerunning_a_run_id_replaces_its_rows(tmp_path: Path) -> None:
     assert rows is not None
     assert dict(rows.group_by("run_id").len().iter_rows()) == {"r1": 4, "r2": 4}
     again = rows.filter(pl.col("run_id") == "r1").sort("feature", "window")
-    assert_frame_equal(again.drop("run_id", "created_at"),
+    # rows from before reference modes read as compared with the baseline
+    assert again["reference"].unique().to_list() == ["baseline"]
+    assert_frame_equal(again.drop("run_id", "created_at", "reference"),
                        rerun.drop("bins").sort("feature", "window"))
     assert again["created_at"].unique().to_list() == [datetime(2024, 6, 3, tzinfo=UTC)]
 

@@ -15,17 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.bins.profile import (
-    METADATA_KEY,
     SCHEMA_VERSION,
     UNSEEN_WARNING,
     Profile,
+    _malformed_features,
     build_profile,
     read_profile,
     write_profile,
 )
 from pipeline.errors import ConfigError, InputError
 from pipeline.labels import MISSING, OTHER, public_segment_columns, segment_column
-from pipeline.read.sources import scan_raw
+from pipeline.read.sources import PROFILE_METADATA_KEY, scan_raw
 from tests.test_binning import as_counts, naive_categorical, naive_numeric
 
 DATA = Path(__file__).parents[1] / "data"
@@ -214,7 +214,8 @@ def test_newer_profile_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
     newer = SCHEMA_VERSION + 1  # the first version this one cannot know
     write_profile(Profile(profile.table, profile.metadata | {"schema_version": newer}), path)
-    assert json.loads(pq.read_schema(path).metadata[METADATA_KEY])["schema_version"] == newer
+    footer = pq.read_schema(path).metadata  # another reader sees it too
+    assert json.loads(footer[PROFILE_METADATA_KEY.encode()])["schema_version"] == newer
     with pytest.raises(InputError, match=rf"p.parquet'.*schema_version {newer}.*upgrade"):
         read_profile(path)
 
@@ -243,6 +244,54 @@ def test_hand_edited_bins_are_refused(tmp_path: Path) -> None:
     write_profile(Profile(shortened, profile.metadata), path)
     with pytest.raises(InputError, match=r"feature 'x': profile bins are malformed"):
         read_profile(path)
+
+
+def _malformed_reference(layout: pl.DataFrame) -> set[str]:
+    """The layout rules feature by feature, in plain Python (no segments)."""
+    bad = set()
+    for feature in layout["feature"].unique():
+        bins = layout.filter(pl.col("feature") == feature).sort("bin_index", maintain_order=True)
+        labels, kinds = bins["bin"].to_list(), set(bins["kind"])
+        lower, upper = bins["lower"].to_list()[:-1], bins["upper"].to_list()[:-1]
+        ok = bins["bin_index"].to_list() == list(range(bins.height)) and labels[-1] == MISSING
+        ok = ok and len(set(labels)) == len(labels)
+        if kinds == {"numeric"}:
+            ok = ok and bool(lower) and lower[0] == -math.inf and upper[-1] == math.inf and all(
+                a == b for a, b in zip(lower[1:], upper[:-1], strict=True))
+        else:
+            ok = ok and kinds == {"categorical"} and labels[-2:-1] == [OTHER]
+        if not ok:
+            bad.add(feature)
+    return bad
+
+
+def _edited(table: pl.DataFrame, row: int, edit: str) -> pl.DataFrame:
+    if edit == "drop":
+        return table.filter(pl.int_range(pl.len()) != row)
+    column, value = {"index": ("bin_index", 7), "lower": ("lower", 0.5),
+                     "upper": ("upper", 99.0), "other": ("bin", OTHER),
+                     "kind": ("kind", "numeric"), "missing": ("bin", MISSING),
+                     "label": ("bin", "a")}[edit]
+    return table.with_columns(pl.when(pl.int_range(pl.len()) == row).then(pl.lit(value))
+                              .otherwise(pl.col(column)).cast(table.schema[column]).alias(column))
+
+
+def test_malformed_bins_are_found_like_a_plain_reference() -> None:
+    # every single hand edit of a valid layout, and every pair of dropped rows: each rule of
+    # the layout is checked, for all features at once
+    table = build_profile(pl.LazyFrame({"x": [1.0, 2.0, 3.0, 5.0], "y": [0.0, 0.0, 1.0, 9.0],
+                                        "c": ["a", "b", "a", None]}), bins=3).table
+    edits = ("drop", "index", "lower", "upper", "other", "kind", "missing", "label")
+    cases = [_edited(table, row, edit) for row in range(table.height) for edit in edits]
+    cases += [_edited(_edited(table, a, "drop"), b, "drop")
+              for a in range(table.height) for b in range(table.height - 1)]
+    only_missing = table.filter((pl.col("feature") != "c") | (pl.col("bin") == MISSING))
+    cases.append(only_missing.with_columns(
+        pl.when(pl.col("feature") == "c").then(0).otherwise("bin_index").cast(pl.Int32)
+        .alias("bin_index")))
+    assert sum(bool(_malformed_reference(case)) for case in cases) > len(cases) / 2
+    for case in cases:
+        assert set(_malformed_features(case, [])) == _malformed_reference(case)
 
 
 # --- per-segment baselines -----------------------------------------------------------------

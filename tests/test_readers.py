@@ -152,3 +152,17 @@ def test_duplicates_sum_equals_a_dictionary_sum(tmp_path_factory: pytest.TempPat
     table = read_histograms(path, duplicates="sum")
     got = {(f, b): c for f, b, c in table.select("feature", "bin", "count").iter_rows()}
     assert got == expected
+
+
+def test_a_bare_file_name_in_the_working_folder_is_read(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # `kl-drift run --baseline baseline.parquet` (the README's example) crashed: the file's
+    # folder was "" when looking for hive keys
+    folder = tmp_path / "region=EU"
+    folder.mkdir()
+    pl.DataFrame({"x": [1.0, 2.0], "region": ["US", "US"]}).write_parquet(
+        folder / "rows.parquet")
+    monkeypatch.chdir(folder)
+    # the path polars reads names no folder: no hive key, no clash with the region column
+    assert scan_source("rows.parquet").collect().to_dict(as_series=False) == {
+        "x": [1.0, 2.0], "region": ["US", "US"]}

@@ -133,7 +133,7 @@ def _documented_paths() -> set[str]:
 
 # Objects whose keys are data (file names, input names, the config), not schema fields.
 _FREE_FORM = {"run.config", "run.inputs", "models.inputs", "models.files", "estimates.inputs",
-              "estimates.files"}
+              "estimates.files", "joint.files"}
 
 
 def _document_paths(value: object, prefix: str = "") -> set[str]:

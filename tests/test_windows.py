@@ -260,7 +260,8 @@ def test_demo_weeks_coverage_matches_a_brute_force_count_of_minutes(tmp_path: Pa
         "output.dir": str(tmp_path)})
     result = run_drift(config)
     on_disk = pl.read_parquet(result.run_dir / "drift.parquet")
-    assert on_disk.columns[3:7] == ["window", "coverage", "partial", "kind"]
+    assert on_disk.columns[3:9] == ["window", "coverage", "partial", "reference",
+                                   "reference_windows", "kind"]
     got = dict(on_disk.select("window", "coverage").unique().iter_rows())
     for label, coverage in got.items():
         start = datetime.fromisoformat(label)

@@ -95,7 +95,7 @@ def pool_segments(histograms: pl.DataFrame, keep: Sequence[str]) -> pl.DataFrame
 
 def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
           reasons: Mapping[str, str] | None = None,
-          coverage: pl.DataFrame | None = None) -> Aligned:
+          coverage: pl.DataFrame | None = None, by_window: bool = False) -> Aligned:
     """Align baseline and current histogram long tables into dense arrays.
 
     Parameters
@@ -104,7 +104,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
         Histogram long format. Its segment columns must be a subset of the current ones
         (none: one global reference for every segment; otherwise each current segment is
         compared with the baseline of its values of those columns); a ``window`` column is
-        summed over.
+        summed over, unless ``by_window``.
     current : pl.DataFrame
         Histogram long format, optionally with ``window`` and segment columns.
     reasons : mapping of str to str, optional
@@ -114,6 +114,10 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
         ``window`` (the current data's window values), ``coverage`` and ``partial`` of each
         window (:func:`pipeline.windows.window_coverage`); without it every row's coverage
         is null and ``partial`` false.
+    by_window : bool
+        The baseline holds one reference histogram per current window (moving references,
+        :mod:`pipeline.bins.references`): its ``window`` column, with the current window
+        values, is matched like a segment column instead of summed over.
 
     Returns
     -------
@@ -140,9 +144,10 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
             "columns or with a subset of the current ones", column=extra[0])
     window = ["window"] if "window" in current.columns else []
     groups = [*segments, *window]
+    base_keys = [*base_segments, *(window if by_window else [])]
     tables = _with_edges(baseline), _with_edges(current)
     edges = _label_edges(*tables)
-    base, cur = pl.collect_all([_bins(tables[0], base_segments, edges.filter(side="baseline")),
+    base, cur = pl.collect_all([_bins(tables[0], base_keys, edges.filter(side="baseline")),
                                 _bins(tables[1], groups, edges.filter(side="current"))])
 
     features = pl.concat([base.select("feature"), cur.select("feature")]).unique().lazy()
@@ -152,7 +157,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
             .with_row_index("row").collect())
     # Which (row, side) pairs exist decides the row's reason; bins come from both sides.
     # nulls_equal: a null segment value or window (null timestamp) is a group of its own.
-    base_cells = rows.join(base, on=[*base_segments, "feature"], how="inner", nulls_equal=True)
+    base_cells = rows.join(base, on=[*base_keys, "feature"], how="inner", nulls_equal=True)
     cur_cells = rows.join(cur, on=[*groups, "feature"], how="inner", nulls_equal=True)
     # numeric bins meet by their edges, the others by their label (two joins: null keys
     # would make one join several times slower)

@@ -94,12 +94,17 @@ def _value_column(index: int) -> str:
 
 
 def _category_codes(name: str, categories: list[str]) -> pl.Expr:
-    """Bin index of a categorical column: its profile category, else __other__/__missing__."""
+    """Bin index of a categorical column: its profile category, else __other__/__missing__.
+
+    A cast to an Enum of the categories gives each category its position (the Enum's
+    physical code) and every other value null, batch by batch: ``replace_strict`` made the
+    streaming engine load the whole column (415 MiB per string column at 5M rows).
+    """
     text = pl.col(name).cast(pl.String)
     other = len(categories)
+    code = text.cast(pl.Enum(categories), strict=False).to_physical().cast(pl.UInt32)
     return (pl.when(text.is_null()).then(pl.lit(other + 1, pl.UInt32))
-            .otherwise(text.replace_strict(categories, range(other), default=other,
-                                           return_dtype=pl.UInt32)))
+            .otherwise(code.fill_null(other)))
 
 
 def _window_exprs(timestamp: str, dtype: pl.DataType, period: str | None, timezone: str,

@@ -31,10 +31,25 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
-from pipeline.bins.binning import bin_raw
+from pipeline.bins.binning import SLOT, bin_raw
 from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
+from pipeline.bins.row_sample import (
+    SAMPLE_ENTRY,
+    RowSample,
+    read_sample,
+    remove_stale_samples,
+    write_sample,
+)
+from pipeline.bins.sketch import (
+    COUNT,
+    RANK_ERROR_RISK,
+    VALUE,
+    merge_sketches,
+    sample_capacity,
+    segment_key,
+    sketch_rows,
+)
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
 from pipeline.labels import (
@@ -48,10 +63,9 @@ from pipeline.labels import (
 from pipeline.read.histograms import check_totals
 from pipeline.read.sources import (
     PROFILE_METADATA_KEY,
-    READ_ERRORS,
-    collect,
     collect_schema,
     read_error,
+    read_errors,
 )
 
 #: 2: optional segment columns with per-segment counts; 3: category counts per segment
@@ -66,7 +80,6 @@ UNSEEN_WARNING = 0.05
 # With more segment columns than this, category counts are recorded for the whole baseline
 # and for every segment only (not for every subset of the segment columns).
 _SUBSET_SEGMENTS = 3
-_STATS_PER_PASS = 25  # features per statistics query (fastest measured at 500-5,000)
 
 
 @dataclass(frozen=True)
@@ -89,10 +102,14 @@ class Profile:
         ``bins``, ``max_categories``, ``min_category_count``, ``row_count``, ``segments``,
         ``segment_rows``, per-feature details under ``features``, category counts under
         ``categories`` and ``warnings`` (docs/data-contracts.md).
+    sample : RowSample, optional
+        Baseline rows kept for the joint drift check (:mod:`pipeline.bins.row_sample`),
+        stored in a file next to the profile that its metadata names.
     """
 
     table: pl.DataFrame
     metadata: dict[str, Any]
+    sample: RowSample | None = None
 
     @property
     def segments(self) -> list[str]:
@@ -268,59 +285,11 @@ def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int
     return _edges(candidates, low, high, stats[f"{name}\0integral"]), strategy
 
 
-def _stats_query(kinds: Mapping[str, str], strategy: str, bins: int, max_categories: int,
-                 min_category_count: int, fixed: Mapping[str, np.ndarray]) -> list[pl.Expr]:
-    """Expressions computing, in one query, what each feature's bins are derived from."""
-    levels = [i / bins for i in range(1, bins)]
-    exprs = [pl.len().alias("__rows")]
-    for name, kind in kinds.items():
-        if kind == "numeric":
-            x = pl.col(name).cast(pl.Float64)
-            finite = x.filter(x.is_finite())
-            exprs += [finite.min().alias(f"{name}\0min"), finite.max().alias(f"{name}\0max"),
-                      (finite == finite.floor()).all().alias(f"{name}\0integral")]
-            if strategy == "quantile" and name not in fixed:
-                exprs.append(finite.quantile(levels, interpolation="nearest")
-                             .alias(f"{name}\0q"))
-        else:
-            text = pl.col(name).cast(pl.String).alias("value")
-            seen = text.filter(text.is_not_null() & ~text.is_in([MISSING, OTHER]))
-            # sorted inside list.eval so the counts are computed once (hash order varies)
-            item = pl.element()
-            ranked = item.sort_by(item.struct.field("n"), item.struct.field("value"),
-                                  descending=[True, False])
-            top = (seen.value_counts(name="n").implode()
-                   .list.eval(ranked.filter(ranked.struct.field("n") >= min_category_count)
-                              .struct.field("value"))
-                   .list.head(max_categories))
-            exprs += [top.alias(f"{name}\0top"), seen.n_unique().alias(f"{name}\0distinct")]
-    return exprs
-
-
 def _check_segments(schema: pl.Schema, segments: list[str], source: str) -> None:
     for name in segments:
         if name not in schema:
             raise InputError(f"baseline lacks segment column; found "
                              f"{', '.join(schema.names())}", source=source, column=name)
-
-
-def _category_counts(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: list[str],
-                     source: str) -> list[dict[str, Any]]:
-    """Category counts (:func:`summarise_categories`) of raw rows: one small query per
-    categorical feature, run together."""
-    names = [name for name, kind in kinds.items() if kind == "categorical"]
-    if not names:
-        return []
-    queries = [raw.group_by([*(pl.col(s).cast(pl.String).alias(f"\0segment{i}")
-                               for i, s in enumerate(segments)),
-                             pl.col(name).cast(pl.String).alias("\0value")])
-               .agg(pl.len().alias("\0n")) for name in names]
-    try:  # in groups, like the statistics: collect_all plans its queries superlinearly
-        finest = [frame for start in range(0, len(queries), _STATS_PER_PASS)
-                  for frame in pl.collect_all(queries[start:start + _STATS_PER_PASS])]
-    except READ_ERRORS as error:
-        raise read_error(error, source) from error
-    return summarise_categories(dict(zip(names, finest, strict=True)), segments)
 
 
 def summarise_categories(finest: Mapping[str, pl.DataFrame],
@@ -331,11 +300,11 @@ def summarise_categories(finest: Mapping[str, pl.DataFrame],
 
     ``finest`` maps each feature to its row counts ``\\0n`` per value ``\\0value`` and
     segment (``\\0segment0``, ... for ``segments``, as text), however they were counted
-    (polars or a database). Every column has a private name, so no segment or feature name
-    can collide with one.
+    (polars: :attr:`pipeline.bins.sketch.ProfileSketch.categories`, or a database). Every
+    column has a private name, so no segment or feature name can collide with one.
     """
-    keys = {f"\0segment{i}": s for i, s in enumerate(segments)}
-    value, n = pl.col("\0value"), pl.col("\0n")
+    keys = {segment_key(i): s for i, s in enumerate(segments)}
+    value, n = pl.col(VALUE), pl.col(COUNT)
     private = list(keys)
     if len(segments) <= _SUBSET_SEGMENTS:
         subsets = [list(c) for r in range(len(segments) + 1)
@@ -348,7 +317,7 @@ def summarise_categories(finest: Mapping[str, pl.DataFrame],
     records = []
     for name, counts in finest.items():
         for subset in subsets:
-            per_value = counts.group_by([*subset, "\0value"]).agg(n.sum())
+            per_value = counts.group_by([*subset, VALUE]).agg(n.sum())
             summary = (per_value.group_by(subset).agg(**stats).sort(subset, nulls_last=True)
                        if subset else per_value.select(**stats))
             records += [{"feature": name, "segment": {keys[c]: row[c] for c in subset},
@@ -403,7 +372,7 @@ def _segment_rows(table: pl.DataFrame, segments: list[str]) -> list[dict[str, An
 
 
 def build_profile(
-    raw: pl.LazyFrame,
+    raw: pl.LazyFrame | Sequence[pl.LazyFrame],
     *,
     features: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
@@ -419,8 +388,11 @@ def build_profile(
 
     Parameters
     ----------
-    raw : polars.LazyFrame
-        Baseline rows, e.g. from :func:`pipeline.read.sources.scan_raw`.
+    raw : polars.LazyFrame or sequence of polars.LazyFrame
+        Baseline rows, e.g. from :func:`pipeline.read.sources.scan_raw`, or disjoint parts
+        of them with the same columns (e.g. the partitions of a Dask dataframe): each part is
+        sketched and counted on its own and the results are merged
+        (:mod:`pipeline.bins.sketch`), giving the profile of all their rows.
     features : sequence of str, optional
         Columns to profile. Default: every numeric column (numeric feature) and every text,
         categorical or boolean column (categorical feature), except ``exclude``; dates,
@@ -463,26 +435,46 @@ def build_profile(
     """
     where = source or "baseline data"
     segments = list(dict.fromkeys(segments))
-    kinds, fixed = profiled_features(collect_schema(raw, where), features=features,
+    parts = [raw] if isinstance(raw, pl.LazyFrame) else list(raw)
+    if not parts:
+        raise InputError("no baseline parts to profile", source=where)
+    kinds, fixed = profiled_features(collect_schema(parts[0], where), features=features,
                                      exclude=exclude, segments=segments, strategy=strategy,
                                      bins=bins, max_categories=max_categories,
                                      min_category_count=min_category_count,
                                      fixed_edges=fixed_edges, source=where)
-    # one select per _STATS_PER_PASS features: polars plans a select in time superlinear in
-    # its expressions (500 features: 6.2 s in one select); each reads only its columns
-    names = list(kinds)
-    stats: dict[str, Any] = {}
-    for start in range(0, len(names), _STATS_PER_PASS):
-        part = {name: kinds[name] for name in names[start:start + _STATS_PER_PASS]}
-        query = raw.select(_stats_query(part, strategy, bins, max_categories,
-                                        min_category_count, fixed))
-        stats |= collect(query, where).row(0, named=True)
+    quantiles = [name for name, kind in kinds.items()
+                 if kind == "numeric" and strategy == "quantile" and name not in fixed]
+    sketch = merge_sketches(sketch_rows(part, kinds, segments, quantiles=quantiles, seed=i,
+                                        capacity=sample_capacity(len(quantiles)),
+                                        source=where)
+                            for i, part in enumerate(parts))
+    stats = sketch.stats(bins, max_categories, min_category_count, quantiles)
+    categories = summarise_categories(sketch.categories, segments)
+    rank_errors = sketch.rank_errors(bins, quantiles)
+    del sketch  # the samples are not needed for counting: free them before
     return profile_from_stats(
-        stats, kinds, fixed,
-        lambda layout: bin_raw(raw, Profile(layout, {}), segments=segments, source=where),
+        stats, kinds, fixed, lambda layout: count_parts(parts, layout, segments, where),
         segments=segments, strategy=strategy, bins=bins, max_categories=max_categories,
-        min_category_count=min_category_count, source=source,
-        categories=_category_counts(raw, kinds, segments, where))
+        min_category_count=min_category_count, source=source, categories=categories,
+        rank_errors=rank_errors)
+
+
+def count_parts(parts: Sequence[pl.LazyFrame], layout: pl.DataFrame, segments: list[str],
+                source: str) -> pl.DataFrame:
+    """Baseline counts of ``layout`` over disjoint parts of the baseline rows, added up: the
+    histograms :func:`pipeline.bins.binning.bin_raw` gives for all rows at once (private
+    segment columns, feature, bin, count, lower, upper; in its order)."""
+    profile = Profile(layout, {})
+    counted = [bin_raw(part, profile, segments=segments, source=source) for part in parts]
+    if len(counted) == 1:
+        return counted[0]
+    private = [segment_column(s) for s in segments]
+    slots = layout.select("feature", "bin", pl.int_range(pl.len()).alias(SLOT))
+    return (pl.concat(counted).group_by([*private, "feature", "bin"], maintain_order=True)
+            .agg(pl.col("count").sum(), pl.col("lower", "upper").first())
+            .join(slots, on=["feature", "bin"]).sort([*private, SLOT], nulls_last=True)
+            .select(*private, *_HISTOGRAM_OUT))
 
 
 def profiled_features(
@@ -507,6 +499,7 @@ def profile_from_stats(
     count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
     bins: int, max_categories: int, min_category_count: int, source: str,
     categories: list[dict[str, Any]] | None = None,
+    rank_errors: Mapping[str, float] | None = None,
 ) -> Profile:
     """A profile from what its bins are derived from and a way to count the baseline.
 
@@ -515,6 +508,8 @@ def profile_from_stats(
     count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
     ``categories`` are the category counts per segment (:func:`summarise_categories`).
+    ``rank_errors`` bound the rank error of each feature's quantile edges (sampled edges,
+    :func:`pipeline.bins.sketch.rank_error_bound`); absent features' edges are exact.
     """
     where = source or "baseline data"
     tables: list[pl.DataFrame] = []
@@ -525,6 +520,8 @@ def profile_from_stats(
             low, high = stats[f"{name}\0min"], stats[f"{name}\0max"]
             tables.append(bins_table(name, kind, edges, None))
             details[name] = {"kind": kind, "edges": origin, "min": low, "max": high}
+            if origin == "quantile":
+                details[name]["rank_error"] = (rank_errors or {}).get(name, 0.0)
         else:
             top = stats[f"{name}\0top"]
             tables.append(bins_table(name, kind, None, top))
@@ -559,6 +556,7 @@ def profile_from_stats(
         "bins": bins,
         "max_categories": max_categories,
         "min_category_count": min_category_count,
+        "rank_error_risk": RANK_ERROR_RISK,
         "row_count": row_count,
         "segments": segments,
         "segment_rows": _segment_rows(table, private),
@@ -571,18 +569,27 @@ def profile_from_stats(
 
 def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
     """Write ``profile`` to a Parquet file atomically; the metadata goes in the file's
-    key-value metadata under ``kl_drift.profile`` (JSON).
+    key-value metadata under ``kl_drift.profile`` (JSON). A baseline sample is written
+    first, next to it, and named in that metadata.
 
     Segment columns are written under their own names, or, for a name that is a column of
     the profile table (``kind``, ``count``, ...), as ``segment:<name>``
     (:func:`pipeline.labels.output_names`); the metadata lists them by their own names.
     """
+    metadata = {k: v for k, v in profile.metadata.items() if k != SAMPLE_ENTRY}
+    if profile.sample is not None:
+        metadata[SAMPLE_ENTRY] = write_sample(profile.sample, path)
     private = segment_columns_of(profile.table.columns)
     written = output_names(private, PROFILE_SCHEMA)
+    import pyarrow.parquet as pq  # writing only: pyarrow puts the metadata where every
+    # reader finds it (polars' writer hides it from pyarrow's schema.metadata)
+
     arrow = profile.table.rename({c: written[segment_name(c)] for c in private}).to_arrow()
     arrow = arrow.replace_schema_metadata(
-        {METADATA_KEY: json.dumps(profile.metadata, allow_nan=False).encode()})
-    return atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+        {PROFILE_METADATA_KEY: json.dumps(metadata, allow_nan=False)})
+    target = atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    remove_stale_samples(path, keep=metadata.get(SAMPLE_ENTRY, {}).get("file"))
+    return target
 
 
 def read_profile(path: str | os.PathLike[str]) -> Profile:
@@ -598,11 +605,11 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if not os.path.isfile(where):
         raise InputError("profile file not found; build one with `kl-drift profile`",
                          source=where)
+    # polars reads the footer and the table (pyarrow's reader would import pandas: 0.3 s)
     try:
-        arrow = pq.read_table(where)
-    except READ_ERRORS as error:
+        raw_meta = pl.read_parquet_metadata(where).get(PROFILE_METADATA_KEY)
+    except read_errors() as error:
         raise read_error(error, where) from error
-    raw_meta = (arrow.schema.metadata or {}).get(METADATA_KEY)
     if raw_meta is None:
         raise InputError("not a kl-drift profile (no kl_drift.profile metadata); build one "
                          "with `kl-drift profile`", source=where)
@@ -620,7 +627,10 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
     if not (isinstance(segments, list) and all(isinstance(s, str) for s in segments)):
         raise InputError("not a kl-drift profile (malformed segments in its metadata)",
                          source=where)
-    table = pl.DataFrame(arrow.replace_schema_metadata(None))
+    try:
+        table = pl.read_parquet(where)
+    except read_errors() as error:
+        raise read_error(error, where) from error
     written = output_names(segments, PROFILE_SCHEMA)
     if dict(table.schema) != {**dict.fromkeys(written.values(), pl.String), **PROFILE_SCHEMA}:
         raise InputError("not a kl-drift profile (unexpected columns or types)", source=where)
@@ -630,7 +640,7 @@ def read_profile(path: str | os.PathLike[str]) -> Profile:
         raise InputError("profile bins are malformed (edited by hand?); rebuild the profile",
                          source=where, feature=bad[0])
     _check_counts(table, [segment_column(s) for s in segments], where)
-    return Profile(table, meta)
+    return Profile(table, meta, read_sample(where, meta))
 
 
 def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None:
@@ -648,8 +658,8 @@ def _check_counts(table: pl.DataFrame, segments: list[str], source: str) -> None
 
 def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
     """Features whose bins break the layout binning relies on: the same bins in every
-    segment, ``bin_index`` 0..n-1 and ``__missing__`` last, after contiguous numeric bins
-    from -inf to +inf, or after the categories and ``__other__``."""
+    segment, each label once, ``bin_index`` 0..n-1 and ``__missing__`` last, after
+    contiguous numeric bins from -inf to +inf, or after the categories and ``__other__``."""
     bad = []
     layout = table.drop(*segments, "count")
     if segments:
@@ -659,17 +669,24 @@ def _malformed_features(table: pl.DataFrame, segments: list[str]) -> list[str]:
         bad += [*repeats.filter(pl.col("len") != table.select(segments).n_unique())["feature"],
                 *table.filter(twice)["feature"]]
         layout = repeats.drop("len")
-    for bins in layout.sort("bin_index", maintain_order=True).partition_by(
-            "feature", maintain_order=True):
-        labels, kinds = bins["bin"].to_list(), set(bins["kind"])
-        lower, upper = bins["lower"].to_numpy()[:-1], bins["upper"].to_numpy()[:-1]
-        ok = bins["bin_index"].to_list() == list(range(bins.height)) and (
-            labels[-1] == MISSING)
-        if kinds == {"numeric"}:
-            ok &= bool(len(lower) and lower[0] == -np.inf and upper[-1] == np.inf
-                       and (lower[1:] == upper[:-1]).all())
-        else:
-            ok &= kinds == {"categorical"} and labels[-2:-1] == [OTHER]
-        if not ok:
-            bad.append(bins["feature"][0])
+    # one pass over all bins (a loop over features costs ~40 µs each: 0.2 s at 5,000)
+    position = pl.int_range(pl.len()).over("feature")
+    n_bins = pl.len().over("feature")
+    kind = pl.col("kind").first().over("feature")
+    numeric_ok = (pl.when(position == 0).then(pl.col("lower") == -np.inf)
+                  .when(position < n_bins - 1)
+                  .then(pl.col("lower") == pl.col("upper").shift().over("feature"))
+                  .otherwise(True)
+                  & pl.when(position == n_bins - 2).then(pl.col("upper") == np.inf)
+                  .otherwise(True))
+    categorical_ok = pl.when(position == n_bins - 2).then(pl.col("bin") == OTHER).otherwise(True)
+    row_ok = ((pl.col("bin_index") == position) & (pl.col("kind") == kind) & (n_bins >= 2)
+              & pl.when(position == n_bins - 1).then(pl.col("bin") == MISSING).otherwise(True)
+              & pl.when(kind == "numeric").then(numeric_ok)
+              .when(kind == "categorical").then(categorical_ok).otherwise(False))
+    # a label twice in a feature would bin its rows in one place (and no Enum has it twice)
+    bad += layout.filter(layout.select("feature", "bin").is_duplicated())["feature"].to_list()
+    checked = (layout.sort("bin_index", maintain_order=True)
+               .select("feature", ok=row_ok.fill_null(False)))
+    bad += checked.filter(~pl.col("ok"))["feature"].to_list()
     return list(dict.fromkeys(bad))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.stats import norm
+from scipy.special import ndtri
 
 from kl_metrics import kl_estimator_terms
 from pipeline.config import EstimateConfig
@@ -176,7 +176,7 @@ def estimate_frame(frame: pl.DataFrame | pl.LazyFrame, config: EstimateConfig, *
              for k in ESTIMATORS}
     segments = [segment_column(s) for s in config.segments]
     keys = [*segments, "segment", "window"]
-    z = float(norm.ppf(0.5 + config.level / 2))
+    z = float(ndtri(0.5 + config.level / 2))  # the normal quantile; scipy.stats is slow to import
     chosen, stderr = pl.col(config.estimator), pl.col(f"{config.estimator}_stderr")
     if config.timestamp is None:
         label, coverage = window_label_expr(None), pl.DataFrame(

@@ -20,16 +20,18 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
 from pipeline.errors import InputError
+from pipeline.read.frames import Frame
 from pipeline.read.location import Location, parse_location, redact
 
-Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: A source string or path, a list of local files, or an in-memory table (the Python API).
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Frame
 StorageOptions = Mapping[str, str | int | bool] | None
 
 _HISTOGRAM_KEYS = {"feature", "bin", "count"}
@@ -57,7 +59,9 @@ _WIDEN = pl.ScanCastOptions(integer_cast=["upcast", "allow-float"], float_cast="
 
 def describe_source(source: Source) -> str:
     """The source as a short string for messages: a path, a glob or ``"a, b, ..."``, with
-    passwords and tokens in URLs masked."""
+    passwords and tokens in URLs masked; an in-memory table by its name."""
+    if isinstance(source, Frame):
+        return source.name
     if isinstance(source, str | os.PathLike):
         return redact(os.fspath(source))
     paths = [redact(os.fspath(p)) for p in source]
@@ -105,15 +109,22 @@ def read_error(error: BaseException, source: str, what: str = "Parquet") -> Inpu
     return InputError(f"cannot read it as {what}: {_first_line(error)}", source=source)
 
 
-#: errors polars, pyarrow and the OS raise for unreadable or malformed data
-READ_ERRORS = (pl.exceptions.PolarsError, pa.ArrowException, OSError)
+def read_errors() -> tuple[type[Exception], ...]:
+    """The errors polars, pyarrow and the OS raise for unreadable or malformed data.
+
+    pyarrow's only when something imported it (lakehouse readers): a run that never
+    needs pyarrow does not pay for importing it.
+    """
+    pyarrow = sys.modules.get("pyarrow")
+    arrow = () if pyarrow is None else (pyarrow.ArrowException,)
+    return (pl.exceptions.PolarsError, OSError, *arrow)
 
 
 def collect(query: pl.LazyFrame, source: str) -> pl.DataFrame:
     """Run ``query``; a read or data error becomes an InputError naming ``source``."""
     try:
         return query.collect()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, source) from error
 
 
@@ -121,7 +132,7 @@ def collect_schema(query: pl.LazyFrame, source: str) -> pl.Schema:
     """The schema of ``query``, with errors converted as in :func:`collect`."""
     try:
         return query.collect_schema()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, source) from error
 
 
@@ -132,7 +143,7 @@ def iter_batches(query: pl.LazyFrame, source: str, *, rows: int) -> Iterator[pl.
     """
     try:
         yield from query.collect_batches(chunk_size=rows)
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, source) from error
 
 
@@ -214,9 +225,10 @@ def _local_files(location: Location) -> tuple[list[str], str | None]:
 
 def _hive_keys(path: str, root: str | None) -> dict[str, str]:
     """``key=value`` folders between ``root`` and the file, as {key: value}."""
-    if root is None:
+    folder = os.path.dirname(path)
+    if root is None or not folder:  # a bare file name has no folders polars would read
         return {}
-    relative = os.path.relpath(os.path.dirname(path), root)
+    relative = os.path.relpath(folder, root)
     return {m.group(1): m.group(2) for part in relative.split(os.sep)
             if (m := _HIVE_KEY.match(part))}
 
@@ -257,7 +269,7 @@ def _file_schema(fmt: str, path: str) -> pl.Schema:
     try:
         # a list: the path is the file's name, not a glob
         return _scan_files(fmt, [path], hive=False, options=None).collect_schema()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, path, _FORMAT_NAMES[fmt]) from error
 
 
@@ -388,7 +400,8 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
         A source string (:mod:`pipeline.read.location`): a file, a glob (``data/*.parquet``,
         ``**`` allowed), a folder (read recursively; ``key=value`` sub-folders become
         columns), an object-store URL of any of these, ``delta:``/``iceberg:`` tables, a
-        ``URL#table`` database source; or a list of local files.
+        ``URL#table`` database source; a list of local files; or an in-memory table
+        (:class:`pipeline.read.frames.Frame`), returned as it is once its schema is known.
     storage_options : mapping, optional
         Object-store options (``aws_region``, ``aws_endpoint_url``, keys ...) passed to
         polars; without them credentials come from the standard environment chains.
@@ -413,12 +426,14 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
     String
     """
     name = describe_source(source)
-    if isinstance(source, str | os.PathLike):
+    if isinstance(source, Frame):
+        query, what = source.data, "a table"
+    elif isinstance(source, str | os.PathLike):
         location = parse_location(source)
         what = _FORMAT_NAMES[location.format]
         try:
             query = _scan_location(location, storage_options)
-        except READ_ERRORS as error:
+        except read_errors() as error:
             raise read_error(error, name, what) from error
     else:
         locations = [parse_location(p) for p in source]
@@ -431,7 +446,7 @@ def scan_source(source: Source, *, storage_options: StorageOptions = None) -> pl
         query = _scan_files(fmt, _kept(files), hive=False, options=None, schema=schema)
     try:
         query.collect_schema()
-    except READ_ERRORS as error:
+    except read_errors() as error:
         raise read_error(error, name, what) from error
     return query
 
@@ -445,9 +460,12 @@ def scan_raw(source: Source, *, storage_options: StorageOptions = None) -> pl.La
     return scan_source(source, storage_options=storage_options)
 
 
-def source_schema(source: str, *, storage_options: StorageOptions = None) -> pl.Schema:
+def source_schema(source: str | Frame, *, storage_options: StorageOptions = None
+                  ) -> pl.Schema:
     """The columns and types of a source, reading as little as possible (file footers, a
-    table's metadata, a database's column types)."""
+    table's metadata, a database's column types, an in-memory table's schema)."""
+    if isinstance(source, Frame):
+        return collect_schema(source.data, source.name)
     location = parse_location(source)
     if location.format == "sql":
         from pipeline.read.sql import sql_schema
@@ -461,14 +479,14 @@ def source_schema(source: str, *, storage_options: StorageOptions = None) -> pl.
 PROFILE_METADATA_KEY = "kl_drift.profile"
 
 
-def is_profile_file(source: str) -> bool:
+def is_profile_file(source: str | Frame) -> bool:
     """Whether ``source`` is one local Parquet file written as a kl-drift profile (its
     footer says so; columns alone cannot: raw rows may have the same names)."""
-    if not os.path.isfile(source):
+    if isinstance(source, Frame) or not os.path.isfile(source):
         return False
     try:
         return PROFILE_METADATA_KEY in pl.read_parquet_metadata(source)
-    except READ_ERRORS:
+    except read_errors():
         return False
 
 
@@ -486,7 +504,7 @@ def ambiguous_columns(schema: Mapping[str, pl.DataType]) -> list[str]:
             if dtype.is_float() and name not in ("count", "lower", "upper")]
 
 
-def detect_format(source: str, *, storage_options: StorageOptions = None) -> str:
+def detect_format(source: str | Frame, *, storage_options: StorageOptions = None) -> str:
     """What a source holds: ``"profile"``, ``"histogram"`` or ``"raw"``.
 
     A profile is a Parquet file whose footer says so; otherwise a table with ``feature``,

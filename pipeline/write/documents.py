@@ -1,7 +1,7 @@
 """The run's machine-readable summary: the ``alerts.json`` document and its schema.
 
-:func:`alerts_document` builds it from the decided drift table and the model and estimate
-blocks; :class:`AlertsDocument` is its pydantic schema (docs/reports.md), used to validate a
+:func:`alerts_document` builds it from the decided drift table and the model, estimate and
+joint blocks; :class:`AlertsDocument` is its pydantic schema (docs/reports.md), used to validate a
 run folder before the reports are rendered from it.
 """
 
@@ -10,22 +10,35 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.config import EstimateConfig
-from pipeline.formats import ESTIMATES_FILE, MODEL_STATUSES, MODELS_FILES, STATUSES
-from pipeline.measure.models import ModelDrift
+from pipeline.config import EstimateConfig, JointConfig, TrendsConfig, quantile_name
+from pipeline.formats import (
+    ESTIMATES_FILE,
+    JOINT_FILE,
+    MODEL_STATUSES,
+    MODELS_FILES,
+    STATUSES,
+    TRENDS_FILE,
+)
+
+if TYPE_CHECKING:  # imported by runs that compare models, not by every run
+    from pipeline.measure.models import ModelDrift
 
 #: 2: alert lifecycles (``lifecycle``, ``changes``, ``resolved``) and capped lists
 #: (``omitted``); version 1 documents are still read.
 SCHEMA_VERSION = 2
-_ALERT_FIELDS = ("segment", "feature", "window", "status", "lifecycle", "metric", "value",
-                 "warn_threshold", "critical_threshold", "p_value", "q_value", "n_baseline",
-                 "n_current", "top_bins")
-_PROBLEM_FIELDS = ("segment", "feature", "window", "status", "reason")
+_ALERT_FIELDS = ("segment", "feature", "window", "reference", "reference_windows", "status",
+                 "lifecycle", "metric", "value", "warn_threshold", "critical_threshold",
+                 "p_value", "q_value", "n_baseline", "n_current", "top_bins")
+_PROBLEM_FIELDS = ("segment", "feature", "window", "reference", "status", "reason")
+# Fields of a trend flag (a yellow or red light) in the trends block.
+_FLAG_FIELDS = ("segment", "feature", "statistic", "reference", "window", "light", "value",
+                "expected", "lower_yellow", "upper_yellow", "lower_red", "upper_red", "pull",
+                "n_windows")
 _LIFECYCLE_RANK = {"new": 0, "ongoing": 1, "resolved": 2}
 
 
@@ -96,8 +109,10 @@ def _capped(rows: pl.DataFrame, limit: int) -> tuple[list[dict[str, Any]], int]:
 def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
                     warnings: list[str] | None = None, *,
                     resolved: list[dict[str, Any]] | None = None,
+                    trends: Mapping[str, Any] | None = None,
                     models: Mapping[str, Any] | None = None,
                     estimates: Mapping[str, Any] | None = None,
+                    joint: Mapping[str, Any] | None = None,
                     max_rows: int = 1000) -> dict[str, Any]:
     """The ``alerts.json`` document of a run.
 
@@ -113,9 +128,12 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         Run-level notes, e.g. threshold patterns that matched no feature.
     resolved : list of dict, optional
         Alert episodes this run closed (:class:`pipeline.decide.state.StateResult`).
-    models, estimates : mapping, optional
-        The ``models`` block (:func:`pipeline.measure.models.models_block`) and the ``estimates``
-        block (:func:`pipeline.measure.estimate.estimates_block`); left out when ``None``.
+    trends : mapping, optional
+        The ``trends`` block (:func:`trends_block`); left out when ``None``.
+    models, estimates, joint : mapping, optional
+        The ``models`` block (:func:`pipeline.measure.models.models_block`), the ``estimates``
+        block (:func:`pipeline.measure.estimate.estimates_block`) and the ``joint`` block
+        (:func:`joint_block`); left out when ``None``.
 
     max_rows : int
         At most this many alerts and this many problems are listed (new alerts first);
@@ -134,11 +152,12 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
     if drift is not None:
         alerting = alerting_rows(drift)
         changes = lifecycle_changes(alerting, resolved or [])
-        alerts, omitted["alerts"] = _capped(alerting.select(_ALERT_FIELDS), max_rows)
+        alerts, omitted["alerts"] = _capped(_with_reference(alerting).select(_ALERT_FIELDS),
+                                            max_rows)
         problems, omitted["problems"] = _capped(
-            drift.filter(pl.col("status").is_in(["error", "insufficient_data"]))
+            _with_reference(drift.filter(pl.col("status").is_in(["error", "insufficient_data"])))
             .select(_PROBLEM_FIELDS), max_rows)
-    blocks = {"models": models, "estimates": estimates}
+    blocks = {"trends": trends, "models": models, "estimates": estimates, "joint": joint}
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "run": dict(run),
@@ -150,6 +169,38 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         "omitted": omitted,
         "warnings": list(warnings or []),
         **{name: dict(block) for name, block in blocks.items() if block is not None},
+    })
+
+
+def _with_reference(rows: pl.DataFrame) -> pl.DataFrame:
+    """Rows of a drift table from before reference modes: each compared with the baseline."""
+    if "reference" in rows.columns:
+        return rows
+    return rows.with_columns(reference=pl.lit("baseline"),
+                             reference_windows=pl.lit(None, pl.List(pl.String)))
+
+
+def trends_block(trends: pl.DataFrame, config: TrendsConfig, *, max_rows: int = 1000
+                 ) -> dict[str, Any]:
+    """The ``trends`` block of ``alerts.json``: settings, lights of the run's windows by
+    colour, and the yellow and red flags (red first, then by how far out).
+
+    Trends never change a row's status or the exit code. Schema: :class:`TrendsBlock`.
+    """
+    checked = trends.filter(pl.col("checked"))
+    counts = dict(checked["light"].fill_null("none").value_counts().iter_rows())
+    flags = (checked.filter(pl.col("light").is_in(["yellow", "red"]))
+             .sort(pl.col("light") != "red", pl.col("pull").abs(),
+                   descending=[False, True], nulls_last=True))
+    listed, omitted = _capped(flags.select(_FLAG_FIELDS), max_rows)
+    return json_safe({
+        "statistics": sorted(checked["statistic"].unique().to_list()),
+        "quantiles": [quantile_name(q) for q in config.quantiles],
+        "windows": config.windows, "min_windows": config.min_windows,
+        "yellow": config.yellow, "red": config.red,
+        "summary": {light: counts.get(light, 0) for light in ("green", "yellow", "red",
+                                                             "none")},
+        "flags": listed, "omitted": omitted, "files": {"trends": TRENDS_FILE},
     })
 
 
@@ -222,6 +273,41 @@ def estimates_block(table: pl.DataFrame, config: EstimateConfig) -> dict[str, An
     })
 
 
+_TOP_FEATURES = 3  # features listed per joint alert
+
+
+def joint_block(table: pl.DataFrame, config: JointConfig, *, base: int | str,
+                resolved: list[dict[str, Any]] | None = None,
+                warnings: list[str] | None = None) -> dict[str, Any]:
+    """The ``joint`` block of ``alerts.json``: settings, counts and every warn/critical row,
+    with the same lifecycle fields as the ``models`` block, and the untested rows.
+
+    Each alert carries its interval, AUC, p/q and its three most important features.
+    Schema: :class:`JointBlock`.
+    """
+    alerts = (alerting_rows(table)
+              .with_columns(pl.col("top_features").list.head(_TOP_FEATURES))
+              .select("segment", "window", "status", "lifecycle", "metric", "value",
+                      "warn_threshold", "critical_threshold", "kl_low", "kl_high",
+                      "reverse_kl", "auc", "p_value", "q_value", "n_baseline", "n_current",
+                      "top_features"))
+    problems = (table.filter(pl.col("status").is_in(["error", "insufficient_data"]))
+                .select("segment", "window", "status", "reason"))
+    return json_safe({
+        "base": base, "level": config.level, "metric": "kl",
+        "warn_threshold": config.warn, "critical_threshold": config.critical,
+        "features": table["features"].explode().unique(maintain_order=True).drop_nulls()
+        .to_list(),
+        "warnings": list(warnings or []),
+        "summary": count_statuses(table, STATUSES),
+        "changes": lifecycle_changes(alerts, resolved or []),
+        "alerts": alerts.to_dicts(),
+        "resolved": list(resolved or []),
+        "problems": problems.to_dicts(),
+        "files": {"joint": JOINT_FILE},
+    })
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -248,6 +334,8 @@ class Alert(_Explained):
     segment: str
     feature: str
     window: str
+    reference: str = "baseline"  # what the window was compared with (docs/references.md)
+    reference_windows: list[str] | None = None  # the earlier windows summed, if any
     status: Literal["warn", "critical"]
     lifecycle: Lifecycle | None = None
     metric: str
@@ -267,6 +355,7 @@ class Problem(_Strict):
     segment: str
     feature: str
     window: str
+    reference: str = "baseline"
     status: Literal["error", "insufficient_data"]
     reason: str
 
@@ -316,6 +405,7 @@ class Resolved(_Strict):
 
     segment: str
     feature: str | None = None  # absent for model-output episodes
+    reference: str | None = None  # feature drift: the reference of the episode's series
     window: str
     since: str | None
     last_status: Literal["warn", "critical"] | None
@@ -445,6 +535,121 @@ class EstimatesBlock(_Strict):
     files: dict[str, str]
 
 
+Light = Literal["green", "yellow", "red"]
+
+
+class TrendFlag(_Explained):
+    """A statistic of a window outside the yellow (or red) bounds of its earlier windows."""
+
+    segment: str
+    feature: str
+    statistic: str
+    reference: str | None  # the alert metric's reference; null for profile statistics
+    window: str
+    light: Literal["yellow", "red"]
+    value: float | None
+    expected: float | None
+    lower_yellow: float | None
+    upper_yellow: float | None
+    lower_red: float | None
+    upper_red: float | None
+    pull: float | None
+    n_windows: int = Field(ge=0)
+
+
+class TrendCounts(_Strict):
+    """Lights of the run's windows by colour; ``none``: no bounds yet, or partial."""
+
+    green: int = Field(ge=0)
+    yellow: int = Field(ge=0)
+    red: int = Field(ge=0)
+    none: int = Field(ge=0)
+
+
+class TrendsBlock(_Strict):
+    """Trends with dynamic bounds (``[trends]``; docs/references.md)."""
+
+    statistics: list[str]
+    quantiles: list[str]
+    windows: int = Field(ge=1)
+    min_windows: int = Field(ge=1)
+    yellow: float
+    red: float
+    summary: TrendCounts
+    flags: list[TrendFlag]
+    omitted: int = Field(ge=0)
+    files: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrendsBlock:
+        if len(self.flags) + self.omitted != self.summary.yellow + self.summary.red:
+            raise ValueError("summary yellow + red does not match the flags")
+        return self
+
+
+class JointFeature(_Explained):
+    """A feature of a joint alert and its permutation importance (drop of held-out AUC)."""
+
+    feature: str
+    importance: float | None
+
+
+class JointAlert(_Explained):
+    """A ``warn`` or ``critical`` row of joint.parquet."""
+
+    segment: str
+    window: str
+    status: Literal["warn", "critical"]
+    lifecycle: Lifecycle | None = None
+    metric: Literal["kl"]
+    value: float | None
+    warn_threshold: float
+    critical_threshold: float
+    kl_low: float | None
+    kl_high: float | None
+    reverse_kl: float | None
+    auc: float | None = Field(ge=0, le=1)
+    p_value: float | None = Field(ge=0, le=1)
+    q_value: float | None = Field(ge=0, le=1)
+    n_baseline: int = Field(ge=0)
+    n_current: int = Field(ge=0)
+    top_features: list[JointFeature]
+
+
+class JointProblem(_Strict):
+    """A joint row that was not tested, and why."""
+
+    segment: str
+    window: str
+    status: Literal["error", "insufficient_data"]
+    reason: str
+
+
+class JointBlock(_Strict):
+    """Joint drift of the run (``[joint]``; docs/joint-drift.md)."""
+
+    base: int | str
+    level: float = Field(gt=0, lt=1)
+    metric: Literal["kl"]
+    warn_threshold: float
+    critical_threshold: float
+    features: list[str]
+    warnings: list[str]
+    summary: Summary
+    changes: Changes | None = None
+    alerts: list[JointAlert]
+    resolved: list[Resolved] = []
+    problems: list[JointProblem]
+    files: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JointBlock:
+        _check_alerts(self.summary, self.alerts)
+        if len(self.problems) != self.summary.error + self.summary.insufficient_data:
+            raise ValueError("summary error + insufficient_data does not match problems")
+        return self
+
+
 class AlertsDocument(_Strict):
     """Schema of ``alerts.json`` (schema_version 2; version 1 files, without lifecycles or
     caps, are read too); ``model_validate`` checks a file."""
@@ -458,8 +663,10 @@ class AlertsDocument(_Strict):
     problems: list[Problem]
     omitted: Omitted = Omitted()
     warnings: list[str] = []
+    trends: TrendsBlock | None = None
     models: ModelsBlock | None = None
     estimates: EstimatesBlock | None = None
+    joint: JointBlock | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertsDocument:

@@ -1,13 +1,17 @@
 """The cross-run history dataset: every run's compact decisions, hive-partitioned by run id.
 
 Layout: ``<history_dir>/run_id=<safe_filename(run_id)>/part.parquet`` (feature drift rows
-without the per-bin ``bins`` list) and ``models.parquet`` (model-output rows), each with
+without the per-bin ``bins`` list), ``histograms.parquet`` (the run's current histograms, one
+row per segment x feature x window x bin: what moving references and trends are computed
+from, so no raw data is read again), ``models.parquet`` (model-output rows) and
+``joint.parquet`` (joint drift rows, without the 2-D ``view``), each with
 ``run_id`` (the original id, which the folder name may have had to alter) and ``created_at``
 (UTC). Writing a run id again replaces its files, so reruns never duplicate rows. Later runs
 read the decisions back (:func:`scan_decisions`) to carry persistence and alert lifecycles
-from run to run, and the reports read the newest runs (:func:`read_recent_runs`). A partition
-that cannot be read — not Parquet, truncated, corrupt pages, missing or mistyped columns —
-is skipped with a warning naming it (a run warning, or a :class:`KLDriftWarning`).
+from run to run, and the histograms (:func:`scan_histograms`, lazily: the caller filters
+them before anything is loaded); the reports read the newest runs (:func:`read_recent_runs`).
+A partition that cannot be read — not Parquet, truncated, corrupt pages, missing or mistyped
+columns — is skipped with a warning naming it (a run warning, or a :class:`KLDriftWarning`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pipeline.files import atomic_write, remove_orphans, safe_filename
 HISTORY_DIR = "history"
 PART_FILE = "part.parquet"
 #: The file of each part of a run in its partition.
-PART_FILES = {"features": PART_FILE, "models": "models.parquet"}
+PART_FILES = {"features": PART_FILE, "histograms": "histograms.parquet",
+              "models": "models.parquet", "joint": "joint.parquet"}
 CREATED_AT = pl.Datetime("us", "UTC")
 #: Types of the history columns the readers use; a partition whose values do not cast to
 #: them is unreadable.
@@ -39,6 +44,18 @@ _TYPES: dict[str, pl.DataType] = {
     "partial": pl.Boolean(), "coverage": pl.Float64()}
 # What reading a damaged partition raises (a bad created_at text is a ValueError).
 _UNREADABLE = (OSError, ValueError, pl.exceptions.PolarsError)
+#: Columns of ``histograms.parquet`` besides ``run_id`` and ``created_at``: each window's
+#: current histogram, keyed by the segment and window labels of the drift table. ``start`` is
+#: the window's start in UTC (a run without windows: the run's time), ``layout`` a
+#: fingerprint of the feature's bins (counts binned against another profile are never
+#: compared), ``partial`` whether the data covered only part of the window.
+HISTOGRAM_COLUMNS: dict[str, pl.DataType] = {
+    "segment": pl.String(), "feature": pl.String(), "window": pl.String(), "start": CREATED_AT,
+    "partial": pl.Boolean(), "layout": pl.String(), "bin": pl.String(), "lower": pl.Float64(),
+    "upper": pl.Float64(), "count": pl.Float64()}
+#: Columns added to the history after runs were written, with the value their rows mean
+#: in the older partitions that lack them (every earlier check was against the baseline).
+ADDED_COLUMNS = {"reference": "baseline"}
 
 
 def partition_dir(history_dir: str | os.PathLike[str], run_id: str) -> Path:
@@ -68,13 +85,16 @@ def append_history(
     history_dir : path
         Root of the dataset, e.g. ``<out>/history``; created when missing.
     table : polars.DataFrame
-        The run's drift table (``drift.parquet``; its ``bins`` column is dropped) or, with
-        ``part="models"``, its model-output table (``models.parquet``).
+        The run's drift table (``drift.parquet``; its ``bins`` column is dropped), with
+        ``part="histograms"`` its current histograms (:data:`HISTOGRAM_COLUMNS`, sorted by
+        ``start`` so a reader filtering on it skips the other row groups), with
+        ``part="models"`` its model-output table (``models.parquet``), or with
+        ``part="joint"`` its joint drift table (``joint.parquet``; without ``view``).
     run_id : str
         The run id; its rows of this part are replaced if they already exist.
     created_at : datetime or str
         When the run was created (ISO-8601 string or datetime; naive means UTC).
-    part : {"features", "models"}
+    part : {"features", "histograms", "models", "joint"}
         Which of the run's tables this is.
 
     Returns
@@ -82,7 +102,7 @@ def append_history(
     pathlib.Path
         The partition file written (atomically).
     """
-    rows = table.drop("bins", strict=False).with_columns(
+    rows = table.drop("bins", "view", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
@@ -145,10 +165,51 @@ def run_created_at(history_dir: str | os.PathLike[str], run_id: str) -> datetime
     return None
 
 
+def _earlier_runs(history_dir: str | os.PathLike[str], *, exclude_run_id: str, part: str,
+                  required: Sequence[str], before: datetime | None
+                  ) -> tuple[list[tuple[Path, list[str]]], list[str]]:
+    """The partition files of ``part`` of the runs before this one, oldest first, with
+    their column names.
+
+    Runs are ordered by ``created_at`` (then run id); ``exclude_run_id``'s own partition and
+    runs created at or after ``before`` are left out. A file that cannot be read, or lacks
+    a ``required`` column (one of :data:`ADDED_COLUMNS` may be missing), is skipped with a
+    warning naming it.
+    """
+    own = partition_dir(history_dir, exclude_run_id)
+    runs: list[tuple[datetime, str, Path, list[str]]] = []
+    problems = []
+    for file in sorted(Path(history_dir).glob(f"run_id=*/{PART_FILES[part]}")):
+        if file.parent == own:
+            continue
+        try:
+            run = _run_of(file)
+            if run is None or (before is not None and run[1] >= before):
+                continue
+            names = _scan(file).collect_schema().names()
+            missing = [c for c in required if c not in names and c not in ADDED_COLUMNS]
+            if missing:
+                raise ValueError(f"no column {missing[0]!r}")
+        except _UNREADABLE as error:
+            problems.append(_skipped(file, error))
+            continue
+        runs.append((run[1], run[0], file, names))
+    return [(file, names) for _, _, file, names in sorted(runs, key=lambda r: r[:2])], problems
+
+
+def _column(name: str, names: Sequence[str]) -> pl.Expr:
+    """Column ``name`` of a partition (typed), or the value older partitions without it
+    mean (:data:`ADDED_COLUMNS`)."""
+    if name in names or name not in ADDED_COLUMNS:
+        return _typed(name, names)
+    return pl.lit(ADDED_COLUMNS[name], pl.String).alias(name)
+
+
 def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
                    series: Sequence[str], part: str = "features",
-                   before: datetime | None = None) -> tuple[pl.LazyFrame | None, list[str]]:
-    """Earlier runs' decisions of one part, lazily, for :mod:`pipeline.decide.state`.
+                   before: datetime | None = None, extra: Sequence[str] = ()
+                   ) -> tuple[pl.LazyFrame | None, list[str]]:
+    """Earlier runs' decisions of one part, for :mod:`pipeline.decide.state`.
 
     Parameters
     ----------
@@ -158,52 +219,101 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
         The run being written: its own earlier rows are not "earlier runs", so rerunning a
         run id gives the same decisions.
     series : sequence of str
-        The columns identifying a series (e.g. ``segment``, ``feature``).
-    part : {"features", "models"}
+        The columns identifying a series (e.g. ``segment``, ``feature``, ``reference``;
+        partitions written before ``reference`` existed read as ``"baseline"``).
+    part : {"features", "models", "joint"}
     before : datetime, optional
         Only runs created before this time (a rerun of an old run id sees the runs that
         came before it, not those written since).
+    extra : sequence of str
+        More columns to read (e.g. ``value``); a partition without one is skipped.
 
     Returns
     -------
     (pl.LazyFrame or None, list of str)
         The rows (the ``series`` columns, ``window``, ``window_status`` (``status`` for
-        runs written before it existed), ``status``, ``partial``, ``run_order`` ranking the
-        runs oldest first, ``row_order`` within run and series), or None when there are
-        none; and one warning per unreadable partition, which is skipped.
+        runs written before it existed), ``status``, ``partial``, the ``extra`` columns,
+        ``run_order`` ranking the runs oldest first, ``row_order`` within run and series),
+        or None when there are none; and one warning per unreadable partition, which is
+        skipped.
     """
-    own = partition_dir(history_dir, exclude_run_id)
-    runs: list[tuple[datetime, str, pl.DataFrame]] = []
-    problems = []
-    for file in sorted(Path(history_dir).glob(f"run_id=*/{PART_FILES[part]}")):
-        if file.parent == own:
-            continue
+    runs, problems = _earlier_runs(history_dir, exclude_run_id=exclude_run_id, part=part,
+                                   required=(*series, "window", "status", *extra),
+                                   before=before)
+    frames = []
+    for file, names in runs:
         # Read whole (a few columns), so that a partition damaged anywhere is found here.
         try:
-            run = _run_of(file)
-            if run is None or (before is not None and run[1] >= before):
-                continue
-            names = _scan(file).collect_schema().names()
-            missing = [c for c in (*series, "window", "status") if c not in names]
-            if missing:
-                raise ValueError(f"no column {missing[0]!r}")
-            rows = _scan(file).select(
-                *(pl.col(c).cast(pl.String) for c in series),
+            frames.append(_scan(file).select(
+                *(_column(c, names).cast(pl.String) for c in series),
                 _typed("window", names),
                 _typed("window_status" if "window_status" in names else "status", names)
                 .alias("window_status"),
-                _typed("status", names), _typed("partial", names)).collect()
+                _typed("status", names), _typed("partial", names),
+                *(_typed(c, names) for c in extra)).collect())
         except _UNREADABLE as error:
             problems.append(_skipped(file, error))
-            continue
-        runs.append((run[1], run[0], rows))
-    if not runs:
+    if not frames:
         return None, problems
     parts = [rows.with_columns(run_order=pl.lit(order, pl.Int64),
                                row_order=pl.int_range(pl.len(), dtype=pl.Int64)
                                .over(list(series)))
-             for order, (_, _, rows) in enumerate(sorted(runs, key=lambda r: (r[0], r[1])))]
+             for order, rows in enumerate(frames)]
     return pl.concat(parts, how="vertical_relaxed").lazy(), problems
+
+
+def scan_histograms(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
+                    before: datetime | None = None, max_runs: int | None = None
+                    ) -> tuple[pl.LazyFrame | None, list[str]]:
+    """Earlier runs' current histograms (``histograms.parquet``), lazily.
+
+    Nothing but the Parquet footers is read here: filter the scan (features, ``start``)
+    before collecting it, and only the row groups that can match are read.
+
+    Parameters
+    ----------
+    history_dir : path
+        The history dataset (missing: no earlier runs).
+    exclude_run_id : str
+        The run being written (its own earlier rows are not earlier runs).
+    before : datetime, optional
+        Only runs created before this time.
+    max_runs : int, optional
+        Only the newest this many of those runs.
+
+    Returns
+    -------
+    (pl.LazyFrame or None, list of str)
+        The rows (:data:`HISTOGRAM_COLUMNS` and ``run_order``, ranking the runs oldest
+        first), or None when there are none; and one warning per unreadable partition.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> rows = pl.DataFrame({"segment": "all", "feature": "x", "window": "2024-06-01",
+    ...                      "start": None, "partial": False, "layout": "l1", "bin": "a",
+    ...                      "lower": None, "upper": None, "count": [3.0]},
+    ...                     schema_overrides=HISTOGRAM_COLUMNS)
+    >>> _ = append_history(folder, rows, "r1", "2024-06-02T00:00:00Z", part="histograms")
+    >>> scan, warnings = scan_histograms(folder, exclude_run_id="r2")
+    >>> scan.select("feature", "count", "run_order").collect().rows()
+    [('x', 3.0, 0)]
+    """
+    runs, warnings = _earlier_runs(history_dir, exclude_run_id=exclude_run_id,
+                                   part="histograms", required=list(HISTOGRAM_COLUMNS),
+                                   before=before)
+    if max_runs is not None:
+        offset = max(len(runs) - max_runs, 0)
+        runs = runs[offset:]
+    else:
+        offset = 0
+    if not runs:
+        return None, warnings
+    return pl.concat([_scan(file)
+                      .select(*(pl.col(c).cast(t) for c, t in HISTOGRAM_COLUMNS.items()),
+                              run_order=pl.lit(offset + order, pl.Int64))
+                      for order, (file, _) in enumerate(runs)]), warnings
 
 
 def history_files(history_dir: str | os.PathLike[str]) -> list[Path]:
@@ -216,8 +326,9 @@ def scan_history(history_dir: str | os.PathLike[str], *,
     """A lazy scan of the runs' rows (all runs, or the partition ``files`` given).
 
     Runs may have different segment columns: the scan has the union of the columns, with
-    nulls where a run lacks one. Only the Parquet footers are read here; select columns
-    and filter rows before collecting, so a report reads only what it shows.
+    nulls where a run lacks one (and the value of :data:`ADDED_COLUMNS` for those). Only
+    the Parquet footers are read here; select columns and filter rows before collecting,
+    so a report reads only what it shows.
     """
     files = history_files(history_dir) if files is None else list(files)
     if not files:
@@ -227,9 +338,13 @@ def scan_history(history_dir: str | os.PathLike[str], *,
         for name, dtype in _scan(file).collect_schema().items():
             if schema.get(name, pl.Null) == pl.Null:  # an all-null column says nothing
                 schema[name] = dtype
+    for name in ADDED_COLUMNS:
+        if schema.get(name, pl.Null) == pl.Null:
+            schema[name] = pl.String()
     # The folder name is only a safe form of the id: read the original from the files.
     return pl.scan_parquet(files, hive_partitioning=False, schema=schema,
-                           missing_columns="insert", glob=False)
+                           missing_columns="insert", glob=False).with_columns(
+        pl.col(name).fill_null(default) for name, default in ADDED_COLUMNS.items())
 
 
 def read_history(history_dir: str | os.PathLike[str]) -> pl.DataFrame | None:
@@ -328,7 +443,7 @@ def read_recent_runs(
             if missing:
                 raise ValueError(f"no column {missing[0]!r}")
             parts.append(
-                _scan(Path(file)).select(*(_typed(c, names) for c in wanted))
+                _scan(Path(file)).select(*(_column(c, names) for c in wanted))
                 .filter(pl.col("feature").is_in(features))
                 .join(keys.lazy().select("segment", "feature").unique(),
                       on=["segment", "feature"], how="semi")

@@ -3,8 +3,9 @@
 Writing: the tables, then ``alerts.json``, each atomically. Reading: ``alerts.json`` says
 which parts the run checked: feature drift (``drift.parquet``; absent only in a run without
 features, whose ``summary.total`` is 0 and which has a ``models`` or ``estimates`` block),
-model outputs (its ``models`` block: the three ``MODELS_FILES``) and estimates (its
-``estimates`` block: ``estimates.parquet``). Problems become one-line `InputError`s naming
+its trends (a ``trends`` block: ``trends.parquet``), model outputs (its ``models`` block: the
+three ``MODELS_FILES``), estimates (its ``estimates`` block: ``estimates.parquet``) and joint
+drift (its ``joint`` block: ``joint.parquet``). Problems become one-line `InputError`s naming
 the file and what is wrong, so ``kl-drift report RUN_DIR`` can print them and exit 2.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from pydantic import ValidationError
@@ -36,9 +37,18 @@ from pipeline.files import (
     safe_filename,
     write_parquet,
 )
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
-from pipeline.measure.models import ModelDrift
+from pipeline.formats import (
+    ALERTS_FILE,
+    DRIFT_FILE,
+    ESTIMATES_FILE,
+    JOINT_FILE,
+    MODELS_FILES,
+    TRENDS_FILE,
+)
 from pipeline.write.documents import SCHEMA_VERSION, AlertsDocument, dumps_json
+
+if TYPE_CHECKING:  # imported by runs that compare models, not by every run
+    from pipeline.measure.models import ModelDrift
 
 # The columns the reports read of each table (docs/architecture.md, docs/models.md and
 # docs/estimators.md have the full contracts).
@@ -66,6 +76,12 @@ _TEXTS = frozenset({"segment", "feature", "window", "metric", "status", "reason"
 RUN_KEY = "kl_drift.run"
 ESTIMATE_COLUMNS = ("segment", "window", "estimator", "n", "value", "stderr", "ci_low",
                     "ci_high")
+TREND_COLUMNS = ("segment", "feature", "statistic", "reference", "window", "checked", "value",
+                 "expected", "lower_red", "lower_yellow", "upper_yellow", "upper_red", "pull",
+                 "light")
+JOINT_COLUMNS = ("segment", "window", "n_baseline", "n_current", "kl", "kl_low", "kl_high",
+                 "reverse_kl", "auc", "q_value", "value", "status", "reason", "top_features",
+                 "view")
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,8 @@ class RunFolder:
     drift: pl.DataFrame | None
     models: ModelTables | None
     estimates: pl.DataFrame | None
+    trends: pl.DataFrame | None = None
+    joint: pl.DataFrame | None = None
 
 
 def _require_file(path: Path) -> None:
@@ -152,7 +170,11 @@ def read_run(run_dir: Path, *, bins: bool = True) -> RunFolder:
         drift=read_drift(run_dir / DRIFT_FILE, bins=bins) if features else None,
         models=models,
         estimates=(read_table(run_dir / ESTIMATES_FILE, ESTIMATE_COLUMNS)
-                   if has_estimates else None))
+                   if has_estimates else None),
+        trends=(read_table(run_dir / TRENDS_FILE, TREND_COLUMNS)
+                if alerts.get("trends") is not None else None),
+        joint=(read_table(run_dir / JOINT_FILE, JOINT_COLUMNS)
+               if alerts.get("joint") is not None else None))
 
 
 def read_bins(path: Path, rows: pl.Series, *, chunk: int = 50_000) -> pl.Series:

@@ -1575,7 +1575,7 @@ def _(d: Data, tmp: Path) -> list[str]:
 # Injected bugs: the only cases where exit 3 is right
 # ===========================================================================================
 
-for _target in ("pipeline.run.compute_drift", "pipeline.run.write_reports",
+for _target in ("pipeline.reference_modes.compute_drift", "pipeline.run.write_reports",
                 "pipeline.run.append_history", "pipeline.run.read_profile"):
     CASES.append(Case(f"injected-bug-{_target.rsplit('.', 1)[1]}", "bugs",
                       lambda d, tmp: run_args(d, tmp), 3, bug=_target))

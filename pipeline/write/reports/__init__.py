@@ -1,7 +1,7 @@
 """report.md and report.html of a run, rendered from its tables and alerts.json.
 
-Nothing is recomputed: `write_reports` only reads the run folder (drift.parquet, the model
-and estimate tables when the run has them, alerts.json) and, optionally, the history
+Nothing is recomputed: `write_reports` only reads the run folder (drift.parquet, the model,
+estimate and joint tables when the run has them, alerts.json) and, optionally, the history
 dataset, so ``kl-drift report RUN_DIR`` can re-render old runs.
 
 The renderers are imported on first use, so that importing a light submodule such as
@@ -79,8 +79,8 @@ def write_reports(
         return pl.Series("bins", [loaded[row] for row in rows.to_list()])
 
     page = render_html(run.drift, run.alerts, history_dir, models=run.models,
-                       estimates=run.estimates, bins=bins)
+                       estimates=run.estimates, joint=run.joint, bins=bins, trends=run.trends)
     text = render_markdown(run.drift, run.alerts, models=run.models, estimates=run.estimates,
-                           bins=bins)
+                           joint=run.joint, bins=bins, trends=run.trends)
     return [atomic_write_text(run_dir / "report.md", text),
             atomic_write_text(run_dir / "report.html", page)]

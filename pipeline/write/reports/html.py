@@ -1,6 +1,7 @@
 """report.html: one self-contained page (inline CSS, JS and SVG; no network requests).
 
-Feature drift, then model outputs and estimates when the run has them. Rendered with a
+Feature drift, then joint drift, model outputs and estimates when the run has them.
+Rendered with a
 Jinja2 template with autoescaping on, so every data-derived string (feature, segment,
 window, bin, reason, run id, class, example id) is escaped. A Content-Security-Policy allows
 only the page's own script (by hash) and no network fetches at all, as a second line of
@@ -12,17 +13,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from pipeline.write.history import CREATED_AT, as_utc, read_recent_runs
 from pipeline.write.reports.bin_labels import label_map
+from pipeline.write.reports.joint_drift import (
+    fmt_interval,
+    joint_intro,
+    joint_rows,
+    top_features,
+    view_title,
+    viewed_rows,
+)
 from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
@@ -32,7 +41,12 @@ from pipeline.write.reports.model_outputs import (
     model_rows,
     top_examples,
 )
-from pipeline.write.reports.plots import class_means_svgs, feature_svgs
+from pipeline.write.reports.plots import (
+    class_means_svgs,
+    feature_svgs,
+    joint_view_svgs,
+    trend_svg,
+)
 from pipeline.write.reports.summary import (
     ALERTING,
     LIFECYCLES,
@@ -52,12 +66,16 @@ from pipeline.write.reports.summary import (
     fmt_share,
     fmt_value,
     problem_rows,
+    reference_text,
+    references_of,
     run_facts,
     severity,
     status_counts,
     thresholds_vary,
     window_labels,
 )
+from pipeline.write.reports.trends import counts as trend_counts
+from pipeline.write.reports.trends import flag_text, flagged_series, series_of, statistic_label
 from pipeline.write.run_folder import ModelTables
 
 MAX_PLOTS = 50  # alerting features with their plots open
@@ -69,6 +87,7 @@ MAX_RESOLVED = 100
 MAX_RUNS = 30  # past runs in the across-runs plots
 MAX_MODEL_ROWS = 200
 MAX_PROBS = 8  # classes whose probabilities an example row shows
+MAX_TREND_SERIES = 24  # flagged trend series plotted
 SERIES_COLUMNS = ("value", "status", "warn_threshold", "critical_threshold")
 WINDOW_COLUMNS = ("partial", "coverage")  # drawn in the across-windows plot when present
 
@@ -113,9 +132,20 @@ def _table_row(row: Mapping[str, Any], link: str | None, windows: Mapping[str, s
         "n_current": fmt_count(row["n_current"]), "n_sort": _sort_key(row["n_current"]),
         "n_alerting": row["n_alerting"], "n_windows": row["n_windows"],
         "note": note, "note_title": note_title,
+        "references": _sides(row),
         "search": " ".join((row["feature"], row["segment"], row["window"], row["status"],
-                            *lifecycles, note)).lower(),
+                            *lifecycles, note, *(s["reference"] for s in _sides(row))
+                            )).lower(),
     }
+
+
+def _sides(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The row's references side by side (``by_reference`` of `summary.feature_rows`)."""
+    return [{"reference": side["reference"], "status": side["status"],
+             "status_label": STATUS_LABELS.get(side["status"], side["status"]),
+             "value": fmt_value(side["value"]),
+             "alerting": f"{side['n_alerting']}/{side['n_windows']}"}
+            for side in row.get("by_reference") or []]
 
 
 def _sort_key(value: float | None) -> str:
@@ -125,12 +155,15 @@ def _sort_key(value: float | None) -> str:
 def _detail(row: Mapping[str, Any], detail_id: str, window: str, labels: Mapping[str, str],
             effect: Effect | None) -> dict[str, Any]:
     facts = [f"{row['metric']} {fmt_value(row['value'])} in window {window}"]
+    if "reference" in row:
+        facts.append(reference_text(row))
     if effect is not None:
         facts.append(f"{effect.label.lower()} {fmt_effect(row, effect)}")
+    side = "reference" if row.get("reference", "baseline") != "baseline" else "baseline"
     facts += [f"warn {fmt_value(row['warn_threshold'])} / critical "
               f"{fmt_value(row['critical_threshold'])}",
               f"p {fmt_p(row['p_value'])}, q {fmt_p(row['q_value'])}",
-              f"n {fmt_count(row['n_baseline'])} baseline / {fmt_count(row['n_current'])} "
+              f"n {fmt_count(row['n_baseline'])} {side} / {fmt_count(row['n_current'])} "
               "current"]
     if row["n_windows"] > 1:
         facts.append(f"{row['n_alerting']} of {row['n_windows']} windows alerting")
@@ -141,6 +174,7 @@ def _detail(row: Mapping[str, Any], detail_id: str, window: str, labels: Mapping
         "status": row["status"], "status_label": STATUS_LABELS.get(row["status"], row["status"]),
         "value": fmt_value(row["value"]), "lifecycles": list(row.get("lifecycles") or []),
         "facts": " · ".join(facts), "svgs": [],
+        "reference": row.get("reference", "baseline"),
         "top_bins": [{"bin": labels.get(b["bin"], b["bin"]), "full": b["bin"],
                       "baseline": fmt_share(b["baseline_share"]),
                       "current": fmt_share(b["current_share"]),
@@ -150,18 +184,28 @@ def _detail(row: Mapping[str, Any], detail_id: str, window: str, labels: Mapping
 
 
 def _series(rows: pl.DataFrame, keys: pl.DataFrame, order: str, label: pl.Expr
-            ) -> dict[tuple[str, str], Any]:
-    """Per segment x feature of ``keys``: its rows of ``rows`` ordered by ``order``."""
+            ) -> dict[tuple[str, ...], Any]:
+    """Per segment x feature of ``keys`` (x reference, when ``rows`` has one): its rows of
+    ``rows`` ordered by ``order``."""
     extra = [c for c in WINDOW_COLUMNS if c in rows.columns]
-    series = (rows.join(keys.select("segment", "feature"), on=["segment", "feature"],
+    by = ["segment", "feature", *(["reference"] if "reference" in rows.columns else [])]
+    series = (rows.join(keys.select("segment", "feature").unique(), on=["segment", "feature"],
                         how="semi")
               .sort(order)
-              .select("segment", "feature", label.alias("label"), *SERIES_COLUMNS, *extra))
-    return series.partition_by("segment", "feature", as_dict=True, include_key=False)
+              .select(*by, label.alias("label"), *SERIES_COLUMNS, *extra))
+    return series.partition_by(by, as_dict=True, include_key=False)
+
+
+def _by_reference(series: Mapping[tuple[str, ...], Any], row: Mapping[str, Any],
+                  references: Sequence[str]) -> Any:
+    """The across-windows series of a segment x feature: one, or one per reference."""
+    found = {ref: s for ref in references
+             if (s := series.get((row["segment"], row["feature"], ref))) is not None}
+    return found if len(references) > 1 else found.get(references[0])
 
 
 def _runs(history_dir: Path | None, keys: pl.DataFrame, run: Mapping[str, Any],
-          ) -> tuple[dict[tuple[str, str], Any], int]:
+          ) -> tuple[dict[tuple[str, ...], Any], int]:
     """Per segment x feature: the worst window of each recent run and of this one.
 
     ``keys`` holds this run's worst window of each plotted segment x feature. Returns the
@@ -170,12 +214,16 @@ def _runs(history_dir: Path | None, keys: pl.DataFrame, run: Mapping[str, Any],
     """
     if history_dir is None or keys.is_empty():
         return {}, 0
-    past, n_runs = read_recent_runs(history_dir, keys, ["window", "metric", *SERIES_COLUMNS],
+    past, n_runs = read_recent_runs(history_dir, keys,
+                                    ["window", "metric", "reference", *SERIES_COLUMNS],
                                     exclude_run_id=run["run_id"], max_runs=MAX_RUNS)
     if past is None:
         return {}, n_runs
+    # each feature's runs against the reference of the window shown (older runs: baseline)
+    reference = keys.select("segment", "feature", "reference")
+    past = past.join(reference, on=["segment", "feature", "reference"], how="semi")
     by = ("created_at", "segment", "feature")
-    worst = feature_rows(past.filter(pl.col("metric") == run["metric"]),
+    worst = feature_rows(past.filter(pl.col("metric") == run["metric"]).drop("reference"),
                          by=("run_id", *by)).select(*by, *SERIES_COLUMNS)
     if worst.is_empty():
         return {}, n_runs
@@ -188,14 +236,14 @@ def _runs(history_dir: Path | None, keys: pl.DataFrame, run: Mapping[str, Any],
 
 
 def _plots(row: Mapping[str, Any], bins: pl.Series | None, metric: str,
-           windows: Mapping[tuple[str, str], Any], runs: Mapping[tuple[str, str], Any]
-           ) -> list[Markup]:
+           windows: Any, runs: Mapping[tuple[str, ...], Any]) -> list[Markup]:
     if bins is None or not len(bins):
         return []
     key = (row["segment"], row["feature"])
     # Trusted markup: the SVG writer escapes every label and tooltip it writes.
     return [Markup(svg) for svg in feature_svgs(
-        bins.struct.unnest(), metric=metric, windows=windows.get(key), runs=runs.get(key))]
+        bins.struct.unnest(), metric=metric, windows=windows, runs=runs.get(key),
+        reference=row.get("reference", "baseline"))]
 
 
 def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any], rows: pl.DataFrame
@@ -222,6 +270,7 @@ def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str
     if resolved is None:
         return None
     items = [{"feature": r.get("feature", ""), "segment": r.get("segment", ""),
+              "reference": r.get("reference") or "baseline",
               "window": windows.get(r.get("window", ""), r.get("window", "")),
               "since": windows.get(r.get("since") or "", r.get("since") or "—"),
               "last_status": r.get("last_status") or "",
@@ -237,6 +286,8 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     metric = str(run.get("metric") or (drift["metric"][0] if drift.height else "value"))
     effect = effect_columns(drift.columns)
     drift = drift.drop("bins", strict=False)  # only the rows shown need them (load_bins)
+    if "reference" not in drift.columns:  # a run from before reference modes
+        drift = drift.with_columns(reference=pl.lit("baseline"))
     rows = feature_rows(drift.with_row_index("_row")).with_columns(rank=severity())
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     plotted = alerting.head(MAX_PLOTS)
@@ -248,10 +299,13 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     labels = {row: label_map(None if b is None else b.to_list()) for row, b in loaded.items()}
     bins = [loaded[row] for row in shown["_row"].to_list()]
     windows = window_labels(drift)
+    references = references_of(drift)
     keys = shown.select("segment", "feature")
     window_series = _series(drift, keys, "window", pl.col("window"))
-    run_series, n_runs = _runs(history_dir, plotted.select(
-        "segment", "feature", *SERIES_COLUMNS), run)
+    run_series, n_runs = _runs(history_dir, plotted.with_columns(
+        reference=pl.col("reference") if "reference" in plotted.columns
+        else pl.lit("baseline")).select("segment", "feature", "reference", *SERIES_COLUMNS),
+        run)
     details: list[dict[str, Any]] = []
     distributions: list[dict[str, Any]] = []
     budget = PLOT_BUDGET
@@ -259,7 +313,8 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
         target = details if i < plotted.height else distributions
         detail = _detail(row, f"f{i}" if target is details else f"o{i - plotted.height}",
                          windows.get(row["window"], row["window"]), labels[row["_row"]], effect)
-        detail["svgs"] = _plots(row, bins[i], metric, window_series,
+        detail["svgs"] = _plots(row, bins[i], metric,
+                                _by_reference(window_series, row, references),
                                 run_series if target is details else {})
         budget -= sum(len(svg) for svg in detail["svgs"])
         if target is distributions and budget < 0:
@@ -273,9 +328,9 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     problem_list = [
         {"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
          "feature": r["feature"], "segment": r["segment"],
+         "reference": r.get("reference", "baseline"),
          "window": windows.get(r["window"], r["window"]), "reason": r["reason"] or ""}
-        for r in problems.head(MAX_PROBLEMS).select(
-            "status", "feature", "segment", "window", "reason").iter_rows(named=True)]
+        for r in problems.head(MAX_PROBLEMS).iter_rows(named=True)]
     return {
         "metric": metric, "headline": _headline(drift, alerts, rows),
         "total": int(alerts["summary"].get("total", drift.height)),
@@ -289,7 +344,29 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
         "n_problems": problems.height, "n_alerting": alerting.height,
         "has_runs": bool(run_series), "n_runs": n_runs, "max_runs": MAX_RUNS,
         "resolved": _resolved(alerts, windows),
+        "references": references if len(references) > 1 else [],
     }
+
+
+def _trends(trends: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, Any]:
+    """Template values of the Trends section: counts by light, and the flagged series
+    plotted against their bounds (at most `MAX_TREND_SERIES`)."""
+    flagged, total = flagged_series(trends, MAX_TREND_SERIES)
+    panels = []
+    for i, row in enumerate(flagged.iter_rows(named=True)):
+        series = series_of(trends, row)
+        last = series.filter(pl.col("checked") & (pl.col("window") == row["window"])).row(
+            0, named=True)
+        where = row["feature"] + ("" if row["segment"] == "all" else f" ({row['segment']})")
+        title = f"{where}: {statistic_label(row['statistic'], row['reference'])}"
+        panels.append({
+            "light": row["light"], "title": title, "text": flag_text(last),
+            "counts": f"{row['n_red']} red, {row['n_yellow']} yellow",
+            # Trusted markup: the SVG writer escapes every label and tooltip it writes.
+            "svg": Markup(trend_svg(series, title, legend=i == 0))})
+    return {"counts": list(trend_counts(trends).items()), "panels": panels, "total": total,
+            "windows": block.get("windows"), "min_windows": block.get("min_windows"),
+            "yellow": block.get("yellow"), "red": block.get("red")}
 
 
 def _probabilities(probs: list[float] | None) -> str:
@@ -336,6 +413,35 @@ def _models(tables: ModelTables) -> dict[str, Any]:
     }
 
 
+def _joint(table: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, Any]:
+    """Template values of the Joint drift section."""
+    rows = joint_rows(table)
+    labels = window_labels(rows)
+    return {
+        "intro": joint_intro(block), "warnings": block["warnings"],
+        "level": f"{block['level']:.0%}",
+        "counts": [(s, STATUS_LABELS[s], n) for s, n in status_counts(block).items()],
+        "total": block["summary"]["total"],
+        "changes": [(name, int(block["changes"].get(name) or 0)) for name in LIFECYCLES]
+        if block.get("changes") else None,
+        "n_segments": rows["segment"].n_unique(), "n_windows": rows["window"].n_unique(),
+        "n_rows": rows.height,
+        "rows": [{"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
+                  "lifecycle": r.get("lifecycle"), "segment": r["segment"],
+                  "window": labels.get(r["window"], r["window"]), "window_full": r["window"],
+                  "kl": fmt_interval(r), "reverse_kl": fmt_value(r["reverse_kl"]),
+                  "auc": fmt_value(r["auc"]), "q": fmt_p(r["q_value"]),
+                  "n": f"{fmt_count(r['n_baseline'])} / {fmt_count(r['n_current'])}",
+                  "features": top_features(r), "reason": r["reason"]}
+                 for r in rows.head(MAX_MODEL_ROWS).iter_rows(named=True)],
+        # Trusted markup: the SVG writer escapes every label and tooltip it writes.
+        "views": [{"title": view_title(r, labels), "pair": (r["view"]["x"], r["view"]["y"]),
+                   "svgs": [Markup(svg) for svg in joint_view_svgs(r["view"],
+                                                                   view_title(r, labels))]}
+                  for r in viewed_rows(table).iter_rows(named=True)],
+    }
+
+
 def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, Any]:
     """Template values of the Estimates section."""
     labels = window_labels(estimates)
@@ -352,7 +458,7 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, A
 
 
 def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
-           estimates: pl.DataFrame | None) -> str:
+           estimates: pl.DataFrame | None, joint: pl.DataFrame | None = None) -> str:
     """What the run checked, for the page's subtitle."""
     parts = []
     if drift is not None:
@@ -360,6 +466,8 @@ def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
         shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
                                                 ("windows", drift["window"].n_unique())) if n > 1]
         parts.append(f"{drift.height} feature checks ({' × '.join(shape)})")
+    if joint is not None:
+        parts.append(f"{joint.height} joint checks")
     if models is not None:
         parts.append(f"{models.summary.height} model-output checks")
     if estimates is not None:
@@ -374,7 +482,9 @@ def render_html(
     *,
     models: ModelTables | None = None,
     estimates: pl.DataFrame | None = None,
+    joint: pl.DataFrame | None = None,
     bins: BinsLoader | None = None,
+    trends: pl.DataFrame | None = None,
 ) -> str:
     """Render report.html.
 
@@ -392,10 +502,16 @@ def render_html(
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    joint : polars.DataFrame, optional
+        The run's ``joint.parquet`` (its settings come from ``alerts["joint"]``): a table of
+        its rows and the 2-D views of the alerting ones.
     bins : callable, optional
         Loads the ``bins`` of the rows shown (`summary.BinsLoader`), so ``drift`` may come
         without that column (`write_reports` reads it from the Parquet file, row by row
         needed); default: ``drift["bins"]``.
+    trends : polars.DataFrame, optional
+        The run's ``trends.parquet`` (its settings come from ``alerts["trends"]``): the
+        Trends section.
 
     Returns
     -------
@@ -415,12 +531,37 @@ def render_html(
         status_colors=STATUS_COLORS,
         js=Markup(js),  # our own static file, hashed into the CSP above
         run_id=run.get("run_id", ""), created_at=run.get("created_at", ""),
-        tool_version=run.get("tool_version", ""), scope=_scope(drift, models, estimates),
+        tool_version=run.get("tool_version", ""),
+        scope=_scope(drift, models, estimates, joint),
         facts=run_facts(drift, alerts), max_plots=MAX_PLOTS,
         warnings=list(alerts.get("warnings") or []),
         features=None if drift is None else _features(
             drift, alerts, None if history_dir is None else Path(history_dir),
             bins or bins_of(drift)),
+        joint=None if joint is None else _joint(joint, alerts["joint"]),
         models=None if models is None else _models(models),
         estimates=None if estimates is None else _estimates(estimates, alerts["estimates"]),
+        trends=None if trends is None else _trends(trends, alerts.get("trends") or {}),
     )
+
+
+#: Height of the report inline in a notebook; the frame can be resized by its corner.
+NOTEBOOK_HEIGHT = 720
+
+
+def notebook_frame(page: str, *, height: int = NOTEBOOK_HEIGHT) -> str:
+    """A report page as HTML to show inline in Jupyter (``_repr_html_``): an iframe whose
+    ``srcdoc`` is the whole page.
+
+    The page keeps its own Content-Security-Policy and script, which an iframe's document
+    applies to itself; its CSS cannot restyle the notebook; and ``sandbox="allow-scripts"``
+    without ``allow-same-origin`` gives it an opaque origin, so its script (sorting and
+    filtering the table) cannot reach the notebook. Links inside it scroll within it.
+
+    >>> frame = notebook_frame("<p title='a'>x & y</p>")
+    >>> frame.startswith("<iframe") and "&amp;amp;" not in frame and "x &amp; y" in frame
+    True
+    """
+    return (f'<iframe srcdoc="{escape(page)}" sandbox="allow-scripts" title="kl-drift report" '
+            f'style="width:100%;height:{int(height)}px;border:1px solid #8884;resize:vertical">'
+            "</iframe>")

@@ -1,8 +1,8 @@
 """report.md: a concise summary that reads well as a Prefect markdown artifact or in chat.
 
-Feature drift, then model outputs and estimates when the run has them. Every data-derived
-string goes through `escape_md`, so a feature, bin, class or id can never become a link, an
-image, raw HTML or a broken table row.
+Feature drift, then joint drift, model outputs and estimates when the run has them. Every
+data-derived string goes through `escape_md`, so a feature, bin, class or id can never
+become a link, an image, raw HTML or a broken table row.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.write.reports.bin_labels import label_map
+from pipeline.write.reports.joint_drift import fmt_interval, joint_intro, joint_rows, top_features
 from pipeline.write.reports.model_outputs import (
     SHOWN_METRICS,
     class_means,
@@ -44,6 +45,8 @@ from pipeline.write.reports.summary import (
     thresholds_vary,
     window_labels,
 )
+from pipeline.write.reports.trends import counts as trend_counts
+from pipeline.write.reports.trends import flag_text, flagged_series, series_of
 from pipeline.write.run_folder import ModelTables
 
 MAX_ROWS = 20
@@ -51,6 +54,8 @@ MAX_DETAILS = 10
 MAX_PROBLEMS = 10
 MAX_RESOLVED = 10
 ICONS = {"critical": "🔴", "warn": "🟠", "error": "🟣", "insufficient_data": "⚪", "ok": "🟢"}
+TREND_ICONS = {"red": "🔴", "yellow": "🟡", "green": "🟢", "none": "⚪"}
+MAX_TRENDS = 10  # flagged trend series listed
 
 # <, > and & as entities (also safe in chat tools that ignore backslashes); the rest of
 # Markdown's inline syntax, and the table separator, backslash-escaped.
@@ -120,14 +125,24 @@ def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str],
          lambda r: f"{fmt_value(r['warn_threshold'])} / {fmt_value(r['critical_threshold'])}"),
         (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
         (windowed, "Alerting windows", "--:", lambda r: f"{r['n_alerting']}/{r['n_windows']}"),
+        ("by_reference" in rows.columns, "By reference", ":--", _sides),
     ]
     return _grid(columns, rows.head(MAX_ROWS)) + _more(rows.slice(MAX_ROWS), "features")
+
+
+def _sides(row: Mapping[str, Any]) -> str:
+    """Each reference's worst status and alerting windows: ``baseline 🔴 30/30 · ...``."""
+    return " · ".join(f"{escape_md(side['reference'])} {ICONS.get(side['status'], '')} "
+                      f"{side['n_alerting']}/{side['n_windows']}"
+                      for side in row.get("by_reference") or [])
 
 
 def _where(row: Mapping[str, Any], labels: dict[str, str]) -> str:
     parts = [escape_md(row["segment"])] if row["segment"] != "all" else []
     if row["window"] != "all":
         parts.append(_window(row, labels))
+    if row.get("reference", "baseline") != "baseline":
+        parts.append(f"vs {escape_md(row['reference'])}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -187,6 +202,8 @@ def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
     lines = []
     for r in resolved[:MAX_RESOLVED]:
         segment = "" if r.get("segment") in (None, "all") else f" ({escape_md(r['segment'])})"
+        if r.get("reference") not in (None, "baseline"):
+            segment += f" vs {escape_md(r['reference'])}"
         since = r.get("since")
         last = r.get("last_status")
         lines.append(
@@ -218,7 +235,8 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     if alerting.height:
         parts += ["## Top contributing bins\n",
-                  "Baseline → current share of rows, and the bin's contribution.\n",
+                  "Reference (the baseline unless said) → current share of rows, and the bin's "
+                  "contribution.\n",
                   _top_bins(alerting, load_bins, labels)]
     problems = problem_rows(drift)
     if problems.height:
@@ -285,6 +303,43 @@ def _models(tables: ModelTables) -> list[str]:
     return parts
 
 
+def _joint(table: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
+    """Joint drift rows with their intervals and most important features."""
+    rows = joint_rows(table)
+    labels = window_labels(rows)
+    level = f"{block['level']:.0%} CI"
+    columns: list[Column] = [
+        (True, "Status", ":--", lambda r: _status(r["status"]) + (
+            f", {escape_md(r['lifecycle'])}" if r.get("lifecycle") else "")),
+        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
+        (rows["window"].n_unique() > 1, "Window", ":--",
+         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, f"KL ({level})", "--:", fmt_interval),
+        (True, "Reverse KL", "--:", lambda r: fmt_value(r["reverse_kl"])),
+        (True, "AUC", "--:", lambda r: fmt_value(r["auc"])),
+        (True, "q", "--:", lambda r: fmt_p(r["q_value"])),
+        (True, "n (baseline / current)", "--:",
+         lambda r: f"{fmt_count(r['n_baseline'])} / {fmt_count(r['n_current'])}"),
+        (True, "Top features", ":--", lambda r: escape_md(top_features(r))),
+    ]
+    more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
+            "joint.parquet.\n" if rows.height > MAX_ROWS else "")
+    parts = ["## Joint drift\n",
+             f"{_counts_line(block, 'window × segment checks')}"
+             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
+             + f". {escape_md(joint_intro(block))}\n"]
+    if block["warnings"]:
+        parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
+    parts.append(_grid(columns, rows.head(MAX_ROWS)) + more)
+    problems = [r for r in rows.iter_rows(named=True) if r["reason"] and r["status"] != "ok"]
+    if problems:
+        parts.append("".join(f"- {escape_md(r['segment'])}, "
+                             f"{escape_md(labels.get(r['window'], r['window']))}: "
+                             f"{_status(r['status'])}, {escape_md(r['reason'])}\n"
+                             for r in problems[:MAX_PROBLEMS]))
+    return parts
+
+
 def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
     labels = window_labels(estimates)
     level = f"{block['level']:.0%} CI"
@@ -306,10 +361,35 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
             _grid(columns, estimates.head(MAX_ROWS)) + more]
 
 
+def _trends(trends: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
+    """Counts by light and the most severe flags of the run's trends."""
+    by_light = trend_counts(trends)
+    flagged, total = flagged_series(trends, MAX_TRENDS)
+    head = (f"**{' · '.join(f'{TREND_ICONS[k]} {n} {k}' for k, n in by_light.items())}** "
+            f"statistics of this run's windows against the median ± {block.get('yellow')} "
+            f"(yellow) and ± {block.get('red')} (red) spreads of the {block.get('windows')} "
+            "windows before each (none: fewer earlier windows than "
+            f"{block.get('min_windows')}, or a partial window).\n")
+    lines = []
+    for row in flagged.iter_rows(named=True):
+        flag = series_of(trends, row).filter(
+            pl.col("checked") & (pl.col("window") == row["window"])).row(0, named=True)
+        where = "" if row["segment"] == "all" else f" ({escape_md(row['segment'])})"
+        lines.append(f"- {TREND_ICONS[row['light']]} **{escape_md(row['feature'])}**{where}: "
+                     f"{escape_md(flag_text(flag))}; {row['n_red']} red, "
+                     f"{row['n_yellow']} yellow in this run")
+    more = (f"\n…and {total - flagged.height} more flagged series; see trends.parquet.\n"
+            if total > flagged.height else "")
+    return ["## Trends\n", head, ("\n".join(lines) + "\n" + more) if lines else
+            "No statistic outside its bounds.\n"]
+
+
 def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
                     models: ModelTables | None = None,
                     estimates: pl.DataFrame | None = None,
-                    bins: BinsLoader | None = None) -> str:
+                    joint: pl.DataFrame | None = None,
+                    bins: BinsLoader | None = None,
+                    trends: pl.DataFrame | None = None) -> str:
     """Render report.md.
 
     Parameters
@@ -323,21 +403,30 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
         The run's model comparison (`pipeline.write.run_folder.read_run`).
     estimates : polars.DataFrame, optional
         The run's ``estimates.parquet`` (its settings come from ``alerts["estimates"]``).
+    joint : polars.DataFrame, optional
+        The run's ``joint.parquet`` (its settings come from ``alerts["joint"]``).
     bins : callable, optional
         Loads the ``bins`` of the rows listed (as in `render_html`); default:
         ``drift["bins"]``.
+    trends : polars.DataFrame, optional
+        The run's ``trends.parquet`` (settings from ``alerts["trends"]``).
 
     Returns
     -------
     str
-        Summary counts, the features table (most severe first, capped at `MAX_ROWS`), the
-        top contributing bins of each alerting feature, problems, model outputs, estimates,
+        Summary counts, the features table (most severe first, capped at `MAX_ROWS`; with
+        several references, each one's worst status side by side), the top contributing bins
+        of each alerting feature, problems, trends, joint drift, model outputs, estimates,
         warnings and the run metadata.
     """
     run = alerts["run"]
     parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
     if drift is not None:
         parts += _features(drift, alerts, bins or bins_of(drift))
+    if trends is not None:
+        parts += _trends(trends, alerts.get("trends") or {})
+    if joint is not None:
+        parts += _joint(joint, alerts["joint"])
     if models is not None:
         parts += _models(models)
     if estimates is not None:

@@ -2,7 +2,8 @@
 
 Per feature: baseline vs current share per bin (grey filled steps, blue outline), each bin's
 contribution to the alert metric, and the metric across windows and across runs against its
-thresholds; for model outputs, baseline vs current mean probability per class. Each panel is
+thresholds; for model outputs, baseline vs current mean probability per class; for joint
+drift, baseline and current heat maps of the top feature pair. Each panel is
 its own SVG about as wide as it is shown (`PANEL_WIDTH`), so the page lays the panels side by
 side on a wide screen and stacks them on a phone, and text keeps its size. Colours come from
 the page's CSS classes (light and dark schemes). Rendering a feature takes about a
@@ -12,10 +13,11 @@ millisecond: no plotting library, no layout engine, no post-processing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import polars as pl
 
+from pipeline.labels import MISSING
 from pipeline.write.reports.bin_labels import short_labels
 from pipeline.write.reports.summary import compact_time_labels, fmt_share, fmt_value
 from pipeline.write.reports.svg import Svg, text_width
@@ -129,21 +131,24 @@ def _stairs(axis: _Axis, values: Sequence[float], top: float) -> list[tuple[floa
     return [*points, (axis(0.0), top + ROW * len(values))]
 
 
-def share_svg(bins: pl.DataFrame, labels: Sequence[str], *, n_total: int) -> str:
-    """Share of rows per bin: baseline (filled steps) and current (outline).
+def share_svg(bins: pl.DataFrame, labels: Sequence[str], *, n_total: int,
+              reference: str = "baseline") -> str:
+    """Share of rows per bin: the reference (filled steps) and current (outline).
 
     ``bins`` has ``bin``, ``baseline_share``, ``current_share`` in display order; ``labels``
     are the labels to show (`bin_labels.short_labels`); ``n_total`` is the feature's number
-    of bins before `shown_bins` (the title says when only the top contributors are drawn).
+    of bins before `shown_bins` (the title says when only the top contributors are drawn);
+    ``reference`` names the reference side (``baseline``, or a moving reference such as
+    ``previous``: the ``baseline_*`` columns then hold its counts).
     """
     base = [v or 0.0 for v in bins["baseline_share"].to_list()]
     cur = [v or 0.0 for v in bins["current_share"].to_list()]
     more = f" (top {bins.height} of {n_total})" if n_total > bins.height else ""
-    tips = [f"baseline {fmt_share(b)}, current {fmt_share(c)}"
+    tips = [f"{reference} {fmt_share(b)}, current {fmt_share(c)}"
             for b, c in zip(base, cur, strict=True)]
-    svg, left, right = _bin_rows("Share of rows per bin, baseline and current", labels,
+    svg, left, right = _bin_rows(f"Share of rows per bin, {reference} and current", labels,
                                  bins["bin"].to_list(), tips, "Share of rows per bin" + more)
-    svg.legend(right, LEGEND, [("sw-base", "baseline"), ("sw-cur", "current")])
+    svg.legend(right, LEGEND, [("sw-base", reference), ("sw-cur", "current")])
     axis = _Axis(0.0, max([*base, *cur, 1e-9]), left, right, _percent, count=4)
     bottom = TOP + ROW * bins.height
     svg.path(_stairs(axis, base, TOP), "base", close=True)
@@ -239,6 +244,72 @@ def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     return svg.render()
 
 
+def trend_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
+    """A statistic per window against its dynamic bounds, with traffic lights.
+
+    ``series`` (one series of trends.parquet, in time order) has ``window``, ``checked``,
+    ``value``, ``expected``, ``lower_yellow``, ``upper_yellow``, ``lower_red``, ``upper_red``
+    and ``light``. The band within the yellow bounds is shaded green, the band out to the
+    red bounds yellow, the median of the earlier windows is dashed; this run's windows are
+    dots in their light's colour (grey without bounds), the earlier windows the bounds were
+    learned from small grey dots.
+    """
+    n = series.height
+    labels = compact_time_labels(series["window"].to_list())
+    column = {c: series[c].to_list() for c in ("value", "expected", "lower_yellow",
+                                               "upper_yellow", "lower_red", "upper_red")}
+    checked, lights = series["checked"].to_list(), series["light"].to_list()
+    known = [v for values in column.values() for v in values
+             if v is not None and math.isfinite(v)]
+    svg = Svg(PANEL_WIDTH, SERIES_HEIGHT, label=title)
+    svg.text(0, 13, title, css_class="title")
+    if legend:
+        svg.legend(PANEL_WIDTH - 6, LEGEND, [("sw-green", "green"), ("sw-yellow", "yellow"),
+                                             ("sw-val", "value")])
+    low, high = min(known, default=0.0), max(known, default=1.0)
+    pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
+    y_axis = _Axis(low - pad, high + pad, SERIES_HEIGHT - BOTTOM, TOP, count=4)
+    left = 8 + max(text_width(y_axis.fmt(t)) for t in y_axis.ticks)
+    right = PANEL_WIDTH - 6
+    step = (right - left) / max(n, 1)
+
+    def x(i: float) -> float:
+        return left + (i + 0.5) * step
+
+    for tick in y_axis.ticks:
+        svg.text(left - 5, y_axis(tick) + 4, y_axis.fmt(tick), css_class="tick", anchor="end")
+        svg.line(left, y_axis(tick), right, y_axis(tick), "grid")
+    for outer, inner in (("red", "band-yellow"), ("yellow", "band-green")):
+        lower, upper = column[f"lower_{outer}"], column[f"upper_{outer}"]
+        bounded = [u if lo is not None else None for lo, u in zip(lower, upper, strict=True)]
+        for run in _runs(bounded):
+            top = [(x(i), y_axis(upper[i])) for i in run]
+            bottom = [(x(i), y_axis(lower[i])) for i in reversed(run)]
+            svg.path([*top, *bottom], inner, close=True)
+    for run in _runs(column["expected"]):
+        svg.path([(x(i), y_axis(column["expected"][i])) for i in run], "expected")
+    for run in _runs(column["value"]):
+        svg.path([(x(i), y_axis(column["value"][i])) for i in run], "val")
+    for i, value in enumerate(column["value"]):
+        if value is None or not math.isfinite(value):
+            continue
+        light = lights[i]
+        if not checked[i]:
+            svg.circle(x(i), y_axis(value), 1.8, "dot earlier",
+                       title=f"{labels[i]}: {fmt_value(value)} (earlier window)")
+            continue
+        tip = f"{labels[i]}: {fmt_value(value)}, " + (
+            f"{light} (median {fmt_value(column['expected'][i])})" if light
+            else "no bounds yet")
+        svg.circle(x(i), y_axis(value), 3.2, f"dot t-{light or 'none'}", title=tip)
+    svg.line(left, SERIES_HEIGHT - BOTTOM, right, SERIES_HEIGHT - BOTTOM, "axis")
+    widest = max((text_width(label) for label in labels), default=0.0) + 10
+    every = max(1, math.ceil(widest / step))
+    for i in range(0, n, every):
+        svg.text(x(i), SERIES_HEIGHT - 7, labels[i], css_class="tick", anchor="middle")
+    return svg.render()
+
+
 def _coverage(value: float | None) -> str:
     return "" if value is None else f", coverage {value:.0%}"
 
@@ -259,8 +330,9 @@ def feature_svgs(
     bins: pl.DataFrame,
     *,
     metric: str,
-    windows: pl.DataFrame | None = None,
+    windows: pl.DataFrame | Mapping[str, pl.DataFrame] | None = None,
     runs: pl.DataFrame | None = None,
+    reference: str = "baseline",
 ) -> list[str]:
     """The panels of one feature, in reading order.
 
@@ -273,7 +345,10 @@ def feature_svgs(
         Alert metric name, for titles.
     windows, runs : polars.DataFrame, optional
         The metric across windows of this run / across runs (see `series_svg`). Each is
-        drawn only when it has more than one point.
+        drawn only when it has more than one point. ``windows`` may map each reference of
+        the feature to its series: one panel per reference, side by side.
+    reference : str
+        The reference of the window shown (the share plot's filled side).
 
     Returns
     -------
@@ -284,11 +359,16 @@ def feature_svgs(
     lower = shown["lower"].to_list() if "lower" in shown.columns else [None] * shown.height
     upper = shown["upper"].to_list() if "upper" in shown.columns else [None] * shown.height
     labels = short_labels(shown["bin"].to_list(), lower, upper)
-    panels = [share_svg(shown, labels, n_total=bins.height),
+    panels = [share_svg(shown, labels, n_total=bins.height, reference=reference),
               contribution_svg(shown, labels, metric=metric)]
-    series = [(s, title) for s, title in ((windows, f"{metric} across windows"),
-                                          (runs, f"{metric} across runs (worst window)"))
-              if s is not None and s.height > 1]
+    across = (windows.items() if isinstance(windows, Mapping)
+              else [(None, windows)] if windows is not None else [])
+    titled: list[tuple[pl.DataFrame | None, str]] = [
+        (s, f"{metric} across windows" + ("" if ref is None else f" vs {ref}"))
+        for ref, s in across]
+    titled.append((runs, f"{metric} across runs (worst window"
+                   + ("" if reference == "baseline" else f", vs {reference}") + ")"))
+    series = [(s, title) for s, title in titled if s is not None and s.height > 1]
     panels += [series_svg(s, title, legend=i == 0) for i, (s, title) in enumerate(series)]
     return panels
 
@@ -328,5 +408,73 @@ def class_means_svgs(means: pl.DataFrame) -> list[str]:
         bottom = TOP + ROW * len(classes)
         svg.line(left, TOP, left, bottom, "axis")
         _x_axis(svg, axis, bottom)
+        panels.append(svg.render())
+    return panels
+
+
+HEAT_LEVELS = 6  # shading steps of a 2-D view cell (CSS classes heat-0 .. heat-6)
+CELL_W, CELL_H = 34, 18  # px per cell of a 2-D view
+
+
+def _column_label(label: str) -> str:
+    """A 2-D view's column label: a numeric bin's lower edge (``[0.5, 1)`` -> ``0.5``),
+    ``NA`` for ``__missing__``, or the category, cut to fit the column."""
+    if label == MISSING:
+        return "NA"
+    if label[:1] in "[(" and ", " in label:
+        label = label[1:].split(", ")[0]
+    return _short(label, 5)
+
+
+def joint_view_svgs(view: dict, title: str) -> list[str]:
+    """The 2-D view of a joint drift row: baseline and current share of rows per cell of
+    the top feature pair, as two heat maps on one scale (joint.parquet's ``view``).
+
+    Parameters
+    ----------
+    view : dict
+        ``x``, ``y`` (feature names), ``x_bins``, ``y_bins`` (labels) and ``baseline``,
+        ``current`` (counts, row-major: ``x`` bin, then ``y`` bin).
+    title : str
+        What the view is of (segment and window), in each panel's title.
+
+    Returns
+    -------
+    list of str
+        Two SVGs: baseline, then current. Rows are ``y`` bins, columns ``x`` bins (labelled
+        by their lower edge); darker cells hold a larger share of the rows, and each cell's
+        tooltip gives both shares.
+    """
+    x_bins, y_bins = list(view["x_bins"]), list(view["y_bins"])
+    nx, ny = len(x_bins), len(y_bins)
+    shares = {}
+    for side in ("baseline", "current"):
+        counts = [float(c or 0.0) for c in view[side]]
+        total = sum(counts) or 1.0
+        shares[side] = [c / total for c in counts]
+    top = max(*shares["baseline"], *shares["current"], 0.0) or 1.0
+    y_shown = [_short(label, 16) for label in y_bins]
+    left = min(120.0, max((text_width(s) for s in y_shown), default=20.0) + 10)
+    panels = []
+    for side in ("baseline", "current"):
+        svg = Svg(max(PANEL_WIDTH, left + CELL_W * nx + 14), TOP + CELL_H * ny + BOTTOM + 16,
+                  label=f"{side} share of rows by {view['x']} and {view['y']}: {title}")
+        svg.text(0, 13, f"{side.capitalize()}: {_short(title, 48)}", css_class="title")
+        svg.text(0, 28, f"rows: {_short(str(view['y']), 24)}; columns: "
+                        f"{_short(str(view['x']), 24)}", css_class="muted")
+        for j, label in enumerate(y_shown):
+            svg.text(left - 6, TOP + CELL_H * j + 13, label, css_class="tick", anchor="end",
+                     title=f"{view['y']} {y_bins[j]}")
+        for i, label in enumerate(x_bins):
+            x = left + CELL_W * i
+            for j in range(ny):
+                cell = i * ny + j
+                level = min(HEAT_LEVELS, math.ceil(HEAT_LEVELS * shares[side][cell] / top))
+                svg.rect(x, TOP + CELL_H * j, CELL_W - 1, CELL_H - 1, f"heat-{level}",
+                         title=f"{view['x']} {label}, {view['y']} {y_bins[j]}: baseline "
+                               f"{fmt_share(shares['baseline'][cell])}, current "
+                               f"{fmt_share(shares['current'][cell])}")
+            svg.text(x + CELL_W / 2, TOP + CELL_H * ny + 14, _column_label(label),
+                     css_class="tick", anchor="middle", title=f"{view['x']} {label}")
         panels.append(svg.render())
     return panels

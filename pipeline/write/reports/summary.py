@@ -6,7 +6,9 @@ window, plus how many of its windows alert.
 
 Columns other work adds to the drift table are shown when present and skipped when absent:
 ``lifecycle`` (new / ongoing / resolved), ``partial`` and ``coverage`` (windows the data
-cover only in part), and a corrected effect with its interval (`EFFECTS`).
+cover only in part), a corrected effect with its interval (`EFFECTS`), and ``reference``
+(what each window was compared with: with several references the feature table shows them
+side by side).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.config import REFERENCE_MODES
+
 STATUSES = ("critical", "warn", "error", "insufficient_data", "ok")  # most severe first
 ALERTING = ("critical", "warn")
 PROBLEMS = ("error", "insufficient_data")
@@ -28,6 +32,7 @@ STATUS_COLORS = {"critical": "#b91c1c", "warn": "#b45309", "error": "#6d28d9",
 
 
 LIFECYCLES = ("new", "ongoing", "resolved")  # alert lifecycle across runs, in badge order
+ALL_WINDOWS = "all"
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,43 @@ def sort_rows(df: pl.DataFrame) -> pl.DataFrame:
                    descending=[False, True, *[False] * len(keys)], nulls_last=True)
 
 
+def references_of(drift: pl.DataFrame) -> list[str]:
+    """The references a drift table's rows were compared with, in mode order
+    (``["baseline"]`` for a table from before reference modes).
+
+    >>> references_of(pl.DataFrame({"reference": ["previous", "baseline", "previous"]}))
+    ['baseline', 'previous']
+    """
+    if "reference" not in drift.columns:
+        return ["baseline"]
+    found = drift["reference"].unique().to_list()
+    return sorted(found, key=lambda r: (REFERENCE_MODES.index(r)
+                                        if r in REFERENCE_MODES else len(REFERENCE_MODES), r))
+
+
+def reference_text(row: Mapping[str, Any]) -> str:
+    """What a row was compared with, in words (``reference`` and ``reference_windows``).
+
+    >>> reference_text({"reference": "rolling", "reference_windows": [
+    ...     "2024-06-01T00:00:00", "2024-06-02T00:00:00"]})
+    'compared with the 2 windows 2024-06-01 to 2024-06-02, summed'
+    >>> reference_text({"reference": "baseline"})
+    'compared with the baseline'
+    """
+    reference = row.get("reference") or "baseline"
+    earlier = compact_time_labels(list(row.get("reference_windows") or []))
+    if reference == "baseline":
+        return "compared with the baseline"
+    if not earlier:
+        return f"compared with the {reference} reference (none found)"
+    if reference == "rolling":
+        span = earlier[0] if len(earlier) == 1 else f"{earlier[0]} to {earlier[-1]}"
+        return (f"compared with the {len(earlier)} "
+                f"window{'s' if len(earlier) > 1 else ''} {span}, summed")
+    what = {"previous": "the previous window", "same_period": "the same period a season back"}
+    return f"compared with {what.get(reference, reference)}, {earlier[0]}"
+
+
 def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
                  ) -> pl.DataFrame:
     """One row per segment x feature (or per ``by`` group): its worst window, most severe first.
@@ -113,7 +155,52 @@ def feature_rows(drift: pl.DataFrame, by: Sequence[str] = ("segment", "feature")
     verdict is ``ok`` (the episode is over). The worst window is
     picked within each group (severity, then value, then window), so only the result is
     sorted: a 500,000-row table costs a group-by, not a sort of every row.
+
+    When the rows were compared with several references (``reference``), the worst row is
+    picked over all of them (a row without a verdict, ``insufficient_data``, only when no
+    reference has one: moving references have none for the first windows); ``n_windows``
+    and ``n_alerting`` count windows (alerting with any reference), ``lifecycles`` joins
+    those of each reference, and ``by_reference`` lists, in mode order, each reference's
+    ``reference``, worst ``status``, ``value``, ``n_alerting``, ``n_windows`` and
+    ``lifecycles``: the references side by side.
     """
+    if len(references_of(drift)) < 2:
+        return _worst_rows(drift, by)
+    keys = [*by, "reference"]
+    per = _worst_rows(drift, keys)
+    rank = pl.col("reference").replace_strict(
+        {r: i for i, r in enumerate(references_of(drift))}, return_dtype=pl.Int64)
+    side = ["reference", "status", "value", "n_alerting", "n_windows",
+            *(["lifecycles"] if "lifecycles" in per.columns else [])]
+    sides = per.group_by(*by, maintain_order=True).agg(
+        pl.struct(side).sort_by(rank).alias("by_reference"),
+        *([pl.col("lifecycles").list.explode(keep_nulls=False, empty_as_null=False)
+            .unique().alias("_events")]
+          if "lifecycles" in per.columns else []))
+    window = pl.col("window") if "window" in drift.columns else pl.lit(ALL_WINDOWS)
+    windows = drift.group_by(*by).agg(
+        n_windows=window.n_unique().cast(pl.UInt32),
+        n_alerting=window.filter(pl.col("status").is_in(ALERTING)).n_unique().cast(pl.UInt32))
+    # a reference with a verdict speaks before one without (e.g. no earlier window yet)
+    verdict = pl.col("status") == "insufficient_data"
+    worst = (per.sort(verdict, severity(), pl.col("value"), rank,
+                      descending=[False, False, True, False], nulls_last=True)
+             .group_by(*by, maintain_order=True).first()
+             .drop("n_windows", "n_alerting", "lifecycles", strict=False)
+             .join(windows, on=list(by), how="left", nulls_equal=True)
+             .join(sides, on=list(by), how="left", nulls_equal=True))
+    if "_events" in worst.columns:
+        events = pl.col("_events")
+        worst = worst.with_columns(lifecycles=pl.concat_list(
+            pl.when(events.list.contains("new")).then(pl.lit("new"))
+            .when(events.list.contains("ongoing")).then(pl.lit("ongoing")),
+            pl.when(events.list.contains("resolved")).then(pl.lit("resolved")),
+        ).list.drop_nulls()).drop("_events")
+    return sort_rows(worst)
+
+
+def _worst_rows(drift: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
+    """:func:`feature_rows` over ``by`` groups whose rows share one reference."""
     ties = [k for k in ("segment", "feature", "window") if k in drift.columns and k not in by]
     extra = []
     if "lifecycle" in drift.columns:

@@ -7,7 +7,16 @@
   }
   document.addEventListener("click", (event) => {
     const link = event.target.closest && event.target.closest("a[href^='#']");
-    if (link) reveal(link.getAttribute("href").slice(1));
+    if (!link) return;
+    const id = link.getAttribute("href").slice(1);
+    reveal(id);
+    // Inline in a notebook the page is an iframe's srcdoc, whose "#..." links resolve
+    // against the notebook's address: scroll within the page instead of leaving it.
+    if (location.href === "about:srcdoc") {
+      event.preventDefault();
+      const target = document.getElementById(id);
+      if (target) target.scrollIntoView();
+    }
   });
   window.addEventListener("hashchange", () => reveal(location.hash.slice(1)));
   if (location.hash) reveal(location.hash.slice(1));

@@ -1,0 +1,168 @@
+"""The streamed profile builder: sketches of parts merge into the profile of all rows,
+counts stay exact, and sampled edges keep the rank error the metadata states."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from pipeline.bins import sketch
+from pipeline.bins.profile import Profile, build_profile
+from pipeline.bins.sketch import (
+    NumericSketch,
+    _bernoulli_positions,
+    rank_error_bound,
+    sketch_rows,
+)
+
+numbers = st.one_of(st.floats(-50, 50), st.integers(-3, 3).map(float), st.none(),
+                    st.sampled_from([math.nan, math.inf, -math.inf]))
+rows = st.lists(st.tuples(numbers, st.one_of(st.sampled_from("abcd"), st.none()),
+                          st.sampled_from(["EU", "US", None])), min_size=1, max_size=80)
+
+
+def _frame(data: list) -> pl.DataFrame:
+    return pl.DataFrame(data, schema={"x": pl.Float64, "c": pl.String, "region": pl.String},
+                        orient="row")
+
+
+def _without_time(profile: Profile) -> dict:
+    return {k: v for k, v in profile.metadata.items() if k != "created_at"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=rows, cuts=st.lists(st.integers(0, 80), max_size=4),
+       strategy=st.sampled_from(["quantile", "uniform"]))
+def test_profiles_of_parts_merge_into_the_one_pass_profile(data: list, cuts: list,
+                                                            strategy: str) -> None:
+    """Below the sample capacity the merged profile is the one-pass profile exactly: bins,
+    per-segment counts, category counts, metadata."""
+    frame = _frame(data)
+    bounds = [0, *sorted(min(c, frame.height) for c in cuts), frame.height]
+    parts = [frame.slice(a, b - a).lazy() for a, b in itertools.pairwise(bounds)]
+    options = {"segments": ["region"], "bins": 5, "strategy": strategy}
+    whole = build_profile(frame.lazy(), **options)
+    merged = build_profile(parts, **options)
+    assert_frame_equal(merged.table, whole.table)
+    assert _without_time(merged) == _without_time(whole)
+    # and the edges are the exact quantiles (the profile built before sketches)
+    if strategy == "quantile" and whole.metadata["features"]["x"]["min"] is not None:
+        assert whole.metadata["features"]["x"]["rank_error"] == 0.0
+
+
+def _true_shares(values: np.ndarray, edge: float) -> tuple[float, float]:
+    """Shares of the values below and at-or-below ``edge``."""
+    return float(np.mean(values < edge)), float(np.mean(values <= edge))
+
+
+def _worst_rank_error(values: np.ndarray, edges: list[float], bins: int) -> float:
+    """Largest rank error of quantile edges at levels 1/bins.. against the exact shares."""
+    worst = 0.0
+    for j, edge in enumerate(edges, start=1):
+        below, at_most = _true_shares(values, edge)
+        worst = max(worst, below - j / bins, j / bins - at_most)
+    return worst
+
+
+def _baseline(n: int, seed: int) -> np.ndarray:
+    """Sorted values (the worst order for a sampler biased to early rows) with a point mass
+    at zero, whole numbers and a long tail."""
+    rng = np.random.default_rng(seed)
+    parts = [np.zeros(n // 5), rng.integers(-5, 5, n // 5).astype(float),
+             rng.lognormal(size=n - 2 * (n // 5))]
+    return np.sort(np.concatenate(parts))
+
+
+def test_sampled_edges_keep_the_stated_rank_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A baseline 100x the sample: every quantile edge's true rank is within the bound the
+    metadata states, the counts are exact (a plain count against the edges), and parts
+    merge into a profile with the same guarantee."""
+    monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
+    values = _baseline(200_000, seed=1)
+    bins = 10
+    for raw in (pl.LazyFrame({"x": values}),
+                [pl.LazyFrame({"x": part}) for part in np.array_split(values, 3)]):
+        profile = build_profile(raw, bins=bins)
+        detail = profile.metadata["features"]["x"]
+        stated = rank_error_bound(len(values), 2_000, bins - 1)
+        assert detail["rank_error"] == pytest.approx(stated) and 0 < stated < 0.1
+        # the quantile levels the edges came from (before point bins split ties)
+        stats = sketch_rows(pl.LazyFrame({"x": values}), {"x": "numeric"}, [],
+                            capacity=2_000, seed=5).stats(bins, 0, 1, ["x"])
+        assert _worst_rank_error(values, stats["x\0q"], bins) <= stated
+        table = profile.table.filter(pl.col("bin") != "__missing__")
+        expected = [np.count_nonzero((values >= lo) & (values < hi))
+                    for lo, hi in table.select("lower", "upper").iter_rows()]
+        assert table["count"].to_list() == expected
+        assert profile.metadata["rank_error_risk"] == sketch.RANK_ERROR_RISK
+
+
+def test_rank_error_bound_holds_over_many_samples() -> None:
+    """Across 40 seeds the worst edge error stays within the bound, and the bound is not
+    vacuous: the observed errors come within a factor of ten of it."""
+    values = _baseline(50_000, seed=2)
+    bins, capacity = 20, 1_000
+    stated = rank_error_bound(len(values), capacity, bins - 1)
+    worst = 0.0
+    for seed in range(40):
+        got = sketch_rows(pl.LazyFrame({"x": values}), {"x": "numeric"}, [],
+                          capacity=capacity, seed=seed).stats(bins, 0, 1, ["x"])["x\0q"]
+        worst = max(worst, _worst_rank_error(values, got, bins))
+    assert stated / 10 < worst <= stated
+
+
+def test_the_sample_is_uniform_over_batches_and_parts() -> None:
+    """Every value is equally likely to be sampled, whether it came early or late, in the
+    first part or the last: inclusion counts over 300 seeds pass a chi-square test."""
+    n, capacity, seeds = 3_000, 100, 300
+    values = np.arange(n, dtype=np.float64)
+    included = np.zeros(n)
+    for seed in range(seeds):
+        rng = np.random.Generator(np.random.SFC64(seed))
+        first, second = NumericSketch(capacity), NumericSketch(capacity)
+        for chunk in np.array_split(values[:2_000], 7):  # many batches
+            first.add(chunk, rng)
+        second.add(values[2_000:], rng)
+        sample = first.merge(second).sample()
+        assert len(sample) == capacity and len(np.unique(sample)) == capacity
+        included[sample.astype(int)] += 1
+    # 30 groups of 100 consecutive values: expected seeds * capacity / 30 each
+    groups = included.reshape(30, -1).sum(axis=1)
+    expected = seeds * capacity / 30
+    chi2 = float(((groups - expected) ** 2 / expected).sum())
+    assert chi2 < 58.3  # 0.999 quantile of chi-square with 29 degrees of freedom
+
+
+def test_bernoulli_positions_have_the_asked_rate() -> None:
+    rng = np.random.default_rng(7)
+    hits = np.zeros(500)
+    for _ in range(2_000):
+        positions = _bernoulli_positions(500, 0.1, rng)
+        assert np.all(np.diff(positions) > 0) and (len(positions) == 0 or positions[-1] < 500)
+        hits[positions] += 1
+    assert abs(hits.mean() / 2_000 - 0.1) < 0.003
+    assert abs(hits[:50].mean() - hits[-50:].mean()) / 2_000 < 0.02  # first ≈ last
+
+
+def test_extremes_integrality_and_categories_are_exact() -> None:
+    frame = pl.LazyFrame({"x": [2.0, None, math.inf, -7.0, 3.0], "c": ["a", None, "b", "a", "a"]})
+    got = sketch_rows(frame, {"x": "numeric", "c": "categorical"}, [], capacity=1)
+    x = got.numeric["x"]
+    assert (x.low, x.high, x.integral, x.finite, len(x.sample())) == (-7.0, 3.0, True, 3, 1)
+    stats = got.stats(4, 10, 1, ["x"])
+    assert stats["c\0top"] == ["a", "b"] and stats["c\0distinct"] == 2
+    assert got.rank_errors(4, ["x"])["x"] == rank_error_bound(3, 1, 3) > 0
+
+
+def test_rank_error_bound_closed_form() -> None:
+    assert rank_error_bound(10, 10, 19) == 0.0
+    assert rank_error_bound(10, 0, 19) == 1.0
+    expected = math.sqrt(math.log(4 * 19 / 1e-6) / (2 * 10_000)) + 1e-4
+    assert rank_error_bound(10**6, 10_000, 19) == pytest.approx(expected)
