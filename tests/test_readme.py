@@ -261,13 +261,23 @@ def quickstart(ws: Workspace, block: Block) -> None:
 
 def cli(ws: Workspace, block: Block) -> None:
     def expect(command: str) -> set[int]:
-        return {1} if "--fail-on critical" in command else {0}  # air_time is critical
+        # air_time is critical, and runs fail on critical by default
+        return {1} if command.startswith("kl-drift run ") else {0}
 
     outputs = run_commands(ws, block, expect)
-    assert "critical" in outputs[1]
+    by_command = dict(zip(block.commands, outputs, strict=True))
+    runs = [out for command, out in by_command.items() if command.startswith("kl-drift run ")]
+    assert "critical" in runs[0]
     assert (ws.path / "runs" / "week-27" / "report.html").is_file()
     assert (ws.path / "runs" / "models-1" / "report.html").is_file()
-    assert json.loads(outputs[-1])[0]["estimator"] == "k3"
+    estimate = next(out for command, out in by_command.items()
+                    if command.startswith("kl-drift estimate "))
+    assert json.loads(estimate)[0]["estimator"] == "k3"
+    joint = next(command for command in block.commands if " --joint" in command
+                 and command.startswith("kl-drift run "))
+    report = re.search(r"^report: (.+)$", by_command[joint], re.MULTILINE)
+    assert report is not None
+    assert (ws.path / Path(report.group(1)).parent / "joint.parquet").is_file()
 
 
 def python(ws: Workspace, block: Block) -> None:

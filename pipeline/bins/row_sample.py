@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.files import atomic_write
@@ -266,7 +265,7 @@ def read_sample(profile_path: str | os.PathLike[str],
                          "to it; copy it along with the profile or rebuild the profile",
                          source=where)
     try:
-        found = pq.read_metadata(path).num_rows
+        found = pl.scan_parquet(path, glob=False).select(pl.len()).collect().item()
     except read_errors() as error:
         raise read_error(error, os.fspath(path)) from error
     if found != expected:

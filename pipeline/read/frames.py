@@ -14,7 +14,6 @@ import sys
 from dataclasses import dataclass
 
 import polars as pl
-import pyarrow as pa
 
 from pipeline.errors import InputError
 
@@ -68,15 +67,20 @@ def as_frame(data: object, role: str) -> Frame:
         return Frame(data, f"{role} polars LazyFrame")
     if isinstance(data, pl.DataFrame):
         return Frame(data.lazy(), f"{role} polars DataFrame" + _rows(data.height))
-    if isinstance(data, pa.Table):
+    # pyarrow and pandas only matter when the caller already imported them (start-up)
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None and isinstance(data, arrow.Table):
         return Frame(pl.DataFrame(pl.from_arrow(data)).lazy(),
                      f"{role} pyarrow Table" + _rows(data.num_rows))
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(data, pandas.DataFrame):
         name = f"{role} pandas DataFrame" + _rows(len(data))
+        import pyarrow  # pandas data is converted through Arrow
+
         try:
             frame = pl.from_pandas(data, include_index=True)
-        except (pa.ArrowException, pl.exceptions.PolarsError, TypeError, ValueError) as error:
+        except (pyarrow.ArrowException, pl.exceptions.PolarsError, TypeError,
+                ValueError) as error:
             first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise InputError(f"cannot convert it to a polars table ({first}); give each "
                              "column one type", source=name) from error
