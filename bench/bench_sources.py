@@ -56,9 +56,10 @@ def main() -> None:
             return result
 
         pushdown.run_query = counting
-        assert_frame_equal(pushdown.bin_in_database(source, profile), bin_raw(raw, profile))
+        assert_frame_equal(pushdown.bin_in_database(source, profile).histograms,
+                           bin_raw(raw, profile))
         assert_frame_equal(
-            pushdown.bin_in_database(source, profile, timestamp="ts", period="1d"),
+            pushdown.bin_in_database(source, profile, timestamp="ts", period="1d").histograms,
             bin_raw(raw, profile, timestamp="ts", period="1d"))
         print(f"push-down result equals bin_raw; values fetched from DuckDB: {fetched[0]:,} "
               f"(one window), {fetched[1]:,} (1-day windows) for {args.rows:,} rows x "
