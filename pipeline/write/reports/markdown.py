@@ -251,6 +251,24 @@ def _changes(block: Mapping[str, Any]) -> str | None:
         f"{int(changes.get(name) or 0)} {name}" for name in LIFECYCLES)
 
 
+def _window_section(title: str, block: Mapping[str, Any], intro: str) -> list[str]:
+    """The head of a section of window × segment checks (model outputs, joint drift): its
+    counts, the changes since the last run, what it measures and its warnings."""
+    parts = [f"## {title}\n",
+             f"{_counts_line(block, 'window × segment checks')}"
+             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
+             + f". {escape_md(intro)}\n"]
+    if block["warnings"]:
+        parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
+    return parts
+
+
+def _more_rows(rows: pl.DataFrame, table: str) -> str:
+    """The line under a capped table: how many rows it left out, and where they are."""
+    return (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see {table}.\n"
+            if rows.height > MAX_ROWS else "")
+
+
 def _models(tables: ModelTables) -> list[str]:
     """Model rows, class means and the most changed examples."""
     block = tables.block
@@ -285,14 +303,8 @@ def _models(tables: ModelTables) -> list[str]:
         (True, "Current class", ":--", lambda r: escape_md(r["current_class"])),
         (True, escape_md(block["top_by"]), "--:", lambda r: fmt_value(r["value"])),
     ]
-    more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
-            "models.parquet.\n" if rows.height > MAX_ROWS else "")
-    parts = ["## Model outputs\n",
-             f"{_counts_line(block, 'window × segment checks')}"
-             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
-             + f". {escape_md(model_intro(block))}\n"]
-    if block["warnings"]:
-        parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
+    more = _more_rows(rows, "models.parquet")
+    parts = _window_section("Model outputs", block, model_intro(block))
     parts += [_grid(columns, rows.head(MAX_ROWS)) + more,
               "### Mean predicted probability per class\n",
               "Over all matched examples; the share of examples predicted as each class.\n",
@@ -322,14 +334,8 @@ def _joint(table: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
          lambda r: f"{fmt_count(r['n_baseline'])} / {fmt_count(r['n_current'])}"),
         (True, "Top features", ":--", lambda r: escape_md(top_features(r))),
     ]
-    more = (f"\n…and {rows.height - MAX_ROWS} more window × segment rows; see "
-            "joint.parquet.\n" if rows.height > MAX_ROWS else "")
-    parts = ["## Joint drift\n",
-             f"{_counts_line(block, 'window × segment checks')}"
-             + (f"; since the last run: {since}" if (since := _changes(block)) else "")
-             + f". {escape_md(joint_intro(block))}\n"]
-    if block["warnings"]:
-        parts.append("".join(f"- {escape_md(w)}\n" for w in block["warnings"]))
+    more = _more_rows(rows, "joint.parquet")
+    parts = _window_section("Joint drift", block, joint_intro(block))
     parts.append(_grid(columns, rows.head(MAX_ROWS)) + more)
     problems = [r for r in rows.iter_rows(named=True) if r["reason"] and r["status"] != "ok"]
     if problems:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -179,6 +180,39 @@ def contribution_svg(bins: pl.DataFrame, labels: Sequence[str], *, metric: str) 
     return svg.render()
 
 
+@dataclass(frozen=True)
+class _TimePanel:
+    """The x axis of a panel of windows in time order, right of the y axis's tick labels."""
+
+    left: float
+    right: float
+    step: float
+
+    @classmethod
+    def drawn(cls, svg: Svg, y_axis: _Axis, n: int) -> _TimePanel:
+        """The panel for ``n`` windows, its y ticks and grid lines drawn."""
+        left = 8 + max(text_width(y_axis.fmt(t)) for t in y_axis.ticks)
+        right = PANEL_WIDTH - 6
+        for tick in y_axis.ticks:
+            svg.text(left - 5, y_axis(tick) + 4, y_axis.fmt(tick), css_class="tick",
+                     anchor="end")
+            svg.line(left, y_axis(tick), right, y_axis(tick), "grid")
+        return cls(left, right, (right - left) / max(n, 1))
+
+    def x(self, i: float) -> float:
+        """The centre of window ``i``."""
+        return self.left + (i + 0.5) * self.step
+
+    def label_windows(self, svg: Svg, labels: Sequence[str]) -> None:
+        """The x axis line and as many window labels as fit."""
+        svg.line(self.left, SERIES_HEIGHT - BOTTOM, self.right, SERIES_HEIGHT - BOTTOM, "axis")
+        widest = max((text_width(label) for label in labels), default=0.0) + 10
+        every = max(1, math.ceil(widest / self.step))
+        for i in range(0, len(labels), every):
+            svg.text(self.x(i), SERIES_HEIGHT - 7, labels[i], css_class="tick",
+                     anchor="middle")
+
+
 def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     """The metric per window (or run) against its warn and critical thresholds.
 
@@ -203,16 +237,8 @@ def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
         svg.legend(PANEL_WIDTH - 6, LEGEND, [("sw-critical", "critical"), ("sw-warn", "warn"),
                                          ("sw-val", "value")])
     y_axis = _Axis(0.0, max([*known, 1e-9]) * 1.08, SERIES_HEIGHT - BOTTOM, TOP, count=4)
-    left = 8 + max(text_width(y_axis.fmt(t)) for t in y_axis.ticks)
-    right = PANEL_WIDTH - 6
-    step = (right - left) / max(n, 1)
-
-    def x(i: float) -> float:
-        return left + (i + 0.5) * step
-
-    for tick in y_axis.ticks:
-        svg.text(left - 5, y_axis(tick) + 4, y_axis.fmt(tick), css_class="tick", anchor="end")
-        svg.line(left, y_axis(tick), right, y_axis(tick), "grid")
+    panel = _TimePanel.drawn(svg, y_axis, n)
+    x = panel.x
     for status in ("critical", "warn"):
         for run in _runs(thresholds[status]):
             # A step per change of level only: a constant threshold is one line.
@@ -236,11 +262,7 @@ def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
         css = f"dot s-{status}" if status in ("critical", "warn") else "dot"
         svg.circle(x(i), y_axis(value), 3.5 if status in ("critical", "warn") else 2.2,
                    css + (" partial" if partial[i] else ""), title=tip)
-    svg.line(left, SERIES_HEIGHT - BOTTOM, right, SERIES_HEIGHT - BOTTOM, "axis")
-    widest = max(text_width(label) for label in labels) + 10
-    every = max(1, math.ceil(widest / step))
-    for i in range(0, n, every):
-        svg.text(x(i), SERIES_HEIGHT - 7, labels[i], css_class="tick", anchor="middle")
+    panel.label_windows(svg, labels)
     return svg.render()
 
 
@@ -269,16 +291,8 @@ def trend_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     low, high = min(known, default=0.0), max(known, default=1.0)
     pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
     y_axis = _Axis(low - pad, high + pad, SERIES_HEIGHT - BOTTOM, TOP, count=4)
-    left = 8 + max(text_width(y_axis.fmt(t)) for t in y_axis.ticks)
-    right = PANEL_WIDTH - 6
-    step = (right - left) / max(n, 1)
-
-    def x(i: float) -> float:
-        return left + (i + 0.5) * step
-
-    for tick in y_axis.ticks:
-        svg.text(left - 5, y_axis(tick) + 4, y_axis.fmt(tick), css_class="tick", anchor="end")
-        svg.line(left, y_axis(tick), right, y_axis(tick), "grid")
+    panel = _TimePanel.drawn(svg, y_axis, n)
+    x = panel.x
     for outer, inner in (("red", "band-yellow"), ("yellow", "band-green")):
         lower, upper = column[f"lower_{outer}"], column[f"upper_{outer}"]
         bounded = [u if lo is not None else None for lo, u in zip(lower, upper, strict=True)]
@@ -302,11 +316,7 @@ def trend_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
             f"{light} (median {fmt_value(column['expected'][i])})" if light
             else "no bounds yet")
         svg.circle(x(i), y_axis(value), 3.2, f"dot t-{light or 'none'}", title=tip)
-    svg.line(left, SERIES_HEIGHT - BOTTOM, right, SERIES_HEIGHT - BOTTOM, "axis")
-    widest = max((text_width(label) for label in labels), default=0.0) + 10
-    every = max(1, math.ceil(widest / step))
-    for i in range(0, n, every):
-        svg.text(x(i), SERIES_HEIGHT - 7, labels[i], css_class="tick", anchor="middle")
+    panel.label_windows(svg, labels)
     return svg.render()
 
 
