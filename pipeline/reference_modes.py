@@ -41,7 +41,8 @@ from pipeline.decide.alerts import decide
 from pipeline.labels import ALL, public_segment_columns
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.trends import null_spread, trend_table, window_statistics
-from pipeline.write.history import scan_decisions, scan_histograms
+from pipeline.read.sources import read_errors
+from pipeline.write.history import scan_decisions, scan_histograms, skipped_partition
 
 #: Columns the modes add to the drift table, right after ``partial``.
 REFERENCE_COLUMNS = {"reference": pl.String, "reference_windows": pl.List(pl.String)}
@@ -135,13 +136,12 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
     earlier = None
     if moving or config.trends.enabled:
         say("reading earlier windows from the history")
-        scan, problems = (None, []) if history.dir is None else scan_histograms(
+        parts, problems = ([], []) if history.dir is None else scan_histograms(
             history.dir, exclude_run_id=history.run_id, before=history.as_of,
             max_runs=max_runs)
         warnings += problems
-        if scan is not None:
-            earlier = read_earlier(scan, layouts, since=_since(keys, lookback),
-                                   starts=_targets(keys))
+        earlier = _read_history(parts, layouts, since=_since(keys, lookback),
+                                starts=_targets(keys), warnings=warnings)
     present = current["feature"].unique().to_list()
     line = None
     if moving or config.trends.enabled:
@@ -161,6 +161,28 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
         say("computing trends")
         trends = _trends(config, drift, current, keys, line, history, lookback, warnings)
     return Compared(drift, history_rows(current, keys, layouts), trends, warnings)
+
+
+def _read_history(parts: Sequence[tuple[Path, pl.LazyFrame]], layouts: pl.DataFrame, *,
+                  since: datetime | None, starts: Sequence[datetime],
+                  warnings: list[str]) -> pl.DataFrame | None:
+    """:func:`pipeline.bins.references.read_earlier` over the history's partitions in one
+    query; when one is damaged inside its pages (found only when read), partition by
+    partition, skipping the damaged ones with a warning naming them."""
+    if not parts:
+        return None
+    try:
+        return read_earlier(pl.concat([scan for _, scan in parts]), layouts, since=since,
+                            starts=starts)
+    except read_errors():
+        pass
+    frames = []
+    for file, scan in parts:
+        try:
+            frames.append(read_earlier(scan, layouts, since=since, starts=starts))
+        except read_errors() as error:
+            warnings.append(skipped_partition(file, error))
+    return pl.concat(frames) if frames else None
 
 
 def _lookback(config: RunConfig, moving: Sequence[str]) -> tuple[str | None, int | None]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.bins.align import align
@@ -292,13 +293,48 @@ def test_reading_the_history_loads_only_the_lookback(tmp_path: Path) -> None:
             "lower": None, "upper": None, "count": [1.0, 2.0]},
             schema_overrides={"lower": pl.Float64, "upper": pl.Float64})
         append_history(tmp_path, rows, f"r{day}", start, part="histograms")
-    scan, warnings = scan_histograms(tmp_path, exclude_run_id="next")
-    assert scan is not None and not warnings
+    parts, warnings = scan_histograms(tmp_path, exclude_run_id="next")
+    assert len(parts) == 200 and not warnings
+    scan = pl.concat([part for _, part in parts])
     since = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=197)
     loaded = read_earlier(scan, layouts, since=since)
     assert loaded.height == 3 * 2
     other = read_earlier(scan, pl.DataFrame({"feature": ["x"], "layout": ["m"]}), since=None)
     assert other.is_empty()
+
+
+def test_a_history_partition_damaged_inside_its_pages_is_skipped(profile: Path,
+                                                                 tmp_path: Path) -> None:
+    """Footers intact, pages garbage: found only when the references are read. The run
+    warns naming the file and compares with the windows of the other partitions."""
+    rng = np.random.default_rng(9)
+    out = tmp_path / "out"
+    _run(profile, _days(rng, range(0, 3)), out, "a")
+    _run(profile, _days(rng, range(3, 6)), out, "b")
+    damaged = out / HISTORY_DIR / "run_id=a" / "histograms.parquet"
+    data = bytearray(damaged.read_bytes())
+    meta = pq.ParquetFile(damaged).metadata
+    for group in range(meta.num_row_groups):  # the counts only: footer and ids stay readable
+        chunk = next(c for c in map(meta.row_group(group).column, range(meta.num_columns))
+                     if c.path_in_schema == "count")
+        start = chunk.dictionary_page_offset or chunk.data_page_offset
+        data[start:start + chunk.total_compressed_size] = b"Z" * chunk.total_compressed_size
+    damaged.write_bytes(bytes(data))
+    result = run_drift(load_config(None, {
+        "input.baseline": str(profile), "input.current": str(out / "b.parquet"),
+        "input.timestamp": "ts", "input.period": "1d", "references.modes": MODES,
+        "references.season": "3d", "output.dir": str(out), "output.run_id": "c",
+        "output.fail_on": "never"}))
+    warnings = result.alerts["warnings"]
+    assert any(str(damaged) in w and "skipped" in w for w in warnings), warnings
+    assert result.drift is not None
+    day3 = result.drift.filter(pl.col("window") == _label(3), pl.col("feature") == "x")
+    refs = dict(day3.select("reference", "reference_windows").iter_rows())
+    # day 2 and day 0 were in the damaged run "a": no previous and no same_period reference
+    assert refs["previous"] is None and refs["same_period"] is None
+    day4 = result.drift.filter(pl.col("window") == _label(4), pl.col("feature") == "x")
+    assert dict(day4.select("reference", "reference_windows").iter_rows())["previous"] == [
+        _label(3)]
 
 
 def test_align_by_window_matches_each_window_with_its_own_reference() -> None:

@@ -148,7 +148,8 @@ def _run_of(file: Path) -> tuple[str, datetime] | None:
     return first["run_id"][0], as_utc(first["created_at"][0])
 
 
-def _skipped(file: Path, error: BaseException) -> str:
+def skipped_partition(file: Path, error: BaseException) -> str:
+    """The warning for a partition that cannot be read, which is skipped."""
     why = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return f"history partition {file} is unreadable and was skipped ({why})"
 
@@ -191,7 +192,7 @@ def _earlier_runs(history_dir: str | os.PathLike[str], *, exclude_run_id: str, p
             if missing:
                 raise ValueError(f"no column {missing[0]!r}")
         except _UNREADABLE as error:
-            problems.append(_skipped(file, error))
+            problems.append(skipped_partition(file, error))
             continue
         runs.append((run[1], run[0], file, names))
     return [(file, names) for _, _, file, names in sorted(runs, key=lambda r: r[:2])], problems
@@ -252,7 +253,7 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
                 _typed("status", names), _typed("partial", names),
                 *(_typed(c, names) for c in extra)).collect())
         except _UNREADABLE as error:
-            problems.append(_skipped(file, error))
+            problems.append(skipped_partition(file, error))
     if not frames:
         return None, problems
     parts = [rows.with_columns(run_order=pl.lit(order, pl.Int64),
@@ -264,11 +265,13 @@ def scan_decisions(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
 
 def scan_histograms(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
                     before: datetime | None = None, max_runs: int | None = None
-                    ) -> tuple[pl.LazyFrame | None, list[str]]:
-    """Earlier runs' current histograms (``histograms.parquet``), lazily.
+                    ) -> tuple[list[tuple[Path, pl.LazyFrame]], list[str]]:
+    """Earlier runs' current histograms (``histograms.parquet``), lazily, per partition.
 
-    Nothing but the Parquet footers is read here: filter the scan (features, ``start``)
-    before collecting it, and only the row groups that can match are read.
+    Nothing but the Parquet footers is read here: filter the scans (features, ``start``)
+    before collecting them, and only the row groups that can match are read. A partition
+    damaged inside its pages is found only then: collect the partitions one by one to skip
+    it (:func:`skipped_partition`).
 
     Parameters
     ----------
@@ -283,9 +286,10 @@ def scan_histograms(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
 
     Returns
     -------
-    (pl.LazyFrame or None, list of str)
-        The rows (:data:`HISTOGRAM_COLUMNS` and ``run_order``, ranking the runs oldest
-        first), or None when there are none; and one warning per unreadable partition.
+    (list of (Path, pl.LazyFrame), list of str)
+        Each partition file and its rows (:data:`HISTOGRAM_COLUMNS` and ``run_order``,
+        ranking the runs oldest first), oldest first; and one warning per partition whose
+        footer cannot be read.
 
     Examples
     --------
@@ -296,8 +300,8 @@ def scan_histograms(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
     ...                      "lower": None, "upper": None, "count": [3.0]},
     ...                     schema_overrides=HISTOGRAM_COLUMNS)
     >>> _ = append_history(folder, rows, "r1", "2024-06-02T00:00:00Z", part="histograms")
-    >>> scan, warnings = scan_histograms(folder, exclude_run_id="r2")
-    >>> scan.select("feature", "count", "run_order").collect().rows()
+    >>> parts, warnings = scan_histograms(folder, exclude_run_id="r2")
+    >>> parts[0][1].select("feature", "count", "run_order").collect().rows()
     [('x', 3.0, 0)]
     """
     runs, warnings = _earlier_runs(history_dir, exclude_run_id=exclude_run_id,
@@ -308,12 +312,9 @@ def scan_histograms(history_dir: str | os.PathLike[str], *, exclude_run_id: str,
         runs = runs[offset:]
     else:
         offset = 0
-    if not runs:
-        return None, warnings
-    return pl.concat([_scan(file)
-                      .select(*(pl.col(c).cast(t) for c, t in HISTOGRAM_COLUMNS.items()),
-                              run_order=pl.lit(offset + order, pl.Int64))
-                      for order, (file, _) in enumerate(runs)]), warnings
+    return [(file, _scan(file).select(*(pl.col(c).cast(t) for c, t in HISTOGRAM_COLUMNS.items()),
+                                      run_order=pl.lit(offset + order, pl.Int64)))
+            for order, (file, _) in enumerate(runs)], warnings
 
 
 def history_files(history_dir: str | os.PathLike[str]) -> list[Path]:
@@ -373,7 +374,7 @@ def _stored_runs(history_dir: str | os.PathLike[str]) -> tuple[pl.DataFrame, lis
         try:
             run = _run_of(file)
         except _UNREADABLE as error:
-            problems.append(_skipped(file, error))
+            problems.append(skipped_partition(file, error))
             continue
         if run is not None:
             rows.append({"run_id": run[0], "created_at": run[1], "file": str(file)})
@@ -449,7 +450,7 @@ def read_recent_runs(
                       on=["segment", "feature"], how="semi")
                 .collect(engine="streaming"))
         except _UNREADABLE as error:
-            problems.append(_skipped(Path(file), error))
+            problems.append(skipped_partition(Path(file), error))
     for problem in problems:
         warnings.warn(problem, KLDriftWarning, stacklevel=2)
     rows = pl.concat(parts, how="vertical_relaxed") if parts else None
