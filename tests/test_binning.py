@@ -264,7 +264,7 @@ def test_counts_of_many_small_batches_add_up_to_one_pass(
                           "c": rng.choice(["a", "b", "c"], 200)})
     profile = build_profile(frame.lazy(), exclude=["region"])
     whole = bin_raw(frame.lazy(), profile, segments=["region"])
-    monkeypatch.setattr("pipeline.bins.binning._BATCH_ROWS", 7)
+    monkeypatch.setattr("pipeline.read.sources.BATCH_ROWS", 7)
     batched = bin_raw(frame.lazy(), profile, segments=["region"])
     assert batched.equals(whole)
     eu = batched.filter(pl.col(REGION) == "EU")

@@ -54,7 +54,7 @@ def test_every_row_is_equally_likely_to_be_sampled() -> None:
 def test_sample_is_reproducible_and_independent_of_batch_size(monkeypatch) -> None:
     frame = pl.LazyFrame({"g": ["a", "b", "c"] * 1000, "x": range(3000)})
     whole = sample_rows(frame, groups=["g"], size=50, seed=9, source="t")
-    monkeypatch.setattr(row_sample, "_BATCH_ROWS", 7)
+    monkeypatch.setattr("pipeline.read.sources.BATCH_ROWS", 7)
     batched = sample_rows(frame, groups=["g"], size=50, seed=9, source="t")
     assert_frame_equal(whole.collect(), batched.collect())
     assert_frame_equal(whole.totals, batched.totals)

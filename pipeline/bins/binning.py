@@ -25,7 +25,7 @@ import polars as pl
 from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
 from pipeline.errors import ConfigError, InputError
 from pipeline.labels import segment_column
-from pipeline.read.sources import collect_schema, iter_batches
+from pipeline.read.sources import FEATURES_PER_PASS, collect_schema, iter_batches
 from pipeline.windows import (
     UTC,
     TimeSpan,
@@ -35,8 +35,6 @@ from pipeline.windows import (
     window_start_expr,
 )
 
-_FEATURES_PER_PASS = 100
-_BATCH_ROWS = 500_000  # rows per streamed batch: bounds memory, amortises per-batch overhead
 _CHUNK = 1 << 15  # values binned at once: the chunk and its masks stay in L2 cache
 _SEARCH_ABOVE = 64  # with more edges than this, binary search beats counting edges
 _MAX_RUNS = 64  # above this many runs of one group in a batch, per-run overhead dominates
@@ -373,11 +371,9 @@ def bin_windows(
                                   SLOT: pl.Int64, "count": pl.Int64})]
     span = None
     days = timestamp is not None and schema[timestamp] == pl.Date
-    # polars plans a select in time superlinear in its expressions (2,000 features: 8.6 s
-    # in one select, 0.7 s in selects of 100), so wide tables take one pass per 100
-    # features; each pass reads only its own columns, the first also checks the timestamps
-    for start in range(0, max(len(specs), 1), _FEATURES_PER_PASS):
-        chunk = specs[start:start + _FEATURES_PER_PASS]
+    # one pass per FEATURES_PER_PASS features; the first also checks the timestamps
+    for start in range(0, max(len(specs), 1), FEATURES_PER_PASS):
+        chunk = specs[start:start + FEATURES_PER_PASS]
         value_exprs = [(pl.col(f.name).cast(pl.Float64) if f.kind == "numeric"
                         else _category_codes(f.name, f.categories)).alias(_value_column(i))
                        for i, f in enumerate(chunk)]
@@ -385,7 +381,7 @@ def bin_windows(
                                                   *(extra if start == 0 else []))
         base = int(offsets[start])
         local = offsets[start:start + len(chunk) + 1] - base
-        for batch in iter_batches(query, source or "raw data", rows=_BATCH_ROWS):
+        for batch in iter_batches(query, source or "raw data"):
             if _UNPARSED in batch.columns:
                 check_parsed(batch[_UNPARSED], str(timestamp), source)
             if _INSTANT in batch.columns:

@@ -503,7 +503,8 @@ def profile_from_stats(
 ) -> Profile:
     """A profile from what its bins are derived from and a way to count the baseline.
 
-    ``stats`` holds, per feature, what :func:`_stats_query` computes (``__rows``; numeric:
+    ``stats`` holds, per feature, what the first pass computes (:mod:`pipeline.bins.sketch`,
+    or aggregates in a database; ``__rows``; numeric:
     finite ``min``, ``max``, ``integral``, quantiles ``q``; categorical: ``top`` categories by
     count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).

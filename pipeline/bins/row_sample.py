@@ -35,7 +35,6 @@ from pipeline.read.sources import iter_batches, read_error, read_errors
 SAMPLE_KEY = "__sample_key"
 #: Key of the sample's entry in the profile metadata.
 SAMPLE_ENTRY = "joint_sample"
-_BATCH_ROWS = 500_000
 _TOTAL = "rows"
 # SplitMix64 constants (Steele, Lea & Flood 2014): a bijective mix with full avalanche.
 _GAMMA, _MIX1, _MIX2 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
@@ -203,7 +202,7 @@ def sample_rows(query: pl.LazyFrame, *, groups: Sequence[str], size: int, seed: 
     kept = pl.DataFrame(schema={**schema, SAMPLE_KEY: pl.UInt64})
     totals = [pl.DataFrame(schema={**{g: schema[g] for g in groups}, _TOTAL: pl.Int64})]
     position = start
-    for batch in iter_batches(query, source, rows=_BATCH_ROWS):
+    for batch in iter_batches(query, source):
         keyed = batch.with_columns(pl.Series(SAMPLE_KEY, row_keys(seed, position, batch.height)))
         position += batch.height
         kept = keep_smallest(pl.concat([kept, keyed]), groups, size)

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.labels import MISSING, OTHER
-from pipeline.read.sources import iter_batches
+from pipeline.read.sources import FEATURES_PER_PASS, iter_batches
 
 #: Most sampled values over all numeric features (64 MiB as float64, as much for the keys,
 #: and a buffer half again as large).
@@ -36,8 +36,6 @@ SAMPLE_VALUES = 1 << 23
 SAMPLE_ROWS = 1 << 20
 #: Chance that an edge's rank error exceeds the bound recorded in the profile.
 RANK_ERROR_RISK = 1e-6
-_BATCH_ROWS = 500_000  # rows per streamed batch
-_FEATURES_PER_PASS = 100
 _COMPACT_PARTS = 16  # per-batch category counts kept before they are added up
 #: Private names of a category's columns in the per-segment counts.
 VALUE, COUNT = "\0value", "\0n"
@@ -314,17 +312,16 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in categorical}
     rows = 0
     names = list(kinds)
-    # polars plans a select in time superlinear in its expressions: wide tables take one
-    # pass per _FEATURES_PER_PASS features (as binning does), each reading only its columns
-    for start in range(0, len(names), _FEATURES_PER_PASS):
-        chunk = names[start:start + _FEATURES_PER_PASS]
+    # one pass per FEATURES_PER_PASS features, as binning does
+    for start in range(0, len(names), FEATURES_PER_PASS):
+        chunk = names[start:start + FEATURES_PER_PASS]
         columns = {f"\0f{i}": name for i, name in enumerate(chunk)}
         query = raw.select(
             *(pl.col(s).cast(pl.String).alias(k) for k, s in zip(keys, segments, strict=True)),
             *(pl.col(name).cast(pl.Float64 if kinds[name] == "numeric" else pl.String)
               .alias(c) for c, name in columns.items()))
         counted = 0
-        for batch in iter_batches(query, source, rows=_BATCH_ROWS):
+        for batch in iter_batches(query, source):
             counted += batch.height
             for column, name in columns.items():
                 if kinds[name] == "numeric":
