@@ -62,6 +62,7 @@ from pipeline.reference_modes import History, compare
 from pipeline.windows import timestamp_expr, window_coverage
 from pipeline.write.documents import (
     alerts_document,
+    estimates_block,
     joint_block,
     models_block,
     trends_block,
@@ -175,6 +176,7 @@ class _Measured:
 
     config: RunConfig
     created_at: datetime
+    history: History  # what the moving references were read from
     inputs: dict[str, str]  # run.inputs of alerts.json
     features: _FeatureDrift | None
     joint: _JointDrift | None
@@ -413,10 +415,9 @@ def run_in_memory(config: RunConfig, *, inputs: FeatureInputs | None = None,
     say = progress or _silent
     created_at = datetime.now(UTC)
     run_id = _run_id(config, created_at)
-    history = None if history_dir is None else Path(history_dir)
-    measured = _measure(config, parts, say, bin_current, inputs, created_at,
-                        _history(history, run_id, created_at))
-    result = _conclude(measured, run_id, history, say)
+    measured = _measure(config, parts, say, bin_current, inputs, created_at, _history(
+        None if history_dir is None else Path(history_dir), run_id, created_at))
+    result = _conclude(measured, measured.history, say)
     _check_compared(result)
     return result
 
@@ -516,25 +517,24 @@ def _measure(config: RunConfig, parts: set[str], say: Progress, bin_current: Bin
     estimates = block = None
     if config.estimate is not None and ESTIMATES in parts:
         from pipeline.measure.estimate import estimate_kl
-        from pipeline.write.documents import estimates_block
 
         say(f"estimating KL from {config.estimate.source}")
         estimates = estimate_kl(config.estimate, window_timezone=config.input.window_timezone,
                                 min_coverage=config.input.min_coverage)
         block = estimates_block(estimates, config.estimate)
-    return _Measured(config, created_at,
+    return _Measured(config, created_at, history,
                      {} if features is None or inputs is None else inputs.described(),
                      features, joint, models, estimates, block)
 
 
-def _conclude(measured: _Measured, run_id: str, history_dir: Path | None,
-              say: Progress) -> CheckResult:
-    """Decide across runs (with the history in ``history_dir``, if any) and build the
-    alerts.json document: the run as it would be written under ``run_id``."""
+def _conclude(measured: _Measured, history: History, say: Progress) -> CheckResult:
+    """Decide across runs (with ``history``: its folder, if any, the run id and the run's
+    place among the runs) and build the alerts.json document: the run as it would be
+    written under that run id."""
     config, features, models, joint = (measured.config, measured.features, measured.models,
                                        measured.joint)
     say("comparing with earlier runs")
-    as_of = _as_of(measured.created_at, run_id, history_dir)
+    run_id, history_dir, as_of = history.run_id, history.dir, history.as_of
     warnings = [] if features is None else list(features.warnings)
     drift, resolved = None, None
     if features is not None:
@@ -606,8 +606,11 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
     """
     out_dir = run_dir.parent
     history_dir = out_dir / HISTORY_DIR
-    as_of = _as_of(measured.created_at, run_id, history_dir)
-    result = _conclude(measured, run_id, history_dir, say)
+    history = measured.history
+    if (history.dir, history.run_id) != (history_dir, run_id):  # written elsewhere
+        history = _history(history_dir, run_id, measured.created_at)
+    as_of = history.as_of
+    result = _conclude(measured, history, say)
     drift, models, joint = result.drift, result.models, result.joint
     features = measured.features
     say(f"writing {run_dir}")
