@@ -38,6 +38,22 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def chromium_executable() -> str:
+    """The headless Chromium the browser tests drive through Playwright (never downloaded),
+    or :func:`unavailable` saying what to install."""
+    from pipeline.write.reports.screenshot import find_chromium
+
+    executable = find_chromium()
+    if executable is None:
+        unavailable("headless Chromium not found (install chromium or set KL_DRIFT_CHROMIUM)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        unavailable("Playwright not installed (pip install -e '.[dev]')")
+    assert executable is not None
+    return executable
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from PIL import Image
 
 from pipeline.bins.layout import bin_label
 from pipeline.write.reports import write_reports
-from pipeline.write.reports.screenshot import Opened, chromium, find_chromium, open_page
+from pipeline.write.reports.screenshot import Opened, chromium, open_page
 from tests.report_data import make_alerts, make_drift, write_run
+from tests.servers import chromium_executable
 
 pytestmark = pytest.mark.browser
 
@@ -34,19 +34,7 @@ SCALE = 1.6431714216404367  # makes every dep_delay edge a long float
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    executable = find_chromium()
-    message = None
-    if executable is None:
-        message = "headless Chromium not found (install chromium or set KL_DRIFT_CHROMIUM)"
-    else:
-        try:
-            import playwright  # noqa: F401
-        except ImportError:
-            message = "Playwright not installed (pip install -e '.[dev]')"
-    if message:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    executable = chromium_executable()
     with chromium(executable) as opened:
         yield opened
 

@@ -5,7 +5,6 @@ scroll within it instead of loading the notebook into the frame."""
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -13,7 +12,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import pipeline as kd
-from pipeline.write.reports.screenshot import Opened, chromium, find_chromium, open_page
+from pipeline.write.reports.screenshot import Opened, chromium, open_page
+from tests.servers import chromium_executable
 from tests.test_api import tables
 
 pytestmark = pytest.mark.browser
@@ -47,19 +47,7 @@ def notebook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def opened(notebook: str) -> Iterator[Opened]:
-    executable = find_chromium()
-    message = None
-    if executable is None:
-        message = "headless Chromium not found (install chromium or set KL_DRIFT_CHROMIUM)"
-    else:
-        try:
-            import playwright  # noqa: F401
-        except ImportError:
-            message = "Playwright not installed (pip install -e '.[dev]')"
-    if message:
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    executable = chromium_executable()
     with chromium(executable) as browser, open_page(browser, notebook) as page:
         yield page
 
