@@ -179,3 +179,18 @@ def test_demo_writes_the_report_and_says_where(tmp_path: Path) -> None:
     assert {"drift.parquet", "alerts.json", "report.md", "models.parquet",
             "estimates.parquet"} <= run_files
     assert (tmp_path / "flights_profile.parquet").is_file()
+
+
+@pytest.mark.parametrize("flag", ["--max-categories", "--top-k"])
+def test_profile_keeps_at_most_max_categories(flag: str, tmp_path: Path) -> None:
+    # --top-k is the deprecated name of profile.max_categories; both keep the most frequent
+    from pipeline.bins.profile import read_profile
+
+    path = tmp_path / "p.parquet"
+    result = invoke("profile", DATA / "flights_baseline.parquet", "--out", path,
+                    "--feature", "dest", flag, "3", "-q")
+    assert result.exit_code == 0, result.output
+    kept = read_profile(path).histograms().filter(~pl.col("bin").str.starts_with("__"))
+    expected = (pl.read_parquet(DATA / "flights_baseline.parquet")["dest"].value_counts()
+                .sort(["count", "dest"], descending=[True, False])["dest"].head(3))
+    assert sorted(kept["bin"]) == sorted(expected)
