@@ -34,7 +34,7 @@ from .logits import (
     multilabel_symmetric_kl,
     symmetric_kl_from_logits,
 )
-from .significance import GTestResult, g_test
+from .significance import GTestResult, g_terms, g_test
 from .smoothing import smooth
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "divergences",
     "divergences_from_logits",
     "entropy",
+    "g_terms",
     "g_test",
     "hellinger",
     "jackknife",

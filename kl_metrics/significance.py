@@ -9,6 +9,28 @@ from scipy.special import chdtrc, kl_div
 from . import _validation as v
 
 
+def g_terms(current: np.ndarray, baseline: np.ndarray, n_current: np.ndarray | float,
+            n_baseline: np.ndarray | float) -> np.ndarray:
+    """Each bin's term of the G statistic (:func:`g_test`), without checking the inputs.
+
+    For callers that build many tables themselves (simulations, flat arrays of tables of
+    different widths): ``current``/``baseline`` are float counts, ``n_current``/
+    ``n_baseline`` their totals broadcast to the same shape. Every term is >= 0 and G is
+    their sum over a table's bins.
+
+    >>> cur, base = np.array([30.0, 20, 50]), np.array([40.0, 40, 20])
+    >>> round(float(g_terms(cur, base, cur.sum(), base.sum()).sum()), 3)
+    21.512
+    """
+    share = (current + baseline) / (n_current + n_baseline)  # column total / N
+    # kl_div(O, E) = O log(O/E) - O + E: the added terms sum to 0 along each row, and make
+    # every term >= 0, so the sum has no cancellation
+    terms: np.ndarray = kl_div(current, n_current * share)
+    terms += kl_div(baseline, n_baseline * share)
+    terms *= 2
+    return terms
+
+
 class GTestResult(NamedTuple):
     """Result of :func:`g_test`; unpacks as ``statistic, dof, p_value``."""
 
@@ -61,12 +83,8 @@ def g_test(
     (cur, base), (n_cur, n_base), _ = v.histograms(
         (current_counts, baseline_counts), ("current_counts", "baseline_counts"), axis
     )
-    total = cur + base
-    share = total / (n_cur + n_base)  # column total / N
-    # kl_div(O, E) = O log(O/E) - O + E: the added terms sum to 0 along each row, and make
-    # every term >= 0, so the sum has no cancellation
-    statistic = 2 * (kl_div(cur, n_cur * share) + kl_div(base, n_base * share)).sum(axis=-1)
-    dof = np.count_nonzero(total, axis=-1) - 1
+    statistic = g_terms(cur, base, n_cur, n_base).sum(axis=-1)
+    dof = np.count_nonzero(cur + base, axis=-1) - 1
     # chdtrc is the chi-square survival function (scipy.stats is slow to import)
     p_value = np.where(dof > 0, chdtrc(np.maximum(dof, 1), statistic), 1.0)
     return GTestResult(statistic[()], dof[()], p_value[()])

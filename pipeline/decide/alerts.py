@@ -35,41 +35,50 @@ from pipeline.decide.significance import (
     RESOLVED_EXCEEDANCES,
     SECOND_DRAWS,
     benjamini_hochberg,
-    chi_square_p,
+    Tables,
     decision_threshold,
     exceedance_floor,
-    is_sparse,
     permutation_exceedances,
     precise_p_values,
 )
 from pipeline.decide.state import apply_persistence
+from pipeline.labels import OTHER
 from pipeline.measure.unseen import cell_kinds, unseen_cells, with_unseen_mass
 
 
-def count_groups(drift: pl.DataFrame, mask: np.ndarray
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield ``(rows, current, baseline)``: the per-bin counts of the masked rows of a drift
-    table, one batch per bin count, read from its ``bins`` column.
+def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tables]:
+    """The masked rows of a drift table that have bins, and their per-bin counts read from
+    its ``bins`` column (row k of the tables is drift row ``rows[k]``).
 
     Categorical rows with a ``baseline_unseen`` share come with their unseen cells merged
     and given that share (:func:`pipeline.measure.unseen.with_unseen_mass`).
-    ``current`` and ``baseline`` have shape ``(len(rows), width)``; rows without bins are
-    never yielded. Batches come by increasing width, rows in table order.
     """
     widths = drift["bins"].list.len().to_numpy()
-    keep = mask & (widths > 0)
-    share = drift["baseline_unseen"].fill_null(np.nan).to_numpy()
-    for width in np.unique(widths[keep]):
-        rows = np.flatnonzero(keep & (widths == width))
-        cells = drift["bins"].gather(rows).explode().struct
-        current = cells.field("current_count").to_numpy().reshape(-1, width)
-        baseline = cells.field("baseline_count").to_numpy().reshape(-1, width)
-        adjust = np.isfinite(share[rows])  # categorical rows with an unseen-mass estimate
-        if adjust.any():
-            kinds = cells.field("bin").to_frame().select(cell_kinds(pl.col("bin")))
-            unseen = unseen_cells(kinds.to_series().to_numpy().reshape(-1, width), baseline)
-            current, baseline = with_unseen_mass(current, baseline, unseen, share[rows])
-        yield rows, current, baseline
+    rows = np.flatnonzero(mask & (widths > 0))
+    bins = drift.select("bins")[rows] if rows.size < drift.height else drift.select("bins")
+    cells = pl.element().struct
+    counts = bins.select(*(pl.col("bins").list.eval(cells.field(f)).explode().alias(f)
+                           for f in ("current_count", "baseline_count")))
+    starts = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(widths[rows], out=starts[1:])
+    tables = Tables(counts["current_count"].to_numpy(writable=True),
+                    counts["baseline_count"].to_numpy(writable=True), starts)
+    if not rows.size:
+        return rows, tables
+    # Only rows with an unseen cell can change: __other__, or a baseline count of 0.
+    share = drift["baseline_unseen"].fill_null(np.nan).to_numpy()[rows]
+    lumped = bins.select(pl.col("bins").list.eval(cells.field("bin") == OTHER).list.any())
+    adjust = np.flatnonzero(np.isfinite(share) & (
+        lumped.to_series().to_numpy() | (np.minimum.reduceat(tables.baseline, starts[:-1]) == 0)))
+    for batch, current, baseline in tables.by_width(adjust):
+        width = current.shape[1]
+        labels = bins[batch].select(pl.col("bins").explode().struct.field("bin"))
+        kinds = labels.select(cell_kinds(pl.col("bin"))).to_series().to_numpy()
+        unseen = unseen_cells(kinds.reshape(-1, width), baseline)
+        at = starts[batch][:, None] + np.arange(width)
+        tables.current[at], tables.baseline[at] = with_unseen_mass(current, baseline, unseen,
+                                                                   share[batch])
+    return rows, tables
 
 
 def decide(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
@@ -124,11 +133,21 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     (:mod:`pipeline.decide.significance`)."""
     n_rows = drift.height
     p, chi_square, exceed = (np.full(n_rows, np.nan) for _ in range(3))
-    for rows, current, baseline in count_groups(drift, tested):
-        p[rows] = chi_square[rows] = chi_square_p(current, baseline)
-        sparse = candidate[rows] & is_sparse(current, baseline)
-        exceed[rows[sparse]] = permutation_exceedances(current[sparse], baseline[sparse],
-                                                       FIRST_DRAWS, rng)
+    rows, tables = count_tables(drift, tested)
+    index = np.full(n_rows, -1)  # a drift row's row in the tables
+    index[rows] = np.arange(rows.size)
+    asymptotic, sparse = tables.asymptotic()
+    p[rows] = chi_square[rows] = asymptotic
+
+    def batches(mask: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Counts of the masked drift rows, by width (:meth:`Tables.by_width`)."""
+        for chosen, current, baseline in tables.by_width(index[np.flatnonzero(mask)]):
+            yield rows[chosen], current, baseline
+
+    simulated = np.zeros(n_rows, dtype=bool)
+    simulated[rows[sparse]] = True
+    for chosen, current, baseline in batches(candidate & simulated):
+        exceed[chosen] = permutation_exceedances(current, baseline, FIRST_DRAWS, rng)
     permuted = np.isfinite(exceed)
     drawn = np.where(permuted, FIRST_DRAWS, 0)
     p[permuted] = (1 + exceed[permuted]) / (FIRST_DRAWS + 1)
@@ -144,14 +163,14 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
         decisive = open_ & (chi_square <= threshold / DECISIVE_FACTOR)
         p[decisive] = chi_square[decisive]
         extend = open_ & ~decisive & (drawn < SECOND_DRAWS)
-        for rows, current, baseline in count_groups(drift, extend):
-            exceed[rows] += permutation_exceedances(current, baseline,
+        for chosen, current, baseline in batches(extend):
+            exceed[chosen] += permutation_exceedances(current, baseline,
                                                     SECOND_DRAWS - FIRST_DRAWS, rng)
         drawn[extend] = SECOND_DRAWS
         p[extend] = (1 + exceed[extend]) / (SECOND_DRAWS + 1)
         tail = open_ & ~decisive & ~extend
-        for rows, current, baseline in count_groups(drift, tail):
-            p[rows] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng)
+        for chosen, current, baseline in batches(tail):
+            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng)
         unsettled &= ~(decisive | tail)
 
 

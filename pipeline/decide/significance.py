@@ -25,10 +25,13 @@ an alert (docs/alerts.md):
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.special import betaincinv, gammaln, xlogy
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from kl_metrics import g_test
+import numpy as np
+from scipy.special import betaincinv, chdtrc, gammaln, xlogy
+
+from kl_metrics import g_terms
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
@@ -58,9 +61,67 @@ _CHUNK_CELLS = 1 << 20
 _TIE = 1e-9
 
 
+@dataclass(frozen=True)
+class Tables:
+    """The 2 x k tables (current, baseline) of many rows, k varying by row, as flat arrays:
+    row i's bins are the cells ``starts[i]:starts[i + 1]`` (every row has a bin).
+
+    One pass over the flat cells tests every row (:meth:`asymptotic`), whatever its width;
+    simulations take rectangular batches of a few rows (:meth:`by_width`).
+    """
+
+    current: np.ndarray
+    baseline: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of_rows(cls, current: np.ndarray, baseline: np.ndarray) -> Tables:
+        """The tables of rectangular counts, shape ``(rows, bins)``."""
+        rows, width = current.shape
+        return cls(np.ascontiguousarray(current, dtype=float).ravel(),
+                   np.ascontiguousarray(baseline, dtype=float).ravel(),
+                   np.arange(rows + 1, dtype=np.int64) * width)
+
+    def __len__(self) -> int:
+        return self.starts.size - 1
+
+    def by_width(self, rows: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(rows, current, baseline)`` of the given rows, one batch per width (increasing),
+        rows in the given order; counts of shape ``(len(rows), width)``."""
+        widths = np.diff(self.starts)[rows]
+        for width in np.unique(widths):
+            chosen = rows[widths == width]
+            cells = self.starts[chosen][:, None] + np.arange(width)
+            yield chosen, self.current[cells], self.baseline[cells]
+
+    def asymptotic(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the chi-square p of its G-test (:func:`kl_metrics.g_test`), and whether
+        an expected cell count is below ``MIN_EXPECTED`` (Cochran's rule fails)."""
+        p, sparse = np.empty(len(self)), np.empty(len(self), dtype=bool)
+        # blocks of rows bound the temporaries whatever the number of rows
+        bounds = np.unique(np.append(
+            np.searchsorted(self.starts, np.arange(0, self.starts[-1], _CHUNK_CELLS)), len(self)))
+        for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+            starts = self.starts[first:last + 1]
+            cells = slice(int(starts[0]), int(starts[-1]))
+            current, baseline = self.current[cells], self.baseline[cells]
+            at, widths = starts[:-1] - starts[0], np.diff(starts)
+            n_current = np.add.reduceat(current, at)
+            n_baseline = np.add.reduceat(baseline, at)
+            total = current + baseline
+            statistic = np.add.reduceat(g_terms(current, baseline, np.repeat(n_current, widths),
+                                                np.repeat(n_baseline, widths)), at)
+            dof = np.add.reduceat(total > 0, at, dtype=np.int64) - 1
+            p[first:last] = np.where(dof > 0, chdtrc(np.maximum(dof, 1), statistic), 1.0)
+            smallest = np.minimum.reduceat(np.where(total > 0, total, np.inf), at)
+            sparse[first:last] = (np.minimum(n_current, n_baseline)
+                                  * (smallest / (n_current + n_baseline)) < MIN_EXPECTED)
+        return p, sparse
+
+
 def chi_square_p(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Asymptotic p of the G-test of each row (:func:`kl_metrics.g_test`)."""
-    return np.asarray(g_test(current, baseline).p_value, dtype=float)
+    return Tables.of_rows(current, baseline).asymptotic()[0]
 
 
 def is_sparse(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
@@ -70,10 +131,14 @@ def is_sparse(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     ...           np.array([[40.0, 40, 20], [700, 280, 5]])).tolist()
     [False, True]
     """
-    n_current, n_baseline = current.sum(axis=1), baseline.sum(axis=1)
-    pooled = (current + baseline) / (n_current + n_baseline)[:, None]
-    smallest = np.where(pooled > 0, pooled, np.inf).min(axis=1)
-    return np.asarray(np.minimum(n_current, n_baseline) * smallest < MIN_EXPECTED)
+    return Tables.of_rows(current, baseline).asymptotic()[1]
+
+
+def g_statistic(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """G of each table along the last axis (:func:`kl_metrics.g_test`), unchecked."""
+    n_current = current.sum(axis=-1, keepdims=True)
+    n_baseline = baseline.sum(axis=-1, keepdims=True)
+    return g_terms(current, baseline, n_current, n_baseline).sum(axis=-1)
 
 
 def permutation_exceedances(current: np.ndarray, baseline: np.ndarray, draws: int,
@@ -178,8 +243,7 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
     A permuted current row is drawn bin by bin: hypergeometric from the rows not yet
     placed, so the bins' totals and both sample sizes stay fixed.
     """
-    statistic = np.asarray(g_test(current, total - current).statistic, dtype=float) \
-        if len(current) else np.empty(0)
+    statistic = g_statistic(current, total - current)
     exceed = np.zeros(len(current))
     width = current.shape[1]
     for chunk in _chunks(np.arange(len(current)), draws * width):
@@ -192,7 +256,7 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
             table[:, :, j] = taken = rng.hypergeometric(column, pool, left) if j < width - 1 \
                 else left
             left = left - taken
-        g_sim = np.asarray(g_test(table, total[chunk] - table).statistic, dtype=float)
+        g_sim = g_statistic(table, total[chunk] - table)
         exceed[chunk] = (g_sim >= statistic[chunk] * (1 - _TIE) - 1e-12).sum(axis=0)
     return exceed
 
