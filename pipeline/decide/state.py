@@ -179,11 +179,16 @@ def apply_state(current: pl.DataFrame, previous: pl.DataFrame | None, *, persist
                       _was_status=pl.lit(None, pl.String), _status="status",
                       _first_run="first_run", _first_pos="first_pos"),
     ], how="vertical_relaxed")
+    # One integer per series, and each label's start parsed once: the timeline is sorted and
+    # grouped by numbers, not by the series' strings and labels of every row.
+    labels = timeline.select(pl.col("window").unique())
+    starts = labels.with_columns(_start=_window_start(pl.col("window")))
     judged = _judge(
         timeline.filter(~pl.col("_partial"))
-        .sort([*keys, _window_start(pl.col("window")), "_first_run", "_first_pos"],
-              nulls_last=True),
-        keys, persistence)
+        .with_columns(_series=pl.struct(keys).rank("dense"))
+        .join(starts, on="window", how="left", nulls_equal=True)
+        .sort(["_series", "_start", "_first_run", "_first_pos"], nulls_last=True),
+        ["_series"], persistence)
     held = pl.col("window_status").is_in(ALERTING) & (pl.col("_streak") < persistence)
     table = (
         current.with_row_index("_row")
