@@ -179,25 +179,32 @@ def apply_state(current: pl.DataFrame, previous: pl.DataFrame | None, *, persist
                       _was_status=pl.lit(None, pl.String), _status="status",
                       _first_run="first_run", _first_pos="first_pos"),
     ], how="vertical_relaxed")
+    # Only series with a drifting window (now or earlier) need a timeline: elsewhere no
+    # window is held back, alerts or closes an episode, and the status is the window's.
     # One integer per series, and each label's start parsed once: the timeline is sorted and
     # grouped by numbers, not by the series' strings and labels of every row.
+    series_id = pl.struct(keys).rank("dense")
+    drifted = pl.any_horizontal(pl.col(c).is_in(ALERTING)
+                                for c in ("window_status", "_was_status", "_status"))
+    timeline = timeline.filter(~pl.col("_partial")).filter(drifted.any().over(series_id))
     labels = timeline.select(pl.col("window").unique())
     starts = labels.with_columns(_start=_window_start(pl.col("window")))
     judged = _judge(
-        timeline.filter(~pl.col("_partial"))
-        .with_columns(_series=pl.struct(keys).rank("dense"))
+        timeline.with_columns(_series=series_id)
         .join(starts, on="window", how="left", nulls_equal=True)
         .sort(["_series", "_start", "_first_run", "_first_pos"], nulls_last=True),
-        ["_series"], persistence)
+        "_series", persistence)
     held = pl.col("window_status").is_in(ALERTING) & (pl.col("_streak") < persistence)
-    table = (
-        current.with_row_index("_row")
-        .join(judged, on="_row", how="left")
-        .sort("_row")
-        .with_columns(_partial=ours.sort("_row")["_partial"])
+    # the decisions in row order, computed beside the few columns they need and then put
+    # on the rows: a join or a new expression on the whole table would copy its every column
+    columns = [c for c in ("reason", "coverage") if c in current.columns]
+    decisions = (
+        current.select(*keys, "window", "window_status", *columns,
+                       _row=pl.int_range(pl.len(), dtype=pl.UInt32), _partial=partial)
+        .join(judged, on="_row", how="left", maintain_order="left")
         .with_columns(
             status=pl.when(pl.col("_partial")).then(pl.lit("insufficient_data"))
-            .otherwise("_status"),
+            .otherwise(pl.coalesce("_status", "window_status")),
             reason=pl.when(pl.col("_partial")).then(_partial_reason(current))
             .when(held).then(pl.format(
                 f"{{}} drift in {{}} of {persistence} required consecutive windows",
@@ -207,15 +214,16 @@ def apply_state(current: pl.DataFrame, previous: pl.DataFrame | None, *, persist
             .otherwise("reason"),
             lifecycle=pl.when(~pl.col("_partial")).then("_lifecycle"))
     )
-    resolved = (table.filter(pl.col("_since").is_not_null())
+    resolved = (decisions.filter(pl.col("_since").is_not_null())
                 .select(*keys, "window", since="_since", last_status="_last_status")
                 .to_dicts())
-    return StateResult(table.drop("_row", "_streak", "_status", "_lifecycle", "_since",
-                                  "_last_status", "_partial"), resolved)
+    return StateResult(current.with_columns(decisions.select("status", "reason", "lifecycle")),
+                       resolved)
 
 
-def _judge(timeline: pl.DataFrame, keys: list[str], persistence: int) -> pl.DataFrame:
-    """Streak, status and lifecycle of this run's points along each series' timeline.
+def _judge(timeline: pl.DataFrame, series: str, persistence: int) -> pl.DataFrame:
+    """Streak, status and lifecycle of this run's points along each series' timeline
+    (``timeline`` sorted by the integer column ``series``, then along the timeline).
 
     Earlier points (``_row`` null) keep the status they were reported with. An episode is
     closed by the first ``ok`` window after it (windows without a verdict in between,
@@ -223,15 +231,18 @@ def _judge(timeline: pl.DataFrame, keys: list[str], persistence: int) -> pl.Data
     """
     drifting = pl.col("window_status").is_in(ALERTING)
     decided = pl.col("window_status").is_in(("ok", *ALERTING))
-    episode = [*keys, "_spell"]
+    # a spell (one number over all series) starts at each window that is not drifting and
+    # at each series' first: an episode's drifting windows share the spell before them
+    spell = (~drifting | (pl.col(series) != pl.col(series).shift()).fill_null(True)).cum_sum()
+    episode = ["_spell"]
     alerting = pl.col("_status").is_in(ALERTING)
     ours = pl.col("_row").is_not_null()
     first_alert = (alerting & ours).cast(pl.Int64).cum_sum().over(episode) == 1
     # The episode of the last decided window before each point, if it was drifting.
     before = (pl.when(decided).then(pl.when(drifting).then("_spell").otherwise(-1))
-              .shift().forward_fill().over(keys))
+              .shift().forward_fill().over(series))
     points = (
-        timeline.with_columns(_spell=(~drifting).cum_sum().over(keys))
+        timeline.with_columns(_spell=spell)
         .with_columns(_streak=drifting.cast(pl.Int64).cum_sum().over(episode))
         .with_columns(_status=pl.when(ours & drifting & (pl.col("_streak") < persistence))
                       .then(pl.lit("ok"))
@@ -247,16 +258,16 @@ def _judge(timeline: pl.DataFrame, keys: list[str], persistence: int) -> pl.Data
             _before=before)
     )
     closing = (pl.col("window_status") == "ok") & (pl.col("_before") >= 0)
-    episodes = points.select(*keys, "_spell", "_alerted", "_since", "_last_status").unique()
+    episodes = points.select("_spell", "_alerted", "_since", "_last_status").unique()
     closed = (points.filter(closing)
-              .select(*keys, "_row", "_was", _spell="_before")
-              .join(episodes, on=[*keys, "_spell"], how="inner", nulls_equal=True))
+              .select("_row", "_was", _spell="_before")
+              .join(episodes, on="_spell", how="inner"))
     # an ok window an earlier run already decided closed its episode then: said once
     resolved = closed.filter(pl.col("_row").is_not_null() & pl.col("_alerted")
                              & (pl.col("_was").fill_null("") != "ok"))
     return (
-        points.join(closed.select(*keys, "_spell", _closed=pl.lit(True)).unique(),
-                    on=[*keys, "_spell"], how="left", nulls_equal=True)
+        points.join(closed.select("_spell", _closed=pl.lit(True)).unique(),
+                    on="_spell", how="left")
         .filter(ours)
         .select("_row", "_streak", "_status",
                 _lifecycle=pl.when(alerting & ~pl.col("_reported") & first_alert)
