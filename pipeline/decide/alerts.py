@@ -217,7 +217,12 @@ def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndar
                         pl.col("effect_low").round_sig_figs(3),
                         pl.col("effect_high").round_sig_figs(3)))
     )
-    return (drift.with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
-                               _level=level)
-            .with_columns(window_status=window_status, reason=reason)
-            .drop("_pending", "_tested", "_level"))
+    # computed beside the columns they need: an expression over the whole table (its bins
+    # included) would copy it
+    needed = ["status", "reason", "value", "effect", "effect_low", "effect_high", "n_current",
+              "n_baseline", "warn_threshold", "critical_threshold", "p_value", "q_value"]
+    verdicts = (drift.select(needed)
+                .with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested))
+                .with_columns(_level=level)
+                .select(window_status=window_status, reason=reason))
+    return drift.with_columns(verdicts.get_columns())
