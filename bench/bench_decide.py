@@ -9,8 +9,9 @@ a tenth of the rows have expected counts below 5 and need simulation); 2% of the
 drifted by a warn-sized amount and 0.5% by a critical-sized one. Timed in one process, each
 the best of ``--repeats`` rounds (wall and CPU): the seven divergences of every row in one
 ``kl_metrics.divergences`` call on the aligned arrays (the reference), ``compute_drift``
-(divergences, effects, per-bin lists) and ``decide`` (p-values, BH, statuses). Prints the
-ratios and where ``decide`` spent its draws.
+(divergences, effects, per-bin lists), ``decide`` (p-values, BH, statuses) and
+``apply_state`` on its result (persistence and lifecycles, as a run decides across runs
+without history). Prints the ratios and where ``decide`` spent its draws.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipeline.bins.align import align
 from pipeline.config import METRICS, load_config
 from pipeline.decide import significance
 from pipeline.decide.alerts import decide
+from pipeline.decide.state import apply_state
 from pipeline.measure.drift import compute_drift
 
 
@@ -126,11 +128,15 @@ def main() -> None:
         again_wall, again_cpu, _ = timed(args.repeats - 1, lambda: decide(drift, config.alerts))
         decide_wall, decide_cpu = min(decide_wall, again_wall), min(decide_cpu, again_cpu)
     assert isinstance(decided, pl.DataFrame)
+    state_wall, state_cpu, _ = timed(args.repeats, lambda: apply_state(
+        decided, None, persistence=config.alerts.persistence))
     print(f"divergences (7 metrics, all rows): {ref_wall:7.2f} s wall {ref_cpu:7.2f} s CPU")
     print(f"compute_drift:                     {measure_wall:7.2f} s wall {measure_cpu:7.2f} s CPU"
           f"  ({measure_wall / ref_wall:.1f}x)")
     print(f"decide:                            {decide_wall:7.2f} s wall {decide_cpu:7.2f} s CPU"
           f"  ({decide_wall / ref_wall:.1f}x the divergences)")
+    print(f"apply_state:                       {state_wall:7.2f} s wall {state_cpu:7.2f} s CPU"
+          f"  ({state_wall / ref_wall:.1f}x)")
     sparse = int(significance.is_sparse(aligned.current, aligned.baseline).sum())
     rounds = ", ".join(f"{rows:,} rows x {draws} draws" for draws, rows in counts.permuted.items())
     print(f"p-values: {sparse:,} sparse rows; permutations: {rounds or 'none'}; "

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 from kl_metrics import g_test
+from pipeline.decide import significance
 from pipeline.decide.significance import (
     benjamini_hochberg,
     chi_square_p,
@@ -145,3 +146,28 @@ def test_monte_carlo_and_tail_count_ties_on_tiny_tables(current: list, baseline:
     assert abs(monte_carlo - exact) < 5 * np.sqrt(exact * (1 - exact) / draws)
     tail = precise_p_values(cur, base, draws=2000, rng=rng)[0]
     assert 0.67 * exact <= tail <= 1.5 * exact
+
+
+@pytest.mark.parametrize("chunk_cells", [1, 37, 1 << 20])
+def test_flat_tables_of_any_widths_match_the_g_test_row_by_row(
+        monkeypatch: pytest.MonkeyPatch, chunk_cells: int) -> None:
+    """One pass over the flat cells of tables of different widths (split into blocks of
+    rows of about ``chunk_cells`` cells) gives each row's own G-test p and Cochran flag."""
+    monkeypatch.setattr(significance, "_CHUNK_CELLS", chunk_cells)
+    rng = np.random.default_rng(5)
+    widths = rng.integers(1, 12, size=60)
+    rows = []
+    for width in widths:  # empty bins on either side or both; every side has a count
+        current = rng.poisson(rng.uniform(0.2, 30), width) * (rng.random(width) > 0.2)
+        baseline = rng.poisson(rng.uniform(0.2, 300), width) * (rng.random(width) > 0.1)
+        current[0], baseline[-1] = current[0] + 1, baseline[-1] + 1
+        rows.append((current.astype(float), baseline.astype(float)))
+    tables = significance.Tables(np.concatenate([c for c, _ in rows]),
+                                 np.concatenate([b for _, b in rows]),
+                                 np.concatenate([[0], np.cumsum(widths)]))
+    p, sparse = tables.asymptotic()
+    for i, (current, baseline) in enumerate(rows):
+        assert p[i] == pytest.approx(float(g_test(current, baseline).p_value), rel=1e-9)
+        total = current + baseline
+        smallest = min(current.sum(), baseline.sum()) * total[total > 0].min() / total.sum()
+        assert sparse[i] == (smallest < 5)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from scipy.special import betaincinv, chdtrc, gammaln, xlogy
@@ -101,7 +102,7 @@ class Tables:
         # blocks of rows bound the temporaries whatever the number of rows
         bounds = np.unique(np.append(
             np.searchsorted(self.starts, np.arange(0, self.starts[-1], _CHUNK_CELLS)), len(self)))
-        for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        for first, last in pairwise(bounds):
             starts = self.starts[first:last + 1]
             cells = slice(int(starts[0]), int(starts[-1]))
             current, baseline = self.current[cells], self.baseline[cells]
