@@ -203,3 +203,22 @@ def test_partial_window_is_held_with_its_coverage_in_the_reason() -> None:
     assert "29%" in held["reason"][0] and held["lifecycle"].to_list() == [None, "new"]
     judged = apply_state(rows, None, persistence=1, hold_partial=False).table
     assert judged["status"].to_list() == ["critical", "critical"]
+
+
+@given(st.lists(st.lists(verdicts, min_size=1, max_size=6), min_size=2, max_size=4),
+       st.integers(1, 3))
+def test_series_are_judged_apart(series: list[list[str]], persistence: int) -> None:
+    """Several series in one run, their rows interleaved (some never drift): each gets the
+    decisions it gets alone; a streak never runs on from one series into the next."""
+    rows = pl.DataFrame(
+        [{"segment": "all", "feature": f"f{i}", "window": f"w{j}", "window_status": days[j],
+          "reason": None}
+         for j in range(max(map(len, series))) for i, days in enumerate(series)
+         if j < len(days)],
+        schema_overrides={"reason": pl.String})
+    together = apply_state(rows, None, persistence=persistence)
+    for i in range(len(series)):
+        alone = apply_state(rows.filter(pl.col("feature") == f"f{i}"), None,
+                            persistence=persistence)
+        assert together.table.filter(pl.col("feature") == f"f{i}").equals(alone.table)
+        assert [r for r in together.resolved if r["feature"] == f"f{i}"] == alone.resolved
