@@ -222,7 +222,14 @@ def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndar
     needed = ["status", "reason", "value", "effect", "effect_low", "effect_high", "n_current",
               "n_baseline", "warn_threshold", "critical_threshold", "p_value", "q_value"]
     verdicts = (drift.select(needed)
-                .with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested))
-                .with_columns(_level=level)
-                .select(window_status=window_status, reason=reason))
-    return drift.with_columns(verdicts.get_columns())
+                .with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
+                              _index=pl.int_range(pl.len(), dtype=pl.UInt32))
+                .with_columns(_level=level))
+    # reasons are formatted only on the few rows that can have one
+    explained = verdicts.filter(~pl.col("_pending") | ~pl.col("_tested")
+                                | (pl.col("_level") != "ok")
+                                | (value >= pl.col("warn_threshold")))
+    verdicts = verdicts.select("_index", window_status=window_status).join(
+        explained.select("_index", reason=reason), on="_index", how="left",
+        maintain_order="left")
+    return drift.with_columns(verdicts.drop("_index").get_columns())
