@@ -55,7 +55,7 @@ def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tab
     """
     widths = drift["bins"].list.len().to_numpy()
     rows = np.flatnonzero(mask & (widths > 0))
-    bins = drift.select("bins")[rows] if rows.size < drift.height else drift.select("bins")
+    bins = drift[["bins"]][rows] if rows.size < drift.height else drift[["bins"]]
     cells = pl.element().struct
     counts = bins.select(*(pl.col("bins").list.eval(cells.field(f)).explode().alias(f)
                            for f in ("current_count", "baseline_count")))
@@ -217,11 +217,11 @@ def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndar
                         pl.col("effect_low").round_sig_figs(3),
                         pl.col("effect_high").round_sig_figs(3)))
     )
-    # computed beside the columns they need: an expression over the whole table (its bins
-    # included) would copy it
+    # computed beside the columns they need (taken by name: an expression or a select over
+    # the whole table, its bins included, would copy it)
     needed = ["status", "reason", "value", "effect", "effect_low", "effect_high", "n_current",
               "n_baseline", "warn_threshold", "critical_threshold", "p_value", "q_value"]
-    verdicts = (drift.select(needed)
+    verdicts = (drift[needed]
                 .with_columns(pl.Series("_pending", pending), pl.Series("_tested", tested),
                               _index=pl.int_range(pl.len(), dtype=pl.UInt32))
                 .with_columns(_level=level))

@@ -150,7 +150,10 @@ def apply_state(current: pl.DataFrame, previous: pl.DataFrame | None, *, persist
     keys = list(series)
     partial = ((pl.col("partial").fill_null(False) if "partial" in current.columns
                 else pl.lit(False)) & hold_partial)
-    ours = current.with_row_index("_row").select(
+    # the few columns used, taken by name: a select over the whole table would copy it
+    used = [*keys, "window", "window_status",
+            *(c for c in ("partial", "reason", "coverage") if c in current.columns)]
+    ours = current[used].with_row_index("_row").select(
         *keys, "window", "window_status", "_row", _partial=partial,
         _point=_point(pl.lit(-1)),
         _pos=pl.int_range(pl.len(), dtype=pl.Int64).over(keys))
@@ -197,10 +200,9 @@ def apply_state(current: pl.DataFrame, previous: pl.DataFrame | None, *, persist
     held = pl.col("window_status").is_in(ALERTING) & (pl.col("_streak") < persistence)
     # the decisions in row order, computed beside the few columns they need and then put
     # on the rows: a join or a new expression on the whole table would copy its every column
-    columns = [c for c in ("reason", "coverage") if c in current.columns]
     decisions = (
-        current.select(*keys, "window", "window_status", *columns,
-                       _row=pl.int_range(pl.len(), dtype=pl.UInt32), _partial=partial)
+        current[used].with_columns(_row=pl.int_range(pl.len(), dtype=pl.UInt32),
+                                   _partial=partial)
         .join(judged, on="_row", how="left", maintain_order="left")
         .with_columns(
             status=pl.when(pl.col("_partial")).then(pl.lit("insufficient_data"))
