@@ -237,8 +237,9 @@ def _encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
     values = pl.concat([c.unique() for c in columns]).unique().sort(nulls_last=True)
     if values.dtype == pl.String:  # an Enum cast is a fast lookup of every text value
         known = values.drop_nulls()
-        return values, [c.cast(pl.Enum(known)).to_physical().fill_null(len(known))
-                        .to_numpy().astype(np.int64) for c in columns]
+        codes = [c.cast(pl.Enum(known)).to_physical() for c in columns]
+        return values, [(c.fill_null(len(known)) if c.null_count() else c).to_numpy()
+                        .astype(np.int64) for c in codes]
     lookup = pl.DataFrame({"value": values, "code": np.arange(values.len())})
     return values, [pl.DataFrame({"value": c}).join(lookup, on="value", how="left",
                                                     nulls_equal=True, maintain_order="left")
@@ -263,8 +264,12 @@ def _combine(columns: Sequence[np.ndarray], sizes: Sequence[int],
     order, and their number."""
     key, size = np.zeros(length, dtype=np.int64), 1
     for column, width in zip(columns, sizes, strict=True):
-        key, size = _dense(key * width + column, size * width)
-    return key, size
+        if size * width > 2 * length + _TABLE_SPACE:
+            key, size = _dense(key, size)
+        key *= width
+        key += column
+        size *= width
+    return _dense(key, size)
 
 
 def _representatives(codes: np.ndarray, n: int) -> np.ndarray:
@@ -327,7 +332,10 @@ class Groups:
         """Output row of each (group, feature)."""
         windows, start = self._layout()
         position = np.arange(len(self.segment)) - start
-        return (start * n_features + position)[group] + feature * windows[group]
+        row = windows[group]
+        row *= feature
+        row += (start * n_features + position)[group]
+        return row
 
     def of_row(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
         """The group and the feature code of each output row."""
@@ -361,6 +369,8 @@ class Catalogue:
     local: np.ndarray  # bin of each spelling within its feature
     per_feature: np.ndarray  # number of bins of each feature
     numeric: np.ndarray  # per spelling: matched by its edges
+    labelled: np.ndarray  # int64 per spelling: 1 for a bin matched by its label, else 0
+    rank: np.ndarray  # per spelling: display-order key but for the first appearance
 
     @classmethod
     def of(cls, baseline: pl.DataFrame, current: pl.DataFrame,
@@ -409,9 +419,13 @@ class Catalogue:
         key = matched["key"].to_numpy().astype(np.int64)
         per_feature = np.bincount(bins["feature"].to_numpy(), minlength=feature_names.len())
         starts = np.cumsum(per_feature) - per_feature
+        numbers, kinds = numeric.to_numpy(), special.to_numpy().astype(np.int64)
+        # kind of cell, then numeric bins (by edges, as numbered) before the others
+        rank = (2 * kinds + ~numbers) * (len(spelling) + len(key) + 1) + np.where(numbers, key, 0)
         return cls(table=keyed.select("bin", "lower", "upper", "cell_kind"),
                    spelling=spelling, key=key, local=key - starts[feature],
-                   per_feature=per_feature, numeric=numeric.to_numpy())
+                   per_feature=per_feature, numeric=numbers,
+                   labelled=(~numbers).astype(np.int64), rank=rank)
 
 
 def _with_label_edges(table: pl.DataFrame, first: np.ndarray, n_baseline: int,
@@ -490,43 +504,48 @@ class Cells:
                                  minlength=n_base_cells)
         per_base_row = np.bincount(base_rows[base_first], minlength=n_base_rows)
         base_start = np.cumsum(per_base_row) - per_base_row
-        # every output row with a baseline gets its baseline row's cells
+        base_local = catalogue.local[spellings[base_first]]
+        # every output row with a baseline gets its baseline row's cells; a cell is at
+        # offsets[row] + its bin within the feature (few large temporaries: at millions of
+        # cells, fresh memory costs as much as the arithmetic)
         offsets = np.r_[0, np.cumsum(catalogue.per_feature[row_feature])]
         has = np.flatnonzero(row_base >= 0)
         widths = per_base_row[row_base[has]]
-        shared = np.repeat(base_start[row_base[has]] - np.cumsum(widths) + widths, widths) \
-            + np.arange(widths.sum())
-        shared_row = np.repeat(has, widths)
-        shared_at = offsets[shared_row] + catalogue.local[spellings[base_first[shared]]]
-        cur_at = offsets[cur_rows] + catalogue.local[spellings[n_base:]]
+        shared = np.repeat(base_start[row_base[has]] - np.cumsum(widths) + widths, widths)
+        shared += np.arange(len(shared))
+        at = np.repeat(offsets[has], widths)
+        at += base_local[shared]
+        cur_at = offsets[cur_rows]
+        cur_at += catalogue.local[spellings[n_base:]]
         seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
-        seen[shared_at] = True
-        in_base_at = seen.copy()
+        seen[at] = True
         seen[cur_at] = True
-        before = np.r_[0, np.cumsum(seen)]
+        before = np.cumsum(seen)
+        before -= seen  # cells before each position
         n_cells = int(before[-1])
         n_bins = np.diff(before[offsets])
-        position = np.flatnonzero(seen)
-        row = np.repeat(np.arange(len(row_feature)), n_bins)
-        cell = before[cur_at]
+        shared_cell, cell = before[at], before[cur_at]
+        del at, cur_at, before, seen
+        row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
         current = np.bincount(cell, weights=cur_counts.cast(pl.Float64).to_numpy(),
                               minlength=n_cells)
         baseline = np.zeros(n_cells)
-        baseline[before[shared_at]] = base_count[shared]
-        in_base = in_base_at[position]
-        in_current = np.bincount(cell, minlength=n_cells) > 0
+        baseline[shared_cell] = base_count[shared]
+        in_base, in_current = np.zeros(n_cells, dtype=bool), np.zeros(n_cells, dtype=bool)
+        in_base[shared_cell] = True
+        in_current[cell] = True
         # the first appearance of each cell: its baseline's, else its current one's
-        first = np.zeros(n_cells, dtype=np.int64)
-        first[before[shared_at]] = base_first[shared]
-        only = ~in_base[cell]
-        first[~in_base] = _first(cell[only], n_cells, n_base + np.flatnonzero(only))[~in_base]
+        first = np.empty(n_cells, dtype=np.int64)
+        first[shared_cell] = base_first[shared]
+        del shared_cell, shared
+        only = np.flatnonzero(~in_base[cell])
+        first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
         bins = spellings[first]
-        # display order: kind of cell, edges (numeric bins), then first appearance; the
-        # catalogue numbered bins in that order unless rows disagree on it
-        kind = catalogue.table["cell_kind"].to_numpy().astype(np.int64)[bins]
-        numeric = catalogue.numeric[bins]
-        order = np.where(numeric, catalogue.key[bins], first) \
-            + (2 * kind + ~numeric) * (len(spellings) + len(catalogue.key) + 1)
+        # display order: kind of cell, edges (numeric bins), then first appearance (other
+        # bins); the catalogue numbered bins in that order unless rows disagree on it
+        order = first
+        order *= catalogue.labelled[bins]
+        order += catalogue.rank[bins]
         if ((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any():
             sort = np.lexsort((order, row))
             bins, baseline, current, in_base, in_current = (

@@ -129,16 +129,18 @@ def _bin_lists(aligned: Aligned, contributions: np.ndarray, n_baseline: np.ndarr
                n_current: np.ndarray) -> tuple[pl.Series, pl.Series]:
     """``bins`` (display order) and ``top_bins`` list columns, one entry per row, built
     from the flat cells (row by row) and the list lengths, not row by row."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        baseline_share = aligned.baseline / n_baseline[:, None]
-        current_share = aligned.current / n_current[:, None]
     cells = aligned.cell_mask()
-    fields = {"baseline_count": aligned.baseline, "current_count": aligned.current,
-              "baseline_share": baseline_share, "current_share": current_share,
-              "contribution": contributions}
-    bins = aligned.bins[aligned.cell_bins].select("bin", "lower", "upper").with_columns(
-        pl.Series(name, values[cells], nan_to_null=name != "baseline_count"
-                  and name != "current_count") for name, values in fields.items())
+    fields = {}
+    for side, array, total in (("baseline", aligned.baseline, n_baseline),
+                               ("current", aligned.current, n_current)):
+        counts = array[cells]
+        fields[f"{side}_count"] = pl.Series(counts)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fields[f"{side}_share"] = pl.Series(counts / np.repeat(total, aligned.n_bins),
+                                                nan_to_null=True)
+    bins = aligned.bins[aligned.cell_bins].select(
+        "bin", "lower", "upper", **fields,
+        contribution=pl.Series(contributions[cells], nan_to_null=True)).select(*BIN.to_schema())
     # top bins: the largest contributions first, ties in display order (argmax takes the
     # first); NaN (rows not compared) is never a top bin
     ranked = np.where(np.isnan(contributions), -np.inf, contributions)
