@@ -216,7 +216,8 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     has_base = np.bincount(cells.row, weights=cells.in_base, minlength=n_rows) > 0
     described = _describe_rows(
         groups.frame(dictionaries, segments, window), combo_of_row, row_feature,
-        dictionaries["feature"], base_segments=base_segments, kind=np.where(numeric, 0, np.where(per_row > 0, 1, 2)),
+        dictionaries["feature"], base_segments=base_segments,
+        kind=np.where(numeric, 0, np.where(per_row > 0, 1, 2)),
         has_base=has_base, known_segment=known,
         features_in_current=np.bincount(codes["feature"]["current"],
                                         minlength=n_features) > 0,
@@ -548,8 +549,8 @@ class Cells:
         order += catalogue.rank[bins]
         if ((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any():
             sort = np.lexsort((order, row))
-            bins, baseline, current, in_base, in_current = (
-                x[sort] for x in (bins, baseline, current, in_base, in_current))
+            bins, baseline, current = bins[sort], baseline[sort], current[sort]
+            in_base, in_current = in_base[sort], in_current[sort]
         return cls(row, bins, baseline, current, in_base, in_current, n_bins)
 
 
