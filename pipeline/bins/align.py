@@ -179,11 +179,13 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     n_features = dictionaries["feature"].len()
     sizes = {c: dictionaries[c].len() for c in dictionaries}
 
-    groups = Groups.of([codes[c]["current"] for c in [*segments, *window]],
-                       [sizes[c] for c in [*segments, *window]], current.height,
-                       n_segment_columns=len(segments))
-    base_groups = Groups.of([codes[c]["baseline"] for c in base_keys],
-                            [sizes[c] for c in base_keys], baseline.height)
+    # key codes are dropped as soon as they are used: at millions of rows they dominate memory
+    cur_groups, groups = Groups.of([codes[c].pop("current") for c in [*segments, *window]],
+                                   [sizes[c] for c in [*segments, *window]], current.height,
+                                   n_segment_columns=len(segments))
+    base_groups_of_rows, base_groups = Groups.of(
+        [codes[c].pop("baseline") for c in base_keys], [sizes[c] for c in base_keys],
+        baseline.height)
     # the baseline group of each current (segments, window), -1 where the baseline has none
     on = [[*segments, *window].index(c) for c in base_keys]
     combo_base = _lookup(groups.parts[:, on], base_groups.parts, [sizes[c] for c in base_keys])
@@ -191,10 +193,12 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     known = _lookup(groups.parts[:, on_segments], base_groups.parts[:, :len(base_segments)],
                     [sizes[c] for c in base_segments]) >= 0
 
-    catalogue = Catalogue.of(baseline, current, codes["feature"], codes["bin"],
+    cur_rows = groups.row(cur_groups, codes["feature"]["current"], n_features)
+    del cur_groups
+    base_rows = base_groups_of_rows * n_features + codes["feature"]["baseline"]
+    features_in_current = np.bincount(codes["feature"]["current"], minlength=n_features) > 0
+    catalogue = Catalogue.of(baseline, current, codes.pop("feature"), codes.pop("bin"),
                              dictionaries["feature"], dictionaries["bin"])
-    cur_rows = groups.row(groups.codes, codes["feature"]["current"], n_features)
-    base_rows = base_groups.codes * n_features + codes["feature"]["baseline"]
     combo_of_row, row_feature = groups.of_row(n_features)
     row_base = combo_base[combo_of_row]
     cells = Cells.of(catalogue, cur_rows, base_rows,
@@ -219,8 +223,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
         dictionaries["feature"], base_segments=base_segments,
         kind=np.where(numeric, 0, np.where(per_row > 0, 1, 2)),
         has_base=has_base, known_segment=known,
-        features_in_current=np.bincount(codes["feature"]["current"],
-                                        minlength=n_features) > 0,
+        features_in_current=features_in_current,
         window_dtype=current.schema.get("window"), reasons=reasons or {}, coverage=coverage)
     return Aligned(rows=described, bins=catalogue.table, cell_bins=cells.bins,
                    baseline=arrays[0], current=arrays[1], n_bins=cells.n_bins,
@@ -229,7 +232,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
 
 def _encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
     """The distinct values of ``columns`` together, sorted (nulls last), and each column's
-    int64 codes into them: equal values of two sides get equal codes.
+    integer codes into them: equal values of two sides get equal codes.
 
     >>> values, codes = _encode([pl.Series(["b", None, "a"]), pl.Series(["c", "b"])])
     >>> values.to_list(), [c.tolist() for c in codes]
@@ -239,8 +242,9 @@ def _encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
     if values.dtype == pl.String:  # an Enum cast is a fast lookup of every text value
         known = values.drop_nulls()
         codes = [c.cast(pl.Enum(known)).to_physical() for c in columns]
+        # int32: half the memory of int64 (the physical type is as narrow as the values)
         return values, [(c.fill_null(len(known)) if c.null_count() else c).to_numpy()
-                        .astype(np.int64) for c in codes]
+                        .astype(np.int32) for c in codes]
     lookup = pl.DataFrame({"value": values, "code": np.arange(values.len())})
     return values, [pl.DataFrame({"value": c}).join(lookup, on="value", how="left",
                                                     nulls_equal=True, maintain_order="left")
@@ -306,22 +310,22 @@ class Groups:
     within it and feature ``f`` is ``start + f * windows[s] + p``.
     """
 
-    codes: np.ndarray  # group of each long row
     parts: np.ndarray  # (groups, columns): the column codes of each group
     segment: np.ndarray  # segment tuple of each group
-    n_segment_columns: int
 
     @classmethod
     def of(cls, columns: Sequence[np.ndarray], sizes: Sequence[int], length: int, *,
-           n_segment_columns: int = 0) -> Groups:
+           n_segment_columns: int = 0) -> tuple[np.ndarray, Groups]:
+        """The group of each long row, and the groups."""
         codes, n = _combine(columns, sizes, length)
         if not columns:  # one group: every row, even of an empty table
             n = 1
-        parts = np.stack([c[_representatives(codes, n)] for c in columns], axis=1) \
-            if columns and n else np.zeros((n, len(columns)), dtype=np.int64)
+        where = _representatives(codes, n) if columns else np.zeros(n, dtype=np.int64)
+        parts = np.stack([c[where] for c in columns], axis=1) if columns and n \
+            else np.zeros((n, len(columns)), dtype=np.int64)
         segment, _ = _combine(list(parts[:, :n_segment_columns].T),
                               sizes[:n_segment_columns], n)
-        return cls(codes, parts, segment, n_segment_columns)
+        return codes, cls(parts, segment)
 
     def _layout(self) -> tuple[np.ndarray, np.ndarray]:
         windows = np.bincount(self.segment, minlength=len(self.segment))[self.segment]

@@ -165,7 +165,9 @@ def _lists(values: pl.Series, lengths: np.ndarray) -> pl.Series:
     import pyarrow as pa  # only here: the list offsets
 
     offsets = pa.array(np.r_[0, np.cumsum(lengths)], type=pa.int64())
-    lists = pa.LargeListArray.from_arrays(offsets, values.to_arrow())
+    # the newest Arrow types keep polars' string views: no copy either way
+    lists = pa.LargeListArray.from_arrays(
+        offsets, values.to_arrow(compat_level=pl.CompatLevel.newest()))
     series = pl.from_arrow(lists)
     assert isinstance(series, pl.Series)
     return series.alias(values.name)
