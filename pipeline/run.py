@@ -646,12 +646,12 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
             parts = {"features": drift,
                      "histograms": None if features is None else features.histograms,
                      "models": None if models is None else models.summary, "joint": joint}
-            for part in [part for part, rows in parts.items() if rows is None]:
-                drop_history(history_dir, run_id, part=part)  # a rerun must not keep them
             for appended in [pool.submit(append_history, history_dir, rows, run_id, as_of,
                                          part=part)
                              for part, rows in parts.items() if rows is not None]:
                 appended.result()
+            for part in [part for part, rows in parts.items() if rows is None]:
+                drop_history(history_dir, run_id, part=part)  # a rerun must not keep them
             publish(staging, run_dir)
     written = RunResult(**{f.name: getattr(result, f.name) for f in fields(result)},
                         run_dir=run_dir)
