@@ -28,15 +28,13 @@ import numpy as np
 import polars as pl
 from polars.expr.whenthen import ChainedThen, Then
 
+from pipeline.bins.codes import combine, dense_codes, encode, lookup
 from pipeline.bins.layout import display_rank, label_edges
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER, segment_label_expr, segment_name, window_label_expr
 
 _SHOWN_BINS = 3  # bins named in an error message
-# Below this many possible values (or twice the number of codes), distinct values are found
-# with a presence table instead of hashing.
-_TABLE_SPACE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -174,7 +172,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
         sides = [side[column] for side in (baseline, current) if column in side.columns]
         if column in segments:
             sides = [side.cast(pl.String) for side in sides]
-        dictionaries[column], coded = _encode(sides)
+        dictionaries[column], coded = encode(sides)
         codes[column] = dict(zip(("baseline", "current")[2 - len(sides):], coded, strict=True))
     n_features = dictionaries["feature"].len()
     sizes = {c: dictionaries[c].len() for c in dictionaries}
@@ -188,9 +186,9 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
         baseline.height)
     # the baseline group of each current (segments, window), -1 where the baseline has none
     on = [[*segments, *window].index(c) for c in base_keys]
-    combo_base = _lookup(groups.parts[:, on], base_groups.parts, [sizes[c] for c in base_keys])
+    combo_base = lookup(groups.parts[:, on], base_groups.parts, [sizes[c] for c in base_keys])
     on_segments = [segments.index(c) for c in base_segments]
-    known = _lookup(groups.parts[:, on_segments], base_groups.parts[:, :len(base_segments)],
+    known = lookup(groups.parts[:, on_segments], base_groups.parts[:, :len(base_segments)],
                     [sizes[c] for c in base_segments]) >= 0
 
     cur_rows = groups.row(cur_groups, codes["feature"]["current"], n_features)
@@ -230,53 +228,6 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
                    segments=tuple(segments))
 
 
-def _encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
-    """The distinct values of ``columns`` together, sorted (nulls last), and each column's
-    integer codes into them: equal values of two sides get equal codes.
-
-    >>> values, codes = _encode([pl.Series(["b", None, "a"]), pl.Series(["c", "b"])])
-    >>> values.to_list(), [c.tolist() for c in codes]
-    (['a', 'b', 'c', None], [[1, 3, 0], [2, 1]])
-    """
-    values = pl.concat([c.unique() for c in columns]).unique().sort(nulls_last=True)
-    if values.dtype == pl.String:  # an Enum cast is a fast lookup of every text value
-        known = values.drop_nulls()
-        codes = [c.cast(pl.Enum(known)).to_physical() for c in columns]
-        # int32: half the memory of int64 (the physical type is as narrow as the values)
-        return values, [(c.fill_null(len(known)) if c.null_count() else c).to_numpy()
-                        .astype(np.int32) for c in codes]
-    lookup = pl.DataFrame({"value": values, "code": np.arange(values.len())})
-    return values, [pl.DataFrame({"value": c}).join(lookup, on="value", how="left",
-                                                    nulls_equal=True, maintain_order="left")
-                    ["code"].to_numpy() for c in columns]
-
-
-def _dense(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
-    """Codes ``0..n-1`` of the distinct values of ``key`` (ints in ``[0, space)``), in their
-    order, and ``n``."""
-    if space <= 2 * len(key) + _TABLE_SPACE:
-        seen = np.zeros(space + 1, dtype=bool)
-        seen[key] = True
-        rank = np.cumsum(seen) - 1
-        return rank[key], int(rank[-1]) + 1
-    values, (codes,) = _encode([pl.Series(key)])
-    return codes, values.len()
-
-
-def _combine(columns: Sequence[np.ndarray], sizes: Sequence[int],
-             length: int) -> tuple[np.ndarray, int]:
-    """Dense codes of the tuples of ``columns`` (codes below ``sizes``), in lexicographic
-    order, and their number."""
-    key, size = np.zeros(length, dtype=np.int64), 1
-    for column, width in zip(columns, sizes, strict=True):
-        if size * width > 2 * length + _TABLE_SPACE:
-            key, size = _dense(key, size)
-        key *= width
-        key += column
-        size *= width
-    return _dense(key, size)
-
-
 def _representatives(codes: np.ndarray, n: int) -> np.ndarray:
     """One position of each code ``0..n-1`` in ``codes`` (all of them occur)."""
     where = np.zeros(n, dtype=np.int64)
@@ -289,16 +240,6 @@ def _first(codes: np.ndarray, n: int, positions: np.ndarray) -> np.ndarray:
     first = np.full(n, np.iinfo(np.int64).max)
     np.minimum.at(first, codes, positions)
     return first
-
-
-def _lookup(keys: np.ndarray, table: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
-    """Index of each row of ``keys`` in the rows of ``table`` (distinct tuples of codes
-    below ``sizes``), -1 where absent."""
-    both = np.concatenate([table, keys])
-    dense, n = _combine(list(both.T), sizes, len(both))
-    where = np.full(n, -1)
-    where[dense[:len(table)]] = np.arange(len(table))
-    return where[dense[len(table):]]
 
 
 @dataclass(frozen=True)
@@ -317,13 +258,13 @@ class Groups:
     def of(cls, columns: Sequence[np.ndarray], sizes: Sequence[int], length: int, *,
            n_segment_columns: int = 0) -> tuple[np.ndarray, Groups]:
         """The group of each long row, and the groups."""
-        codes, n = _combine(columns, sizes, length)
+        codes, n = combine(columns, sizes, length)
         if not columns:  # one group: every row, even of an empty table
             n = 1
         where = _representatives(codes, n) if columns else np.zeros(n, dtype=np.int64)
         parts = np.stack([c[where] for c in columns], axis=1) if columns and n \
             else np.zeros((n, len(columns)), dtype=np.int64)
-        segment, _ = _combine(list(parts[:, :n_segment_columns].T),
+        segment, _ = combine(list(parts[:, :n_segment_columns].T),
                               sizes[:n_segment_columns], n)
         return codes, cls(parts, segment)
 
@@ -391,11 +332,11 @@ class Catalogue:
                 columns = [side[name].cast(pl.Float64) if name in side.columns
                            else pl.repeat(None, side.height, dtype=pl.Float64, eager=True)
                            for side in (baseline, current)]
-                values, coded = _encode([*columns, pl.Series([None], dtype=pl.Float64)])
+                values, coded = encode([*columns, pl.Series([None], dtype=pl.Float64)])
                 edge_values[name] = values
                 parts.append(np.concatenate(coded[:2]))
                 sizes.append(values.len())
-        spelling, n = _combine(parts, sizes, len(parts[0]))
+        spelling, n = combine(parts, sizes, len(parts[0]))
         where = _representatives(spelling, n)
         feature = parts[0][where]
         table = pl.DataFrame({
@@ -502,7 +443,7 @@ class Cells:
         base_key = catalogue.local[spellings[:n_base]]
         base_widths = catalogue.per_feature[np.arange(n_base_rows) % len(catalogue.per_feature)]
         base_offsets = np.r_[0, np.cumsum(base_widths)]
-        base_cell, n_base_cells = _dense(base_offsets[base_rows] + base_key,
+        base_cell, n_base_cells = dense_codes(base_offsets[base_rows] + base_key,
                                          int(base_offsets[-1]))
         base_first = _first(base_cell, n_base_cells, np.arange(n_base))
         base_count = np.bincount(base_cell, weights=base_counts.cast(pl.Float64).to_numpy(),
