@@ -10,6 +10,7 @@ stderr), so a scheduler never mistakes a crash for drift.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import sys
@@ -26,7 +27,24 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-app = typer.Typer(
+
+class _Program(typer.Typer):
+    """The CLI. ``app()`` (the ``kl-drift`` console script, ``python -m flows.cli``) runs it
+    as a process and ends that process; test runners invoke the commands without it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            # The process ends here. Tearing the interpreter down frees every class and
+            # function of the ~800 modules a run imports: reference cycles, which the
+            # collector frees one by one (0.1-0.15 s of CPU). Frozen, they are left to the OS
+            # with the rest of the process's memory. Exit handlers, flushing and non-cyclic
+            # finalizers run as before.
+            gc.freeze()
+
+
+app = _Program(
     name="kl-drift",
     help="Exact, explainable KL/JS drift on histograms: profile a baseline, check windows "
     "of current data against it, and write reports ML-ops can act on.",
