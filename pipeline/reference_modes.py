@@ -230,7 +230,8 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
         refs = build_references(current, keys, line, mode=mode, features=features,
                                 rolling_windows=settings.rolling_windows,
                                 season=settings.season, lookback=lookback, baseline=reference)
-        absent = [f for f in features if f not in set(current["feature"].unique())]
+        seen = set(current["feature"].unique())
+        absent = [f for f in features if f not in seen]
         extra = _per_window(reference, absent, keys, segment_columns(current))
         aligned = align(pl.concat([refs.histograms, extra], how="diagonal_relaxed"),
                         subset, reasons=reasons, coverage=coverage, by_window=True)

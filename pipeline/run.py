@@ -928,7 +928,8 @@ def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
         if missing:
             raise InputError("input.segments names a column the current histogram table "
                              "lacks", source=shown, column=missing[0])
-        _check_features(config, {*baseline.histograms["feature"], *current["feature"]})
+        _check_features(config, {*baseline.histograms["feature"].unique(),
+                                  *current["feature"].unique()})
         current = _selected(config, current, names)
         reference, warnings = _match_segments(config, baseline.histograms, names)
     else:

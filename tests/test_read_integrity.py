@@ -154,6 +154,34 @@ def test_huge_histogram_counts_and_sums_are_refused(tmp_path: Path) -> None:
         read_histograms(tmp_path / "h.parquet", duplicates="sum")
 
 
+def test_the_limit_is_per_histogram_not_per_table(tmp_path: Path) -> None:
+    # Each histogram's bins are below 2**53 but one histogram's total is not (refused, naming
+    # it); a table of many histograms may add up to more than 2**53 (accepted).
+    big = 2.0**52
+    over = pl.DataFrame({"feature": ["ok", "huge", "huge"], "bin": ["a", "a", "b"],
+                         "count": [1.0, big, big]})
+    over.write_parquet(tmp_path / "over.parquet")
+    with pytest.raises(InputError, match=r"feature 'huge'"):
+        read_histograms(tmp_path / "over.parquet")
+    many = pl.DataFrame({"feature": ["u", "v", "w"], "bin": ["a"] * 3, "count": [big] * 3})
+    many.write_parquet(tmp_path / "many.parquet")
+    assert read_histograms(tmp_path / "many.parquet")["count"].sum() == 3 * big
+
+
+def test_duplicate_bins_are_found_in_a_large_table(tmp_path: Path) -> None:
+    # One repeated (feature, window, bin) among 60,000 distinct ones: refused, or summed.
+    table = pl.DataFrame({"feature": [f"f{i % 300}" for i in range(60_000)],
+                          "window": [f"w{i // 300 % 20}" for i in range(60_000)],
+                          "bin": [f"b{i // 6000}" for i in range(60_000)],
+                          "count": [1.0] * 60_000})
+    table = pl.concat([table, table.slice(41_234, 1)])
+    table.write_parquet(tmp_path / "dup.parquet")
+    with pytest.raises(InputError, match=r"2 rows sharing .* feature='f134'"):
+        read_histograms(tmp_path / "dup.parquet")
+    summed = read_histograms(tmp_path / "dup.parquet", duplicates="sum")
+    assert summed.height == 60_000 and summed["count"].max() == 2.0
+
+
 # -- what a table is --------------------------------------------------------------------------
 
 def _cli_run(tmp_path: Path, baseline: str, current: str, *extra: str) -> tuple[int, str]:

@@ -1,0 +1,116 @@
+"""The 500,000-row histogram run of issue 12, whole process, against its divergences plus I/O.
+
+Run: ``.venv/bin/python bench/bench_histogram_run.py [--features 2000] [--windows 50]
+[--segments 5] [--bins 20] [--repeats 2]`` (about 1 minute per round and 2 GB at the
+defaults; needs GNU time at /usr/bin/time).
+
+The tables of ``bench_decide.generate`` (baseline: 2,000 features x 5 segments x 20 bins;
+current: x 50 windows = 10^7 long rows) are written to Parquet in a temporary folder. Each
+round, one after the other (so a change of load hits both alike):
+
+- **reference**, in this process: read both Parquet files, the seven divergences of every
+  (feature, segment, window) row from the dense count arrays, and writing the run's own
+  ``drift.parquet`` again (what the run reads, computes at the least, and writes);
+- **run**: ``kl-drift run`` in a fresh process writing drift.parquet, alerts.json, report.md
+  and report.html: wall time and peak RSS (GNU time's maximum resident set size).
+
+Targets (issue 12): run <= 3x the reference, peak <= 2 GiB, report.html <= 2 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from bench_decide import generate
+
+from kl_metrics import divergences
+from pipeline.config import METRICS, load_config
+
+CONFIG = """\
+[input]
+baseline = "base.parquet"
+current = "cur.parquet"
+segments = ["segment_id"]
+[output]
+dir = "out"
+run_id = "big"
+fail_on = "never"
+"""
+
+
+def dense(table: pl.DataFrame, bins: int) -> np.ndarray:
+    """The counts of a generated long table as (histograms, bins), in its written order."""
+    return table["count"].to_numpy().reshape(-1, bins)
+
+
+def reference_round(folder: Path, bins: int, windows: int) -> float:
+    """Seconds to read both inputs, compute the seven divergences and rewrite drift.parquet."""
+    config = load_config(None).drift
+    drift = pl.read_parquet(folder / "out" / "big" / "drift.parquet")
+    start = time.perf_counter()
+    base = dense(pl.read_parquet(folder / "base.parquet"), bins)
+    cur = dense(pl.read_parquet(folder / "cur.parquet"), bins)
+    divergences(cur.reshape(base.shape[0], windows, bins), base[:, None, :], metrics=METRICS,
+                base=config.log_base, eps=config.eps)
+    drift.write_parquet(folder / "rewritten.parquet")
+    return time.perf_counter() - start
+
+
+def run_round(folder: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one ``kl-drift run`` process."""
+    kl_drift = Path(sys.executable).with_name("kl-drift")
+    start = time.perf_counter()
+    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(folder / "time.txt"),
+                    str(kl_drift), "run", "--config", str(folder / "run.toml"), "-q"],
+                   check=True, cwd=folder, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    return wall, int((folder / "time.txt").read_text().split()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", type=int, default=2000)
+    parser.add_argument("--windows", type=int, default=50)
+    parser.add_argument("--segments", type=int, default=5)
+    parser.add_argument("--bins", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        base, cur = generate(args.features, args.windows, args.segments, args.bins, args.seed)
+        base.write_parquet(folder / "base.parquet")
+        cur.write_parquet(folder / "cur.parquet")
+        (folder / "run.toml").write_text(CONFIG)
+        print(f"{cur.height // args.bins:,} drift rows x {args.bins} bins "
+              f"({cur.height:,} current long rows)")
+        del base, cur
+        runs, peaks, references = [], [], []
+        for _ in range(args.repeats):
+            wall, peak = run_round(folder)
+            runs.append(wall)
+            peaks.append(peak)
+            references.append(reference_round(folder, args.bins, args.windows))
+            print(f"  run {wall:6.2f} s, peak {peak:6.0f} MiB; reference "
+                  f"{references[-1]:5.2f} s; ratio {wall / references[-1]:5.2f}x")
+        out = folder / "out" / "big"
+        ratios = [r / ref for r, ref in zip(runs, references, strict=True)]
+        print(f"kl-drift run: median {statistics.median(runs):.2f} s, peak "
+              f"{max(peaks):.0f} MiB (target 2,048)")
+        print(f"reference (read inputs + 7 divergences + write drift.parquet): median "
+              f"{statistics.median(references):.2f} s")
+        print(f"run / reference: median {statistics.median(ratios):.2f}x (target <= 3)")
+        for name in ("drift.parquet", "alerts.json", "report.html", "report.md"):
+            print(f"  {name}: {(out / name).stat().st_size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
