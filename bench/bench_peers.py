@@ -19,6 +19,8 @@ and alternating between systems; the table gives medians.
   calculate, Evidently report run, popmon stability report + HTML), and for kl-drift
   profile + run in one process after imports (reading the files and writing drift.parquet,
   alerts.json and both reports included);
+- the CPU time (user + system, every thread) of the same processes: on a shared machine
+  it moves far less with the load than wall time does;
 - peak RSS of the whole process (``/usr/bin/time``).
 
 kl-drift's modules are byte-compiled first, as an installed package's are (pip compiles
@@ -85,12 +87,12 @@ def _compile_kl_drift() -> None:
 
 
 def _timed(command: list[str], timeout: float) -> dict[str, float] | None:
-    """Wall seconds, peak RSS MiB and the RESULT fields of one fresh process; None if it
-    timed out."""
+    """Wall seconds, CPU seconds (user + system, all threads), peak RSS MiB and the RESULT
+    fields of one fresh process; None if it timed out."""
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
         try:
-            out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+            out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *command],
                                  capture_output=True, text=True, timeout=timeout,
                                  env=os.environ | {"PEER_BENCH": str(PEER_BENCH)})
         except subprocess.TimeoutExpired:
@@ -98,7 +100,8 @@ def _timed(command: list[str], timeout: float) -> dict[str, float] | None:
         wall = time.perf_counter() - start
         if out.returncode not in (0, 1):  # kl-drift exits 1 on drift only with fail_on
             sys.exit(f"{' '.join(command)} failed:\n{out.stderr[-2000:]}")
-        result = {"wall": wall, "rss": int(rss.read().split()[-1]) / 1024}
+        peak, user, system = rss.read().split()[-3:]
+        result = {"wall": wall, "cpu": float(user) + float(system), "rss": int(peak) / 1024}
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             found = json.loads(line[len("RESULT "):])
@@ -119,6 +122,7 @@ def _kl_drift(reference: Path, current: Path, tmp: Path, timeout: float
     if built is None or run is None or compute is None:
         return None
     return {"wall": run["wall"], "profile+run": built["wall"] + run["wall"],
+            "cpu": run["cpu"], "profile+run cpu": built["cpu"] + run["cpu"],
             "compute": compute["compute"], "rss": max(built["rss"], run["rss"])}
 
 
@@ -177,29 +181,33 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def _print(table: dict[str, dict[str, list[dict[str, float]]]], timeout: float) -> None:
-    print("\n| data | system | whole process s | compute s | peak RSS MiB | runs | "
-          "whole: peer / kl-drift run | peer / (profile + run) | compute: peer / kl-drift |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| data | system | whole process s | whole-process CPU s | compute s | peak RSS MiB "
+          "| runs | whole: peer / kl-drift run | peer / (profile + run) | compute: peer / "
+          "kl-drift | CPU: peer / run (profile + run) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dataset, runs in table.items():
         ours = runs.get("kl-drift") or []
         for system, got in runs.items():
             if not got:
                 print(f"| {dataset} | {system} | > {timeout:.0f} s (not run or timed out) "
-                      f"| | | 0 | | | |")
+                      f"| | | | 0 | | | | |")
                 continue
-            wall, compute, rss = (_median(got, k) for k in ("wall", "compute", "rss"))
+            wall, cpu, compute, rss = (_median(got, k) for k in ("wall", "cpu", "compute", "rss"))
             if system == "kl-drift":
-                both = _median(got, "profile+run")
+                both, both_cpu = _median(got, "profile+run"), _median(got, "profile+run cpu")
                 print(f"| {dataset} | kl-drift run (profile + run) | {wall:.2f} ({both:.2f}) "
-                      f"| {compute:.2f} | {rss:,.0f} | {len(got)} | | | |")
+                      f"| {cpu:.2f} ({both_cpu:.2f}) | {compute:.2f} | {rss:,.0f} | {len(got)} "
+                      f"| | | | |")
                 continue
-            ratios = "| | |"
+            ratios = "| | | |"
             if ours:
                 ratios = (f"| {wall / _median(ours, 'wall'):.1f}x "
                           f"| {wall / _median(ours, 'profile+run'):.1f}x "
-                          f"| {compute / _median(ours, 'compute'):.1f}x |")
-            print(f"| {dataset} | {system} | {wall:.2f} | {compute:.2f} | {rss:,.0f} "
-                  f"| {len(got)} {ratios}")
+                          f"| {compute / _median(ours, 'compute'):.1f}x "
+                          f"| {cpu / _median(ours, 'cpu'):.1f}x "
+                          f"({cpu / _median(ours, 'profile+run cpu'):.1f}x) |")
+            print(f"| {dataset} | {system} | {wall:.2f} | {cpu:.2f} | {compute:.2f} "
+                  f"| {rss:,.0f} | {len(got)} {ratios}")
 
 
 if __name__ == "__main__":
