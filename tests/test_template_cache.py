@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jinja2 import DictLoader, Environment, Template
@@ -79,6 +80,24 @@ def test_a_damaged_or_unwritable_cache_costs_only_the_compile(tmp_path: Path,
         again = _env(folder)
         _no_compiling(again)
         again.get_template(TEMPLATE)
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+def test_a_folder_others_can_write_to_is_not_used(tmp_path: Path) -> None:
+    folder = tmp_path / "templates"
+    _env(folder).get_template(TEMPLATE)
+    folder.chmod(0o777)  # anyone could have put code there
+    shared = _env(folder)
+    compiled = []
+    real_compile = shared.compile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        compiled.append(args[1])
+        return real_compile(*args, **kwargs)
+
+    shared.compile = counted  # type: ignore[method-assign]
+    shared.get_template(TEMPLATE)
+    assert compiled == [TEMPLATE]
 
 
 def test_the_report_uses_the_cache_in_the_users_cache_folder(tmp_path: Path,

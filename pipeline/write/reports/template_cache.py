@@ -5,9 +5,10 @@ run``; loading the compiled code takes a millisecond. It is kept in
 ``$XDG_CACHE_HOME/kl-drift/templates`` (default ``~/.cache/kl-drift/templates``), one file
 per template, written atomically by Jinja2 and used only while it matches the template's
 source, Jinja2's bytecode version and the Python version (else it is compiled again and
-replaced). The folder is the user's own, like Python's ``__pycache__``: whoever can write
-there can already run code as the user. A cache that cannot be written or read only costs
-the compile; the first run after an install or a template change pays it once.
+replaced). The folder is the user's own (mode 0700), like Python's ``__pycache__``: whoever
+can write there can already run code as the user; a folder that others can write to (or
+that belongs to someone else) is not used. A cache that cannot be written or read only
+costs the compile; the first run after an install or a template change pays it once.
 """
 
 from __future__ import annotations
@@ -39,11 +40,28 @@ def cache_folder() -> Path | None:
     return Path(base) / "kl-drift" / "templates"
 
 
+def _private(folder: str) -> bool:
+    """Whether only the user can put files in ``folder`` (or it does not exist yet): cached
+    code from a folder others can write to is never loaded."""
+    try:
+        status = os.stat(folder)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not hasattr(os, "getuid"):  # Windows: the user's own profile folder
+        return True
+    return status.st_uid == os.getuid() and not status.st_mode & 0o022
+
+
 class TemplateCache(FileSystemBytecodeCache):
     """:class:`jinja2.FileSystemBytecodeCache` that creates its folder (private to the
-    user) and treats a cache it cannot read or write as empty."""
+    user), ignores a folder others can write to, and treats a cache it cannot read or
+    write as empty."""
 
     def load_bytecode(self, bucket: Bucket) -> None:
+        if not _private(self.directory):
+            return
         try:
             super().load_bytecode(bucket)
         except (OSError, EOFError, ValueError, pickle.UnpicklingError):  # damaged: compile
@@ -52,7 +70,8 @@ class TemplateCache(FileSystemBytecodeCache):
     def dump_bytecode(self, bucket: Bucket) -> None:
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            super().dump_bytecode(bucket)
+            if _private(self.directory):
+                super().dump_bytecode(bucket)
         except OSError:  # read-only or full disk: the next run compiles again
             pass
 
