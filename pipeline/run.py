@@ -76,7 +76,6 @@ from pipeline.write.history import (
     run_created_at,
     scan_decisions,
 )
-from pipeline.write.prometheus import export_metrics
 from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
     ModelTables,
@@ -658,6 +657,8 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
     config = measured.config
     export = config.export.prometheus
     if export is not None:
+        from pipeline.write.prometheus import export_metrics  # prometheus_client: 30 ms
+
         say("exporting metrics")
         export_metrics(written.drift, written.alerts, export,
                        monitor=export.monitor or config.prefect.name or DEFAULT_MONITOR,

@@ -26,9 +26,9 @@ an alert (docs/alerts.md):
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import betaincinv, gammaln, xlogy
 
 from kl_metrics import g_test
+from kl_metrics.special import betaincinv, gammaln, xlogy
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
