@@ -180,8 +180,10 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     order = ((rank["start"].to_numpy().astype(np.int64)[slot] * features.len() + feature)
              * (keys.height + 2) + rank["segment"].to_numpy()[slot])
     at = np.argsort(order, kind="stable")
-    row_slot = pl.Series(slot[at])
-    layout = pl.Series(layout_of[feature[at]])
+    del order  # 10^7-row temporaries: freed as soon as used
+    row_slot = pl.Series(slot[at].astype(np.int32))
+    del slot
+    layout = pl.Series(layout_of[feature[at]].astype(np.int32))
     by_row = keys.select(pl.col("segment", "label").cast(pl.Categorical), "start", "partial")
 
     def edge(name: str) -> pl.Series:
