@@ -19,7 +19,14 @@ and alternating between systems; the table gives medians.
   calculate, Evidently report run, popmon stability report + HTML), and for kl-drift
   profile + run in one process after imports (reading the files and writing drift.parquet,
   alerts.json and both reports included);
+- the CPU time (user + system, every thread) of the same processes: on a shared machine
+  it moves far less with the load than wall time does;
 - peak RSS of the whole process (``/usr/bin/time``).
+
+kl-drift's modules are byte-compiled first, as an installed package's are (pip compiles
+them at install; a source tree under ``PYTHONDONTWRITEBYTECODE`` would compile them in every
+process), and like the peers' packages they then load from ``__pycache__``. Set
+``PYTHONPATH`` to time another source tree: the processes started here inherit it.
 
 Ratios are peer / kl-drift (higher: kl-drift faster). A system whose first run of a dataset
 took more than ``--single-if-over`` seconds is not repeated on it; one that timed out is not
@@ -63,13 +70,29 @@ print("RESULT " + json.dumps({"t_import_s": imported - start,
 """
 
 
+#: Byte-compiles the kl-drift code the timed processes import (wherever PYTHONPATH puts it).
+COMPILE = r"""
+import compileall, os, sys
+import flows, kl_metrics, pipeline
+sys.exit(not all(compileall.compile_dir(os.path.dirname(package.__file__), quiet=1)
+                 for package in (flows, kl_metrics, pipeline)))
+"""
+
+
+def _compile_kl_drift() -> None:
+    """Compile kl-drift's modules once, as installing it does: from a source tree (an
+    editable install) under PYTHONDONTWRITEBYTECODE every process would compile the ~60
+    modules of a run again, 0.1-0.2 s of a one-second run that no installed kl-drift pays."""
+    subprocess.run([sys.executable, "-c", COMPILE], check=True)
+
+
 def _timed(command: list[str], timeout: float) -> dict[str, float] | None:
-    """Wall seconds, peak RSS MiB and the RESULT fields of one fresh process; None if it
-    timed out."""
+    """Wall seconds, CPU seconds (user + system, all threads), peak RSS MiB and the RESULT
+    fields of one fresh process; None if it timed out."""
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
         try:
-            out = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+            out = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss.name, *command],
                                  capture_output=True, text=True, timeout=timeout,
                                  env=os.environ | {"PEER_BENCH": str(PEER_BENCH)})
         except subprocess.TimeoutExpired:
@@ -77,7 +100,8 @@ def _timed(command: list[str], timeout: float) -> dict[str, float] | None:
         wall = time.perf_counter() - start
         if out.returncode not in (0, 1):  # kl-drift exits 1 on drift only with fail_on
             sys.exit(f"{' '.join(command)} failed:\n{out.stderr[-2000:]}")
-        result = {"wall": wall, "rss": int(rss.read().split()[-1]) / 1024}
+        peak, user, system = rss.read().split()[-3:]
+        result = {"wall": wall, "cpu": float(user) + float(system), "rss": int(peak) / 1024}
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             found = json.loads(line[len("RESULT "):])
@@ -98,6 +122,7 @@ def _kl_drift(reference: Path, current: Path, tmp: Path, timeout: float
     if built is None or run is None or compute is None:
         return None
     return {"wall": run["wall"], "profile+run": built["wall"] + run["wall"],
+            "cpu": run["cpu"], "profile+run cpu": built["cpu"] + run["cpu"],
             "compute": compute["compute"], "rss": max(built["rss"], run["rss"])}
 
 
@@ -121,6 +146,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
     systems = args.systems.split(",")
+    if "kl-drift" in systems:
+        _compile_kl_drift()
     timed_out: set[str] = set()
     table: dict[str, dict[str, list[dict[str, float]]]] = {}
     for dataset in args.datasets.split(","):
@@ -154,29 +181,33 @@ def _median(runs: list[dict[str, float]], key: str) -> float:
 
 
 def _print(table: dict[str, dict[str, list[dict[str, float]]]], timeout: float) -> None:
-    print("\n| data | system | whole process s | compute s | peak RSS MiB | runs | "
-          "whole: peer / kl-drift run | peer / (profile + run) | compute: peer / kl-drift |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n| data | system | whole process s | whole-process CPU s | compute s | peak RSS MiB "
+          "| runs | whole: peer / kl-drift run | peer / (profile + run) | compute: peer / "
+          "kl-drift | CPU: peer / run (profile + run) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dataset, runs in table.items():
         ours = runs.get("kl-drift") or []
         for system, got in runs.items():
             if not got:
                 print(f"| {dataset} | {system} | > {timeout:.0f} s (not run or timed out) "
-                      f"| | | 0 | | | |")
+                      f"| | | | 0 | | | | |")
                 continue
-            wall, compute, rss = (_median(got, k) for k in ("wall", "compute", "rss"))
+            wall, cpu, compute, rss = (_median(got, k) for k in ("wall", "cpu", "compute", "rss"))
             if system == "kl-drift":
-                both = _median(got, "profile+run")
+                both, both_cpu = _median(got, "profile+run"), _median(got, "profile+run cpu")
                 print(f"| {dataset} | kl-drift run (profile + run) | {wall:.2f} ({both:.2f}) "
-                      f"| {compute:.2f} | {rss:,.0f} | {len(got)} | | | |")
+                      f"| {cpu:.2f} ({both_cpu:.2f}) | {compute:.2f} | {rss:,.0f} | {len(got)} "
+                      f"| | | | |")
                 continue
-            ratios = "| | |"
+            ratios = "| | | |"
             if ours:
                 ratios = (f"| {wall / _median(ours, 'wall'):.1f}x "
                           f"| {wall / _median(ours, 'profile+run'):.1f}x "
-                          f"| {compute / _median(ours, 'compute'):.1f}x |")
-            print(f"| {dataset} | {system} | {wall:.2f} | {compute:.2f} | {rss:,.0f} "
-                  f"| {len(got)} {ratios}")
+                          f"| {compute / _median(ours, 'compute'):.1f}x "
+                          f"| {cpu / _median(ours, 'cpu'):.1f}x "
+                          f"({cpu / _median(ours, 'profile+run cpu'):.1f}x) |")
+            print(f"| {dataset} | {system} | {wall:.2f} | {cpu:.2f} | {compute:.2f} "
+                  f"| {rss:,.0f} | {len(got)} {ratios}")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import ndtri
 
 from . import _validation as v
+from .special import ndtri
 
 # (direction, estimator) -> per-sample term as a function of log r. Reverse terms are
 # r * k(1/r), written so that neither overflow of r nor its underflow gives inf * 0.

@@ -15,11 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import ndtri
 
 from . import _terms
 from . import _validation as v
 from .divergences import DEFAULT_METRICS, divergences
+from .special import ndtri
 
 #: Above this many observations the leave-one-out differences (of relative size 1/n) would
 #: drown in rounding, so a sample is evaluated at this size and its bias and variance,

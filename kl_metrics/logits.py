@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import log_expit
-from scipy.special import log_softmax as _scipy_log_softmax
 
 from . import _terms
 from . import _validation as v
+from .special import log_expit
+from .special import log_softmax as _scipy_log_softmax
 
 LOGIT_METRICS = ("kl", "reverse_kl", "symmetric_kl", "js_divergence")
 

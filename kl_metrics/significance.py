@@ -4,9 +4,9 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import chdtrc, kl_div
 
 from . import _validation as v
+from .special import chdtrc, kl_div
 
 
 def g_terms(current: np.ndarray, baseline: np.ndarray, n_current: np.ndarray | float,

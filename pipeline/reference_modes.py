@@ -218,10 +218,10 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
                 reasons: Mapping[str, str], coverage: pl.DataFrame | None,
                 lookback: str | None, singletons: pl.DataFrame | None) -> pl.DataFrame:
     """The decided drift rows of ``features`` against ``mode``'s reference."""
-    chosen = pl.col("feature").is_in(features)
-    subset = current.filter(chosen)
+    subset = _of_features(current, features)
     if mode == "baseline":
-        aligned = align(reference.filter(chosen), subset, reasons=reasons, coverage=coverage)
+        aligned = align(_of_features(reference, features), subset, reasons=reasons,
+                        coverage=coverage)
         drift = compute_drift(aligned, config.drift, singletons=singletons).with_columns(
             reference=pl.lit(mode), reference_windows=pl.lit(None, pl.List(pl.String)))
     else:
@@ -242,6 +242,14 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
     drift = drift.select(*columns[:at], *REFERENCE_COLUMNS,
                          *(c for c in columns[at:] if c not in REFERENCE_COLUMNS))
     return decide(drift, config.alerts)
+
+
+def _of_features(histograms: pl.DataFrame, features: list[str]) -> pl.DataFrame:
+    """The rows of ``features``: the table itself when it has no others (filtering would
+    copy every row of a large current table)."""
+    if histograms["feature"].unique().is_in(features).all():
+        return histograms
+    return histograms.filter(pl.col("feature").is_in(features))
 
 
 def _per_window(reference: pl.DataFrame, features: list[str], keys: pl.DataFrame,

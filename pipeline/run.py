@@ -5,7 +5,8 @@ A run checks what its config holds — feature drift (``[input]``) and joint dri
 — and writes everything into ONE run
 folder: each part's Parquet tables, one ``alerts.json`` and the reports. The write stage
 also adds feature drift to the history dataset at ``<output.dir>/history`` and renders the
-reports from the folder's files, exactly as ``kl-drift report`` would re-render them later.
+reports from the tables it writes (in memory), as ``kl-drift report`` would re-render them
+later from the folder's files.
 
 The path-based run (:func:`run_drift`) and the Python API (:func:`run_in_memory`, behind
 ``pipeline.check``) share every step: ``_measure`` reads, bins, measures and judges each
@@ -18,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -74,10 +76,10 @@ from pipeline.write.history import (
     run_created_at,
     scan_decisions,
 )
-from pipeline.write.prometheus import export_metrics
 from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
     ModelTables,
+    RunFolder,
     model_tables,
     publish,
     run_lock,
@@ -272,10 +274,16 @@ class CheckResult:
         rendered from the tables in memory (with the across-runs plots of `history_dir`)."""
         from pipeline.write.reports.html import render_html
 
+        run = self._folder()
+        return render_html(run.drift, run.alerts, self.history_dir, models=run.models,
+                           estimates=run.estimates, joint=run.joint, trends=run.trends)
+
+    def _folder(self) -> RunFolder:
+        """The run as its run folder holds it (the reports' input), in memory."""
         models = None if self.models is None else ModelTables(
             self.alerts["models"], *(model_tables(self.models).values()))
-        return render_html(self.drift, self.alerts, self.history_dir, models=models,
-                           estimates=self.estimates, joint=self.joint, trends=self.trends)
+        return RunFolder(alerts=self.alerts, drift=self.drift, models=models,
+                         estimates=self.estimates, trends=self.trends, joint=self.joint)
 
     def _repr_html_(self) -> str:
         """The report inline in Jupyter: report.html in a sandboxed iframe
@@ -598,11 +606,11 @@ def _statuses(drift: pl.DataFrame | None, models: ModelDrift | None,
 def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> RunResult:
     """Decide across runs with the history next to ``run_dir`` and write the run there.
 
-    Everything is written into a staging folder first; under the run id's lock the
-    history is updated, the reports are rendered from the staged files and the folder is
-    switched in at once (:func:`pipeline.write.run_folder.publish`), so a run folder always
-    holds exactly one run, whenever a run is killed. Metrics are exported last
-    (``[export.prometheus]``).
+    Everything is written into a staging folder first (the reports rendered from the
+    tables in memory while the tables are written); under the run id's lock the history
+    is updated once the tables are written, and the folder is switched in at once
+    (:func:`pipeline.write.run_folder.publish`), so a run folder always holds exactly one
+    run, whenever a run is killed. Metrics are exported last (``[export.prometheus]``).
     """
     out_dir = run_dir.parent
     history_dir = out_dir / HISTORY_DIR
@@ -614,36 +622,43 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
     drift, models, joint = result.drift, result.models, result.joint
     features = measured.features
     say(f"writing {run_dir}")
-    with staging_folder(out_dir, run_id) as staging:
+    # polars writes Parquet without holding the GIL: the tables are written while the
+    # reports render, and the history's parts side by side
+    with staging_folder(out_dir, run_id) as staging, ThreadPoolExecutor(2) as pool:
         if features is not None and features.baseline.built and features.baseline.profile:
             write_profile(features.baseline.profile, staging / PROFILE_FILE)
-        write_run_outputs(staging, {
+        tables = pool.submit(write_run_outputs, staging, {
             DRIFT_FILE: drift,
             TRENDS_FILE: result.trends,
             **({} if models is None else model_tables(models)),
             ESTIMATES_FILE: result.estimates,
             JOINT_FILE: joint,
         }, result.alerts)
+        say("rendering reports")
+        with catch_warnings():
+            # the run's warnings (alerts.json) already name unreadable history partitions
+            simplefilter("ignore", KLDriftWarning)
+            # from the tables in memory: nothing written is read back
+            write_reports(staging, history_dir=history_dir, run=result._folder())
+        tables.result()  # the history gets the run only once its tables are written
         with run_lock(out_dir, run_id):
-            for part, rows in (("features", drift),
-                               ("histograms", None if features is None else features.histograms),
-                               ("models", None if models is None else models.summary),
-                               ("joint", joint)):
-                if rows is None:  # a rerun must not keep rows it no longer has
-                    drop_history(history_dir, run_id, part=part)
-                else:
-                    append_history(history_dir, rows, run_id, as_of, part=part)
-            say("rendering reports")
-            with catch_warnings():
-                # the run's warnings (alerts.json) already name unreadable history partitions
-                simplefilter("ignore", KLDriftWarning)
-                write_reports(staging, history_dir=history_dir)
+            parts = {"features": drift,
+                     "histograms": None if features is None else features.histograms,
+                     "models": None if models is None else models.summary, "joint": joint}
+            for appended in [pool.submit(append_history, history_dir, rows, run_id, as_of,
+                                         part=part)
+                             for part, rows in parts.items() if rows is not None]:
+                appended.result()
+            for part in [part for part, rows in parts.items() if rows is None]:
+                drop_history(history_dir, run_id, part=part)  # a rerun must not keep them
             publish(staging, run_dir)
     written = RunResult(**{f.name: getattr(result, f.name) for f in fields(result)},
                         run_dir=run_dir)
     config = measured.config
     export = config.export.prometheus
     if export is not None:
+        from pipeline.write.prometheus import export_metrics  # prometheus_client: 30 ms
+
         say("exporting metrics")
         export_metrics(written.drift, written.alerts, export,
                        monitor=export.monitor or config.prefect.name or DEFAULT_MONITOR,

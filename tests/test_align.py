@@ -206,3 +206,18 @@ def test_same_distribution_per_segment_is_zero_drift_unlike_a_global_baseline() 
     pooled = compute_drift(align(profile.histograms([]), current), DriftConfig())
     carrier = pooled.filter(feature="carrier")["js_distance"]
     assert carrier.min() > 0.2
+
+
+def test_each_segment_keeps_its_own_baseline_category_order() -> None:
+    # the segments' baselines list the categories in other orders; a category new in the
+    # current data comes after the baseline's, before the reserved bins
+    baseline = pl.concat([categorical_histogram("c", {"a": 1, "b": 2, "__other__": 1},
+                                                region="EU"),
+                          categorical_histogram("c", {"b": 3, "a": 4, "__other__": 1},
+                                                region="US")])
+    current = pl.concat([categorical_histogram("c", {"new": 1, "a": 2}, region=r)
+                         for r in ("EU", "US")])
+    aligned = align(baseline, current)
+    assert [list(row_bins(aligned, row)) for row in range(2)] == [
+        ["a", "b", "new", "__other__"], ["b", "a", "new", "__other__"]]
+    assert row_bins(aligned, 1)["a"] == (4, 2)

@@ -123,3 +123,21 @@ def test_kl_metrics_and_pipeline_stay_free_of_their_upstream_frameworks() -> Non
             assert "polars" not in text and "prefect" not in text, name
         if name.startswith("pipeline"):
             assert "import prefect" not in text and "from prefect" not in text, name
+
+
+def test_scipy_special_is_imported_only_through_kl_metrics_special() -> None:
+    # kl_metrics.special defers numpy modules that importing scipy.special would execute
+    # (0.1 s of every run); a direct import elsewhere could come first and undo that.
+    for name, path in _modules().items():
+        if name == "kl_metrics.special":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                # `from scipy.special import x` and `from scipy import special` alike
+                imported = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            assert not any(m == "scipy.special" or m.startswith("scipy.special.")
+                           for m in imported), f"{name} imports scipy.special directly"

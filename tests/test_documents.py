@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import MappingProxyType
 from typing import Any
 
 import polars as pl
@@ -93,3 +94,6 @@ def test_non_finite_numbers_become_null_with_a_reason() -> None:
     assert safe["b"][2]["c"] is None and set(safe["b"][2]["null_reasons"]) == {"c"}
     assert set(safe["null_reasons"]) == {"a"} and "inf" in safe["null_reasons"]["a"]
     assert json.loads(dumps_json(value)) == safe  # strict JSON: no NaN/Infinity tokens
+    # a finite document is written as it is, any mapping as an object
+    assert json.loads(dumps_json(MappingProxyType({"d": [2.0, (1, "x")]}))) == {
+        "d": [2.0, [1, "x"]]}

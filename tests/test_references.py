@@ -23,12 +23,15 @@ from pipeline.bins.profile import build_profile, write_profile
 from pipeline.bins.references import (
     build_references,
     feature_layouts,
+    history_rows,
     read_earlier,
     timeline,
     window_keys,
+    with_keys,
 )
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from pipeline.labels import private_segment_columns
 from pipeline.run import run_drift
 from pipeline.write.history import HISTORY_DIR, append_history, scan_histograms
 
@@ -365,6 +368,43 @@ def test_references_of_a_histogram_table_in_memory() -> None:
         np.testing.assert_array_equal(got, counts[i - 2:i].sum(axis=0)[counts[i - 2:i]
                                                                         .sum(axis=0) > 0])
     assert feature_layouts(current)["layout"].n_unique() == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_history_rows_are_the_joined_rows_sorted_by_start_feature_segment(seed: int) -> None:
+    """history_rows (integer codes, one stable argsort) against the join + stable sort it
+    replaces: null segment values, two segment columns or none, a feature without a layout,
+    histograms with and without edges, rows in random order."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    days = [datetime(2024, 1, d, tzinfo=UTC) for d in (3, 1, 2)]
+    table = pl.DataFrame({
+        "region": [["eu", "us", None][i] for i in rng.integers(0, 3, n)],
+        "tier": rng.choice(["a", "b"], n),
+        "feature": rng.choice(["x", "y", "zz", "w"], n),
+        "window": [days[i] for i in rng.integers(0, 3, n)],
+        "bin": [f"b{i}" for i in rng.integers(0, 6, n)],
+        "count": rng.integers(0, 9, n).astype(float)})
+    segments = [["region", "tier"], ["region"], []][seed % 3]
+    current = private_segment_columns(table.drop(c for c in ("region", "tier")
+                                                 if c not in segments), segments)
+    if seed == 3:
+        current = current.with_columns(lower=pl.col("count"), upper=pl.col("count") + 1)
+    keys = window_keys(current, as_of=datetime(2024, 2, 1))
+    layouts = feature_layouts(current.filter(pl.col("feature") != "w"))
+    got = history_rows(current, keys, layouts)
+    edges = [pl.col(c) if c in current.columns else pl.lit(None, pl.Float64).alias(c)
+             for c in ("lower", "upper")]
+    expected = (with_keys(current, keys).join(layouts, on="feature", how="left",
+                                             maintain_order="left")
+                .select("segment", "feature", pl.col("label").alias("window"), "start",
+                        "partial", "layout", "bin", *(e.cast(pl.Float64) for e in edges),
+                        pl.col("count").cast(pl.Float64))
+                .sort("start", "feature", "segment", nulls_last=True, maintain_order=True))
+    assert got.null_count()["layout"].item() == (current["feature"] == "w").sum() > 0
+    categorical = [c for c, t in got.schema.items() if t == pl.Categorical]
+    assert categorical == ["segment", "feature", "window", "layout"]
+    assert got.with_columns(pl.col(categorical).cast(pl.String)).equals(expected)
 
 
 def test_config_errors_name_the_key() -> None:

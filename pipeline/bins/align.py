@@ -11,6 +11,12 @@ Bins are matched by what they hold, not by how they are spelled: numeric bins by
 :func:`pipeline.bins.layout.label_edges`), categories and the reserved bins by label. So
 ``[0.1, 0.3)`` and ``[0.10, 0.30)`` are one bin, while bins of the two sides that overlap
 without being equal cannot be aligned and stop the run with an error naming them.
+
+How (for speed and memory at millions of long rows): every key column is encoded once as
+integer codes in sort order (segments, windows, features, bin labels, edges); output rows
+and cells are then positions computed with integer arithmetic, and counts are scattered
+into the arrays with ``bincount``, without joins on text keys or exploded tables. Only the
+distinct bin spellings (a small catalogue) are handled as a table.
 """
 
 from __future__ import annotations
@@ -22,15 +28,12 @@ import numpy as np
 import polars as pl
 from polars.expr.whenthen import ChainedThen, Then
 
+from pipeline.bins.codes import combine, dense_codes, encode, lookup
 from pipeline.bins.layout import display_rank, label_edges
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER, segment_label_expr, segment_name, window_label_expr
 
-# A bin is identified by its edges (numeric bins) or by its label (the others): _LABEL is
-# the label of a bin without edges and null for a numeric bin.
-_LABEL = "\0label"
-_BIN_KEY = ("lower", "upper", _LABEL)
 _SHOWN_BINS = 3  # bins named in an error message
 
 
@@ -45,9 +48,13 @@ class Aligned:
         segment columns (Utf8), ``segment``, ``feature``, ``window`` (Utf8), ``coverage``
         (Float64), ``partial`` (Boolean), ``kind``, and ``reason`` (why the row cannot be
         compared, else null).
-    cells : pl.DataFrame
-        One row per (row, slot) in row-major order: ``row``, ``slot``, ``bin``, ``lower``,
-        ``upper``. ``slot`` indexes the columns of the arrays.
+    bins : pl.DataFrame
+        The catalogue of distinct bins: ``bin`` (label), ``lower``, ``upper`` (the edges
+        the bin was matched by; null for a category) and ``cell_kind`` (Int8 display rank:
+        0 ordinary, 1 ``__other__``, 2 ``__missing__``).
+    cell_bins : np.ndarray
+        int64 position in ``bins`` of every cell, row by row in slot order (the cells of
+        row ``r`` are the first ``n_bins[r]`` columns of the arrays).
     baseline, current : np.ndarray
         float64 counts, shape ``(n_rows, max_bins)``; zero beyond ``n_bins[row]``.
     n_bins : np.ndarray
@@ -57,7 +64,8 @@ class Aligned:
     """
 
     rows: pl.DataFrame
-    cells: pl.DataFrame
+    bins: pl.DataFrame
+    cell_bins: np.ndarray
     baseline: np.ndarray
     current: np.ndarray
     n_bins: np.ndarray
@@ -72,6 +80,20 @@ class Aligned:
         keep = self.n_bins > 0 if mask is None else mask & (self.n_bins > 0)
         for width in np.unique(self.n_bins[keep]):
             yield np.flatnonzero(keep & (self.n_bins == width)), int(width)
+
+    def cell_mask(self) -> np.ndarray:
+        """Boolean mask of the real cells in the arrays: ``array[mask]`` lists every cell's
+        value row by row in slot order, like :attr:`cell_bins`."""
+        return np.arange(self.baseline.shape[1]) < self.n_bins[:, None]
+
+    @property
+    def cells(self) -> pl.DataFrame:
+        """One row per (row, slot) in row-major order: ``row``, ``slot``, ``bin``,
+        ``lower``, ``upper``."""
+        row = np.repeat(np.arange(len(self.n_bins), dtype=np.uint32), self.n_bins)
+        starts = np.cumsum(self.n_bins) - self.n_bins
+        return pl.DataFrame({"row": row, "slot": np.arange(len(row)) - starts[row]}).hstack(
+            self.bins[self.cell_bins].select("bin", "lower", "upper"))
 
 
 def segment_columns(histograms: pl.DataFrame) -> list[str]:
@@ -143,209 +165,415 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
             f"{[segment_name(c) for c in segments] or 'none'}; use a baseline without segment "
             "columns or with a subset of the current ones", column=extra[0])
     window = ["window"] if "window" in current.columns else []
-    groups = [*segments, *window]
     base_keys = [*base_segments, *(window if by_window else [])]
-    tables = _with_edges(baseline), _with_edges(current)
-    edges = _label_edges(*tables)
-    base, cur = pl.collect_all([_bins(tables[0], base_keys, edges.filter(side="baseline")),
-                                _bins(tables[1], groups, edges.filter(side="current"))])
+    # segments are matched as text; windows in their own type (they sort in time order)
+    dictionaries, codes = {}, {}
+    for column in [*segments, *window, "feature", "bin"]:
+        sides = [side[column] for side in (baseline, current) if column in side.columns]
+        if column in segments:
+            sides = [side.cast(pl.String) for side in sides]
+        dictionaries[column], coded = encode(sides)
+        codes[column] = dict(zip(("baseline", "current")[2 - len(sides):], coded, strict=True))
+    n_features = dictionaries["feature"].len()
+    sizes = {c: dictionaries[c].len() for c in dictionaries}
 
-    features = pl.concat([base.select("feature"), cur.select("feature")]).unique().lazy()
-    grid = (_as_text(current.lazy(), segments).select(groups).unique().join(features, how="cross")
-            if groups else features)
-    rows = (grid.sort([*segments, "feature", *window], nulls_last=True)
-            .with_row_index("row").collect())
-    # Which (row, side) pairs exist decides the row's reason; bins come from both sides.
-    # nulls_equal: a null segment value or window (null timestamp) is a group of its own.
-    base_cells = rows.join(base, on=[*base_keys, "feature"], how="inner", nulls_equal=True)
-    cur_cells = rows.join(cur, on=[*groups, "feature"], how="inner", nulls_equal=True)
-    # numeric bins meet by their edges, the others by their label (two joins: null keys
-    # would make one join several times slower)
-    sides = (base_cells.lazy().select("row", "lower", "upper", "bin", b_count="count",
-                                      b_order="order"),
-             cur_cells.lazy().select("row", "lower", "upper", c_bin="bin", c_count="count",
-                                     c_order="order"))
-    numeric = [side.filter(pl.col("lower").is_not_null()) for side in sides]
-    labelled = [side.filter(pl.col("lower").is_null()).drop("lower", "upper")
-                for side in sides]
-    cells = (
-        pl.concat([numeric[0].join(numeric[1], on=["row", "lower", "upper"], how="full",
-                                   coalesce=True),
-                   labelled[0].join(labelled[1].rename({"c_bin": "bin"}), on=["row", "bin"],
-                                    how="full", coalesce=True)], how="diagonal")
-        .with_columns(
-            pl.coalesce("bin", "c_bin"), special=display_rank(pl.coalesce("bin", "c_bin")))
-        .sort(["row", "special", "lower", "upper", "b_order", "c_order", "bin"],
-              nulls_last=True)
-        .with_columns(slot=pl.int_range(pl.len(), dtype=pl.Int64).over("row"))
-    ).collect()
-    _check_overlaps(cells, rows)
-    cells = cells.with_columns(pl.col("b_count", "c_count").fill_null(0.0))
+    # key codes are dropped as soon as they are used: at millions of rows they dominate memory
+    cur_groups, groups = Groups.of([codes[c].pop("current") for c in [*segments, *window]],
+                                   [sizes[c] for c in [*segments, *window]], current.height,
+                                   n_segment_columns=len(segments))
+    base_groups_of_rows, base_groups = Groups.of(
+        [codes[c].pop("baseline") for c in base_keys], [sizes[c] for c in base_keys],
+        baseline.height)
+    # the baseline group of each current (segments, window), -1 where the baseline has none
+    on = [[*segments, *window].index(c) for c in base_keys]
+    combo_base = lookup(groups.parts[:, on], base_groups.parts, [sizes[c] for c in base_keys])
+    on_segments = [segments.index(c) for c in base_segments]
+    known = lookup(groups.parts[:, on_segments], base_groups.parts[:, :len(base_segments)],
+                    [sizes[c] for c in base_segments]) >= 0
 
-    n_rows = rows.height
-    n_bins = np.zeros(n_rows, dtype=np.int64)
-    per_row = cells.group_by("row").agg(
-        n=pl.len(),
-        numeric=(pl.col("lower").is_not_null() | pl.col("upper").is_not_null()).any())
-    n_bins[per_row["row"].to_numpy()] = per_row["n"].to_numpy()
-    width = int(n_bins.max(initial=0))
-    row_idx, slot = cells["row"].to_numpy(), cells["slot"].to_numpy()
+    cur_rows = groups.row(cur_groups, codes["feature"]["current"], n_features)
+    del cur_groups
+    base_rows = base_groups_of_rows * n_features + codes["feature"]["baseline"]
+    features_in_current = np.bincount(codes["feature"]["current"], minlength=n_features) > 0
+    catalogue = Catalogue.of(baseline, current, codes.pop("feature"), codes.pop("bin"),
+                             dictionaries["feature"], dictionaries["bin"])
+    combo_of_row, row_feature = groups.of_row(n_features)
+    row_base = combo_base[combo_of_row]
+    cells = Cells.of(catalogue, cur_rows, base_rows,
+                     np.where(row_base >= 0, row_base * n_features + row_feature, -1),
+                     len(base_groups.segment) * n_features, row_feature, current["count"],
+                     baseline["count"])
+    _check_overlaps(cells, catalogue, dictionaries["feature"], row_feature)
+
+    n_rows = len(row_feature)
+    width = int(cells.n_bins.max(initial=0))
     arrays = []
-    for column in ("b_count", "c_count"):
+    for counts in (cells.baseline, cells.current):
         dense = np.zeros((n_rows, width))
-        dense[row_idx, slot] = cells[column].to_numpy()
+        dense[np.arange(width) < cells.n_bins[:, None]] = counts
         arrays.append(dense)
-
-    described = _describe_rows(rows, per_row, base_cells, cur_cells,
-                               base.select(base_segments), segments,
-                               current.schema.get("window"), reasons or {}, coverage)
-    return Aligned(rows=described, cells=cells.select("row", "slot", "bin", "lower", "upper"),
-                   baseline=arrays[0], current=arrays[1], n_bins=n_bins,
+    per_row = np.bincount(cells.row, minlength=n_rows)
+    numeric = np.bincount(cells.row, weights=catalogue.numeric[cells.bins],
+                          minlength=n_rows) > 0
+    has_base = np.bincount(cells.row, weights=cells.in_base, minlength=n_rows) > 0
+    described = _describe_rows(
+        groups.frame(dictionaries, segments, window), combo_of_row, row_feature,
+        dictionaries["feature"], base_segments=base_segments,
+        kind=np.where(numeric, 0, np.where(per_row > 0, 1, 2)),
+        has_base=has_base, known_segment=known,
+        features_in_current=features_in_current,
+        window_dtype=current.schema.get("window"), reasons=reasons or {}, coverage=coverage)
+    return Aligned(rows=described, bins=catalogue.table, cell_bins=cells.bins,
+                   baseline=arrays[0], current=arrays[1], n_bins=cells.n_bins,
                    segments=tuple(segments))
 
 
-def _as_text(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
-    return frame.with_columns(pl.col(columns).cast(pl.Utf8)) if columns else frame
+def _representatives(codes: np.ndarray, n: int) -> np.ndarray:
+    """One position of each code ``0..n-1`` in ``codes`` (all of them occur)."""
+    where = np.zeros(n, dtype=np.int64)
+    where[codes] = np.arange(len(codes))
+    return where
 
 
-def _with_edges(histograms: pl.DataFrame) -> pl.LazyFrame:
-    """``histograms`` with ``lower``/``upper`` columns (null when it has none) and ``order``
-    (row number: first appearance gives the baseline's category order)."""
-    optional = {"lower": pl.Float64, "upper": pl.Float64}
-    return histograms.lazy().with_columns(
-        pl.lit(None, dtype=dtype).alias(name)
-        for name, dtype in optional.items() if name not in histograms.columns
-    ).with_columns(pl.col("lower", "upper").cast(pl.Float64)).with_row_index("order")
+def _first(codes: np.ndarray, n: int, positions: np.ndarray) -> np.ndarray:
+    """The smallest of ``positions`` at each code ``0..n-1`` (int64 max where absent)."""
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, codes, positions)
+    return first
 
 
-def _label_edges(base: pl.LazyFrame, cur: pl.LazyFrame) -> pl.DataFrame:
-    """Edges for bins without edges, from their interval labels: ``side``, ``feature``,
-    ``bin``, ``parsed_lower``, ``parsed_upper``, for the features that are numeric.
+@dataclass(frozen=True)
+class Groups:
+    """The distinct (segments, window) tuples of one side, in sort order (nulls last).
+
+    Output rows are ordered by segments, then feature, then window: the rows of segment
+    tuple ``s`` start at ``first[s] * n_features``, and the row of window position ``p``
+    within it and feature ``f`` is ``start + f * windows[s] + p``.
+    """
+
+    parts: np.ndarray  # (groups, columns): the column codes of each group
+    segment: np.ndarray  # segment tuple of each group
+
+    @classmethod
+    def of(cls, columns: Sequence[np.ndarray], sizes: Sequence[int], length: int, *,
+           n_segment_columns: int = 0) -> tuple[np.ndarray, Groups]:
+        """The group of each long row, and the groups."""
+        codes, n = combine(columns, sizes, length)
+        if not columns:  # one group: every row, even of an empty table
+            n = 1
+        where = _representatives(codes, n) if columns else np.zeros(n, dtype=np.int64)
+        parts = np.stack([c[where] for c in columns], axis=1) if columns and n \
+            else np.zeros((n, len(columns)), dtype=np.int64)
+        segment, _ = combine(list(parts[:, :n_segment_columns].T),
+                              sizes[:n_segment_columns], n)
+        return codes, cls(parts, segment)
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        windows = np.bincount(self.segment, minlength=len(self.segment))[self.segment]
+        first = np.flatnonzero(np.r_[True, self.segment[1:] != self.segment[:-1]])
+        start = np.repeat(first, np.diff(np.r_[first, len(self.segment)]))
+        return windows, start
+
+    def row(self, group: np.ndarray, feature: np.ndarray, n_features: int) -> np.ndarray:
+        """Output row of each (group, feature)."""
+        windows, start = self._layout()
+        position = np.arange(len(self.segment)) - start
+        row = windows[group]
+        row *= feature
+        row += (start * n_features + position)[group]
+        return row
+
+    def of_row(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """The group and the feature code of each output row."""
+        group = np.repeat(np.arange(len(self.segment)), n_features)
+        feature = np.tile(np.arange(n_features), len(self.segment))
+        rows = self.row(group, feature, n_features)
+        combo, features = np.empty_like(rows), np.empty_like(rows)
+        combo[rows], features[rows] = group, feature
+        return combo, features
+
+    def frame(self, dictionaries: Mapping[str, pl.Series], segments: Sequence[str],
+              window: Sequence[str]) -> pl.DataFrame:
+        """``combo`` (the group) and its segment (text) and window values."""
+        return pl.DataFrame({"combo": np.arange(len(self.segment))}).with_columns(
+            dictionaries[c][self.parts[:, i]].alias(c)
+            for i, c in enumerate([*segments, *window]))
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The distinct bin spellings (feature, label, edges) of both sides and the bin each
+    is matched as: numeric bins by their edges, the others by their label.
+
+    ``spelling`` holds the spelling of every long row, baseline rows first; bins (``key``)
+    are numbered by feature, then display order as far as it is the same in every row
+    (:class:`Cells` puts the rows where it is not in order)."""
+
+    table: pl.DataFrame  # bin, lower, upper, cell_kind per spelling
+    spelling: np.ndarray
+    key: np.ndarray  # bin of each spelling, numbered feature by feature
+    local: np.ndarray  # bin of each spelling within its feature
+    per_feature: np.ndarray  # number of bins of each feature
+    numeric: np.ndarray  # per spelling: matched by its edges
+    labelled: np.ndarray  # int64 per spelling: 1 for a bin matched by its label, else 0
+    rank: np.ndarray  # per spelling: display-order key but for the first appearance
+
+    @classmethod
+    def of(cls, baseline: pl.DataFrame, current: pl.DataFrame,
+           features: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
+           feature_names: pl.Series, label_names: pl.Series) -> Catalogue:
+        sides = [s for s in ("baseline", "current") if s in features]
+        parts = [np.concatenate([features[s] for s in sides]),
+                 np.concatenate([labels[s] for s in sides])]
+        sizes = [feature_names.len(), label_names.len()]
+        edge_values = {}
+        for name in ("lower", "upper"):
+            if any(name in side.columns for side in (baseline, current)):
+                columns = [side[name].cast(pl.Float64) if name in side.columns
+                           else pl.repeat(None, side.height, dtype=pl.Float64, eager=True)
+                           for side in (baseline, current)]
+                values, coded = encode([*columns, pl.Series([None], dtype=pl.Float64)])
+                edge_values[name] = values
+                parts.append(np.concatenate(coded[:2]))
+                sizes.append(values.len())
+        spelling, n = combine(parts, sizes, len(parts[0]))
+        where = _representatives(spelling, n)
+        feature = parts[0][where]
+        table = pl.DataFrame({
+            "feature": feature, "bin": label_names[parts[1][where]],
+            **{name: values[parts[i][where]] for i, (name, values)
+               in enumerate(edge_values.items(), start=2)}})
+        for name in ("lower", "upper"):
+            if name not in table.columns:
+                table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+        first = _first(spelling, n, np.arange(len(spelling)))
+        table = _with_label_edges(table, first, baseline.height, feature_names)
+        numeric = table["lower"].is_not_null()
+        special = table.select(display_rank(pl.col("bin")))["bin"]
+        # bins: numeric by (feature, edges), others by (feature, label); numbered by feature,
+        # kind of cell, edges, then first appearance (the baseline's order first)
+        keyed = table.with_columns(
+            numeric=numeric, cell_kind=special, first=first,
+            label=pl.when(~numeric).then("bin"))
+        bins = (keyed.group_by("feature", "lower", "upper", "label")
+                .agg(pl.col("cell_kind").min(), pl.col("first").min())
+                .sort("feature", "cell_kind", "lower", "upper", "first", nulls_last=True)
+                .with_row_index("key"))
+        matched = keyed.join(bins.select("feature", "lower", "upper", "label", "key"),
+                             on=["feature", "lower", "upper", "label"], how="left",
+                             nulls_equal=True, maintain_order="left")
+        key = matched["key"].to_numpy().astype(np.int64)
+        per_feature = np.bincount(bins["feature"].to_numpy(), minlength=feature_names.len())
+        starts = np.cumsum(per_feature) - per_feature
+        numbers, kinds = numeric.to_numpy(), special.to_numpy().astype(np.int64)
+        # kind of cell, then numeric bins (by edges, as numbered) before the others
+        rank = (2 * kinds + ~numbers) * (len(spelling) + len(key) + 1) + np.where(numbers, key, 0)
+        return cls(table=keyed.select("bin", "lower", "upper", "cell_kind"),
+                   spelling=spelling, key=key, local=key - starts[feature],
+                   per_feature=per_feature, numeric=numbers,
+                   labelled=(~numbers).astype(np.int64), rank=rank)
+
+
+def _with_label_edges(table: pl.DataFrame, first: np.ndarray, n_baseline: int,
+                      feature_names: pl.Series) -> pl.DataFrame:
+    """Spellings with edges for bins without edges, from their interval labels, for the
+    features that are numeric.
 
     A feature is numeric when a bin of either side has edges, or when every bin of both
     sides without edges (the reserved ones aside) has an interval label. A numeric feature
     with a bin that has neither edges nor an interval label cannot be aligned: InputError.
     """
     ordinary = pl.col("lower").is_null() & ~pl.col("bin").is_in([MISSING, OTHER])
-    labelled, with_edges = pl.collect_all([
-        pl.concat([side.filter(ordinary).group_by("feature", "bin").agg(pl.col("order").min())
-                   .with_columns(side=pl.lit(name))
-                   for name, side in (("baseline", base), ("current", cur))]),
-        pl.concat([side.filter(pl.col("lower").is_not_null()).select("feature").unique()
-                   for side in (base, cur)]).unique()])
-    parsed = labelled.join(label_edges(labelled["bin"].unique()), on="bin", how="left")
-    unparsed = parsed.filter(pl.col("lower").is_null())
-    broken = unparsed.join(with_edges, on="feature", how="semi").sort("side", "order")
+    parsed = table.with_columns(
+        label_edges(table["bin"]).select(parsed_lower="lower", parsed_upper="upper"),
+        ordinary=ordinary)
+    unparsed = pl.col("ordinary") & pl.col("parsed_lower").is_null()
+    with_edges = pl.col("lower").is_not_null().any().over("feature")
+    broken = parsed.with_row_index("spelling").filter(unparsed & with_edges)
     if broken.height:
-        first = broken.row(0, named=True)
-        bins = broken.filter(feature=first["feature"], side=first["side"])["bin"]
-        shown = ", ".join(repr(b) for b in bins.head(_SHOWN_BINS))
-        raise InputError(
-            f"{first['side']} bins {shown}{', ...' * (bins.len() > _SHOWN_BINS)} have no "
-            f"lower/upper edges and their labels are not intervals such as '[0.1, 0.3)', while "
-            "other bins of this feature are numeric: their bins cannot be aligned; give their "
-            "edges or relabel them", feature=first["feature"])
-    return (parsed.join(unparsed.select("feature").unique(), on="feature", how="anti")
-            .select("side", "feature", "bin", parsed_lower="lower", parsed_upper="upper"))
+        _broken_labels(broken, first, n_baseline, feature_names)
+    usable = pl.col("ordinary") & ~unparsed.any().over("feature")
+    return parsed.select(
+        "feature", "bin",
+        pl.when(usable).then("parsed_lower").otherwise("lower").alias("lower"),
+        pl.when(usable).then(pl.coalesce("upper", "parsed_upper")).otherwise("upper")
+        .alias("upper"))
 
 
-def _bins(frame: pl.LazyFrame, keys: list[str], edges: pl.DataFrame) -> pl.LazyFrame:
-    """One row per (keys, feature, bin key): counts summed (e.g. over baseline windows or
-    two spellings of one bin), the first label, ``order`` = first appearance. ``edges``
-    (:func:`_label_edges` of this side) fill the edges of bins that have none."""
-    frame = _as_text(frame, [k for k in keys if k != "window"])
-    if edges.height:
-        frame = (frame.join(edges.lazy().drop("side"), on=["feature", "bin"], how="left")
-                 .with_columns(pl.coalesce("lower", "parsed_lower"),
-                               pl.coalesce("upper", "parsed_upper")))
-    label = pl.when(pl.col("lower").is_null()).then(pl.col("bin")).alias(_LABEL)
-    return (frame.with_columns(label)
-            .group_by([*keys, "feature", *_BIN_KEY])
-            .agg(pl.col("bin").first(), pl.col("count").cast(pl.Float64).sum(),
-                 pl.col("order").min()))
+def _broken_labels(broken: pl.DataFrame, first: np.ndarray, n_baseline: int,
+                   feature_names: pl.Series) -> None:
+    """Raise the error for labelled bins of numeric features: the first side (baseline
+    first), feature and bins in order of appearance."""
+    spelling = broken["spelling"].to_numpy()
+    side = np.where(first[spelling] < n_baseline, "baseline", "current")
+    ordered = broken.with_columns(side=side, order=first[spelling]).sort("side", "order")
+    feature, which = ordered["feature"][0], ordered["side"][0]
+    bins = ordered.filter(feature=feature, side=which)["bin"]
+    shown = ", ".join(repr(b) for b in bins.head(_SHOWN_BINS))
+    raise InputError(
+        f"{which} bins {shown}{', ...' * (bins.len() > _SHOWN_BINS)} have no "
+        f"lower/upper edges and their labels are not intervals such as '[0.1, 0.3)', while "
+        "other bins of this feature are numeric: their bins cannot be aligned; give their "
+        "edges or relabel them", feature=feature_names[int(feature)])
 
 
-def _check_overlaps(cells: pl.DataFrame, rows: pl.DataFrame) -> None:
+@dataclass(frozen=True)
+class Cells:
+    """The union of each output row's baseline and current bins, row by row in display
+    order: the row, the spelling shown (the baseline's first, else the current's) and the
+    counts of each cell."""
+
+    row: np.ndarray
+    bins: np.ndarray
+    baseline: np.ndarray
+    current: np.ndarray
+    in_base: np.ndarray
+    in_current: np.ndarray
+    n_bins: np.ndarray
+
+    @classmethod
+    def of(cls, catalogue: Catalogue, cur_rows: np.ndarray, base_rows: np.ndarray,
+           row_base: np.ndarray, n_base_rows: int, row_feature: np.ndarray,
+           cur_counts: pl.Series, base_counts: pl.Series) -> Cells:
+        """Cells from the output row of each current long row, the baseline row (group x
+        feature) of each baseline long row and of each output row (-1: none)."""
+        n_base = len(base_rows)
+        spellings = catalogue.spelling
+        # baseline: counts summed per (baseline row, bin); first appearance of each
+        base_key = catalogue.local[spellings[:n_base]]
+        base_widths = catalogue.per_feature[np.arange(n_base_rows) % len(catalogue.per_feature)]
+        base_offsets = np.r_[0, np.cumsum(base_widths)]
+        base_cell, n_base_cells = dense_codes(base_offsets[base_rows] + base_key,
+                                         int(base_offsets[-1]))
+        base_first = _first(base_cell, n_base_cells, np.arange(n_base))
+        base_count = np.bincount(base_cell, weights=base_counts.cast(pl.Float64).to_numpy(),
+                                 minlength=n_base_cells)
+        per_base_row = np.bincount(base_rows[base_first], minlength=n_base_rows)
+        base_start = np.cumsum(per_base_row) - per_base_row
+        base_local = catalogue.local[spellings[base_first]]
+        # every output row with a baseline gets its baseline row's cells; a cell is at
+        # offsets[row] + its bin within the feature (few large temporaries: at millions of
+        # cells, fresh memory costs as much as the arithmetic)
+        offsets = np.r_[0, np.cumsum(catalogue.per_feature[row_feature])]
+        has = np.flatnonzero(row_base >= 0)
+        widths = per_base_row[row_base[has]]
+        shared = np.repeat(base_start[row_base[has]] - np.cumsum(widths) + widths, widths)
+        shared += np.arange(len(shared))
+        at = np.repeat(offsets[has], widths)
+        at += base_local[shared]
+        cur_at = offsets[cur_rows]
+        cur_at += catalogue.local[spellings[n_base:]]
+        seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
+        seen[at] = True
+        seen[cur_at] = True
+        before = np.cumsum(seen)
+        before -= seen  # cells before each position
+        n_cells = int(before[-1])
+        n_bins = np.diff(before[offsets])
+        shared_cell, cell = before[at], before[cur_at]
+        del at, cur_at, before, seen
+        row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
+        current = np.bincount(cell, weights=cur_counts.cast(pl.Float64).to_numpy(),
+                              minlength=n_cells)
+        baseline = np.zeros(n_cells)
+        baseline[shared_cell] = base_count[shared]
+        in_base, in_current = np.zeros(n_cells, dtype=bool), np.zeros(n_cells, dtype=bool)
+        in_base[shared_cell] = True
+        in_current[cell] = True
+        # the first appearance of each cell: its baseline's, else its current one's
+        first = np.empty(n_cells, dtype=np.int64)
+        first[shared_cell] = base_first[shared]
+        del shared_cell, shared
+        only = np.flatnonzero(~in_base[cell])
+        first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
+        bins = spellings[first]
+        # display order: kind of cell, edges (numeric bins), then first appearance (other
+        # bins); the catalogue numbered bins in that order unless rows disagree on it
+        order = first
+        order *= catalogue.labelled[bins]
+        order += catalogue.rank[bins]
+        if ((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any():
+            sort = np.lexsort((order, row))
+            bins, baseline, current = bins[sort], baseline[sort], current[sort]
+            in_base, in_current = in_base[sort], in_current[sort]
+        return cls(row, bins, baseline, current, in_base, in_current, n_bins)
+
+
+def _check_overlaps(cells: Cells, catalogue: Catalogue, feature_names: pl.Series,
+                    row_feature: np.ndarray) -> None:
     """Numeric bins of a row (both sides' union, sorted by edges) must each start where the
     previous one ended or later: overlapping bins cannot be aligned."""
-    previous = {f"previous_{c}": pl.col(c).shift()
-                for c in ("row", "bin", "upper", "b_count", "c_count")}
-    clash = (cells.filter(pl.col("lower").is_not_null())  # sorted by row, then edges
-             .with_columns(**previous)
-             .filter((pl.col("row") == pl.col("previous_row"))
-                     & (pl.col("lower") < pl.col("previous_upper"))))
-    if clash.height == 0:
+    numeric = np.flatnonzero(catalogue.numeric[cells.bins])
+    lower = catalogue.table["lower"].to_numpy()[cells.bins[numeric]]
+    upper = catalogue.table["upper"].to_numpy()[cells.bins[numeric]]
+    row = cells.row[numeric]
+    with np.errstate(invalid="ignore"):
+        clash = np.flatnonzero((row[1:] == row[:-1]) & (lower[1:] < upper[:-1]))
+    if not len(clash):
         return
-    first = clash.row(0, named=True)
+    previous, this = numeric[clash[0]], numeric[clash[0] + 1]
 
-    def side(prefix: str) -> str:
-        counts = (first[f"{prefix}b_count"] is not None, first[f"{prefix}c_count"] is not None)
+    def side(cell: int) -> str:
         return {(True, False): "baseline", (False, True): "current"}.get(
-            counts, "baseline and current")
+            (bool(cells.in_base[cell]), bool(cells.in_current[cell])), "baseline and current")
 
-    feature = rows.filter(pl.col("row") == first["row"])["feature"][0]
+    labels = catalogue.table["bin"]
     raise InputError(
-        f"{side('previous_')} bin {first['previous_bin']!r} and {side('')} bin "
-        f"{first['bin']!r} overlap without having the same edges, so the two sides' bins "
-        "cannot be aligned; bin both sides with the same edges", feature=feature)
+        f"{side(previous)} bin {labels[int(cells.bins[previous])]!r} and {side(this)} bin "
+        f"{labels[int(cells.bins[this])]!r} overlap without having the same edges, so the "
+        "two sides' bins cannot be aligned; bin both sides with the same edges",
+        feature=feature_names[int(row_feature[cells.row[this]])])
 
 
-def _describe_rows(rows: pl.DataFrame, per_row: pl.DataFrame, base_cells: pl.DataFrame,
-                   cur_cells: pl.DataFrame, base_keys: pl.DataFrame, segments: list[str],
-                   window_dtype: pl.DataType | None, reasons: Mapping[str, str],
-                   coverage: pl.DataFrame | None) -> pl.DataFrame:
-    """Add segment label, Utf8 window, coverage, kind and the reason a row cannot be
-    compared.
+def _describe_rows(combos: pl.DataFrame, combo_of_row: np.ndarray, row_feature: np.ndarray,
+                   features: pl.Series, *, base_segments: Sequence[str], kind: np.ndarray,
+                   has_base: np.ndarray, known_segment: np.ndarray,
+                   features_in_current: np.ndarray, window_dtype: pl.DataType | None,
+                   reasons: Mapping[str, str], coverage: pl.DataFrame | None) -> pl.DataFrame:
+    """Segment columns and label, feature, Utf8 window, coverage, kind and the reason a row
+    cannot be compared.
 
-    ``base_keys`` holds the baseline's segment columns (one row per baseline bin)."""
-    def present(frame: pl.DataFrame, key: str | list[str], flag: str) -> pl.LazyFrame:
-        return frame.lazy().select(key).unique().with_columns(pl.lit(True).alias(flag))
-
-    base_segments = base_keys.columns
-    in_base = present(base_cells, "row", "has_base")
-    base_features = present(base_cells, "feature", "feature_in_base")
-    cur_features = present(cur_cells, "feature", "feature_in_current")
-    # every current segment is known to a global baseline
-    known_segment, by_segment = ((present(base_keys, base_segments, "segment_in_base"),
-                                  {"on": base_segments, "how": "left", "nulls_equal": True})
-                                 if base_segments else
-                                 (pl.LazyFrame({"segment_in_base": [True]}), {"how": "cross"}))
-    label = segment_label_expr(base_segments)
+    ``combos`` holds the segment (text) and window values of each (segments, window) of
+    the current data: labels and coverage are found once per combination, not per row."""
+    segments = [c for c in combos.columns if c not in ("combo", "window")]
+    described = combos.with_columns(segment_label_expr(segments),
+                                    segment_label_expr(base_segments).alias("base_segment"),
+                                    known=known_segment)
+    if coverage is not None and window_dtype is not None:
+        described = described.join(coverage.select("window", "coverage", "partial"),
+                                   on="window", how="left", maintain_order="left")
+    else:
+        described = described.with_columns(coverage=pl.lit(None, dtype=pl.Float64),
+                                           partial=pl.lit(False))
+    rows = described.with_columns(window_label_expr(window_dtype),
+                                  pl.col("partial").fill_null(False))[combo_of_row]
+    feature_in_base = np.bincount(row_feature, weights=has_base, minlength=features.len()) > 0
+    flags = {"feature_in_base": feature_in_base[row_feature], "has_base": has_base,
+             "feature_in_current": features_in_current[row_feature],
+             "known": rows["known"].to_numpy()}
     reason: Then | ChainedThen = pl.when(~pl.col("feature_in_base")).then(
         pl.format("feature '{}' not in the baseline", "feature"))
     if reasons:
         reason = reason.when(~pl.col("feature_in_current") & pl.col("feature").is_in(
             list(reasons))).then(pl.col("feature").replace_strict(reasons, default=None))
     reason = (
-        reason.when(~pl.col("segment_in_base"))
+        reason.when(~pl.col("known"))
         .then(pl.format("segment {} not in the baseline; rebuild the profile or compare "
-                        "globally", label))
+                        "globally", "base_segment"))
         .when(~pl.col("has_base"))
-        .then(pl.format("feature '{}' has no baseline for segment '{}'", "feature", label))
+        .then(pl.format("feature '{}' has no baseline for segment '{}'", "feature",
+                        "base_segment"))
         .when(~pl.col("feature_in_current"))
         .then(pl.format("feature '{}' not in the current data", "feature"))
     )
-    kind = (pl.when(pl.col("numeric")).then(pl.lit("numeric"))
-            .when(pl.col("n").is_not_null()).then(pl.lit("categorical"))
-            .otherwise(pl.lit("unknown")))
-    described = rows.lazy()
-    if coverage is not None and window_dtype is not None:
-        described = described.join(coverage.lazy().select("window", "coverage", "partial"),
-                                   on="window", how="left")
-    else:
-        described = described.with_columns(coverage=pl.lit(None, dtype=pl.Float64),
-                                           partial=pl.lit(False))
-    return (
-        described
-        .join(per_row.lazy(), on="row", how="left")
-        .join(in_base, on="row", how="left")
-        .join(base_features, on="feature", how="left")
-        .join(cur_features, on="feature", how="left")
-        .join(known_segment, **by_segment)
-        .with_columns(pl.col("has_base", "feature_in_base", "feature_in_current",
-                             "segment_in_base").fill_null(False))
-        .sort("row")
-        .select(*segments, segment_label_expr(segments), "feature",
-                window_label_expr(window_dtype), "coverage", pl.col("partial").fill_null(False),
-                kind=kind, reason=reason)
-    ).collect()
+    # reasons are formatted for the rows that have one only
+    failing = np.flatnonzero(~np.logical_and.reduce(list(flags.values())))
+    explained = rows[failing].with_columns(
+        features[row_feature[failing]].alias("feature"),
+        *(pl.Series(name, values[failing]) for name, values in flags.items()),
+    ).select(reason.alias("reason"))["reason"]
+    return rows.select(
+        *segments, "segment", features[row_feature].alias("feature"), "window", "coverage",
+        "partial", pl.Series("kind", ["numeric", "categorical", "unknown"]).gather(kind),
+        pl.Series("reason", [None], dtype=pl.String).extend_constant(None, rows.height - 1)
+        .scatter(failing, explained) if rows.height else pl.lit(None, pl.String).alias("reason"))

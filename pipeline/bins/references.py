@@ -30,9 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 
 from pipeline.bins.align import segment_columns
+from pipeline.bins.codes import encode, lookup
 from pipeline.labels import ALL, MISSING, segment_label_expr, window_label_expr
 
 #: The type of window starts (and of ``start`` in the history's histograms).
@@ -155,16 +157,49 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
 
     One row per segment x feature x window x bin: ``segment``, ``feature``, ``window``
     (labels), ``start``, ``partial``, ``layout``, ``bin``, ``lower``, ``upper``, ``count``,
-    sorted by ``start`` (a reader filtering on it skips whole row groups).
+    sorted by ``start`` (a reader filtering on it skips whole row groups), then feature and
+    segment, the rows of one histogram in their current order. The feature, the labels and
+    the layout are categorical: a few distinct values repeated over millions of rows.
     """
-    edges = [pl.col(c) if c in current.columns else pl.lit(None, pl.Float64).alias(c)
-             for c in ("lower", "upper")]
-    return (with_keys(current, keys)
-            .join(layouts, on="feature", how="left")
-            .select("segment", "feature", pl.col("label").alias("window"), "start", "partial",
-                    "layout", "bin", *(e.cast(pl.Float64) for e in edges),
-                    pl.col("count").cast(pl.Float64))
-            .sort("start", "feature", "segment", nulls_last=True))
+    n = current.height
+    on = [c for c in keys.columns if c in current.columns and c != "feature"]
+    # Each row's segment x window (a few rows of ``keys``) and its feature's layout by
+    # integer codes: a join on the text keys of 10^7 rows costs seconds and a copy of them.
+    if on:
+        coded = [encode([current[c], keys[c]]) for c in on]
+        slot = lookup(np.column_stack([codes[0] for _, codes in coded]),
+                      np.column_stack([codes[1] for _, codes in coded]),
+                      [values.len() for values, _ in coded])
+    else:  # no segments, no windows: ``keys`` is the run's one window
+        slot = np.zeros(n, dtype=np.int64)
+    features, (feature, known) = encode([current["feature"], layouts["feature"]])
+    layout_of = np.full(features.len(), -1)
+    layout_of[known] = np.arange(layouts.height)
+    rank = keys.select(start=pl.col("start").rank("dense").fill_null(keys.height + 1),
+                       segment=pl.col("segment").rank("dense").fill_null(keys.height + 1))
+    order = ((rank["start"].to_numpy().astype(np.int64)[slot] * features.len() + feature)
+             * (keys.height + 2) + rank["segment"].to_numpy()[slot])
+    at = np.argsort(order, kind="stable")
+    del order  # 10^7-row temporaries: freed as soon as used
+    row_slot = pl.Series(slot[at].astype(np.int32))
+    del slot
+    layout = pl.Series(layout_of[feature[at]].astype(np.int32))
+    by_row = keys.select(pl.col("segment", "label").cast(pl.Categorical), "start", "partial")
+
+    def edge(name: str) -> pl.Series:
+        if name in current.columns:
+            return current[name].cast(pl.Float64).gather(at)
+        return pl.select(pl.repeat(None, n, dtype=pl.Float64).alias(name)).to_series()
+
+    return pl.DataFrame([
+        by_row["segment"].gather(row_slot),
+        features.cast(pl.Categorical).gather(pl.Series(feature[at])).alias("feature"),
+        by_row["label"].gather(row_slot).alias("window"),
+        by_row["start"].gather(row_slot),
+        by_row["partial"].gather(row_slot),
+        layouts["layout"].cast(pl.Categorical).gather(layout.set(layout < 0, None)),
+        current["bin"].gather(at), edge("lower"), edge("upper"),
+        current["count"].cast(pl.Float64).gather(at)])
 
 
 def read_earlier(scan: pl.LazyFrame, layouts: pl.DataFrame, *, since: datetime | None,

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
-from scipy.special import betaincinv, chdtrc, gammaln, xlogy
 
 from kl_metrics import g_terms
+from kl_metrics.special import betaincinv, chdtrc, gammaln, xlogy
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from scipy.special import ndtri
 
 from kl_metrics import kl_estimator_terms
+from kl_metrics.special import ndtri
 from pipeline.config import EstimateConfig
 from pipeline.errors import InputError
 from pipeline.labels import (

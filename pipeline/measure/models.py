@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy.special import expit
 
 from kl_metrics import bin_contributions, divergences, divergences_from_logits, log_softmax
+from kl_metrics.special import expit
 from pipeline.config import (
     MODEL_STATS,
     PER_EXAMPLE_METRICS,

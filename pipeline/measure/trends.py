@@ -30,8 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-from scipy.special import gammaln
 
+from kl_metrics.special import gammaln
 from pipeline.config import TrendsConfig, quantile_name
 from pipeline.labels import MISSING, OTHER
 

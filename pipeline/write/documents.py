@@ -55,20 +55,33 @@ def json_safe(value: Any) -> Any:
             if isinstance(item, float) and not math.isfinite(item):
                 reasons[key] = f"{item} is not representable in JSON"
                 item = None
-            out[key] = json_safe(item)
+            elif isinstance(item, _CONTAINERS):  # scalars are kept without a call
+                item = json_safe(item)
+            out[key] = item
         if reasons:
             out["null_reasons"] = {**out.get("null_reasons", {}), **reasons}
         return out
     if isinstance(value, list | tuple):
         # Bare numbers in lists have no key to explain: wrap each list item on its own.
-        return [None if isinstance(v, float) and not math.isfinite(v) else json_safe(v)
-                for v in value]
+        return [None if isinstance(v, float) and not math.isfinite(v) else
+                json_safe(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
 
 
+_CONTAINERS = (Mapping, list, tuple)
+
+
 def dumps_json(document: Any) -> str:
-    """Serialise ``document`` as strict JSON (no NaN/Infinity), after :func:`json_safe`."""
-    return json.dumps(json_safe(document), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    """Serialise ``document`` as strict JSON (no NaN/Infinity), after :func:`json_safe`.
+
+    A document that is JSON already (as :func:`alerts_document` builds them) is written as
+    it is: json_safe would only copy it.
+    """
+    try:
+        return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    except (TypeError, ValueError):  # a non-finite number, or a mapping that is no dict
+        return json.dumps(json_safe(document), indent=2, ensure_ascii=False,
+                          allow_nan=False) + "\n"
 
 
 def count_statuses(table: pl.DataFrame | None, statuses: tuple[str, ...]) -> dict[str, int]:

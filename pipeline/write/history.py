@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import KLDriftWarning
-from pipeline.files import atomic_write, remove_orphans, safe_filename
+from pipeline.files import remove_orphans, safe_filename, write_parquet
 
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"
@@ -107,8 +107,7 @@ def append_history(
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
     _remove_orphans(history_dir)
-    return atomic_write(partition_dir(history_dir, run_id) / PART_FILES[part],
-                        rows.write_parquet)
+    return write_parquet(partition_dir(history_dir, run_id) / PART_FILES[part], rows)
 
 
 def _remove_orphans(history_dir: str | os.PathLike[str]) -> None:

@@ -74,6 +74,7 @@ from pipeline.write.reports.summary import (
     thresholds_vary,
     window_labels,
 )
+from pipeline.write.reports.template_cache import template_cache
 from pipeline.write.reports.trends import counts as trend_counts
 from pipeline.write.reports.trends import flag_text, flagged_series, series_of, statistic_label
 from pipeline.write.run_folder import ModelTables
@@ -92,7 +93,8 @@ SERIES_COLUMNS = ("value", "status", "warn_threshold", "critical_threshold")
 WINDOW_COLUMNS = ("partial", "coverage")  # drawn in the across-windows plot when present
 
 _ENV = Environment(loader=PackageLoader("pipeline.write.reports", "templates"), autoescape=True,
-                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                   undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                   bytecode_cache=template_cache())
 _STATIC = resources.files("pipeline.write.reports") / "templates"
 
 
