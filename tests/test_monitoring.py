@@ -145,17 +145,26 @@ def test_kill_9_at_any_instant_of_a_rerun_leaves_one_run(week: dict, tmp_path: P
                "--out", str(tmp_path), "--run-id", "k", "-q", "--fail-on", "never"]
     subprocess.run([*command, "--current", str(root / "day0.parquet")], check=True)
     staging = tmp_path / ".kl-drift" / "staging"
+
+    def rerun(day: int) -> tuple[subprocess.Popen[bytes], float]:
+        """A rerun, once it has started writing, and when that was."""
+        process = subprocess.Popen([*command, "--current", str(root / f"day{day}.parquet")])
+        deadline = time.monotonic() + 120
+        while not any(staging.glob("k.*")) and process.poll() is None:
+            assert time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.002)
+        return process, time.monotonic()
+
+    # How long the write phase lasts on this machine: the kills are drawn within it.
+    process, started = rerun(DAYS - 1)
+    process.wait()
+    phase = time.monotonic() - started
     stamps = {assert_one_run(tmp_path / "k")["created_at"]}
     rng = np.random.default_rng(3)
     killed_while_staging = 0
     for attempt in range(8):
-        process = subprocess.Popen(
-            [*command, "--current", str(root / f"day{1 + attempt % (DAYS - 1)}.parquet")])
-        deadline = time.monotonic() + 120
-        while not any(staging.glob("k.*")) and process.poll() is None:
-            assert time.monotonic() < deadline, "the run never started writing"
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0, 1.5))
+        process, _ = rerun(1 + attempt % (DAYS - 1))
+        time.sleep(rng.uniform(0, phase))
         killed_while_staging += process.poll() is None
         process.send_signal(signal.SIGKILL)
         process.wait()
