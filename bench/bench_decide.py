@@ -59,6 +59,19 @@ def generate(features: int, windows: int, segments: int, bins: int,
     return base, cur
 
 
+def table_arguments(doc: str | None) -> argparse.Namespace:
+    """The command line of the benchmarks on a generated histogram run: its size, seed and
+    number of timed rounds (``doc``: the script's docstring, for ``--help``)."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--features", type=int, default=2000)
+    parser.add_argument("--windows", type=int, default=50)
+    parser.add_argument("--segments", type=int, default=5)
+    parser.add_argument("--bins", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2)
+    return parser.parse_args()
+
+
 def timed(repeats: int, run: object) -> tuple[float, float, object]:
     """Best wall and CPU seconds of ``run()`` over ``repeats`` calls, and its last result."""
     best_wall = best_cpu = float("inf")
@@ -100,14 +113,7 @@ class _Counting:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=int, default=2000)
-    parser.add_argument("--windows", type=int, default=50)
-    parser.add_argument("--segments", type=int, default=5)
-    parser.add_argument("--bins", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = table_arguments(__doc__)
     config = load_config(None)
     base, cur = generate(args.features, args.windows, args.segments, args.bins, args.seed)
     aligned = align(base, cur)

@@ -21,7 +21,6 @@ Targets (issue 12): run <= 3x the reference, peak <= 2 GiB, report.html <= 2 MB.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from bench_decide import generate
+from bench_decide import generate, table_arguments
 
 from kl_metrics import divergences
 from pipeline.config import METRICS, load_config
@@ -89,14 +88,7 @@ def run_round(folder: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=int, default=2000)
-    parser.add_argument("--windows", type=int, default=50)
-    parser.add_argument("--segments", type=int, default=5)
-    parser.add_argument("--bins", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = table_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         base, cur = generate(args.features, args.windows, args.segments, args.bins, args.seed)

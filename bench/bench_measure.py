@@ -14,11 +14,10 @@ rose above the generated tables during one untimed pass of the two stages (sampl
 
 from __future__ import annotations
 
-import argparse
 import threading
 from pathlib import Path
 
-from bench_decide import generate, timed
+from bench_decide import generate, table_arguments, timed
 
 from kl_metrics import divergences
 from pipeline.bins.align import Aligned, align
@@ -56,14 +55,7 @@ class _PeakRss:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=int, default=2000)
-    parser.add_argument("--windows", type=int, default=50)
-    parser.add_argument("--segments", type=int, default=5)
-    parser.add_argument("--bins", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=2)
-    args = parser.parse_args()
+    args = table_arguments(__doc__)
     config = load_config(None)
     base, cur = generate(args.features, args.windows, args.segments, args.bins, args.seed)
     print(f"{cur.height:,} current long rows, {base.height:,} baseline long rows")
