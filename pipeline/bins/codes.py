@@ -48,7 +48,8 @@ def dense_codes(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
         rank = np.cumsum(seen) - 1
         return rank[key], int(rank[-1]) + 1
     values, (codes,) = encode([pl.Series(key)])
-    return codes, values.len()
+    # a copy: polars' arrays are read-only, and callers build on the codes in place
+    return codes.astype(np.int64), values.len()
 
 
 def combine(columns: Sequence[np.ndarray], sizes: Sequence[int],
