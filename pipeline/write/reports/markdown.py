@@ -109,6 +109,20 @@ def _lifecycle_status(row: Mapping[str, Any]) -> str:
     return _status(row["status"]) + "".join(f", {escape_md(event)}" for event in events)
 
 
+def _row_status(row: Mapping[str, Any]) -> str:
+    """A model-output or joint row's status, with its lifecycle event if any."""
+    return _status(row["status"]) + (f", {escape_md(row['lifecycle'])}"
+                                     if row.get("lifecycle") else "")
+
+
+def _place_columns(rows: pl.DataFrame, labels: dict[str, str]) -> list[Column]:
+    """The segment and window columns of a table, each only when it has several values."""
+    return [(rows["segment"].n_unique() > 1, "Segment", ":--",
+             lambda r: escape_md(r["segment"])),
+            (rows["window"].n_unique() > 1, "Window", ":--",
+             lambda r: escape_md(labels.get(r["window"], r["window"])))]
+
+
 def _table(rows: pl.DataFrame, metric: str, labels: dict[str, str],
            effect: Effect | None) -> str:
     windowed: bool = rows.select(pl.col("n_windows").max()).item() > 1
@@ -276,11 +290,8 @@ def _models(tables: ModelTables) -> list[str]:
     labels = window_labels(rows)
     extra = extra_metric(tables)
     columns: list[Column] = [
-        (True, "Status", ":--", lambda r: _status(r["status"]) + (
-            f", {escape_md(r['lifecycle'])}" if r.get("lifecycle") else "")),
-        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
-        (rows["window"].n_unique() > 1, "Window", ":--",
-         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, "Status", ":--", _row_status),
+        *_place_columns(rows, labels),
         (True, "n", "--:", lambda r: fmt_count(r["n"])),
         (extra is not None, escape_md(extra or ""), "--:", lambda r: fmt_value(r["value"])),
         *[(True, header, "--:", lambda r, c=column: fmt_value(r[c]))
@@ -296,9 +307,7 @@ def _models(tables: ModelTables) -> list[str]:
     ]
     examples: list[Column] = [
         (True, escape_md(block["id_column"]), ":--", lambda r: escape_md(r["id"])),
-        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
-        (rows["window"].n_unique() > 1, "Window", ":--",
-         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        *_place_columns(rows, labels),
         (True, "Baseline class", ":--", lambda r: escape_md(r["baseline_class"])),
         (True, "Current class", ":--", lambda r: escape_md(r["current_class"])),
         (True, escape_md(block["top_by"]), "--:", lambda r: fmt_value(r["value"])),
@@ -321,11 +330,8 @@ def _joint(table: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
     labels = window_labels(rows)
     level = f"{block['level']:.0%} CI"
     columns: list[Column] = [
-        (True, "Status", ":--", lambda r: _status(r["status"]) + (
-            f", {escape_md(r['lifecycle'])}" if r.get("lifecycle") else "")),
-        (rows["segment"].n_unique() > 1, "Segment", ":--", lambda r: escape_md(r["segment"])),
-        (rows["window"].n_unique() > 1, "Window", ":--",
-         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        (True, "Status", ":--", _row_status),
+        *_place_columns(rows, labels),
         (True, f"KL ({level})", "--:", fmt_interval),
         (True, "Reverse KL", "--:", lambda r: fmt_value(r["reverse_kl"])),
         (True, "AUC", "--:", lambda r: fmt_value(r["auc"])),
@@ -350,10 +356,7 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> list[str]:
     labels = window_labels(estimates)
     level = f"{block['level']:.0%} CI"
     columns: list[Column] = [
-        (estimates["segment"].n_unique() > 1, "Segment", ":--",
-         lambda r: escape_md(r["segment"])),
-        (estimates["window"].n_unique() > 1, "Window", ":--",
-         lambda r: escape_md(labels.get(r["window"], r["window"]))),
+        *_place_columns(estimates, labels),
         (True, "Estimator", ":--", lambda r: escape_md(r["estimator"])),
         (True, "Value", "--:", lambda r: fmt_value(r["value"])),
         (True, "Std. error", "--:", lambda r: fmt_value(r["stderr"])),
