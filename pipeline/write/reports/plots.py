@@ -213,6 +213,15 @@ class _TimePanel:
                      anchor="middle")
 
 
+def _series_panel(title: str, legend: list[tuple[str, str]] | None) -> Svg:
+    """An empty panel of a series across windows: its title and, if given, its legend."""
+    svg = Svg(PANEL_WIDTH, SERIES_HEIGHT, label=title)
+    svg.text(0, 13, title, css_class="title")
+    if legend:
+        svg.legend(PANEL_WIDTH - 6, LEGEND, legend)
+    return svg
+
+
 def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     """The metric per window (or run) against its warn and critical thresholds.
 
@@ -231,11 +240,8 @@ def series_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     thresholds = {s: series[f"{s}_threshold"].to_list() for s in ("critical", "warn")}
     known = [v for v in [*values, *thresholds["critical"], *thresholds["warn"]]
              if v is not None and math.isfinite(v)]
-    svg = Svg(PANEL_WIDTH, SERIES_HEIGHT, label=title)
-    svg.text(0, 13, title, css_class="title")
-    if legend:
-        svg.legend(PANEL_WIDTH - 6, LEGEND, [("sw-critical", "critical"), ("sw-warn", "warn"),
-                                         ("sw-val", "value")])
+    svg = _series_panel(title, [("sw-critical", "critical"), ("sw-warn", "warn"),
+                                ("sw-val", "value")] if legend else None)
     y_axis = _Axis(0.0, max([*known, 1e-9]) * 1.08, SERIES_HEIGHT - BOTTOM, TOP, count=4)
     panel = _TimePanel.drawn(svg, y_axis, n)
     x = panel.x
@@ -283,11 +289,8 @@ def trend_svg(series: pl.DataFrame, title: str, *, legend: bool = True) -> str:
     checked, lights = series["checked"].to_list(), series["light"].to_list()
     known = [v for values in column.values() for v in values
              if v is not None and math.isfinite(v)]
-    svg = Svg(PANEL_WIDTH, SERIES_HEIGHT, label=title)
-    svg.text(0, 13, title, css_class="title")
-    if legend:
-        svg.legend(PANEL_WIDTH - 6, LEGEND, [("sw-green", "green"), ("sw-yellow", "yellow"),
-                                             ("sw-val", "value")])
+    svg = _series_panel(title, [("sw-green", "green"), ("sw-yellow", "yellow"),
+                                ("sw-val", "value")] if legend else None)
     low, high = min(known, default=0.0), max(known, default=1.0)
     pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
     y_axis = _Axis(low - pad, high + pad, SERIES_HEIGHT - BOTTOM, TOP, count=4)
