@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+@contextmanager
+def _serving(command: list[str], port: int, what: str, *, stop_command: str | None = None,
+             env: dict[str, str] | None = None) -> Iterator[None]:
+    """Run a server until the block ends: listening on ``port`` when the block starts,
+    stopped afterwards, and stopped by a watchdog (``stop_command``, else a plain kill) if
+    this test process dies first."""
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=env)
+    watchdog = _watchdog(stop_command or f"kill {server.pid}")
+    try:
+        _wait_for_port(port, server, what)
+        yield
+    finally:
+        watchdog.kill()
+        _stop(server)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """``postgresql+psycopg://postgres:PASSWORD@127.0.0.1:PORT/postgres`` of a fresh server
@@ -114,18 +132,14 @@ def postgres_url() -> Iterator[str]:
                     "-A", "scram-sha-256", f"--pwfile={password_file}", "-E", "UTF8"],
                    check=True, capture_output=True)
     port = free_port()
-    server = subprocess.Popen(
-        [*as_user, f"{bindir}/postgres", "-D", f"{data}/db", "-k", data, "-h", "127.0.0.1",
-         "-p", str(port), "-c", "fsync=off", "-c", "full_page_writes=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watchdog = _watchdog(f"kill -INT $(head -n 1 {data}/db/postmaster.pid); sleep 5; "
-                         f"rm -rf {data}")
     try:
-        _wait_for_port(port, server, "postgres")
-        yield f"postgresql+psycopg://postgres:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
+        with _serving([*as_user, f"{bindir}/postgres", "-D", f"{data}/db", "-k", data, "-h",
+                       "127.0.0.1", "-p", str(port), "-c", "fsync=off", "-c",
+                       "full_page_writes=off"], port, "postgres",
+                      stop_command=f"kill -INT $(head -n 1 {data}/db/postmaster.pid); "
+                                   f"sleep 5; rm -rf {data}"):
+            yield f"postgresql+psycopg://postgres:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
-        watchdog.kill()
-        _stop(server)
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -150,13 +164,9 @@ def s3() -> Iterator[S3]:
     port = free_port()
     # The first 4 requests (set-up below) need no signature; later ones are checked.
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
-    watchdog = _watchdog(f"kill {server.pid}")
-    try:
-        _wait_for_port(port, server, "moto.server")
+    with _serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                  port, "moto.server", env=env):
         setup = {"endpoint_url": url, "aws_access_key_id": "setup",
                  "aws_secret_access_key": "setup", "region_name": "us-east-1"}
         iam = boto3.client("iam", **setup)
@@ -171,9 +181,6 @@ def s3() -> Iterator[S3]:
         yield S3(url, {"aws_endpoint_url": url, "aws_region": "us-east-1",
                        "aws_allow_http": "true", "aws_access_key_id": key["AccessKeyId"],
                        "aws_secret_access_key": key["SecretAccessKey"]}, client)
-    finally:
-        watchdog.kill()
-        _stop(server)
 
 
 @pytest.fixture(scope="session")
@@ -184,13 +191,6 @@ def pushgateway() -> Iterator[str]:
         unavailable("the Prometheus Pushgateway is not installed: apt-get install "
                     "prometheus-pushgateway")
     port = free_port()
-    server = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}",
-                               "--persistence.file=", "--log.level=warn"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watchdog = _watchdog(f"kill {server.pid}")
-    try:
-        _wait_for_port(port, server, "prometheus-pushgateway")
+    with _serving([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=",
+                   "--log.level=warn"], port, "prometheus-pushgateway"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        watchdog.kill()
-        _stop(server)
