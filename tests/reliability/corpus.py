@@ -1244,10 +1244,26 @@ def _(d: Data, tmp: Path) -> list[str]:
 # Output locations
 # ===========================================================================================
 
-@case("out-is-a-file", "paths", 2, "{tmp}/out")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, OUT, "a file")
-    return run_args(d, tmp)
+def _file_in_the_way(where: str) -> Build:
+    """A file where the run needs the folder ``where`` (below the output folder)."""
+
+    def build(d: Data, tmp: Path) -> list[str]:
+        text_file(tmp, where, "a file")
+        return run_args(d, tmp)
+
+    return build
+
+
+for _case_id, _where in {
+    "out-is-a-file": OUT,
+    "run-folder-is-a-file": f"{OUT}/{RUN}",
+    "history-is-a-file": f"{OUT}/history",
+    "history-partition-is-a-file": f"{OUT}/history/run_id={RUN}",
+    "internal-folder-is-a-file": f"{OUT}/.kl-drift",
+    "staging-folder-is-a-file": f"{OUT}/.kl-drift/staging",
+    "locks-folder-is-a-file": f"{OUT}/.kl-drift/locks",
+}.items():
+    case(_case_id, "paths", 2, "{tmp}/" + _where)(_file_in_the_way(_where))
 
 
 @case("out-below-a-file", "paths", 2, "{tmp}/blocker")
@@ -1258,47 +1274,11 @@ def _(d: Data, tmp: Path) -> list[str]:
     return args
 
 
-@case("run-folder-is-a-file", "paths", 2, "{tmp}/out/r")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, f"{OUT}/{RUN}", "a file")
-    return run_args(d, tmp)
-
-
 @case("run-folder-is-a-symlink", "paths", 2, "{tmp}/out/r")
 def _(d: Data, tmp: Path) -> list[str]:
     (tmp / "elsewhere").mkdir()
     (tmp / OUT).mkdir()
     (tmp / OUT / RUN).symlink_to(tmp / "elsewhere")
-    return run_args(d, tmp)
-
-
-@case("history-is-a-file", "paths", 2, "{tmp}/out/history")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, f"{OUT}/history", "a file")
-    return run_args(d, tmp)
-
-
-@case("history-partition-is-a-file", "paths", 2, "{tmp}/out/history/run_id=r")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, f"{OUT}/history/run_id={RUN}", "a file")
-    return run_args(d, tmp)
-
-
-@case("internal-folder-is-a-file", "paths", 2, "{tmp}/out/.kl-drift")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, f"{OUT}/.kl-drift", "a file")
-    return run_args(d, tmp)
-
-
-@case("staging-folder-is-a-file", "paths", 2, "{tmp}/out/.kl-drift/staging")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, f"{OUT}/.kl-drift/staging", "a file")
-    return run_args(d, tmp)
-
-
-@case("locks-folder-is-a-file", "paths", 2, "{tmp}/out/.kl-drift/locks")
-def _(d: Data, tmp: Path) -> list[str]:
-    text_file(tmp, f"{OUT}/.kl-drift/locks", "a file")
     return run_args(d, tmp)
 
 
