@@ -7,24 +7,27 @@ names, run ids) go through :func:`safe_filename` before they become paths.
 
 from __future__ import annotations
 
-import errno
 import functools
 import glob
 import hashlib
 import importlib.metadata
+import io
 import os
 import re
 import tempfile
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import polars as pl
 
 from pipeline.errors import OutputError
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 
 
 @functools.cache
@@ -57,18 +60,12 @@ def safe_filename(name: str, *, max_length: int = 80) -> str:
 
 
 def output_error(error: BaseException, path: str | os.PathLike[str]) -> OutputError | None:
-    """The one-line :class:`OutputError` for an OS failure writing ``path``, else None.
-
-    Polars reports OS failures (a full disk) as its own errors carrying ``(os error N)``.
-    """
-    code = error.errno if isinstance(error, OSError) else None
-    if isinstance(error, pl.exceptions.PolarsError):
-        found = _OS_ERROR.search(str(error))
-        code = int(found.group(1)) if found else None
-    if code is None:
+    """The one-line :class:`OutputError` for an OS failure writing ``path``, else None."""
+    if not isinstance(error, OSError) or error.errno is None:
         return None
-    return OutputError(code, f"cannot write {os.fspath(path)}: {os.strerror(code)}; check "
-                             "the output folder (output.dir / --out) and free space")
+    return OutputError(error.errno, f"cannot write {os.fspath(path)}: "
+                                    f"{os.strerror(error.errno)}; check the output folder "
+                                    "(output.dir / --out) and free space")
 
 
 def make_dirs(path: str | os.PathLike[str]) -> Path:
@@ -100,12 +97,35 @@ def remove_orphans(target: Path) -> None:
             orphan.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp_path)`` on a temp file next to ``path``, then rename it into place.
+class _RecordedFile(io.FileIO):
+    """A file that keeps the OS error of its last failed write.
+
+    Writers that wrap the error in their own (polars: "Invalid thrift: transport error"
+    when the disk fills while it writes a footer) lose its errno; this keeps it. A guess
+    from the free space afterwards would race with other writers freeing theirs.
+    """
+
+    error: OSError | None = None
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def fileno(self) -> int:
+        # Without a descriptor polars writes through write() above, not around it.
+        raise io.UnsupportedOperation("fileno")
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(file)`` on a temp file next to ``path``, then rename it into place.
 
     Readers see the old file or the new one, never a partial one; a failed write leaves
     the old file untouched and no temp file behind. OS failures (read-only or full disk, a
-    file where a folder should be) raise a one-line :class:`OutputError` naming ``path``.
+    file where a folder should be) raise a one-line :class:`OutputError` naming ``path``,
+    also when ``write`` reported them as an error of its own.
     """
     target = Path(path)
     make_dirs(target.parent)
@@ -113,38 +133,29 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
                                         dir=target.parent)
-        os.close(fd)
     except OSError as error:
         raise output_error(error, target) from error  # type: ignore[misc]
     tmp = Path(tmp_name)
+    raw = _RecordedFile(fd, "w")
     try:
-        write(tmp)
+        with io.BufferedWriter(raw) as file:  # loops over short writes
+            write(file)
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         tmp.chmod(0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException as error:
-        converted = output_error(error, target) if isinstance(error, Exception) else None
-        if converted is None and isinstance(error, Exception) and _full(target.parent):
-            # polars may report a short write as a malformed file rather than as ENOSPC
-            converted = output_error(OSError(errno.ENOSPC, "disk full"), target)
+        raw.close()
         tmp.unlink(missing_ok=True)
+        converted = output_error(raw.error or error, target)
         if converted is not None:
             raise converted from error
         raise
     return target
 
 
-def _full(folder: Path) -> bool:
-    """Whether the filesystem holding ``folder`` has no free block left."""
-    try:
-        return os.statvfs(folder).f_bavail == 0
-    except OSError:
-        return False
-
-
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return atomic_write(path, lambda file: file.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -171,5 +182,5 @@ def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
                   metadata: dict[str, str] | None = None) -> Path:
     """Write ``frame`` to ``path`` as Parquet (zstd, `PARQUET_ZSTD_LEVEL`), atomically,
     with optional key-value ``metadata`` in the file footer."""
-    return atomic_write(path, lambda tmp: frame.write_parquet(
-        tmp, metadata=metadata, compression="zstd", compression_level=PARQUET_ZSTD_LEVEL))
+    return atomic_write(path, lambda file: frame.write_parquet(
+        file, metadata=metadata, compression="zstd", compression_level=PARQUET_ZSTD_LEVEL))

@@ -588,7 +588,7 @@ def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
     arrow = profile.table.rename({c: written[segment_name(c)] for c in private}).to_arrow()
     arrow = arrow.replace_schema_metadata(
         {PROFILE_METADATA_KEY: json.dumps(metadata, allow_nan=False)})
-    target = atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+    target = atomic_write(path, lambda file: pq.write_table(arrow, file))
     remove_stale_samples(path, keep=metadata.get(SAMPLE_ENTRY, {}).get("file"))
     return target
 

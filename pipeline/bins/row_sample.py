@@ -226,7 +226,7 @@ def write_sample(sample: RowSample, profile_path: str | os.PathLike[str]) -> dic
     """
     path = _sibling(Path(profile_path), secrets.token_hex(6))
     rows = sample.collect()
-    atomic_write(path, lambda tmp: rows.write_parquet(tmp))
+    atomic_write(path, rows.write_parquet)
     return {"file": path.name, "rows": rows.height, "size": sample.size, "seed": sample.seed,
             "groups": sample.groups, "totals": sample.totals.to_dicts()}
 

@@ -215,7 +215,7 @@ def _tree_size(folder: Path) -> int:
                if p.is_file())
 
 
-FILL_STEPS = 8
+FILL_STEPS = 24
 
 
 @pytest.fixture(scope="module")
