@@ -9,6 +9,7 @@ to, and exit codes separate alerts (1), bad input or output locations (2) and bu
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -205,8 +206,7 @@ def test_a_full_disk_is_one_line_naming_the_file(week: dict, tmp_path: Path,
     root = week["root"]
 
     def full(self: pl.DataFrame, file: object, **_kwargs: object) -> None:
-        raise pl.exceptions.ComputeError("parquet: File out of specification: underlying IO "
-                                         "error: No space left on device (os error 28)")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
     result = _cli("run", "--baseline", str(root / "profile.parquet"),
