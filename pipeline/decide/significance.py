@@ -36,14 +36,17 @@ from kl_metrics.special import betaincinv, chdtrc, gammaln, xlogy
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
-#: Permutation draws of every sparse candidate, and in all for one still open after them.
-FIRST_DRAWS, SECOND_DRAWS = 100, 500
-#: Simulated G values at or above the observed one needed to trust the Monte Carlo p.
+#: Permutation draws a sparse candidate has made after each round: a row draws the next
+#: round only while its draws cannot yet tell its p from the threshold that decides it.
+DRAW_ROUNDS = (25, 50, 100, 200, 500)
+#: Simulated G values at or above the observed one that settle a row for good (its p is
+#: then above ~0.02 whatever the round, Besag-Clifford's stopping rule).
 RESOLVED_EXCEEDANCES = 10
 #: An unresolved chi-square p this many times below the decision threshold decides alone
 #: (the chi-square tail of a sparse table is at most ~20x too small in every battery run).
 DECISIVE_FACTOR = 1000.0
-#: Risk that an unresolved row's exact p is below the lower confidence bound of its draws.
+#: Risk that a row whose exact p is at or below the threshold stops drawing: shared by the
+#: looks of ``DRAW_ROUNDS`` (Bonferroni), each at ``FLOOR_RISK / len(DRAW_ROUNDS)``.
 FLOOR_RISK = 1e-3
 #: Permutations need totals below numpy's hypergeometric limit; larger tables are asymptotic.
 MAX_PERMUTED_TOTAL = 10**9 - 1
@@ -166,14 +169,16 @@ def _permutable(current: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 
 def exceedance_floor(exceed: np.ndarray, drawn: np.ndarray) -> np.ndarray:
-    """Lower confidence bound (risk ``FLOOR_RISK``) of an exact p from ``exceed`` of
-    ``drawn`` Monte Carlo draws at or above the observed statistic (Clopper-Pearson).
+    """Lower confidence bound (risk ``FLOOR_RISK / len(DRAW_ROUNDS)``, one look of the
+    sequential draws) of an exact p from ``exceed`` of ``drawn`` Monte Carlo draws at or
+    above the observed statistic (Clopper-Pearson); 0 without an exceedance.
 
-    >>> exceedance_floor(np.array([0.0, 3.0]), np.array([100.0, 1000.0])).round(5).tolist()
-    [0.0, 0.00019]
+    >>> exceedance_floor(np.array([0.0, 3.0]), np.array([100.0, 1000.0])).round(6).tolist()
+    [0.0, 0.000109]
     """
     with np.errstate(invalid="ignore"):
-        bound = betaincinv(np.maximum(exceed, 1), drawn - exceed + 1, FLOOR_RISK)
+        bound = betaincinv(np.maximum(exceed, 1), drawn - exceed + 1,
+                           FLOOR_RISK / len(DRAW_ROUNDS))
     return np.where(exceed > 0, bound, 0.0)
 
 
@@ -421,11 +426,13 @@ class _TiltedTable:
     def sample(self, log_q: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
         """``size`` draws of every bin's support offset from the laws ``exp(log_q)``."""
         bins, width = log_q.shape
-        cdf = np.cumsum(np.exp(log_q), axis=1)
-        cdf /= cdf[:, -1:]
-        u = rng.random((bins, size))
-        found = np.stack([np.searchsorted(cdf[j], u[j]) for j in range(bins)], axis=1)
-        return np.minimum(found, width - 1)
+        probabilities = np.exp(log_q)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        # i.i.d. draws of each bin: how many take each count (multinomial), in random order
+        # (a binary search per draw costs ten times more)
+        taken = rng.multinomial(size, probabilities)
+        offsets = np.repeat(np.tile(np.arange(width), bins), taken.ravel()).reshape(bins, size)
+        return rng.permuted(offsets, axis=1).T
 
     def weights(self, offsets: np.ndarray, widest: int, log_q: list[np.ndarray],
                 mixture: np.ndarray) -> np.ndarray:
