@@ -172,3 +172,35 @@ def test_flat_tables_of_any_widths_match_the_g_test_row_by_row(
         total = current + baseline
         smallest = min(current.sum(), baseline.sum()) * total[total > 0].min() / total.sum()
         assert sparse[i] == (smallest < 5)
+
+
+def test_importance_draws_go_where_the_threshold_needs_them(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    # exact p 6.7e-6 (enumeration): clearly above a threshold of 1e-7 it stops after the
+    # first quarter round; within 15% of the threshold, on either side, it draws until it
+    # is TAIL_MARGIN standard errors away, more than without a threshold; below a far
+    # threshold it is as precise as without one
+    cur, base = np.array([9.0, 4, 0, 1, 2, 4]), np.array([300.0, 150, 60, 20, 6, 2])
+    exact = exact_permutation_p(cur, base)
+    assert 6e-6 < exact < 7e-6
+    drawn: list[int] = []
+    weights = significance._TiltedTable.weights
+    monkeypatch.setattr(significance._TiltedTable, "weights", lambda self, offsets, *args: (
+        drawn.append(len(offsets)) or weights(self, offsets, *args)))
+
+    def tail(threshold: float | None) -> tuple[float, int]:
+        drawn.clear()
+        p = permutation_tail(cur, cur + base, draws=2000, rng=np.random.default_rng(4),
+                             threshold=threshold)
+        assert p is not None
+        return p, sum(drawn)
+
+    far_above, n_far = tail(1e-7)
+    assert n_far == 500 and 0.4 < far_above / exact < 2.5
+    plain, n_plain = tail(None)
+    assert n_plain >= 2000 and abs(plain / exact - 1) < 0.35
+    for threshold in (exact / 1.15, exact * 1.15):
+        near, n_near = tail(threshold)
+        assert n_near > n_plain and abs(near / exact - 1) < 0.15
+    below, n_below = tail(1.0)
+    assert n_below == n_plain and below == plain

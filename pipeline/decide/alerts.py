@@ -189,7 +189,8 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
         # a row that cannot be permuted (NaN exceedances) keeps its chi-square p
         p[extend] = np.where(np.isnan(exceed), chi_square, (1 + exceed) / (drawn + 1))[extend]
         for chosen, current, baseline in batches(tail):
-            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng)
+            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng,
+                                         threshold=threshold)
         unsettled &= ~(decisive | tail | (exceed >= RESOLVED_EXCEEDANCES) | np.isnan(exceed))
 
 

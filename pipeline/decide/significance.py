@@ -54,6 +54,11 @@ MAX_PERMUTED_TOTAL = 10**9 - 1
 MAX_TILTED_CELLS = 1 << 20
 #: Relative standard error at which the importance-sampled p stops drawing.
 TAIL_PRECISION = 0.15
+#: Standard errors between an importance-sampled p and the threshold that decides its row
+#: before it stops drawing (about the one-sided risk FLOOR_RISK of a normal estimate).
+TAIL_MARGIN = 3.0
+#: Importance draws come in rounds of this share of ``null_draws`` (at most 8 x null_draws).
+_TAIL_ROUND = 4
 # Share of importance draws from the untilted null (keeps every weight bounded).
 _DEFENSIVE = 0.1
 # A bin's support is cut where its binomial probability is below exp(-_LOG_CUT) = 1e-100 by
@@ -183,7 +188,7 @@ def exceedance_floor(exceed: np.ndarray, drawn: np.ndarray) -> np.ndarray:
 
 
 def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
-                     rng: np.random.Generator) -> np.ndarray:
+                     rng: np.random.Generator, threshold: float | None = None) -> np.ndarray:
     """Permutation p-values by importance sampling (:func:`permutation_tail`), row by row;
     the chi-square p for tables too large to enumerate.
 
@@ -192,8 +197,10 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
     current, baseline : np.ndarray
         Counts, shape ``(rows, bins)``; weighted counts are rounded to observations.
     draws : int
-        Importance draws per round of each row.
+        Importance draws of each row, at least (rows below ``threshold``) and at most 8x.
     rng : np.random.Generator
+    threshold : float, optional
+        The p that decides the rows (:func:`permutation_tail`).
 
     Returns
     -------
@@ -211,7 +218,7 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
     p = chi_square_p(current, baseline).copy()
     cur, total = np.rint(current), np.rint(current + baseline)
     for i in np.flatnonzero(_permutable(cur, total)):
-        tail = permutation_tail(cur[i], total[i], draws=draws, rng=rng)
+        tail = permutation_tail(cur[i], total[i], draws=draws, rng=rng, threshold=threshold)
         if tail is not None:
             p[i] = tail
     return p
@@ -268,7 +275,7 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
 
 
 def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
-                     rng: np.random.Generator) -> float | None:
+                     rng: np.random.Generator, threshold: float | None = None) -> float | None:
     """P(G >= observed G) under the permutation null of one table, by importance sampling.
 
     Given the bins' totals t_j, the current counts are independent Binomial(t_j, n1/N)
@@ -277,17 +284,23 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
     with (s, tau) at the saddlepoint where the tilted means of G and of the sum are the
     observed G and n1, mixed with the untilted law (``_DEFENSIVE``). The bin with the
     widest tilted law takes the count that makes the sum n1, so every draw is a table with
-    the right margins; each weighs ``P(x | n1) / proposal(x)``. Draws continue until the
-    relative standard error is ``TAIL_PRECISION`` (at most 8 x ``draws``). The p returned is
-    at least the probability of the observed table itself (a lower bound of the tail).
+    the right margins; each weighs ``P(x | n1) / proposal(x)``. Draws come in rounds of
+    ``draws / 4`` until the estimate is ``TAIL_MARGIN`` standard errors from ``threshold``
+    and, when below it (or without a threshold), ``draws`` are made and the relative
+    standard error is ``TAIL_PRECISION``; at most 8 x ``draws``. Precision goes where it
+    decides: a p clearly above the threshold stops early, one near it draws more. The p
+    returned is at least the probability of the observed table itself (a lower bound of
+    the tail).
 
     Parameters
     ----------
     current, total : np.ndarray
         Integer-valued current and pooled counts of one table, shape ``(bins,)``.
     draws : int
-        Draws per round.
+        Draws made at least (p below the threshold); at most 8x.
     rng : np.random.Generator
+    threshold : float, optional
+        The p that decides the row's alert; None: as far below any threshold.
 
     Returns
     -------
@@ -304,18 +317,21 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
     log_q = [table.tilted(*c)[0] for c in components]
     widest = int(np.argmax(table.variances(s, tau)))
     total_weight = total_square = 0.0
-    drawn = 0
+    drawn, size = 0, max(1, draws // _TAIL_ROUND)
     while drawn < 8 * draws:
-        sizes = rng.multinomial(draws, weights)
-        offsets = np.concatenate([table.sample(lq, size, rng) for lq, size in
+        sizes = rng.multinomial(size, weights)
+        offsets = np.concatenate([table.sample(lq, n, rng) for lq, n in
                                   zip(log_q, sizes, strict=True)])
-        drawn += draws
+        drawn += size
         w = table.weights(offsets, widest, log_q, weights)
         total_weight += w.sum()
         total_square += (w**2).sum()
         mean = total_weight / drawn
         error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
-        if mean > 0 and error <= TAIL_PRECISION * mean:
+        above = threshold is not None and mean - threshold >= TAIL_MARGIN * error
+        below = ((threshold is None or threshold - mean >= TAIL_MARGIN * error)
+                 and drawn >= draws and 0 < mean and error <= TAIL_PRECISION * mean)
+        if above or below:
             break
     return float(min(1.0, max(total_weight / drawn, np.exp(table.log_observed))))
 
