@@ -10,15 +10,19 @@ an alert (docs/alerts.md):
   cell count is at least 5 (Cochran's rule) that is its p, as for rows that cannot alert
   whatever their p (effect below the warn threshold), which only count in
   Benjamini-Hochberg over the run;
-* sparse candidates get ``FIRST_DRAWS`` permutation draws (:func:`permutation_exceedances`);
-  the Monte Carlo p ``(1 + #{G_sim >= G}) / (B + 1)`` is a valid p-value, and with
-  ``RESOLVED_EXCEEDANCES`` draws at or above G (about p > 0.05) it settles the row;
-* an unsettled row is settled by its draws when their lower confidence bound
-  (:func:`exceedance_floor`) is above the p that decides it (the run's BH threshold), by its
-  chi-square p when that is ``DECISIVE_FACTOR`` times below it (the chi-square tail of a
-  sparse table is at most ~20x too small in every battery run); otherwise it gets
-  ``SECOND_DRAWS`` draws in all (which settle most rows cheaply), and then the permutation
-  tail by importance sampling (:func:`precise_p_values`), within a few percent at any p;
+* sparse candidates draw permutations (:func:`permutation_exceedances`) in rounds
+  (``DRAW_ROUNDS``: 25, 50, 100, 200, 500 draws in all), each row only while its draws
+  cannot yet settle it; its p is the Monte Carlo p ``(1 + #{G_sim >= G}) / (B + 1)`` of
+  the B draws it made. Before each round the p that decides a row (the run's BH threshold,
+  at most ``1 - null_quantile`` with calibration) is recomputed, and a row is settled by
+  its draws when their Clopper-Pearson lower bound (:func:`exceedance_floor`, risk
+  ``FLOOR_RISK`` shared by the five looks) is above that p or when ``RESOLVED_EXCEEDANCES``
+  of them reach G; by its chi-square p when that is ``DECISIVE_FACTOR`` times below it (the
+  chi-square tail of a sparse table is at most ~20x too small in every battery run);
+  and by the permutation tail by importance sampling (:func:`precise_p_values`) when its
+  chi-square p is below that p (draws could only settle it by showing its p many times
+  its chi-square p) or after the last round. The tail draws until it is ``TAIL_MARGIN``
+  standard errors from that p, and within ``TAIL_PRECISION`` below it;
 * tables too large to permute (a total of 10^9 or more, e.g. weighted counts near 2^63) or
   to enumerate keep the chi-square p: no draws, so no overflow.
 """
@@ -330,7 +334,7 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
         error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
         above = threshold is not None and mean - threshold >= TAIL_MARGIN * error
         below = ((threshold is None or threshold - mean >= TAIL_MARGIN * error)
-                 and drawn >= draws and 0 < mean and error <= TAIL_PRECISION * mean)
+                 and drawn >= draws and mean > 0 and error <= TAIL_PRECISION * mean)
         if above or below:
             break
     return float(min(1.0, max(total_weight / drawn, np.exp(table.log_observed))))
