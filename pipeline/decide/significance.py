@@ -464,14 +464,17 @@ class _TiltedTable:
         ok = (rest >= 0) & (rest < self.valid.shape[1])
         offsets[:, widest] = np.where(ok, rest, 0)
         ok &= self.valid[widest, offsets[:, widest]]
-        g = self.h[bins, offsets].sum(axis=1)
+        hit = ok & (self.h[bins, offsets].sum(axis=1) >= self.statistic * (1 - _TIE) - 1e-12)
+        # only the draws that reach G carry a weight
+        offsets = offsets[hit]
         log_target = self.log_p[bins, offsets].sum(axis=1) - self.log_margin
         log_proposal = _logsumexp(
             np.stack([lq[bins[free], offsets[:, free]].sum(axis=1) for lq in log_q])
             + np.log(mixture)[:, None], axis=0)[0]
-        hit = ok & (g >= self.statistic * (1 - _TIE) - 1e-12)
+        weights = np.zeros(hit.size)
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.where(hit, np.exp(log_target - log_proposal), 0.0)
+            weights[hit] = np.exp(log_target - log_proposal)
+        return weights
 
 
 def _likely_range(total: np.ndarray, theta: float, low: np.ndarray,
