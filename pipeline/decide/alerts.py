@@ -163,8 +163,9 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     # 1 - null_quantile with calibration), which moves as rows settle, so each round
     # starts by recomputing it. A row is settled by its draws when their confidence floor
     # is above it (or it has RESOLVED_EXCEEDANCES), by its chi-square p when that is
-    # DECISIVE_FACTOR times below it, and after the last round by the importance-sampled
-    # tail; its p is meanwhile the Monte Carlo p of the draws it made.
+    # DECISIVE_FACTOR times below it, and by the importance-sampled tail after the last
+    # round or at once when its chi-square p is below it (draws could not settle it); its
+    # p is meanwhile the Monte Carlo p of the draws it made.
     unsettled = np.zeros(n_rows, dtype=bool)
     unsettled[rows[sparse]] = True
     unsettled &= candidate
