@@ -61,15 +61,15 @@ def test_a_run_imports_only_what_it_uses(profile_path: Path, tmp_path: Path) -> 
     # (pyarrow only for the drift table's bin lists, never pyarrow's pandas-importing paths:
     # 0.2 s), Prefect, databases, model outputs or estimates; without
     # [export.prometheus] no prometheus_client; a quiet run prints nothing, so no rich; a
-    # typer with its own click never loads click (older typers do). scipy.special's import
-    # leaves numpy's Fortran and test tools unexecuted (kl_metrics.special: 0.1 s). Each of
-    # these costs 10-100 ms of every run.
+    # typer with its own click never loads click (older typers do); no scipy: the G-test's
+    # chi-square tail and the Monte Carlo bound are numpy (kl_metrics.special,
+    # significance.floor_at_most: 0.15 s). Each of these costs 10-150 ms of every run.
     args = ["kl-drift", "run", "--baseline", str(profile_path), "--current",
             str(DATA / "flights_current.parquet"), *WINDOWS, "--out", str(tmp_path), "-q",
             "--fail-on", "never"]
     unused = ["pandas", "prefect", "sqlalchemy", "duckdb", "matplotlib",
               "pipeline.measure.models", "pipeline.measure.estimate", "pipeline.bins.pushdown",
-              "prometheus_client", "rich", "numpy.f2py.crackfortran", "numpy.testing._private",
+              "prometheus_client", "rich", "scipy", "numpy.f2py", "numpy.testing",
               "unittest", *([] if typer.Exit.__module__.startswith("click") else ["click"])]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
