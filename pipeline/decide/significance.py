@@ -177,8 +177,8 @@ def floor_at_most(exceed: np.ndarray, drawn: np.ndarray, threshold: float) -> np
     when that binomial tail is at least ``FLOOR_RISK``, a finite sum, no quantile to find
     (``1 - sum_{i < exceed} pmf(i)``, ``exceed`` terms: under 10 for the rows it settles).
 
-    >>> floor_at_most(np.array([0.0, 3.0, 3.0, np.nan]), np.array([100.0, 1000.0, 1000.0, 0.0]),
-    ...               0.0002).tolist()  # the bound of 3 in 1,000 is 0.00019
+    >>> floor_at_most(np.array([0.0, 3.0, 3.0, np.nan]), np.array([100.0, 1000.0, 100.0, 0.0]),
+    ...               0.0002).tolist()  # the bounds of 3 in 1,000 and in 100: 0.00019, 0.0019
     [True, True, False, False]
     """
     exceed, drawn = np.broadcast_arrays(exceed, drawn)
