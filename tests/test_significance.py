@@ -16,7 +16,7 @@ from pipeline.decide.significance import (
     benjamini_hochberg,
     chi_square_p,
     decision_threshold,
-    exceedance_floor,
+    floor_at_most,
     is_sparse,
     permutation_exceedances,
     permutation_tail,
@@ -127,11 +127,27 @@ def test_decision_threshold_separates_the_bh_discoveries(p: list[float], fdr_q: 
     assert ((q <= fdr_q) == (values <= threshold)).all()
 
 
-def test_exceedance_floor_is_the_clopper_pearson_lower_bound() -> None:
-    exceed, drawn = np.array([0.0, 1, 5, 9]), np.array([100.0, 100, 500, 500])
+@settings(max_examples=300)
+@given(exceed=st.integers(0, 500), drawn=st.sampled_from([100, 500, 1000]),
+       threshold=st.floats(1e-9, 1.0))
+def test_floor_at_most_compares_the_clopper_pearson_lower_bound(exceed: int, drawn: int,
+                                                                threshold: float) -> None:
+    # the bound is the 2e-4 quantile of Beta(exceed, drawn - exceed + 1), 0 without any:
     # one look of five (DRAW_ROUNDS) spends a fifth of the risk FLOOR_RISK = 1e-3
-    expected = [0.0, *stats.beta.ppf(2e-4, exceed[1:], drawn[1:] - exceed[1:] + 1)]
-    np.testing.assert_allclose(exceedance_floor(exceed, drawn), expected, rtol=1e-9)
+    exceed = min(exceed, drawn)
+    bound = special.betaincinv(max(exceed, 1), drawn - exceed + 1, 2e-4) if exceed else 0.0
+    if abs(bound - threshold) <= 1e-9 * threshold:
+        return  # a tie within the rounding of either side
+    got = floor_at_most(np.array([float(exceed)]), np.array([float(drawn)]), threshold)
+    assert got.tolist() == [bound <= threshold]
+
+
+def test_floor_at_most_on_rows_settled_and_not_permuted() -> None:
+    exceed, drawn = np.array([0.0, 1, 5, 9, 9, np.nan]), np.array([100.0, 100, 500, 500, 500, 0])
+    bounds = [0.0, *stats.beta.ppf(2e-4, exceed[1:5], drawn[1:5] - exceed[1:5] + 1)]
+    threshold = bounds[3] * (1 + 1e-6)  # just above the bound of 9 in 500
+    assert floor_at_most(exceed, drawn, threshold).tolist() == [
+        *(b <= threshold for b in bounds), False]  # NaN: never permuted, never open
 
 
 @pytest.mark.parametrize(("current", "baseline"), [

@@ -36,7 +36,7 @@ from pipeline.decide.significance import (
     Tables,
     benjamini_hochberg,
     decision_threshold,
-    exceedance_floor,
+    floor_at_most,
     permutation_exceedances,
     precise_p_values,
 )
@@ -174,7 +174,7 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     beyond = 1 - config.null_quantile if config.calibrated else 1.0
     while True:
         threshold = min(decision_threshold(p[tested], config.fdr_q), beyond)
-        open_ = unsettled & (exceedance_floor(exceed, drawn) <= threshold)
+        open_ = unsettled & floor_at_most(exceed, drawn, threshold)
         if not open_.any():
             return p
         decisive = open_ & (chi_square <= threshold / DECISIVE_FACTOR)

@@ -15,7 +15,7 @@ an alert (docs/alerts.md):
   cannot yet settle it; its p is the Monte Carlo p ``(1 + #{G_sim >= G}) / (B + 1)`` of
   the B draws it made. Before each round the p that decides a row (the run's BH threshold,
   at most ``1 - null_quantile`` with calibration) is recomputed, and a row is settled by
-  its draws when their Clopper-Pearson lower bound (:func:`exceedance_floor`, risk
+  its draws when their Clopper-Pearson lower bound (:func:`floor_at_most`, risk
   ``FLOOR_RISK`` shared by the five looks) is above that p or when ``RESOLVED_EXCEEDANCES``
   of them reach G; by its chi-square p when that is ``DECISIVE_FACTOR`` times below it (the
   chi-square tail of a sparse table is at most ~20x too small in every battery run);
@@ -29,6 +29,7 @@ an alert (docs/alerts.md):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -36,7 +37,7 @@ from itertools import pairwise
 import numpy as np
 
 from kl_metrics import g_terms
-from kl_metrics.special import betaincinv, chdtrc, gammaln, xlogy
+from kl_metrics.special import chdtrc, gammaln, xlogy
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
@@ -177,18 +178,36 @@ def _permutable(current: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.asarray((size <= MAX_PERMUTED_TOTAL) & (n_current >= 1) & (size - n_current >= 1))
 
 
-def exceedance_floor(exceed: np.ndarray, drawn: np.ndarray) -> np.ndarray:
-    """Lower confidence bound (risk ``FLOOR_RISK / len(DRAW_ROUNDS)``, one look of the
-    sequential draws) of an exact p from ``exceed`` of ``drawn`` Monte Carlo draws at or
-    above the observed statistic (Clopper-Pearson); 0 without an exceedance.
+def floor_at_most(exceed: np.ndarray, drawn: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether the lower confidence bound (Clopper-Pearson, risk ``FLOOR_RISK /
+    len(DRAW_ROUNDS)``: one look of the sequential draws) of an exact p from ``exceed`` of
+    ``drawn`` Monte Carlo draws at or above the observed statistic is at most ``threshold``
+    in (0, 1]; False where ``exceed`` is NaN (not permuted).
 
-    >>> exceedance_floor(np.array([0.0, 3.0]), np.array([100.0, 1000.0])).round(6).tolist()
-    [0.0, 0.000109]
+    The bound is 0 without exceedances, else the risk's quantile of
+    ``Beta(exceed, drawn - exceed + 1)``, whose distribution function at ``threshold`` is
+    ``P(Binomial(drawn, threshold) >= exceed)``: the bound is at most ``threshold`` exactly
+    when that binomial tail is at least the risk, a finite sum, no quantile to find
+    (``1 - sum_{i < exceed} pmf(i)``, ``exceed`` terms: under 10 for the rows it settles).
+
+    >>> floor_at_most(np.array([0.0, 3.0, 3.0, np.nan]), np.array([100.0, 1000.0, 100.0, 0.0]),
+    ...               0.00012).tolist()  # the bounds of 3 in 1,000 and in 100: 0.00011, 0.0011
+    [True, True, False, False]
     """
-    with np.errstate(invalid="ignore"):
-        bound = betaincinv(np.maximum(exceed, 1), drawn - exceed + 1,
-                           FLOOR_RISK / len(DRAW_ROUNDS))
-    return np.where(exceed > 0, bound, 0.0)
+    exceed, drawn = np.broadcast_arrays(exceed, drawn)
+    rows = np.flatnonzero(exceed > 0)
+    counts, n = exceed[rows].astype(np.int64), drawn[rows]
+    term = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    trials = np.repeat(n, counts)
+    log_factorial = np.array([math.lgamma(k + 1) for k in range(int(n.max(initial=0)) + 1)])
+    trials_int = trials.astype(np.int64)
+    log_pmf = (log_factorial[trials_int] - log_factorial[term] - log_factorial[trials_int - term]
+               + xlogy(term, threshold) + xlogy(trials - term, 1 - threshold))
+    below = np.bincount(np.repeat(np.arange(rows.size), counts), np.exp(log_pmf),
+                        minlength=rows.size)
+    at_most = exceed == 0
+    at_most[rows] = 1 - below >= FLOOR_RISK / len(DRAW_ROUNDS)
+    return at_most
 
 
 def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
