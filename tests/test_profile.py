@@ -100,6 +100,15 @@ def test_constant_column_gets_a_point_bin() -> None:
     assert numeric_bins(profile, "i")["bin"].to_list() == ["[-inf, 7)", "[7, 8)", "[8, inf)"]
 
 
+def test_the_largest_float_repeated_keeps_the_open_top_bin() -> None:
+    """Its point bin would end at the next float, inf: found by hypothesis in the round trip."""
+    top = float(np.finfo(np.float64).max)
+    profile = build_profile(pl.LazyFrame({"x": [top, 0.5] * 3}), bins=6)
+    x = numeric_bins(profile, "x")
+    assert x["lower"].to_list() == [-np.inf, 0.5, np.nextafter(0.5, np.inf), top]
+    assert x["count"].to_list() == [0.0, 3.0, 0.0, 3.0]
+
+
 def test_zero_inflated_feature_keeps_the_zeros_apart() -> None:
     x = np.concatenate([np.zeros(600), np.random.default_rng(2).exponential(size=400)])
     profile = build_profile(pl.LazyFrame({"x": x}), bins=10)

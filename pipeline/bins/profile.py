@@ -257,14 +257,17 @@ def _edges(candidates: np.ndarray, low: float | None, high: float | None,
     gets its own point bin: edges ``v`` and the next possible value (``v + 1`` when every
     baseline value is a whole number, the next float otherwise) rather than being merged
     with the values around it.
-    A constant column ``c`` thus gets (-inf, c), [c, c] and (c, inf).
+    A constant column ``c`` thus gets (-inf, c), [c, c] and (c, inf). The largest float
+    has no next one: repeated, it keeps the open top bin ``[v, inf)``.
     """
     finite = candidates[np.isfinite(candidates)]
     if low is not None and low == high:
         finite = np.array([low, low])
     values, repeats = np.unique(finite, return_counts=True)
     points = values[repeats > 1]
-    return np.union1d(values, points + 1 if integral else np.nextafter(points, np.inf))
+    with np.errstate(over="ignore"):
+        edges = np.union1d(values, points + 1 if integral else np.nextafter(points, np.inf))
+    return edges[np.isfinite(edges)]
 
 
 def _numeric_edges(stats: Mapping[str, Any], name: str, strategy: str, bins: int,
