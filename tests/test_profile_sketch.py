@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -259,3 +260,18 @@ def test_a_tied_edge_value_is_counted_for_an_exact_rank_error(
     assert quantiles.count(0.5) == 1
     assert profile.metadata["features"]["x"]["rank_error"] == pytest.approx(
         _worst_rank_error(values, quantiles, 10), abs=1e-12)
+
+
+def test_only_sources_that_skip_rows_are_read_in_slices(tmp_path: Path) -> None:
+    """Parquet and in-memory rows are sliced; a CSV or NDJSON reader would parse every row
+    up to each slice, so those are sampled in one full pass."""
+    frame = pl.DataFrame({"x": [1.0, 2.0]})
+    frame.write_parquet(tmp_path / "a.parquet")
+    frame.write_csv(tmp_path / "a.csv")
+    frame.write_ndjson(tmp_path / "a.ndjson")
+    parquet = pl.scan_parquet(tmp_path / "a.parquet")
+    assert sketch.skips_rows(parquet) and sketch.skips_rows(frame.lazy())
+    assert sketch.skips_rows(pl.concat([parquet, frame.lazy()]))
+    assert not sketch.skips_rows(pl.scan_csv(tmp_path / "a.csv"))
+    assert not sketch.skips_rows(pl.scan_ndjson(tmp_path / "a.ndjson"))
+    assert not sketch.skips_rows(pl.concat([parquet, pl.scan_csv(tmp_path / "a.csv")]))

@@ -54,6 +54,7 @@ from pipeline.bins.sketch import (
     sample_capacity,
     segment_key,
     sketch_rows,
+    skips_rows,
 )
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
@@ -454,7 +455,8 @@ def build_profile(
     # Quantiles need a sample only: read the numeric features from about `capacity` rows
     # spread over the baseline (the same share of every part, so that the merged sample is
     # uniform over the rows read); their exact extremes come from the counting pass.
-    rows = sum(row_count(part, where) for part in parts) if quantiles else 0
+    sliced = quantiles and all(skips_rows(part) for part in parts)
+    rows = sum(row_count(part, where) for part in parts) if sliced else 0
     fraction = min(1.0, capacity / rows) if rows else 1.0
 
     def sketch(fraction: float, kinds: Mapping[str, str], segments: list[str]) -> ProfileSketch:
