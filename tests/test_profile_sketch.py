@@ -275,3 +275,11 @@ def test_only_sources_that_skip_rows_are_read_in_slices(tmp_path: Path) -> None:
     assert not sketch.skips_rows(pl.scan_csv(tmp_path / "a.csv"))
     assert not sketch.skips_rows(pl.scan_ndjson(tmp_path / "a.ndjson"))
     assert not sketch.skips_rows(pl.concat([parquet, pl.scan_csv(tmp_path / "a.csv")]))
+
+
+def test_exact_quantiles_state_no_rank_error() -> None:
+    """Every value in the sample: the edges are the exact (nearest-rank) quantiles, 0 as a
+    database states them, although level 0.8 of [0, 0, 0, 1] is taken at 0 (share at or
+    below it 0.75)."""
+    profile = build_profile(pl.LazyFrame({"x": [1.0, 0.0, 0.0, 0.0]}), bins=5)
+    assert profile.metadata["features"]["x"]["rank_error"] == 0.0
