@@ -92,7 +92,7 @@ def realised_rank_error(candidates: Sequence[float | None], edges: np.ndarray,
                         ties: Mapping[float, int] | None = None) -> float:
     """The largest rank error of quantile edges, measured from the exact bin counts.
 
-    ``candidates[j - 1]`` is the value taken for level ``q = j / len(candidates + 1)`` (it is
+    ``candidates[j - 1]`` is the value taken for level ``q = j / (len(candidates) + 1)`` (it is
     one of the interior ``edges``); ``counts`` are the rows of each numeric bin of those
     edges, ``(-inf, e0)``, ``[e0, e1)``, ..., ``[e_last, inf)`` (``-inf`` counted in the
     first, ``+inf`` in the last), of which ``finite`` are finite and ``neg_inf`` are
