@@ -1,4 +1,4 @@
-"""Significance at scale: ``decide()`` against computing the divergences of the same table.
+"""Significance at scale: the alert decision against computing the divergences of the same table.
 
 Run: ``.venv/bin/python bench/bench_decide.py [--features 2000] [--windows 50] [--segments 5]
 [--bins 20]`` (defaults: the 500,000-row histogram run of issue 12).
@@ -26,7 +26,7 @@ from kl_metrics import divergences
 from pipeline.bins.align import align
 from pipeline.config import METRICS, load_config
 from pipeline.decide import significance
-from pipeline.decide.alerts import decide
+from pipeline.decide.alerts import window_verdicts
 from pipeline.decide.state import apply_state
 from pipeline.measure.drift import compute_drift
 
@@ -129,9 +129,10 @@ def main() -> None:
         args.repeats, lambda: compute_drift(aligned, config.drift))
     assert isinstance(drift, pl.DataFrame)
     with _Counting() as counts:
-        decide_wall, decide_cpu, decided = timed(1, lambda: decide(drift, config.alerts))
+        decide_wall, decide_cpu, decided = timed(1, lambda: window_verdicts(drift, config.alerts))
     if args.repeats > 1:
-        again_wall, again_cpu, _ = timed(args.repeats - 1, lambda: decide(drift, config.alerts))
+        again_wall, again_cpu, _ = timed(args.repeats - 1,
+                                     lambda: window_verdicts(drift, config.alerts))
         decide_wall, decide_cpu = min(decide_wall, again_wall), min(decide_cpu, again_cpu)
     assert isinstance(decided, pl.DataFrame)
     state_wall, state_cpu, _ = timed(args.repeats, lambda: apply_state(
@@ -139,7 +140,7 @@ def main() -> None:
     print(f"divergences (7 metrics, all rows): {ref_wall:7.2f} s wall {ref_cpu:7.2f} s CPU")
     print(f"compute_drift:                     {measure_wall:7.2f} s wall {measure_cpu:7.2f} s CPU"
           f"  ({measure_wall / ref_wall:.1f}x)")
-    print(f"decide:                            {decide_wall:7.2f} s wall {decide_cpu:7.2f} s CPU"
+    print(f"window_verdicts (decide):          {decide_wall:7.2f} s wall {decide_cpu:7.2f} s CPU"
           f"  ({decide_wall / ref_wall:.1f}x the divergences)")
     print(f"apply_state:                       {state_wall:7.2f} s wall {state_cpu:7.2f} s CPU"
           f"  ({state_wall / ref_wall:.1f}x)")
@@ -147,7 +148,7 @@ def main() -> None:
     rounds = ", ".join(f"{rows:,} rows x {draws} draws" for draws, rows in counts.permuted.items())
     print(f"p-values: {sparse:,} sparse rows; permutations: {rounds or 'none'}; "
           f"{counts.tails:,} importance-sampled tails")
-    print("statuses:", dict(decided["status"].value_counts().iter_rows()))
+    print("window statuses:", dict(decided["window_status"].value_counts().iter_rows()))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 from . import _terms
 from . import _validation as v
 from .special import log_expit
-from .special import log_softmax as _scipy_log_softmax
+from .special import log_softmax as _log_softmax
 
 LOGIT_METRICS = ("kl", "reverse_kl", "symmetric_kl", "js_divergence")
 
@@ -25,7 +25,7 @@ _MULTILABEL_METRICS = tuple(name for name, m in _terms.METRICS.items() if not m.
 
 
 def _softmax_logs(z: np.ndarray) -> np.ndarray:
-    return _scipy_log_softmax(z, axis=-1)
+    return _log_softmax(z, axis=-1)
 
 
 def _sigmoid_logs(z: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from pipeline.bins.references import (
     with_keys,
 )
 from pipeline.config import REFERENCE_MODES, RunConfig
-from pipeline.decide.alerts import decide
+from pipeline.decide.alerts import window_verdicts
 from pipeline.labels import ALL, public_segment_columns
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.trends import null_spread, trend_table, window_statistics
@@ -77,7 +77,9 @@ class Compared:
     Attributes
     ----------
     drift : pl.DataFrame
-        The decided drift table of every mode (segment columns under their output names).
+        The drift table of every mode with each window's verdict
+        (:func:`pipeline.decide.alerts.window_verdicts`; segment columns under their output
+        names): the run decides ``status`` with its earlier runs.
     histograms : pl.DataFrame
         The run's current histograms for the history (``histograms.parquet``).
     trends : pl.DataFrame or None
@@ -241,7 +243,7 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
     at = columns.index("partial") + 1
     drift = drift.select(*columns[:at], *REFERENCE_COLUMNS,
                          *(c for c in columns[at:] if c not in REFERENCE_COLUMNS))
-    return decide(drift, config.alerts)
+    return window_verdicts(drift, config.alerts)
 
 
 def _of_features(histograms: pl.DataFrame, features: list[str]) -> pl.DataFrame:

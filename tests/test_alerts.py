@@ -11,13 +11,16 @@ from scipy import special, stats
 
 from pipeline.bins.align import align
 from pipeline.config import AlertsConfig, DriftConfig, load_config
+from pipeline.decide import alerts
 from pipeline.decide.alerts import decide
 from pipeline.decide.significance import (
-    FIRST_DRAWS,
+    DRAW_ROUNDS,
+    FLOOR_RISK,
     MIN_EXPECTED,
     RESOLVED_EXCEEDANCES,
     benjamini_hochberg,
     chi_square_p,
+    decision_threshold,
     is_sparse,
     permutation_exceedances,
     precise_p_values,
@@ -107,7 +110,7 @@ def test_strong_sparse_drift_is_not_capped_at_one_over_draws() -> None:
     base, current = windowed(np.array([400.0, 300, 200, 80, 15, 5]),
                              np.array([[0.0, 0, 0, 2, 10, 14]]))  # rare bins dominate
     row = run_decide(base, current, min_count=20).row(0, named=True)
-    assert row["p_value"] < 1e-30 < 1 / (FIRST_DRAWS + 1)
+    assert row["p_value"] < 1e-30 < 1 / (DRAW_ROUNDS[-1] + 1)
     assert row["status"] == "critical"
 
 
@@ -273,17 +276,52 @@ def test_chi_square_decides_only_far_below_the_threshold() -> None:
     assert row["status"] == "ok" and row["reason"].startswith("significant over the run")
 
 
-def test_resolved_permutation_p_is_one_plus_exceedances_over_draws_plus_one() -> None:
-    # sparse windows of the baseline's own distribution, all candidates (warn = 0): their
-    # p is the plain Monte Carlo p of FIRST_DRAWS permutations
+def test_sequential_draws_stop_as_soon_as_a_row_is_settled(monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    # sparse windows of the baseline's own distribution, all candidates (warn = 0): each
+    # row's p is the plain Monte Carlo p (1 + e) / (d + 1) of the d draws it made, and it
+    # stopped drawing because those draws settle it against the final threshold
     rng = np.random.default_rng(12)
     base, current = windowed(np.array([400.0, 300, 200, 80, 15, 5]),
                              rng.multinomial(40, [0.4, 0.3, 0.2, 0.08, 0.015, 0.005], size=30))
-    drift = run_decide(base, current, warn=0.0, calibrated=False)
-    grid = drift["p_value"].to_numpy() * (FIRST_DRAWS + 1)
-    resolved = grid >= RESOLVED_EXCEEDANCES + 1
-    assert resolved.sum() >= 20
-    np.testing.assert_allclose(grid[resolved], np.round(grid[resolved]), atol=1e-9)
+    spent = []
+
+    def counted(current: np.ndarray, baseline: np.ndarray, draws: int,
+                rng: np.random.Generator) -> np.ndarray:
+        spent.append(draws * len(current))
+        return permutation_exceedances(current, baseline, draws, rng)
+
+    monkeypatch.setattr(alerts, "permutation_exceedances", counted)
+    p = run_decide(base, current, warn=0.0, calibrated=False)["p_value"].to_numpy()
+    rounds = np.array(DRAW_ROUNDS)
+    grid = p[:, None] * (rounds + 1)
+    on_grid = np.abs(grid - np.round(grid)) < 1e-9
+    assert on_grid.any(axis=1).all()
+    drawn = rounds[on_grid.argmax(axis=1)]
+    exceed = np.round(p * (drawn + 1)) - 1
+    floor = np.where(exceed > 0, stats.beta.ppf(FLOOR_RISK / rounds.size, np.maximum(exceed, 1),
+                                                drawn - exceed + 1), 0.0)
+    assert ((exceed >= RESOLVED_EXCEEDANCES) | (floor > decision_threshold(p, 0.01))).all()
+    # most rows are settled by the first rounds: far fewer draws than 100 per row
+    assert (drawn == DRAW_ROUNDS[0]).sum() >= 10
+    assert sum(spent) == drawn.sum() < 30 * 50
+
+
+def test_rows_whose_chi_square_p_is_below_the_threshold_go_straight_to_the_tail(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # chi-square p 4.5e-4, below the calibrated threshold 0.001 but not decisive: draws
+    # could settle it only by showing its p far above its chi-square p, so it gets none,
+    # only the importance-sampled tail
+    spent = []
+    monkeypatch.setattr(alerts, "permutation_exceedances",
+                        lambda current, *args: spent.append(len(current)) or
+                        permutation_exceedances(current, *args))
+    window, baseline = np.array([6.0, 4, 3, 3, 4, 2]), np.array([400.0, 300, 200, 80, 15, 5])
+    assert 1e-6 < chi_square_p(window[None], baseline[None])[0] < 1e-3
+    row = run_decide(*windowed(baseline, window[None]), min_count=20).row(0, named=True)
+    reference, _ = permutation_reference(window, baseline, 200_000, np.random.default_rng(3))
+    assert spent == [] and row["effect"] >= 0.1
+    assert abs(row["p_value"] / reference - 1) < 0.3
 
 
 def test_persistence_counts_warn_windows_too() -> None:

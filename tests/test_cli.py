@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,17 +60,17 @@ def test_help_lists_every_command_and_imports_nothing_heavy() -> None:
 def test_a_run_imports_only_what_it_uses(profile_path: Path, tmp_path: Path) -> None:
     # Start-up counts for small scheduled runs: a profile against raw rows needs no pandas
     # (pyarrow only for the drift table's bin lists, never pyarrow's pandas-importing paths:
-    # 0.2 s), Prefect, databases, model outputs or estimates; without
+    # 0.2 s, nor pyarrow.compute: 0.045 s), Prefect, databases, model outputs or estimates; without
     # [export.prometheus] no prometheus_client; a quiet run prints nothing, so no rich; a
-    # typer with its own click never loads click (older typers do). scipy.special's import
-    # leaves numpy's Fortran and test tools unexecuted (kl_metrics.special: 0.1 s). Each of
-    # these costs 10-100 ms of every run.
+    # typer with its own click never loads click (older typers do); no scipy: the G-test's
+    # chi-square tail and the Monte Carlo bound are numpy (kl_metrics.special,
+    # significance.floor_at_most: 0.15 s). Each of these costs 10-150 ms of every run.
     args = ["kl-drift", "run", "--baseline", str(profile_path), "--current",
             str(DATA / "flights_current.parquet"), *WINDOWS, "--out", str(tmp_path), "-q",
             "--fail-on", "never"]
-    unused = ["pandas", "prefect", "sqlalchemy", "duckdb", "matplotlib",
+    unused = ["pandas", "pyarrow.compute", "prefect", "sqlalchemy", "duckdb", "matplotlib",
               "pipeline.measure.models", "pipeline.measure.estimate", "pipeline.bins.pushdown",
-              "prometheus_client", "rich", "numpy.f2py.crackfortran", "numpy.testing._private",
+              "prometheus_client", "rich", "scipy", "numpy.f2py", "numpy.testing",
               "unittest", *([] if typer.Exit.__module__.startswith("click") else ["click"])]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
@@ -91,6 +92,25 @@ def test_the_program_leaves_its_objects_to_the_os_and_test_runners_alone() -> No
     before = gc.get_freeze_count()
     assert invoke("--version").exit_code == 0
     assert gc.get_freeze_count() == before
+
+
+def test_the_program_skips_pydantic_plugins_unless_asked_for() -> None:
+    # pydantic reads every distribution's entry points to find plugins (0.015 s); the
+    # program turns that off unless the variable is set, and commands invoked in-process
+    # leave the environment alone
+    probe = ("import os, sys\nsys.argv = ['kl-drift', '--version']\nfrom flows.cli import app\n"
+             "try:\n    app()\nexcept SystemExit:\n    pass\n"
+             "print(repr(os.environ.get('PYDANTIC_DISABLE_PLUGINS')))")
+    for given, expected in ((None, "'__all__'"), ("", "''"), ("logfire", "'logfire'")):
+        env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+        if given is not None:
+            env["PYDANTIC_DISABLE_PLUGINS"] = given
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True, cwd=DATA.parent, env=env)
+        assert out.stdout.split("\n")[-2] == expected
+    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    assert invoke("--version").exit_code == 0
+    assert os.environ.get("PYDANTIC_DISABLE_PLUGINS") == before
 
 
 def test_profiling_imports_no_drift_alert_or_report_code(tmp_path: Path) -> None:

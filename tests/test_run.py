@@ -238,3 +238,13 @@ def test_retyped_column_is_an_error_row_and_other_features_still_run(
     assert rows["y"]["js_distance"] == 0.0
     (problem,) = result.alerts["problems"]
     assert problem["feature"] == "x" and "String" in problem["reason"]
+
+
+def test_partial_windows_judged_now_keep_their_own_reason(tmp_path: Path) -> None:
+    # partial_windows = "alert": the 2-day first week is judged now, so its reason is the
+    # window's own, never "judged when complete" (a run decides persistence once)
+    config = flights_config(tmp_path, **{"input.features": ["air_time", "carrier"],
+                                         "alerts.partial_windows": "alert"})
+    partial = run_drift(config).drift.filter(pl.col("partial"))
+    assert partial.height == 2 and (partial["status"] == partial["window_status"]).all()
+    assert not partial["reason"].fill_null("").str.starts_with("partial window").any()

@@ -16,7 +16,7 @@ from pipeline.decide.significance import (
     benjamini_hochberg,
     chi_square_p,
     decision_threshold,
-    exceedance_floor,
+    floor_at_most,
     is_sparse,
     permutation_exceedances,
     permutation_tail,
@@ -127,10 +127,27 @@ def test_decision_threshold_separates_the_bh_discoveries(p: list[float], fdr_q: 
     assert ((q <= fdr_q) == (values <= threshold)).all()
 
 
-def test_exceedance_floor_is_the_clopper_pearson_lower_bound() -> None:
-    exceed, drawn = np.array([0.0, 1, 5, 9]), np.array([100.0, 100, 500, 500])
-    expected = [0.0, *stats.beta.ppf(1e-3, exceed[1:], drawn[1:] - exceed[1:] + 1)]
-    np.testing.assert_allclose(exceedance_floor(exceed, drawn), expected, rtol=1e-9)
+@settings(max_examples=300)
+@given(exceed=st.integers(0, 500), drawn=st.sampled_from([100, 500, 1000]),
+       threshold=st.floats(1e-9, 1.0))
+def test_floor_at_most_compares_the_clopper_pearson_lower_bound(exceed: int, drawn: int,
+                                                                threshold: float) -> None:
+    # the bound is the 2e-4 quantile of Beta(exceed, drawn - exceed + 1), 0 without any:
+    # one look of five (DRAW_ROUNDS) spends a fifth of the risk FLOOR_RISK = 1e-3
+    exceed = min(exceed, drawn)
+    bound = special.betaincinv(max(exceed, 1), drawn - exceed + 1, 2e-4) if exceed else 0.0
+    if abs(bound - threshold) <= 1e-9 * threshold:
+        return  # a tie within the rounding of either side
+    got = floor_at_most(np.array([float(exceed)]), np.array([float(drawn)]), threshold)
+    assert got.tolist() == [bound <= threshold]
+
+
+def test_floor_at_most_on_rows_settled_and_not_permuted() -> None:
+    exceed, drawn = np.array([0.0, 1, 5, 9, 9, np.nan]), np.array([100.0, 100, 500, 500, 500, 0])
+    bounds = [0.0, *stats.beta.ppf(2e-4, exceed[1:5], drawn[1:5] - exceed[1:5] + 1)]
+    threshold = bounds[3] * (1 + 1e-6)  # just above the bound of 9 in 500
+    assert floor_at_most(exceed, drawn, threshold).tolist() == [
+        *(b <= threshold for b in bounds), False]  # NaN: never permuted, never open
 
 
 @pytest.mark.parametrize(("current", "baseline"), [
@@ -171,3 +188,35 @@ def test_flat_tables_of_any_widths_match_the_g_test_row_by_row(
         total = current + baseline
         smallest = min(current.sum(), baseline.sum()) * total[total > 0].min() / total.sum()
         assert sparse[i] == (smallest < 5)
+
+
+def test_importance_draws_go_where_the_threshold_needs_them(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    # exact p 6.7e-6 (enumeration): clearly above a threshold of 1e-7 it stops after the
+    # first quarter round; within 15% of the threshold, on either side, it draws until it
+    # is TAIL_MARGIN standard errors away, more than without a threshold; below a far
+    # threshold it is as precise as without one
+    cur, base = np.array([9.0, 4, 0, 1, 2, 4]), np.array([300.0, 150, 60, 20, 6, 2])
+    exact = exact_permutation_p(cur, base)
+    assert 6e-6 < exact < 7e-6
+    drawn: list[int] = []
+    weights = significance._TiltedTable.weights
+    monkeypatch.setattr(significance._TiltedTable, "weights", lambda self, offsets, *args: (
+        drawn.append(len(offsets)) or weights(self, offsets, *args)))
+
+    def tail(threshold: float | None) -> tuple[float, int]:
+        drawn.clear()
+        p = permutation_tail(cur, cur + base, draws=2000, rng=np.random.default_rng(4),
+                             threshold=threshold)
+        assert p is not None
+        return p, sum(drawn)
+
+    far_above, n_far = tail(1e-7)
+    assert n_far == 500 and 0.4 < far_above / exact < 2.5
+    plain, n_plain = tail(None)
+    assert n_plain >= 2000 and abs(plain / exact - 1) < 0.35
+    for threshold in (exact / 1.15, exact * 1.15):
+        near, n_near = tail(threshold)
+        assert n_near > n_plain and abs(near / exact - 1) < 0.15
+    below, n_below = tail(1.0)
+    assert n_below == n_plain and below == plain

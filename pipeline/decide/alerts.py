@@ -31,13 +31,12 @@ import polars as pl
 from pipeline.config import AlertsConfig
 from pipeline.decide.significance import (
     DECISIVE_FACTOR,
-    FIRST_DRAWS,
+    DRAW_ROUNDS,
     RESOLVED_EXCEEDANCES,
-    SECOND_DRAWS,
     Tables,
     benjamini_hochberg,
     decision_threshold,
-    exceedance_floor,
+    floor_at_most,
     permutation_exceedances,
     precise_p_values,
 )
@@ -82,7 +81,23 @@ def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tab
 
 
 def decide(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
-    """Fill thresholds, p/q values, ``status`` and ``reason``.
+    """Fill thresholds, p/q values, ``window_status``, ``status`` and ``reason``: the
+    window verdicts (:func:`window_verdicts`, whose arguments it takes) with persistence
+    within the run (:func:`pipeline.decide.state.apply_persistence`).
+
+    Returns
+    -------
+    pl.DataFrame
+        The table of :func:`window_verdicts` with ``status`` (``ok | warn | critical |
+        insufficient_data | error``, after persistence).
+    """
+    return apply_persistence(window_verdicts(drift, config), config.persistence)
+
+
+def window_verdicts(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
+    """Fill thresholds, p/q values, ``window_status`` and ``reason``: each window's own
+    verdict, before persistence. A run decides ``status`` from them once, with its earlier
+    runs (:func:`pipeline.decide.state.apply_state`).
 
     Parameters
     ----------
@@ -96,9 +111,9 @@ def decide(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
     -------
     pl.DataFrame
         ``drift`` with ``warn_threshold``, ``critical_threshold`` (the feature's),
-        ``p_value``, ``q_value``, ``window_status`` (the window's own verdict), ``status``
-        (``ok | warn | critical | insufficient_data | error``, after persistence) and
-        ``reason``.
+        ``p_value``, ``q_value``, ``window_status`` (``ok | warn | critical |
+        insufficient_data | error``) and ``reason``; ``status`` as it came (set on rows
+        decided upstream, such as errors).
     """
     rng = np.random.default_rng(config.seed)
     n_rows = drift.height
@@ -123,8 +138,7 @@ def decide(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
         pl.Series("warn_threshold", warn), pl.Series("critical_threshold", critical),
         pl.Series("p_value", p, nan_to_null=True), pl.Series("q_value", q, nan_to_null=True),
     )
-    return apply_persistence(_window_statuses(decided, config, pending, tested),
-                             config.persistence)
+    return _window_statuses(decided, config, pending, tested)
 
 
 def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
@@ -132,7 +146,7 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     """The p-value of every tested row, precise where it decides an alert
     (:mod:`pipeline.decide.significance`)."""
     n_rows = drift.height
-    p, chi_square, exceed = (np.full(n_rows, np.nan) for _ in range(3))
+    p, chi_square = np.full(n_rows, np.nan), np.full(n_rows, np.nan)
     rows, tables = count_tables(drift, tested)
     index = np.full(n_rows, -1)  # a drift row's row in the tables
     index[rows] = np.arange(rows.size)
@@ -144,41 +158,48 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
         for chosen, current, baseline in tables.by_width(index[np.flatnonzero(mask)]):
             yield rows[chosen], current, baseline
 
-    simulated = np.zeros(n_rows, dtype=bool)
-    simulated[rows[sparse]] = True
-    for chosen, current, baseline in batches(candidate & simulated):
-        exceed[chosen] = permutation_exceedances(current, baseline, FIRST_DRAWS, rng)
-    permuted = np.isfinite(exceed)
-    drawn = np.where(permuted, FIRST_DRAWS, 0)
-    p[permuted] = (1 + exceed[permuted]) / (FIRST_DRAWS + 1)
-    # settled: resolved by the draws; the others are settled against the p that decides
-    # them, which moves as rows settle: repeat until none is left open
-    unsettled = permuted & (exceed < RESOLVED_EXCEEDANCES)
+    # Sparse candidates draw permutations in rounds (DRAW_ROUNDS) and stop as soon as their
+    # draws settle them against the p that decides them: the run's BH threshold (at most
+    # 1 - null_quantile with calibration), which moves as rows settle, so each round
+    # starts by recomputing it. A row is settled by its draws when their confidence floor
+    # is above it (or it has RESOLVED_EXCEEDANCES), by its chi-square p when that is
+    # DECISIVE_FACTOR times below it, and by the importance-sampled tail after the last
+    # round or at once when its chi-square p is below it (draws could not settle it); its
+    # p is meanwhile the Monte Carlo p of the draws it made.
+    unsettled = np.zeros(n_rows, dtype=bool)
+    unsettled[rows[sparse]] = True
+    unsettled &= candidate
+    exceed = np.where(unsettled, 0.0, np.nan)
+    drawn = np.zeros(n_rows, dtype=np.int64)
     beyond = 1 - config.null_quantile if config.calibrated else 1.0
     while True:
         threshold = min(decision_threshold(p[tested], config.fdr_q), beyond)
-        open_ = unsettled & (exceedance_floor(exceed, drawn) <= threshold)
+        open_ = unsettled & floor_at_most(exceed, drawn, threshold)
         if not open_.any():
             return p
         decisive = open_ & (chi_square <= threshold / DECISIVE_FACTOR)
         p[decisive] = chi_square[decisive]
-        extend = open_ & ~decisive & (drawn < SECOND_DRAWS)
-        for chosen, current, baseline in batches(extend):
-            exceed[chosen] += permutation_exceedances(current, baseline,
-                                                    SECOND_DRAWS - FIRST_DRAWS, rng)
-        drawn[extend] = SECOND_DRAWS
-        p[extend] = (1 + exceed[extend]) / (SECOND_DRAWS + 1)
-        tail = open_ & ~decisive & ~extend
+        tail = open_ & ~decisive & ((drawn == DRAW_ROUNDS[-1]) | (chi_square <= threshold))
+        extend = open_ & ~decisive & ~tail
+        # rows reopened by a rising threshold may be a round behind the others
+        for done in np.unique(drawn[extend]):
+            more = DRAW_ROUNDS[np.searchsorted(DRAW_ROUNDS, done, side="right")] - done
+            for chosen, current, baseline in batches(extend & (drawn == done)):
+                exceed[chosen] += permutation_exceedances(current, baseline, more, rng)
+                drawn[chosen] += more
+        # a row that cannot be permuted (NaN exceedances) keeps its chi-square p
+        p[extend] = np.where(np.isnan(exceed), chi_square, (1 + exceed) / (drawn + 1))[extend]
         for chosen, current, baseline in batches(tail):
-            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng)
-        unsettled &= ~(decisive | tail)
+            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng,
+                                         threshold=threshold)
+        unsettled &= ~(decisive | tail | (exceed >= RESOLVED_EXCEEDANCES) | np.isnan(exceed))
 
 
 def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,
                      tested: np.ndarray) -> pl.DataFrame:
     """``window_status`` and ``reason``: the verdict of each window on its own.
 
-    ``status`` is filled from it by :func:`pipeline.decide.state.apply_persistence`.
+    ``status`` is filled from it by :func:`pipeline.decide.state.apply_state`.
     """
     value, effect, p, q = pl.col("value"), pl.col("effect"), pl.col("p_value"), pl.col("q_value")
     beyond = 1 - config.null_quantile

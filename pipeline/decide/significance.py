@@ -10,21 +10,26 @@ an alert (docs/alerts.md):
   cell count is at least 5 (Cochran's rule) that is its p, as for rows that cannot alert
   whatever their p (effect below the warn threshold), which only count in
   Benjamini-Hochberg over the run;
-* sparse candidates get ``FIRST_DRAWS`` permutation draws (:func:`permutation_exceedances`);
-  the Monte Carlo p ``(1 + #{G_sim >= G}) / (B + 1)`` is a valid p-value, and with
-  ``RESOLVED_EXCEEDANCES`` draws at or above G (about p > 0.05) it settles the row;
-* an unsettled row is settled by its draws when their lower confidence bound
-  (:func:`exceedance_floor`) is above the p that decides it (the run's BH threshold), by its
-  chi-square p when that is ``DECISIVE_FACTOR`` times below it (the chi-square tail of a
-  sparse table is at most ~20x too small in every battery run); otherwise it gets
-  ``SECOND_DRAWS`` draws in all (which settle most rows cheaply), and then the permutation
-  tail by importance sampling (:func:`precise_p_values`), within a few percent at any p;
+* sparse candidates draw permutations (:func:`permutation_exceedances`) in rounds
+  (``DRAW_ROUNDS``: 25, 50, 100, 200, 500 draws in all), each row only while its draws
+  cannot yet settle it; its p is the Monte Carlo p ``(1 + #{G_sim >= G}) / (B + 1)`` of
+  the B draws it made. Before each round the p that decides a row (the run's BH threshold,
+  at most ``1 - null_quantile`` with calibration) is recomputed, and a row is settled by
+  its draws when their Clopper-Pearson lower bound (:func:`floor_at_most`, risk
+  ``FLOOR_RISK`` shared by the five looks) is above that p or when ``RESOLVED_EXCEEDANCES``
+  of them reach G; by its chi-square p when that is ``DECISIVE_FACTOR`` times below it (the
+  chi-square tail of a sparse table is at most ~20x too small in every battery run);
+  and by the permutation tail by importance sampling (:func:`precise_p_values`) when its
+  chi-square p is below that p (draws could only settle it by showing its p many times
+  its chi-square p) or after the last round. The tail draws until it is ``TAIL_MARGIN``
+  standard errors from that p, and within ``TAIL_PRECISION`` below it;
 * tables too large to permute (a total of 10^9 or more, e.g. weighted counts near 2^63) or
   to enumerate keep the chi-square p: no draws, so no overflow.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -32,18 +37,21 @@ from itertools import pairwise
 import numpy as np
 
 from kl_metrics import g_terms
-from kl_metrics.special import betaincinv, chdtrc, gammaln, xlogy
+from kl_metrics.special import chdtrc, gammaln, xlogy
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
-#: Permutation draws of every sparse candidate, and in all for one still open after them.
-FIRST_DRAWS, SECOND_DRAWS = 100, 500
-#: Simulated G values at or above the observed one needed to trust the Monte Carlo p.
+#: Permutation draws a sparse candidate has made after each round: a row draws the next
+#: round only while its draws cannot yet tell its p from the threshold that decides it.
+DRAW_ROUNDS = (25, 50, 100, 200, 500)
+#: Simulated G values at or above the observed one that settle a row for good (its p is
+#: then above ~0.02 whatever the round, Besag-Clifford's stopping rule).
 RESOLVED_EXCEEDANCES = 10
 #: An unresolved chi-square p this many times below the decision threshold decides alone
 #: (the chi-square tail of a sparse table is at most ~20x too small in every battery run).
 DECISIVE_FACTOR = 1000.0
-#: Risk that an unresolved row's exact p is below the lower confidence bound of its draws.
+#: Risk that a row whose exact p is at or below the threshold stops drawing: shared by the
+#: looks of ``DRAW_ROUNDS`` (Bonferroni), each at ``FLOOR_RISK / len(DRAW_ROUNDS)``.
 FLOOR_RISK = 1e-3
 #: Permutations need totals below numpy's hypergeometric limit; larger tables are asymptotic.
 MAX_PERMUTED_TOTAL = 10**9 - 1
@@ -51,6 +59,11 @@ MAX_PERMUTED_TOTAL = 10**9 - 1
 MAX_TILTED_CELLS = 1 << 20
 #: Relative standard error at which the importance-sampled p stops drawing.
 TAIL_PRECISION = 0.15
+#: Standard errors between an importance-sampled p and the threshold that decides its row
+#: before it stops drawing (about the one-sided risk FLOOR_RISK of a normal estimate).
+TAIL_MARGIN = 3.0
+#: Importance draws come in rounds of this share of ``null_draws`` (at most 8 x null_draws).
+_TAIL_ROUND = 4
 # Share of importance draws from the untilted null (keeps every weight bounded).
 _DEFENSIVE = 0.1
 # A bin's support is cut where its binomial probability is below exp(-_LOG_CUT) = 1e-100 by
@@ -165,20 +178,40 @@ def _permutable(current: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.asarray((size <= MAX_PERMUTED_TOTAL) & (n_current >= 1) & (size - n_current >= 1))
 
 
-def exceedance_floor(exceed: np.ndarray, drawn: np.ndarray) -> np.ndarray:
-    """Lower confidence bound (risk ``FLOOR_RISK``) of an exact p from ``exceed`` of
-    ``drawn`` Monte Carlo draws at or above the observed statistic (Clopper-Pearson).
+def floor_at_most(exceed: np.ndarray, drawn: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether the lower confidence bound (Clopper-Pearson, risk ``FLOOR_RISK /
+    len(DRAW_ROUNDS)``: one look of the sequential draws) of an exact p from ``exceed`` of
+    ``drawn`` Monte Carlo draws at or above the observed statistic is at most ``threshold``
+    in (0, 1]; False where ``exceed`` is NaN (not permuted).
 
-    >>> exceedance_floor(np.array([0.0, 3.0]), np.array([100.0, 1000.0])).round(5).tolist()
-    [0.0, 0.00019]
+    The bound is 0 without exceedances, else the risk's quantile of
+    ``Beta(exceed, drawn - exceed + 1)``, whose distribution function at ``threshold`` is
+    ``P(Binomial(drawn, threshold) >= exceed)``: the bound is at most ``threshold`` exactly
+    when that binomial tail is at least the risk, a finite sum, no quantile to find
+    (``1 - sum_{i < exceed} pmf(i)``, ``exceed`` terms: under 10 for the rows it settles).
+
+    >>> floor_at_most(np.array([0.0, 3.0, 3.0, np.nan]), np.array([100.0, 1000.0, 100.0, 0.0]),
+    ...               0.00012).tolist()  # the bounds of 3 in 1,000 and in 100: 0.00011, 0.0011
+    [True, True, False, False]
     """
-    with np.errstate(invalid="ignore"):
-        bound = betaincinv(np.maximum(exceed, 1), drawn - exceed + 1, FLOOR_RISK)
-    return np.where(exceed > 0, bound, 0.0)
+    exceed, drawn = np.broadcast_arrays(exceed, drawn)
+    rows = np.flatnonzero(exceed > 0)
+    counts, n = exceed[rows].astype(np.int64), drawn[rows]
+    term = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    trials = np.repeat(n, counts)
+    log_factorial = np.array([math.lgamma(k + 1) for k in range(int(n.max(initial=0)) + 1)])
+    trials_int = trials.astype(np.int64)
+    log_pmf = (log_factorial[trials_int] - log_factorial[term] - log_factorial[trials_int - term]
+               + xlogy(term, threshold) + xlogy(trials - term, 1 - threshold))
+    below = np.bincount(np.repeat(np.arange(rows.size), counts), np.exp(log_pmf),
+                        minlength=rows.size)
+    at_most = exceed == 0
+    at_most[rows] = 1 - below >= FLOOR_RISK / len(DRAW_ROUNDS)
+    return at_most
 
 
 def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
-                     rng: np.random.Generator) -> np.ndarray:
+                     rng: np.random.Generator, threshold: float | None = None) -> np.ndarray:
     """Permutation p-values by importance sampling (:func:`permutation_tail`), row by row;
     the chi-square p for tables too large to enumerate.
 
@@ -187,8 +220,10 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
     current, baseline : np.ndarray
         Counts, shape ``(rows, bins)``; weighted counts are rounded to observations.
     draws : int
-        Importance draws per round of each row.
+        Importance draws of each row, at least (rows below ``threshold``) and at most 8x.
     rng : np.random.Generator
+    threshold : float, optional
+        The p that decides the rows (:func:`permutation_tail`).
 
     Returns
     -------
@@ -206,7 +241,7 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
     p = chi_square_p(current, baseline).copy()
     cur, total = np.rint(current), np.rint(current + baseline)
     for i in np.flatnonzero(_permutable(cur, total)):
-        tail = permutation_tail(cur[i], total[i], draws=draws, rng=rng)
+        tail = permutation_tail(cur[i], total[i], draws=draws, rng=rng, threshold=threshold)
         if tail is not None:
             p[i] = tail
     return p
@@ -263,7 +298,7 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
 
 
 def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
-                     rng: np.random.Generator) -> float | None:
+                     rng: np.random.Generator, threshold: float | None = None) -> float | None:
     """P(G >= observed G) under the permutation null of one table, by importance sampling.
 
     Given the bins' totals t_j, the current counts are independent Binomial(t_j, n1/N)
@@ -272,17 +307,23 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
     with (s, tau) at the saddlepoint where the tilted means of G and of the sum are the
     observed G and n1, mixed with the untilted law (``_DEFENSIVE``). The bin with the
     widest tilted law takes the count that makes the sum n1, so every draw is a table with
-    the right margins; each weighs ``P(x | n1) / proposal(x)``. Draws continue until the
-    relative standard error is ``TAIL_PRECISION`` (at most 8 x ``draws``). The p returned is
-    at least the probability of the observed table itself (a lower bound of the tail).
+    the right margins; each weighs ``P(x | n1) / proposal(x)``. Draws come in rounds of
+    ``draws / 4`` until the estimate is ``TAIL_MARGIN`` standard errors from ``threshold``
+    and, when below it (or without a threshold), ``draws`` are made and the relative
+    standard error is ``TAIL_PRECISION``; at most 8 x ``draws``. Precision goes where it
+    decides: a p clearly above the threshold stops early, one near it draws more. The p
+    returned is at least the probability of the observed table itself (a lower bound of
+    the tail).
 
     Parameters
     ----------
     current, total : np.ndarray
         Integer-valued current and pooled counts of one table, shape ``(bins,)``.
     draws : int
-        Draws per round.
+        Draws made at least (p below the threshold); at most 8x.
     rng : np.random.Generator
+    threshold : float, optional
+        The p that decides the row's alert; None: as far below any threshold.
 
     Returns
     -------
@@ -299,18 +340,21 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
     log_q = [table.tilted(*c)[0] for c in components]
     widest = int(np.argmax(table.variances(s, tau)))
     total_weight = total_square = 0.0
-    drawn = 0
+    drawn, size = 0, max(1, draws // _TAIL_ROUND)
     while drawn < 8 * draws:
-        sizes = rng.multinomial(draws, weights)
-        offsets = np.concatenate([table.sample(lq, size, rng) for lq, size in
+        sizes = rng.multinomial(size, weights)
+        offsets = np.concatenate([table.sample(lq, n, rng) for lq, n in
                                   zip(log_q, sizes, strict=True)])
-        drawn += draws
+        drawn += size
         w = table.weights(offsets, widest, log_q, weights)
         total_weight += w.sum()
         total_square += (w**2).sum()
         mean = total_weight / drawn
         error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
-        if mean > 0 and error <= TAIL_PRECISION * mean:
+        above = threshold is not None and mean - threshold >= TAIL_MARGIN * error
+        below = ((threshold is None or threshold - mean >= TAIL_MARGIN * error)
+                 and drawn >= draws and mean > 0 and error <= TAIL_PRECISION * mean)
+        if above or below:
             break
     return float(min(1.0, max(total_weight / drawn, np.exp(table.log_observed))))
 
@@ -421,11 +465,13 @@ class _TiltedTable:
     def sample(self, log_q: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
         """``size`` draws of every bin's support offset from the laws ``exp(log_q)``."""
         bins, width = log_q.shape
-        cdf = np.cumsum(np.exp(log_q), axis=1)
-        cdf /= cdf[:, -1:]
-        u = rng.random((bins, size))
-        found = np.stack([np.searchsorted(cdf[j], u[j]) for j in range(bins)], axis=1)
-        return np.minimum(found, width - 1)
+        probabilities = np.exp(log_q)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        # i.i.d. draws of each bin: how many take each count (multinomial), in random order
+        # (a binary search per draw costs ten times more)
+        taken = rng.multinomial(size, probabilities)
+        offsets = np.repeat(np.tile(np.arange(width), bins), taken.ravel()).reshape(bins, size)
+        return rng.permuted(offsets, axis=1).T
 
     def weights(self, offsets: np.ndarray, widest: int, log_q: list[np.ndarray],
                 mixture: np.ndarray) -> np.ndarray:
@@ -437,14 +483,17 @@ class _TiltedTable:
         ok = (rest >= 0) & (rest < self.valid.shape[1])
         offsets[:, widest] = np.where(ok, rest, 0)
         ok &= self.valid[widest, offsets[:, widest]]
-        g = self.h[bins, offsets].sum(axis=1)
+        hit = ok & (self.h[bins, offsets].sum(axis=1) >= self.statistic * (1 - _TIE) - 1e-12)
+        # only the draws that reach G carry a weight
+        offsets = offsets[hit]
         log_target = self.log_p[bins, offsets].sum(axis=1) - self.log_margin
         log_proposal = _logsumexp(
             np.stack([lq[bins[free], offsets[:, free]].sum(axis=1) for lq in log_q])
             + np.log(mixture)[:, None], axis=0)[0]
-        hit = ok & (g >= self.statistic * (1 - _TIE) - 1e-12)
+        weights = np.zeros(hit.size)
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.where(hit, np.exp(log_target - log_proposal), 0.0)
+            weights[hit] = np.exp(log_target - log_proposal)
+        return weights
 
 
 def _likely_range(total: np.ndarray, theta: float, low: np.ndarray,

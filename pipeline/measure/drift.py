@@ -11,6 +11,8 @@ mass (:mod:`pipeline.measure.unseen`, column ``baseline_unseen``). Decision colu
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -169,6 +171,18 @@ def _lists(values: pl.Series, lengths: np.ndarray) -> pl.Series:
     # the newest Arrow types keep polars' string views: no copy either way
     lists = pa.LargeListArray.from_arrays(
         offsets, values.to_arrow(compat_level=pl.CompatLevel.newest()))
-    series = pl.from_arrow(lists)
-    assert isinstance(series, pl.Series)
-    return series.alias(values.name)
+    return pl.Series(values.name, _ArrowArray(lists))
+
+
+class _ArrowArray:
+    """Only the Arrow C data interface of a pyarrow array. polars takes such an object as
+    it is, where for a pyarrow array it first imports ``pyarrow.compute`` to combine
+    dictionary chunks (0.045 s of every run; a list array has none)."""
+
+    def __init__(self, array: Any) -> None:
+        self._array = array
+
+    def __arrow_c_array__(self, requested_schema: object | None = None
+                          ) -> tuple[object, object]:
+        capsules: tuple[object, object] = self._array.__arrow_c_array__(requested_schema)
+        return capsules

@@ -322,7 +322,9 @@ def joint_block(table: pl.DataFrame, config: JointConfig, *, base: int | str,
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # validators built on first use: a run writes alerts.json without reading one back
+    # (0.007 s of every run for the 24 models)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
 
 class _Explained(_Strict):
