@@ -7,7 +7,9 @@ Writes ``--files`` seeded Parquet files of float64 columns to ``--data`` (reused
 holds the same size), then runs, alternately and each in a fresh process: a polars streaming
 scan computing per column what a profile needs and a scan can stream (finite min and max,
 whether every value is whole, null count, row count), and ``build_profile`` + ``write_profile``
-on the same folder (streamed sketch pass plus counting pass, :mod:`pipeline.bins.sketch`).
+on the same folder (a sketch pass reading the numeric features from spread slices of about
+as many rows as the sample holds, then a counting pass over every row that also takes the
+exact extremes, :mod:`pipeline.bins.sketch`).
 Prints the median wall and CPU time and the peak RSS (``ru_maxrss``) of each, their ratio,
 and the largest rank error recorded for the edges. Issue 12 target: 50M x 20 in at most
 2 GiB and at most 2x the time of the polars scan.

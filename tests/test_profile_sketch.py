@@ -1,10 +1,11 @@
 """The streamed profile builder: sketches of parts merge into the profile of all rows,
-counts stay exact, and sampled edges keep the rank error the metadata states."""
+counts and extremes stay exact, and the metadata states the edges' realised rank error."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,7 @@ from pipeline.bins.sketch import (
     NumericSketch,
     _bernoulli_positions,
     rank_error_bound,
+    sample_capacity,
     sketch_rows,
 )
 
@@ -65,6 +67,8 @@ def _true_shares(values: np.ndarray, edge: float) -> tuple[float, float]:
 def _worst_rank_error(values: np.ndarray, edges: list[float], bins: int) -> float:
     """Largest rank error of quantile edges at levels 1/bins.. against the exact shares."""
     worst = 0.0
+    if not len(values):
+        return worst
     for j, edge in enumerate(edges, start=1):
         below, at_most = _true_shares(values, edge)
         worst = max(worst, below - j / bins, j / bins - at_most)
@@ -80,28 +84,78 @@ def _baseline(n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(parts))
 
 
-def test_sampled_edges_keep_the_stated_rank_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A baseline 100x the sample: every quantile edge's true rank is within the bound the
-    metadata states, the counts are exact (a plain count against the edges), and parts
-    merge into a profile with the same guarantee."""
+def _sampled_quantiles(values: np.ndarray, bins: int) -> list[float]:
+    """The quantiles build_profile takes from the rows it reads (the same seed and rows)."""
+    capacity = sample_capacity(1)
+    return sketch_rows(pl.LazyFrame({"x": values}), {"x": "numeric"}, [], capacity=capacity,
+                       fraction=min(1.0, capacity / len(values))).stats(bins, 0, 1, ["x"])["x\0q"]
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_sampled_edges_state_their_realised_rank_error(monkeypatch: pytest.MonkeyPatch,
+                                                       order: str) -> None:
+    """A baseline 100x the sample, read in spread slices: the stated rank error is the
+    brute-force rank error of the edges, within the bound of a uniform sample of that size;
+    the counts are exact (a plain count against the edges); parts merge into a profile
+    with the same guarantee."""
     monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
     values = _baseline(200_000, seed=1)
+    if order == "shuffled":
+        values = np.random.default_rng(3).permutation(values)
     bins = 10
-    for raw in (pl.LazyFrame({"x": values}),
-                [pl.LazyFrame({"x": part}) for part in np.array_split(values, 3)]):
-        profile = build_profile(raw, bins=bins)
-        detail = profile.metadata["features"]["x"]
-        stated = rank_error_bound(len(values), 2_000, bins - 1)
-        assert detail["rank_error"] == pytest.approx(stated) and 0 < stated < 0.1
-        # the quantile levels the edges came from (before point bins split ties)
-        stats = sketch_rows(pl.LazyFrame({"x": values}), {"x": "numeric"}, [],
-                            capacity=2_000, seed=5).stats(bins, 0, 1, ["x"])
-        assert _worst_rank_error(values, stats["x\0q"], bins) <= stated
-        table = profile.table.filter(pl.col("bin") != "__missing__")
-        expected = [np.count_nonzero((values >= lo) & (values < hi))
-                    for lo, hi in table.select("lower", "upper").iter_rows()]
-        assert table["count"].to_list() == expected
-        assert profile.metadata["rank_error_risk"] == sketch.RANK_ERROR_RISK
+    profile = build_profile(pl.LazyFrame({"x": values}), bins=bins)
+    stated = profile.metadata["features"]["x"]["rank_error"]
+    worst = _worst_rank_error(values, _sampled_quantiles(values, bins), bins)
+    assert stated == pytest.approx(worst, abs=1e-12)
+    assert 0 < stated <= rank_error_bound(len(values), 2_000, bins - 1) < 0.1
+    table = profile.table.filter(pl.col("bin") != "__missing__")
+    expected = [np.count_nonzero((values >= lo) & (values < hi))
+                for lo, hi in table.select("lower", "upper").iter_rows()]
+    assert table["count"].to_list() == expected
+    merged = build_profile([pl.LazyFrame({"x": part}) for part in np.array_split(values, 3)],
+                           bins=bins)
+    assert merged.metadata["features"]["x"]["rank_error"] <= rank_error_bound(
+        len(values), 2_000, bins - 1)
+    assert merged.table["count"].sum() == len(values)
+
+
+def test_unrepresentative_slices_fall_back_to_a_uniform_sample(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows whose order repeats with the slices' spacing (every slice reads the smallest
+    values): the edges of the rows read would be far off, so the builder samples every
+    row instead and the stated error is within the uniform sample's bound."""
+    monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
+    n, bins = 200_000, 10
+    values = (np.arange(n) % (n // sketch.SLICES)).astype(np.float64) + 0.5
+    read = _worst_rank_error(values, _sampled_quantiles(values, bins), bins)
+    profile = build_profile(pl.LazyFrame({"x": values}), bins=bins)
+    stated = profile.metadata["features"]["x"]["rank_error"]
+    assert stated <= rank_error_bound(n, 2_000, bins - 1) < 0.1 < read
+    assert profile.table["count"].sum() == n
+
+
+def test_extremes_come_from_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows read for the sample miss the minimum, the -inf and the one fraction of a
+    whole-number feature: the metadata and the point bins still follow every row (the
+    fraction makes point bins end at the next float, not at v + 1)."""
+    monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
+    n = 200_000
+    values = np.arange(n) % 4.0  # whole numbers 0..3, every one a point bin
+    values[n // 64] = -1e9
+    values[n // 64 + 1] = 2.5
+    values[n // 64 + 2] = -np.inf
+    profile = build_profile(pl.LazyFrame({"x": values}), bins=10)
+    detail = profile.metadata["features"]["x"]
+    assert (detail["min"], detail["max"]) == (-1e9, 3.0)
+    numeric = profile.table.filter(pl.col("bin") != "__missing__")
+    points = [float(v) for v in (0.0, 1.0, 2.0, 3.0) for v in (v, np.nextafter(v, np.inf))]
+    assert numeric["lower"].to_list()[1:] == points
+    expected = [np.count_nonzero((values >= lo) & (values < hi))
+                for lo, hi in numeric.select("lower", "upper").iter_rows()]
+    assert numeric["count"].to_list() == expected
+    assert detail["rank_error"] == pytest.approx(
+        _worst_rank_error(values[np.isfinite(values)], _sampled_quantiles(values, 10), 10),
+        abs=1e-12)
 
 
 def test_rank_error_bound_holds_over_many_samples() -> None:
@@ -156,9 +210,12 @@ def test_extremes_integrality_and_categories_are_exact() -> None:
     got = sketch_rows(frame, {"x": "numeric", "c": "categorical"}, [], capacity=1)
     x = got.numeric["x"]
     assert (x.low, x.high, x.integral, x.finite, len(x.sample())) == (-7.0, 3.0, True, 3, 1)
+    assert x.neg_inf == 0  # +inf only
     stats = got.stats(4, 10, 1, ["x"])
     assert stats["c\0top"] == ["a", "b"] and stats["c\0distinct"] == 2
-    assert got.rank_errors(4, ["x"])["x"] == rank_error_bound(3, 1, 3) > 0
+    watched = NumericSketch(0, [2.0, 5.0])
+    watched.observe(np.array([2.0, -np.inf, 2.0, np.nan, 5.0, -np.inf]))
+    assert watched.ties.tolist() == [2, 1] and watched.neg_inf == 2 and watched.finite == 3
 
 
 def test_rank_error_bound_closed_form() -> None:
@@ -166,3 +223,63 @@ def test_rank_error_bound_closed_form() -> None:
     assert rank_error_bound(10, 0, 19) == 1.0
     expected = math.sqrt(math.log(4 * 19 / 1e-6) / (2 * 10_000)) + 1e-4
     assert rank_error_bound(10**6, 10_000, 19) == pytest.approx(expected)
+
+
+def test_spread_rows_reads_disjoint_slices_from_first_to_last_row() -> None:
+    rows, take = 10_000, 640
+    got = sketch.spread_rows(pl.LazyFrame({"i": np.arange(rows)}), rows, take)
+    index = got.collect()["i"].to_numpy()
+    starts = index[np.flatnonzero(np.diff(index, prepend=-2) != 1)]
+    assert len(index) == take == len(np.unique(index))
+    assert starts.tolist() == [i * rows // sketch.SLICES for i in range(sketch.SLICES)]
+
+
+def test_rows_read_without_a_finite_value_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The slices hold only NaN: the edges come from a sample of every row instead."""
+    monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
+    n = 200_000
+    values = np.random.default_rng(4).normal(size=n)
+    values[(np.arange(n) % (n // sketch.SLICES)) < 100] = np.nan
+    profile = build_profile(pl.LazyFrame({"x": values}), bins=10)
+    finite = np.count_nonzero(np.isfinite(values))
+    assert profile.metadata["features"]["x"]["n_bins"] == 11
+    assert profile.metadata["features"]["x"]["rank_error"] <= rank_error_bound(
+        finite, 2_000, 9)
+
+
+def test_a_tied_edge_value_is_counted_for_an_exact_rank_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An atom of 3% at 0.5 among uniform values: the edge at level 0.5 is 0.5 without a
+    point bin of its own; its rows are counted, so the stated error is the true one (about
+    0, where ``F(< 0.5)`` alone would give 1.5%)."""
+    monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
+    values = np.random.default_rng(5).uniform(size=200_000)
+    values[np.random.default_rng(6).choice(len(values), 6_000, replace=False)] = 0.5
+    profile = build_profile(pl.LazyFrame({"x": values}), bins=10)
+    quantiles = list(_sampled_quantiles(values, 10))
+    assert quantiles.count(0.5) == 1
+    assert profile.metadata["features"]["x"]["rank_error"] == pytest.approx(
+        _worst_rank_error(values, quantiles, 10), abs=1e-12)
+
+
+def test_only_sources_that_skip_rows_are_read_in_slices(tmp_path: Path) -> None:
+    """Parquet and in-memory rows are sliced; a CSV or NDJSON reader would parse every row
+    up to each slice, so those are sampled in one full pass."""
+    frame = pl.DataFrame({"x": [1.0, 2.0]})
+    frame.write_parquet(tmp_path / "a.parquet")
+    frame.write_csv(tmp_path / "a.csv")
+    frame.write_ndjson(tmp_path / "a.ndjson")
+    parquet = pl.scan_parquet(tmp_path / "a.parquet")
+    assert sketch.skips_rows(parquet) and sketch.skips_rows(frame.lazy())
+    assert sketch.skips_rows(pl.concat([parquet, frame.lazy()]))
+    assert not sketch.skips_rows(pl.scan_csv(tmp_path / "a.csv"))
+    assert not sketch.skips_rows(pl.scan_ndjson(tmp_path / "a.ndjson"))
+    assert not sketch.skips_rows(pl.concat([parquet, pl.scan_csv(tmp_path / "a.csv")]))
+
+
+def test_exact_quantiles_state_no_rank_error() -> None:
+    """Every value in the sample: the edges are the exact (nearest-rank) quantiles, 0 as a
+    database states them, although level 0.8 of [0, 0, 0, 1] is taken at 0 (share at or
+    below it 0.75)."""
+    profile = build_profile(pl.LazyFrame({"x": [1.0, 0.0, 0.0, 0.0]}), bins=5)
+    assert profile.metadata["features"]["x"]["rank_error"] == 0.0

@@ -15,14 +15,15 @@ follows without a second scan. Segment columns come out under their private name
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
+from pipeline.bins.sketch import NumericSketch
 from pipeline.errors import ConfigError, InputError
 from pipeline.labels import segment_column
 from pipeline.read.sources import FEATURES_PER_PASS, collect_schema, iter_batches
@@ -223,8 +224,9 @@ def _runs(keys_frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, pl.DataFram
 
 
 def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBins],
-                 offsets: np.ndarray) -> pl.DataFrame:
-    """Counts of one batch: key columns, ``__slot`` (feature offset + bin index), ``count``."""
+                 offsets: np.ndarray, observed: Mapping[str, NumericSketch]) -> pl.DataFrame:
+    """Counts of one batch: key columns, ``__slot`` (feature offset + bin index), ``count``;
+    the values of the ``observed`` features go to their extremes too."""
     if keys:
         starts, run_group, key_rows = _runs(batch.select(keys))
     else:
@@ -235,6 +237,8 @@ def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBin
     group = None  # group id of every row: only for many short runs (shuffled groups)
     for i, (feature, offset) in enumerate(zip(features, offsets[:-1], strict=True)):
         values = batch.get_column(_value_column(i)).to_numpy()
+        if feature.name in observed:
+            observed[feature.name].observe(values)
         columns = slice(offset, offset + feature.n_bins)
         # Few long runs: histogram each run directly. Many short runs: count bin indices
         # per group.
@@ -266,10 +270,15 @@ class Binned:
         :func:`pipeline.windows.window_coverage`); None otherwise or without timestamps.
         Spans of several passes over disjoint rows combine with
         :func:`pipeline.windows.merge_spans`.
+    extremes : dict of str to NumericSketch
+        With ``extremes``, each numeric feature's exact finite min, max, integrality and
+        counts of finite, ``-inf`` and watched values (:meth:`NumericSketch.observe`, no
+        sample); empty otherwise.
     """
 
     histograms: pl.DataFrame
     span: TimeSpan | None
+    extremes: dict[str, NumericSketch] = field(default_factory=dict)
 
 
 def bin_raw(raw: pl.LazyFrame, profile: HasLayout, **options: Any) -> pl.DataFrame:
@@ -295,6 +304,7 @@ def bin_windows(
     missing: Literal["error", "skip"] = "error",
     source: str | None = None,
     window_timezone: str = UTC,
+    extremes: Mapping[str, Sequence[float]] | None = None,
 ) -> Binned:
     """Histograms of raw rows against the bins of ``profile``, in one pass over the data.
 
@@ -327,6 +337,10 @@ def bin_windows(
         The file the rows come from, named in error messages.
     window_timezone : str
         IANA time zone the windows are cut in (default UTC: naive window starts).
+    extremes : mapping of str to sequence of float, optional
+        Also gather each numeric feature's exact extremes (:attr:`Binned.extremes`; the
+        profile builder's counting pass), with the rows equal to the values given for a
+        feature.
 
     Returns
     -------
@@ -370,6 +384,8 @@ def bin_windows(
     parts = [pl.DataFrame(schema={**{k: key_schema[k] for k in keys},
                                   SLOT: pl.Int64, "count": pl.Int64})]
     span = None
+    observed = {f.name: NumericSketch(0, extremes.get(f.name, ())) for f in specs
+                if extremes is not None and f.kind == "numeric"}
     days = timestamp is not None and schema[timestamp] == pl.Date
     # one pass per FEATURES_PER_PASS features; the first also checks the timestamps
     for start in range(0, max(len(specs), 1), FEATURES_PER_PASS):
@@ -387,9 +403,10 @@ def bin_windows(
             if _INSTANT in batch.columns:
                 batch_span = TimeSpan.of(batch[_INSTANT], days=days)
                 span = batch_span if span is None else span.merge(batch_span)
-            parts.append(_count_batch(batch, keys, chunk, local)
+            parts.append(_count_batch(batch, keys, chunk, local, observed)
                          .with_columns(pl.col(SLOT) + base))
-    return Binned(assemble_counts(pl.concat(parts), private, keys, specs, profile.layout), span)
+    return Binned(assemble_counts(pl.concat(parts), private, keys, specs, profile.layout), span,
+                  observed)
 
 
 def assemble_counts(counts: pl.DataFrame, segments: Sequence[str], keys: list[str],

@@ -19,6 +19,7 @@ metadata): the Good-Turing estimate of the mass of categories it never saw
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from pipeline.bins.binning import SLOT, bin_raw
+from pipeline.bins.binning import SLOT, bin_windows
 from pipeline.bins.layout import PROFILE_SCHEMA, bins_table
 from pipeline.bins.row_sample import (
     SAMPLE_ENTRY,
@@ -43,12 +44,17 @@ from pipeline.bins.row_sample import (
 )
 from pipeline.bins.sketch import (
     COUNT,
-    RANK_ERROR_RISK,
     VALUE,
+    NumericSketch,
+    ProfileSketch,
     merge_sketches,
+    rank_error_bound,
+    realised_rank_error,
+    row_count,
     sample_capacity,
     segment_key,
     sketch_rows,
+    skips_rows,
 )
 from pipeline.errors import ConfigError, InputError
 from pipeline.files import atomic_write, tool_version
@@ -448,36 +454,114 @@ def build_profile(
                                      fixed_edges=fixed_edges, source=where)
     quantiles = [name for name, kind in kinds.items()
                  if kind == "numeric" and strategy == "quantile" and name not in fixed]
-    sketch = merge_sketches(sketch_rows(part, kinds, segments, quantiles=quantiles, seed=i,
-                                        capacity=sample_capacity(len(quantiles)),
-                                        source=where)
-                            for i, part in enumerate(parts))
-    stats = sketch.stats(bins, max_categories, min_category_count, quantiles)
-    categories = summarise_categories(sketch.categories, segments)
-    rank_errors = sketch.rank_errors(bins, quantiles)
-    del sketch  # the samples are not needed for counting: free them before
+    capacity = sample_capacity(len(quantiles))
+    # Quantiles need a sample only: read the numeric features from about `capacity` rows
+    # spread over the baseline (the same share of every part, so that the merged sample is
+    # uniform over the rows read); their exact extremes come from the counting pass.
+    sliced = quantiles and all(skips_rows(part) for part in parts)
+    rows = sum(row_count(part, where) for part in parts) if sliced else 0
+    fraction = min(1.0, capacity / rows) if rows else 1.0
+
+    def sketch(fraction: float, kinds: Mapping[str, str], segments: list[str]) -> ProfileSketch:
+        return merge_sketches(sketch_rows(part, kinds, segments, quantiles=quantiles, seed=i,
+                                          capacity=capacity, fraction=fraction, source=where)
+                              for i, part in enumerate(parts))
+
+    sketched = sketch(fraction, kinds, segments)
+    stats = sketched.stats(bins, max_categories, min_category_count, quantiles)
+    categories = summarise_categories(sketched.categories, segments)
+    sampled = {name: len(sketched.numeric[name].sample()) for name in quantiles}
+    watched = _tied_quantiles(sketched, stats, quantiles)
+    del sketched  # the samples are not needed for counting: free them before
+    layout, _ = _layout(stats, kinds, fixed, strategy, bins)
+    counts, exact = count_parts(parts, layout, segments, where, watched)
+    stats |= {f"{name}\0{key}": value for name, sketch_ in exact.items()
+              for key, value in (("min", sketch_.low), ("max", sketch_.high),
+                                 ("integral", sketch_.integral))}
+    errors = _rank_errors(stats, counts, exact, sampled)
+    if fraction < 1 and any(
+            errors[name] > rank_error_bound(exact[name].finite, sampled[name], bins - 1)
+            or (exact[name].finite and not sampled[name]) for name in quantiles):
+        # The rows read were not like the others (rows sorted by a feature or trending in
+        # time, or no finite value among them): fall back to a uniform sample of every
+        # row, whose edges keep that bound.
+        full = sketch(1.0, {name: "numeric" for name in quantiles}, [])
+        stats |= {key: q for key, q in full.stats(bins, 0, 1, quantiles).items()
+                  if key.endswith("\0q")}
+        sampled = {name: len(full.numeric[name].sample()) for name in quantiles}
+        watched = _tied_quantiles(full, stats, quantiles)
+    final, _ = _layout(stats, kinds, fixed, strategy, bins)
+    if not final.equals(layout) or any(
+            not np.array_equal(exact[n].watched, watched[n]) for n in quantiles):
+        # new quantiles, or the rows read had other extremes than all rows
+        counts, exact = count_parts(parts, final, segments, where, watched)
+        errors = _rank_errors(stats, counts, exact, sampled)
     return profile_from_stats(
-        stats, kinds, fixed, lambda layout: count_parts(parts, layout, segments, where),
-        segments=segments, strategy=strategy, bins=bins, max_categories=max_categories,
-        min_category_count=min_category_count, source=source, categories=categories,
-        rank_errors=rank_errors)
+        stats, kinds, fixed, lambda _: counts, segments=segments, strategy=strategy,
+        bins=bins, max_categories=max_categories, min_category_count=min_category_count,
+        source=source, categories=categories, rank_errors=errors)
+
+
+def _tied_quantiles(sketched: ProfileSketch, stats: Mapping[str, Any],
+                    quantiles: Sequence[str]) -> dict[str, list[float]]:
+    """Per feature in ``quantiles``, the quantile values taken for one level only (so without
+    a point bin) that the sample holds more than once: the counting pass counts their rows,
+    for an exact realised rank error."""
+    watched = {}
+    for name in quantiles:
+        values, repeats = np.unique(np.array(stats[f"{name}\0q"], dtype=np.float64),
+                                    return_counts=True)
+        sample = sketched.numeric[name].sample()
+        watched[name] = [v for v in values[(repeats == 1) & np.isfinite(values)].tolist()
+                         if np.count_nonzero(sample == v) > 1]
+    return watched
+
+
+def _rank_errors(stats: Mapping[str, Any], counts: pl.DataFrame,
+                 exact: Mapping[str, NumericSketch], sampled: Mapping[str, int]
+                 ) -> dict[str, float]:
+    """The realised rank error (:func:`pipeline.bins.sketch.realised_rank_error`) of the
+    quantile edges of each feature of ``sampled`` (feature -> size of its sample), from its
+    baseline ``counts`` (the histograms :func:`count_parts` gives) and ``exact`` extremes
+    and ties; 0 for exact quantiles (a sample of every finite value), as a database states
+    them (:mod:`pipeline.bins.pushdown`)."""
+    quantiles = list(sampled)
+    totals = (counts.filter(pl.col("feature").is_in(quantiles) & (pl.col("bin") != MISSING))
+              .group_by("feature", "bin", maintain_order=True)
+              .agg(pl.col("count").sum(), pl.col("lower").first()))
+    by_feature = totals.partition_by("feature", as_dict=True, include_key=False)
+    errors = {}
+    for name in quantiles:
+        bins = by_feature.get((name,), totals.clear())  # no rows (no segment): no bins
+        errors[name] = 0.0 if sampled[name] >= exact[name].finite else realised_rank_error(
+            stats[f"{name}\0q"], bins["lower"].to_numpy()[1:], bins["count"].to_numpy(),
+            exact[name].finite, exact[name].neg_inf, exact[name].integral,
+            dict(zip(exact[name].watched.tolist(), exact[name].ties.tolist(), strict=True)))
+    return errors
 
 
 def count_parts(parts: Sequence[pl.LazyFrame], layout: pl.DataFrame, segments: list[str],
-                source: str) -> pl.DataFrame:
+                source: str, watched: Mapping[str, Sequence[float]]
+                ) -> tuple[pl.DataFrame, dict[str, NumericSketch]]:
     """Baseline counts of ``layout`` over disjoint parts of the baseline rows, added up: the
     histograms :func:`pipeline.bins.binning.bin_raw` gives for all rows at once (private
-    segment columns, feature, bin, count, lower, upper; in its order)."""
+    segment columns, feature, bin, count, lower, upper; in its order), and the exact
+    extremes of each numeric feature, with the rows equal to its ``watched`` values
+    (:attr:`pipeline.bins.binning.Binned.extremes`)."""
     profile = Profile(layout, {})
-    counted = [bin_raw(part, profile, segments=segments, source=source) for part in parts]
+    counted = [bin_windows(part, profile, segments=segments, source=source, extremes=watched)
+               for part in parts]
+    exact = {name: functools.reduce(NumericSketch.merge, (c.extremes[name] for c in counted))
+             for name in counted[0].extremes}
     if len(counted) == 1:
-        return counted[0]
+        return counted[0].histograms, exact
     private = [segment_column(s) for s in segments]
     slots = layout.select("feature", "bin", pl.int_range(pl.len()).alias(SLOT))
-    return (pl.concat(counted).group_by([*private, "feature", "bin"], maintain_order=True)
+    return (pl.concat(c.histograms for c in counted)
+            .group_by([*private, "feature", "bin"], maintain_order=True)
             .agg(pl.col("count").sum(), pl.col("lower", "upper").first())
             .join(slots, on=["feature", "bin"]).sort([*private, SLOT], nulls_last=True)
-            .select(*private, *_HISTOGRAM_OUT))
+            .select(*private, *_HISTOGRAM_OUT)), exact
 
 
 def profiled_features(
@@ -497,6 +581,27 @@ def profiled_features(
     return kinds, _check_fixed_edges(fixed_edges or {}, kinds)
 
 
+def _layout(stats: Mapping[str, Any], kinds: Mapping[str, str], fixed: Mapping[str, np.ndarray],
+            strategy: str, bins: int) -> tuple[pl.DataFrame, dict[str, dict[str, Any]]]:
+    """The bins of every feature (``feature``, ``kind``, ``bin``, ``bin_index``, ``lower``,
+    ``upper``) and the per-feature details of the metadata, from the first pass's
+    ``stats`` (:func:`profile_from_stats`)."""
+    tables: list[pl.DataFrame] = []
+    details: dict[str, dict[str, Any]] = {}
+    for name, kind in kinds.items():
+        if kind == "numeric":
+            edges, origin = _numeric_edges(stats, name, strategy, bins, fixed)
+            tables.append(bins_table(name, kind, edges, None))
+            details[name] = {"kind": kind, "edges": origin, "min": stats[f"{name}\0min"],
+                             "max": stats[f"{name}\0max"]}
+        else:
+            top = stats[f"{name}\0top"]
+            tables.append(bins_table(name, kind, None, top))
+            details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
+                             "n_kept": len(top)}
+    return pl.concat(tables), details
+
+
 def profile_from_stats(
     stats: Mapping[str, Any], kinds: Mapping[str, str], fixed: Mapping[str, np.ndarray],
     count: Callable[[pl.DataFrame], pl.DataFrame], *, segments: list[str], strategy: str,
@@ -512,26 +617,15 @@ def profile_from_stats(
     count then value, ``distinct``), whether polars or a database computed it; ``count(layout)``
     bins the baseline rows against the layout (segment columns, feature, bin, count, ...).
     ``categories`` are the category counts per segment (:func:`summarise_categories`).
-    ``rank_errors`` bound the rank error of each feature's quantile edges (sampled edges,
-    :func:`pipeline.bins.sketch.rank_error_bound`); absent features' edges are exact.
+    ``rank_errors`` are the realised rank errors of each feature's quantile edges (sampled
+    edges, :func:`pipeline.bins.sketch.realised_rank_error`); absent features' edges are
+    exact quantiles.
     """
     where = source or "baseline data"
-    tables: list[pl.DataFrame] = []
-    details: dict[str, dict[str, Any]] = {}
-    for name, kind in kinds.items():
-        if kind == "numeric":
-            edges, origin = _numeric_edges(stats, name, strategy, bins, fixed)
-            low, high = stats[f"{name}\0min"], stats[f"{name}\0max"]
-            tables.append(bins_table(name, kind, edges, None))
-            details[name] = {"kind": kind, "edges": origin, "min": low, "max": high}
-            if origin == "quantile":
-                details[name]["rank_error"] = (rank_errors or {}).get(name, 0.0)
-        else:
-            top = stats[f"{name}\0top"]
-            tables.append(bins_table(name, kind, None, top))
-            details[name] = {"kind": kind, "n_categories": stats[f"{name}\0distinct"],
-                             "n_kept": len(top)}
-    layout = pl.concat(tables)
+    layout, details = _layout(stats, kinds, fixed, strategy, bins)
+    for name, detail in details.items():
+        if detail.get("edges") == "quantile":
+            detail["rank_error"] = (rank_errors or {}).get(name, 0.0)
     counts = count(layout)
     private = [segment_column(s) for s in segments]
     table = counts.join(layout.select("feature", "bin", "kind", "bin_index"),
@@ -560,7 +654,6 @@ def profile_from_stats(
         "bins": bins,
         "max_categories": max_categories,
         "min_category_count": min_category_count,
-        "rank_error_risk": RANK_ERROR_RISK,
         "row_count": row_count,
         "segments": segments,
         "segment_rows": _segment_rows(table, private),
