@@ -177,8 +177,9 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     del order
     row_slot = pl.Series(slot.astype(np.int32)).gather(at)
     del slot
-    feature = pl.Series(feature).gather(at)
-    layout = pl.Series(layout_of).gather(feature)
+    row_feature = pl.Series(feature).gather(at)
+    del feature
+    layout = pl.Series(layout_of).gather(row_feature)
     by_row = keys.select(_enum(keys["segment"]), _enum(keys["label"]), "start", "partial")
 
     def edge(name: str) -> pl.Series:
@@ -188,7 +189,7 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
 
     return pl.DataFrame([
         by_row["segment"].gather(row_slot),
-        _enum(features).gather(feature).alias("feature"),
+        _enum(features).gather(row_feature).alias("feature"),
         by_row["label"].gather(row_slot).alias("window"),
         by_row["start"].gather(row_slot),
         by_row["partial"].gather(row_slot),
