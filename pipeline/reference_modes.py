@@ -239,6 +239,7 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
                         subset, reasons=reasons, coverage=coverage, by_window=True)
         drift = _without_reference(compute_drift(aligned, config.drift), refs.windows, mode,
                                    current["feature"].unique())
+    del aligned  # the dense arrays: not needed to decide, and 10^7 cells at scale
     columns = drift.columns
     at = columns.index("partial") + 1
     drift = drift.select(*columns[:at], *REFERENCE_COLUMNS,

@@ -877,8 +877,10 @@ def _read_histogram_table(config: RunConfig, path: str | Frame, role: str) -> pl
     its windows (if any) in the window time zone."""
     settings = config.input
     with _hinted(role, getattr(settings, f"{role}_format"), "histogram"):
+        # the current table can hold millions of rows: its labels as categories
         table = read_histograms(path, role=role, duplicates=settings.duplicates,
-                                storage_options=settings.storage_options)
+                                storage_options=settings.storage_options,
+                                categorical=role == "current")
     if "window" in table.columns:
         values, _ = timestamp_expr("window", table.schema["window"], period=None,
                                    timezone=settings.window_timezone)

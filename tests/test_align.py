@@ -191,6 +191,30 @@ def test_null_segment_values_and_windows_are_groups_of_their_own() -> None:
     np.testing.assert_array_equal(aligned.current, [[1, 2], [3, 4]])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_categorical_labels_align_as_their_text(seed: int) -> None:
+    # A run reads its current histogram table with categories for labels: segments, windows,
+    # features and bins must align exactly as the same text would (null segments included).
+    rng = np.random.default_rng(seed)
+    n = 300
+    current = pl.DataFrame({
+        "region": [["eu", "us", None][i] for i in rng.integers(0, 3, n)],
+        "window": rng.choice(["w2", "w1", "w3"], n),
+        "feature": rng.choice(["x", "y", "z"], n),
+        "bin": rng.choice(["b", "a", "c", "__other__"], n),
+        "count": rng.integers(0, 9, n).astype(float)}).unique(
+        ["region", "window", "feature", "bin"])
+    baseline = pl.DataFrame({"region": ["us", "eu"] * 4, "feature": ["x", "y"] * 4,
+                             "bin": ["a", "c", "b", "d"] * 2, "count": np.arange(8.0)})
+    labels = ["region", "window", "feature", "bin"]
+    text = align(baseline, current)
+    coded = align(baseline, current.with_columns(pl.col(labels).cast(pl.Categorical)))
+    assert coded.rows.equals(text.rows)
+    assert coded.bins.equals(text.bins)
+    for name in ("cell_bins", "baseline", "current", "n_bins"):
+        np.testing.assert_array_equal(getattr(coded, name), getattr(text, name))
+
+
 def test_same_distribution_per_segment_is_zero_drift_unlike_a_global_baseline() -> None:
     # current = the baseline rows themselves, airport by airport
     raw = scan_raw(DATA / "flights_baseline.parquet")

@@ -56,6 +56,25 @@ def test_encode_codes_index_the_sorted_distinct_values(left: list, right: list) 
 
 
 @settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["b", "a", None, "ç", "aa"]), min_size=1, max_size=30),
+       st.lists(st.sampled_from(["a", "zz", None, "b"]), min_size=1, max_size=30),
+       st.sampled_from(["first", "second", "both"]))
+def test_categories_are_coded_as_the_text_they_stand_for(left: list, right: list,
+                                                         which: str) -> None:
+    # A categorical side (its physical codes in order of first sight, not of the text)
+    # gets exactly the codes of the same text, alone or beside a text side.
+    text = [pl.Series(left, dtype=pl.String), pl.Series(right, dtype=pl.String)]
+    pl.Series(["zz", "ç", "b"], dtype=pl.Categorical)  # categories seen in another order
+    mixed = [side.cast(pl.Categorical) if which in (name, "both") else side
+             for name, side in zip(("first", "second"), text, strict=True)]
+    values, codes = encode(text)
+    got_values, got_codes = encode(mixed)
+    assert got_values.dtype == pl.String
+    assert got_values.to_list() == values.to_list()
+    assert [c.tolist() for c in got_codes] == [c.tolist() for c in codes]
+
+
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=12,
                 unique=True),
        st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=30))

@@ -168,8 +168,10 @@ def test_the_limit_is_per_histogram_not_per_table(tmp_path: Path) -> None:
     assert read_histograms(tmp_path / "many.parquet")["count"].sum() == 3 * big
 
 
-def test_duplicate_bins_are_found_in_a_large_table(tmp_path: Path) -> None:
-    # One repeated (feature, window, bin) among 60,000 distinct ones: refused, or summed.
+@pytest.mark.parametrize("categorical", [False, True])
+def test_duplicate_bins_are_found_in_a_large_table(tmp_path: Path, categorical: bool) -> None:
+    # One repeated (feature, window, bin) among 60,000 distinct ones: refused, or summed;
+    # also with the labels read as categories (hashed by their codes), as a run reads them.
     table = pl.DataFrame({"feature": [f"f{i % 300}" for i in range(60_000)],
                           "window": [f"w{i // 300 % 20}" for i in range(60_000)],
                           "bin": [f"b{i // 6000}" for i in range(60_000)],
@@ -177,8 +179,9 @@ def test_duplicate_bins_are_found_in_a_large_table(tmp_path: Path) -> None:
     table = pl.concat([table, table.slice(41_234, 1)])
     table.write_parquet(tmp_path / "dup.parquet")
     with pytest.raises(InputError, match=r"2 rows sharing .* feature='f134'"):
-        read_histograms(tmp_path / "dup.parquet")
-    summed = read_histograms(tmp_path / "dup.parquet", duplicates="sum")
+        read_histograms(tmp_path / "dup.parquet", categorical=categorical)
+    summed = read_histograms(tmp_path / "dup.parquet", duplicates="sum",
+                             categorical=categorical)
     assert summed.height == 60_000 and summed["count"].max() == 2.0
 
 

@@ -374,7 +374,8 @@ def test_references_of_a_histogram_table_in_memory() -> None:
 def test_history_rows_are_the_joined_rows_sorted_by_start_feature_segment(seed: int) -> None:
     """history_rows (integer codes, one stable argsort) against the join + stable sort it
     replaces: null segment values, two segment columns or none, a feature without a layout,
-    histograms with and without edges, rows in random order."""
+    histograms with and without edges, rows in random order, labels as text or as categories
+    (a histogram table read for a run)."""
     rng = np.random.default_rng(seed)
     n = 400
     days = [datetime(2024, 1, d, tzinfo=UTC) for d in (3, 1, 2)]
@@ -390,21 +391,24 @@ def test_history_rows_are_the_joined_rows_sorted_by_start_feature_segment(seed: 
                                                  if c not in segments), segments)
     if seed == 3:
         current = current.with_columns(lower=pl.col("count"), upper=pl.col("count") + 1)
-    keys = window_keys(current, as_of=datetime(2024, 2, 1))
+    labels = [c for c, t in current.schema.items() if t == pl.String]
+    coded = current.with_columns(pl.col(labels).cast(pl.Categorical)) if seed % 2 else current
+    keys = window_keys(coded, as_of=datetime(2024, 2, 1))
     layouts = feature_layouts(current.filter(pl.col("feature") != "w"))
-    got = history_rows(current, keys, layouts)
+    got = history_rows(coded, keys, layouts)
     edges = [pl.col(c) if c in current.columns else pl.lit(None, pl.Float64).alias(c)
              for c in ("lower", "upper")]
-    expected = (with_keys(current, keys).join(layouts, on="feature", how="left",
-                                             maintain_order="left")
+    text_keys = keys.with_columns(pl.col(c).cast(pl.String) for c in labels if c in keys)
+    expected = (with_keys(current, text_keys).join(layouts, on="feature", how="left",
+                                                   maintain_order="left")
                 .select("segment", "feature", pl.col("label").alias("window"), "start",
                         "partial", "layout", "bin", *(e.cast(pl.Float64) for e in edges),
                         pl.col("count").cast(pl.Float64))
                 .sort("start", "feature", "segment", nulls_last=True, maintain_order=True))
     assert got.null_count()["layout"].item() == (current["feature"] == "w").sum() > 0
-    categorical = [c for c, t in got.schema.items() if t == pl.Categorical]
-    assert categorical == ["segment", "feature", "window", "layout"]
-    assert got.with_columns(pl.col(categorical).cast(pl.String)).equals(expected)
+    enums = [c for c, t in got.schema.items() if isinstance(t, pl.Enum)]
+    assert enums == ["segment", "feature", "window", "layout", "bin"]
+    assert got.with_columns(pl.col(enums).cast(pl.String)).equals(expected)
 
 
 def test_config_errors_name_the_key() -> None:

@@ -170,8 +170,9 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     dictionaries, codes = {}, {}
     for column in [*segments, *window, "feature", "bin"]:
         sides = [side[column] for side in (baseline, current) if column in side.columns]
-        if column in segments:
-            sides = [side.cast(pl.String) for side in sides]
+        if column in segments:  # categories already stand for their text (encode)
+            sides = [side if isinstance(side.dtype, pl.Categorical | pl.Enum)
+                     else side.cast(pl.String) for side in sides]
         dictionaries[column], coded = encode(sides)
         codes[column] = dict(zip(("baseline", "current")[2 - len(sides):], coded, strict=True))
     n_features = dictionaries["feature"].len()

@@ -25,8 +25,16 @@ def encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
     >>> values, codes = encode([pl.Series(["b", None, "a"]), pl.Series(["c", "b"])])
     >>> values.to_list(), [c.tolist() for c in codes]
     (['a', 'b', 'c', None], [[1, 3, 0], [2, 1]])
+
+    Categorical columns are coded by their text, with text columns or alone:
+
+    >>> values, codes = encode([pl.Series(["b", "a"], dtype=pl.Categorical),
+    ...                         pl.Series(["c", "b"])])
+    >>> values.to_list(), [c.tolist() for c in codes]
+    (['a', 'b', 'c'], [[1, 0], [2, 1]])
     """
-    values = pl.concat([c.unique() for c in columns]).unique().sort(nulls_last=True)
+    # categories stand for their text: a categorical side matches a text side
+    values = pl.concat([_text(c.unique()) for c in columns]).unique().sort(nulls_last=True)
     if values.dtype == pl.String:  # an Enum cast is a fast lookup of every text value
         known = values.drop_nulls()
         codes = [c.cast(pl.Enum(known)).to_physical() for c in columns]
@@ -37,6 +45,13 @@ def encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
     return values, [pl.DataFrame({"value": c}).join(lookup, on="value", how="left",
                                                     nulls_equal=True, maintain_order="left")
                     ["code"].to_numpy() for c in columns]
+
+
+def _text(column: pl.Series) -> pl.Series:
+    """``column``, categories as their text (an Enum cast of the column is then a lookup of
+    its few categories' codes, not of every row's text)."""
+    return column.cast(pl.String) if isinstance(column.dtype, pl.Categorical | pl.Enum) \
+        else column
 
 
 def dense_codes(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:

@@ -158,33 +158,29 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     One row per segment x feature x window x bin: ``segment``, ``feature``, ``window``
     (labels), ``start``, ``partial``, ``layout``, ``bin``, ``lower``, ``upper``, ``count``,
     sorted by ``start`` (a reader filtering on it skips whole row groups), then feature and
-    segment, the rows of one histogram in their current order. The feature, the labels and
-    the layout are categorical: a few distinct values repeated over millions of rows.
+    segment, the rows of one histogram in their current order. The feature, the labels, the
+    layout and the bin are enums of their distinct values: a few values repeated over
+    millions of rows, one to four bytes a row.
     """
     n = current.height
-    on = [c for c in keys.columns if c in current.columns and c != "feature"]
-    # Each row's segment x window (a few rows of ``keys``) and its feature's layout by
-    # integer codes: a join on the text keys of 10^7 rows costs seconds and a copy of them.
-    if on:
-        coded = [encode([current[c], keys[c]]) for c in on]
-        slot = lookup(np.column_stack([codes[0] for _, codes in coded]),
-                      np.column_stack([codes[1] for _, codes in coded]),
-                      [values.len() for values, _ in coded])
-    else:  # no segments, no windows: ``keys`` is the run's one window
-        slot = np.zeros(n, dtype=np.int64)
+    slot = _slots(current, keys)
     features, (feature, known) = encode([current["feature"], layouts["feature"]])
-    layout_of = np.full(features.len(), -1)
+    layout_of = np.full(features.len(), -1, dtype=np.int32)
     layout_of[known] = np.arange(layouts.height)
     rank = keys.select(start=pl.col("start").rank("dense").fill_null(keys.height + 1),
                        segment=pl.col("segment").rank("dense").fill_null(keys.height + 1))
     order = ((rank["start"].to_numpy().astype(np.int64)[slot] * features.len() + feature)
              * (keys.height + 2) + rank["segment"].to_numpy()[slot])
-    at = np.argsort(order, kind="stable")
-    del order  # 10^7-row temporaries: freed as soon as used
-    row_slot = pl.Series(slot[at].astype(np.int32))
+    # 10^7-row temporaries are freed as soon as used, and the positions are converted to
+    # polars' index type once (each gather would convert them again)
+    at = pl.Series(np.argsort(order, kind="stable")).cast(pl.get_index_type())
+    del order
+    row_slot = pl.Series(slot.astype(np.int32)).gather(at)
     del slot
-    layout = pl.Series(layout_of[feature[at]].astype(np.int32))
-    by_row = keys.select(pl.col("segment", "label").cast(pl.Categorical), "start", "partial")
+    row_feature = pl.Series(feature).gather(at)
+    del feature
+    layout = pl.Series(layout_of).gather(row_feature)
+    by_row = keys.select(_enum(keys["segment"]), _enum(keys["label"]), "start", "partial")
 
     def edge(name: str) -> pl.Series:
         if name in current.columns:
@@ -193,13 +189,32 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
 
     return pl.DataFrame([
         by_row["segment"].gather(row_slot),
-        features.cast(pl.Categorical).gather(pl.Series(feature[at])).alias("feature"),
+        _enum(features).gather(row_feature).alias("feature"),
         by_row["label"].gather(row_slot).alias("window"),
         by_row["start"].gather(row_slot),
         by_row["partial"].gather(row_slot),
-        layouts["layout"].cast(pl.Categorical).gather(layout.set(layout < 0, None)),
-        current["bin"].gather(at), edge("lower"), edge("upper"),
+        _enum(layouts["layout"]).gather(layout.set(layout < 0, None)),
+        _enum(current["bin"]).gather(at), edge("lower"), edge("upper"),
         current["count"].cast(pl.Float64).gather(at)])
+
+
+def _enum(labels: pl.Series) -> pl.Series:
+    """``labels`` (text or categories) as an Enum of their distinct values: the narrowest
+    codes (one byte a row for up to 256 values)."""
+    return labels.cast(pl.Enum(labels.unique().drop_nulls().cast(pl.String).sort()))
+
+
+def _slots(current: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
+    """The row of ``keys`` (:func:`window_keys`) holding each current row's segment x
+    window, by integer codes: a join on the text keys of 10^7 rows costs seconds and a copy
+    of them."""
+    on = [c for c in keys.columns if c in current.columns and c != "feature"]
+    if not on:  # no segments, no windows: ``keys`` is the run's one window
+        return np.zeros(current.height, dtype=np.int64)
+    coded = [encode([current[c], keys[c]]) for c in on]
+    return lookup(np.column_stack([codes[0] for _, codes in coded]),
+                  np.column_stack([codes[1] for _, codes in coded]),
+                  [values.len() for values, _ in coded])
 
 
 def read_earlier(scan: pl.LazyFrame, layouts: pl.DataFrame, *, since: datetime | None,

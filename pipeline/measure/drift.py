@@ -130,7 +130,10 @@ def _profile_singletons(aligned: Aligned, singletons: pl.DataFrame) -> np.ndarra
 def _bin_lists(aligned: Aligned, contributions: np.ndarray, n_baseline: np.ndarray,
                n_current: np.ndarray) -> tuple[pl.Series, pl.Series]:
     """``bins`` (display order) and ``top_bins`` list columns, one entry per row, built
-    from the flat cells (row by row) and the list lengths, not row by row."""
+    from the flat cells (row by row) and the list lengths, not row by row.
+
+    ``contributions`` is used up: the top bins are ranked in it, in place (a copy would be
+    one more array of every cell)."""
     cells = aligned.cell_mask()
     fields = {}
     for side, array, total in (("baseline", aligned.baseline, n_baseline),
@@ -140,13 +143,22 @@ def _bin_lists(aligned: Aligned, contributions: np.ndarray, n_baseline: np.ndarr
         with np.errstate(divide="ignore", invalid="ignore"):
             fields[f"{side}_share"] = pl.Series(counts / np.repeat(total, aligned.n_bins),
                                                 nan_to_null=True)
-    bins = aligned.bins[aligned.cell_bins].select(
-        "bin", "lower", "upper", **fields,
-        contribution=pl.Series(contributions[cells], nan_to_null=True)).select(*BIN.to_schema())
+    # edges that are null in the whole catalogue (categories only) are repeated, not
+    # gathered: untouched, millions of null cells take no memory
+    n_cells = len(aligned.cell_bins)
+    bins = pl.DataFrame([
+        pl.repeat(None, n_cells, dtype=column.dtype, eager=True).alias(column.name)
+        if column.null_count() == column.len() else column.gather(aligned.cell_bins)
+        for column in aligned.bins.select("bin", "lower", "upper")]).with_columns(
+        **fields, contribution=pl.Series(contributions[cells], nan_to_null=True)
+    ).select(*BIN.to_schema())
     # top bins: the largest contributions first, ties in display order (argmax takes the
     # first); NaN (rows not compared) is never a top bin
-    ranked = np.where(np.isnan(contributions), -np.inf, contributions)
-    counted = np.minimum((~np.isnan(contributions)).sum(axis=1), TOP_BINS)
+    missing = np.isnan(contributions)
+    counted = np.minimum((~missing).sum(axis=1), TOP_BINS)
+    ranked = contributions
+    ranked[missing] = -np.inf
+    del missing
     rows = np.arange(len(ranked))
     picks = []
     for _ in range(TOP_BINS):
