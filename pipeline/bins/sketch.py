@@ -406,24 +406,25 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in categorical}
     rows = row_count(raw, source) if fraction < 1 else 0
     take = math.ceil(fraction * rows)
-    sliced = spread_rows(raw, rows, take) if take < rows else None
     names = list(kinds)
     # one pass per FEATURES_PER_PASS features, as binning does; numeric features read from
     # a share of the rows get a pass of their own over those rows
-    passes = [(raw, names[start:start + FEATURES_PER_PASS])
+    passes = [(False, names[start:start + FEATURES_PER_PASS])
               for start in range(0, len(names), FEATURES_PER_PASS)]
-    if sliced is not None:
-        passes = [(frame, [n for n in chunk if (kinds[n] == "numeric") == numbers])
-                  for numbers, frame in ((False, raw), (True, sliced)) for _, chunk in passes]
-    for frame, chunk in passes:
+    if take < rows:
+        passes = [(numbers, [n for n in chunk if (kinds[n] == "numeric") == numbers])
+                  for numbers in (False, True) for _, chunk in passes]
+    for sliced, chunk in passes:
         if not chunk:
             continue
         columns = {f"\0f{i}": name for i, name in enumerate(chunk)}
-        query = frame.select(
+        query = raw.select(
             *(pl.col(s).cast(pl.String).alias(k) for k, s in zip(keys, segments, strict=True)
-              if frame is raw),
+              if not sliced),
             *(pl.col(name).cast(pl.Float64 if kinds[name] == "numeric" else pl.String)
               .alias(c) for c, name in columns.items()))
+        if sliced:  # after the select: polars reads every column for slices selected later
+            query = spread_rows(query, rows, take)
         counted = 0
         for batch in iter_batches(query, source):
             counted += batch.height
@@ -436,7 +437,7 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
                 parts[name].append(counts.with_columns(pl.col(COUNT).cast(pl.Int64)))
                 if len(parts[name]) >= _COMPACT_PARTS:
                     parts[name] = [_add_counts(parts[name])]
-        if frame is raw:
+        if not sliced:
             rows = counted  # every pass over raw reads every row
     empty = pl.DataFrame(schema={**dict.fromkeys(keys, pl.String), VALUE: pl.String,
                                  COUNT: pl.Int64})
