@@ -38,6 +38,12 @@ class _Program(typer.Typer):
         # with 200 of them, for plugins kl-drift does not use. An explicit setting wins
         # (PYDANTIC_DISABLE_PLUGINS= loads them all).
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+        # OpenBLAS (numpy's and scipy's copies) starts a worker thread per core, each of
+        # which busy-waits 2^28 cycles for work before it sleeps: 0.06 s of CPU of every
+        # process on 2 cores, most of which make no BLAS call. 2^4 cycles (OpenBLAS's
+        # least) lets them sleep at once; a BLAS call still uses as many threads, so its
+        # results are the same. Set before numpy loads (the commands import it).
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
         try:
             return super().__call__(*args, **kwargs)
         finally:

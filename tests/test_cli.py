@@ -94,23 +94,40 @@ def test_the_program_leaves_its_objects_to_the_os_and_test_runners_alone() -> No
     assert gc.get_freeze_count() == before
 
 
-def test_the_program_skips_pydantic_plugins_unless_asked_for() -> None:
-    # pydantic reads every distribution's entry points to find plugins (0.015 s); the
-    # program turns that off unless the variable is set, and commands invoked in-process
+@pytest.mark.parametrize(("variable", "default", "other"), [
+    # pydantic reads every distribution's entry points to find plugins (0.015 s)
+    ("PYDANTIC_DISABLE_PLUGINS", "__all__", "logfire"),
+    # OpenBLAS's idle threads busy-wait 2^28 cycles at start-up (0.06 s of CPU)
+    ("OPENBLAS_THREAD_TIMEOUT", "4", "28"),
+])
+def test_the_program_sets_start_up_variables_unless_given(variable: str, default: str,
+                                                          other: str) -> None:
+    # the program sets them unless the variable is set, and commands invoked in-process
     # leave the environment alone
     probe = ("import os, sys\nsys.argv = ['kl-drift', '--version']\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit:\n    pass\n"
-             "print(repr(os.environ.get('PYDANTIC_DISABLE_PLUGINS')))")
-    for given, expected in ((None, "'__all__'"), ("", "''"), ("logfire", "'logfire'")):
-        env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+             f"print(repr(os.environ.get({variable!r})))")
+    for given, expected in ((None, repr(default)), ("", "''"), (other, repr(other))):
+        env = {k: v for k, v in os.environ.items() if k != variable}
         if given is not None:
-            env["PYDANTIC_DISABLE_PLUGINS"] = given
+            env[variable] = given
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                              check=True, cwd=DATA.parent, env=env)
         assert out.stdout.split("\n")[-2] == expected
-    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    before = os.environ.get(variable)
     assert invoke("--version").exit_code == 0
-    assert os.environ.get("PYDANTIC_DISABLE_PLUGINS") == before
+    assert os.environ.get(variable) == before
+
+
+def test_openblas_threads_sleep_at_once_with_the_programs_timeout() -> None:
+    # what the variable is for: importing numpy costs no CPU in other threads with it
+    # (0.06 s without it, on 2 cores)
+    probe = ("import time\nstart = time.process_time() - time.thread_time()\nimport numpy\n"
+             "print(time.process_time() - time.thread_time() - start)")
+    env = os.environ | {"OPENBLAS_THREAD_TIMEOUT": "4"}
+    assert min(float(subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                    text=True, check=True, env=env).stdout)
+               for _ in range(3)) < 0.01
 
 
 def test_profiling_imports_no_drift_alert_or_report_code(tmp_path: Path) -> None:
