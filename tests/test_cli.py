@@ -64,14 +64,16 @@ def test_a_run_imports_only_what_it_uses(profile_path: Path, tmp_path: Path) -> 
     # [export.prometheus] no prometheus_client; a quiet run prints nothing, so no rich; a
     # typer with its own click never loads click (older typers do); no scipy: the G-test's
     # chi-square tail and the Monte Carlo bound are numpy (kl_metrics.special,
-    # significance.floor_at_most: 0.15 s). Each of these costs 10-150 ms of every run.
+    # significance.floor_at_most: 0.15 s); no numpy.random while every p-value is a closed
+    # form (the permutation draws are seeded on first use); no tomllib without a config
+    # file. Each of these costs 3-150 ms of every run.
     args = ["kl-drift", "run", "--baseline", str(profile_path), "--current",
             str(DATA / "flights_current.parquet"), *WINDOWS, "--out", str(tmp_path), "-q",
             "--fail-on", "never"]
     unused = ["pandas", "pyarrow.compute", "prefect", "sqlalchemy", "duckdb", "matplotlib",
               "pipeline.measure.models", "pipeline.measure.estimate", "pipeline.bins.pushdown",
               "prometheus_client", "rich", "scipy", "numpy.f2py", "numpy.testing",
-              "unittest", *([] if typer.Exit.__module__.startswith("click") else ["click"])]
+              "numpy.random", "tomllib", "unittest", *([] if typer.Exit.__module__.startswith("click") else ["click"])]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
              f"print(sorted(set({unused!r}) & set(sys.modules)), 'jinja2' in sys.modules)")
@@ -132,11 +134,12 @@ def test_openblas_threads_sleep_at_once_with_the_programs_timeout() -> None:
 
 def test_profiling_imports_no_drift_alert_or_report_code(tmp_path: Path) -> None:
     # `kl-drift profile` builds and writes a profile: measures, the alert decision (scipy)
-    # and the report writers are not needed, and cost a second of start-up on a busy machine
+    # and the report writers are not needed, and cost a second of start-up on a busy machine;
+    # polars writes the profile with its metadata where pyarrow finds it: no pyarrow (0.035 s)
     args = ["kl-drift", "profile", str(DATA / "flights_baseline.parquet"), "--exclude",
             "flight_id", "--out", str(tmp_path / "p.parquet"), "-q"]
     unused = ["pipeline.run", "pipeline.measure.drift", "pipeline.decide.alerts",
-              "pipeline.write.reports", "scipy", "matplotlib"]
+              "pipeline.write.reports", "scipy", "matplotlib", "pyarrow", "tomllib"]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
              f"print(sorted(set({unused!r}) & set(sys.modules)))")
