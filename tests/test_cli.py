@@ -73,7 +73,8 @@ def test_a_run_imports_only_what_it_uses(profile_path: Path, tmp_path: Path) -> 
     unused = ["pandas", "pyarrow.compute", "prefect", "sqlalchemy", "duckdb", "matplotlib",
               "pipeline.measure.models", "pipeline.measure.estimate", "pipeline.bins.pushdown",
               "prometheus_client", "rich", "scipy", "numpy.f2py", "numpy.testing",
-              "numpy.random", "tomllib", "unittest", *([] if typer.Exit.__module__.startswith("click") else ["click"])]
+              "numpy.random", "tomllib", "unittest",
+              *([] if typer.Exit.__module__.startswith("click") else ["click"])]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
              f"print(sorted(set({unused!r}) & set(sys.modules)), 'jinja2' in sys.modules)")
