@@ -97,6 +97,29 @@ def test_the_program_leaves_its_objects_to_the_os_and_test_runners_alone() -> No
     assert gc.get_freeze_count() == before
 
 
+def test_a_commands_imports_are_frozen_with_the_collector_back_on(tmp_path: Path) -> None:
+    # the collector is off while `kl-drift profile` imports the pipeline (0.03 s of
+    # traversals), and on again for the build: what was imported is frozen by then; a
+    # command invoked in-process changes neither
+    probe = ("import atexit, gc, sys\n"
+             "import pipeline.bins.profile as profile\n"
+             "build = profile.build_profile\n"
+             "def probe(*args, **kwargs):\n"
+             "    print('building', gc.isenabled(), gc.get_freeze_count() > 10_000)\n"
+             "    return build(*args, **kwargs)\n"
+             "profile.build_profile = probe\n"
+             f"sys.argv = ['kl-drift', 'profile', {str(DATA / 'flights_baseline.parquet')!r},"
+             f" '--out', {str(tmp_path / 'p.parquet')!r}, '-q']\n"
+             "from flows.cli import app\napp()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=DATA.parent)
+    assert out.stdout.split("\n")[-2] == "building True True", out.stderr
+    before = gc.get_freeze_count()
+    assert invoke("profile", DATA / "flights_baseline.parquet", "--out",
+                  tmp_path / "q.parquet", "-q").exit_code == 0
+    assert gc.get_freeze_count() == before and gc.isenabled()
+
+
 @pytest.mark.parametrize(("variable", "default", "other"), [
     # pydantic reads every distribution's entry points to find plugins (0.015 s)
     ("PYDANTIC_DISABLE_PLUGINS", "__all__", "logfire"),
