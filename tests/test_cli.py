@@ -64,14 +64,17 @@ def test_a_run_imports_only_what_it_uses(profile_path: Path, tmp_path: Path) -> 
     # [export.prometheus] no prometheus_client; a quiet run prints nothing, so no rich; a
     # typer with its own click never loads click (older typers do); no scipy: the G-test's
     # chi-square tail and the Monte Carlo bound are numpy (kl_metrics.special,
-    # significance.floor_at_most: 0.15 s). Each of these costs 10-150 ms of every run.
+    # significance.floor_at_most: 0.15 s); no numpy.random while every p-value is a closed
+    # form (the permutation draws are seeded on first use); no tomllib without a config
+    # file. Each of these costs 3-150 ms of every run.
     args = ["kl-drift", "run", "--baseline", str(profile_path), "--current",
             str(DATA / "flights_current.parquet"), *WINDOWS, "--out", str(tmp_path), "-q",
             "--fail-on", "never"]
     unused = ["pandas", "pyarrow.compute", "prefect", "sqlalchemy", "duckdb", "matplotlib",
               "pipeline.measure.models", "pipeline.measure.estimate", "pipeline.bins.pushdown",
               "prometheus_client", "rich", "scipy", "numpy.f2py", "numpy.testing",
-              "unittest", *([] if typer.Exit.__module__.startswith("click") else ["click"])]
+              "numpy.random", "tomllib", "unittest",
+              *([] if typer.Exit.__module__.startswith("click") else ["click"])]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
              f"print(sorted(set({unused!r}) & set(sys.modules)), 'jinja2' in sys.modules)")
@@ -94,32 +97,73 @@ def test_the_program_leaves_its_objects_to_the_os_and_test_runners_alone() -> No
     assert gc.get_freeze_count() == before
 
 
-def test_the_program_skips_pydantic_plugins_unless_asked_for() -> None:
-    # pydantic reads every distribution's entry points to find plugins (0.015 s); the
-    # program turns that off unless the variable is set, and commands invoked in-process
+def test_a_commands_imports_are_frozen_with_the_collector_back_on(tmp_path: Path) -> None:
+    # the collector is off while `kl-drift profile` imports the pipeline (0.03 s of
+    # traversals), and on again for the build: what was imported is frozen by then; a
+    # command invoked in-process changes neither
+    probe = ("import atexit, gc, sys\n"
+             "import pipeline.bins.profile as profile\n"
+             "build = profile.build_profile\n"
+             "def probe(*args, **kwargs):\n"
+             "    print('building', gc.isenabled(), gc.get_freeze_count() > 10_000)\n"
+             "    return build(*args, **kwargs)\n"
+             "profile.build_profile = probe\n"
+             f"sys.argv = ['kl-drift', 'profile', {str(DATA / 'flights_baseline.parquet')!r},"
+             f" '--out', {str(tmp_path / 'p.parquet')!r}, '-q']\n"
+             "from flows.cli import app\napp()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=DATA.parent)
+    assert out.stdout.split("\n")[-2] == "building True True", out.stderr
+    before = gc.get_freeze_count()
+    assert invoke("profile", DATA / "flights_baseline.parquet", "--out",
+                  tmp_path / "q.parquet", "-q").exit_code == 0
+    assert gc.get_freeze_count() == before and gc.isenabled()
+
+
+@pytest.mark.parametrize(("variable", "default", "other"), [
+    # pydantic reads every distribution's entry points to find plugins (0.015 s)
+    ("PYDANTIC_DISABLE_PLUGINS", "__all__", "logfire"),
+    # OpenBLAS's idle threads busy-wait 2^28 cycles at start-up (0.06 s of CPU)
+    ("OPENBLAS_THREAD_TIMEOUT", "4", "28"),
+])
+def test_the_program_sets_start_up_variables_unless_given(variable: str, default: str,
+                                                          other: str) -> None:
+    # the program sets them unless the variable is set, and commands invoked in-process
     # leave the environment alone
     probe = ("import os, sys\nsys.argv = ['kl-drift', '--version']\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit:\n    pass\n"
-             "print(repr(os.environ.get('PYDANTIC_DISABLE_PLUGINS')))")
-    for given, expected in ((None, "'__all__'"), ("", "''"), ("logfire", "'logfire'")):
-        env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+             f"print(repr(os.environ.get({variable!r})))")
+    for given, expected in ((None, repr(default)), ("", "''"), (other, repr(other))):
+        env = {k: v for k, v in os.environ.items() if k != variable}
         if given is not None:
-            env["PYDANTIC_DISABLE_PLUGINS"] = given
+            env[variable] = given
         out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                              check=True, cwd=DATA.parent, env=env)
         assert out.stdout.split("\n")[-2] == expected
-    before = os.environ.get("PYDANTIC_DISABLE_PLUGINS")
+    before = os.environ.get(variable)
     assert invoke("--version").exit_code == 0
-    assert os.environ.get("PYDANTIC_DISABLE_PLUGINS") == before
+    assert os.environ.get(variable) == before
+
+
+def test_openblas_threads_sleep_at_once_with_the_programs_timeout() -> None:
+    # what the variable is for: importing numpy costs no CPU in other threads with it
+    # (0.06 s without it, on 2 cores)
+    probe = ("import time\nstart = time.process_time() - time.thread_time()\nimport numpy\n"
+             "print(time.process_time() - time.thread_time() - start)")
+    env = os.environ | {"OPENBLAS_THREAD_TIMEOUT": "4"}
+    assert min(float(subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                    text=True, check=True, env=env).stdout)
+               for _ in range(3)) < 0.01
 
 
 def test_profiling_imports_no_drift_alert_or_report_code(tmp_path: Path) -> None:
     # `kl-drift profile` builds and writes a profile: measures, the alert decision (scipy)
-    # and the report writers are not needed, and cost a second of start-up on a busy machine
+    # and the report writers are not needed, and cost a second of start-up on a busy machine;
+    # polars writes the profile with its metadata where pyarrow finds it: no pyarrow (0.035 s)
     args = ["kl-drift", "profile", str(DATA / "flights_baseline.parquet"), "--exclude",
             "flight_id", "--out", str(tmp_path / "p.parquet"), "-q"]
     unused = ["pipeline.run", "pipeline.measure.drift", "pipeline.decide.alerts",
-              "pipeline.write.reports", "scipy", "matplotlib"]
+              "pipeline.write.reports", "scipy", "matplotlib", "pyarrow", "tomllib"]
     probe = (f"import sys; sys.argv = {args!r}\nfrom flows.cli import app\n"
              "try:\n    app()\nexcept SystemExit as end:\n    assert not end.code, end.code\n"
              f"print(sorted(set({unused!r}) & set(sys.modules)))")
