@@ -7,7 +7,6 @@ names, run ids) go through :func:`safe_filename` before they become paths.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import glob
 import hashlib
@@ -15,7 +14,6 @@ import importlib.metadata
 import io
 import os
 import re
-import struct
 import tempfile
 import unicodedata
 from collections.abc import Callable
@@ -181,64 +179,8 @@ PARQUET_ZSTD_LEVEL = 1
 
 
 def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
-                  metadata: dict[str, str] | None = None, *,
-                  schema_metadata: bool = False) -> Path:
+                  metadata: dict[str, str] | None = None) -> Path:
     """Write ``frame`` to ``path`` as Parquet (zstd, `PARQUET_ZSTD_LEVEL`), atomically,
-    with optional key-value ``metadata`` in the file footer, where polars' and DuckDB's
-    readers find it. With ``schema_metadata`` also in the Arrow schema stored in the file,
-    where pyarrow's reader finds it (``pyarrow.parquet.read_schema(path).metadata``): only
-    for a frame of `flat_columns`, the only ones polars' writer keeps it with."""
-    schema = None
-    if schema_metadata and metadata is not None:
-        if not flat_columns(frame.schema):
-            raise ValueError("schema metadata needs flat columns: " + str(frame.schema))
-        schema = _SchemaWithMetadata(frame.schema, metadata)
+    with optional key-value ``metadata`` in the file footer."""
     return atomic_write(path, lambda file: frame.write_parquet(
-        file, metadata=metadata, arrow_schema=schema, compression="zstd",
-        compression_level=PARQUET_ZSTD_LEVEL))
-
-
-def flat_columns(schema: pl.Schema) -> bool:
-    """Whether every column is a number, string, binary, boolean, date/time or null: with a
-    categorical, enum, list, array or struct column polars 2.1's writer rebuilds the
-    Arrow schema it stores and drops its metadata."""
-    return not any(dtype.is_nested() or isinstance(dtype, pl.Categorical | pl.Enum
-                                                   | pl.Object)
-                   for dtype in schema.values())
-
-
-class _ArrowSchema(ctypes.Structure):
-    """The head of the Arrow C data interface's ``struct ArrowSchema``."""
-
-    _fields_ = (("format", ctypes.c_char_p), ("name", ctypes.c_char_p),
-                ("metadata", ctypes.c_void_p))
-
-
-_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
-    ("PyCapsule_GetPointer", ctypes.pythonapi))
-
-
-class _SchemaWithMetadata:
-    """``schema`` as an Arrow C schema with schema-level key-value ``metadata``.
-
-    polars' writer stores the Arrow schema it is given in the file (``ARROW:schema``), and
-    pyarrow's reader takes a schema's metadata from there only, not from the footer's other
-    keys; polars' own schema export carries none. The metadata is set on polars' export in
-    the C data interface's encoding (int32 pair count, then length-prefixed keys and values,
-    native byte order); polars frees what it allocated from its private data, not through
-    that pointer, and the buffer lives as long as this object, i.e. through the write.
-    """
-
-    def __init__(self, schema: pl.Schema, metadata: dict[str, str]) -> None:
-        self.schema = schema
-        parts = [struct.pack("=i", len(metadata))]
-        for key, value in metadata.items():
-            for text in (key.encode(), value.encode()):
-                parts += [struct.pack("=i", len(text)), text]
-        self._metadata = ctypes.create_string_buffer(b"".join(parts))
-
-    def __arrow_c_schema__(self) -> object:
-        capsule = self.schema.__arrow_c_schema__()
-        exported = _ArrowSchema.from_address(_capsule_pointer(capsule, b"arrow_schema"))
-        exported.metadata = ctypes.addressof(self._metadata)
-        return capsule
+        file, metadata=metadata, compression="zstd", compression_level=PARQUET_ZSTD_LEVEL))

@@ -72,29 +72,6 @@ def test_missing_folders_are_made_and_parquet_footers_kept(tmp_path: Path) -> No
     assert pl.read_parquet_metadata(target)["kl_drift.run"] == "r1"
 
 
-@given(st.dictionaries(st.text(min_size=1), st.text(), max_size=3))
-def test_schema_metadata_is_where_pyarrow_reads_it(metadata: dict[str, str]) -> None:
-    import pyarrow.parquet as pq
-
-    frame = pl.DataFrame({"s": ["a", None], "x": [1.5, 2.0], "d": [None, 3]},
-                         schema_overrides={"d": pl.Date})
-    with tempfile.TemporaryDirectory() as folder:
-        target = Path(folder) / "p.parquet"
-        write_parquet(target, frame, metadata, schema_metadata=True)
-        assert pl.read_parquet(target).equals(frame)
-        assert pl.read_parquet_metadata(target) | metadata == pl.read_parquet_metadata(target)
-        stored = pq.read_schema(target).metadata or {}
-        assert {k.decode(): v.decode() for k, v in stored.items()} == metadata
-        write_parquet(target, frame, metadata)  # without: the footer only (polars' default)
-        assert pq.read_schema(target).metadata is None
-
-
-def test_schema_metadata_refuses_columns_polars_would_drop_it_with(tmp_path: Path) -> None:
-    nested = pl.DataFrame({"bins": [[1.0], [2.0, 3.0]]})
-    with pytest.raises(ValueError, match="flat columns"):
-        write_parquet(tmp_path / "p.parquet", nested, {"k": "v"}, schema_metadata=True)
-
-
 def test_temp_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
     target = tmp_path / "drift.parquet"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

@@ -57,7 +57,7 @@ from pipeline.bins.sketch import (
     skips_rows,
 )
 from pipeline.errors import ConfigError, InputError
-from pipeline.files import tool_version, write_parquet
+from pipeline.files import atomic_write, tool_version
 from pipeline.labels import (
     MISSING,
     OTHER,
@@ -678,11 +678,13 @@ def write_profile(profile: Profile, path: str | os.PathLike[str]) -> Path:
         metadata[SAMPLE_ENTRY] = write_sample(profile.sample, path)
     private = segment_columns_of(profile.table.columns)
     written = output_names(private, PROFILE_SCHEMA)
-    table = profile.table.rename({c: written[segment_name(c)] for c in private})
-    # where every reader finds it, pyarrow's schema.metadata included: polars' writer puts
-    # it there (segment values are strings, the columns flat), so no pyarrow import
-    target = write_parquet(path, table, {
-        PROFILE_METADATA_KEY: json.dumps(metadata, allow_nan=False)}, schema_metadata=True)
+    import pyarrow.parquet as pq  # writing only: pyarrow puts the metadata where every
+    # reader finds it (polars' writer hides it from pyarrow's schema.metadata)
+
+    arrow = profile.table.rename({c: written[segment_name(c)] for c in private}).to_arrow()
+    arrow = arrow.replace_schema_metadata(
+        {PROFILE_METADATA_KEY: json.dumps(metadata, allow_nan=False)})
+    target = atomic_write(path, lambda file: pq.write_table(arrow, file))
     remove_stale_samples(path, keep=metadata.get(SAMPLE_ENTRY, {}).get("file"))
     return target
 
