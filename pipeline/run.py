@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain, count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from warnings import catch_warnings, simplefilter
@@ -73,6 +74,7 @@ from pipeline.write.history import (
     HISTORY_DIR,
     append_history,
     drop_history,
+    partition_dir,
     run_created_at,
     scan_decisions,
 )
@@ -422,9 +424,10 @@ def run_in_memory(config: RunConfig, *, inputs: FeatureInputs | None = None,
         bin_current = partial(bin_current_locally, source=inputs.current)
     say = progress or _silent
     created_at = datetime.now(UTC)
-    run_id = _run_id(config, created_at)
-    measured = _measure(config, parts, say, bin_current, inputs, created_at, _history(
-        None if history_dir is None else Path(history_dir), run_id, created_at))
+    history = None if history_dir is None else Path(history_dir)
+    run_id = _run_id(config, created_at, history)
+    measured = _measure(config, parts, say, bin_current, inputs, created_at,
+                        _history(history, run_id, created_at))
     result = _conclude(measured, measured.history, say)
     _check_compared(result)
     return result
@@ -474,8 +477,21 @@ class _FeatureDrift:
     trends: pl.DataFrame | None  # trends.parquet ([trends] enabled)
 
 
-def _run_id(config: RunConfig, created_at: datetime) -> str:
-    return config.output.run_id or created_at.strftime("%Y%m%dT%H%M%SZ")
+def _run_id(config: RunConfig, created_at: datetime, history_dir: Path | None) -> str:
+    """``output.run_id``, else the run's UTC start second, with ``-2``, ``-3``, ... when a
+    run of that second already has a folder or history partition: runs back to back must
+    not replace each other (only a run given the same id is a rerun)."""
+    if config.output.run_id:
+        return config.output.run_id
+    stamp = created_at.strftime("%Y%m%dT%H%M%SZ")
+    out = Path(config.output.dir)
+
+    def taken(run_id: str) -> bool:
+        return (out / safe_filename(run_id)).exists() or (
+            history_dir is not None and partition_dir(history_dir, run_id).exists())
+
+    candidates = chain([stamp], (f"{stamp}-{n}" for n in count(2)))  # lazily: unbounded
+    return next(run_id for run_id in candidates if not taken(run_id))
 
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
@@ -485,7 +501,7 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     (:func:`_publish`)."""
     say = progress or _silent
     created_at = datetime.now(UTC)
-    run_id = _run_id(config, created_at)
+    run_id = _run_id(config, created_at, Path(config.output.dir) / HISTORY_DIR)
     run_dir = Path(config.output.dir) / safe_filename(run_id)
     measured = _measure(config, parts, say, bin_current, inputs, created_at,
                         _history(run_dir.parent / HISTORY_DIR, run_id, created_at))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,25 @@ def test_rerun_same_id_replaces_files_identically(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     assert sorted(p.name for p in runs.iterdir()) == [".kl-drift", "history", "same"]
     assert not any((runs / ".kl-drift" / "staging").iterdir())  # nothing left staged
+
+
+def test_runs_without_an_id_in_the_same_second_keep_their_own_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Back-to-back runs without output.run_id are new runs, not reruns of each other."""
+    import pipeline.run
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Frozen:
+            return cls(2026, 11, 30, 16, 7, 56, tzinfo=tz)
+
+    monkeypatch.setattr(pipeline.run, "datetime", Frozen)
+    config = flights_config(tmp_path, **{"input.features": ["dep_delay"]})
+    ids = [run_drift(config).run_id for _ in range(3)]
+    assert ids == ["20261130T160756Z", "20261130T160756Z-2", "20261130T160756Z-3"]
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [".kl-drift", *ids, "history"]
+    assert sorted(p.name for p in (runs / "history").iterdir()) == [f"run_id={i}" for i in ids]
 
 
 def test_profile_baseline_is_detected_and_stale_profile_copy_removed(tmp_path: Path) -> None:
