@@ -208,19 +208,19 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
 
     n_rows = len(row_feature)
     width = int(cells.n_bins.max(initial=0))
+    real = np.arange(width) < cells.n_bins[:, None]
     arrays = []
     for counts in (cells.baseline, cells.current):
         dense = np.zeros((n_rows, width))
-        dense[np.arange(width) < cells.n_bins[:, None]] = counts
+        dense[real] = counts
         arrays.append(dense)
-    per_row = np.bincount(cells.row, minlength=n_rows)
     numeric = np.bincount(cells.row, weights=catalogue.numeric[cells.bins],
                           minlength=n_rows) > 0
     has_base = np.bincount(cells.row, weights=cells.in_base, minlength=n_rows) > 0
     described = _describe_rows(
         groups.frame(dictionaries, segments, window), combo_of_row, row_feature,
         dictionaries["feature"], base_segments=base_segments,
-        kind=np.where(numeric, 0, np.where(per_row > 0, 1, 2)),
+        kind=np.where(numeric, 0, np.where(cells.n_bins > 0, 1, 2)),
         has_base=has_base, known_segment=known,
         features_in_current=features_in_current,
         window_dtype=current.schema.get("window"), reasons=reasons or {}, coverage=coverage)
@@ -306,17 +306,15 @@ class Catalogue:
     """The distinct bin spellings (feature, label, edges) of both sides and the bin each
     is matched as: numeric bins by their edges, the others by their label.
 
-    ``spelling`` holds the spelling of every long row, baseline rows first; bins (``key``)
+    ``spelling`` holds the spelling of every long row, baseline rows first; bins
     are numbered by feature, then display order as far as it is the same in every row
     (:class:`Cells` puts the rows where it is not in order)."""
 
     table: pl.DataFrame  # bin, lower, upper, cell_kind per spelling
     spelling: np.ndarray
-    key: np.ndarray  # bin of each spelling, numbered feature by feature
     local: np.ndarray  # bin of each spelling within its feature
     per_feature: np.ndarray  # number of bins of each feature
     numeric: np.ndarray  # per spelling: matched by its edges
-    labelled: np.ndarray  # int64 per spelling: 1 for a bin matched by its label, else 0
     rank: np.ndarray  # per spelling: display-order key but for the first appearance
 
     @classmethod
@@ -370,9 +368,8 @@ class Catalogue:
         # kind of cell, then numeric bins (by edges, as numbered) before the others
         rank = (2 * kinds + ~numbers) * (len(spelling) + len(key) + 1) + np.where(numbers, key, 0)
         return cls(table=keyed.select("bin", "lower", "upper", "cell_kind"),
-                   spelling=spelling, key=key, local=key - starts[feature],
-                   per_feature=per_feature, numeric=numbers,
-                   labelled=(~numbers).astype(np.int64), rank=rank)
+                   spelling=spelling, local=key - starts[feature],
+                   per_feature=per_feature, numeric=numbers, rank=rank)
 
 
 def _with_label_edges(table: pl.DataFrame, first: np.ndarray, n_baseline: int,
@@ -491,7 +488,7 @@ class Cells:
         # display order: kind of cell, edges (numeric bins), then first appearance (other
         # bins); the catalogue numbered bins in that order unless rows disagree on it
         order = first
-        order *= catalogue.labelled[bins]
+        order *= ~catalogue.numeric[bins]  # numeric bins keep their rank alone
         order += catalogue.rank[bins]
         if ((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any():
             sort = np.lexsort((order, row))

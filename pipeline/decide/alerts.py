@@ -177,7 +177,9 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     beyond = 1 - config.null_quantile if config.calibrated else 1.0
     while True:
         threshold = min(decision_threshold(p[tested], config.fdr_q), beyond)
-        open_ = unsettled & floor_at_most(exceed, drawn, threshold)
+        # settled rows left out: they may hold hundreds of exceedances to sum over
+        open_ = unsettled & floor_at_most(np.where(unsettled, exceed, np.nan), drawn,
+                                          threshold)
         if not open_.any():
             return p
         decisive = open_ & (chi_square <= threshold / DECISIVE_FACTOR)

@@ -63,8 +63,9 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
     comparable = (aligned.rows["reason"].is_null().to_numpy()
                   & (n_baseline > 0) & (n_current > 0))
     categorical = (aligned.rows["kind"] == "categorical").to_numpy()
+    real = aligned.cell_mask()  # the real cells: here and for the bin lists
     kinds = np.zeros(aligned.baseline.shape, dtype=np.int8)
-    kinds[aligned.cell_mask()] = aligned.bins["cell_kind"].to_numpy()[aligned.cell_bins]
+    kinds[real] = aligned.bins["cell_kind"].to_numpy()[aligned.cell_bins]
     counted = (np.full(len(n_baseline), np.nan) if singletons is None
                else _profile_singletons(aligned, singletons))
 
@@ -109,7 +110,7 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
         **{name: pl.lit(None, dtype=pl.Float64) for name in DECISION_COLUMNS},
         status=status, window_status=status, reason=reason,
     )
-    bins, top_bins = _bin_lists(aligned, contributions, n_baseline, n_current)
+    bins, top_bins = _bin_lists(aligned, real, contributions, n_baseline, n_current)
     return table.with_columns(bins=bins, top_bins=top_bins).select(
         *aligned.segments, "segment", "feature", "window", "coverage", "partial", "kind",
         "n_baseline", "n_current", "baseline_unseen", *METRICS, "metric", "value",
@@ -127,14 +128,13 @@ def _profile_singletons(aligned: Aligned, singletons: pl.DataFrame) -> np.ndarra
     return joined["singletons"].fill_null(np.nan).to_numpy()
 
 
-def _bin_lists(aligned: Aligned, contributions: np.ndarray, n_baseline: np.ndarray,
-               n_current: np.ndarray) -> tuple[pl.Series, pl.Series]:
+def _bin_lists(aligned: Aligned, cells: np.ndarray, contributions: np.ndarray,
+               n_baseline: np.ndarray, n_current: np.ndarray) -> tuple[pl.Series, pl.Series]:
     """``bins`` (display order) and ``top_bins`` list columns, one entry per row, built
     from the flat cells (row by row) and the list lengths, not row by row.
 
     ``contributions`` is used up: the top bins are ranked in it, in place (a copy would be
-    one more array of every cell)."""
-    cells = aligned.cell_mask()
+    one more array of every cell); ``cells`` is :meth:`Aligned.cell_mask`."""
     fields = {}
     for side, array, total in (("baseline", aligned.baseline, n_baseline),
                                ("current", aligned.current, n_current)):
