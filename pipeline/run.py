@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -72,11 +72,13 @@ from pipeline.write.documents import (
 )
 from pipeline.write.history import (
     HISTORY_DIR,
-    append_history,
+    PART_FILES,
+    StagedPart,
     drop_history,
     partition_dir,
     run_created_at,
     scan_decisions,
+    stage_history,
 )
 from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
@@ -634,40 +636,57 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
     if (history.dir, history.run_id) != (history_dir, run_id):  # written elsewhere
         history = _history(history_dir, run_id, measured.created_at)
     as_of = history.as_of
-    result = _conclude(measured, history, say)
-    drift, models, joint = result.drift, result.models, result.joint
     features = measured.features
-    say(f"writing {run_dir}")
-    # polars writes Parquet without holding the GIL: the tables are written while the
-    # reports render, and the history's parts side by side
-    with staging_folder(out_dir, run_id) as staging, ThreadPoolExecutor(2) as pool:
-        if features is not None and features.baseline.built and features.baseline.profile:
-            write_profile(features.baseline.profile, staging / PROFILE_FILE)
-        tables = pool.submit(write_run_outputs, staging, {
-            DRIFT_FILE: drift,
-            TRENDS_FILE: result.trends,
-            **({} if models is None else model_tables(models)),
-            ESTIMATES_FILE: result.estimates,
-            JOINT_FILE: joint,
-        }, result.alerts)
-        say("rendering reports")
-        with catch_warnings():
-            # the run's warnings (alerts.json) already name unreadable history partitions
-            simplefilter("ignore", KLDriftWarning)
-            # from the tables in memory: nothing written is read back
-            write_reports(staging, history_dir=history_dir, run=result._folder())
-        tables.result()  # the history gets the run only once its tables are written
-        with run_lock(out_dir, run_id):
-            parts = {"features": drift,
-                     "histograms": None if features is None else features.histograms,
-                     "models": None if models is None else models.summary, "joint": joint}
-            for appended in [pool.submit(append_history, history_dir, rows, run_id, as_of,
-                                         part=part)
-                             for part, rows in parts.items() if rows is not None]:
-                appended.result()
-            for part in [part for part, rows in parts.items() if rows is None]:
-                drop_history(history_dir, run_id, part=part)  # a rerun must not keep them
-            publish(staging, run_dir)
+    # polars writes Parquet without holding the GIL, so each file is written on a thread
+    # while the run goes on: the current histograms while it decides across runs, the
+    # tables and the history's rows while the reports render. The history's parts are
+    # staged beside the dataset and join it once the run's tables are written.
+    staged: dict[str, Future[StagedPart]] = {}
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            def stage(part: str, rows: pl.DataFrame) -> None:
+                staged[part] = pool.submit(stage_history, history_dir, rows, run_id, as_of,
+                                           part=part)
+
+            if features is not None:
+                stage("histograms", features.histograms)
+            result = _conclude(measured, history, say)
+            drift, models, joint = result.drift, result.models, result.joint
+            say(f"writing {run_dir}")
+            with staging_folder(out_dir, run_id) as staging:
+                if (features is not None and features.baseline.built
+                        and features.baseline.profile):
+                    write_profile(features.baseline.profile, staging / PROFILE_FILE)
+                tables = pool.submit(write_run_outputs, staging, {
+                    DRIFT_FILE: drift,
+                    TRENDS_FILE: result.trends,
+                    **({} if models is None else model_tables(models)),
+                    ESTIMATES_FILE: result.estimates,
+                    JOINT_FILE: joint,
+                }, result.alerts)
+                parts = {"features": drift, "models": None if models is None
+                         else models.summary, "joint": joint}
+                for part, rows in parts.items():
+                    if rows is not None:
+                        stage(part, rows)
+                say("rendering reports")
+                with catch_warnings():
+                    # the run's warnings (alerts.json) already name unreadable partitions
+                    simplefilter("ignore", KLDriftWarning)
+                    # from the tables in memory: nothing written is read back
+                    write_reports(staging, history_dir=history_dir, run=result._folder())
+                tables.result()  # the history gets the run only once its tables are written
+                written_parts = [future.result() for future in staged.values()]
+                with run_lock(out_dir, run_id):
+                    for written_part in written_parts:
+                        written_part.commit()
+                    for part in PART_FILES.keys() - staged.keys():
+                        drop_history(history_dir, run_id, part=part)  # a rerun must not keep them
+                    publish(staging, run_dir)
+    finally:  # the pool is done: a part not committed (the run failed) is removed
+        for future in staged.values():
+            if future.exception() is None:
+                future.result().discard()
     written = RunResult(**{f.name: getattr(result, f.name) for f in fields(result)},
                         run_dir=run_dir)
     config = measured.config

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from pipeline.write.history import append_history, partition_dir, read_history
+from pipeline.write.history import (
+    append_history,
+    partition_dir,
+    read_history,
+    stage_history,
+)
 from tests.report_data import make_drift
 
 
@@ -94,3 +102,34 @@ def test_drop_history_removes_only_that_run(tmp_path: Path) -> None:
     drop_history(tmp_path, "r1")
     drop_history(tmp_path, "never-written")  # nothing to drop is fine
     assert read_history(tmp_path)["run_id"].to_list() == ["r2"]
+
+
+def test_a_staged_part_joins_the_history_only_when_committed(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    append_history(history, make_drift(3, 2, seed=1), "r1", "2024-06-01T00:00:00Z")
+    rerun = make_drift(2, 2, seed=2)
+    staged = stage_history(history, rerun, "r1", "2024-06-02T00:00:00Z")
+    before = read_history(history)
+    assert before is not None and before.height == 6  # readers still see the first run
+    assert staged.commit() == partition_dir(history, "r1") / "part.parquet"
+    after = read_history(history)
+    assert after is not None
+    assert_frame_equal(after.drop("run_id", "created_at", "reference"), rerun.drop("bins"))
+    dropped = stage_history(history, make_drift(1, 1), "r2", "2024-06-03T00:00:00Z")
+    dropped.discard()  # a run that failed: nothing of it stays
+    assert sorted(p.name for p in history.rglob("*") if p.is_file()) == ["part.parquet"]
+
+
+def test_staged_parts_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    partition = partition_dir(history, "r1")
+    partition.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    staged = f".part.parquet.{dead}.abc123.tmp"  # killed after its staged part was written
+    writing = f".{staged}.{dead}.def456.tmp"  # killed while the staged part was written
+    alive = f".histograms.parquet.{os.getppid()}.abc123.tmp"  # a run still writing
+    for name in (staged, writing, alive):
+        (partition / name).write_text("partial")
+    append_history(history, make_drift(1, 1), "r2", "2024-06-01T00:00:00Z")
+    assert sorted(p.name for p in partition.iterdir()) == [alive]

@@ -234,50 +234,62 @@ def _judge(timeline: pl.DataFrame, series: str, persistence: int) -> pl.DataFram
     drifting = pl.col("window_status").is_in(ALERTING)
     decided = pl.col("window_status").is_in(("ok", *ALERTING))
     # a spell (one number over all series) starts at each window that is not drifting and
-    # at each series' first: an episode's drifting windows share the spell before them
+    # at each series' first: an episode's drifting windows share the spell before them.
+    # Spells are runs of consecutive rows numbered up by one, and nearly every window is a
+    # spell of its own: sums within a spell are running sums less the sum before it, and a
+    # spell's values are gathered by its number (window functions over that many groups
+    # cost 50 times more).
     spell = (~drifting | (pl.col(series) != pl.col(series).shift()).fill_null(True)).cum_sum()
-    episode = ["_spell"]
     alerting = pl.col("_status").is_in(ALERTING)
     ours = pl.col("_row").is_not_null()
-    first_alert = (alerting & ours).cast(pl.Int64).cum_sum().over(episode) == 1
     # The episode of the last decided window before each point, if it was drifting.
     before = (pl.when(decided).then(pl.when(drifting).then("_spell").otherwise(-1))
               .shift().forward_fill().over(series))
     points = (
-        timeline.with_columns(_spell=spell)
-        .with_columns(_streak=drifting.cast(pl.Int64).cum_sum().over(episode))
+        timeline.with_columns(_spell=spell.set_sorted())
+        .with_columns(_streak=_spell_count(drifting))
         .with_columns(_status=pl.when(ours & drifting & (pl.col("_streak") < persistence))
                       .then(pl.lit("ok"))
                       .when(ours).then("window_status")
-                      .otherwise("_status"))
-        .with_columns(
-            _alerted=alerting.any().over(episode),
-            # reported by an earlier run: one of its points, or one this run checks again
-            _reported=((alerting & ~ours) | pl.col("_was_status").is_in(ALERTING))
-            .any().over(episode),
-            _since=pl.col("window").filter(drifting).first().over(episode),
-            _last_status=pl.col("_status").filter(alerting).last().over(episode),
-            _before=before)
+                      .otherwise("_status"),
+                      _before=before)
     )
     closing = (pl.col("window_status") == "ok") & (pl.col("_before") >= 0)
-    episodes = points.select("_spell", "_alerted", "_since", "_last_status").unique()
-    closed = (points.filter(closing)
-              .select("_row", "_was", _spell="_before")
-              .join(episodes, on="_spell", how="inner"))
+    closers = points.filter(closing).select("_row", "_was", _spell="_before")
+    episodes = points.group_by("_spell", maintain_order=True).agg(
+        _alerted=alerting.any(),
+        # reported by an earlier run: one of its points, or one this run checks again
+        _reported=((alerting & ~ours) | pl.col("_was_status").is_in(ALERTING)).any(),
+        _since=pl.col("window").filter(drifting).first(),
+        _last_status=pl.col("_status").filter(alerting).last(),
+    ).with_columns(_closed=pl.col("_spell").is_in(closers["_spell"].implode()))
+    first = points["_spell"].min()
+    of_points = episodes.select(
+        pl.col("_reported", "_closed").gather(points["_spell"] - first))
     # an ok window an earlier run already decided closed its episode then: said once
-    resolved = closed.filter(pl.col("_row").is_not_null() & pl.col("_alerted")
-                             & (pl.col("_was").fill_null("") != "ok"))
+    resolved = closers.hstack(
+        episodes.select(pl.col("_alerted", "_since", "_last_status")
+                        .gather(closers["_spell"] - first))
+    ).filter(pl.col("_row").is_not_null() & pl.col("_alerted")
+             & (pl.col("_was").fill_null("") != "ok"))
+    first_alert = _spell_count(alerting & ours) == 1
     return (
-        points.join(closed.select("_spell", _closed=pl.lit(True)).unique(),
-                    on="_spell", how="left")
+        points.hstack(of_points)
         .filter(ours)
         .select("_row", "_streak", "_status",
                 _lifecycle=pl.when(alerting & ~pl.col("_reported") & first_alert)
                 .then(pl.lit("new"))
-                .when(alerting & pl.col("_closed").fill_null(False)).then(pl.lit("resolved"))
+                .when(alerting & pl.col("_closed")).then(pl.lit("resolved"))
                 .when(alerting).then(pl.lit("ongoing")))
         .join(resolved.select("_row", "_since", "_last_status"), on="_row", how="left")
     )
+
+
+def _spell_count(counted: pl.Expr) -> pl.Expr:
+    """How many rows of its spell, up to and including this one, are ``counted``."""
+    total = counted.cast(pl.Int64).cum_sum()
+    starts = (pl.col("_spell") != pl.col("_spell").shift()).fill_null(True)
+    return total - pl.when(starts).then(total - counted.cast(pl.Int64)).forward_fill()
 
 
 def _partial_reason(current: pl.DataFrame) -> pl.Expr:

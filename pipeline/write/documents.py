@@ -163,12 +163,15 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
     omitted = {"alerts": 0, "problems": 0}
     changes = {"new": 0, "ongoing": 0, "resolved": len(resolved or [])}
     if drift is not None:
-        alerting = alerting_rows(drift)
+        # the listed fields taken first: filtering and sorting the whole table would copy
+        # every column (the bins lists too) of its alerting rows
+        listed = _with_reference(drift.select(
+            c for c in dict.fromkeys((*_ALERT_FIELDS, *_PROBLEM_FIELDS)) if c in drift.columns))
+        alerting = alerting_rows(listed)
         changes = lifecycle_changes(alerting, resolved or [])
-        alerts, omitted["alerts"] = _capped(_with_reference(alerting).select(_ALERT_FIELDS),
-                                            max_rows)
+        alerts, omitted["alerts"] = _capped(alerting.select(_ALERT_FIELDS), max_rows)
         problems, omitted["problems"] = _capped(
-            _with_reference(drift.filter(pl.col("status").is_in(["error", "insufficient_data"])))
+            listed.filter(pl.col("status").is_in(["error", "insufficient_data"]))
             .select(_PROBLEM_FIELDS), max_rows)
     blocks = {"trends": trends, "models": models, "estimates": estimates, "joint": joint}
     return json_safe({

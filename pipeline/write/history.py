@@ -17,15 +17,17 @@ columns — is skipped with a warning naming it (a run warning, or a :class:`KLD
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
 from pipeline.errors import KLDriftWarning
-from pipeline.files import remove_orphans, safe_filename, write_parquet
+from pipeline.files import output_error, remove_orphans, safe_filename, write_parquet
 
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"
@@ -102,19 +104,65 @@ def append_history(
     pathlib.Path
         The partition file written (atomically).
     """
+    return stage_history(history_dir, table, run_id, created_at, part=part).commit()
+
+
+@dataclass(frozen=True)
+class StagedPart:
+    """A run's part written next to its partition file but not yet in the dataset
+    (:func:`stage_history`): readers do not see it until :meth:`commit`."""
+
+    staged: Path
+    target: Path
+
+    def commit(self) -> Path:
+        """Put the part in the dataset (an atomic rename; it replaces the run's old one)."""
+        try:
+            os.replace(self.staged, self.target)
+        except OSError as error:
+            converted = output_error(error, self.target)
+            if converted is not None:
+                raise converted from error
+            raise
+        return self.target
+
+    def discard(self) -> None:
+        """Remove the staged file (a run that failed before it could be added)."""
+        self.staged.unlink(missing_ok=True)
+
+
+def stage_history(
+    history_dir: str | os.PathLike[str],
+    table: pl.DataFrame,
+    run_id: str,
+    created_at: datetime | str,
+    *,
+    part: str = "features",
+) -> StagedPart:
+    """Write one run's rows of one part beside the history dataset, to be added later.
+
+    :func:`append_history` in two steps: the file is written now (a run writes it while its
+    other files are written) and joins the dataset with :meth:`StagedPart.commit` once the
+    run is complete. Until then it is a temp file of this process, which a later run
+    removes if the process was killed. The parameters are those of :func:`append_history`.
+    """
     rows = table.drop("bins", "view", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
     _remove_orphans(history_dir)
-    return write_parquet(partition_dir(history_dir, run_id) / PART_FILES[part], rows)
+    target = partition_dir(history_dir, run_id) / PART_FILES[part]
+    # named as files.atomic_write names its temp files: an orphan once the process is gone
+    staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    return StagedPart(write_parquet(staged, rows), target)
 
 
 def _remove_orphans(history_dir: str | os.PathLike[str]) -> None:
     """Delete the temp files of killed writers in every partition (of any run id)."""
     for partition in Path(history_dir).glob("run_id=*"):
         for name in PART_FILES.values():
-            remove_orphans(partition / name)
+            remove_orphans(partition / name)  # staged parts (stage_history) among them
+            remove_orphans(partition / f".{name}")  # and the temp files of their writers
 
 
 def drop_history(history_dir: str | os.PathLike[str], run_id: str, *,

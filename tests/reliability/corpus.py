@@ -1556,6 +1556,6 @@ def _(d: Data, tmp: Path) -> list[str]:
 # ===========================================================================================
 
 for _target in ("pipeline.reference_modes.compute_drift", "pipeline.run.write_reports",
-                "pipeline.run.append_history", "pipeline.run.read_profile"):
+                "pipeline.run.stage_history", "pipeline.run.read_profile"):
     CASES.append(Case(f"injected-bug-{_target.rsplit('.', 1)[1]}", "bugs",
                       lambda d, tmp: run_args(d, tmp), 3, bug=_target))

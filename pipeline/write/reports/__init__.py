@@ -71,7 +71,7 @@ def write_reports(
     from pipeline.formats import DRIFT_FILE
     from pipeline.write.reports.html import render_html
     from pipeline.write.reports.markdown import render_markdown
-    from pipeline.write.reports.summary import BinsLoader
+    from pipeline.write.reports.summary import BinsLoader, summarize
     from pipeline.write.run_folder import read_bins, read_run
 
     run_dir = Path(run_dir)
@@ -89,9 +89,12 @@ def write_reports(
             return pl.Series("bins", [loaded[row] for row in rows.to_list()])
         bins = from_file
 
+    # what both reports show of the features, computed once
+    summary = None if run.drift is None else summarize(run.drift)
     page = render_html(run.drift, run.alerts, history_dir, models=run.models,
-                       estimates=run.estimates, joint=run.joint, bins=bins, trends=run.trends)
+                       estimates=run.estimates, joint=run.joint, bins=bins, trends=run.trends,
+                       summary=summary)
     text = render_markdown(run.drift, run.alerts, models=run.models, estimates=run.estimates,
-                           joint=run.joint, bins=bins, trends=run.trends)
+                           joint=run.joint, bins=bins, trends=run.trends, summary=summary)
     return [atomic_write_text(run_dir / "report.md", text),
             atomic_write_text(run_dir / "report.html", page)]

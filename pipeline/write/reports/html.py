@@ -55,9 +55,9 @@ from pipeline.write.reports.summary import (
     STATUSES,
     BinsLoader,
     Effect,
+    FeatureSummary,
     bins_of,
     effect_columns,
-    feature_counts,
     feature_rows,
     fmt_count,
     fmt_coverage,
@@ -65,12 +65,11 @@ from pipeline.write.reports.summary import (
     fmt_p,
     fmt_share,
     fmt_value,
-    problem_rows,
     reference_text,
     references_of,
     run_facts,
-    severity,
     status_counts,
+    summarize,
     thresholds_vary,
     window_labels,
 )
@@ -248,12 +247,9 @@ def _plots(row: Mapping[str, Any], bins: pl.Series | None, metric: str,
         reference=row.get("reference", "baseline"))]
 
 
-def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any], rows: pl.DataFrame
-              ) -> dict[str, Any]:
-    counts = feature_counts(drift)
-    by_status = dict(rows.group_by("status").len().iter_rows())
-    partial = (int(drift["partial"].fill_null(False).sum()) if "partial" in drift.columns
-               else 0)
+def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> dict[str, Any]:
+    counts = summary.counts
+    by_status = dict(summary.rows.group_by("status").len().iter_rows())
     changes = alerts.get("changes")
     return {
         "features": counts["features"], "drifted": counts["drifted"],
@@ -262,7 +258,7 @@ def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any], rows: pl.DataFrame
         "checks": [(s, STATUS_LABELS[s], n) for s, n in status_counts(alerts).items()],
         "changes": None if not changes else [(name, int(changes.get(name) or 0))
                                              for name in LIFECYCLES],
-        "partial": partial,
+        "partial": summary.n_partial,
     }
 
 
@@ -281,16 +277,13 @@ def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str
     return {"items": items, "total": len(resolved)}
 
 
-def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
+def _features(summary: FeatureSummary, alerts: Mapping[str, Any],
               history_dir: Path | None, load_bins: BinsLoader) -> dict[str, Any]:
     """Template values of the feature-drift sections."""
     run = alerts["run"]
+    drift, rows = summary.drift, summary.rows  # without bins: only the rows shown load them
     metric = str(run.get("metric") or (drift["metric"][0] if drift.height else "value"))
     effect = effect_columns(drift.columns)
-    drift = drift.drop("bins", strict=False)  # only the rows shown need them (load_bins)
-    if "reference" not in drift.columns:  # a run from before reference modes
-        drift = drift.with_columns(reference=pl.lit("baseline"))
-    rows = feature_rows(drift.with_row_index("_row")).with_columns(rank=severity())
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     plotted = alerting.head(MAX_PLOTS)
     others = rows.filter(~pl.col("status").is_in(ALERTING)).head(MAX_DISTRIBUTIONS)
@@ -300,7 +293,7 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     loaded = dict(zip(needed.to_list(), load_bins(needed), strict=True))
     labels = {row: label_map(None if b is None else b.to_list()) for row, b in loaded.items()}
     bins = [loaded[row] for row in shown["_row"].to_list()]
-    windows = window_labels(drift)
+    windows = summary.windows
     references = references_of(drift)
     keys = shown.select("segment", "feature")
     window_series = _series(drift, keys, "window", pl.col("window"))
@@ -326,7 +319,7 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
     table = [_table_row(row, links.get((row["segment"], row["feature"])), windows,
                         labels[row["_row"]], effect)
              for row in table_rows.iter_rows(named=True)]
-    problems = problem_rows(drift)
+    problems = summary.problems
     problem_list = [
         {"status": r["status"], "status_label": STATUS_LABELS[r["status"]],
          "feature": r["feature"], "segment": r["segment"],
@@ -334,10 +327,10 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
          "window": windows.get(r["window"], r["window"]), "reason": r["reason"] or ""}
         for r in problems.head(MAX_PROBLEMS).iter_rows(named=True)]
     return {
-        "metric": metric, "headline": _headline(drift, alerts, rows),
+        "metric": metric, "headline": _headline(summary, alerts),
         "total": int(alerts["summary"].get("total", drift.height)),
-        "n_features": drift["feature"].n_unique(), "n_segments": drift["segment"].n_unique(),
-        "n_windows": drift["window"].n_unique(), "varying_thresholds": thresholds_vary(rows),
+        "n_features": summary.n_features, "n_segments": summary.n_segments,
+        "n_windows": summary.n_windows, "varying_thresholds": thresholds_vary(rows),
         "effect": None if effect is None else effect.label,
         "has_lifecycle": "lifecycle" in drift.columns,
         "rows": table, "n_rows": rows.height, "details": details,
@@ -459,15 +452,15 @@ def _estimates(estimates: pl.DataFrame, block: Mapping[str, Any]) -> dict[str, A
     }
 
 
-def _scope(drift: pl.DataFrame | None, models: ModelTables | None,
+def _scope(summary: FeatureSummary | None, models: ModelTables | None,
            estimates: pl.DataFrame | None, joint: pl.DataFrame | None = None) -> str:
     """What the run checked, for the page's subtitle."""
     parts = []
-    if drift is not None:
-        shape = [f"{drift['feature'].n_unique()} features"]
-        shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
-                                                ("windows", drift["window"].n_unique())) if n > 1]
-        parts.append(f"{drift.height} feature checks ({' × '.join(shape)})")
+    if summary is not None:
+        shape = [f"{summary.n_features} features"]
+        shape += [f"{n} {noun}" for noun, n in (("segments", summary.n_segments),
+                                                ("windows", summary.n_windows)) if n > 1]
+        parts.append(f"{summary.drift.height} feature checks ({' × '.join(shape)})")
     if joint is not None:
         parts.append(f"{joint.height} joint checks")
     if models is not None:
@@ -487,6 +480,7 @@ def render_html(
     joint: pl.DataFrame | None = None,
     bins: BinsLoader | None = None,
     trends: pl.DataFrame | None = None,
+    summary: FeatureSummary | None = None,
 ) -> str:
     """Render report.html.
 
@@ -514,6 +508,9 @@ def render_html(
     trends : polars.DataFrame, optional
         The run's ``trends.parquet`` (its settings come from ``alerts["trends"]``): the
         Trends section.
+    summary : FeatureSummary, optional
+        ``summary.summarize(drift)``, when the caller has it (`write_reports` computes it
+        once for both reports).
 
     Returns
     -------
@@ -524,6 +521,8 @@ def render_html(
         page states each cap it applies.
     """
     run = alerts["run"]
+    if summary is None and drift is not None:
+        summary = summarize(drift)
     js = (_STATIC / "report.js").read_text(encoding="utf-8")
     script_hash = base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()
     return _ENV.get_template("report.html.j2").render(
@@ -534,11 +533,11 @@ def render_html(
         js=Markup(js),  # our own static file, hashed into the CSP above
         run_id=run.get("run_id", ""), created_at=run.get("created_at", ""),
         tool_version=run.get("tool_version", ""),
-        scope=_scope(drift, models, estimates, joint),
+        scope=_scope(summary, models, estimates, joint),
         facts=run_facts(drift, alerts), max_plots=MAX_PLOTS,
         warnings=list(alerts.get("warnings") or []),
-        features=None if drift is None else _features(
-            drift, alerts, None if history_dir is None else Path(history_dir),
+        features=None if drift is None or summary is None else _features(
+            summary, alerts, None if history_dir is None else Path(history_dir),
             bins or bins_of(drift)),
         joint=None if joint is None else _joint(joint, alerts["joint"]),
         models=None if models is None else _models(models),

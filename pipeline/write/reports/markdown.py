@@ -30,18 +30,17 @@ from pipeline.write.reports.summary import (
     STATUS_LABELS,
     BinsLoader,
     Effect,
+    FeatureSummary,
     bins_of,
     effect_columns,
-    feature_counts,
-    feature_rows,
     fmt_count,
     fmt_effect,
     fmt_p,
     fmt_share,
     fmt_value,
-    problem_rows,
     run_facts,
     status_counts,
+    summarize,
     thresholds_vary,
     window_labels,
 )
@@ -190,21 +189,21 @@ def _counts_line(document: Mapping[str, Any], noun: str) -> str:
     return f"**{line}** of {document['summary']['total']} {noun}"
 
 
-def _headline(drift: pl.DataFrame, alerts: Mapping[str, Any]) -> str:
+def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> str:
     """The drifted features first, then the counts of checks and the changes since the
     last run (when alerts.json has them)."""
-    counts = feature_counts(drift)
-    where = "segment or window" if drift["segment"].n_unique() > 1 else "window"
+    counts = summary.counts
+    where = "segment or window" if summary.n_segments > 1 else "window"
     by_status = " · ".join(f"{ICONS[s]} {counts[s]} {STATUS_LABELS[s]}" for s in ALERTING)
     noun = "feature" if counts["features"] == 1 else "features"
     lines = [f"**{counts['drifted']} of {counts['features']} {noun} drifted** in at least one "
              f"{where}" + (f" ({by_status}, by worst window)." if counts["drifted"] else ".")]
-    shape = [f"{drift['feature'].n_unique()} features"]
-    shape += [f"{n} {noun}" for noun, n in (("segments", drift["segment"].n_unique()),
-                                            ("windows", drift["window"].n_unique())) if n > 1]
+    shape = [f"{summary.n_features} features"]
+    shape += [f"{n} {noun}" for noun, n in (("segments", summary.n_segments),
+                                            ("windows", summary.n_windows)) if n > 1]
     checks = " · ".join(f"{n} {STATUS_LABELS[s]}" for s, n in status_counts(alerts).items())
     lines.append(f"{checks} of {alerts['summary']['total']} checks ({' × '.join(shape)}).")
-    if "partial" in drift.columns and (n_partial := int(drift["partial"].fill_null(False).sum())):
+    if n_partial := summary.n_partial:
         lines.append(f"{n_partial} partial {'window' if n_partial == 1 else 'windows'} "
                      "(the data cover only part of them).")
     if since := _changes(alerts):
@@ -230,18 +229,17 @@ def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
     return ("\n".join(lines) + "\n" + more) if lines else "None in this run.\n"
 
 
-def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
+def _features(summary: FeatureSummary, alerts: Mapping[str, Any],
               load_bins: BinsLoader) -> list[str]:
     """Headline, features table, resolved alerts, top bins and problems of feature drift."""
     run = alerts["run"]
     metric = str(run.get("metric") or "value")
-    labels = window_labels(drift)
-    rows = feature_rows(drift.with_row_index("_row").drop("bins", strict=False))
+    labels, rows = summary.windows, summary.rows
     parts = [
-        _headline(drift, alerts),
+        _headline(summary, alerts),
         "## Features\n",
         "One row per segment × feature at its worst window, most severe first.\n",
-        (_table(rows, metric, labels, effect_columns(drift.columns)) if rows.height
+        (_table(rows, metric, labels, effect_columns(summary.drift.columns)) if rows.height
          else "No rows in the drift table.\n"),
     ]
     if alerts.get("resolved") is not None:
@@ -252,7 +250,7 @@ def _features(drift: pl.DataFrame, alerts: Mapping[str, Any],
                   "Reference (the baseline unless said) → current share of rows, and the bin's "
                   "contribution.\n",
                   _top_bins(alerting, load_bins, labels)]
-    problems = problem_rows(drift)
+    problems = summary.problems
     if problems.height:
         parts += ["## Problems\n", _problems(problems, labels)]
     return parts
@@ -398,7 +396,8 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
                     estimates: pl.DataFrame | None = None,
                     joint: pl.DataFrame | None = None,
                     bins: BinsLoader | None = None,
-                    trends: pl.DataFrame | None = None) -> str:
+                    trends: pl.DataFrame | None = None,
+                    summary: FeatureSummary | None = None) -> str:
     """Render report.md.
 
     Parameters
@@ -419,6 +418,8 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
         ``drift["bins"]``.
     trends : polars.DataFrame, optional
         The run's ``trends.parquet`` (settings from ``alerts["trends"]``).
+    summary : FeatureSummary, optional
+        ``summary.summarize(drift)``, when the caller has it (as in `render_html`).
 
     Returns
     -------
@@ -431,7 +432,7 @@ def render_markdown(drift: pl.DataFrame | None, alerts: Mapping[str, Any], *,
     run = alerts["run"]
     parts = [f"# Drift report: run {escape_md(run.get('run_id', ''))}\n"]
     if drift is not None:
-        parts += _features(drift, alerts, bins or bins_of(drift))
+        parts += _features(summary or summarize(drift), alerts, bins or bins_of(drift))
     if trends is not None:
         parts += _trends(trends, alerts.get("trends") or {})
     if joint is not None:

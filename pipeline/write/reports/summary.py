@@ -228,16 +228,80 @@ def _worst_rows(drift: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
     return sort_rows(worst)
 
 
-def feature_counts(drift: pl.DataFrame) -> dict[str, int]:
+def feature_counts(rows: pl.DataFrame) -> dict[str, int]:
     """The headline: features checked, and those alerting in at least one segment or window.
 
-    ``{"features": M, "drifted": N, "critical": features whose worst window is critical,
-    "warn": the rest of the N}``.
+    ``rows`` are the :func:`feature_rows` of a drift table (a feature's worst window over
+    its segments is the worst of its rows' windows). ``{"features": M, "drifted": N,
+    "critical": features whose worst window is critical, "warn": the rest of the N}``.
+
+    >>> drift = pl.DataFrame({"segment": ["a", "b", "a"], "feature": ["x", "x", "y"],
+    ...                       "window": "w", "status": ["warn", "critical", "ok"],
+    ...                       "value": [0.2, 0.3, 0.0]})
+    >>> feature_counts(feature_rows(drift))
+    {'features': 2, 'drifted': 1, 'critical': 1, 'warn': 0}
     """
-    worst = drift.group_by("feature").agg(severity().min().alias("rank"))
+    worst = rows.group_by("feature").agg(severity().min().alias("rank"))
     ranks = dict(worst.group_by("rank").len().iter_rows())
     counts = {s: ranks.get(STATUSES.index(s), 0) for s in ALERTING}
     return {"features": worst.height, "drifted": sum(counts.values()), **counts}
+
+
+@dataclass(frozen=True)
+class FeatureSummary:
+    """What report.md and report.html show of a drift table, computed once for both
+    (:func:`summarize`).
+
+    Attributes
+    ----------
+    drift : pl.DataFrame
+        The drift table without ``bins`` (the rows shown load theirs), with ``_row`` (the
+        row number in the table) and ``reference`` (``baseline`` for a table from before
+        reference modes).
+    rows : pl.DataFrame
+        :func:`feature_rows` of it, with ``rank`` (:func:`severity`).
+    counts : dict
+        :func:`feature_counts`.
+    problems : pl.DataFrame
+        :func:`problem_rows`.
+    windows : dict
+        :func:`window_labels`.
+    n_features, n_segments, n_windows, n_partial : int
+        Distinct features, segments and windows, and partial windows (rows).
+    """
+
+    drift: pl.DataFrame
+    rows: pl.DataFrame
+    counts: dict[str, int]
+    problems: pl.DataFrame
+    windows: dict[str, str]
+    n_features: int
+    n_segments: int
+    n_windows: int
+    n_partial: int
+
+
+def summarize(drift: pl.DataFrame) -> FeatureSummary:
+    """The :class:`FeatureSummary` of a drift table.
+
+    >>> drift = pl.DataFrame({"segment": "all", "feature": ["x", "x", "y"],
+    ...                       "window": ["w1", "w2", "w1"], "status": ["ok", "warn", "ok"],
+    ...                       "value": [0.0, 0.2, 0.1], "reason": None})
+    >>> summary = summarize(drift)
+    >>> summary.rows.select("feature", "window", "n_alerting").rows(), summary.counts
+    ([('x', 'w2', 1), ('y', 'w1', 0)], {'features': 2, 'drifted': 1, 'critical': 0, 'warn': 1})
+    """
+    # bins dropped and columns added without a copy: the table's columns are shared
+    table = drift.drop("bins", strict=False).with_row_index("_row")
+    if "reference" not in table.columns:  # a run from before reference modes
+        table = table.with_columns(reference=pl.lit("baseline"))
+    rows = feature_rows(table).with_columns(rank=severity())
+    return FeatureSummary(
+        drift=table, rows=rows, counts=feature_counts(rows), problems=problem_rows(table),
+        windows=window_labels(table), n_features=table["feature"].n_unique(),
+        n_segments=table["segment"].n_unique(), n_windows=table["window"].n_unique(),
+        n_partial=(int(table["partial"].fill_null(False).sum())
+                   if "partial" in table.columns else 0))
 
 
 def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
