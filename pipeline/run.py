@@ -625,8 +625,9 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
     """Decide across runs with the history next to ``run_dir`` and write the run there.
 
     Everything is written into a staging folder first (the reports rendered from the
-    tables in memory while the tables are written); under the run id's lock the history
-    is updated once the tables are written, and the folder is switched in at once
+    tables in memory, then the tables); the history's parts are written beside it
+    meanwhile and, under the run id's lock, join it once the tables are written; the
+    folder is switched in at once
     (:func:`pipeline.write.run_folder.publish`), so a run folder always holds exactly one
     run, whenever a run is killed. Metrics are exported last (``[export.prometheus]``).
     """
@@ -637,13 +638,15 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
         history = _history(history_dir, run_id, measured.created_at)
     as_of = history.as_of
     features = measured.features
-    # polars writes Parquet without holding the GIL, so each file is written on a thread
-    # while the run goes on: the current histograms while it decides across runs, the
-    # tables and the history's rows while the reports render. The history's parts are
-    # staged beside the dataset and join it once the run's tables are written.
+    # polars writes Parquet without holding the GIL, so the history's parts are written on
+    # threads while the run goes on: the current histograms while it decides across runs,
+    # the drift rows while the reports render (mostly Python: plots and the template). The
+    # run's tables come after the reports: every polars query runs on one pool of threads,
+    # where the reports' queries would wait behind the compression of the big table's pages.
+    # The parts are staged beside the history and join it once the tables are written.
     staged: dict[str, Future[StagedPart]] = {}
     try:
-        with ThreadPoolExecutor(4) as pool:
+        with ThreadPoolExecutor(len(PART_FILES)) as pool:
             def stage(part: str, rows: pl.DataFrame) -> None:
                 staged[part] = pool.submit(stage_history, history_dir, rows, run_id, as_of,
                                            part=part)
@@ -657,13 +660,6 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
                 if (features is not None and features.baseline.built
                         and features.baseline.profile):
                     write_profile(features.baseline.profile, staging / PROFILE_FILE)
-                tables = pool.submit(write_run_outputs, staging, {
-                    DRIFT_FILE: drift,
-                    TRENDS_FILE: result.trends,
-                    **({} if models is None else model_tables(models)),
-                    ESTIMATES_FILE: result.estimates,
-                    JOINT_FILE: joint,
-                }, result.alerts)
                 parts = {"features": drift, "models": None if models is None
                          else models.summary, "joint": joint}
                 for part, rows in parts.items():
@@ -675,7 +671,13 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
                     simplefilter("ignore", KLDriftWarning)
                     # from the tables in memory: nothing written is read back
                     write_reports(staging, history_dir=history_dir, run=result._folder())
-                tables.result()  # the history gets the run only once its tables are written
+                write_run_outputs(staging, {
+                    DRIFT_FILE: drift,
+                    TRENDS_FILE: result.trends,
+                    **({} if models is None else model_tables(models)),
+                    ESTIMATES_FILE: result.estimates,
+                    JOINT_FILE: joint,
+                }, result.alerts)
                 written_parts = [future.result() for future in staged.values()]
                 with run_lock(out_dir, run_id):
                     for written_part in written_parts:
