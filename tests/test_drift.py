@@ -110,6 +110,10 @@ def test_zero_totals_become_row_statuses_without_stopping_the_batch() -> None:
     assert values["ok"] > 0 and values["empty_base"] is None and values["empty_cur"] is None
     top = dict(drift.select("feature", pl.col("top_bins").list.len()).iter_rows())
     assert top == {"empty_base": 0, "ok": 2, "empty_cur": 0}
+    # rows not compared have bins, without contributions
+    contributions = dict(drift.select("feature", pl.col("bins").list.eval(
+        pl.element().struct.field("contribution").is_null()).list.all()).iter_rows())
+    assert contributions == {"empty_base": True, "ok": False, "empty_cur": True}
 
 
 def test_exact_eps_zero_gives_infinite_kl_not_an_exception() -> None:
