@@ -173,7 +173,7 @@ def _bin_lists(aligned: Aligned, cells: np.ndarray, contributions: np.ndarray,
         for column in aligned.bins.select("bin", "lower", "upper")]).with_columns(
         **fields, contribution=pl.Series(flat(contributions), nan_to_null=True)
     ).select(*BIN.to_schema())
-    top = bins[top_cells].select(*TOP_BIN.to_schema())
+    top = bins.select(*TOP_BIN.to_schema())[top_cells]
     return (_lists(bins.to_struct("bins"), aligned.n_bins).cast(pl.List(BIN)),
             _lists(top.to_struct("top_bins"), counted).cast(pl.List(TOP_BIN)))
 
