@@ -260,8 +260,8 @@ def test_saddlepoints_of_many_rows_are_each_rows_own() -> None:
     for rows, batch in batches:
         point = batch.saddlepoint()
         for k, row in enumerate(rows):
-            alone = [batch for block in significance._TiltedTables.blocks(
-                current[row:row + 1], total[row:row + 1]) for _, batch in block][0]
+            alone = next(batch for block in significance._TiltedTables.blocks(
+                current[row:row + 1], total[row:row + 1]) for _, batch in block)
             np.testing.assert_allclose(point[k], alone.saddlepoint()[0], rtol=1e-9)
             c, t = current[row][total[row] > 0], total[row][total[row] > 0]
             n1, size = c.sum(), t.sum()
