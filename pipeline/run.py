@@ -1053,7 +1053,12 @@ def _selected(config: RunConfig, histograms: pl.DataFrame,
     keep = ~pl.col("feature").is_in([*settings.exclude, *segments])
     if settings.features is not None:
         keep &= pl.col("feature").is_in(settings.features)
-    return histograms.filter(keep)
+    # decided per feature: filtering would copy every row of a large table to drop none
+    features = histograms.select(pl.col("feature").unique())
+    kept = features.filter(keep)["feature"]
+    if kept.len() == features.height:
+        return histograms
+    return histograms.filter(pl.col("feature").is_in(kept.implode()))
 
 
 def _check_features(config: RunConfig, available: set[str]) -> None:

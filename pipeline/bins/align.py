@@ -33,6 +33,7 @@ from pipeline.bins.layout import display_rank, label_edges
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER, segment_label_expr, segment_name, window_label_expr
+from pipeline.read.histograms import histogram_runs
 
 _SHOWN_BINS = 3  # bins named in an error message
 
@@ -166,10 +167,16 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
             "columns or with a subset of the current ones", column=extra[0])
     window = ["window"] if "window" in current.columns else []
     base_keys = [*base_segments, *(window if by_window else [])]
+    # the keys of a current histogram are coded on the first row of each run of its rows
+    # (20 times fewer rows than its bins at 20 bins a histogram)
+    heads = histogram_runs(current, [*segments, *window, "feature"])
+    lengths = np.diff(np.r_[heads, current.height])
+    first_rows = current.select(*segments, *window, "feature")[heads]
     # segments are matched as text; windows in their own type (they sort in time order)
     dictionaries, codes = {}, {}
     for column in [*segments, *window, "feature", "bin"]:
-        sides = [side[column] for side in (baseline, current) if column in side.columns]
+        sides = [side[column] for side in (baseline, current if column == "bin" else first_rows)
+                 if column in side.columns]
         if column in segments:  # categories already stand for their text (encode)
             sides = [side if isinstance(side.dtype, pl.Categorical | pl.Enum)
                      else side.cast(pl.String) for side in sides]
@@ -180,7 +187,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
 
     # key codes are dropped as soon as they are used: at millions of rows they dominate memory
     cur_groups, groups = Groups.of([codes[c].pop("current") for c in [*segments, *window]],
-                                   [sizes[c] for c in [*segments, *window]], current.height,
+                                   [sizes[c] for c in [*segments, *window]], len(heads),
                                    n_segment_columns=len(segments))
     base_groups_of_rows, base_groups = Groups.of(
         [codes[c].pop("baseline") for c in base_keys], [sizes[c] for c in base_keys],
@@ -192,15 +199,17 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     known = lookup(groups.parts[:, on_segments], base_groups.parts[:, :len(base_segments)],
                     [sizes[c] for c in base_segments]) >= 0
 
-    cur_rows = groups.row(cur_groups, codes["feature"]["current"], n_features)
+    head_feature = codes["feature"]["current"]
+    cur_rows = groups.row(cur_groups, head_feature, n_features)  # of each run
     del cur_groups
+    codes["feature"]["current"] = np.repeat(head_feature, lengths)
     base_rows = base_groups_of_rows * n_features + codes["feature"]["baseline"]
-    features_in_current = np.bincount(codes["feature"]["current"], minlength=n_features) > 0
+    features_in_current = np.bincount(head_feature, minlength=n_features) > 0
     catalogue = Catalogue.of(baseline, current, codes.pop("feature"), codes.pop("bin"),
                              dictionaries["feature"], dictionaries["bin"])
     combo_of_row, row_feature = groups.of_row(n_features)
     row_base = combo_base[combo_of_row]
-    cells = Cells.of(catalogue, cur_rows, base_rows,
+    cells = Cells.of(catalogue, cur_rows, lengths, base_rows,
                      np.where(row_base >= 0, row_base * n_features + row_feature, -1),
                      len(base_groups.segment) * n_features, row_feature, current["count"],
                      baseline["count"])
@@ -430,11 +439,12 @@ class Cells:
     n_bins: np.ndarray
 
     @classmethod
-    def of(cls, catalogue: Catalogue, cur_rows: np.ndarray, base_rows: np.ndarray,
-           row_base: np.ndarray, n_base_rows: int, row_feature: np.ndarray,
-           cur_counts: pl.Series, base_counts: pl.Series) -> Cells:
-        """Cells from the output row of each current long row, the baseline row (group x
-        feature) of each baseline long row and of each output row (-1: none)."""
+    def of(cls, catalogue: Catalogue, cur_rows: np.ndarray, lengths: np.ndarray,
+           base_rows: np.ndarray, row_base: np.ndarray, n_base_rows: int,
+           row_feature: np.ndarray, cur_counts: pl.Series, base_counts: pl.Series) -> Cells:
+        """Cells from the output row of each run of current long rows (``lengths`` rows
+        each), the baseline row (group x feature) of each baseline long row and of each
+        output row (-1: none)."""
         n_base = len(base_rows)
         spellings = catalogue.spelling
         # baseline: counts summed per (baseline row, bin); first appearance of each
@@ -459,31 +469,45 @@ class Cells:
         shared += np.arange(len(shared))
         at = np.repeat(offsets[has], widths)
         at += base_local[shared]
-        cur_at = offsets[cur_rows]
+        cur_at = np.repeat(offsets[cur_rows], lengths)
         cur_at += catalogue.local[spellings[n_base:]]
         seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
         seen[at] = True
         seen[cur_at] = True
-        before = np.cumsum(seen)
-        before -= seen  # cells before each position
-        n_cells = int(before[-1])
-        n_bins = np.diff(before[offsets])
-        shared_cell, cell = before[at], before[cur_at]
-        del at, cur_at, before, seen
+        if np.count_nonzero(seen) == len(seen) - 1:  # every row has every bin of its feature
+            n_cells, n_bins, shared_cell, cell = len(seen) - 1, np.diff(offsets), at, cur_at
+        else:
+            before = np.cumsum(seen)
+            before -= seen  # cells before each position
+            n_cells = int(before[-1])
+            n_bins = np.diff(before[offsets])
+            shared_cell, cell = before[at], before[cur_at]
+            del before
+        del at, cur_at, seen
         row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
-        current = np.bincount(cell, weights=cur_counts.cast(pl.Float64).to_numpy(),
-                              minlength=n_cells)
-        baseline = np.zeros(n_cells)
-        baseline[shared_cell] = base_count[shared]
-        in_base, in_current = np.zeros(n_cells, dtype=bool), np.zeros(n_cells, dtype=bool)
-        in_base[shared_cell] = True
-        in_current[cell] = True
-        # the first appearance of each cell: its baseline's, else its current one's
-        first = np.empty(n_cells, dtype=np.int64)
-        first[shared_cell] = base_first[shared]
-        del shared_cell, shared
-        only = np.flatnonzero(~in_base[cell])
-        first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
+        counts = cur_counts.cast(pl.Float64).to_numpy()
+        # the common case, each side's long rows already in cell order (shared_cell always
+        # rises), costs no scatter into fresh arrays: at millions of cells they cost most
+        if len(cell) == n_cells and (cell[1:] > cell[:-1]).all():
+            current, in_current = counts.copy(), np.ones(n_cells, dtype=bool)
+        else:
+            current = np.bincount(cell, weights=counts, minlength=n_cells)
+            in_current = np.zeros(n_cells, dtype=bool)
+            in_current[cell] = True
+        if len(shared_cell) == n_cells:
+            baseline, in_base = base_count[shared], np.ones(n_cells, dtype=bool)
+            first = base_first[shared]  # the first appearance of each cell: its baseline's
+        else:
+            baseline = np.zeros(n_cells)
+            baseline[shared_cell] = base_count[shared]
+            in_base = np.zeros(n_cells, dtype=bool)
+            in_base[shared_cell] = True
+            # the first appearance of each cell: its baseline's, else its current one's
+            first = np.empty(n_cells, dtype=np.int64)
+            first[shared_cell] = base_first[shared]
+            only = np.flatnonzero(~in_base[cell])
+            first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
+        del shared_cell, shared, cell
         bins = spellings[first]
         # display order: kind of cell, edges (numeric bins), then first appearance (other
         # bins); the catalogue numbered bins in that order unless rows disagree on it
