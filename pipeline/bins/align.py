@@ -217,15 +217,17 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
 
     n_rows = len(row_feature)
     width = int(cells.n_bins.max(initial=0))
-    real = np.arange(width) < cells.n_bins[:, None]
-    arrays = []
-    for counts in (cells.baseline, cells.current):
-        dense = np.zeros((n_rows, width))
-        dense[real] = counts
-        arrays.append(dense)
-    numeric = np.bincount(cells.row, weights=catalogue.numeric[cells.bins],
-                          minlength=n_rows) > 0
-    has_base = np.bincount(cells.row, weights=cells.in_base, minlength=n_rows) > 0
+    if (cells.n_bins == width).all():  # no padding: the cells, row by row, as they are
+        arrays = [counts.reshape(n_rows, width) for counts in (cells.baseline, cells.current)]
+    else:
+        real = np.arange(width) < cells.n_bins[:, None]
+        arrays = []
+        for counts in (cells.baseline, cells.current):
+            dense = np.zeros((n_rows, width))
+            dense[real] = counts
+            arrays.append(dense)
+    numeric = _any_per_row(catalogue.numeric[cells.bins], cells.n_bins)
+    has_base = _any_per_row(cells.in_base, cells.n_bins)
     described = _describe_rows(
         groups.frame(dictionaries, segments, window), combo_of_row, row_feature,
         dictionaries["feature"], base_segments=base_segments,
@@ -345,7 +347,8 @@ class Catalogue:
                 parts.append(np.concatenate(coded[:2]))
                 sizes.append(values.len())
         spelling, n = combine(parts, sizes, len(parts[0]))
-        where = _representatives(spelling, n)
+        first = _first(spelling, n, np.arange(len(spelling)))
+        where = first  # the parts of a spelling, from any of its rows
         feature = parts[0][where]
         table = pl.DataFrame({
             "feature": feature, "bin": label_names[parts[1][where]],
@@ -354,7 +357,6 @@ class Catalogue:
         for name in ("lower", "upper"):
             if name not in table.columns:
                 table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
-        first = _first(spelling, n, np.arange(len(spelling)))
         table = _with_label_edges(table, first, baseline.height, feature_names)
         numeric = table["lower"].is_not_null()
         special = table.select(display_rank(pl.col("bin")))["bin"]
@@ -467,37 +469,39 @@ class Cells:
         widths = per_base_row[row_base[has]]
         shared = np.repeat(base_start[row_base[has]] - np.cumsum(widths) + widths, widths)
         shared += np.arange(len(shared))
-        at = np.repeat(offsets[has], widths)
-        at += base_local[shared]
         cur_at = np.repeat(offsets[cur_rows], lengths)
         cur_at += catalogue.local[spellings[n_base:]]
-        seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
-        seen[at] = True
-        seen[cur_at] = True
-        if np.count_nonzero(seen) == len(seen) - 1:  # every row has every bin of its feature
-            n_cells, n_bins, shared_cell, cell = len(seen) - 1, np.diff(offsets), at, cur_at
+        counts = cur_counts.cast(pl.Float64).to_numpy()
+        # display order: kind of cell, edges (numeric bins), then first appearance (other
+        # bins); the catalogue numbered bins in that order unless rows disagree on it
+        if len(has) == len(row_feature) \
+                and np.array_equal(widths, catalogue.per_feature[row_feature]):
+            # the common case: every row holds every bin of its feature, its baseline row's
+            # in their order. A cell is then its position, and the display order is checked
+            # once per baseline cell (no 10^7-cell temporaries: fresh memory costs most)
+            n_cells, n_bins, cell = int(offsets[-1]), np.diff(offsets), cur_at
+            row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
+            baseline, in_base = base_count[shared], np.ones(n_cells, dtype=bool)
+            base_bins = spellings[base_first]
+            base_order = _display_order(catalogue, base_bins, base_first)
+            base_row = np.repeat(np.arange(n_base_rows), per_base_row)
+            bins = base_bins[shared]
+            order = base_order[shared] if _disordered(base_row, base_order) else None
         else:
+            # every output row with a baseline gets its baseline row's cells; a cell is at
+            # offsets[row] + its bin within the feature, numbered over the positions seen
+            at = np.repeat(offsets[has], widths)
+            at += base_local[shared]
+            seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
+            seen[at] = True
+            seen[cur_at] = True
             before = np.cumsum(seen)
             before -= seen  # cells before each position
             n_cells = int(before[-1])
             n_bins = np.diff(before[offsets])
             shared_cell, cell = before[at], before[cur_at]
-            del before
-        del at, cur_at, seen
-        row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
-        counts = cur_counts.cast(pl.Float64).to_numpy()
-        # the common case, each side's long rows already in cell order (shared_cell always
-        # rises), costs no scatter into fresh arrays: at millions of cells they cost most
-        if len(cell) == n_cells and (cell[1:] > cell[:-1]).all():
-            current, in_current = counts.copy(), np.ones(n_cells, dtype=bool)
-        else:
-            current = np.bincount(cell, weights=counts, minlength=n_cells)
-            in_current = np.zeros(n_cells, dtype=bool)
-            in_current[cell] = True
-        if len(shared_cell) == n_cells:
-            baseline, in_base = base_count[shared], np.ones(n_cells, dtype=bool)
-            first = base_first[shared]  # the first appearance of each cell: its baseline's
-        else:
+            del at, cur_at, before, seen
+            row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
             baseline = np.zeros(n_cells)
             baseline[shared_cell] = base_count[shared]
             in_base = np.zeros(n_cells, dtype=bool)
@@ -507,18 +511,47 @@ class Cells:
             first[shared_cell] = base_first[shared]
             only = np.flatnonzero(~in_base[cell])
             first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
-        del shared_cell, shared, cell
-        bins = spellings[first]
-        # display order: kind of cell, edges (numeric bins), then first appearance (other
-        # bins); the catalogue numbered bins in that order unless rows disagree on it
-        order = first
-        order *= ~catalogue.numeric[bins]  # numeric bins keep their rank alone
-        order += catalogue.rank[bins]
-        if ((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any():
+            bins = spellings[first]
+            order = _display_order(catalogue, bins, first)
+            order = order if _disordered(row, order) else None
+        del shared
+        # long rows already in cell order (common) are taken as they are, not scattered
+        if len(cell) == n_cells and (cell[1:] > cell[:-1]).all():
+            current, in_current = counts.copy(), np.ones(n_cells, dtype=bool)
+        else:
+            current = np.bincount(cell, weights=counts, minlength=n_cells)
+            in_current = np.zeros(n_cells, dtype=bool)
+            in_current[cell] = True
+        del cell
+        if order is not None:
             sort = np.lexsort((order, row))
             bins, baseline, current = bins[sort], baseline[sort], current[sort]
             in_base, in_current = in_base[sort], in_current[sort]
         return cls(row, bins, baseline, current, in_base, in_current, n_bins)
+
+
+def _any_per_row(flags: np.ndarray, n_bins: np.ndarray) -> np.ndarray:
+    """Whether any of each row's cells has its flag (``flags`` of the cells row by row,
+    ``n_bins`` of each row)."""
+    hit = np.zeros(len(n_bins), dtype=bool)
+    full = n_bins > 0
+    if full.any():  # each non-empty row's cells run up to the next non-empty row's
+        hit[full] = np.logical_or.reduceat(flags, (np.cumsum(n_bins) - n_bins)[full])
+    return hit
+
+
+def _display_order(catalogue: Catalogue, bins: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The display-order key of cells of spellings ``bins`` first seen at ``first`` (which
+    it reuses)."""
+    order = first
+    order *= ~catalogue.numeric[bins]  # numeric bins keep their rank alone
+    order += catalogue.rank[bins]
+    return order
+
+
+def _disordered(row: np.ndarray, order: np.ndarray) -> bool:
+    """Whether ``order`` falls somewhere within a row (cells listed row by row)."""
+    return bool(((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any())
 
 
 def _check_overlaps(cells: Cells, catalogue: Catalogue, feature_names: pl.Series,

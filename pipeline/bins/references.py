@@ -171,7 +171,7 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     # per row: 20 times fewer at 20 bins a histogram; rows keep their order within a run
     heads = histogram_runs(current, [*on, "feature"])
     lengths = np.diff(np.r_[heads, n])
-    first_rows = current[heads]
+    first_rows = current.select(*on, "feature")[heads]
     slot = _slots(first_rows, keys)
     features, (feature, known) = encode([first_rows["feature"], layouts["feature"]])
     layout_of = np.full(features.len(), -1, dtype=np.int32)
