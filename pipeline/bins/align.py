@@ -465,11 +465,14 @@ class Cells:
         # offsets[row] + its bin within the feature (few large temporaries: at millions of
         # cells, fresh memory costs as much as the arithmetic)
         offsets = np.r_[0, np.cumsum(catalogue.per_feature[row_feature])]
+        # positions of cells as int32 when they fit: half the fresh memory of int64
+        position = np.int32 if offsets[-1] < np.iinfo(np.int32).max else np.int64
         has = np.flatnonzero(row_base >= 0)
         widths = per_base_row[row_base[has]]
-        shared = np.repeat(base_start[row_base[has]] - np.cumsum(widths) + widths, widths)
-        shared += np.arange(len(shared))
-        cur_at = np.repeat(offsets[cur_rows], lengths)
+        shared = np.repeat((base_start[row_base[has]] - np.cumsum(widths) + widths)
+                           .astype(position), widths)
+        shared += np.arange(len(shared), dtype=position)
+        cur_at = np.repeat(offsets[cur_rows].astype(position), lengths)
         cur_at += catalogue.local[spellings[n_base:]]
         counts = cur_counts.cast(pl.Float64).to_numpy()
         # display order: kind of cell, edges (numeric bins), then first appearance (other
@@ -517,7 +520,9 @@ class Cells:
         del shared
         # long rows already in cell order (common) are taken as they are, not scattered
         if len(cell) == n_cells and (cell[1:] > cell[:-1]).all():
-            current, in_current = counts.copy(), np.ones(n_cells, dtype=bool)
+            # (a copy unless polars had to make one: its arrays are read-only)
+            current = counts if counts.flags.writeable else counts.copy()
+            in_current = np.ones(n_cells, dtype=bool)
         else:
             current = np.bincount(cell, weights=counts, minlength=n_cells)
             in_current = np.zeros(n_cells, dtype=bool)
