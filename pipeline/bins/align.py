@@ -347,7 +347,12 @@ class Catalogue:
                 parts.append(np.concatenate(coded[:2]))
                 sizes.append(values.len())
         spelling, n = combine(parts, sizes, len(parts[0]))
-        first = _first(spelling, n, np.arange(len(spelling)))
+        # the first row of each spelling: the current rows (millions) are only searched for
+        # spellings the baseline lacks
+        first = _first(spelling[:baseline.height], n, np.arange(baseline.height))
+        if (first == np.iinfo(np.int64).max).any():
+            first = np.minimum(first, _first(spelling[baseline.height:], n,
+                                             np.arange(baseline.height, len(spelling))))
         where = first  # the parts of a spelling, from any of its rows
         feature = parts[0][where]
         table = pl.DataFrame({

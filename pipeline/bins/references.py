@@ -182,19 +182,19 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
              * (keys.height + 2) + rank["segment"].to_numpy()[slot])
     runs = np.argsort(order, kind="stable")
     widths = lengths[runs]
-    # the rows of the runs in that order: 10^7-row temporaries are freed as soon as used,
-    # and the positions are converted to polars' index type once (each gather would
-    # convert them again)
-    at = np.repeat(heads[runs] - np.cumsum(widths) + widths, widths)
-    at += np.arange(n)
-    at = pl.Series(at).cast(pl.get_index_type())
+    # the rows of the runs in that order, as polars' index type (each gather would convert
+    # other positions again); the run offsets may wrap around below 0, the sums do not
+    index = np.uint32 if pl.get_index_type() == pl.UInt32 else np.uint64
+    at = np.repeat((heads[runs] - np.cumsum(widths) + widths).astype(index), widths)
+    at += np.arange(n, dtype=index)
+    at = pl.Series(at)
     layout = pl.Series(layout_of[feature])
     by_slot = keys.select(_enum(keys["segment"]), _enum(keys["label"]).alias("window"),
                           "start", "partial")[slot]
     by_run = by_slot.with_columns(
         _enum(features).gather(feature).alias("feature"),
         _enum(layouts["layout"]).gather(layout.set(layout < 0, None)))
-    by_row = by_run.select(pl.all().gather(pl.Series(np.repeat(runs, widths))))
+    by_row = by_run.select(pl.all().gather(pl.Series(np.repeat(runs.astype(index), widths))))
     bins, (bin_codes,) = encode([current["bin"]])
 
     def edge(name: str) -> pl.Series:
