@@ -954,16 +954,16 @@ def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
                                  if settings.current_format == "auto" else ""))
         current = _read_histogram_table(config, path, "current")
         # the current table's features, found once (millions of rows)
-        features = current.select(pl.col("feature").unique(maintain_order=True))["feature"]
+        present = current.select(pl.col("feature").unique(maintain_order=True))["feature"]
         with _hinted("current", settings.current_format, kind):
-            _check_shared_features(baseline.histograms, features, shown)
+            _check_shared_features(baseline.histograms, present, shown)
         names = [segment_name(c) for c in segment_columns(current)]
         missing = [c for c in settings.segments if c not in names]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
                              "lacks", source=shown, column=missing[0])
-        _check_features(config, {*baseline.histograms["feature"].unique(), *features})
-        current = _selected(config, current, names, features)
+        _check_features(config, {*baseline.histograms["feature"].unique(), *present})
+        current = _selected(config, current, names, present)
         reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
         if profile is None:

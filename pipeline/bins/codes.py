@@ -74,9 +74,9 @@ def _text_codes(column: pl.Series, distinct: pl.Series, known: pl.Series) -> np.
     # few distinct categories are looked up as text, its rows are one array gather. (The
     # table has one entry per category of the column's mapping: never more than the mapping.)
     physical, present = column.to_physical(), distinct.drop_nulls()
-    table = np.zeros(int(physical.max() or 0) + 2, dtype=np.int32)
-    table[present.to_physical().to_numpy()] = present.cast(pl.String).cast(pl.Enum(known)) \
-        .to_physical().to_numpy()
+    known_codes = present.to_physical().to_numpy()
+    table = np.zeros(int(known_codes.max(initial=0)) + 2, dtype=np.int32)
+    table[known_codes] = present.cast(pl.String).cast(pl.Enum(known)).to_physical().to_numpy()
     table[-1] = len(known)  # nulls
     if physical.null_count():
         physical = physical.fill_null(len(table) - 1)

@@ -185,9 +185,10 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     # the rows of the runs in that order, as polars' index type (each gather would convert
     # other positions again); the run offsets may wrap around below 0, the sums do not
     index = np.uint32 if pl.get_index_type() == pl.UInt32 else np.uint64
-    at = np.repeat((heads[runs] - np.cumsum(widths) + widths).astype(index), widths)
-    at += np.arange(n, dtype=index)
-    at = pl.Series(at)
+    positions = np.repeat((heads[runs] - np.cumsum(widths) + widths).astype(index), widths)
+    positions += np.arange(n, dtype=index)
+    at = pl.Series(positions)
+    del positions
     layout = pl.Series(layout_of[feature])
     by_slot = keys.select(_enum(keys["segment"]), _enum(keys["label"]).alias("window"),
                           "start", "partial")[slot]
