@@ -13,10 +13,14 @@ Bins are matched by what they hold, not by how they are spelled: numeric bins by
 without being equal cannot be aligned and stop the run with an error naming them.
 
 How (for speed and memory at millions of long rows): every key column is encoded once as
-integer codes in sort order (segments, windows, features, bin labels, edges); output rows
-and cells are then positions computed with integer arithmetic, and counts are scattered
-into the arrays with ``bincount``, without joins on text keys or exploded tables. Only the
-distinct bin spellings (a small catalogue) are handled as a table.
+integer codes in sort order (segments, windows, features, bin labels, edges; a current
+histogram's segments, window and feature once per run of its rows,
+:func:`pipeline.read.histograms.histogram_runs`); output rows and cells are then positions
+computed with integer arithmetic, and counts are scattered into the arrays with
+``bincount``, without joins on text keys or exploded tables. Rows that hold every bin of
+their feature, from their baseline row (the common case), take their cells and counts as
+they come, without scatters. Only the distinct bin spellings (a small catalogue) are
+handled as a table.
 """
 
 from __future__ import annotations

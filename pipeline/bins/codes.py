@@ -1,8 +1,9 @@
 """Integer codes for key columns: equal values get equal codes, in sort order.
 
 Joins and group-bys on text keys hash every row's text; encoding each key column once (an
-Enum cast is a lookup of every value) and then working on integer tuples is several times
-faster and narrower at millions of long rows (:mod:`pipeline.bins.align`,
+Enum cast is a lookup of every value; a categorical column is coded through its physical
+codes, so only its few categories are looked up as text) and then working on integer tuples
+is several times faster and narrower at millions of long rows (:mod:`pipeline.bins.align`,
 :func:`pipeline.bins.references.history_rows`).
 """
 
