@@ -1,7 +1,8 @@
 """Exact, explainable divergences between histograms, logits and samples (numpy/scipy only).
 
 Histograms (counts or probabilities): :func:`divergences` (the fast multi-metric entry
-point), the single metrics, :func:`bin_contributions` and :func:`smooth`. Logits:
+point), the single metrics, :func:`bin_contributions` (both in one pass:
+:func:`divergences_and_contributions`) and :func:`smooth`. Logits:
 :func:`divergences_from_logits` and friends. Samples: :func:`kl_estimate`,
 :func:`kl_estimate_two_sample`. Significance: :func:`g_test`; bias-corrected effects:
 :func:`jackknife`. See docs/kl_metrics.md.
@@ -12,6 +13,7 @@ from .divergences import (
     bin_contributions,
     cross_entropy,
     divergences,
+    divergences_and_contributions,
     entropy,
     hellinger,
     js_distance,
@@ -46,6 +48,7 @@ __all__ = [
     "bin_contributions",
     "cross_entropy",
     "divergences",
+    "divergences_and_contributions",
     "divergences_from_logits",
     "entropy",
     "g_terms",

@@ -17,8 +17,8 @@ exactly 0, and the tiny negative values rounding can produce are clipped to 0.
 """
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from . import _validation as v
 # 1 MiB of float64 per working array: measured fastest (smaller blocks pay numpy's per-call
 # overhead more often, larger ones spill the working arrays out of cache).
 BLOCK_CELLS = 1 << 17
+#: Key of the per-bin contributions among a block's results.
+_TERMS = "terms"
 
 
 class Workspace:
@@ -177,7 +179,7 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.vecdot(a, b)
 
 
-def _pair_sum(fields: Fields, weight: str, field: str | None) -> np.ndarray:
+def pair_sum(fields: Fields, weight: str, field: str | None) -> np.ndarray:
     """Sum along the bins of weight * field."""
     if fields.exact:
         return _pair_terms(fields, weight, field).sum(axis=-1)
@@ -233,21 +235,20 @@ def _run(
     inputs: Sequence[Input],
     exact: bool,
     compute: Callable[[Fields], dict],
-    keys: Sequence,
-    per_bin: bool,
+    per_bin: Mapping[Any, bool],
 ) -> dict:
-    """Evaluate `compute` block by block into whole arrays, one per key.
+    """Evaluate `compute` block by block into whole arrays, one per key of `per_bin`.
 
     The input arrays are axis-last and broadcast along their leading axes. An input smaller
     than the broadcast shape (a baseline against many windows) is prepared once up front,
     the others block by block while the block is in cache. Results have the broadcast
-    leading shape, plus the bins when `per_bin`.
+    leading shape, plus the bins for the keys whose `per_bin` is true.
     """
     lead = np.broadcast_shapes(*(i.array.shape[:-1] for i in inputs))
     bins = max(i.array.shape[-1] for i in inputs)
     ready = {i.name: i.prepare(i.array, None) for i in inputs if i.array.shape[:-1] != lead}
     workspace = Workspace()
-    out = {key: np.empty((*lead, bins) if per_bin else lead) for key in keys}
+    out = {key: np.empty((*lead, bins) if cells else lead) for key, cells in per_bin.items()}
     with np.errstate(divide="ignore", invalid="ignore"):
         for index in _blocks(lead, bins):
             blocks = {}
@@ -262,44 +263,42 @@ def _run(
     return out
 
 
-def metric_values(
-    inputs: Sequence[Input], exact: bool, names: Sequence[str], divisor: float
-) -> dict[str, np.ndarray]:
-    """Values of the metrics `names` (divisor: log(base)); each pair sum is computed once."""
-    pairs = list(dict.fromkeys(pair[1:] for name in names for pair in METRICS[name].pairs))
-    sums = _run(
-        inputs, exact, lambda f: {pair: _pair_sum(f, *pair) for pair in pairs}, pairs, False
-    )
-    scratch = np.empty_like(sums[pairs[0]])  # in-place sums: no temporary per pair
-    values = {}
-    for name in names:
-        total = np.zeros_like(scratch)
-        for coef, weight, field in METRICS[name].pairs:
-            total += np.multiply(sums[weight, field], coef, out=scratch)
-        values[name] = _finish(total, METRICS[name], divisor)
-    return values
+def measure(
+    inputs: Sequence[Input], exact: bool, names: Sequence[str], divisor: float,
+    terms_of: str | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Values of the metrics `names` (divisor: log(base)) and, for `terms_of`, its per-bin
+    contributions (None without), from one pass over the inputs: the fields (logarithms,
+    mixture) of a block serve both, and each pair sum is computed once.
 
-
-def metric_terms(
-    inputs: Sequence[Input], exact: bool, name: str, divisor: float
-) -> np.ndarray:
-    """Per-bin contributions to metric `name`; they sum along the last axis to its value.
-
-    For a square-rooted metric sqrt(S) the terms of S are scaled by sqrt(S)/S (0 where S is
-    0), which keeps them additive.
+    The contributions sum along the last axis to the metric's value. For a square-rooted
+    metric sqrt(S) the terms of S are scaled by sqrt(S)/S (0 where S is 0), which keeps
+    them additive.
     """
-    metric = METRICS[name]
+    pairs = list(dict.fromkeys(pair[1:] for name in names for pair in METRICS[name].pairs))
 
     def compute(fields: Fields) -> dict:
-        total = fields.out("total", fields.shape)
-        total.fill(0.0)
-        for coef, weight, field in metric.pairs:
-            terms = _pair_terms(fields, weight, field)
-            terms *= coef
-            total += terms
-        return {name: total}
+        results: dict[Any, np.ndarray] = {pair: pair_sum(fields, *pair) for pair in pairs}
+        if terms_of is not None:
+            results[_TERMS] = bin_terms(METRICS[terms_of].pairs, fields,
+                                        fields.out("total", fields.shape))
+        return results
 
-    terms = _run(inputs, exact, compute, (name,), True)[name]
+    per_bin: dict[Any, bool] = dict.fromkeys(pairs, False)
+    if terms_of is not None:
+        per_bin[_TERMS] = True
+    results = _run(inputs, exact, compute, per_bin)
+    values = {}
+    if pairs:
+        scratch = np.empty_like(results[pairs[0]])  # in-place sums: no temporary per pair
+        for name in names:
+            total = np.zeros_like(scratch)
+            for coef, weight, field in METRICS[name].pairs:
+                total += np.multiply(results[weight, field], coef, out=scratch)
+            values[name] = _finish(total, METRICS[name], divisor)
+    if terms_of is None:
+        return values, None
+    terms, metric = results[_TERMS], METRICS[terms_of]
     if metric.logarithmic:
         terms /= divisor
     if metric.root:
@@ -307,23 +306,20 @@ def metric_terms(
         root = _finish(total.copy(), metric, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             terms *= np.where(root > 0, root / total, 0.0)
-    return terms
+    return values, terms
 
 
-def bin_terms(name: str, *, exact: bool, **given: np.ndarray) -> np.ndarray:
-    """Per-bin summands, in nats, of the sum behind metric `name`, at p and q as given.
-
-    Unlike :func:`metric_terms`, `p` and `q` are used as they are (not normalised: the
-    jackknife evaluates sub-samples as shares of the full sample), and a square-rooted
-    metric gives the terms of its square. ``given`` holds ``p`` and ``q`` and may hold
-    fields already known (``log_p``, ``log_q``), which are then not recomputed. With
-    `exact`, zero weights contribute 0 (``0 log 0 = 0``).
-    """
-    fields = Fields(Workspace(), exact=exact, **given)
-    total = np.zeros(fields.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for coef, weight, field in METRICS[name].pairs:
-            terms = _pair_terms(fields, weight, field)
+def bin_terms(pairs: Sequence[tuple[float, str, str | None]], fields: Fields,
+              total: np.ndarray) -> np.ndarray:
+    """Per-bin sum of ``coef * weight * field`` over `pairs` (a metric's, or some of them)
+    at the fields given, into `total` (of the fields' shape); in nats, unscaled, so a
+    square-rooted metric gives the terms of its square. With ``fields.exact``, zero
+    weights contribute 0 (``0 log 0 = 0``)."""
+    for index, (coef, weight, field) in enumerate(pairs):
+        terms = _pair_terms(fields, weight, field)
+        if index:
             terms *= coef
             total += terms
+        else:  # the first pair fills `total`: no zeroing pass
+            np.multiply(terms, coef, out=total)
     return total

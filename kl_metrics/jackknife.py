@@ -10,7 +10,6 @@ only that bin's count and the sample size, so all n leave-one-out values of a su
 bins come from three per-bin evaluations, O(bins) per histogram instead of O(n bins).
 """
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +45,7 @@ def jackknife(
     eps: float = 1e-6,
     level: float = 0.95,
     axis: int = -1,
+    value: ArrayLike | None = None,
 ) -> JackknifeEstimate:
     """Bias-corrected divergence between the populations behind two histograms of counts.
 
@@ -84,6 +84,11 @@ def jackknife(
         Confidence level of the interval, in (0, 1); default 0.95.
     axis : int, optional
         Axis holding the bins. Default -1.
+    value : array_like, optional
+        The plug-in value of `metric` for these counts with these `base` and `eps`, as
+        :func:`divergences` gives it (the shape of the result), when the caller has it
+        already: it is then not computed again (three logarithms per bin fewer). It caps the
+        estimate, so it must be that value.
 
     Returns
     -------
@@ -121,50 +126,62 @@ def jackknife(
     level = v._real(level, "level", "a number in (0, 1)")
     if not 0 < level < 1:
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
-    (cur, ref), _, _ = v.histograms(
+    (cur, ref), (n_cur, n_ref), _ = v.histograms(
         (current_counts, baseline_counts), ("current_counts", "baseline_counts"), axis)
-    cur, ref = np.broadcast_arrays(cur, ref)
-    value = divergences(cur, ref, metrics=(name,), base=base, eps=eps)[name]
+    cur, ref, n_cur, n_ref = np.broadcast_arrays(cur, ref, n_cur, n_ref)
+    if value is None:
+        value = divergences(cur, ref, metrics=(name,), base=base, eps=eps)[name]
+    else:
+        value = np.broadcast_to(np.asarray(value, dtype=float), cur.shape[:-1])[()]
     shape, bins = cur.shape[:-1], cur.shape[-1]
     cur, ref = cur.reshape(-1, bins), ref.reshape(-1, bins)
+    n_cur, n_ref = n_cur[..., :1].reshape(-1, 1), n_ref[..., :1].reshape(-1, 1)
     z = ndtri(0.5 + level / 2)
     definition = _terms.METRICS[name]
     scale = divisor if definition.logarithmic else 1.0
     # the estimate never exceeds the value (the bias is >= 0): the value as a sum in nats
     top = np.ravel(value) ** (2 if definition.root else 1) * scale
     estimate, low, high = (np.empty(len(cur)) for _ in range(3))
-    # block by block, so the dozen passes over each block stay in the CPU cache (measured)
-    step = max(1, _terms.BLOCK_CELLS // 4 // bins)
-    for start in range(0, len(cur), step):
-        block = slice(start, start + step)
-        estimate[block], low[block], high[block] = _corrected(
-            cur[block], ref[block], name, eps, z, top[block])
+    # block by block, so the passes over each block stay in the CPU cache (measured), with
+    # one set of working arrays for all blocks
+    step = max(1, _terms.BLOCK_CELLS // 16 // bins)
+    spaces = (_terms.Workspace(), _terms.Workspace())
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for start in range(0, len(cur), step):
+            block = slice(start, start + step)
+            estimate[block], low[block], high[block] = _corrected(
+                (cur[block], n_cur[block]), (ref[block], n_ref[block]), definition, eps, z,
+                top[block], spaces)
     estimate, low, high = (x.reshape(shape) / scale for x in (estimate, low, high))
     if definition.root:
         estimate, low, high = np.sqrt(estimate), np.sqrt(low), np.sqrt(high)
     return JackknifeEstimate(value, estimate[()], low[()], high[()])
 
 
-def _corrected(cur: np.ndarray, ref: np.ndarray, name: str, eps: float, z: float,
-               top: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _corrected(current: tuple[np.ndarray, np.ndarray], baseline: tuple[np.ndarray, np.ndarray],
+               metric: _terms.Metric, eps: float, z: float, top: np.ndarray,
+               spaces: tuple[_terms.Workspace, _terms.Workspace]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimate and interval of one block of rows, as sums in nats (the squares of rooted
-    metrics); the estimate is kept in ``[0, top]``."""
-    n_cur, n_ref = cur.sum(axis=-1, keepdims=True), ref.sum(axis=-1, keepdims=True)
-    p, q = np.maximum(cur / n_cur, eps), np.maximum(ref / n_ref, eps)
-    exact = eps == 0
-    with np.errstate(divide="ignore"):
-        log_p, log_q = np.log(p), np.log(q)
-    plug_in = _terms.bin_terms(name, exact=exact, p=p, q=q, log_p=log_p, log_q=log_q
-                               ).sum(axis=-1)
-    bias_cur, var_cur = _one_side(
-        cur, n_cur, plug_in, log_p,
-        lambda x, log_x: _terms.bin_terms(name, exact=exact, p=x, q=q, log_p=log_x, log_q=log_q),
-        eps)
-    bias_ref, var_ref = _one_side(
-        ref, n_ref, plug_in, log_q,
-        lambda x, log_x: _terms.bin_terms(name, exact=exact, p=p, q=x, log_p=log_p, log_q=log_x),
-        eps)
-    estimate = np.clip(plug_in - bias_cur - bias_ref, 0.0, top)
+    metrics); the estimate is kept in ``[0, top]``. ``current`` and ``baseline``: the
+    counts and their totals (a length-1 axis); ``spaces``: working arrays of the plug-in
+    and of the leave-one-out values."""
+    out, loo = spaces
+    (cur, n_cur), (ref, n_ref) = current, baseline
+    shares = {}
+    for side, counts, n in (("p", cur, n_cur), ("q", ref, n_ref)):
+        share = np.maximum(np.divide(counts, n, out=out(f"share {side}", counts.shape)), eps,
+                           out=out(f"share {side}", counts.shape))
+        shares[side] = share
+        shares[f"log_{side}"] = np.log(share, out=out(f"log share {side}", counts.shape))
+    # the plug-in value from its pair sums, as divergences computes it
+    plug_in = _terms.Fields(out, exact=eps == 0, **shares)
+    sums = {(weight, field): _terms.pair_sum(plug_in, weight, field)
+            for _, weight, field in metric.pairs}
+    whole = sum(coef * sums[weight, field] for coef, weight, field in metric.pairs)
+    bias_cur, var_cur = _one_side(cur, n_cur, "p", plug_in, metric, eps, loo)
+    bias_ref, var_ref = _one_side(ref, n_ref, "q", plug_in, metric, eps, loo)
+    estimate = np.clip(whole - bias_cur - bias_ref, 0.0, top)
     half = z * np.sqrt(var_cur + var_ref)
     low, high = np.maximum(estimate - half, 0.0), estimate + half
     # with eps=0 a deletion can make the divergence infinite: no correction is possible
@@ -172,39 +189,62 @@ def _corrected(cur: np.ndarray, ref: np.ndarray, name: str, eps: float, z: float
     estimate = np.where(undefined, top, estimate)
     low, high = np.where(undefined, 0.0, low), np.where(undefined, np.inf, high)
     # an infinite divergence (eps=0, a bin empty in the baseline only) stays infinite
-    infinite = ~np.isfinite(plug_in)
+    infinite = ~np.isfinite(whole)
     estimate, low, high = (np.where(infinite, np.inf, x) for x in (estimate, low, high))
     return estimate, low, high
 
 
-def _one_side(counts: np.ndarray, totals: np.ndarray, whole: np.ndarray, log_shares: np.ndarray,
-              terms: Callable[[np.ndarray, np.ndarray], np.ndarray], eps: float
+#: The fields that do not depend on a side's sample: pairs made only of them are constants
+#: of that side's leave-one-out values and cancel from their differences.
+_FIXED = {"p": ("q", "log_q", None), "q": ("p", "log_p", None)}
+
+
+def _one_side(counts: np.ndarray, totals: np.ndarray, side: str, plug_in: _terms.Fields,
+              metric: _terms.Metric, eps: float, out: _terms.Workspace
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Jackknife bias and variance (of the un-rooted sum, in nats) from one sample's
-    observations; ``whole`` is the plug-in sum, ``log_shares`` the log of the sample's
-    floored shares, ``terms(shares, log_shares)`` the per-bin summands with the other sample
-    fixed."""
+    """Jackknife bias and variance (of the un-rooted sum, in nats) from the observations of
+    one sample, ``side`` ("p": current, "q": baseline); ``plug_in`` holds the fields of both
+    samples' floored shares; ``out`` the working arrays of this side's values.
+
+    Deleting an observation of bin j leaves every other bin at its count over n - 1 (its
+    share grown) and bin j one count lower, so the leave-one-out value minus the plug-in
+    value is ``sum_i (grown_i - plug-in_i)`` (one number per row) plus ``without_j -
+    grown_j`` (one per bin), where each is a bin's summand of the pairs that depend on this
+    side's share (the others cancel). Each difference is taken bin by bin before summing:
+    a difference of whole sums would lose the digits of these small changes.
+    """
     size = totals[..., 0]
     shrink = np.minimum(REFERENCE_SIZE / size, 1.0)[..., None]
-    counts = counts * shrink  # large samples: evaluated at REFERENCE_SIZE, scaled back below
-    n = totals * shrink
-    deleted = np.minimum(counts, 1.0)  # one observation, or a bin holding less than one
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        units = np.where(counts > 0, counts / deleted, 0.0)  # observations in each bin
-        n_units = units.sum(axis=-1)
-        smaller = np.maximum(n - 1, 1e-300)
-        # every bin at size n - 1: shares grow by n / (n - 1) (floored ones stay at eps)
-        grown = counts / smaller
-        floored = grown < eps
-        rest = terms(np.where(floored, eps, grown),
-                     np.where(floored, np.log(eps), log_shares + np.log(n / smaller)))
-        fewer = np.maximum((counts - deleted) / smaller, eps)
-        without = terms(fewer, np.log(fewer))  # the bin that lost the observation
-        # leave-one-out value minus plug-in value, for an observation of each bin
-        delta = (rest.sum(axis=-1) - whole)[..., None] + without - rest
-        mean = (units * delta).sum(axis=-1) / n_units
-        bias = (n_units - 1) * mean
-        variance = (n_units - 1) / n_units * (units * (delta - mean[..., None]) ** 2).sum(axis=-1)
+    if (shrink < 1).any():  # large samples: evaluated at REFERENCE_SIZE, scaled back below
+        counts, totals = counts * shrink, totals * shrink
+    n = totals
+    smaller = np.maximum(n - 1, 1e-300)
+    # x[0]: every bin at size n - 1, shares grown by n / (n - 1) (floored ones stay at eps);
+    # x[1]: the bin that lost the observation (one observation, or a bin holding less)
+    x = out("loo share", (2, *counts.shape))
+    log_x = out("loo log share", x.shape)
+    grown, fewer = np.divide(counts, smaller, out=x[0]), np.subtract(counts, 1.0, out=x[1])
+    floored = grown < eps
+    np.maximum(grown, eps, out=grown)
+    np.add(getattr(plug_in, f"log_{side}"), np.log(n / smaller), out=log_x[0])
+    np.copyto(log_x[0], np.log(eps), where=floored)
+    fewer /= smaller
+    np.log(np.maximum(fewer, eps, out=fewer), out=log_x[1])
+    other = "q" if side == "p" else "p"
+    fields = _terms.Fields(out, exact=eps == 0, **{
+        side: x, f"log_{side}": log_x, other: getattr(plug_in, other),
+        f"log_{other}": getattr(plug_in, f"log_{other}")})
+    pairs = [pair for pair in metric.pairs if not {pair[1], pair[2]} <= set(_FIXED[side])]
+    terms = _terms.bin_terms(pairs, fields, out("loo terms", x.shape))
+    whole = _terms.bin_terms(pairs, plug_in, out("loo plug-in terms", counts.shape))
+    shift = np.subtract(terms[0], whole, out=whole).sum(axis=-1)
+    d = np.subtract(terms[1], terms[0], out=terms[1])
+    units = np.maximum(counts, counts > 0)  # observations in each bin (a bin below 1 is one)
+    n_units = units.sum(axis=-1)
+    mean_d = np.vecdot(units, d) / n_units
+    bias = (n_units - 1) * (shift + mean_d)
+    d -= mean_d[..., None]
+    variance = (n_units - 1) / n_units * np.vecdot(units * d, d)
     enough = n_units >= 2
     first_order = shrink[..., 0]  # bias and variance ~ 1/n: back to the real size
     return (np.where(enough, bias * first_order, 0.0),

@@ -140,7 +140,7 @@ def divergences_from_logits(
 
     inputs = [_terms.Input("log_p", s, prepare), _terms.Input("log_q", t, prepare)]
     # exact: probabilities that underflow are zeros, and the 0 log 0 = 0 convention applies
-    values = _terms.metric_values(inputs, True, names, divisor)
+    values, _ = _terms.measure(inputs, True, names, divisor)
     return {name: value[()] for name, value in values.items()}
 
 

@@ -976,16 +976,17 @@ def _read_current(config: RunConfig, path: str | Frame, baseline: _Baseline,
                               + (" " + _format_hint("current", kind)
                                  if settings.current_format == "auto" else ""))
         current = _read_histogram_table(config, path, "current")
+        # the current table's features, found once (millions of rows)
+        present = current.select(pl.col("feature").unique(maintain_order=True))["feature"]
         with _hinted("current", settings.current_format, kind):
-            _check_shared_features(baseline.histograms, current, shown)
+            _check_shared_features(baseline.histograms, present, shown)
         names = [segment_name(c) for c in segment_columns(current)]
         missing = [c for c in settings.segments if c not in names]
         if missing:
             raise InputError("input.segments names a column the current histogram table "
                              "lacks", source=shown, column=missing[0])
-        _check_features(config, {*baseline.histograms["feature"].unique(),
-                                  *current["feature"].unique()})
-        current = _selected(config, current, names)
+        _check_features(config, {*baseline.histograms["feature"].unique(), *present})
+        current = _selected(config, current, names, present)
         reference, warnings = _match_segments(config, baseline.histograms, names)
     else:
         if profile is None:
@@ -1054,10 +1055,11 @@ def _hinted(role: str, setting: str, kind: str) -> Iterator[None]:
         raise InputError(f"{error} {_format_hint(role, kind)}") from error
 
 
-def _check_shared_features(baseline: pl.DataFrame, current: pl.DataFrame, source: str) -> None:
-    """A histogram table none of whose features is in the baseline is not what it seems."""
-    if not set(current["feature"].unique()) & set(baseline["feature"].unique()):
-        shown = ", ".join(map(repr, current["feature"].unique(maintain_order=True).head(3)))
+def _check_shared_features(baseline: pl.DataFrame, current: pl.Series, source: str) -> None:
+    """A histogram table none of whose features (``current``, in order of appearance) is
+    in the baseline is not what it seems."""
+    if not set(current) & set(baseline["feature"].unique()):
+        shown = ", ".join(map(repr, current.head(3)))
         raise InputError(f"none of its features ({shown}, ...) is a baseline feature",
                          source=source, column="feature")
 
@@ -1068,15 +1070,22 @@ def _wanted(config: RunConfig, feature: str, segments: Sequence[str]) -> bool:
             and feature not in settings.exclude and feature not in segments)
 
 
-def _selected(config: RunConfig, histograms: pl.DataFrame,
-              segments: Sequence[str] = ()) -> pl.DataFrame:
+def _selected(config: RunConfig, histograms: pl.DataFrame, segments: Sequence[str] = (),
+              features: pl.Series | None = None) -> pl.DataFrame:
     """Histogram rows of the features selected by ``input.features`` / ``input.exclude``,
     without those named like a segment column (never checked as features)."""
     settings = config.input
     keep = ~pl.col("feature").is_in([*settings.exclude, *segments])
     if settings.features is not None:
         keep &= pl.col("feature").is_in(settings.features)
-    return histograms.filter(keep)
+    # decided per feature (``features``: the distinct ones, when known): filtering would copy
+    # every row of a large table to drop none
+    distinct = (histograms.select(pl.col("feature").unique()) if features is None
+                else features.to_frame("feature"))
+    kept = distinct.filter(keep)["feature"]
+    if kept.len() == distinct.height:
+        return histograms
+    return histograms.filter(pl.col("feature").is_in(kept.implode()))
 
 
 def _check_features(config: RunConfig, available: set[str]) -> None:

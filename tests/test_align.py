@@ -245,3 +245,16 @@ def test_each_segment_keeps_its_own_baseline_category_order() -> None:
     assert [list(row_bins(aligned, row)) for row in range(2)] == [
         ["a", "b", "new", "__other__"], ["b", "a", "new", "__other__"]]
     assert row_bins(aligned, 1)["a"] == (4, 2)
+
+
+def test_segment_category_orders_hold_when_every_row_has_every_bin() -> None:
+    # rows holding exactly their baseline row's bins take the cells in the catalogue's
+    # order (the first segment's): the second segment's order is restored all the same
+    baseline = pl.concat([categorical_histogram("c", {"a": 1, "b": 2}, region="EU"),
+                          categorical_histogram("c", {"b": 3, "a": 4}, region="US")])
+    current = pl.concat([categorical_histogram("c", {"b": 5, "a": 6}, region=r)
+                         for r in ("EU", "US")])
+    aligned = align(baseline, current)
+    assert [row_bins(aligned, row) for row in range(2)] == [
+        {"a": (1, 6), "b": (2, 5)}, {"b": (3, 5), "a": (4, 6)}]
+    assert [list(row_bins(aligned, row)) for row in range(2)] == [["a", "b"], ["b", "a"]]

@@ -110,6 +110,10 @@ def test_zero_totals_become_row_statuses_without_stopping_the_batch() -> None:
     assert values["ok"] > 0 and values["empty_base"] is None and values["empty_cur"] is None
     top = dict(drift.select("feature", pl.col("top_bins").list.len()).iter_rows())
     assert top == {"empty_base": 0, "ok": 2, "empty_cur": 0}
+    # rows not compared have bins, without contributions
+    contributions = dict(drift.select("feature", pl.col("bins").list.eval(
+        pl.element().struct.field("contribution").is_null()).list.all()).iter_rows())
+    assert contributions == {"empty_base": True, "ok": False, "empty_cur": True}
 
 
 def test_exact_eps_zero_gives_infinite_kl_not_an_exception() -> None:
@@ -141,3 +145,34 @@ def test_effect_is_the_jackknife_of_current_against_baseline(metric: str) -> Non
         assert (row["effect"], row["effect_low"], row["effect_high"]) == pytest.approx(
             (expected.estimate, expected.low, expected.high), rel=1e-12)
         assert row["effect"] <= row["value"]
+
+
+def test_effect_of_rows_with_merged_unseen_cells_is_capped_by_their_own_value() -> None:
+    from kl_metrics import jackknife
+    from pipeline.measure.unseen import with_unseen_mass
+
+    # small categorical samples whose baselines miss categories (the unseen cells are
+    # merged and get the singletons' share): the effect's cap is the value of the merged
+    # counts, not the plug-in value the drift table shows for the raw counts
+    rng = np.random.default_rng(11)
+    labels = [f"b{j}" for j in range(5)]
+    baseline, current = [], []
+    for i in range(60):
+        counts = rng.integers(0, 4, 5) + (np.arange(5) == 0)
+        counts[4] = 0  # one category the baseline never saw
+        baseline.append(categorical_histogram(f"f{i}", dict(zip(labels, counts, strict=True))))
+        current += [categorical_histogram(f"f{i}", dict(zip(
+            labels, rng.integers(0, 4, 5) + (np.arange(5) == 1), strict=True)), window=f"w{w}")
+            for w in range(8)]
+    config = DriftConfig(metric="js_distance")
+    drift = compute_drift(align(pl.concat(baseline), pl.concat(current)), config)
+    capped = 0
+    for row in drift.iter_rows(named=True):
+        cur = np.array([[b["current_count"] for b in row["bins"]]])
+        base = np.array([[b["baseline_count"] for b in row["bins"]]])
+        merged = with_unseen_mass(cur, base, base == 0, np.array([row["baseline_unseen"]]))
+        expected = jackknife(*merged, "js_distance", base=2, eps=config.eps)
+        assert (row["effect"], row["effect_low"], row["effect_high"]) == pytest.approx(
+            (expected.estimate[0], expected.low[0], expected.high[0]), rel=1e-12, abs=1e-15)
+        capped += bool(expected.estimate[0] == expected.value[0] > 0)
+    assert capped  # rows at the cap: a wrong cap would show

@@ -215,6 +215,23 @@ def test_contributions_sum_to_metric(pair, name, eps):
         np.testing.assert_allclose(terms.sum(axis=-1), value, rtol=1e-9, atol=atol)
 
 
+@settings(max_examples=60, deadline=None)
+@given(histogram_pairs(), st.sampled_from(ALL), st.lists(st.sampled_from(ALL), min_size=1),
+       st.sampled_from([0.0, 1e-6]), st.sampled_from([None, 2.0]), st.sampled_from([0, -1]))
+def test_values_and_contributions_in_one_pass_equal_both_calls(pair, name, names, eps, base,
+                                                               axis):
+    # one pass shares the logarithms between both results: bit for bit what each call gives
+    p, q = (np.moveaxis(x, -1, axis) for x in pair)
+    values, terms = kl_metrics.divergences_and_contributions(
+        p, q, name, metrics=names, base=base, eps=eps, axis=axis)
+    expected = kl_metrics.divergences(p, q, metrics=names, base=base, eps=eps, axis=axis)
+    assert list(values) == list(expected)
+    for metric in expected:
+        np.testing.assert_array_equal(values[metric], expected[metric])
+    np.testing.assert_array_equal(
+        terms, kl_metrics.bin_contributions(p, q, name, base=base, eps=eps, axis=axis))
+
+
 def test_contributions_point_at_the_drifting_bins():
     baseline = np.array([100, 100, 100, 100.0])
     current = np.array([100, 100, 160, 40.0])

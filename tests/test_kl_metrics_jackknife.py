@@ -143,3 +143,90 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
         jackknife([1.0, 2.0], [2.0, 1.0], **kwargs)
     with pytest.raises(ValueError, match="current_counts contains negative"):
         jackknife([-1.0, 2.0], [2.0, 1.0])
+
+
+def floored_brute_force(current: np.ndarray, baseline: np.ndarray, metric: str, eps: float,
+                        ) -> tuple[float, float, float]:
+    """(estimate, low, high) by deleting each observation in turn, every value from the
+    textbook formula at the shares floored at `eps` without renormalising (as the
+    jackknife's docstring defines them): empty bins and bins emptied by a deletion. A bin
+    holding less than one observation is one observation, deleted whole (the sample then
+    counts n - 1 observations)."""
+    from scipy.stats import norm
+
+    def inner(c: np.ndarray, b: np.ndarray) -> float:
+        # a deletion leaves n - 1 observations, even when it deletes less than one count
+        p, q = (np.maximum(x / (whole.sum() - (x is not whole)), eps)
+                for x, whole in ((c, current), (b, baseline)))
+        m = (p + q) / 2
+        return {"kl": np.sum(p * np.log(p / q)), "reverse_kl": np.sum(q * np.log(q / p)),
+                "symmetric_kl": np.sum((p - q) * np.log(p / q)),
+                "psi": np.sum((p - q) * np.log(p / q)),
+                "js_divergence": np.sum(p * np.log(p / m) + q * np.log(q / m)) / 2,
+                "js_distance": np.sum(p * np.log(p / m) + q * np.log(q / m)) / 2,
+                "hellinger": np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2}[metric]
+
+    plug_in = inner(current, baseline)
+    bias = variance = 0.0
+    for side, sample in enumerate((current, baseline)):
+        loo = np.array([inner(fewer, baseline) if side == 0 else inner(current, fewer)
+                        for i in np.flatnonzero(sample)
+                        for fewer in [sample - (np.arange(len(sample)) == i)
+                                      * min(sample[i], 1.0)]])
+        units = np.maximum(sample[sample > 0], 1.0)
+        n = units.sum()
+        mean = (units * loo).sum() / n
+        bias += (n - 1) * (mean - plug_in)
+        variance += (n - 1) / n * (units * (loo - mean) ** 2).sum()
+    # kept below the value, which divergences measures at renormalised shares
+    value = float(divergences(current, baseline, metrics=metric, eps=eps)[metric])
+    estimate = min(max(plug_in - bias, 0.0), value**2 if metric in UNROOTED_SQUARE else value)
+    half = norm.ppf(0.975) * np.sqrt(variance)
+    low, high = max(estimate - half, 0.0), estimate + half
+    if metric in UNROOTED_SQUARE:
+        return float(np.sqrt(estimate)), float(np.sqrt(low)), float(np.sqrt(high))
+    return estimate, low, high
+
+
+UNROOTED_SQUARE = ("js_distance", "hellinger")
+
+
+@settings(max_examples=40, deadline=None)
+@given(current=st.lists(st.integers(0, 12), min_size=2, max_size=6),
+       baseline=st.lists(st.integers(0, 12), min_size=6, max_size=6),
+       metric=st.sampled_from(DEFAULT_METRICS))
+def test_floored_shares_equal_brute_force_leave_one_out(current: list[int], baseline: list[int],
+                                                       metric: str) -> None:
+    # empty bins and bins of one observation: the floor at eps decides those values (eps is
+    # larger than every share step 1/n(n-1), so a grown share is never just above it)
+    cur = np.array(current, dtype=float) + (np.arange(len(current)) == 0) * 2
+    base = np.array(baseline[: len(cur)], dtype=float) + (np.arange(len(cur)) == 1) * 2
+    result = jackknife(cur, base, metric, eps=1e-3)
+    np.testing.assert_allclose(
+        [result.estimate, result.low, result.high],
+        floored_brute_force(cur, base, metric, 1e-3), rtol=1e-7, atol=1e-12)
+
+
+def test_a_value_given_is_used_as_it_is() -> None:
+    rng = np.random.default_rng(5)
+    current = rng.integers(0, 40, size=(30, 8)).astype(float) + 1
+    baseline = rng.integers(0, 40, size=(30, 8)).astype(float) + 1
+    value = divergences(current, baseline, metrics="kl")["kl"]
+    given_value = jackknife(current, baseline, "kl", value=value)
+    computed = jackknife(current, baseline, "kl")
+    for a, b in zip(given_value, computed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # it caps the estimate: a smaller value given is a smaller cap
+    capped = jackknife(current, baseline, "kl", value=value / 100)
+    np.testing.assert_array_equal(capped.estimate, np.minimum(computed.estimate, value / 100))
+
+
+@pytest.mark.parametrize("metric", DEFAULT_METRICS)
+def test_fractional_counts_equal_brute_force_leave_one_out(metric: str) -> None:
+    # weighted counts: bins below one observation are deleted whole, as one observation
+    cur = np.array([0.3, 2.5, 7.2, 0.0, 4.0])
+    base = np.array([1.5, 0.6, 3.0, 2.0, 0.2])
+    result = jackknife(cur, base, metric, eps=1e-3)
+    assert result.estimate < result.value < result.high  # not capped; an interval
+    np.testing.assert_allclose([result.estimate, result.low, result.high],
+                               floored_brute_force(cur, base, metric, 1e-3), rtol=1e-7)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.errors import InputError
-from pipeline.read.histograms import read_histograms
+from pipeline.read.histograms import histogram_runs, read_histograms
 from pipeline.read.sources import scan_raw, scan_source
 
 
@@ -167,6 +167,42 @@ def test_duplicates_sum_equals_a_dictionary_sum(tmp_path_factory: pytest.TempPat
     table = read_histograms(path, duplicates="sum")
     got = {(f, b): c for f, b, c in table.select("feature", "bin", "count").iter_rows()}
     assert got == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["EU", "US", None]), st.sampled_from("ab"),
+                          st.sampled_from(["w1", "w2"]), st.sampled_from("xyz")),
+                min_size=1, max_size=25),
+       st.booleans(), st.booleans())
+def test_duplicates_are_found_whatever_the_order(tmp_path_factory: pytest.TempPathFactory,
+                                                 rows: list[tuple[str | None, str, str, str]],
+                                                 grouped: bool, categorical: bool) -> None:
+    # Rows one histogram after another (bins in order: the cheap proof of no duplicate) or
+    # in any order (the hash of every row), labels as text or as categories: refused exactly
+    # when two rows share (segment, feature, window, bin), like a set of the rows says.
+    rows = sorted(rows, key=str) if grouped else rows
+    path = tmp_path_factory.mktemp("dup") / "h.parquet"
+    pl.DataFrame(rows, schema=["region", "feature", "window", "bin"], orient="row") \
+        .with_columns(count=1.0).write_parquet(path)
+    if len(set(rows)) < len(rows):
+        with pytest.raises(InputError, match="rows sharing their"):
+            read_histograms(path, categorical=categorical)
+    else:
+        assert read_histograms(path, categorical=categorical).height == len(rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["EU", None]), st.sampled_from([1, 2, None])),
+                max_size=20), st.booleans())
+def test_histogram_runs_start_where_the_keys_change(rows: list[tuple[str | None, int | None]],
+                                                    categorical: bool) -> None:
+    table = pl.DataFrame(rows, schema={"region": pl.String, "window": pl.Int64},
+                         orient="row")
+    if categorical:
+        table = table.with_columns(pl.col("region").cast(pl.Categorical))
+    # brute force: a row starts a run when it is the first or differs from the one before
+    expected = [i for i in range(len(rows)) if i == 0 or rows[i] != rows[i - 1]]
+    assert histogram_runs(table, ["region", "window"]).tolist() == expected
 
 
 def test_a_bare_file_name_in_the_working_folder_is_read(tmp_path: Path,

@@ -423,3 +423,24 @@ def test_config_errors_name_the_key() -> None:
             ({"trends.yellow": 8.0}, "trends.yellow: must be < trends.red")):
         with pytest.raises(ConfigError, match=message):
             load_config(None, overrides)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_window_keys_are_the_distinct_segment_windows(grouped: bool) -> None:
+    """One key per distinct segment x window (found on the first rows of runs), in random
+    order or one histogram after another, null segment values and windows included."""
+    rng = np.random.default_rng(5)
+    n = 300
+    days = [datetime(2024, 1, d) for d in (3, 1, 2)] + [None]
+    table = pl.DataFrame({"region": [["eu", "us", None][i] for i in rng.integers(0, 3, n)],
+                          "window": [days[i] for i in rng.integers(0, 4, n)],
+                          "feature": rng.choice(["x", "y"], n), "bin": "b", "count": 1.0})
+    if grouped:
+        table = table.sort("region", "window", "feature", nulls_last=True)
+    current = private_segment_columns(table, ["region"])
+    keys = window_keys(current, as_of=datetime(2024, 2, 1))
+    on = [c for c in keys.columns if c in current.columns]
+    assert len(on) == 2
+    expected = current.select(on).unique()
+    assert keys.height == expected.height
+    assert keys.select(on).sort(on, nulls_last=True).equals(expected.sort(on, nulls_last=True))

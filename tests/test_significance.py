@@ -52,10 +52,12 @@ def exact_permutation_p(current: np.ndarray, baseline: np.ndarray) -> float:
     ([0, 0, 0, 2, 10, 14], [400, 300, 200, 80, 15, 5]),  # rare bins dominate: p ~ 1e-35
     ([1, 0, 3, 2, 6], [120, 60, 30, 8, 2]),
     ([9, 4, 0, 1, 2, 4], [300, 150, 60, 20, 6, 2]),
+    ([1, 0, 0, 3, 0, 2, 6], [120, 60, 0, 30, 0, 8, 2]),  # bins empty on both sides
 ])
 def test_permutation_tail_matches_exact_enumeration(current: list, baseline: list) -> None:
     cur, base = np.array(current, dtype=float), np.array(baseline, dtype=float)
-    exact = exact_permutation_p(cur, base)
+    seen = cur + base > 0  # empty bins add nothing to G or to the tables' probabilities
+    exact = exact_permutation_p(cur[seen], base[seen])
     rng = np.random.default_rng(1)
     got = [permutation_tail(cur, cur + base, draws=2000, rng=rng) for _ in range(3)]
     assert all(g is not None and 0.5 * exact <= g <= 2 * exact for g in got), (exact, got)
@@ -220,3 +222,74 @@ def test_importance_draws_go_where_the_threshold_needs_them(monkeypatch: pytest.
         assert n_near > n_plain and abs(near / exact - 1) < 0.15
     below, n_below = tail(1.0)
     assert n_below == n_plain and below == plain
+
+
+def test_tails_of_many_rows_are_each_rows_own_tail() -> None:
+    # the tails of rows of several widths (batched together, padded, reordered by width)
+    # equal each row's tail alone, drawn from the same stream in the given order; a row too
+    # large to enumerate keeps its chi-square p
+    rng = np.random.default_rng(6)
+    probs = np.array([0.3, 0.25, 0.2, 0.1, 0.08, 0.05, 0.02])
+    baseline = rng.multinomial([300, 3000, 30_000, 300, 100_000], probs).astype(float)
+    current = rng.multinomial([150, 25, 120, 20, 40], probs[::-1]).astype(float)
+    baseline[3, 2] = current[3, 2] = 0.0
+    current[2], baseline[2] = [7e7, 6e7] * 3 + [7e7], [7e7] * 7  # a total near 10^9
+    together = precise_p_values(current, baseline, draws=400, rng=np.random.default_rng(7),
+                                threshold=1e-4)
+    alone_rng = np.random.default_rng(7)
+    alone = [permutation_tail(c, c + b, draws=400, rng=alone_rng, threshold=1e-4)
+             for c, b in zip(current, baseline, strict=True)]
+    assert alone[2] is None  # 7 bins x over a million likely counts
+    np.testing.assert_allclose(together[[0, 1, 3, 4]], np.array(alone)[[0, 1, 3, 4]].astype(float),
+                               rtol=1e-9)
+    assert together[2] == chi_square_p(current[2:3], baseline[2:3])[0]
+
+
+def test_saddlepoints_of_many_rows_are_each_rows_own() -> None:
+    # the damped Newton steps of rows found together (each its own steps, line search and
+    # stop) end where each row's alone do, and near the point where the tilted means of G
+    # and of the sample size are the observed ones (brute force over every count; Newton
+    # stops once the line search can no longer improve, a few iterations suffice)
+    tables = skewed_sparse_tables(6, seed=3)
+    width = max(len(c) for c, _ in tables)
+    current = np.array([np.pad(c, (0, width - len(c))) for c, _ in tables])
+    total = np.array([np.pad(c + b, (0, width - len(c))) for c, b in tables])
+    batches = [pair for block in significance._TiltedTables.blocks(current, total)
+               for pair in block]
+    assert max(len(rows) for rows, _ in batches) >= 3
+    for rows, batch in batches:
+        point = batch.saddlepoint()
+        for k, row in enumerate(rows):
+            alone = next(batch for block in significance._TiltedTables.blocks(
+                current[row:row + 1], total[row:row + 1]) for _, batch in block)
+            np.testing.assert_allclose(point[k], alone.saddlepoint()[0], rtol=1e-9)
+            c, t = current[row][total[row] > 0], total[row][total[row] > 0]
+            n1, size = c.sum(), t.sum()
+            g_mean = n_mean = 0.0
+            for bin_total in t:
+                x = np.arange(bin_total + 1)
+                e1, e2 = n1 * bin_total / size, (size - n1) * bin_total / size
+                h = 2 * (special.xlogy(x, x / e1) + special.xlogy(bin_total - x,
+                                                                  (bin_total - x) / e2))
+                log_w = (stats.binom.logpmf(x, bin_total, n1 / size) + point[k, 0] * h
+                         + point[k, 1] * x)
+                w = np.exp(log_w - special.logsumexp(log_w))
+                g_mean, n_mean = g_mean + (w * h).sum(), n_mean + (w * x).sum()
+            observed = float(g_test(c, t - c).statistic)
+            assert point[k, 0] > 0 and abs(g_mean / observed - 1) < 0.03
+            assert abs(n_mean - n1) < 0.3 * np.sqrt(n1)
+
+
+def test_permutation_g_from_the_table_of_k_log_k_equals_it_computed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the same draws give the same exceedances whether k log k is read from its table or
+    # computed per cell (tables with counts above _TABLED)
+    rng = np.random.default_rng(8)
+    probs = np.array([0.5, 0.3, 0.15, 0.05])
+    current = rng.multinomial(30, probs, size=40).astype(float)
+    baseline = rng.multinomial(3000, probs, size=40).astype(float)
+    tabled = permutation_exceedances(current, baseline, 200, np.random.default_rng(9))
+    monkeypatch.setattr(significance, "_TABLED", 0)
+    computed = permutation_exceedances(current, baseline, 200, np.random.default_rng(9))
+    np.testing.assert_array_equal(tabled, computed)
+    assert len(np.unique(tabled)) > 10  # p-values across the range

@@ -13,10 +13,14 @@ Bins are matched by what they hold, not by how they are spelled: numeric bins by
 without being equal cannot be aligned and stop the run with an error naming them.
 
 How (for speed and memory at millions of long rows): every key column is encoded once as
-integer codes in sort order (segments, windows, features, bin labels, edges); output rows
-and cells are then positions computed with integer arithmetic, and counts are scattered
-into the arrays with ``bincount``, without joins on text keys or exploded tables. Only the
-distinct bin spellings (a small catalogue) are handled as a table.
+integer codes in sort order (segments, windows, features, bin labels, edges; a current
+histogram's segments, window and feature once per run of its rows,
+:func:`pipeline.read.histograms.histogram_runs`); output rows and cells are then positions
+computed with integer arithmetic, and counts are scattered into the arrays with
+``bincount``, without joins on text keys or exploded tables. Rows that hold every bin of
+their feature, from their baseline row (the common case), take their cells and counts as
+they come, without scatters. Only the distinct bin spellings (a small catalogue) are
+handled as a table.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pipeline.bins.layout import display_rank, label_edges
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER, segment_label_expr, segment_name, window_label_expr
+from pipeline.read.histograms import histogram_runs
 
 _SHOWN_BINS = 3  # bins named in an error message
 
@@ -166,10 +171,16 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
             "columns or with a subset of the current ones", column=extra[0])
     window = ["window"] if "window" in current.columns else []
     base_keys = [*base_segments, *(window if by_window else [])]
+    # the keys of a current histogram are coded on the first row of each run of its rows
+    # (20 times fewer rows than its bins at 20 bins a histogram)
+    heads = histogram_runs(current, [*segments, *window, "feature"])
+    lengths = np.diff(np.r_[heads, current.height])
+    first_rows = current.select(*segments, *window, "feature")[heads]
     # segments are matched as text; windows in their own type (they sort in time order)
     dictionaries, codes = {}, {}
     for column in [*segments, *window, "feature", "bin"]:
-        sides = [side[column] for side in (baseline, current) if column in side.columns]
+        sides = [side[column] for side in (baseline, current if column == "bin" else first_rows)
+                 if column in side.columns]
         if column in segments:  # categories already stand for their text (encode)
             sides = [side if isinstance(side.dtype, pl.Categorical | pl.Enum)
                      else side.cast(pl.String) for side in sides]
@@ -180,7 +191,7 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
 
     # key codes are dropped as soon as they are used: at millions of rows they dominate memory
     cur_groups, groups = Groups.of([codes[c].pop("current") for c in [*segments, *window]],
-                                   [sizes[c] for c in [*segments, *window]], current.height,
+                                   [sizes[c] for c in [*segments, *window]], len(heads),
                                    n_segment_columns=len(segments))
     base_groups_of_rows, base_groups = Groups.of(
         [codes[c].pop("baseline") for c in base_keys], [sizes[c] for c in base_keys],
@@ -192,15 +203,17 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     known = lookup(groups.parts[:, on_segments], base_groups.parts[:, :len(base_segments)],
                     [sizes[c] for c in base_segments]) >= 0
 
-    cur_rows = groups.row(cur_groups, codes["feature"]["current"], n_features)
+    head_feature = codes["feature"]["current"]
+    cur_rows = groups.row(cur_groups, head_feature, n_features)  # of each run
     del cur_groups
+    codes["feature"]["current"] = np.repeat(head_feature, lengths)
     base_rows = base_groups_of_rows * n_features + codes["feature"]["baseline"]
-    features_in_current = np.bincount(codes["feature"]["current"], minlength=n_features) > 0
+    features_in_current = np.bincount(head_feature, minlength=n_features) > 0
     catalogue = Catalogue.of(baseline, current, codes.pop("feature"), codes.pop("bin"),
                              dictionaries["feature"], dictionaries["bin"])
     combo_of_row, row_feature = groups.of_row(n_features)
     row_base = combo_base[combo_of_row]
-    cells = Cells.of(catalogue, cur_rows, base_rows,
+    cells = Cells.of(catalogue, cur_rows, lengths, base_rows,
                      np.where(row_base >= 0, row_base * n_features + row_feature, -1),
                      len(base_groups.segment) * n_features, row_feature, current["count"],
                      baseline["count"])
@@ -208,15 +221,17 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
 
     n_rows = len(row_feature)
     width = int(cells.n_bins.max(initial=0))
-    real = np.arange(width) < cells.n_bins[:, None]
-    arrays = []
-    for counts in (cells.baseline, cells.current):
-        dense = np.zeros((n_rows, width))
-        dense[real] = counts
-        arrays.append(dense)
-    numeric = np.bincount(cells.row, weights=catalogue.numeric[cells.bins],
-                          minlength=n_rows) > 0
-    has_base = np.bincount(cells.row, weights=cells.in_base, minlength=n_rows) > 0
+    if (cells.n_bins == width).all():  # no padding: the cells, row by row, as they are
+        arrays = [counts.reshape(n_rows, width) for counts in (cells.baseline, cells.current)]
+    else:
+        real = np.arange(width) < cells.n_bins[:, None]
+        arrays = []
+        for counts in (cells.baseline, cells.current):
+            dense = np.zeros((n_rows, width))
+            dense[real] = counts
+            arrays.append(dense)
+    numeric = _any_per_row(catalogue.numeric[cells.bins], cells.n_bins)
+    has_base = _any_per_row(cells.in_base, cells.n_bins)
     described = _describe_rows(
         groups.frame(dictionaries, segments, window), combo_of_row, row_feature,
         dictionaries["feature"], base_segments=base_segments,
@@ -336,7 +351,13 @@ class Catalogue:
                 parts.append(np.concatenate(coded[:2]))
                 sizes.append(values.len())
         spelling, n = combine(parts, sizes, len(parts[0]))
-        where = _representatives(spelling, n)
+        # the first row of each spelling: the current rows (millions) are only searched for
+        # spellings the baseline lacks
+        first = _first(spelling[:baseline.height], n, np.arange(baseline.height))
+        if (first == np.iinfo(np.int64).max).any():
+            first = np.minimum(first, _first(spelling[baseline.height:], n,
+                                             np.arange(baseline.height, len(spelling))))
+        where = first  # the parts of a spelling, from any of its rows
         feature = parts[0][where]
         table = pl.DataFrame({
             "feature": feature, "bin": label_names[parts[1][where]],
@@ -345,7 +366,6 @@ class Catalogue:
         for name in ("lower", "upper"):
             if name not in table.columns:
                 table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
-        first = _first(spelling, n, np.arange(len(spelling)))
         table = _with_label_edges(table, first, baseline.height, feature_names)
         numeric = table["lower"].is_not_null()
         special = table.select(display_rank(pl.col("bin")))["bin"]
@@ -430,11 +450,12 @@ class Cells:
     n_bins: np.ndarray
 
     @classmethod
-    def of(cls, catalogue: Catalogue, cur_rows: np.ndarray, base_rows: np.ndarray,
-           row_base: np.ndarray, n_base_rows: int, row_feature: np.ndarray,
-           cur_counts: pl.Series, base_counts: pl.Series) -> Cells:
-        """Cells from the output row of each current long row, the baseline row (group x
-        feature) of each baseline long row and of each output row (-1: none)."""
+    def of(cls, catalogue: Catalogue, cur_rows: np.ndarray, lengths: np.ndarray,
+           base_rows: np.ndarray, row_base: np.ndarray, n_base_rows: int,
+           row_feature: np.ndarray, cur_counts: pl.Series, base_counts: pl.Series) -> Cells:
+        """Cells from the output row of each run of current long rows (``lengths`` rows
+        each), the baseline row (group x feature) of each baseline long row and of each
+        output row (-1: none)."""
         n_base = len(base_rows)
         spellings = catalogue.spelling
         # baseline: counts summed per (baseline row, bin); first appearance of each
@@ -453,48 +474,98 @@ class Cells:
         # offsets[row] + its bin within the feature (few large temporaries: at millions of
         # cells, fresh memory costs as much as the arithmetic)
         offsets = np.r_[0, np.cumsum(catalogue.per_feature[row_feature])]
+        # positions of cells as int32 when they fit: half the fresh memory of int64
+        position = np.int32 if offsets[-1] < np.iinfo(np.int32).max else np.int64
         has = np.flatnonzero(row_base >= 0)
         widths = per_base_row[row_base[has]]
-        shared = np.repeat(base_start[row_base[has]] - np.cumsum(widths) + widths, widths)
-        shared += np.arange(len(shared))
-        at = np.repeat(offsets[has], widths)
-        at += base_local[shared]
-        cur_at = offsets[cur_rows]
+        shared = np.repeat((base_start[row_base[has]] - np.cumsum(widths) + widths)
+                           .astype(position), widths)
+        shared += np.arange(len(shared), dtype=position)
+        cur_at = np.repeat(offsets[cur_rows].astype(position), lengths)
         cur_at += catalogue.local[spellings[n_base:]]
-        seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
-        seen[at] = True
-        seen[cur_at] = True
-        before = np.cumsum(seen)
-        before -= seen  # cells before each position
-        n_cells = int(before[-1])
-        n_bins = np.diff(before[offsets])
-        shared_cell, cell = before[at], before[cur_at]
-        del at, cur_at, before, seen
-        row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
-        current = np.bincount(cell, weights=cur_counts.cast(pl.Float64).to_numpy(),
-                              minlength=n_cells)
-        baseline = np.zeros(n_cells)
-        baseline[shared_cell] = base_count[shared]
-        in_base, in_current = np.zeros(n_cells, dtype=bool), np.zeros(n_cells, dtype=bool)
-        in_base[shared_cell] = True
-        in_current[cell] = True
-        # the first appearance of each cell: its baseline's, else its current one's
-        first = np.empty(n_cells, dtype=np.int64)
-        first[shared_cell] = base_first[shared]
-        del shared_cell, shared
-        only = np.flatnonzero(~in_base[cell])
-        first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
-        bins = spellings[first]
+        counts = cur_counts.cast(pl.Float64).to_numpy()
         # display order: kind of cell, edges (numeric bins), then first appearance (other
         # bins); the catalogue numbered bins in that order unless rows disagree on it
-        order = first
-        order *= ~catalogue.numeric[bins]  # numeric bins keep their rank alone
-        order += catalogue.rank[bins]
-        if ((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any():
+        if len(has) == len(row_feature) \
+                and np.array_equal(widths, catalogue.per_feature[row_feature]):
+            # the common case: every row holds every bin of its feature, its baseline row's
+            # in their order. A cell is then its position, and the display order is checked
+            # once per baseline cell (no 10^7-cell temporaries: fresh memory costs most)
+            n_cells, n_bins, cell = int(offsets[-1]), np.diff(offsets), cur_at
+            row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
+            baseline, in_base = base_count[shared], np.ones(n_cells, dtype=bool)
+            base_bins = spellings[base_first]
+            base_order = _display_order(catalogue, base_bins, base_first)
+            base_row = np.repeat(np.arange(n_base_rows), per_base_row)
+            bins = base_bins[shared]
+            order = base_order[shared] if _disordered(base_row, base_order) else None
+        else:
+            # every output row with a baseline gets its baseline row's cells; a cell is at
+            # offsets[row] + its bin within the feature, numbered over the positions seen
+            at = np.repeat(offsets[has], widths)
+            at += base_local[shared]
+            seen = np.zeros(int(offsets[-1]) + 1, dtype=bool)
+            seen[at] = True
+            seen[cur_at] = True
+            before = np.cumsum(seen)
+            before -= seen  # cells before each position
+            n_cells = int(before[-1])
+            n_bins = np.diff(before[offsets])
+            shared_cell, cell = before[at], before[cur_at]
+            del at, cur_at, before, seen
+            row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
+            baseline = np.zeros(n_cells)
+            baseline[shared_cell] = base_count[shared]
+            in_base = np.zeros(n_cells, dtype=bool)
+            in_base[shared_cell] = True
+            # the first appearance of each cell: its baseline's, else its current one's
+            first = np.empty(n_cells, dtype=np.int64)
+            first[shared_cell] = base_first[shared]
+            only = np.flatnonzero(~in_base[cell])
+            first[~in_base] = _first(cell[only], n_cells, n_base + only)[~in_base]
+            bins = spellings[first]
+            order = _display_order(catalogue, bins, first)
+            order = order if _disordered(row, order) else None
+        del shared
+        # long rows already in cell order (common) are taken as they are, not scattered
+        if len(cell) == n_cells and (cell[1:] > cell[:-1]).all():
+            # (a copy unless polars had to make one: its arrays are read-only)
+            current = counts if counts.flags.writeable else counts.copy()
+            in_current = np.ones(n_cells, dtype=bool)
+        else:
+            current = np.bincount(cell, weights=counts, minlength=n_cells)
+            in_current = np.zeros(n_cells, dtype=bool)
+            in_current[cell] = True
+        del cell
+        if order is not None:
             sort = np.lexsort((order, row))
             bins, baseline, current = bins[sort], baseline[sort], current[sort]
             in_base, in_current = in_base[sort], in_current[sort]
         return cls(row, bins, baseline, current, in_base, in_current, n_bins)
+
+
+def _any_per_row(flags: np.ndarray, n_bins: np.ndarray) -> np.ndarray:
+    """Whether any of each row's cells has its flag (``flags`` of the cells row by row,
+    ``n_bins`` of each row)."""
+    hit = np.zeros(len(n_bins), dtype=bool)
+    full = n_bins > 0
+    if full.any():  # each non-empty row's cells run up to the next non-empty row's
+        hit[full] = np.logical_or.reduceat(flags, (np.cumsum(n_bins) - n_bins)[full])
+    return hit
+
+
+def _display_order(catalogue: Catalogue, bins: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The display-order key of cells of spellings ``bins`` first seen at ``first`` (which
+    it reuses)."""
+    order = first
+    order *= ~catalogue.numeric[bins]  # numeric bins keep their rank alone
+    order += catalogue.rank[bins]
+    return order
+
+
+def _disordered(row: np.ndarray, order: np.ndarray) -> bool:
+    """Whether ``order`` falls somewhere within a row (cells listed row by row)."""
+    return bool(((row[1:] == row[:-1]) & (order[1:] < order[:-1])).any())
 
 
 def _check_overlaps(cells: Cells, catalogue: Catalogue, feature_names: pl.Series,

@@ -1,8 +1,9 @@
 """Integer codes for key columns: equal values get equal codes, in sort order.
 
 Joins and group-bys on text keys hash every row's text; encoding each key column once (an
-Enum cast is a lookup of every value) and then working on integer tuples is several times
-faster and narrower at millions of long rows (:mod:`pipeline.bins.align`,
+Enum cast is a lookup of every value; a categorical column is coded through its physical
+codes, so only its few categories are looked up as text) and then working on integer tuples
+is several times faster and narrower at millions of long rows (:mod:`pipeline.bins.align`,
 :func:`pipeline.bins.references.history_rows`).
 """
 
@@ -34,24 +35,53 @@ def encode(columns: Sequence[pl.Series]) -> tuple[pl.Series, list[np.ndarray]]:
     (['a', 'b', 'c'], [[1, 0], [2, 1]])
     """
     # categories stand for their text: a categorical side matches a text side
-    values = pl.concat([_text(c.unique()) for c in columns]).unique().sort(nulls_last=True)
+    distinct = [_distinct(c) for c in columns]
+    values = pl.concat([_text(d) for d in distinct]).unique().sort(nulls_last=True)
     if values.dtype == pl.String:  # an Enum cast is a fast lookup of every text value
         known = values.drop_nulls()
-        codes = [c.cast(pl.Enum(known)).to_physical() for c in columns]
-        # int32: half the memory of int64 (the physical type is as narrow as the values)
-        return values, [(c.fill_null(len(known)) if c.null_count() else c).to_numpy()
-                        .astype(np.int32) for c in codes]
+        return values, [_text_codes(c, d, known) for c, d in zip(columns, distinct, strict=True)]
     lookup = pl.DataFrame({"value": values, "code": np.arange(values.len())})
     return values, [pl.DataFrame({"value": c}).join(lookup, on="value", how="left",
                                                     nulls_equal=True, maintain_order="left")
                     ["code"].to_numpy() for c in columns]
 
 
+def _categorical(column: pl.Series) -> bool:
+    return isinstance(column.dtype, pl.Categorical | pl.Enum)
+
+
+def _distinct(column: pl.Series) -> pl.Series:
+    """The distinct values of ``column``; of a categorical one, found on its physical codes
+    (integers: several times faster than on the categories)."""
+    if _categorical(column):
+        return column.to_physical().unique().cat.to(column.dtype)
+    return column.unique()
+
+
 def _text(column: pl.Series) -> pl.Series:
-    """``column``, categories as their text (an Enum cast of the column is then a lookup of
-    its few categories' codes, not of every row's text)."""
-    return column.cast(pl.String) if isinstance(column.dtype, pl.Categorical | pl.Enum) \
-        else column
+    """``column``, categories as their text."""
+    return column.cast(pl.String) if _categorical(column) else column
+
+
+def _text_codes(column: pl.Series, distinct: pl.Series, known: pl.Series) -> np.ndarray:
+    """int32 codes of ``column`` (text or categories, whose ``distinct`` values are known)
+    into the sorted texts ``known``; nulls get ``len(known)``. (int32: half the memory of
+    int64.)"""
+    if not _categorical(column):
+        codes = column.cast(pl.Enum(known)).to_physical()
+        return (codes.fill_null(len(known)) if codes.null_count() else codes).to_numpy() \
+            .astype(np.int32)
+    # a categorical column is coded through a table indexed by its physical codes: only its
+    # few distinct categories are looked up as text, its rows are one array gather. (The
+    # table has one entry per category of the column's mapping: never more than the mapping.)
+    physical, present = column.to_physical(), distinct.drop_nulls()
+    known_codes = present.to_physical().to_numpy()
+    table = np.zeros(int(known_codes.max(initial=0)) + 2, dtype=np.int32)
+    table[known_codes] = present.cast(pl.String).cast(pl.Enum(known)).to_physical().to_numpy()
+    table[-1] = len(known)  # nulls
+    if physical.null_count():
+        physical = physical.fill_null(len(table) - 1)
+    return table[physical.to_numpy()]
 
 
 def dense_codes(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:

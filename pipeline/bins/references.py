@@ -36,6 +36,7 @@ import polars as pl
 from pipeline.bins.align import segment_columns
 from pipeline.bins.codes import encode, lookup
 from pipeline.labels import ALL, MISSING, segment_label_expr, window_label_expr
+from pipeline.read.histograms import histogram_runs
 
 #: The type of window starts (and of ``start`` in the history's histograms).
 START = pl.Datetime("us", "UTC")
@@ -122,8 +123,10 @@ def window_keys(current: pl.DataFrame, *, as_of: datetime,
     segments = segment_columns(current)
     dtype = current.schema.get("window")
     columns = [*segments, *(["window"] if dtype is not None else [])]
-    # without segments or windows the run has one window
-    keys = current.select(columns).unique() if columns else pl.DataFrame({"_": [0]})
+    # without segments or windows the run has one window; the distinct windows are found
+    # on the first row of each run of rows of one segment x window (few at scale)
+    keys = (current.select(columns)[histogram_runs(current, columns)].unique() if columns
+            else pl.DataFrame({"_": [0]}))
     window = pl.col("window")
     earlier = window.dt.offset_by(f"-{season}") if season and isinstance(
         dtype, pl.Datetime | pl.Date) else None
@@ -163,39 +166,46 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     millions of rows, one to four bytes a row.
     """
     n = current.height
-    slot = _slots(current, keys)
-    features, (feature, known) = encode([current["feature"], layouts["feature"]])
+    on = [c for c in keys.columns if c in current.columns and c != "feature"]
+    # keys are found per run of one histogram's rows (its segment x window x feature), not
+    # per row: 20 times fewer at 20 bins a histogram; rows keep their order within a run
+    heads = histogram_runs(current, [*on, "feature"])
+    lengths = np.diff(np.r_[heads, n])
+    first_rows = current.select(*on, "feature")[heads]
+    slot = _slots(first_rows, keys)
+    features, (feature, known) = encode([first_rows["feature"], layouts["feature"]])
     layout_of = np.full(features.len(), -1, dtype=np.int32)
     layout_of[known] = np.arange(layouts.height)
     rank = keys.select(start=pl.col("start").rank("dense").fill_null(keys.height + 1),
                        segment=pl.col("segment").rank("dense").fill_null(keys.height + 1))
     order = ((rank["start"].to_numpy().astype(np.int64)[slot] * features.len() + feature)
              * (keys.height + 2) + rank["segment"].to_numpy()[slot])
-    # 10^7-row temporaries are freed as soon as used, and the positions are converted to
-    # polars' index type once (each gather would convert them again)
-    at = pl.Series(np.argsort(order, kind="stable")).cast(pl.get_index_type())
-    del order
-    row_slot = pl.Series(slot.astype(np.int32)).gather(at)
-    del slot
-    row_feature = pl.Series(feature).gather(at)
-    del feature
-    layout = pl.Series(layout_of).gather(row_feature)
-    by_row = keys.select(_enum(keys["segment"]), _enum(keys["label"]), "start", "partial")
+    runs = np.argsort(order, kind="stable")
+    widths = lengths[runs]
+    # the rows of the runs in that order, as polars' index type (each gather would convert
+    # other positions again); the run offsets may wrap around below 0, the sums do not
+    index = np.uint32 if pl.get_index_type() == pl.UInt32 else np.uint64
+    positions = np.repeat((heads[runs] - np.cumsum(widths) + widths).astype(index), widths)
+    positions += np.arange(n, dtype=index)
+    at = pl.Series(positions)
+    del positions
+    layout = pl.Series(layout_of[feature])
+    by_slot = keys.select(_enum(keys["segment"]), _enum(keys["label"]).alias("window"),
+                          "start", "partial")[slot]
+    by_run = by_slot.with_columns(
+        _enum(features).gather(feature).alias("feature"),
+        _enum(layouts["layout"]).gather(layout.set(layout < 0, None)))
+    by_row = by_run.select(pl.all().gather(pl.Series(np.repeat(runs.astype(index), widths))))
+    bins, (bin_codes,) = encode([current["bin"]])
 
     def edge(name: str) -> pl.Series:
         if name in current.columns:
             return current[name].cast(pl.Float64).gather(at)
         return pl.select(pl.repeat(None, n, dtype=pl.Float64).alias(name)).to_series()
 
-    return pl.DataFrame([
-        by_row["segment"].gather(row_slot),
-        _enum(features).gather(row_feature).alias("feature"),
-        by_row["label"].gather(row_slot).alias("window"),
-        by_row["start"].gather(row_slot),
-        by_row["partial"].gather(row_slot),
-        _enum(layouts["layout"]).gather(layout.set(layout < 0, None)),
-        _enum(current["bin"]).gather(at), edge("lower"), edge("upper"),
-        current["count"].cast(pl.Float64).gather(at)])
+    return by_row.select("segment", "feature", "window", "start", "partial", "layout").hstack([
+        pl.Series("bin", bin_codes).cat.to(pl.Enum(bins)).gather(at), edge("lower"),
+        edge("upper"), current["count"].cast(pl.Float64).gather(at)])
 
 
 def _enum(labels: pl.Series) -> pl.Series:

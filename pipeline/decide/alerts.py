@@ -61,8 +61,9 @@ def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tab
                            for f in ("current_count", "baseline_count")))
     starts = np.zeros(rows.size + 1, dtype=np.int64)
     np.cumsum(widths[rows], out=starts[1:])
-    tables = Tables(counts["current_count"].to_numpy(writable=True),
-                    counts["baseline_count"].to_numpy(writable=True), starts)
+    # read-only views of polars' buffers: copied below only if a row's counts change
+    tables = Tables(counts["current_count"].to_numpy(), counts["baseline_count"].to_numpy(),
+                    starts)
     if not rows.size:
         return rows, tables
     # Only rows with an unseen cell can change: __other__, or a baseline count of 0.
@@ -70,6 +71,8 @@ def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tab
     lumped = bins.select(pl.col("bins").list.eval(cells.field("bin") == OTHER).list.any())
     adjust = np.flatnonzero(np.isfinite(share) & (
         lumped.to_series().to_numpy() | (np.minimum.reduceat(tables.baseline, starts[:-1]) == 0)))
+    if adjust.size:
+        tables = Tables(tables.current.copy(), tables.baseline.copy(), starts)
     for batch, current, baseline in tables.by_width(adjust):
         width = current.shape[1]
         labels = bins[batch].select(pl.col("bins").explode().struct.field("bin"))

@@ -30,7 +30,7 @@ an alert (docs/alerts.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -73,6 +73,8 @@ _LOG_CUT = 230.0
 _CHUNK_CELLS = 1 << 20
 # Relative tolerance: equal tables must count as ties despite rounding.
 _TIE = 1e-9
+# Whole counts up to which functions of counts (k log k, log k!) are read from a table (8 MB).
+_TABLED = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -212,8 +214,9 @@ def floor_at_most(exceed: np.ndarray, drawn: np.ndarray, threshold: float) -> np
 
 def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
                      rng: np.random.Generator, threshold: float | None = None) -> np.ndarray:
-    """Permutation p-values by importance sampling (:func:`permutation_tail`), row by row;
-    the chi-square p for tables too large to enumerate.
+    """Permutation p-values by importance sampling (:func:`permutation_tail`); the
+    chi-square p for tables too large to enumerate. The rows' tilted laws and saddlepoints
+    are found together, in arrays of all rows (``_TiltedTables``); then each row draws.
 
     Parameters
     ----------
@@ -240,10 +243,9 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
     """
     p = chi_square_p(current, baseline).copy()
     cur, total = np.rint(current), np.rint(current + baseline)
-    for i in np.flatnonzero(_permutable(cur, total)):
-        tail = permutation_tail(cur[i], total[i], draws=draws, rng=rng, threshold=threshold)
-        if tail is not None:
-            p[i] = tail
+    rows = np.flatnonzero(_permutable(cur, total))
+    tail = _tails(cur[rows], total[rows], draws=draws, rng=rng, threshold=threshold)
+    p[rows] = np.where(np.isnan(tail), p[rows], tail)
     return p
 
 
@@ -277,24 +279,54 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
     """Per row, how many of ``draws`` permuted tables have a G at or above the observed one.
 
     A permuted current row is drawn bin by bin: hypergeometric from the rows not yet
-    placed, so the bins' totals and both sample sizes stay fixed.
+    placed, so the bins' totals and both sample sizes stay fixed. With the margins fixed,
+    ``G = 2 (D - C)`` where ``D = sum_j f(x_j) + f(t_j - x_j)``, ``f(k) = k log k``, and C
+    depends on the margins only: a draw's D is summed bin by bin as it is drawn, f of whole
+    counts read from a table, and compared with the observed table's D summed the same way
+    (equal tables give equal sums).
     """
     statistic = g_statistic(current, total - current)
     exceed = np.zeros(len(current))
     width = current.shape[1]
+    x_log_x = _OfWholeCounts(_x_log_x, int(total.max(initial=0)))
     for chunk in _chunks(np.arange(len(current)), draws * width):
         left = np.broadcast_to(current[chunk].sum(axis=1), (draws, chunk.size)).astype(np.int64)
         pool = total[chunk].sum(axis=1).astype(np.int64)
-        table = np.empty((draws, chunk.size, width))
+        observed, simulated = np.zeros(chunk.size), np.zeros((draws, chunk.size))
         for j in range(width):
             column = total[chunk, j].astype(np.int64)
             pool = pool - column
-            table[:, :, j] = taken = rng.hypergeometric(column, pool, left) if j < width - 1 \
-                else left
+            taken = rng.hypergeometric(column, pool, left) if j < width - 1 else left
             left = left - taken
-        g_sim = g_statistic(table, total[chunk] - table)
-        exceed[chunk] = (g_sim >= statistic[chunk] * (1 - _TIE) - 1e-12).sum(axis=0)
+            observed += x_log_x(current[chunk, j]) + x_log_x(column - current[chunk, j])
+            simulated += x_log_x(taken) + x_log_x(column - taken)
+        # G's relative tie tolerance, and the rounding of D (terms up to N log N) as a tie
+        slack = (statistic[chunk] * _TIE + 1e-12) / 2 + 1e-13 * observed
+        exceed[chunk] = (simulated >= observed - slack).sum(axis=0)
     return exceed
+
+
+class _OfWholeCounts:
+    """A function of whole counts ``0..largest``, read from a table of its values when
+    ``largest`` is below ``_TABLED`` (one evaluation per count instead of one per cell),
+    computed above."""
+
+    def __init__(self, function: Callable[[np.ndarray], np.ndarray], largest: int) -> None:
+        self.function = function
+        self.table = function(np.arange(largest + 1.0)) if largest < _TABLED else None
+
+    def __call__(self, counts: np.ndarray) -> np.ndarray:
+        if self.table is None:
+            return self.function(counts.astype(float))
+        return self.table[counts.astype(np.intp)]
+
+
+def _x_log_x(k: np.ndarray) -> np.ndarray:
+    return xlogy(k, k)
+
+
+def _log_factorial(k: np.ndarray) -> np.ndarray:
+    return gammaln(k + 1)
 
 
 def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
@@ -331,136 +363,237 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
         The tail probability in (0, 1]; None when the table is too large to enumerate
         (more than ``MAX_TILTED_CELLS`` bin x count cells).
     """
-    table = _TiltedTable.build(current, total)
-    if table is None:
-        return None
-    s, tau = table.saddlepoint()
-    components = [(0.0, 0.0), (s, tau)]
-    weights = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
-    log_q = [table.tilted(*c)[0] for c in components]
-    widest = int(np.argmax(table.variances(s, tau)))
-    total_weight = total_square = 0.0
-    drawn, size = 0, max(1, draws // _TAIL_ROUND)
-    while drawn < 8 * draws:
-        sizes = rng.multinomial(size, weights)
-        offsets = np.concatenate([table.sample(lq, n, rng) for lq, n in
-                                  zip(log_q, sizes, strict=True)])
-        drawn += size
-        w = table.weights(offsets, widest, log_q, weights)
-        total_weight += w.sum()
-        total_square += (w**2).sum()
-        mean = total_weight / drawn
-        error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
-        above = threshold is not None and mean - threshold >= TAIL_MARGIN * error
-        below = ((threshold is None or threshold - mean >= TAIL_MARGIN * error)
-                 and drawn >= draws and mean > 0 and error <= TAIL_PRECISION * mean)
-        if above or below:
-            break
-    return float(min(1.0, max(total_weight / drawn, np.exp(table.log_observed))))
+    tail = _tails(current[None], total[None], draws=draws, rng=rng, threshold=threshold)[0]
+    return None if np.isnan(tail) else float(tail)
 
 
-class _TiltedTable:
-    """One table's bins as independent binomials on their supports, and their tilting."""
+def _tails(current: np.ndarray, total: np.ndarray, *, draws: int, rng: np.random.Generator,
+           threshold: float | None) -> np.ndarray:
+    """:func:`permutation_tail` of each row of integer counts (NaN: too large). The tilted
+    laws of a block of rows are built, and their saddlepoints found, in arrays of rows of
+    similar widths; then each row of the block draws in turn, in the given order (its
+    draws depend on its own earlier rounds)."""
+    tail = np.full(len(current), np.nan)
+    for block in _TiltedTables.blocks(current, total):
+        tables = {row: table for rows, batch in block
+                  for row, table in zip(rows.tolist(), batch.tables(), strict=True)}
+        for row in sorted(tables):
+            tail[row] = tables[row].tail(draws, rng, threshold)
+    return tail
+
+
+class _TiltedTables:
+    """Tables of similar widths as independent binomial bins on their supports, in arrays of
+    shape ``(rows, bins, support)``, and their tilting. A row's bins with a total of 0 come
+    last (a support {0} of probability 1, adding nothing); cells past a bin's support have
+    probability 0."""
 
     def __init__(self, observed: np.ndarray, total: np.ndarray, low: np.ndarray,
                  high: np.ndarray) -> None:
-        n1, size = int(observed.sum()), int(total.sum())
-        self.n1, self.low = n1, low
-        width = int((high - low).max()) + 1
-        x = low[:, None] + np.arange(width)[None, :]
-        self.valid = x <= high[:, None]
-        x = np.where(self.valid, x, low[:, None]).astype(float)
-        self.x = x
-        theta = n1 / size
-        t = total[:, None].astype(float)
-        expected1, expected2 = n1 * t / size, (size - n1) * t / size
+        n1, size = observed.sum(axis=1), total.sum(axis=1)
+        self.n1, self.low, self.high = n1, low, high
+        x = low[..., None] + np.arange(int((high - low).max()) + 1)
+        self.valid = x <= high[..., None]
+        x = np.where(self.valid, x, low[..., None])
+        log_factorial = _OfWholeCounts(_log_factorial, int(total.max()))
+        log_choose = (log_factorial(total)[..., None] - log_factorial(x)
+                      - log_factorial(total[..., None] - x))
+        x = self.x = x.astype(float)
+        theta = (n1 / size)[:, None, None]
+        t = total[..., None].astype(float)
+        # empty bins (x = t = 0) get any expected count: their terms are 0
+        expected1 = np.where(t > 0, n1[:, None, None] * t / size[:, None, None], 1.0)
+        expected2 = np.where(t > 0, (size - n1)[:, None, None] * t / size[:, None, None], 1.0)
         self.h = 2 * (xlogy(x, x / expected1) + xlogy(t - x, (t - x) / expected2))
-        log_p = (gammaln(t + 1) - gammaln(x + 1) - gammaln(t - x + 1)
-                 + x * np.log(theta) + (t - x) * np.log1p(-theta))
+        log_p = log_choose + x * np.log(theta) + (t - x) * np.log1p(-theta)
         self.log_p = np.where(self.valid, log_p, -np.inf)
+        theta = theta[:, 0, 0]
         # the sum of the bins is Binomial(N, theta): P(sum = n1)
-        self.log_margin = float(gammaln(size + 1) - gammaln(n1 + 1) - gammaln(size - n1 + 1)
-                                + n1 * np.log(theta) + (size - n1) * np.log1p(-theta))
-        index = (observed - low).astype(np.int64)
-        bins = np.arange(len(total))
-        self.statistic = float(self.h[bins, index].sum())
-        self.log_observed = float(self.log_p[bins, index].sum()) - self.log_margin
+        self.log_margin = (gammaln(size + 1.0) - gammaln(n1 + 1.0) - gammaln(size - n1 + 1.0)
+                           + n1 * np.log(theta) + (size - n1) * np.log1p(-theta))
+        at = (np.arange(len(total))[:, None], np.arange(total.shape[1]), observed - low)
+        self.statistic = self.h[at].sum(axis=1)
+        self.log_observed = self.log_p[at].sum(axis=1) - self.log_margin
+        self.bins = (total > 0).sum(axis=1)
 
     @classmethod
-    def build(cls, current: np.ndarray, total: np.ndarray) -> _TiltedTable | None:
-        """The table's nonzero bins, each on its support cut where its probability is below
-        ``exp(-_LOG_CUT)`` (always holding the observed count); None above
-        ``MAX_TILTED_CELLS`` cells."""
-        keep = total > 0
-        observed, total = current[keep].astype(np.int64), total[keep].astype(np.int64)
-        n1, size = int(observed.sum()), int(total.sum())
+    def blocks(cls, current: np.ndarray, total: np.ndarray) -> Iterator[list[tuple[
+            np.ndarray, _TiltedTables]]]:
+        """The rows of integer counts within ``MAX_TILTED_CELLS``, as ``(rows, tables)``
+        in blocks of about ``_CHUNK_CELLS`` cells in the given order (bounding memory), each
+        block in batches of widths within a factor 2 (bounding the padding): each bin on
+        its support cut where its probability is below ``exp(-_LOG_CUT)`` (always holding
+        the observed count)."""
+        # a row's nonzero bins first, in their order
+        order = np.argsort(total == 0, axis=1, kind="stable")
+        observed = np.take_along_axis(current, order, axis=1).astype(np.int64)
+        total = np.take_along_axis(total, order, axis=1).astype(np.int64)
+        n1, size = observed.sum(axis=1)[:, None], total.sum(axis=1)[:, None]
         low = np.maximum(0, n1 - (size - total))
         high = np.minimum(total, n1)
-        low, high = _likely_range(total, n1 / size, low, high)
+        with np.errstate(divide="ignore", invalid="ignore"):  # empty bins: support {0}
+            low, high = _likely_range(total, n1 / size, low, high)
         low, high = np.minimum(low, observed), np.maximum(high, observed)
-        if len(total) * (int((high - low).max()) + 1) > MAX_TILTED_CELLS:
-            return None
-        return cls(observed, total, low, high)
+        widths = (high - low).max(axis=1, initial=0) + 1
+        rows = np.flatnonzero((total > 0).sum(axis=1) * widths <= MAX_TILTED_CELLS)
+        cells = np.cumsum(widths[rows] * total.shape[1])
+        for block in np.split(rows, np.flatnonzero(np.diff(cells // _CHUNK_CELLS)) + 1):
+            size_class = np.log2(widths[block]).astype(np.int64)
+            block = block[np.argsort(size_class, kind="stable")]
+            yield [(chunk, cls(observed[chunk], total[chunk], low[chunk], high[chunk]))
+                   for chunk in np.split(block, np.flatnonzero(np.diff(np.sort(size_class))) + 1)
+                   if chunk.size]
 
-    def tilted(self, s: float, tau: float) -> tuple[np.ndarray, np.ndarray]:
-        """Log-probabilities of each bin's tilted law, and the bins' log normalisers."""
+    def _exponents(self, s: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """``log P(x) + s h(x) + tau x`` of every cell, each row at its own ``(s, tau)``."""
+        exponent = s[:, None, None] * self.h
         with np.errstate(invalid="ignore"):
-            exponent = self.log_p + s * self.h + tau * self.x
-        log_z = _logsumexp(exponent, axis=1)
-        return exponent - log_z, log_z[:, 0]
+            exponent += self.log_p
+        exponent += tau[:, None, None] * self.x
+        return exponent
 
-    def _moments(self, s: float, tau: float) -> tuple[float, np.ndarray, np.ndarray]:
-        """Objective sum(log Z) - s G - tau n1, its gradient and Hessian (tilted moments)."""
-        log_q, log_z = self.tilted(s, tau)
-        q = np.exp(log_q)
-        mean_h, mean_x = (q * self.h).sum(axis=1), (q * self.x).sum(axis=1)
-        dh, dx = self.h - mean_h[:, None], self.x - mean_x[:, None]
-        hessian = np.array([[(q * dh * dh).sum(), (q * dh * dx).sum()],
-                            [(q * dh * dx).sum(), (q * dx * dx).sum()]])
-        gradient = np.array([mean_h.sum() - self.statistic, mean_x.sum() - self.n1])
-        return float(log_z.sum() - s * self.statistic - tau * self.n1), gradient, hessian
+    def tilted(self, s: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """Log-probabilities of each bin's tilted law, each row at its own ``(s, tau)``."""
+        exponent = self._exponents(s, tau)
+        exponent -= _logsumexp(exponent, axis=2)
+        return exponent
 
-    def variances(self, s: float, tau: float) -> np.ndarray:
-        """Variance of each bin's count under the tilted law."""
-        q = np.exp(self.tilted(s, tau)[0])
-        mean = (q * self.x).sum(axis=1, keepdims=True)
-        return (q * (self.x - mean) ** 2).sum(axis=1)
+    def _moments(self, point: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row at ``point`` = (s, tau): the objective sum(log Z) - s G - tau n1, its
+        gradient and Hessian (tilted moments)."""
+        s, tau = point[:, 0], point[:, 1]
+        q = self._exponents(s, tau)
+        top = np.max(q, axis=2, keepdims=True)  # finite: every bin has a cell
+        q -= top
+        q = np.exp(q, out=q)
+        z = q.sum(axis=2, keepdims=True)
+        q /= z
+        # moments summed without temporaries of the cells' size
+        mean_h = np.einsum("ijk,ijk->ij", q, self.h)[..., None]
+        mean_x = np.einsum("ijk,ijk->ij", q, self.x)[..., None]
+        dh, dx = self.h - mean_h, self.x - mean_x
+        dh *= q
+        hh, hx = np.einsum("ijk,ijk->i", dh, self.h - mean_h), np.einsum("ijk,ijk->i", dh, dx)
+        dx *= np.sqrt(q)
+        xx = np.einsum("ijk,ijk->i", dx, dx)
+        hessian = np.stack([np.stack([hh, hx], axis=1), np.stack([hx, xx], axis=1)], axis=1)
+        gradient = np.stack([mean_h.sum(axis=(1, 2)) - self.statistic,
+                             mean_x.sum(axis=(1, 2)) - self.n1], axis=1)
+        log_z = (np.log(z) + top).sum(axis=(1, 2))
+        return log_z - s * self.statistic - tau * self.n1, gradient, hessian
 
-    def saddlepoint(self) -> tuple[float, float]:
-        """(s, tau) minimising the convex sum(log Z) - s G - tau n1 with s >= 0: damped
-        Newton steps. The sampler is unbiased for any (s, tau); this only makes it
-        efficient, so a few iterations suffice."""
-        point = np.zeros(2)
-        value, gradient, hessian = self._moments(*point)
+    def _rows(self, rows: np.ndarray) -> _TiltedTables:
+        """The tables of the given rows (arrays indexed, not recomputed)."""
+        part = object.__new__(_TiltedTables)
+        part.__dict__.update({k: v[rows] for k, v in self.__dict__.items()})
+        return part
+
+    def saddlepoint(self) -> np.ndarray:
+        """Per row, (s, tau) minimising the convex sum(log Z) - s G - tau n1 with s >= 0:
+        damped Newton steps, every row at once (each row its own steps and stop). The
+        sampler is unbiased for any (s, tau); this only makes it efficient, so a few
+        iterations suffice."""
+        point = np.zeros((len(self.n1), 2))
+        value, gradient, hessian = self._moments(point)
+        active = np.arange(len(self.n1))
         for _ in range(50):
+            if not active.size:
+                break
+            p, g, h = point[active], gradient[active], hessian[active]
             # at s = 0 with the tilted mean of G already above the observed one, only tau moves
-            free = [0, 1] if point[0] > 0 or gradient[0] < 0 else [1]
-            step = np.zeros(2)
-            if free == [1]:
-                step[1] = -gradient[1] / hessian[1, 1] if hessian[1, 1] > 0 else 0.0
-            else:  # the 2 x 2 Newton system, solved by hand (np.linalg has a large overhead)
-                det = hessian[0, 0] * hessian[1, 1] - hessian[0, 1] ** 2
-                if not det > 0:
-                    break
-                step[0] = (hessian[0, 1] * gradient[1] - hessian[1, 1] * gradient[0]) / det
-                step[1] = (hessian[0, 1] * gradient[0] - hessian[0, 0] * gradient[1]) / det
-            if point[0] + step[0] < 0:  # stop at the boundary s = 0
-                step *= point[0] / -step[0]
+            only_tau = ~((p[:, 0] > 0) | (g[:, 0] < 0))
+            det = h[:, 0, 0] * h[:, 1, 1] - h[:, 0, 1] ** 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = np.stack([(h[:, 0, 1] * g[:, 1] - h[:, 1, 1] * g[:, 0]) / det,
+                                 (h[:, 0, 1] * g[:, 0] - h[:, 0, 0] * g[:, 1]) / det], axis=1)
+                tau_step = np.where(h[:, 1, 1] > 0, -g[:, 1] / h[:, 1, 1], 0.0)
+            step[only_tau] = np.stack([np.zeros(only_tau.sum()), tau_step[only_tau]], axis=1)
+            # a singular Hessian ends the row's search
+            keep = only_tau | (det > 0)
+            active, p, step = active[keep], p[keep], step[keep]
+            # stop at the boundary s = 0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = np.where(p[:, 0] + step[:, 0] < 0, p[:, 0] / -step[:, 0], 1.0)
+            step *= scale[:, None]
+            searching, accepted = np.arange(active.size), np.zeros(active.size, dtype=bool)
             for _ in range(30):
-                candidate = point + step
-                new = self._moments(*candidate)
-                if new[0] <= value + 1e-12 * abs(value):
+                candidate = p[searching] + step[searching]
+                new = self._rows(active[searching])._moments(candidate)
+                better = new[0] <= value[active[searching]] + 1e-12 * np.abs(
+                    value[active[searching]])
+                done, rows = searching[better], active[searching[better]]
+                point[rows], value[rows] = candidate[better], new[0][better]
+                gradient[rows], hessian[rows] = new[1][better], new[2][better]
+                accepted[done] = True
+                searching = searching[~better]
+                if not searching.size:
                     break
-                step /= 2
-            else:
-                break
-            point, (value, gradient, hessian) = candidate, new
+                step[searching] /= 2
+            # a row whose line search failed stops where it is
+            active = active[accepted]
+            p, g = point[active], gradient[active]
             # at the boundary s = 0 only tau is free (the tilted mean of G already exceeds G)
-            s_done = (point[0] == 0 and gradient[0] >= 0) or (
-                abs(gradient[0]) <= 1e-3 * max(1.0, self.statistic))
-            if s_done and abs(gradient[1]) <= 1e-3 * max(1.0, self.n1) ** 0.5:
+            s_done = ((p[:, 0] == 0) & (g[:, 0] >= 0)) | (
+                np.abs(g[:, 0]) <= 1e-3 * np.maximum(1.0, self.statistic[active]))
+            converged = s_done & (np.abs(g[:, 1])
+                                  <= 1e-3 * np.maximum(1.0, self.n1[active]) ** 0.5)
+            active = active[~converged]
+        return point
+
+    def tables(self) -> list[_TiltedTable]:
+        """Each row's table, ready to draw: its laws at its saddlepoint and untilted."""
+        point = self.saddlepoint()
+        log_q = [self.tilted(np.zeros(len(point)), np.zeros(len(point))),
+                 self.tilted(point[:, 0], point[:, 1])]
+        q = np.exp(log_q[1])
+        mean = (q * self.x).sum(axis=2, keepdims=True)
+        widest = np.argmax((q * (self.x - mean) ** 2).sum(axis=2), axis=1)
+        widths = (self.high - self.low).max(axis=1) + 1
+        return [_TiltedTable(int(self.n1[i]), self.low[i, :k], self.valid[i, :k, :w],
+                             self.h[i, :k, :w], self.log_p[i, :k, :w], float(self.log_margin[i]),
+                             float(self.statistic[i]), float(self.log_observed[i]),
+                             [lq[i, :k, :w] for lq in log_q], int(widest[i]))
+                for i, (k, w) in enumerate(zip(self.bins.tolist(), widths.tolist(),
+                                               strict=True))]
+
+
+@dataclass(frozen=True)
+class _TiltedTable:
+    """One table's bins on their supports, with its tilted and untilted laws: the
+    importance sampler of :func:`permutation_tail`."""
+
+    n1: int
+    low: np.ndarray
+    valid: np.ndarray
+    h: np.ndarray
+    log_p: np.ndarray
+    log_margin: float
+    statistic: float
+    log_observed: float
+    log_q: list[np.ndarray]
+    widest: int
+
+    def tail(self, draws: int, rng: np.random.Generator, threshold: float | None) -> float:
+        """The importance-sampled tail (:func:`permutation_tail`)."""
+        weights = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
+        total_weight = total_square = 0.0
+        drawn, size = 0, max(1, draws // _TAIL_ROUND)
+        while drawn < 8 * draws:
+            sizes = rng.multinomial(size, weights)
+            offsets = np.concatenate([self.sample(lq, n, rng) for lq, n in
+                                      zip(self.log_q, sizes, strict=True)])
+            drawn += size
+            w = self.weights(offsets, self.widest, self.log_q, weights)
+            total_weight += w.sum()
+            total_square += (w**2).sum()
+            mean = total_weight / drawn
+            error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
+            above = threshold is not None and mean - threshold >= TAIL_MARGIN * error
+            below = ((threshold is None or threshold - mean >= TAIL_MARGIN * error)
+                     and drawn >= draws and mean > 0 and error <= TAIL_PRECISION * mean)
+            if above or below:
                 break
-        return float(point[0]), float(point[1])
+        return float(min(1.0, max(total_weight / drawn, np.exp(self.log_observed))))
 
     def sample(self, log_q: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
         """``size`` draws of every bin's support offset from the laws ``exp(log_q)``."""
@@ -496,7 +629,7 @@ class _TiltedTable:
         return weights
 
 
-def _likely_range(total: np.ndarray, theta: float, low: np.ndarray,
+def _likely_range(total: np.ndarray, theta: float | np.ndarray, low: np.ndarray,
                   high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The counts x in [low, high] of Binomial(total, theta) whose Chernoff bound
     ``exp(-total * KL(x / total || theta))`` on the probability reaches ``exp(-_LOG_CUT)``:

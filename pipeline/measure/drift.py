@@ -16,10 +16,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kl_metrics import bin_contributions, divergences, jackknife
+from kl_metrics import divergences, divergences_and_contributions, jackknife
 from pipeline.bins.align import Aligned
 from pipeline.config import METRICS, DriftConfig
-from pipeline.measure.unseen import unseen_cells, visible_singletons, with_unseen_mass
+from pipeline.measure.unseen import (
+    merged_rows,
+    unseen_cells,
+    visible_singletons,
+    with_unseen_mass,
+)
 
 TOP_BINS = 3
 TOP_BIN = pl.Struct({"bin": pl.Utf8, "contribution": pl.Float64,
@@ -74,18 +79,29 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
     # One batched call per distinct bin count; zero-total rows are excluded up front
     # because kl_metrics rejects all-zero slices.
     for rows, width in aligned.groups(comparable):
-        current, baseline = aligned.current[rows, :width], aligned.baseline[rows, :width]
-        for name, value in divergences(current, baseline, metrics=METRICS,
-                                       base=config.log_base, eps=config.eps).items():
+        every = len(rows) == len(n_baseline)  # then the arrays themselves, not copies
+        current, baseline = ((aligned.current[:, :width], aligned.baseline[:, :width]) if every
+                             else (aligned.current[rows, :width], aligned.baseline[rows, :width]))
+        measured, contributions[rows, :width] = divergences_and_contributions(
+            current, baseline, config.metric, metrics=METRICS, base=config.log_base,
+            eps=config.eps)
+        for name, value in measured.items():
             values[name][rows] = value
-        contributions[rows, :width] = bin_contributions(
-            current, baseline, config.metric, base=config.log_base, eps=config.eps)
         if singletons is None:
             counted[rows] = visible_singletons(kinds[rows, :width], baseline)
         share = np.where(categorical[rows], counted[rows] / n_baseline[rows], np.nan)
+        # the effect: on counts whose unseen cells get the unseen share, which changes only
+        # some rows; the others keep their counts and so the value just measured
         cells = unseen_cells(kinds[rows, :width], baseline)
-        effect = jackknife(*with_unseen_mass(current, baseline, cells, share), config.metric,
-                           base=config.log_base, eps=config.eps, level=config.effect_level)
+        merged = merged_rows(cells, share)
+        value = measured[config.metric].copy()
+        if merged.any():
+            current, baseline = with_unseen_mass(current, baseline, cells, share)
+            value[merged] = divergences(current[merged], baseline[merged],
+                                        metrics=config.metric, base=config.log_base,
+                                        eps=config.eps)[config.metric]
+        effect = jackknife(current, baseline, config.metric, base=config.log_base,
+                           eps=config.eps, level=config.effect_level, value=value)
         for name, estimate in zip(EFFECT_COLUMNS, effect[1:], strict=True):
             values[name][rows] = estimate
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -133,16 +149,21 @@ def _bin_lists(aligned: Aligned, cells: np.ndarray, contributions: np.ndarray,
     """``bins`` (display order) and ``top_bins`` list columns, one entry per row, built
     from the flat cells (row by row) and the list lengths, not row by row.
 
-    ``contributions`` is used up: the top bins are ranked in it, in place (a copy would be
-    one more array of every cell); ``cells`` is :meth:`Aligned.cell_mask`."""
+    ``cells`` is :meth:`Aligned.cell_mask`. When every row is as wide as the arrays, the
+    cells are the arrays themselves, flat: the count and contribution columns are then
+    views of them (no copies of 10^7 cells), so none of them may change afterwards."""
+    full = bool((aligned.n_bins == cells.shape[1]).all())
+
+    def flat(array: np.ndarray) -> np.ndarray:
+        return array.reshape(-1) if full else array[cells]
+
+    top_cells, counted = _top_cells(contributions, aligned.n_bins)
     fields = {}
     for side, array, total in (("baseline", aligned.baseline, n_baseline),
                                ("current", aligned.current, n_current)):
-        counts = array[cells]
-        fields[f"{side}_count"] = pl.Series(counts)
+        fields[f"{side}_count"] = pl.Series(flat(array))
         with np.errstate(divide="ignore", invalid="ignore"):
-            fields[f"{side}_share"] = pl.Series(counts / np.repeat(total, aligned.n_bins),
-                                                nan_to_null=True)
+            fields[f"{side}_share"] = pl.Series(flat(array / total[:, None]), nan_to_null=True)
     # edges that are null in the whole catalogue (categories only) are repeated, not
     # gathered: untouched, millions of null cells take no memory
     n_cells = len(aligned.cell_bins)
@@ -150,28 +171,37 @@ def _bin_lists(aligned: Aligned, cells: np.ndarray, contributions: np.ndarray,
         pl.repeat(None, n_cells, dtype=column.dtype, eager=True).alias(column.name)
         if column.null_count() == column.len() else column.gather(aligned.cell_bins)
         for column in aligned.bins.select("bin", "lower", "upper")]).with_columns(
-        **fields, contribution=pl.Series(contributions[cells], nan_to_null=True)
+        **fields, contribution=pl.Series(flat(contributions), nan_to_null=True)
     ).select(*BIN.to_schema())
-    # top bins: the largest contributions first, ties in display order (argmax takes the
-    # first); NaN (rows not compared) is never a top bin
-    missing = np.isnan(contributions)
-    counted = np.minimum((~missing).sum(axis=1), TOP_BINS)
-    ranked = contributions
-    ranked[missing] = -np.inf
-    del missing
-    rows = np.arange(len(ranked))
-    picks = []
-    for _ in range(TOP_BINS):
-        pick = ranked.argmax(axis=1) if ranked.shape[1] else np.zeros(len(rows), np.int64)
-        picks.append(pick)
-        if ranked.shape[1]:
-            ranked[rows, pick] = -np.inf
-    chosen = np.stack(picks, axis=1)[np.arange(TOP_BINS) < counted[:, None]]
-    top_rows = np.repeat(rows, counted)
-    top_cells = (np.cumsum(aligned.n_bins) - aligned.n_bins)[top_rows] + chosen
-    top = bins[top_cells].select(*TOP_BIN.to_schema())
+    top = bins.select(*TOP_BIN.to_schema())[top_cells]
     return (_lists(bins.to_struct("bins"), aligned.n_bins).cast(pl.List(BIN)),
             _lists(top.to_struct("top_bins"), counted).cast(pl.List(TOP_BIN)))
+
+
+def _top_cells(contributions: np.ndarray, n_bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat cell positions of each row's top bins, row by row, and how many each row has:
+    the largest contributions first, ties in display order (argmax takes the first); NaN
+    (rows not compared) is never a top bin.
+
+    Ranked in `contributions` itself (a copy would be one more array of every cell), which
+    is left as it was found."""
+    missing = np.isnan(contributions)
+    counted = np.minimum(contributions.shape[1] - missing.sum(axis=1), TOP_BINS)
+    contributions[missing] = -np.inf
+    rows = np.arange(len(contributions))
+    picks, values = [], []
+    for _ in range(TOP_BINS if contributions.shape[1] else 0):
+        pick = contributions.argmax(axis=1)
+        picks.append(pick)
+        values.append(contributions[rows, pick])
+        contributions[rows, pick] = -np.inf
+    for pick, value in zip(picks[::-1], values[::-1], strict=True):
+        contributions[rows, pick] = value
+    contributions[missing] = np.nan
+    chosen = np.stack(picks or [np.zeros(len(rows), np.int64)] * TOP_BINS, axis=1)[
+        np.arange(TOP_BINS) < counted[:, None]]
+    top_rows = np.repeat(rows, counted)
+    return (np.cumsum(n_bins) - n_bins)[top_rows] + chosen, counted
 
 
 def _lists(values: pl.Series, lengths: np.ndarray) -> pl.Series:

@@ -69,7 +69,7 @@ def with_unseen_mass(current: np.ndarray, baseline: np.ndarray, cells: np.ndarra
     >>> base.tolist(), cur.tolist()
     ([[57.0, 38.0, 5.0]], [[50.0, 40.0, 10.0]])
     """
-    adjust = np.isfinite(share) & cells.any(axis=1)
+    adjust = merged_rows(cells, share)
     current, baseline = current.copy(), baseline.copy()
     if not adjust.any():
         return current, baseline
@@ -86,6 +86,17 @@ def with_unseen_mass(current: np.ndarray, baseline: np.ndarray, cells: np.ndarra
     base[index, first] = merged_base * (1 - u[:, 0]) + u[:, 0] * baseline[rows].sum(axis=1)
     current[rows], baseline[rows] = cur, base
     return current, baseline
+
+
+def merged_rows(cells: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows :func:`with_unseen_mass` changes: those with unseen cells and
+    a known share (the others keep their counts).
+
+    >>> merged_rows(np.array([[False, True], [False, False], [True, False]]),
+    ...             np.array([0.1, 0.1, np.nan])).tolist()
+    [True, False, False]
+    """
+    return np.isfinite(share) & cells.any(axis=1)
 
 
 def visible_singletons(kinds: np.ndarray, baseline: np.ndarray) -> np.ndarray:

@@ -8,8 +8,10 @@ InputErrors naming the file, feature and column or bins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from pipeline.errors import InputError
@@ -117,6 +119,26 @@ def read_histograms(
     return table
 
 
+def histogram_runs(table: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """The first row of each run of consecutive rows with equal ``columns`` (int64).
+
+    Histogram tables are usually written one histogram after another: work per histogram
+    can then be done on the first rows of the runs of its key columns instead of on every
+    row (a few hundred thousand instead of millions), and spread back to the rows by run.
+
+    >>> histogram_runs(pl.DataFrame({"f": ["a", "a", "b", "a"], "w": [1, 1, 1, 1]}),
+    ...                ["f", "w"]).tolist()
+    [0, 2, 3]
+    """
+    if not columns or not table.height:
+        return np.zeros(min(table.height, 1), dtype=np.int64)
+    # categories are compared by their codes: integers, not text
+    values = pl.col(columns).to_physical()
+    changed = pl.any_horizontal(values.ne_missing(values.shift()))
+    starts = table.select(changed.arg_true()).to_series().to_numpy().astype(np.int64)
+    return starts if len(starts) and starts[0] == 0 else np.r_[0, starts]
+
+
 def check_totals(table: pl.DataFrame, groups: list[str], what: str, source: str) -> None:
     """Every count and every histogram's total below :data:`MAX_COUNT` (2**53)."""
     # Counts are >= 0, so no histogram can reach the limit when the whole table stays below
@@ -203,13 +225,7 @@ def _resolve_duplicates(
     table: pl.DataFrame, keys: list[str], role: str, source: str,
     duplicates: Literal["error", "sum"],
 ) -> pl.DataFrame:
-    # Distinct hashes prove distinct keys; hashing is several times cheaper than comparing
-    # the text keys, which only runs when two hashes agree (a duplicate or a collision).
-    # (Hashed first, then counted: polars fuses the two into a slower plan with twice the
-    # memory.) Categories are hashed by their codes (one per label): half the time of
-    # hashing the text they stand for.
-    if table.select(pl.struct(pl.col(keys).to_physical()).hash()).to_series().n_unique() \
-            == table.height:
+    if _distinct(table, keys):
         return table
     dup = table.filter(pl.struct(keys).is_duplicated())
     if dup.height == 0:
@@ -223,3 +239,30 @@ def _resolve_duplicates(
     return (table.group_by(keys, maintain_order=True)
             .agg(pl.col("count").sum(), *others)
             .select(table.columns))
+
+
+def _distinct(table: pl.DataFrame, keys: list[str]) -> bool:
+    """True when no two rows share their ``keys`` (segments, feature, window, bin): proved
+    cheaply, else found by comparing the keys (False: maybe a duplicate)."""
+    # Histograms usually come one after another with their bins in one order: then the
+    # keys are distinct when the bins rise within each run of one histogram's rows (by
+    # text or category code) and no histogram has two runs, which the runs' first rows
+    # show: hashing 20 times fewer rows.
+    heads = histogram_runs(table, keys[:-1])
+    start = np.zeros(table.height, dtype=bool)
+    start[heads] = True
+    bins = pl.col(keys[-1]).to_physical()
+    rising = table.select(((bins > bins.shift()) | pl.Series(start)).all()).item()
+    return (rising and _distinct_hashes(table[heads], keys[:-1])) \
+        or _distinct_hashes(table, keys)
+
+
+def _distinct_hashes(table: pl.DataFrame, keys: list[str]) -> bool:
+    """True when the rows' ``keys`` hash to distinct values (False: maybe a duplicate)."""
+    # Distinct hashes prove distinct keys; hashing is several times cheaper than comparing
+    # the text keys, which only runs when two hashes agree (a duplicate or a collision).
+    # (Hashed first, then counted: polars fuses the two into a slower plan with twice the
+    # memory.) Categories are hashed by their codes (one per label): half the time of
+    # hashing the text they stand for.
+    hashes = table.select(pl.struct(pl.col(keys).to_physical()).hash()).to_series()
+    return hashes.n_unique() == table.height
