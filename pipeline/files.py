@@ -119,13 +119,14 @@ class _RecordedFile(io.FileIO):
         raise io.UnsupportedOperation("fileno")
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(file)`` on a temp file next to ``path``, then rename it into place.
+def write_staged(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(file)`` on a temp file next to ``path`` and return it, complete, for
+    :func:`commit_staged` to rename into place (or the caller to delete).
 
-    Readers see the old file or the new one, never a partial one; a failed write leaves
-    the old file untouched and no temp file behind. OS failures (read-only or full disk, a
-    file where a folder should be) raise a one-line :class:`OutputError` naming ``path``,
-    also when ``write`` reported them as an error of its own.
+    A failed write leaves no temp file behind; one left by a killed process is removed by
+    the next writer of ``path`` (:func:`remove_orphans`). OS failures (read-only or full
+    disk, a file where a folder should be) raise a one-line :class:`OutputError` naming
+    ``path``, also when ``write`` reported them as an error of its own.
     """
     target = Path(path)
     make_dirs(target.parent)
@@ -142,7 +143,6 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             write(file)
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         tmp.chmod(0o666 & ~_umask())
-        os.replace(tmp, target)
     except BaseException as error:
         raw.close()
         tmp.unlink(missing_ok=True)
@@ -150,7 +150,32 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         if converted is not None:
             raise converted from error
         raise
-    return target
+    return tmp
+
+
+def commit_staged(staged: Path, path: str | os.PathLike[str]) -> Path:
+    """Rename the file :func:`write_staged` wrote into place as ``path`` (atomically); on
+    failure the staged file is removed and an OS error raised as a one-line
+    :class:`OutputError`."""
+    try:
+        os.replace(staged, path)
+    except BaseException as error:
+        staged.unlink(missing_ok=True)
+        converted = output_error(error, path)
+        if converted is not None:
+            raise converted from error
+        raise
+    return Path(path)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(file)`` on a temp file next to ``path``, then rename it into place.
+
+    Readers see the old file or the new one, never a partial one; a failed write leaves
+    the old file untouched and no temp file behind. OS failures raise a one-line
+    :class:`OutputError` naming ``path`` (:func:`write_staged`).
+    """
+    return commit_staged(write_staged(path, write), path)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -182,5 +207,15 @@ def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
                   metadata: dict[str, str] | None = None) -> Path:
     """Write ``frame`` to ``path`` as Parquet (zstd, `PARQUET_ZSTD_LEVEL`), atomically,
     with optional key-value ``metadata`` in the file footer."""
-    return atomic_write(path, lambda file: frame.write_parquet(
-        file, metadata=metadata, compression="zstd", compression_level=PARQUET_ZSTD_LEVEL))
+    return atomic_write(path, _parquet(frame, metadata))
+
+
+def stage_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
+    """:func:`write_parquet` up to the rename: the temp file, for :func:`commit_staged`."""
+    return write_staged(path, _parquet(frame, None))
+
+
+def _parquet(frame: pl.DataFrame, metadata: dict[str, str] | None
+             ) -> Callable[[BinaryIO], object]:
+    return lambda file: frame.write_parquet(
+        file, metadata=metadata, compression="zstd", compression_level=PARQUET_ZSTD_LEVEL)

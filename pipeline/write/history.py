@@ -17,7 +17,6 @@ columns — is skipped with a warning naming it (a run warning, or a :class:`KLD
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import KLDriftWarning
-from pipeline.files import output_error, remove_orphans, safe_filename, write_parquet
+from pipeline.files import commit_staged, remove_orphans, safe_filename, stage_parquet
 
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"
@@ -117,14 +116,7 @@ class StagedPart:
 
     def commit(self) -> Path:
         """Put the part in the dataset (an atomic rename; it replaces the run's old one)."""
-        try:
-            os.replace(self.staged, self.target)
-        except OSError as error:
-            converted = output_error(error, self.target)
-            if converted is not None:
-                raise converted from error
-            raise
-        return self.target
+        return commit_staged(self.staged, self.target)
 
     def discard(self) -> None:
         """Remove the staged file (a run that failed before it could be added)."""
@@ -152,9 +144,7 @@ def stage_history(
     )
     _remove_orphans(history_dir)
     target = partition_dir(history_dir, run_id) / PART_FILES[part]
-    # named as files.atomic_write names its temp files: an orphan once the process is gone
-    staged = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    return StagedPart(write_parquet(staged, rows), target)
+    return StagedPart(stage_parquet(target, rows), target)
 
 
 def _remove_orphans(history_dir: str | os.PathLike[str]) -> None:
@@ -162,7 +152,6 @@ def _remove_orphans(history_dir: str | os.PathLike[str]) -> None:
     for partition in Path(history_dir).glob("run_id=*"):
         for name in PART_FILES.values():
             remove_orphans(partition / name)  # staged parts (stage_history) among them
-            remove_orphans(partition / f".{name}")  # and the temp files of their writers
 
 
 def drop_history(history_dir: str | os.PathLike[str], run_id: str, *,
