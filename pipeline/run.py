@@ -503,10 +503,11 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     (:func:`_publish`)."""
     say = progress or _silent
     created_at = datetime.now(UTC)
-    run_id = _run_id(config, created_at, Path(config.output.dir) / HISTORY_DIR)
+    history_dir = Path(config.output.dir) / HISTORY_DIR
+    run_id = _run_id(config, created_at, history_dir)
     run_dir = Path(config.output.dir) / safe_filename(run_id)
     measured = _measure(config, parts, say, bin_current, inputs, created_at,
-                        _history(run_dir.parent / HISTORY_DIR, run_id, created_at))
+                        _history(history_dir, run_id, created_at))
     result = _publish(measured, run_id, run_dir, say)
     _check_compared(result)
     return result
