@@ -457,10 +457,7 @@ def _scope(summary: FeatureSummary | None, models: ModelTables | None,
     """What the run checked, for the page's subtitle."""
     parts = []
     if summary is not None:
-        shape = [f"{summary.n_features} features"]
-        shape += [f"{n} {noun}" for noun, n in (("segments", summary.n_segments),
-                                                ("windows", summary.n_windows)) if n > 1]
-        parts.append(f"{summary.drift.height} feature checks ({' × '.join(shape)})")
+        parts.append(f"{summary.drift.height} feature checks ({summary.shape})")
     if joint is not None:
         parts.append(f"{joint.height} joint checks")
     if models is not None:

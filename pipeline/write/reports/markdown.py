@@ -198,11 +198,8 @@ def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> str:
     noun = "feature" if counts["features"] == 1 else "features"
     lines = [f"**{counts['drifted']} of {counts['features']} {noun} drifted** in at least one "
              f"{where}" + (f" ({by_status}, by worst window)." if counts["drifted"] else ".")]
-    shape = [f"{summary.n_features} features"]
-    shape += [f"{n} {noun}" for noun, n in (("segments", summary.n_segments),
-                                            ("windows", summary.n_windows)) if n > 1]
     checks = " · ".join(f"{n} {STATUS_LABELS[s]}" for s, n in status_counts(alerts).items())
-    lines.append(f"{checks} of {alerts['summary']['total']} checks ({' × '.join(shape)}).")
+    lines.append(f"{checks} of {alerts['summary']['total']} checks ({summary.shape}).")
     if n_partial := summary.n_partial:
         lines.append(f"{n_partial} partial {'window' if n_partial == 1 else 'windows'} "
                      "(the data cover only part of them).")

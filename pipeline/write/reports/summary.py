@@ -280,6 +280,14 @@ class FeatureSummary:
     n_windows: int
     n_partial: int
 
+    @property
+    def shape(self) -> str:
+        """``"M features × S segments × W windows"`` (segments and windows when several)."""
+        parts = [f"{self.n_features} features"]
+        parts += [f"{n} {noun}" for noun, n in (("segments", self.n_segments),
+                                                ("windows", self.n_windows)) if n > 1]
+        return " × ".join(parts)
+
 
 def summarize(drift: pl.DataFrame) -> FeatureSummary:
     """The :class:`FeatureSummary` of a drift table.
