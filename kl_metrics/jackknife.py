@@ -170,8 +170,8 @@ def _corrected(current: tuple[np.ndarray, np.ndarray], baseline: tuple[np.ndarra
     (cur, n_cur), (ref, n_ref) = current, baseline
     shares = {}
     for side, counts, n in (("p", cur, n_cur), ("q", ref, n_ref)):
-        share = np.maximum(np.divide(counts, n, out=out(f"share {side}", counts.shape)), eps,
-                           out=out(f"share {side}", counts.shape))
+        share = np.divide(counts, n, out=out(f"share {side}", counts.shape))
+        np.maximum(share, eps, out=share)
         shares[side] = share
         shares[f"log_{side}"] = np.log(share, out=out(f"log share {side}", counts.shape))
     # the plug-in value from its pair sums, as divergences computes it
