@@ -170,15 +170,14 @@ def _corrected(current: tuple[np.ndarray, np.ndarray], baseline: tuple[np.ndarra
     (cur, n_cur), (ref, n_ref) = current, baseline
     shares = {}
     for side, counts, n in (("p", cur, n_cur), ("q", ref, n_ref)):
-        share = np.maximum(np.divide(counts, n, out=out(f"share {side}", counts.shape)), eps,
-                           out=out(f"share {side}", counts.shape))
+        share = np.divide(counts, n, out=out(f"share {side}", counts.shape))
+        np.maximum(share, eps, out=share)
         shares[side] = share
         shares[f"log_{side}"] = np.log(share, out=out(f"log share {side}", counts.shape))
     # the plug-in value from its pair sums, as divergences computes it
     plug_in = _terms.Fields(out, exact=eps == 0, **shares)
-    sums = {(weight, field): _terms.pair_sum(plug_in, weight, field)
-            for _, weight, field in metric.pairs}
-    whole = sum(coef * sums[weight, field] for coef, weight, field in metric.pairs)
+    whole = sum(coef * _terms.pair_sum(plug_in, weight, field)
+                for coef, weight, field in metric.pairs)
     bias_cur, var_cur = _one_side(cur, n_cur, "p", plug_in, metric, eps, loo)
     bias_ref, var_ref = _one_side(ref, n_ref, "q", plug_in, metric, eps, loo)
     estimate = np.clip(whole - bias_cur - bias_ref, 0.0, top)

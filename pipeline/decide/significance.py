@@ -583,7 +583,7 @@ class _TiltedTable:
             offsets = np.concatenate([self.sample(lq, n, rng) for lq, n in
                                       zip(self.log_q, sizes, strict=True)])
             drawn += size
-            w = self.weights(offsets, self.widest, self.log_q, weights)
+            w = self.weights(offsets, weights)
             total_weight += w.sum()
             total_square += (w**2).sum()
             mean = total_weight / drawn
@@ -606,9 +606,9 @@ class _TiltedTable:
         offsets = np.repeat(np.tile(np.arange(width), bins), taken.ravel()).reshape(bins, size)
         return rng.permuted(offsets, axis=1).T
 
-    def weights(self, offsets: np.ndarray, widest: int, log_q: list[np.ndarray],
-                mixture: np.ndarray) -> np.ndarray:
+    def weights(self, offsets: np.ndarray, mixture: np.ndarray) -> np.ndarray:
         """Importance weight of each draw (0 unless its G reaches the observed one)."""
+        widest, log_q = self.widest, self.log_q
         bins = np.arange(offsets.shape[1])
         free = bins != widest
         offsets = offsets.copy()
