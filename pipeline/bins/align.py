@@ -351,17 +351,16 @@ class Catalogue:
                 parts.append(np.concatenate(coded[:2]))
                 sizes.append(values.len())
         spelling, n = combine(parts, sizes, len(parts[0]))
-        # the first row of each spelling: the current rows (millions) are only searched for
-        # spellings the baseline lacks
+        # the first row of each spelling (its parts, from any of its rows): the current rows
+        # (millions) are only searched for spellings the baseline lacks
         first = _first(spelling[:baseline.height], n, np.arange(baseline.height))
         if (first == np.iinfo(np.int64).max).any():
             first = np.minimum(first, _first(spelling[baseline.height:], n,
                                              np.arange(baseline.height, len(spelling))))
-        where = first  # the parts of a spelling, from any of its rows
-        feature = parts[0][where]
+        feature = parts[0][first]
         table = pl.DataFrame({
-            "feature": feature, "bin": label_names[parts[1][where]],
-            **{name: values[parts[i][where]] for i, (name, values)
+            "feature": feature, "bin": label_names[parts[1][first]],
+            **{name: values[parts[i][first]] for i, (name, values)
                in enumerate(edge_values.items(), start=2)}})
         for name in ("lower", "upper"):
             if name not in table.columns:

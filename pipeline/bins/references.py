@@ -172,7 +172,7 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     heads = histogram_runs(current, [*on, "feature"])
     lengths = np.diff(np.r_[heads, n])
     first_rows = current.select(*on, "feature")[heads]
-    slot = _slots(first_rows, keys)
+    slot = _slots(first_rows, keys, on)
     features, (feature, known) = encode([first_rows["feature"], layouts["feature"]])
     layout_of = np.full(features.len(), -1, dtype=np.int32)
     layout_of[known] = np.arange(layouts.height)
@@ -214,11 +214,10 @@ def _enum(labels: pl.Series) -> pl.Series:
     return labels.cast(pl.Enum(labels.unique().drop_nulls().cast(pl.String).sort()))
 
 
-def _slots(current: pl.DataFrame, keys: pl.DataFrame) -> np.ndarray:
+def _slots(current: pl.DataFrame, keys: pl.DataFrame, on: list[str]) -> np.ndarray:
     """The row of ``keys`` (:func:`window_keys`) holding each current row's segment x
-    window, by integer codes: a join on the text keys of 10^7 rows costs seconds and a copy
-    of them."""
-    on = [c for c in keys.columns if c in current.columns and c != "feature"]
+    window (the key columns ``on``), by integer codes: a join on the text keys of 10^7 rows
+    costs seconds and a copy of them."""
     if not on:  # no segments, no windows: ``keys`` is the run's one window
         return np.zeros(current.height, dtype=np.int64)
     coded = [encode([current[c], keys[c]]) for c in on]
