@@ -225,7 +225,7 @@ def _resolve_duplicates(
     table: pl.DataFrame, keys: list[str], role: str, source: str,
     duplicates: Literal["error", "sum"],
 ) -> pl.DataFrame:
-    if _distinct(table, keys):
+    if _keys_distinct(table, keys):
         return table
     dup = table.filter(pl.struct(keys).is_duplicated())
     if dup.height == 0:
@@ -241,7 +241,7 @@ def _resolve_duplicates(
             .select(table.columns))
 
 
-def _distinct(table: pl.DataFrame, keys: list[str]) -> bool:
+def _keys_distinct(table: pl.DataFrame, keys: list[str]) -> bool:
     """True when no two rows share their ``keys`` (segments, feature, window, bin): proved
     cheaply, else found by comparing the keys (False: maybe a duplicate)."""
     # Histograms usually come one after another with their bins in one order: then the
