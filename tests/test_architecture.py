@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 PACKAGES = ("kl_metrics", "pipeline", "flows")
 SHARED = {"pipeline.errors", "pipeline.config", "pipeline.labels", "pipeline.formats",
-          "pipeline.files", "pipeline.windows"}
+          "pipeline.files", "pipeline.windows", "pipeline.parallel"}
 STAGES = ("pipeline.read", "pipeline.bins", "pipeline.measure", "pipeline.decide",
           "pipeline.write")
 

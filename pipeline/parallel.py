@@ -1,0 +1,54 @@
+"""Blocks of rows measured side by side on the machine's cores, on threads.
+
+numpy's array loops and random draws and polars' queries release the GIL, so threads give
+the run the second core that a single Python thread leaves idle, without copying arrays to
+other processes. The number of threads is polars' own pool size (``POLARS_MAX_THREADS``
+limits both): one setting caps the run's cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
+from typing import TypeVar
+
+import numpy as np
+import polars as pl
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def threads() -> int:
+    """Threads a stage may run at once: polars' thread pool size (``POLARS_MAX_THREADS``)."""
+    return max(1, pl.thread_pool_size())
+
+
+def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``function(item)`` of every item, on up to :func:`threads` threads, in the items'
+    order; on the calling thread when there is one item or one thread. An exception raised
+    by any call is raised here.
+
+    >>> in_parallel(lambda n: n * n, [1, 2, 3])
+    [1, 4, 9]
+    """
+    if len(items) <= 1 or threads() == 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(min(threads(), len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+def row_blocks(rows: int, *, parts: int | None = None, smallest: int = 1) -> list[slice]:
+    """``rows`` cut into ``parts`` (default :func:`threads`) consecutive blocks of about
+    equal size, none smaller than ``smallest`` unless it is the only one (fewer blocks when
+    there are few rows; none for no rows).
+
+    >>> row_blocks(10, parts=2)
+    [slice(0, 5, None), slice(5, 10, None)]
+    >>> row_blocks(10, parts=2, smallest=6)
+    [slice(0, 10, None)]
+    """
+    parts = max(1, min(parts or threads(), rows // max(smallest, 1)))
+    bounds = np.linspace(0, rows, parts + 1).round().astype(int).tolist() if rows else []
+    return [slice(a, b) for a, b in pairwise(bounds)]
