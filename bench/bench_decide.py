@@ -100,9 +100,9 @@ class _Counting:
 
     def __enter__(self) -> _Counting:
         def permute(current: np.ndarray, total: np.ndarray, draws: int,
-                    rng: np.random.Generator) -> np.ndarray:
+                    streams: significance.Streams) -> np.ndarray:
             self.permuted[draws] = self.permuted.get(draws, 0) + len(current)
-            return self._permute(current, total, draws, rng)
+            return self._permute(current, total, draws, streams)
 
         def tails(current: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
             self.tails += len(current)
