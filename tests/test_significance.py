@@ -228,14 +228,16 @@ def test_importance_draws_go_where_the_threshold_needs_them(monkeypatch: pytest.
     assert n_below == n_plain and below == plain
 
 
-@pytest.mark.parametrize("tilted_cells", [1, 1 << 18])
+@pytest.mark.parametrize(("tilted_cells", "chunk_cells"), [(1, 1 << 20), (1 << 18, 1),
+                                                            (1 << 18, 1 << 20)])
 def test_tails_of_many_rows_are_each_rows_own_tail(monkeypatch: pytest.MonkeyPatch,
-                                                   tilted_cells: int) -> None:
+                                                   tilted_cells: int, chunk_cells: int) -> None:
     # the tails of rows of several widths (batched together, padded, reordered by width,
-    # on threads) equal each row's tail alone from the stream of its key, whichever rows
-    # share the call, whatever the threads; equal tables of two keys get their own draws;
-    # a row too large to enumerate keeps its chi-square p
+    # weighed in groups of rows, on threads) equal each row's tail alone from the stream
+    # of its key, whichever rows share the call, whatever the threads; equal tables of two
+    # keys get their own draws; a row too large to enumerate keeps its chi-square p
     monkeypatch.setattr(significance, "_TILTED_CELLS", tilted_cells)
+    monkeypatch.setattr(significance, "_CHUNK_CELLS", chunk_cells)
     rng = np.random.default_rng(6)
     probs = np.array([0.3, 0.25, 0.2, 0.1, 0.08, 0.05, 0.02])
     baseline = rng.multinomial([300, 3000, 30_000, 300, 100_000, 300], probs).astype(float)

@@ -355,7 +355,7 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
         slack = (statistic[chunk] * _TIE + 1e-12) / 2 + 1e-13 * observed
         return (simulated >= observed - slack).sum(axis=0)
 
-    chunks = list(enumerate(_chunks(np.arange(len(current)), draws * width)))
+    chunks = list(enumerate(_chunks(np.arange(len(current)), draws * width, _DRAWN_CELLS)))
     return np.concatenate([np.zeros(0), *in_parallel(exceedances, chunks)])
 
 
@@ -624,16 +624,18 @@ class _TiltedTables:
         total_weight, total_square, spent = np.zeros(rows), np.zeros(rows), np.zeros(rows)
         active, drawn = np.arange(rows), 0
         while active.size and drawn < 8 * draws:
-            offsets = np.zeros((active.size, size, bins), dtype=np.int64)
-            for j, i in enumerate(active.tolist()):
-                values, probabilities = laws[i]
-                offsets[j, :, :self.bins[i]] = np.concatenate([
-                    _sample(values, law, n, rngs[i]) for law, n in
-                    zip(probabilities, rngs[i].multinomial(size, mixture), strict=True)])
             drawn += size
-            w = self.weights(active, offsets, log_q, widest, mixture)
-            total_weight[active] += w.sum(axis=1)
-            total_square[active] += (w**2).sum(axis=1)
+            # rows in groups of about _CHUNK_CELLS draws x bins, bounding the temporaries
+            for group in _chunks(active, size * bins, _CHUNK_CELLS):
+                offsets = np.zeros((group.size, size, bins), dtype=np.int64)
+                for j, i in enumerate(group.tolist()):
+                    values, probabilities = laws[i]
+                    offsets[j, :, :self.bins[i]] = np.concatenate([
+                        _sample(values, law, n, rngs[i]) for law, n in
+                        zip(probabilities, rngs[i].multinomial(size, mixture), strict=True)])
+                w = self.weights(group, offsets, log_q, widest, mixture)
+                total_weight[group] += w.sum(axis=1)
+                total_square[group] += (w**2).sum(axis=1)
             spent[active] = drawn
             mean = total_weight[active] / drawn
             error = np.sqrt(np.maximum(total_square[active] / drawn - mean**2, 0.0) / drawn)
@@ -729,6 +731,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return q
 
 
-def _chunks(rows: np.ndarray, cells_per_row: int) -> list[np.ndarray]:
-    size = max(1, _DRAWN_CELLS // max(cells_per_row, 1))
+def _chunks(rows: np.ndarray, cells_per_row: int, cells: int) -> list[np.ndarray]:
+    """``rows`` cut into consecutive chunks of about ``cells`` cells (at least a row)."""
+    size = max(1, cells // max(cells_per_row, 1))
     return [rows[i:i + size] for i in range(0, rows.size, size)]
