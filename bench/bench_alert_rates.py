@@ -25,7 +25,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.decide.significance import chi_square_p, precise_p_values
+from pipeline.decide.significance import Streams, chi_square_p, precise_p_values
 from tests.scenarios import (
     alert_rate,
     permutation_reference,
@@ -63,9 +63,10 @@ def severity(windows: int) -> None:
 def p_value_accuracy(tables: int, draws: int) -> None:
     rng = np.random.default_rng(1)
     ratios, chi = [], []
-    for current, baseline in skewed_sparse_tables(tables, seed=0):
+    for i, (current, baseline) in enumerate(skewed_sparse_tables(tables, seed=0)):
         reference, hits = permutation_reference(current, baseline, draws, rng)
-        tail = precise_p_values(current[None], baseline[None], draws=2000, rng=rng)[0]
+        tail = precise_p_values(current[None], baseline[None], draws=2000,
+                                streams=Streams(1, (0, i)))[0]
         asymptotic = chi_square_p(current[None], baseline[None])[0]
         ratios.append(tail / reference)
         chi.append(asymptotic / reference)
@@ -75,14 +76,16 @@ def p_value_accuracy(tables: int, draws: int) -> None:
               f"(x{asymptotic / reference:.2f})", flush=True)
     print(f"  tilted / brute force: {min(ratios):.2f} to {max(ratios):.2f}; chi-square / brute "
           f"force: {min(chi):.2f} to {max(chi):.2f}")
-    for current, baseline in [([0, 0, 0, 2, 10, 14], [400, 300, 200, 80, 15, 5]),
-                              ([1, 0, 3, 2, 6], [120, 60, 30, 8, 2]),
-                              ([5, 2, 2, 1, 0, 3, 4], [500, 200, 100, 40, 10, 4, 2]),
-                              ([9, 4, 0, 1, 2, 4], [300, 150, 60, 20, 6, 2])]:
+    for i, (current, baseline) in enumerate([
+            ([0, 0, 0, 2, 10, 14], [400, 300, 200, 80, 15, 5]),
+            ([1, 0, 3, 2, 6], [120, 60, 30, 8, 2]),
+            ([5, 2, 2, 1, 0, 3, 4], [500, 200, 100, 40, 10, 4, 2]),
+            ([9, 4, 0, 1, 2, 4], [300, 150, 60, 20, 6, 2])]):
         cur, base = np.array(current, float), np.array(baseline, float)
         exact = exact_permutation_p(cur, base)
-        tails = np.array([precise_p_values(cur[None], base[None], draws=2000, rng=rng)[0]
-                          for _ in range(20)]) / exact
+        tails = np.array([precise_p_values(cur[None], base[None], draws=2000,
+                                           streams=Streams(1, (1, i, run)))[0]
+                          for run in range(20)]) / exact
         print(f"  exact {exact:.2e}: tilted / exact over 20 runs {tails.min():.2f} to "
               f"{tails.max():.2f}, chi-square / exact "
               f"{chi_square_p(cur[None], base[None])[0] / exact:.2f}", flush=True)

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from scipy import special, stats
 
 from kl_metrics import g_test
+from pipeline import parallel
 from pipeline.decide import significance
 from pipeline.decide.significance import (
+    Streams,
     benjamini_hochberg,
     chi_square_p,
     decision_threshold,
@@ -67,11 +69,12 @@ def test_permutation_tail_within_a_factor_two_of_brute_force_on_skewed_tables() 
     # Where the simulation cannot resolve p (1e-4 to 1e-3) and the old Satterthwaite tail
     # was 3-20x too small; the bench runs a larger battery (docs/alerts.md).
     rng = np.random.default_rng(2)
-    for current, baseline in skewed_sparse_tables(3, seed=0):
+    for i, (current, baseline) in enumerate(skewed_sparse_tables(3, seed=0)):
         assert is_sparse(current[None], baseline[None])[0]
         reference, hits = permutation_reference(current, baseline, 200_000, rng)
         assert hits >= 20  # the reference itself is within ~25%
-        got = precise_p_values(current[None], baseline[None], draws=2000, rng=rng)[0]
+        got = precise_p_values(current[None], baseline[None], draws=2000,
+                               streams=Streams(2, (i,)))[0]
         assert 0.5 <= got / reference <= 2.0, (got, reference)
 
 
@@ -82,7 +85,7 @@ def test_precise_p_is_valid_under_the_null() -> None:
     probs = np.array([0.4, 0.25, 0.15, 0.1, 0.05, 0.03, 0.02])
     baseline = np.tile(rng.multinomial(20_000, probs), (300, 1)).astype(float)
     windows = rng.multinomial(40, probs, size=300).astype(float)
-    p = precise_p_values(windows, baseline, draws=1000, rng=rng)
+    p = precise_p_values(windows, baseline, draws=1000, streams=Streams(3))
     assert 0.02 <= (p < 0.05).mean() <= 0.09
     assert stats.kstest(p, "uniform").pvalue > 0.001
 
@@ -92,8 +95,8 @@ def test_huge_and_weighted_counts_do_not_overflow() -> None:
     current = np.array([[2.0**62, 2.0**61, 3.0]])
     baseline = np.array([[2.0**61, 2.0**62, 1.0]])
     assert is_sparse(current, baseline)[0]
-    assert np.isnan(permutation_exceedances(current, baseline, 100, np.random.default_rng(0)))
-    p = precise_p_values(current, baseline, draws=100, rng=np.random.default_rng(0))
+    assert np.isnan(permutation_exceedances(current, baseline, 100, Streams(0)))
+    p = precise_p_values(current, baseline, draws=100, streams=Streams(0))
     assert p == pytest.approx(chi_square_p(current, baseline))
     # through decide: weighted counts in a drift table
     base = categorical_histogram("w", {"a": 2.0**62, "b": 2.0**61, "c": 0.5})
@@ -159,11 +162,10 @@ def test_floor_at_most_on_rows_settled_and_not_permuted() -> None:
 def test_monte_carlo_and_tail_count_ties_on_tiny_tables(current: list, baseline: list) -> None:
     cur, base = np.array([current], dtype=float), np.array([baseline], dtype=float)
     exact = exact_permutation_p(cur[0], base[0])
-    rng = np.random.default_rng(5)
     draws = 20_000
-    monte_carlo = (1 + permutation_exceedances(cur, base, draws, rng)[0]) / (draws + 1)
+    monte_carlo = (1 + permutation_exceedances(cur, base, draws, Streams(5))[0]) / (draws + 1)
     assert abs(monte_carlo - exact) < 5 * np.sqrt(exact * (1 - exact) / draws)
-    tail = precise_p_values(cur, base, draws=2000, rng=rng)[0]
+    tail = precise_p_values(cur, base, draws=2000, streams=Streams(6))[0]
     assert 0.67 * exact <= tail <= 1.5 * exact
 
 
@@ -202,9 +204,11 @@ def test_importance_draws_go_where_the_threshold_needs_them(monkeypatch: pytest.
     exact = exact_permutation_p(cur, base)
     assert 6e-6 < exact < 7e-6
     drawn: list[int] = []
-    weights = significance._TiltedTable.weights
-    monkeypatch.setattr(significance._TiltedTable, "weights", lambda self, offsets, *args: (
-        drawn.append(len(offsets)) or weights(self, offsets, *args)))
+    weights = significance._TiltedTables.weights
+    monkeypatch.setattr(significance._TiltedTables, "weights",
+                        lambda self, active, offsets, *args: (
+                            drawn.append(offsets.shape[0] * offsets.shape[1])
+                            or weights(self, active, offsets, *args)))
 
     def tail(threshold: float | None) -> tuple[float, int]:
         drawn.clear()
@@ -224,25 +228,43 @@ def test_importance_draws_go_where_the_threshold_needs_them(monkeypatch: pytest.
     assert n_below == n_plain and below == plain
 
 
-def test_tails_of_many_rows_are_each_rows_own_tail() -> None:
-    # the tails of rows of several widths (batched together, padded, reordered by width)
-    # equal each row's tail alone, drawn from the same stream in the given order; a row too
-    # large to enumerate keeps its chi-square p
+@pytest.mark.parametrize(("tilted_cells", "chunk_cells"), [(1, 1 << 20), (1 << 18, 1),
+                                                            (1 << 18, 1 << 20)])
+def test_tails_of_many_rows_are_each_rows_own_tail(monkeypatch: pytest.MonkeyPatch,
+                                                   tilted_cells: int, chunk_cells: int) -> None:
+    # the tails of rows of several widths (batched together, padded, reordered by width,
+    # weighed in groups of rows, on threads) equal each row's tail alone from the stream
+    # of its key, whichever rows share the call, whatever the threads; equal tables of two
+    # keys get their own draws; a row too large to enumerate keeps its chi-square p
+    monkeypatch.setattr(significance, "_TILTED_CELLS", tilted_cells)
+    monkeypatch.setattr(significance, "_CHUNK_CELLS", chunk_cells)
     rng = np.random.default_rng(6)
     probs = np.array([0.3, 0.25, 0.2, 0.1, 0.08, 0.05, 0.02])
-    baseline = rng.multinomial([300, 3000, 30_000, 300, 100_000], probs).astype(float)
-    current = rng.multinomial([150, 25, 120, 20, 40], probs[::-1]).astype(float)
+    baseline = rng.multinomial([300, 3000, 30_000, 300, 100_000, 300], probs).astype(float)
+    current = rng.multinomial([150, 25, 120, 20, 40, 150], probs[::-1]).astype(float)
+    current[5], baseline[5] = current[0], baseline[0]
     baseline[3, 2] = current[3, 2] = 0.0
     current[2], baseline[2] = [7e7, 6e7] * 3 + [7e7], [7e7] * 7  # a total near 10^9
-    together = precise_p_values(current, baseline, draws=400, rng=np.random.default_rng(7),
-                                threshold=1e-4)
-    alone_rng = np.random.default_rng(7)
-    alone = [permutation_tail(c, c + b, draws=400, rng=alone_rng, threshold=1e-4)
-             for c, b in zip(current, baseline, strict=True)]
+    streams, keys = Streams(7, (1,)), np.array([11, 3, 5, 8, 2, 9])
+    results = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(parallel, "threads", lambda threads=threads: threads)
+        results[threads] = precise_p_values(current, baseline, draws=400, streams=streams,
+                                            threshold=1e-4, keys=keys)
+    together = results[2]
+    np.testing.assert_array_equal(together, results[1])
+    alone = [permutation_tail(c, c + b, draws=400, rng=streams(key), threshold=1e-4)
+             for c, b, key in zip(current, baseline, keys, strict=True)]
     assert alone[2] is None  # 7 bins x over a million likely counts
-    np.testing.assert_allclose(together[[0, 1, 3, 4]], np.array(alone)[[0, 1, 3, 4]].astype(float),
-                               rtol=1e-9)
+    seen = [0, 1, 3, 4, 5]
+    np.testing.assert_allclose(together[seen], np.array(alone)[seen].astype(float), rtol=1e-9)
     assert together[2] == chi_square_p(current[2:3], baseline[2:3])[0]
+    few = [4, 0]
+    np.testing.assert_allclose(precise_p_values(current[few], baseline[few], draws=400,
+                                                streams=streams, threshold=1e-4,
+                                                keys=keys[few]), together[few], rtol=1e-9)
+    # the same table under another key: another estimate (p ~ 3e-33: within a factor 2)
+    assert together[5] != together[0] and 0.5 < together[5] / together[0] < 2
 
 
 def test_saddlepoints_of_many_rows_are_each_rows_own() -> None:
@@ -254,14 +276,13 @@ def test_saddlepoints_of_many_rows_are_each_rows_own() -> None:
     width = max(len(c) for c, _ in tables)
     current = np.array([np.pad(c, (0, width - len(c))) for c, _ in tables])
     total = np.array([np.pad(c + b, (0, width - len(c))) for c, b in tables])
-    batches = [pair for block in significance._TiltedTables.blocks(current, total)
-               for pair in block]
+    batches = significance._TiltedTables.batches(current, total)
     assert max(len(rows) for rows, _ in batches) >= 3
     for rows, batch in batches:
-        point = batch.saddlepoint()
+        point = batch().saddlepoint()
         for k, row in enumerate(rows):
-            alone = next(batch for block in significance._TiltedTables.blocks(
-                current[row:row + 1], total[row:row + 1]) for _, batch in block)
+            alone = significance._TiltedTables.batches(current[row:row + 1],
+                                                       total[row:row + 1])[0][1]()
             np.testing.assert_allclose(point[k], alone.saddlepoint()[0], rtol=1e-9)
             c, t = current[row][total[row] > 0], total[row][total[row] > 0]
             n1, size = c.sum(), t.sum()
@@ -288,8 +309,29 @@ def test_permutation_g_from_the_table_of_k_log_k_equals_it_computed(
     probs = np.array([0.5, 0.3, 0.15, 0.05])
     current = rng.multinomial(30, probs, size=40).astype(float)
     baseline = rng.multinomial(3000, probs, size=40).astype(float)
-    tabled = permutation_exceedances(current, baseline, 200, np.random.default_rng(9))
+    tabled = permutation_exceedances(current, baseline, 200, Streams(9))
     monkeypatch.setattr(significance, "_TABLED", 0)
-    computed = permutation_exceedances(current, baseline, 200, np.random.default_rng(9))
+    computed = permutation_exceedances(current, baseline, 200, Streams(9))
     np.testing.assert_array_equal(tabled, computed)
     assert len(np.unique(tabled)) > 10  # p-values across the range
+
+
+def test_permutation_chunks_draw_their_own_streams_whatever_the_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 80 copies of one table, each its own chunk (_DRAWN_CELLS = one row's draws): chunk c
+    # draws from streams(c), so the copies' exceedances are independent Binomial(draws, p)
+    # counts (p 0.29 by enumeration), the same on one thread or two
+    cur, base = np.array([3.0, 1, 0, 2, 1, 3]), np.array([50.0, 40, 30, 20, 10, 5])
+    exact = exact_permutation_p(cur, base)
+    draws, copies = 200, 80
+    monkeypatch.setattr(significance, "_DRAWN_CELLS", draws * cur.size)
+    counts = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(parallel, "threads", lambda threads=threads: threads)
+        counts[threads] = permutation_exceedances(np.tile(cur, (copies, 1)),
+                                                  np.tile(base, (copies, 1)), draws, Streams(4))
+    np.testing.assert_array_equal(counts[1], counts[2])
+    binomial_variance = draws * exact * (1 - exact)
+    assert abs(counts[1].mean() / draws - exact) < 4 * np.sqrt(binomial_variance / copies) / draws
+    # shared streams would give equal counts (variance 0); chi-square(79) within its 1e-4 tails
+    assert 40 < counts[1].var(ddof=1) / binomial_variance * (copies - 1) < 130

@@ -23,7 +23,6 @@ exact small p-values (:func:`_p_values`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,6 +33,7 @@ from pipeline.decide.significance import (
     DECISIVE_FACTOR,
     DRAW_ROUNDS,
     RESOLVED_EXCEEDANCES,
+    Streams,
     Tables,
     benjamini_hochberg,
     decision_threshold,
@@ -147,10 +147,14 @@ def window_verdicts(drift: pl.DataFrame, config: AlertsConfig) -> pl.DataFrame:
 def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
               config: AlertsConfig) -> np.ndarray:
     """The p-value of every tested row, precise where it decides an alert
-    (:mod:`pipeline.decide.significance`)."""
-    # seeded once, on the first draw: a run whose p-values are all closed forms does not
-    # import numpy.random (0.007 s)
-    rng = functools.cache(lambda: np.random.default_rng(config.seed))
+    (:mod:`pipeline.decide.significance`).
+
+    Every draw comes from a stream of ``config.seed`` keyed by what the data fix, never by
+    the threads: a permutation call by (0, round of this loop, draws made before, width)
+    and within it by its chunk of rows; a row's importance-sampled tail by (1, its row in
+    the drift table). (Streams are made on the first draw: a run whose p-values are all
+    closed forms does not import numpy.random.)"""
+    streams = Streams(config.seed)
     n_rows = drift.height
     p, chi_square = np.full(n_rows, np.nan), np.full(n_rows, np.nan)
     rows, tables = count_tables(drift, tested)
@@ -178,6 +182,7 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     exceed = np.where(unsettled, 0.0, np.nan)
     drawn = np.zeros(n_rows, dtype=np.int64)
     beyond = 1 - config.null_quantile if config.calibrated else 1.0
+    round_ = 0  # of this loop: a key of its permutation streams
     while True:
         threshold = min(decision_threshold(p[tested], config.fdr_q), beyond)
         # settled rows left out: they may hold hundreds of exceedances to sum over
@@ -193,14 +198,18 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
         for done in np.unique(drawn[extend]):
             more = DRAW_ROUNDS[np.searchsorted(DRAW_ROUNDS, done, side="right")] - done
             for chosen, current, baseline in batches(extend & (drawn == done)):
-                exceed[chosen] += permutation_exceedances(current, baseline, more, rng())
+                key = (0, round_, int(done), current.shape[1])
+                exceed[chosen] += permutation_exceedances(current, baseline, more,
+                                                          streams.keyed(*key))
                 drawn[chosen] += more
         # a row that cannot be permuted (NaN exceedances) keeps its chi-square p
         p[extend] = np.where(np.isnan(exceed), chi_square, (1 + exceed) / (drawn + 1))[extend]
         for chosen, current, baseline in batches(tail):
-            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws, rng=rng(),
-                                         threshold=threshold)
+            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws,
+                                         streams=streams.keyed(1), threshold=threshold,
+                                         keys=chosen)
         unsettled &= ~(decisive | tail | (exceed >= RESOLVED_EXCEEDANCES) | np.isnan(exceed))
+        round_ += 1
 
 
 def _window_statuses(drift: pl.DataFrame, config: AlertsConfig, pending: np.ndarray,

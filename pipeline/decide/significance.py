@@ -29,6 +29,7 @@ an alert (docs/alerts.md):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ import numpy as np
 
 from kl_metrics import g_terms
 from kl_metrics.special import chdtrc, gammaln, xlogy
+from pipeline.parallel import in_parallel
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
 MIN_EXPECTED = 5.0
@@ -69,12 +71,41 @@ _DEFENSIVE = 0.1
 # A bin's support is cut where its binomial probability is below exp(-_LOG_CUT) = 1e-100 by
 # the Chernoff bound: far under any p that decides an alert, whatever the tilt.
 _LOG_CUT = 230.0
-# Cells per simulated chunk (draws x rows x bins), bounding memory to tens of MB.
+# Cells per block of rows (rows x bins, or x support), bounding memory to tens of MB.
 _CHUNK_CELLS = 1 << 20
+# Cells per block of tilted tables (rows x bins x support): several blocks for the threads.
+_TILTED_CELLS = 1 << 18
+# Cells per chunk of permuted tables (draws x rows x bins): one random stream each and one
+# unit of a thread's work, small enough that a round's chunks spread over the threads.
+_DRAWN_CELLS = 1 << 18
 # Relative tolerance: equal tables must count as ties despite rounding.
 _TIE = 1e-9
 # Whole counts up to which functions of counts (k log k, log k!) are read from a table (8 MB).
 _TABLED = 1 << 20
+
+
+@dataclass(frozen=True)
+class Streams:
+    """Independent random streams of one seed, each named by a key of whole numbers: the
+    draws of a key are the same whichever thread makes them, in whatever order, and
+    whatever else is drawn (``np.random.SeedSequence(seed, spawn_key=key)``).
+
+    >>> streams = Streams(0).keyed(3)
+    >>> bool(streams(1).random() == Streams(0, (3, 1))().random() != streams(2).random())
+    True
+    """
+
+    seed: int
+    key: tuple[int, ...] = ()
+
+    def __call__(self, *key: int) -> np.random.Generator:
+        """The generator of the stream ``self.key + key``."""
+        sequence = np.random.SeedSequence(self.seed, spawn_key=(*self.key, *key))
+        return np.random.Generator(np.random.PCG64(sequence))
+
+    def keyed(self, *key: int) -> Streams:
+        """The streams whose keys start with ``self.key + key``."""
+        return Streams(self.seed, (*self.key, *key))
 
 
 @dataclass(frozen=True)
@@ -114,24 +145,31 @@ class Tables:
         """Per row: the chi-square p of its G-test (:func:`kl_metrics.g_test`), and whether
         an expected cell count is below ``MIN_EXPECTED`` (Cochran's rule fails)."""
         p, sparse = np.empty(len(self)), np.empty(len(self), dtype=bool)
-        # blocks of rows bound the temporaries whatever the number of rows
+        # blocks of rows bound the temporaries whatever the number of rows, on threads
         bounds = np.unique(np.append(
             np.searchsorted(self.starts, np.arange(0, self.starts[-1], _CHUNK_CELLS)), len(self)))
-        for first, last in pairwise(bounds):
-            starts = self.starts[first:last + 1]
-            cells = slice(int(starts[0]), int(starts[-1]))
-            current, baseline = self.current[cells], self.baseline[cells]
-            at, widths = starts[:-1] - starts[0], np.diff(starts)
-            n_current = np.add.reduceat(current, at)
-            n_baseline = np.add.reduceat(baseline, at)
-            total = current + baseline
-            statistic = np.add.reduceat(g_terms(current, baseline, np.repeat(n_current, widths),
-                                                np.repeat(n_baseline, widths)), at)
-            dof = np.add.reduceat(total > 0, at, dtype=np.int64) - 1
-            p[first:last] = np.where(dof > 0, chdtrc(np.maximum(dof, 1), statistic), 1.0)
-            smallest = np.minimum.reduceat(np.where(total > 0, total, np.inf), at)
-            sparse[first:last] = (np.minimum(n_current, n_baseline)
-                                  * (smallest / (n_current + n_baseline)) < MIN_EXPECTED)
+        blocks = [slice(int(first), int(last)) for first, last in pairwise(bounds)]
+        for rows, (block_p, block_sparse) in zip(blocks, in_parallel(self._asymptotic, blocks),
+                                                 strict=True):
+            p[rows], sparse[rows] = block_p, block_sparse
+        return p, sparse
+
+    def _asymptotic(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`asymptotic` of a block of rows."""
+        starts = self.starts[rows.start:rows.stop + 1]
+        cells = slice(int(starts[0]), int(starts[-1]))
+        current, baseline = self.current[cells], self.baseline[cells]
+        at, widths = starts[:-1] - starts[0], np.diff(starts)
+        n_current = np.add.reduceat(current, at)
+        n_baseline = np.add.reduceat(baseline, at)
+        total = current + baseline
+        statistic = np.add.reduceat(g_terms(current, baseline, np.repeat(n_current, widths),
+                                            np.repeat(n_baseline, widths)), at)
+        dof = np.add.reduceat(total > 0, at, dtype=np.int64) - 1
+        p = np.where(dof > 0, chdtrc(np.maximum(dof, 1), statistic), 1.0)
+        smallest = np.minimum.reduceat(np.where(total > 0, total, np.inf), at)
+        sparse = (np.minimum(n_current, n_baseline)
+                  * (smallest / (n_current + n_baseline)) < MIN_EXPECTED)
         return p, sparse
 
 
@@ -158,19 +196,21 @@ def g_statistic(current: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 
 
 def permutation_exceedances(current: np.ndarray, baseline: np.ndarray, draws: int,
-                            rng: np.random.Generator) -> np.ndarray:
+                            streams: Streams) -> np.ndarray:
     """Per row, how many of ``draws`` permuted tables have a G at or above the observed one;
     NaN for rows that cannot be permuted (totals of 10^9 or more, or an empty side).
 
     Counts are rounded to whole observations. A permuted current row is drawn bin by bin:
     hypergeometric from the pooled rows not yet placed, so the bins' totals and both sample
     sizes stay fixed. The Monte Carlo p ``(1 + exceedances) / (draws + 1)`` is a valid
-    p-value for any number of draws.
+    p-value for any number of draws. The permutable rows are drawn in chunks of consecutive
+    rows (about ``_DRAWN_CELLS`` draws x bins), chunk c from the stream ``streams(c)``, on
+    threads: the counts depend on the rows and ``streams``, not on the threads.
     """
     cur, total = np.rint(current), np.rint(current + baseline)
     exceed = np.full(len(cur), np.nan)
     rows = np.flatnonzero(_permutable(cur, total))
-    exceed[rows] = _permutation_exceedances(cur[rows], total[rows], draws, rng)
+    exceed[rows] = _permutation_exceedances(cur[rows], total[rows], draws, streams)
     return exceed
 
 
@@ -213,10 +253,13 @@ def floor_at_most(exceed: np.ndarray, drawn: np.ndarray, threshold: float) -> np
 
 
 def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
-                     rng: np.random.Generator, threshold: float | None = None) -> np.ndarray:
+                     streams: Streams, threshold: float | None = None,
+                     keys: np.ndarray | None = None) -> np.ndarray:
     """Permutation p-values by importance sampling (:func:`permutation_tail`); the
     chi-square p for tables too large to enumerate. The rows' tilted laws and saddlepoints
-    are found together, in arrays of all rows (``_TiltedTables``); then each row draws.
+    are found together, in arrays of blocks of rows (``_TiltedTables``); then each row
+    draws from its own stream. Blocks run on threads; a row's p depends on its counts, its
+    stream and ``threshold`` only, not on the other rows or the threads.
 
     Parameters
     ----------
@@ -224,9 +267,12 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
         Counts, shape ``(rows, bins)``; weighted counts are rounded to observations.
     draws : int
         Importance draws of each row, at least (rows below ``threshold``) and at most 8x.
-    rng : np.random.Generator
+    streams : Streams
+        Row i draws from ``streams(keys[i])``.
     threshold : float, optional
         The p that decides the rows (:func:`permutation_tail`).
+    keys : np.ndarray, optional
+        Each row's stream key (whole numbers, default: its position).
 
     Returns
     -------
@@ -237,14 +283,16 @@ def precise_p_values(current: np.ndarray, baseline: np.ndarray, *, draws: int,
     --------
     >>> current = np.array([[0.0, 0, 0, 2, 10, 14]])  # rare bins dominate a small window
     >>> baseline = np.array([[400.0, 300, 200, 80, 15, 5]])
-    >>> p = precise_p_values(current, baseline, draws=2000, rng=np.random.default_rng(0))
+    >>> p = precise_p_values(current, baseline, draws=2000, streams=Streams(0))
     >>> bool(1e-37 < p[0] < 1e-34)  # the chi-square p, 1.9e-34, is too large here
     True
     """
     p = chi_square_p(current, baseline).copy()
     cur, total = np.rint(current), np.rint(current + baseline)
     rows = np.flatnonzero(_permutable(cur, total))
-    tail = _tails(cur[rows], total[rows], draws=draws, rng=rng, threshold=threshold)
+    keys = np.arange(len(p)) if keys is None else keys
+    tail = _tails(cur[rows], total[rows], draws=draws,
+                  rngs=lambda row: streams(int(keys[rows[row]])), threshold=threshold)
     p[rows] = np.where(np.isnan(tail), p[rows], tail)
     return p
 
@@ -275,7 +323,7 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
-                             rng: np.random.Generator) -> np.ndarray:
+                             streams: Streams) -> np.ndarray:
     """Per row, how many of ``draws`` permuted tables have a G at or above the observed one.
 
     A permuted current row is drawn bin by bin: hypergeometric from the rows not yet
@@ -283,13 +331,16 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
     ``G = 2 (D - C)`` where ``D = sum_j f(x_j) + f(t_j - x_j)``, ``f(k) = k log k``, and C
     depends on the margins only: a draw's D is summed bin by bin as it is drawn, f of whole
     counts read from a table, and compared with the observed table's D summed the same way
-    (equal tables give equal sums).
+    (equal tables give equal sums). Chunk c of the rows draws from ``streams(c)``, on a
+    thread of its own.
     """
     statistic = g_statistic(current, total - current)
-    exceed = np.zeros(len(current))
     width = current.shape[1]
     x_log_x = _OfWholeCounts(_x_log_x, int(total.max(initial=0)))
-    for chunk in _chunks(np.arange(len(current)), draws * width):
+
+    def exceedances(keyed: tuple[int, np.ndarray]) -> np.ndarray:
+        key, chunk = keyed
+        rng = streams(key)
         left = np.broadcast_to(current[chunk].sum(axis=1), (draws, chunk.size)).astype(np.int64)
         pool = total[chunk].sum(axis=1).astype(np.int64)
         observed, simulated = np.zeros(chunk.size), np.zeros((draws, chunk.size))
@@ -302,8 +353,10 @@ def _permutation_exceedances(current: np.ndarray, total: np.ndarray, draws: int,
             simulated += x_log_x(taken) + x_log_x(column - taken)
         # G's relative tie tolerance, and the rounding of D (terms up to N log N) as a tie
         slack = (statistic[chunk] * _TIE + 1e-12) / 2 + 1e-13 * observed
-        exceed[chunk] = (simulated >= observed - slack).sum(axis=0)
-    return exceed
+        return (simulated >= observed - slack).sum(axis=0)
+
+    chunks = list(enumerate(_chunks(np.arange(len(current)), draws * width, _DRAWN_CELLS)))
+    return np.concatenate([np.zeros(0), *in_parallel(exceedances, chunks)])
 
 
 class _OfWholeCounts:
@@ -363,22 +416,25 @@ def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
         The tail probability in (0, 1]; None when the table is too large to enumerate
         (more than ``MAX_TILTED_CELLS`` bin x count cells).
     """
-    tail = _tails(current[None], total[None], draws=draws, rng=rng, threshold=threshold)[0]
+    tail = _tails(current[None], total[None], draws=draws, rngs=lambda _: rng,
+                  threshold=threshold)[0]
     return None if np.isnan(tail) else float(tail)
 
 
-def _tails(current: np.ndarray, total: np.ndarray, *, draws: int, rng: np.random.Generator,
-           threshold: float | None) -> np.ndarray:
-    """:func:`permutation_tail` of each row of integer counts (NaN: too large). The tilted
-    laws of a block of rows are built, and their saddlepoints found, in arrays of rows of
-    similar widths; then each row of the block draws in turn, in the given order (its
-    draws depend on its own earlier rounds)."""
+def _tails(current: np.ndarray, total: np.ndarray, *, draws: int,
+           rngs: Callable[[int], np.random.Generator], threshold: float | None) -> np.ndarray:
+    """:func:`permutation_tail` of each row of integer counts (NaN: too large), row i
+    drawing from ``rngs(i)``. The tilted laws of a batch of rows of similar widths are
+    built, their saddlepoints found and their draws weighed in arrays of its rows
+    (:meth:`_TiltedTables.tails`); batches run on threads, each holding its own arrays."""
+    def batch_tails(batch: tuple[np.ndarray, Callable[[], _TiltedTables]]) -> np.ndarray:
+        rows, tables = batch
+        return tables().tails(draws, [rngs(row) for row in rows.tolist()], threshold)
+
     tail = np.full(len(current), np.nan)
-    for block in _TiltedTables.blocks(current, total):
-        tables = {row: table for rows, batch in block
-                  for row, table in zip(rows.tolist(), batch.tables(), strict=True)}
-        for row in sorted(tables):
-            tail[row] = tables[row].tail(draws, rng, threshold)
+    batches = _TiltedTables.batches(current, total)
+    for (rows, _), tails in zip(batches, in_parallel(batch_tails, batches), strict=True):
+        tail[rows] = tails
     return tail
 
 
@@ -417,13 +473,14 @@ class _TiltedTables:
         self.bins = (total > 0).sum(axis=1)
 
     @classmethod
-    def blocks(cls, current: np.ndarray, total: np.ndarray) -> Iterator[list[tuple[
-            np.ndarray, _TiltedTables]]]:
+    def batches(cls, current: np.ndarray, total: np.ndarray) -> list[tuple[
+            np.ndarray, Callable[[], _TiltedTables]]]:
         """The rows of integer counts within ``MAX_TILTED_CELLS``, as ``(rows, tables)``
-        in blocks of about ``_CHUNK_CELLS`` cells in the given order (bounding memory), each
+        in blocks of about ``_TILTED_CELLS`` cells in the given order (bounding memory), each
         block in batches of widths within a factor 2 (bounding the padding): each bin on
         its support cut where its probability is below ``exp(-_LOG_CUT)`` (always holding
-        the observed count)."""
+        the observed count). ``tables()`` builds a batch's tables (on the thread that draws
+        them)."""
         # a row's nonzero bins first, in their order
         order = np.argsort(total == 0, axis=1, kind="stable")
         observed = np.take_along_axis(current, order, axis=1).astype(np.int64)
@@ -437,12 +494,16 @@ class _TiltedTables:
         widths = (high - low).max(axis=1, initial=0) + 1
         rows = np.flatnonzero((total > 0).sum(axis=1) * widths <= MAX_TILTED_CELLS)
         cells = np.cumsum(widths[rows] * total.shape[1])
-        for block in np.split(rows, np.flatnonzero(np.diff(cells // _CHUNK_CELLS)) + 1):
+        batches: list[tuple[np.ndarray, Callable[[], _TiltedTables]]] = []
+        for block in np.split(rows, np.flatnonzero(np.diff(cells // _TILTED_CELLS)) + 1):
             size_class = np.log2(widths[block]).astype(np.int64)
             block = block[np.argsort(size_class, kind="stable")]
-            yield [(chunk, cls(observed[chunk], total[chunk], low[chunk], high[chunk]))
-                   for chunk in np.split(block, np.flatnonzero(np.diff(np.sort(size_class))) + 1)
-                   if chunk.size]
+            batches += [(chunk, functools.partial(cls, observed[chunk], total[chunk],
+                                                  low[chunk], high[chunk]))
+                        for chunk in np.split(block,
+                                              np.flatnonzero(np.diff(np.sort(size_class))) + 1)
+                        if chunk.size]
+        return batches
 
     def _exponents(self, s: np.ndarray, tau: np.ndarray) -> np.ndarray:
         """``log P(x) + s h(x) + tau x`` of every cell, each row at its own ``(s, tau)``."""
@@ -540,93 +601,97 @@ class _TiltedTables:
             active = active[~converged]
         return point
 
-    def tables(self) -> list[_TiltedTable]:
-        """Each row's table, ready to draw: its laws at its saddlepoint and untilted."""
+    def tails(self, draws: int, rngs: list[np.random.Generator],
+              threshold: float | None) -> np.ndarray:
+        """The importance-sampled tail (:func:`permutation_tail`) of each row, row i drawing
+        from ``rngs[i]`` from its laws at its saddlepoint and untilted. The rows still
+        drawing draw a round each, in turn (each from its own stream, as alone), and their
+        weights and stops are computed together."""
         point = self.saddlepoint()
-        log_q = [self.tilted(np.zeros(len(point)), np.zeros(len(point))),
-                 self.tilted(point[:, 0], point[:, 1])]
+        log_q = np.stack([self.tilted(np.zeros(len(point)), np.zeros(len(point))),
+                          self.tilted(point[:, 0], point[:, 1])])
         q = np.exp(log_q[1])
         mean = (q * self.x).sum(axis=2, keepdims=True)
         widest = np.argmax((q * (self.x - mean) ** 2).sum(axis=2), axis=1)
         widths = (self.high - self.low).max(axis=1) + 1
-        return [_TiltedTable(int(self.n1[i]), self.low[i, :k], self.valid[i, :k, :w],
-                             self.h[i, :k, :w], self.log_p[i, :k, :w], float(self.log_margin[i]),
-                             float(self.statistic[i]), float(self.log_observed[i]),
-                             [lq[i, :k, :w] for lq in log_q], int(widest[i]))
+        # a row draws its nonzero bins on its own supports: its draws are those it makes alone
+        laws = [(np.tile(np.arange(w), k), [_normalised(np.exp(lq[i, :k, :w])) for lq in log_q])
                 for i, (k, w) in enumerate(zip(self.bins.tolist(), widths.tolist(),
                                                strict=True))]
-
-
-@dataclass(frozen=True)
-class _TiltedTable:
-    """One table's bins on their supports, with its tilted and untilted laws: the
-    importance sampler of :func:`permutation_tail`."""
-
-    n1: int
-    low: np.ndarray
-    valid: np.ndarray
-    h: np.ndarray
-    log_p: np.ndarray
-    log_margin: float
-    statistic: float
-    log_observed: float
-    log_q: list[np.ndarray]
-    widest: int
-
-    def tail(self, draws: int, rng: np.random.Generator, threshold: float | None) -> float:
-        """The importance-sampled tail (:func:`permutation_tail`)."""
-        weights = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
-        total_weight = total_square = 0.0
-        drawn, size = 0, max(1, draws // _TAIL_ROUND)
-        while drawn < 8 * draws:
-            sizes = rng.multinomial(size, weights)
-            offsets = np.concatenate([self.sample(lq, n, rng) for lq, n in
-                                      zip(self.log_q, sizes, strict=True)])
+        mixture = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
+        rows, bins, _ = self.h.shape
+        size = max(1, draws // _TAIL_ROUND)
+        total_weight, total_square, spent = np.zeros(rows), np.zeros(rows), np.zeros(rows)
+        active, drawn = np.arange(rows), 0
+        while active.size and drawn < 8 * draws:
             drawn += size
-            w = self.weights(offsets, weights)
-            total_weight += w.sum()
-            total_square += (w**2).sum()
-            mean = total_weight / drawn
-            error = np.sqrt(max(total_square / drawn - mean**2, 0.0) / drawn)
-            above = threshold is not None and mean - threshold >= TAIL_MARGIN * error
-            below = ((threshold is None or threshold - mean >= TAIL_MARGIN * error)
-                     and drawn >= draws and mean > 0 and error <= TAIL_PRECISION * mean)
-            if above or below:
-                break
-        return float(min(1.0, max(total_weight / drawn, np.exp(self.log_observed))))
+            # rows in groups of about _CHUNK_CELLS draws x bins, bounding the temporaries
+            for group in _chunks(active, size * bins, _CHUNK_CELLS):
+                offsets = np.zeros((group.size, size, bins), dtype=np.int64)
+                for j, i in enumerate(group.tolist()):
+                    values, probabilities = laws[i]
+                    offsets[j, :, :self.bins[i]] = np.concatenate([
+                        _sample(values, law, n, rngs[i]) for law, n in
+                        zip(probabilities, rngs[i].multinomial(size, mixture), strict=True)])
+                w = self.weights(group, offsets, log_q, widest, mixture)
+                total_weight[group] += w.sum(axis=1)
+                total_square[group] += (w**2).sum(axis=1)
+            spent[active] = drawn
+            mean = total_weight[active] / drawn
+            error = np.sqrt(np.maximum(total_square[active] / drawn - mean**2, 0.0) / drawn)
+            gap = mean - (np.inf if threshold is None else threshold)  # None: below any
+            above = gap >= TAIL_MARGIN * error
+            below = ((-gap >= TAIL_MARGIN * error)
+                     & (drawn >= draws) & (mean > 0) & (error <= TAIL_PRECISION * mean))
+            active = active[~(above | below)]
+        return np.minimum(1.0, np.maximum(total_weight / spent, np.exp(self.log_observed)))
 
-    def sample(self, log_q: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-        """``size`` draws of every bin's support offset from the laws ``exp(log_q)``."""
-        bins, width = log_q.shape
-        probabilities = np.exp(log_q)
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        # i.i.d. draws of each bin: how many take each count (multinomial), in random order
-        # (a binary search per draw costs ten times more)
-        taken = rng.multinomial(size, probabilities)
-        offsets = np.repeat(np.tile(np.arange(width), bins), taken.ravel()).reshape(bins, size)
-        return rng.permuted(offsets, axis=1).T
-
-    def weights(self, offsets: np.ndarray, mixture: np.ndarray) -> np.ndarray:
-        """Importance weight of each draw (0 unless its G reaches the observed one)."""
-        widest, log_q = self.widest, self.log_q
-        bins = np.arange(offsets.shape[1])
-        free = bins != widest
-        offsets = offsets.copy()
-        rest = self.n1 - self.low.sum() - offsets[:, free].sum(axis=1)  # offset of `widest`
-        ok = (rest >= 0) & (rest < self.valid.shape[1])
-        offsets[:, widest] = np.where(ok, rest, 0)
-        ok &= self.valid[widest, offsets[:, widest]]
-        hit = ok & (self.h[bins, offsets].sum(axis=1) >= self.statistic * (1 - _TIE) - 1e-12)
+    def weights(self, active: np.ndarray, offsets: np.ndarray, log_q: np.ndarray,
+                widest: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+        """Importance weight of each draw of the ``active`` rows, shape ``(rows, draws)``
+        (0 unless its G reaches the row's observed one), from the support offsets of their
+        bins, shape ``(rows, draws, bins)``: the row's widest bin takes the count that makes
+        the sum n1."""
+        rows, draws, bins = offsets.shape
+        width = self.h.shape[2]
+        widest = widest[active]
+        determined = (np.arange(rows)[:, None], np.arange(draws), widest[:, None])
+        offsets[determined] = 0
+        rest = (self.n1[active] - self.low[active].sum(axis=1))[:, None] - offsets.sum(axis=2)
+        ok = (rest >= 0) & (rest < width)
+        offsets[determined] = np.where(ok, rest, 0)
+        # each draw's cells in the flat arrays of all rows (rows, bins, support)
+        cells = (active[:, None, None] * bins + np.arange(bins)) * width + offsets
+        ok &= self.valid.take(cells[determined])
+        hit = ok & (self.h.take(cells).sum(axis=2)
+                    >= self.statistic[active, None] * (1 - _TIE) - 1e-12)
         # only the draws that reach G carry a weight
-        offsets = offsets[hit]
-        log_target = self.log_p[bins, offsets].sum(axis=1) - self.log_margin
+        cells, row = cells[hit], np.nonzero(hit)[0]
+        log_target = self.log_p.take(cells).sum(axis=1) - self.log_margin[active][row]
+        free = np.arange(bins) != widest[row, None]
         log_proposal = _logsumexp(
-            np.stack([lq[bins[free], offsets[:, free]].sum(axis=1) for lq in log_q])
+            np.stack([np.where(free, lq.take(cells), 0.0).sum(axis=1) for lq in log_q])
             + np.log(mixture)[:, None], axis=0)[0]
-        weights = np.zeros(hit.size)
+        weights = np.zeros(hit.shape)
         with np.errstate(over="ignore", invalid="ignore"):
             weights[hit] = np.exp(log_target - log_proposal)
         return weights
+
+
+def _normalised(probabilities: np.ndarray) -> np.ndarray:
+    """Each row of ``probabilities`` divided by its sum."""
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+def _sample(values: np.ndarray, probabilities: np.ndarray, size: int,
+            rng: np.random.Generator) -> np.ndarray:
+    """``size`` draws of every bin's support offset (``values``: the offsets of every bin in
+    turn) from the laws ``probabilities`` (bins x support), shape ``(size, bins)``."""
+    # i.i.d. draws of each bin: how many take each count (multinomial), in random order
+    # (a binary search per draw costs ten times more)
+    taken = rng.multinomial(size, probabilities)
+    offsets = np.repeat(values, taken.ravel()).reshape(len(probabilities), size)
+    return rng.permuted(offsets, axis=1).T
 
 
 def _likely_range(total: np.ndarray, theta: float | np.ndarray, low: np.ndarray,
@@ -666,6 +731,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return q
 
 
-def _chunks(rows: np.ndarray, cells_per_row: int) -> list[np.ndarray]:
-    size = max(1, _CHUNK_CELLS // max(cells_per_row, 1))
+def _chunks(rows: np.ndarray, cells_per_row: int, cells: int) -> list[np.ndarray]:
+    """``rows`` cut into consecutive chunks of about ``cells`` cells (at least a row)."""
+    size = max(1, cells // max(cells_per_row, 1))
     return [rows[i:i + size] for i in range(0, rows.size, size)]
