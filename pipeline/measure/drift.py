@@ -93,7 +93,7 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
         if singletons is None:
             counted[rows] = visible_singletons(kinds[rows, :width], baseline)
 
-    def estimate(rows: np.ndarray | slice, width: int) -> None:
+    def estimate_effects(rows: np.ndarray | slice, width: int) -> None:
         """The effect of ``rows``: on counts whose unseen cells get the unseen share, which
         changes only some rows; the others keep their counts and so their measured value."""
         current, baseline = aligned.current[rows, :width], aligned.baseline[rows, :width]
@@ -125,7 +125,7 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
     lists: list[pl.Series] = []
     jobs: list[Callable[[], object]] = [
         lambda: lists.extend(_bin_lists(aligned, real, contributions, n_baseline, n_current)),
-        *(partial(estimate, *block) for block in blocks)]
+        *(partial(estimate_effects, *block) for block in blocks)]
     in_parallel(lambda job: job(), jobs)
     with np.errstate(divide="ignore", invalid="ignore"):
         unseen = np.where(comparable & categorical, counted / n_baseline, np.nan)
