@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from kl_metrics import bin_contributions, divergences
 from pipeline.bins.align import align
@@ -176,3 +177,36 @@ def test_effect_of_rows_with_merged_unseen_cells_is_capped_by_their_own_value() 
             (expected.estimate[0], expected.low[0], expected.high[0]), rel=1e-12, abs=1e-15)
         capped += bool(expected.estimate[0] == expected.value[0] > 0)
     assert capped  # rows at the cap: a wrong cap would show
+
+
+def test_rows_measured_in_blocks_on_threads_give_the_table_of_one_block(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.measure.drift as drift_module
+    import pipeline.parallel as parallel
+
+    # ragged widths (groups of rows), baselines missing categories (merged unseen cells),
+    # windows without counts (rows not compared, between the measured ones)
+    rng = np.random.default_rng(5)
+    baseline, current = ragged_tables(rng, [2, 5, 5, 9, 3, 5], windows=7)
+    baseline = baseline.with_columns(pl.when(pl.col("bin") == "b2").then(0.0)
+                                     .otherwise("count").alias("count"))
+    current = current.with_columns(pl.when(pl.col("window") == "w3").then(0.0)
+                                   .otherwise("count").alias("count"))
+    aligned = align(baseline, current)
+    config = DriftConfig(metric="js_divergence")
+    whole = compute_drift(aligned, config)  # one block per width
+    assert whole["baseline_unseen"].is_not_null().sum() > 0
+    assert whole["status"].is_null().sum() == 36  # w3 not compared
+    # every row its own block: the same table; the effect of merged rows (fractional
+    # counts, whose totals BLAS sums in an order that depends on the rows summed together)
+    # to rounding
+    monkeypatch.setattr(drift_module, "BLOCK_CELLS", 1)
+    tables = []
+    for n in (1, 3):  # on one thread and three at once: to the last bit
+        monkeypatch.setattr(parallel, "threads", lambda n=n: n)
+        tables.append(compute_drift(aligned, config))
+    assert_frame_equal(tables[0], tables[1], check_exact=True)
+    effect = ["effect", "effect_low", "effect_high"]
+    assert_frame_equal(tables[0].drop(effect), whole.drop(effect), check_exact=True)
+    assert_frame_equal(tables[0].select(effect), whole.select(effect), rel_tol=1e-12)
+    per_row_reference(whole.filter(pl.col("status").is_null()), config)

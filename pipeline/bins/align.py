@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -37,6 +38,7 @@ from pipeline.bins.layout import display_rank, label_edges
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER, segment_label_expr, segment_name, window_label_expr
+from pipeline.parallel import in_parallel
 from pipeline.read.histograms import histogram_runs
 
 _SHOWN_BINS = 3  # bins named in an error message
@@ -177,15 +179,21 @@ def align(baseline: pl.DataFrame, current: pl.DataFrame, *,
     lengths = np.diff(np.r_[heads, current.height])
     first_rows = current.select(*segments, *window, "feature")[heads]
     # segments are matched as text; windows in their own type (they sort in time order)
-    dictionaries, codes = {}, {}
-    for column in [*segments, *window, "feature", "bin"]:
+    def coded(column: str) -> tuple[pl.Series, list[np.ndarray]]:
         sides = [side[column] for side in (baseline, current if column == "bin" else first_rows)
                  if column in side.columns]
         if column in segments:  # categories already stand for their text (encode)
             sides = [side if isinstance(side.dtype, pl.Categorical | pl.Enum)
                      else side.cast(pl.String) for side in sides]
-        dictionaries[column], coded = encode(sides)
-        codes[column] = dict(zip(("baseline", "current")[2 - len(sides):], coded, strict=True))
+        return encode(sides)
+
+    # the columns are coded side by side; the bins of every long row take longest: first
+    columns = ["bin", *segments, *window, "feature"]
+    dictionaries, codes = {}, {}
+    for column, (values, coded_sides) in zip(columns, in_parallel(coded, columns), strict=True):
+        dictionaries[column] = values
+        codes[column] = dict(zip(("baseline", "current")[2 - len(coded_sides):], coded_sides,
+                                 strict=True))
     n_features = dictionaries["feature"].len()
     sizes = {c: dictionaries[c].len() for c in dictionaries}
 
@@ -491,13 +499,16 @@ class Cells:
             # in their order. A cell is then its position, and the display order is checked
             # once per baseline cell (no 10^7-cell temporaries: fresh memory costs most)
             n_cells, n_bins, cell = int(offsets[-1]), np.diff(offsets), cur_at
-            row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
-            baseline, in_base = base_count[shared], np.ones(n_cells, dtype=bool)
             base_bins = spellings[base_first]
             base_order = _display_order(catalogue, base_bins, base_first)
             base_row = np.repeat(np.arange(n_base_rows), per_base_row)
-            bins = base_bins[shared]
-            order = base_order[shared] if _disordered(base_row, base_order) else None
+            gathered = [base_count, base_bins,
+                        *([base_order] if _disordered(base_row, base_order) else [])]
+            # passes over every cell, side by side
+            row, baseline, bins, *orders = in_parallel(lambda job: job(), [
+                partial(np.repeat, np.arange(len(row_feature), dtype=np.int32), n_bins),
+                *(partial(np.take, values, shared) for values in gathered)])
+            in_base, order = np.ones(n_cells, dtype=bool), (orders or [None])[0]
         else:
             # every output row with a baseline gets its baseline row's cells; a cell is at
             # offsets[row] + its bin within the feature, numbered over the positions seen
@@ -515,8 +526,7 @@ class Cells:
             row = np.repeat(np.arange(len(row_feature), dtype=np.int32), n_bins)
             baseline = np.zeros(n_cells)
             baseline[shared_cell] = base_count[shared]
-            in_base = np.zeros(n_cells, dtype=bool)
-            in_base[shared_cell] = True
+            in_base = _marked(shared_cell, n_cells)
             # the first appearance of each cell: its baseline's, else its current one's
             first = np.empty(n_cells, dtype=np.int64)
             first[shared_cell] = base_first[shared]
@@ -531,16 +541,23 @@ class Cells:
             # (a copy unless polars had to make one: its arrays are read-only)
             current = counts if counts.flags.writeable else counts.copy()
             in_current = np.ones(n_cells, dtype=bool)
-        else:
-            current = np.bincount(cell, weights=counts, minlength=n_cells)
-            in_current = np.zeros(n_cells, dtype=bool)
-            in_current[cell] = True
+        else:  # two passes over every cell, side by side
+            current, in_current = in_parallel(lambda job: job(), [
+                partial(np.bincount, cell, weights=counts, minlength=n_cells),
+                partial(_marked, cell, n_cells)])
         del cell
         if order is not None:
             sort = np.lexsort((order, row))
             bins, baseline, current = bins[sort], baseline[sort], current[sort]
             in_base, in_current = in_base[sort], in_current[sort]
         return cls(row, bins, baseline, current, in_base, in_current, n_bins)
+
+
+def _marked(positions: np.ndarray, n: int) -> np.ndarray:
+    """Boolean array of length ``n``, true at ``positions``."""
+    marked = np.zeros(n, dtype=bool)
+    marked[positions] = True
+    return marked
 
 
 def _any_per_row(flags: np.ndarray, n_bins: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ mass (:mod:`pipeline.measure.unseen`, column ``baseline_unseen``). Decision colu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,7 @@ from pipeline.measure.unseen import (
     visible_singletons,
     with_unseen_mass,
 )
+from pipeline.parallel import in_parallel, row_blocks
 
 TOP_BINS = 3
 TOP_BIN = pl.Struct({"bin": pl.Utf8, "contribution": pl.Float64,
@@ -37,6 +40,8 @@ BIN = pl.Struct({"bin": pl.Utf8, "lower": pl.Float64, "upper": pl.Float64,
 DECISION_COLUMNS = ("warn_threshold", "critical_threshold", "p_value", "q_value")
 #: The effect of each row: the bias-corrected alert metric and its interval.
 EFFECT_COLUMNS = ("effect", "effect_low", "effect_high")
+#: Most cells of a block of rows measured at once (each thread holds a block's temporaries).
+BLOCK_CELLS = 1 << 18
 
 
 def compute_drift(aligned: Aligned, config: DriftConfig, *,
@@ -76,12 +81,10 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
 
     values = {name: np.full(len(n_baseline), np.nan) for name in (*METRICS, *EFFECT_COLUMNS)}
     contributions = np.full(aligned.baseline.shape, np.nan)
-    # One batched call per distinct bin count; zero-total rows are excluded up front
-    # because kl_metrics rejects all-zero slices.
-    for rows, width in aligned.groups(comparable):
-        every = len(rows) == len(n_baseline)  # then the arrays themselves, not copies
-        current, baseline = ((aligned.current[:, :width], aligned.baseline[:, :width]) if every
-                             else (aligned.current[rows, :width], aligned.baseline[rows, :width]))
+
+    def measure(rows: np.ndarray | slice, width: int) -> None:
+        """Metrics, contributions and singletons of ``rows``, of ``width`` bins."""
+        current, baseline = aligned.current[rows, :width], aligned.baseline[rows, :width]
         measured, contributions[rows, :width] = divergences_and_contributions(
             current, baseline, config.metric, metrics=METRICS, base=config.log_base,
             eps=config.eps)
@@ -89,12 +92,15 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
             values[name][rows] = value
         if singletons is None:
             counted[rows] = visible_singletons(kinds[rows, :width], baseline)
+
+    def estimate_effects(rows: np.ndarray | slice, width: int) -> None:
+        """The effect of ``rows``: on counts whose unseen cells get the unseen share, which
+        changes only some rows; the others keep their counts and so their measured value."""
+        current, baseline = aligned.current[rows, :width], aligned.baseline[rows, :width]
         share = np.where(categorical[rows], counted[rows] / n_baseline[rows], np.nan)
-        # the effect: on counts whose unseen cells get the unseen share, which changes only
-        # some rows; the others keep their counts and so the value just measured
         cells = unseen_cells(kinds[rows, :width], baseline)
         merged = merged_rows(cells, share)
-        value = measured[config.metric].copy()
+        value = values[config.metric][rows].copy()
         if merged.any():
             current, baseline = with_unseen_mass(current, baseline, cells, share)
             value[merged] = divergences(current[merged], baseline[merged],
@@ -104,6 +110,23 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
                            eps=config.eps, level=config.effect_level, value=value)
         for name, estimate in zip(EFFECT_COLUMNS, effect[1:], strict=True):
             values[name][rows] = estimate
+
+    # One batched call per distinct bin count (zero-total rows are excluded up front because
+    # kl_metrics rejects all-zero slices), cut into blocks of rows measured side by side on
+    # threads; a block's temporaries (copies of its counts, the jackknife's working arrays)
+    # stay small. The metrics are row-wise: blocks give the values of one call, but for the
+    # last bits of rows with fractional counts (totals summed by BLAS, in an order that
+    # depends on the rows summed together), so the blocks depend on the rows alone, never
+    # on the number of threads.
+    blocks = [(_positions(rows[block]), width) for rows, width in aligned.groups(comparable)
+              for block in row_blocks(len(rows), parts=-(-len(rows) * width // BLOCK_CELLS))]
+    in_parallel(lambda block: measure(*block), blocks)
+    # the bin lists need only the contributions: built on a thread beside the effects
+    lists: list[pl.Series] = []
+    jobs: list[Callable[[], object]] = [
+        lambda: lists.extend(_bin_lists(aligned, real, contributions, n_baseline, n_current)),
+        *(partial(estimate_effects, *block) for block in blocks)]
+    in_parallel(lambda job: job(), jobs)
     with np.errstate(divide="ignore", invalid="ignore"):
         unseen = np.where(comparable & categorical, counted / n_baseline, np.nan)
 
@@ -126,13 +149,21 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
         **{name: pl.lit(None, dtype=pl.Float64) for name in DECISION_COLUMNS},
         status=status, window_status=status, reason=reason,
     )
-    bins, top_bins = _bin_lists(aligned, real, contributions, n_baseline, n_current)
+    bins, top_bins = lists
     return table.with_columns(bins=bins, top_bins=top_bins).select(
         *aligned.segments, "segment", "feature", "window", "coverage", "partial", "kind",
         "n_baseline", "n_current", "baseline_unseen", *METRICS, "metric", "value",
         *EFFECT_COLUMNS, *DECISION_COLUMNS, "status", "window_status", "reason", "top_bins",
         "bins",
     )
+
+
+def _positions(rows: np.ndarray) -> np.ndarray | slice:
+    """Row indices (ascending) as a slice when they are consecutive: the arrays' rows are
+    then views, not copies."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def _profile_singletons(aligned: Aligned, singletons: pl.DataFrame) -> np.ndarray:
