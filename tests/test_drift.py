@@ -210,3 +210,22 @@ def test_rows_measured_in_blocks_on_threads_give_the_table_of_one_block(
     assert_frame_equal(tables[0].drop(effect), whole.drop(effect), check_exact=True)
     assert_frame_equal(tables[0].select(effect), whole.select(effect), rel_tol=1e-12)
     per_row_reference(whole.filter(pl.col("status").is_null()), config)
+
+
+def test_list_columns_come_in_chunks_of_their_own_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.measure.drift as drift_module
+    from pipeline.write.reports.summary import bins_of
+
+    baseline, current = ragged_tables(np.random.default_rng(8), [2, 5, 9, 3], windows=3)
+    aligned = align(baseline, current)
+    whole = compute_drift(aligned, DriftConfig())  # 12 rows: one chunk
+    monkeypatch.setattr(drift_module, "LIST_CHUNK_ROWS", 5)
+    chunked = compute_drift(aligned, DriftConfig())
+    # the same lists, cut at 5 and 10 rows (polars writes chunks of their own rows faster
+    # than one chunk of all rows)
+    assert_frame_equal(chunked, whole, check_exact=True)
+    for name in ("bins", "top_bins"):
+        assert [c.len() for c in chunked[name].get_chunks()] == [5, 5, 2]
+    # the reports take some rows' bins, in the order asked, without joining the chunks
+    rows = pl.Series([11, 0, 6, 0], dtype=pl.UInt32)
+    assert bins_of(chunked)(rows).to_list() == whole["bins"].gather(rows).to_list()

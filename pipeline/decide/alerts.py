@@ -54,8 +54,11 @@ def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tab
     and given that share (:func:`pipeline.measure.unseen.with_unseen_mass`).
     """
     widths = drift["bins"].list.len().to_numpy()
-    rows = np.flatnonzero(mask & (widths > 0))
-    bins = drift[["bins"]][rows] if rows.size < drift.height else drift[["bins"]]
+    selected = mask & (widths > 0)
+    rows = np.flatnonzero(selected)
+    # filtered, not gathered: a gather would first join the column's chunks into one
+    bins = drift[["bins"]] if rows.size == drift.height else drift[["bins"]].filter(
+        pl.Series(selected))
     cells = pl.element().struct
     counts = bins.select(*(pl.col("bins").list.eval(cells.field(f)).explode().alias(f)
                            for f in ("current_count", "baseline_count")))
