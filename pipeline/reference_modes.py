@@ -19,7 +19,6 @@ import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -42,7 +41,6 @@ from pipeline.decide.alerts import window_verdicts
 from pipeline.labels import ALL, public_segment_columns
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.trends import null_spread, trend_table, window_statistics
-from pipeline.parallel import in_parallel
 from pipeline.read.sources import read_errors
 from pipeline.write.history import scan_decisions, scan_histograms, skipped_partition
 
@@ -152,28 +150,19 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
         line = timeline(current, keys, earlier,
                         present if config.trends.enabled else
                         [f for f in present if set(modes[f]) & set(moving)])
-    measured = []
+    tables = []
     for mode in used:
         wanted = [f for f in features if mode in modes[f]]
         say(f"comparing {len(wanted)} features with the {mode} reference")
-        measured.append(_mode_drift(config, mode, wanted, reference, current, keys, line,
-                                    reasons=reasons, coverage=coverage, lookback=lookback,
-                                    singletons=singletons))
-
-    def decided() -> pl.DataFrame:
-        tables = [window_verdicts(table, config.alerts) for table in measured]
-        return public_segment_columns(_ordered(tables, keys, segment_columns(current)))
-
-    # the history's rows need no drift: built on a thread beside the verdicts, which are
-    # mostly one thread (measured at 500k rows: 0.2-0.5 s of its 0.6 s hidden)
-    jobs: list[Callable[[], pl.DataFrame]] = [
-        decided, partial(history_rows, current, keys, layouts)]
-    drift, histograms = in_parallel(lambda job: job(), jobs)
+        tables.append(_mode_drift(config, mode, wanted, reference, current, keys, line,
+                                  reasons=reasons, coverage=coverage, lookback=lookback,
+                                  singletons=singletons))
+    drift = public_segment_columns(_ordered(tables, keys, segment_columns(current)))
     trends = None
     if line is not None and config.trends.enabled:
         say("computing trends")
         trends = _trends(config, drift, current, keys, line, history, lookback, warnings)
-    return Compared(drift, histograms, trends, warnings)
+    return Compared(drift, history_rows(current, keys, layouts), trends, warnings)
 
 
 def _read_history(parts: Sequence[tuple[Path, pl.LazyFrame]], layouts: pl.DataFrame, *,
@@ -230,8 +219,7 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
                 current: pl.DataFrame, keys: pl.DataFrame, line: Timeline | None, *,
                 reasons: Mapping[str, str], coverage: pl.DataFrame | None,
                 lookback: str | None, singletons: pl.DataFrame | None) -> pl.DataFrame:
-    """The drift rows of ``features`` against ``mode``'s reference, before the verdicts
-    (:func:`pipeline.decide.alerts.window_verdicts`)."""
+    """The decided drift rows of ``features`` against ``mode``'s reference."""
     subset = _of_features(current, features)
     if mode == "baseline":
         aligned = align(_of_features(reference, features), subset, reasons=reasons,
@@ -254,8 +242,9 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
     del aligned  # the dense arrays: not needed to decide, and 10^7 cells at scale
     columns = drift.columns
     at = columns.index("partial") + 1
-    return drift.select(*columns[:at], *REFERENCE_COLUMNS,
-                        *(c for c in columns[at:] if c not in REFERENCE_COLUMNS))
+    drift = drift.select(*columns[:at], *REFERENCE_COLUMNS,
+                         *(c for c in columns[at:] if c not in REFERENCE_COLUMNS))
+    return window_verdicts(drift, config.alerts)
 
 
 def _of_features(histograms: pl.DataFrame, features: list[str]) -> pl.DataFrame:
