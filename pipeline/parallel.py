@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -37,6 +37,21 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
         return [function(item) for item in items]
     with ThreadPoolExecutor(min(threads(), len(items))) as pool:
         return list(pool.map(function, items))
+
+
+def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
+    """The result of each call without arguments (e.g. a ``functools.partial``), the calls
+    run on threads (:func:`in_parallel`), in the calls' order.
+
+    >>> from functools import partial
+    >>> side_by_side(partial(sum, [1, 2]), partial(max, 3, 4))
+    [3, 4]
+    """
+    return in_parallel(_called, calls)
+
+
+def _called(call: Callable[[], Any]) -> Any:
+    return call()
 
 
 def row_blocks(rows: int, *, parts: int | None = None, smallest: int = 1) -> list[slice]:

@@ -38,7 +38,7 @@ from pipeline.bins.layout import display_rank, label_edges
 from pipeline.errors import InputError
 from pipeline.formats import HISTOGRAM_COLUMNS
 from pipeline.labels import MISSING, OTHER, segment_label_expr, segment_name, window_label_expr
-from pipeline.parallel import in_parallel
+from pipeline.parallel import in_parallel, side_by_side
 from pipeline.read.histograms import histogram_runs
 
 _SHOWN_BINS = 3  # bins named in an error message
@@ -505,9 +505,9 @@ class Cells:
             gathered = [base_count, base_bins,
                         *([base_order] if _disordered(base_row, base_order) else [])]
             # passes over every cell, side by side
-            row, baseline, bins, *orders = in_parallel(lambda job: job(), [
+            row, baseline, bins, *orders = side_by_side(
                 partial(np.repeat, np.arange(len(row_feature), dtype=np.int32), n_bins),
-                *(partial(np.take, values, shared) for values in gathered)])
+                *(partial(np.take, values, shared) for values in gathered))
             in_base, order = np.ones(n_cells, dtype=bool), (orders or [None])[0]
         else:
             # every output row with a baseline gets its baseline row's cells; a cell is at
@@ -542,9 +542,9 @@ class Cells:
             current = counts if counts.flags.writeable else counts.copy()
             in_current = np.ones(n_cells, dtype=bool)
         else:  # two passes over every cell, side by side
-            current, in_current = in_parallel(lambda job: job(), [
+            current, in_current = side_by_side(
                 partial(np.bincount, cell, weights=counts, minlength=n_cells),
-                partial(_marked, cell, n_cells)])
+                partial(_marked, cell, n_cells))
         del cell
         if order is not None:
             sort = np.lexsort((order, row))

@@ -11,7 +11,6 @@ mass (:mod:`pipeline.measure.unseen`, column ``baseline_unseen``). Decision colu
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -27,7 +26,7 @@ from pipeline.measure.unseen import (
     visible_singletons,
     with_unseen_mass,
 )
-from pipeline.parallel import in_parallel, row_blocks
+from pipeline.parallel import in_parallel, row_blocks, side_by_side
 
 TOP_BINS = 3
 TOP_BIN = pl.Struct({"bin": pl.Utf8, "contribution": pl.Float64,
@@ -124,11 +123,9 @@ def compute_drift(aligned: Aligned, config: DriftConfig, *,
               for block in row_blocks(len(rows), parts=-(-len(rows) * width // BLOCK_CELLS))]
     in_parallel(lambda block: measure(*block), blocks)
     # the bin lists need only the contributions: built on a thread beside the effects
-    lists: list[pl.Series] = []
-    jobs: list[Callable[[], object]] = [
-        lambda: lists.extend(_bin_lists(aligned, real, contributions, n_baseline, n_current)),
-        *(partial(estimate_effects, *block) for block in blocks)]
-    in_parallel(lambda job: job(), jobs)
+    lists, *_ = side_by_side(
+        partial(_bin_lists, aligned, real, contributions, n_baseline, n_current),
+        *(partial(estimate_effects, *block) for block in blocks))
     with np.errstate(divide="ignore", invalid="ignore"):
         unseen = np.where(comparable & categorical, counted / n_baseline, np.nan)
 
