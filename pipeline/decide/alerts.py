@@ -43,6 +43,7 @@ from pipeline.decide.significance import (
 )
 from pipeline.decide.state import apply_persistence
 from pipeline.labels import OTHER
+from pipeline.measure.drift import list_rows
 from pipeline.measure.unseen import cell_kinds, unseen_cells, with_unseen_mass
 
 
@@ -54,11 +55,9 @@ def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tab
     and given that share (:func:`pipeline.measure.unseen.with_unseen_mass`).
     """
     widths = drift["bins"].list.len().to_numpy()
-    selected = mask & (widths > 0)
-    rows = np.flatnonzero(selected)
-    # filtered, not gathered: a gather would first join the column's chunks into one
-    bins = drift[["bins"]] if rows.size == drift.height else drift[["bins"]].filter(
-        pl.Series(selected))
+    rows = np.flatnonzero(mask & (widths > 0))
+    bins = (drift[["bins"]] if rows.size == drift.height
+            else list_rows(drift["bins"], rows).to_frame())
     cells = pl.element().struct
     counts = bins.select(*(pl.col("bins").list.eval(cells.field(f)).explode().alias(f)
                            for f in ("current_count", "baseline_count")))

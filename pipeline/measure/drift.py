@@ -241,18 +241,32 @@ def _lists(values: pl.Series, lengths: np.ndarray) -> pl.Series:
     of every row: the 500,000-row run's ``bins`` took 1.8 s of CPU to write instead of 1.2)."""
     import pyarrow as pa  # only here: the list offsets
 
-    # offsets through polars: pa.array on a numpy array imports pandas (0.2 s of every run)
     offsets = np.r_[0, np.cumsum(lengths)]
     chunks = []
     for first in range(0, max(len(lengths), 1), LIST_CHUNK_ROWS):
         last = min(first + LIST_CHUNK_ROWS, len(lengths))
         cells = values.slice(int(offsets[first]), int(offsets[last] - offsets[first]))
         # the newest Arrow types keep polars' string views: no copy either way
+        # offsets through polars: pa.array on a numpy array imports pandas (0.2 s a run)
         lists = pa.LargeListArray.from_arrays(
             pl.Series(offsets[first:last + 1] - offsets[first], dtype=pl.Int64).to_arrow(),
             cells.to_arrow(compat_level=pl.CompatLevel.newest()))
         chunks.append(pl.Series(values.name, _ArrowArray(lists)))
     return pl.concat(chunks, rechunk=False)
+
+
+def list_rows(column: pl.Series, rows: np.ndarray) -> pl.Series:
+    """``column[rows]`` (any order, repeats allowed) of a list column in chunks, as
+    :func:`_lists` builds them, without first joining its chunks into one as a gather does
+    (0.4 s for ``bins`` at 500,000 rows): the rows are filtered, then put in order.
+
+    >>> column = pl.concat([pl.Series([[1], [2, 3]]), pl.Series([[4]])], rechunk=False)
+    >>> list_rows(column, np.array([2, 0, 2])).to_list()
+    [[4], [1], [4]]
+    """
+    kept = np.zeros(column.len(), dtype=bool)
+    kept[rows] = True
+    return column.filter(pl.Series(kept)).gather(np.searchsorted(np.flatnonzero(kept), rows))
 
 
 class _ArrowArray:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from pipeline.config import REFERENCE_MODES
+from pipeline.measure.drift import list_rows
 
 STATUSES = ("critical", "warn", "error", "insufficient_data", "ok")  # most severe first
 ALERTING = ("critical", "warn")
@@ -90,12 +90,7 @@ def bins_of(drift: pl.DataFrame) -> BinsLoader:
     def load(rows: pl.Series) -> pl.Series:
         if "bins" not in drift.columns:
             return pl.Series("bins", [None] * rows.len())
-        # kept rows first, then ordered: a gather would first join the column's chunks
-        # (pipeline.measure.drift._lists) into one, copying every row's bins (0.4 s at 500k)
-        kept = np.zeros(drift.height, dtype=bool)
-        kept[rows.to_numpy()] = True
-        return drift["bins"].filter(pl.Series(kept)).gather(
-            np.searchsorted(np.flatnonzero(kept), rows.to_numpy()))
+        return list_rows(drift["bins"], rows.to_numpy())
     return load
 
 
