@@ -19,6 +19,7 @@ import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -41,6 +42,7 @@ from pipeline.decide.alerts import window_verdicts
 from pipeline.labels import ALL, public_segment_columns
 from pipeline.measure.drift import compute_drift
 from pipeline.measure.trends import null_spread, trend_table, window_statistics
+from pipeline.parallel import side_by_side
 from pipeline.read.sources import read_errors
 from pipeline.write.history import scan_decisions, scan_histograms, skipped_partition
 
@@ -150,19 +152,24 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
         line = timeline(current, keys, earlier,
                         present if config.trends.enabled else
                         [f for f in present if set(modes[f]) & set(moving)])
-    tables = []
-    for mode in used:
-        wanted = [f for f in features if mode in modes[f]]
-        say(f"comparing {len(wanted)} features with the {mode} reference")
-        tables.append(_mode_drift(config, mode, wanted, reference, current, keys, line,
-                                  reasons=reasons, coverage=coverage, lookback=lookback,
-                                  singletons=singletons))
+    def measured() -> list[pl.DataFrame]:
+        tables = []
+        for mode in used:
+            wanted = [f for f in features if mode in modes[f]]
+            say(f"comparing {len(wanted)} features with the {mode} reference")
+            tables.append(_mode_drift(config, mode, wanted, reference, current, keys, line,
+                                      reasons=reasons, coverage=coverage, lookback=lookback,
+                                      singletons=singletons))
+        return tables
+
+    # the history's rows beside the measurement: align, which keeps one core busy, first
+    tables, histories = side_by_side(measured, partial(history_rows, current, keys, layouts))
     drift = public_segment_columns(_ordered(tables, keys, segment_columns(current)))
     trends = None
     if line is not None and config.trends.enabled:
         say("computing trends")
         trends = _trends(config, drift, current, keys, line, history, lookback, warnings)
-    return Compared(drift, history_rows(current, keys, layouts), trends, warnings)
+    return Compared(drift, histories, trends, warnings)
 
 
 def _read_history(parts: Sequence[tuple[Path, pl.LazyFrame]], layouts: pl.DataFrame, *,
