@@ -84,6 +84,7 @@ from pipeline.write.reports import write_reports
 from pipeline.write.run_folder import (
     ModelTables,
     RunFolder,
+    claimed_run_id,
     model_tables,
     publish,
     run_lock,
@@ -485,15 +486,35 @@ def _run_id(config: RunConfig, created_at: datetime, history_dir: Path | None) -
     not replace each other (only a run given the same id is a rerun)."""
     if config.output.run_id:
         return config.output.run_id
+    taken = _taken(config, history_dir)
+    return next(run_id for run_id in _automatic_ids(created_at) if not taken(run_id))
+
+
+@contextmanager
+def _claimed_run_id(config: RunConfig, created_at: datetime,
+                    history_dir: Path | None) -> Iterator[str]:
+    """:func:`_run_id` of a run this process writes, held until the block ends: a run of
+    the same second in another process takes the next id
+    (:func:`pipeline.write.run_folder.claimed_run_id`)."""
+    if config.output.run_id:  # a given id: concurrent reruns publish in turn (run_lock)
+        yield config.output.run_id
+        return
+    with claimed_run_id(config.output.dir, _automatic_ids(created_at),
+                        _taken(config, history_dir)) as run_id:
+        yield run_id
+
+
+def _automatic_ids(created_at: datetime) -> Iterator[str]:
+    """The run's UTC start second, then with ``-2``, ``-3``, ... (lazily: unbounded)."""
     stamp = created_at.strftime("%Y%m%dT%H%M%SZ")
+    return chain([stamp], (f"{stamp}-{n}" for n in count(2)))
+
+
+def _taken(config: RunConfig, history_dir: Path | None) -> Callable[[str], bool]:
+    """Whether a run id has a run folder or a history partition already."""
     out = Path(config.output.dir)
-
-    def taken(run_id: str) -> bool:
-        return (out / safe_filename(run_id)).exists() or (
-            history_dir is not None and partition_dir(history_dir, run_id).exists())
-
-    candidates = chain([stamp], (f"{stamp}-{n}" for n in count(2)))  # lazily: unbounded
-    return next(run_id for run_id in candidates if not taken(run_id))
+    return lambda run_id: (out / safe_filename(run_id)).exists() or (
+        history_dir is not None and partition_dir(history_dir, run_id).exists())
 
 
 def _run(config: RunConfig, parts: set[str], progress: Progress | None,
@@ -504,11 +525,11 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     say = progress or _silent
     created_at = datetime.now(UTC)
     history_dir = Path(config.output.dir) / HISTORY_DIR
-    run_id = _run_id(config, created_at, history_dir)
-    run_dir = Path(config.output.dir) / safe_filename(run_id)
-    measured = _measure(config, parts, say, bin_current, inputs, created_at,
-                        _history(history_dir, run_id, created_at))
-    result = _publish(measured, run_id, run_dir, say)
+    with _claimed_run_id(config, created_at, history_dir) as run_id:
+        run_dir = Path(config.output.dir) / safe_filename(run_id)
+        measured = _measure(config, parts, say, bin_current, inputs, created_at,
+                            _history(history_dir, run_id, created_at))
+        result = _publish(measured, run_id, run_dir, say)
     _check_compared(result)
     return result
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime, tzinfo
 from pathlib import Path
 
@@ -125,6 +127,39 @@ def test_runs_without_an_id_in_the_same_second_keep_their_own_folders(
     runs = tmp_path / "runs"
     assert sorted(p.name for p in runs.iterdir()) == [".kl-drift", *ids, "history"]
     assert sorted(p.name for p in (runs / "history").iterdir()) == [f"run_id={i}" for i in ids]
+
+
+def test_a_run_of_the_same_second_in_another_process_takes_the_next_id(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes starting in one second pick their automatic ids before either has a
+    folder: the id one of them holds is skipped by the other (not replaced), and freed when
+    the holder dies."""
+    import pipeline.run
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Frozen:
+            return cls(2026, 11, 30, 16, 7, 56, tzinfo=tz)
+
+    monkeypatch.setattr(pipeline.run, "datetime", Frozen)
+    config = flights_config(tmp_path, **{"input.features": ["dep_delay"]})
+    runs = tmp_path / "runs"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys\nfrom pipeline.write.run_folder import claimed_run_id\n"
+         f"with claimed_run_id({str(runs)!r}, ['20261130T160756Z'], lambda _: False) as i:\n"
+         "    print(i, flush=True)\n    sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=DATA.parent)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "20261130T160756Z\n"
+        assert run_drift(config).run_id == "20261130T160756Z-2"
+    finally:
+        holder.kill()
+        holder.wait()
+    # the OS released the dead holder's claim; its id has no run yet
+    assert run_drift(config).run_id == "20261130T160756Z"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        ".kl-drift", "20261130T160756Z", "20261130T160756Z-2", "history"]
 
 
 def test_profile_baseline_is_detected_and_stale_profile_copy_removed(tmp_path: Path) -> None:

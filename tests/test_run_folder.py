@@ -15,7 +15,9 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -25,6 +27,7 @@ from pipeline.formats import ALERTS_FILE, DRIFT_FILE
 from pipeline.write.run_folder import (
     RUN_KEY,
     _exchange,
+    claimed_run_id,
     publish,
     read_alerts,
     run_lock,
@@ -144,3 +147,47 @@ def test_the_run_lock_admits_one_holder_at_a_time(tmp_path: Path) -> None:
         order.append("first done")
     thread.join()
     assert order == ["first done", "second"]
+
+
+def test_a_claimed_run_id_is_skipped_until_released_and_checked_again_once_held(
+        tmp_path: Path) -> None:
+    published: set[str] = set()
+
+    def claim(taken: Callable[[str], bool] = published.__contains__) -> Any:
+        return claimed_run_id(tmp_path, iter(["s", "s-2", "s-3"]), taken)
+
+    with claim() as first, claim() as second, claim() as third:
+        assert (first, second, third) == ("s", "s-2", "s-3")
+    with claim() as again:  # released: free again, no run has it
+        assert again == "s"
+    published.add("s")
+    with claim() as after:  # published: taken
+        assert after == "s-2"
+    # taken while this process waited for the claim (its holder published and let go):
+    # checked again once held
+    checks: list[str] = []
+
+    def published_meanwhile(run_id: str) -> bool:
+        checks.append(run_id)
+        return run_id == "s" and checks.count("s") > 1
+
+    with claim(published_meanwhile) as late:
+        assert late == "s-2" and checks[:2] == ["s", "s"]
+    with pytest.raises(ValueError, match="no run id left"), \
+            claimed_run_id(tmp_path, iter([]), published.__contains__):
+        pass
+
+
+def test_a_run_holding_its_claimed_id_can_take_its_run_lock(tmp_path: Path) -> None:
+    # a run holds its claim while it publishes under the run lock: two different locks
+    with claimed_run_id(tmp_path, iter(["r"]), lambda _: False) as run_id:
+        entered = threading.Event()
+
+        def publish() -> None:
+            with run_lock(tmp_path, run_id):
+                entered.set()
+
+        thread = threading.Thread(target=publish, daemon=True)
+        thread.start()
+        assert entered.wait(timeout=5)
+    thread.join()

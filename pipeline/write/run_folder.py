@@ -19,11 +19,11 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import polars as pl
 from pydantic import ValidationError
@@ -294,18 +294,48 @@ def run_lock(out_dir: str | os.PathLike[str], run_id: str) -> Iterator[None]:
     The lock is an ``flock`` on a file under ``.kl-drift/locks``; the OS releases it when
     a process dies, so a killed run never blocks the next.
     """
-    locks = make_dirs(Path(out_dir) / INTERNAL_DIR / "locks")
-    path = locks / f"{safe_filename(run_id)}.lock"
-    try:
-        handle = open(path, "a")  # noqa: SIM115 - held for the whole block
-    except OSError as error:
-        raise output_error(error, path) from error  # type: ignore[misc]
-    with handle:
+    with _lock_file(out_dir, "locks", run_id) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def claimed_run_id(out_dir: str | os.PathLike[str], candidates: Iterable[str],
+                   taken: Callable[[str], bool]) -> Iterator[str]:
+    """The first of ``candidates`` that is not ``taken`` and that no other process holds,
+    held by this process until the block ends (its run published by then).
+
+    Two runs started in the same second pick their automatic ids before either has a
+    folder: each holds its id by an ``flock`` on a file under ``.kl-drift/claims``, so the
+    second takes the next candidate instead of replacing the first's run. The OS releases
+    the lock when a process dies. An id is checked again once held: a run that published
+    it meanwhile has taken it.
+    """
+    for run_id in candidates:
+        if taken(run_id):
+            continue
+        with _lock_file(out_dir, "claims", run_id) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another process of the same second holds it
+                continue
+            if taken(run_id):
+                continue
+            yield run_id
+            return
+    raise ValueError("no run id left to claim")
+
+
+def _lock_file(out_dir: str | os.PathLike[str], kind: str, run_id: str) -> TextIO:
+    """The open lock file of ``run_id`` under ``.kl-drift/<kind>``."""
+    path = make_dirs(Path(out_dir) / INTERNAL_DIR / kind) / f"{safe_filename(run_id)}.lock"
+    try:
+        return open(path, "a")
+    except OSError as error:
+        raise output_error(error, path) from error  # type: ignore[misc]
 
 
 @contextlib.contextmanager
