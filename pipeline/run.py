@@ -493,8 +493,8 @@ def _run_id(config: RunConfig, created_at: datetime, history_dir: Path | None) -
 @contextmanager
 def _claimed_run_id(config: RunConfig, created_at: datetime,
                     history_dir: Path | None) -> Iterator[str]:
-    """:func:`_run_id` of a run this process writes, held until the block ends: a run of
-    the same second in another process takes the next id
+    """:func:`_run_id` of a run this process publishes, held until the block ends: a run of
+    the same second in another process, which picked the same id, takes the next one
     (:func:`pipeline.write.run_folder.claimed_run_id`)."""
     if config.output.run_id:  # a given id: concurrent reruns publish in turn (run_lock)
         yield config.output.run_id
@@ -525,11 +525,14 @@ def _run(config: RunConfig, parts: set[str], progress: Progress | None,
     say = progress or _silent
     created_at = datetime.now(UTC)
     history_dir = Path(config.output.dir) / HISTORY_DIR
+    run_id = _run_id(config, created_at, history_dir)
+    measured = _measure(config, parts, say, bin_current, inputs, created_at,
+                        _history(history_dir, run_id, created_at))
+    # the id is claimed once there is a run to publish: a run that fails on its input
+    # leaves nothing in output.dir
     with _claimed_run_id(config, created_at, history_dir) as run_id:
-        run_dir = Path(config.output.dir) / safe_filename(run_id)
-        measured = _measure(config, parts, say, bin_current, inputs, created_at,
-                            _history(history_dir, run_id, created_at))
-        result = _publish(measured, run_id, run_dir, say)
+        result = _publish(measured, run_id, Path(config.output.dir) / safe_filename(run_id),
+                          say)
     _check_compared(result)
     return result
 
