@@ -110,9 +110,9 @@ def test_rerun_same_id_replaces_files_identically(tmp_path: Path) -> None:
     assert not any((runs / ".kl-drift" / "staging").iterdir())  # nothing left staged
 
 
-def test_runs_without_an_id_in_the_same_second_keep_their_own_folders(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Back-to-back runs without output.run_id are new runs, not reruns of each other."""
+@pytest.fixture
+def frozen_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run starts at 2026-11-30 16:07:56 UTC (automatic id ``20261130T160756Z``)."""
     import pipeline.run
 
     class Frozen(datetime):
@@ -121,6 +121,12 @@ def test_runs_without_an_id_in_the_same_second_keep_their_own_folders(
             return cls(2026, 11, 30, 16, 7, 56, tzinfo=tz)
 
     monkeypatch.setattr(pipeline.run, "datetime", Frozen)
+
+
+@pytest.mark.usefixtures("frozen_second")
+def test_runs_without_an_id_in_the_same_second_keep_their_own_folders(
+        tmp_path: Path) -> None:
+    """Back-to-back runs without output.run_id are new runs, not reruns of each other."""
     config = flights_config(tmp_path, **{"input.features": ["dep_delay"]})
     ids = [run_drift(config).run_id for _ in range(3)]
     assert ids == ["20261130T160756Z", "20261130T160756Z-2", "20261130T160756Z-3"]
@@ -129,19 +135,12 @@ def test_runs_without_an_id_in_the_same_second_keep_their_own_folders(
     assert sorted(p.name for p in (runs / "history").iterdir()) == [f"run_id={i}" for i in ids]
 
 
+@pytest.mark.usefixtures("frozen_second")
 def test_a_run_of_the_same_second_in_another_process_takes_the_next_id(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """Two processes starting in one second pick their automatic ids before either has a
     folder: the id one of them holds is skipped by the other (not replaced), and freed when
     the holder dies."""
-    import pipeline.run
-
-    class Frozen(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> Frozen:
-            return cls(2026, 11, 30, 16, 7, 56, tzinfo=tz)
-
-    monkeypatch.setattr(pipeline.run, "datetime", Frozen)
     config = flights_config(tmp_path, **{"input.features": ["dep_delay"]})
     runs = tmp_path / "runs"
     holder = subprocess.Popen(
