@@ -68,13 +68,15 @@ def _bound_malloc_arenas() -> None:
     keeps what is freed in it for that arena's later allocations: the numpy temporaries of
     the run's threads (:mod:`pipeline.parallel`) then add up, 250-300 MiB more at the peak
     of the 500,000-row run. Set before any thread allocates: glibc fixes the limit when it
-    makes its second arena."""
+    makes its second arena. The variable is set too, for the processes this one starts
+    (the flow runs of ``kl-drift serve``), whose glibc reads it at their start."""
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return
     import ctypes
 
     cores = os.environ.get("POLARS_MAX_THREADS", "")
     arenas = int(cores) if cores.isdigit() and int(cores) > 0 else len(os.sched_getaffinity(0))
+    os.environ["MALLOC_ARENA_MAX"] = str(arenas)
     with contextlib.suppress(OSError, AttributeError):  # another C library: left as it is
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
 
