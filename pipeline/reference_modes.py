@@ -162,7 +162,8 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
                                       singletons=singletons))
         return tables
 
-    # the history's rows beside the measurement: align, which keeps one core busy, first
+    # the history's rows are built beside the measurement, whose align keeps about one core
+    # busy; the measurement is the first call, so its errors are the ones raised
     tables, histories = side_by_side(measured, partial(history_rows, current, keys, layouts))
     drift = public_segment_columns(_ordered(tables, keys, segment_columns(current)))
     trends = None
