@@ -74,6 +74,8 @@ def _bound_malloc_arenas() -> None:
         return
     import ctypes
 
+    # pipeline.parallel.threads() (polars' pool size), read without importing polars:
+    # `--help` must stay fast
     cores = os.environ.get("POLARS_MAX_THREADS", "")
     arenas = int(cores) if cores.isdigit() and int(cores) > 0 else len(os.sched_getaffinity(0))
     os.environ["MALLOC_ARENA_MAX"] = str(arenas)
