@@ -309,22 +309,38 @@ def test_sequential_draws_stop_as_soon_as_a_row_is_settled(monkeypatch: pytest.M
     assert sum(spent) == drawn.sum() < 30 * 50
 
 
-def test_rows_whose_chi_square_p_is_below_the_threshold_go_straight_to_the_tail(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # chi-square p 4.5e-4, below the calibrated threshold 0.001 but not decisive: draws
-    # could settle it only by showing its p far above its chi-square p, so it gets none,
-    # only the importance-sampled tail
+@pytest.mark.parametrize(("window", "calibrated", "tail_at_once"), [
+    ([6.0, 4, 3, 3, 4, 2], True, True),  # chi-square p 4.5e-4: below the threshold (0.001)
+    ([6.0, 5, 3, 4, 4, 1], True, True),  # 2.7e-3: above it, below 2 exceedances in 500 draws
+    ([7.0, 5, 3, 3, 3, 1], True, False),  # 3.6e-2: draws can settle it
+    ([7.0, 5, 3, 3, 3, 2], False, True),  # 5.3e-3: above 2 in 500, below the threshold 0.01
+])
+def test_rows_whose_chi_square_p_draws_could_not_settle_go_straight_to_the_tail(
+        monkeypatch: pytest.MonkeyPatch, window: list[float], calibrated: bool,
+        tail_at_once: bool) -> None:
+    # draws settle a row only once several reach its G (4 of 500 at small thresholds): a
+    # row whose chi-square p is below the threshold (0.001 calibrated, else fdr_q 0.01 for
+    # a lone row), or promises fewer than TAIL_EXCEEDANCES exceedances in all 500 draws,
+    # could be settled by them only by showing its p far above its chi-square p: it draws
+    # none and gets the importance-sampled tail. The others draw permutations first.
     spent = []
     monkeypatch.setattr(alerts, "permutation_exceedances",
                         lambda current, *args: spent.append(len(current)) or
                         permutation_exceedances(current, *args))
-    window, baseline = np.array([6.0, 4, 3, 3, 4, 2]), np.array([400.0, 300, 200, 80, 15, 5])
-    assert 1e-6 < chi_square_p(window[None], baseline[None])[0] < 1e-3
-    row = run_decide(*windowed(baseline, window[None]), min_count=20).row(0, named=True)
-    exact = exact_permutation_p(window, baseline)  # 2.55e-4
-    assert spent == [] and row["effect"] >= 0.1
-    # the tail stops at a relative standard error of 15% (the chi-square p is 1.8x exact)
-    assert abs(row["p_value"] / exact - 1) < 3 * TAIL_PRECISION
+    counts, baseline = np.array(window), np.array([400.0, 300, 200, 80, 15, 5])
+    chi_square = chi_square_p(counts[None], baseline[None])[0]
+    threshold = 0.001 if calibrated else 0.01
+    assert (chi_square < max(threshold, significance.TAIL_EXCEEDANCES / DRAW_ROUNDS[-1])
+            ) == tail_at_once
+    row = run_decide(*windowed(baseline, counts[None]), min_count=20,
+                     calibrated=calibrated).row(0, named=True)
+    exact = exact_permutation_p(counts, baseline)  # 2.55e-4, 1.8e-3, 2.6e-2, 3.6e-3
+    assert row["effect"] >= 0.1 and (spent == []) == tail_at_once
+    if tail_at_once:  # the tail stops at a relative standard error of 15%
+        assert abs(row["p_value"] / exact - 1) < 3 * TAIL_PRECISION
+    else:  # the Monte Carlo p of the draws it made
+        assert any(np.isclose(row["p_value"] * (d + 1), round(row["p_value"] * (d + 1)))
+                   for d in DRAW_ROUNDS)
 
 
 def test_persistence_counts_warn_windows_too() -> None:

@@ -3,10 +3,14 @@ enumeration, validity under the null, huge counts, and the BH decision threshold
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
@@ -124,6 +128,8 @@ def test_non_candidates_keep_the_chi_square_p() -> None:
 @settings(max_examples=50)
 @given(p=st.lists(st.floats(1e-12, 1.0), min_size=1, max_size=60),
        fdr_q=st.sampled_from([0.01, 0.05, 0.2]))
+@example(p=[0.01, 0.01], fdr_q=0.01)  # p at fdr_q: discoveries when every p is at most it
+@example(p=[0.2, 0.5, 0.2], fdr_q=0.2)
 def test_decision_threshold_separates_the_bh_discoveries(p: list[float], fdr_q: float) -> None:
     values = np.array(p)
     threshold = decision_threshold(values, fdr_q)
@@ -335,3 +341,17 @@ def test_permutation_chunks_draw_their_own_streams_whatever_the_threads(
     assert abs(counts[1].mean() / draws - exact) < 4 * np.sqrt(binomial_variance / copies) / draws
     # shared streams would give equal counts (variance 0); chi-square(79) within its 1e-4 tails
     assert 40 < counts[1].var(ddof=1) / binomial_variance * (copies - 1) < 130
+
+
+def test_the_permutation_tails_import_no_scipy() -> None:
+    # the tails' log factorials are numpy (kl_metrics.special.log_factorial): importing
+    # scipy.special cost about 0.1 s of every run with a sparse candidate
+    probe = ("import sys, numpy as np\n"
+             "from pipeline.decide.significance import Streams, precise_p_values\n"
+             "p = precise_p_values(np.array([[0.0, 0, 0, 2, 10, 14]]),\n"
+             "                     np.array([[400.0, 300, 200, 80, 15, 5]]), draws=500,\n"
+             "                     streams=Streams(0))\n"
+             "print(0 < p[0] < 1e-30, 'scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).parents[1])
+    assert done.stdout.split() == ["True", "False"]

@@ -33,6 +33,7 @@ from pipeline.decide.significance import (
     DECISIVE_FACTOR,
     DRAW_ROUNDS,
     RESOLVED_EXCEEDANCES,
+    TAIL_EXCEEDANCES,
     Streams,
     Tables,
     benjamini_hochberg,
@@ -176,8 +177,9 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
     # starts by recomputing it. A row is settled by its draws when their confidence floor
     # is above it (or it has RESOLVED_EXCEEDANCES), by its chi-square p when that is
     # DECISIVE_FACTOR times below it, and by the importance-sampled tail after the last
-    # round or at once when its chi-square p is below it (draws could not settle it); its
-    # p is meanwhile the Monte Carlo p of the draws it made.
+    # round, or at once when its chi-square p is below it or promises fewer than
+    # TAIL_EXCEEDANCES exceedances in all the draws (draws could not settle it); its p is
+    # meanwhile the Monte Carlo p of the draws it made.
     unsettled = np.zeros(n_rows, dtype=bool)
     unsettled[rows[sparse]] = True
     unsettled &= candidate
@@ -194,7 +196,8 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
             return p
         decisive = open_ & (chi_square <= threshold / DECISIVE_FACTOR)
         p[decisive] = chi_square[decisive]
-        tail = open_ & ~decisive & ((drawn == DRAW_ROUNDS[-1]) | (chi_square <= threshold))
+        tail_below = max(threshold, TAIL_EXCEEDANCES / DRAW_ROUNDS[-1])
+        tail = open_ & ~decisive & ((drawn == DRAW_ROUNDS[-1]) | (chi_square <= tail_below))
         extend = open_ & ~decisive & ~tail
         # rows reopened by a rising threshold may be a round behind the others
         for done in np.unique(drawn[extend]):

@@ -21,8 +21,10 @@ an alert (docs/alerts.md):
   chi-square tail of a sparse table is at most ~20x too small in every battery run);
   and by the permutation tail by importance sampling (:func:`precise_p_values`) when its
   chi-square p is below that p (draws could only settle it by showing its p many times
-  its chi-square p) or after the last round. The tail draws until it is ``TAIL_MARGIN``
-  standard errors from that p, and within ``TAIL_PRECISION`` below it;
+  its chi-square p) or promises fewer than ``TAIL_EXCEEDANCES`` exceedances in all the
+  draws (they would not settle it either), or after the last round. The tail draws until
+  it is ``TAIL_MARGIN`` standard errors from that p, and within ``TAIL_PRECISION`` below
+  it;
 * tables too large to permute (a total of 10^9 or more, e.g. weighted counts near 2^63) or
   to enumerate keep the chi-square p: no draws, so no overflow.
 """
@@ -30,7 +32,6 @@ an alert (docs/alerts.md):
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -38,7 +39,7 @@ from itertools import pairwise
 import numpy as np
 
 from kl_metrics import g_terms
-from kl_metrics.special import chdtrc, gammaln, xlogy
+from kl_metrics.special import chdtrc, log_factorial, xlogy
 from pipeline.parallel import in_parallel
 
 #: Smallest expected cell count for which the chi-square approximation is trusted.
@@ -46,6 +47,11 @@ MIN_EXPECTED = 5.0
 #: Permutation draws a sparse candidate has made after each round: a row draws the next
 #: round only while its draws cannot yet tell its p from the threshold that decides it.
 DRAW_ROUNDS = (25, 50, 100, 200, 500)
+#: A sparse candidate whose chi-square p promises fewer exceedances than this in all of
+#: ``DRAW_ROUNDS[-1]`` draws gets the importance-sampled tail at once: draws settle a row only
+#: once several reach its G (4 of 500 at the thresholds of large runs), so such rows would
+#: mostly draw every round and then get the tail anyway.
+TAIL_EXCEEDANCES = 2.0
 #: Simulated G values at or above the observed one that settle a row for good (its p is
 #: then above ~0.02 whatever the round, Besag-Clifford's stopping rule).
 RESOLVED_EXCEEDANCES = 10
@@ -241,9 +247,9 @@ def floor_at_most(exceed: np.ndarray, drawn: np.ndarray, threshold: float) -> np
     counts, n = exceed[rows].astype(np.int64), drawn[rows]
     term = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     trials = np.repeat(n, counts)
-    log_factorial = np.array([math.lgamma(k + 1) for k in range(int(n.max(initial=0)) + 1)])
+    logs = log_factorial(np.arange(int(n.max(initial=0)) + 1.0))
     trials_int = trials.astype(np.int64)
-    log_pmf = (log_factorial[trials_int] - log_factorial[term] - log_factorial[trials_int - term]
+    log_pmf = (logs[trials_int] - logs[term] - logs[trials_int - term]
                + xlogy(term, threshold) + xlogy(trials - term, 1 - threshold))
     below = np.bincount(np.repeat(np.arange(rows.size), counts), np.exp(log_pmf),
                         minlength=rows.size)
@@ -306,8 +312,11 @@ def decision_threshold(p: np.ndarray, fdr_q: float) -> float:
     0.02
     """
     m = p.size
-    ranked = np.sort(p)
-    passing = np.flatnonzero(ranked <= fdr_q * np.arange(1, m + 1) / m)
+    # only a p at most fdr_q can pass (k / m <= 1), and those are the smallest: their ranks
+    # among all m are their ranks among themselves (a sort of them, not of every row, each
+    # of a run's draw rounds)
+    ranked = np.sort(p[p <= fdr_q])
+    passing = np.flatnonzero(ranked <= fdr_q * np.arange(1, ranked.size + 1) / m)
     return float(max(ranked[passing[-1]] if passing.size else 0.0, fdr_q / max(m, 1)))
 
 
@@ -376,10 +385,6 @@ class _OfWholeCounts:
 
 def _x_log_x(k: np.ndarray) -> np.ndarray:
     return xlogy(k, k)
-
-
-def _log_factorial(k: np.ndarray) -> np.ndarray:
-    return gammaln(k + 1)
 
 
 def permutation_tail(current: np.ndarray, total: np.ndarray, *, draws: int,
@@ -451,9 +456,8 @@ class _TiltedTables:
         x = low[..., None] + np.arange(int((high - low).max()) + 1)
         self.valid = x <= high[..., None]
         x = np.where(self.valid, x, low[..., None])
-        log_factorial = _OfWholeCounts(_log_factorial, int(total.max()))
-        log_choose = (log_factorial(total)[..., None] - log_factorial(x)
-                      - log_factorial(total[..., None] - x))
+        log_k = _OfWholeCounts(log_factorial, int(total.max()))
+        log_choose = log_k(total)[..., None] - log_k(x) - log_k(total[..., None] - x)
         x = self.x = x.astype(float)
         theta = (n1 / size)[:, None, None]
         t = total[..., None].astype(float)
@@ -465,7 +469,7 @@ class _TiltedTables:
         self.log_p = np.where(self.valid, log_p, -np.inf)
         theta = theta[:, 0, 0]
         # the sum of the bins is Binomial(N, theta): P(sum = n1)
-        self.log_margin = (gammaln(size + 1.0) - gammaln(n1 + 1.0) - gammaln(size - n1 + 1.0)
+        self.log_margin = (log_factorial(size) - log_factorial(n1) - log_factorial(size - n1)
                            + n1 * np.log(theta) + (size - n1) * np.log1p(-theta))
         at = (np.arange(len(total))[:, None], np.arange(total.shape[1]), observed - low)
         self.statistic = self.h[at].sum(axis=1)
