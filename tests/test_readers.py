@@ -110,6 +110,23 @@ def test_read_histograms_as_categories_holds_the_same_labels(tmp_path: Path) -> 
     assert read_histograms(dated, categorical=True).schema["window"] == pl.Datetime("us")
 
 
+@settings(max_examples=40, deadline=None)
+@given(keys=st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["x", "y"]),
+                               st.sampled_from(["w1", "w2"])), min_size=1, max_size=12))
+def test_categories_of_keys_in_runs_are_the_text(keys: list[tuple], tmp_path_factory:
+                                                  pytest.TempPathFactory) -> None:
+    # a histogram's keys repeat over its bins: runs, repeats after other values and null
+    # segments keep their text as categories
+    rows = [(segment, feature, window, f"b{i}") for i, (segment, feature, window)
+            in enumerate(keys)]
+    frame = pl.DataFrame(rows, schema=["region", "feature", "window", "bin"],
+                         orient="row").with_columns(count=pl.lit(1.0))
+    path = _write(frame, tmp_path_factory.mktemp("runs") / "h.parquet")
+    coded = read_histograms(path, categorical=True)
+    assert coded.with_columns(pl.col("region", "feature", "window", "bin").cast(pl.String)
+                              ).equals(read_histograms(path))
+
+
 def test_missing_required_column_lists_what_was_found(tmp_path: Path) -> None:
     path = _write(_histogram().drop("bin"), tmp_path / "h.parquet")
     with pytest.raises(InputError, match=r"h\.parquet', column 'bin': baseline .*lacks required "
