@@ -19,7 +19,6 @@ import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -125,20 +124,26 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
     Compared
     """
     settings = config.references
-    features = list(dict.fromkeys([*current["feature"].unique(maintain_order=True),
+    in_current = current["feature"].unique(maintain_order=True)
+    features = list(dict.fromkeys([*in_current,
                                    *reference["feature"].unique(maintain_order=True)]))
     modes = {f: settings.modes_for(f) for f in features}
     used = [m for m in REFERENCE_MODES if any(m in modes[f] for f in features)]
     moving = [m for m in used if m != "baseline"]
-    layouts = feature_layouts(reference)
-    keys = window_keys(current, as_of=history.as_of, coverage=coverage,
-                       season=settings.season if "same_period" in moving else None)
+
+    def layouts_and_keys() -> tuple[pl.DataFrame, pl.DataFrame]:
+        return feature_layouts(reference), window_keys(
+            current, as_of=history.as_of, coverage=coverage,
+            season=settings.season if "same_period" in moving else None)
+
     warnings = [f"references.features pattern {pattern!r} matches no feature"
                 for pattern in settings.features
                 if not any(fnmatch.fnmatchcase(f, pattern) for f in features)]
     lookback, max_runs = _lookback(config, moving)
-    earlier = None
-    if moving or config.trends.enabled:
+    found: tuple[pl.DataFrame, pl.DataFrame] | None = None
+    line = None
+    if moving or config.trends.enabled:  # the windows are needed before measuring
+        found = layouts, keys = layouts_and_keys()
         say("reading earlier windows from the history")
         parts, problems = ([], []) if history.dir is None else scan_histograms(
             history.dir, exclude_run_id=history.run_id, before=history.as_of,
@@ -146,25 +151,30 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
         warnings += problems
         earlier = _read_history(parts, layouts, since=_since(keys, lookback),
                                 starts=_targets(keys), warnings=warnings)
-    present = current["feature"].unique().to_list()
-    line = None
-    if moving or config.trends.enabled:
+        present = in_current.to_list()
         line = timeline(current, keys, earlier,
                         present if config.trends.enabled else
                         [f for f in present if set(modes[f]) & set(moving)])
+
     def measured() -> list[pl.DataFrame]:
         tables = []
         for mode in used:
             wanted = [f for f in features if mode in modes[f]]
             say(f"comparing {len(wanted)} features with the {mode} reference")
-            tables.append(_mode_drift(config, mode, wanted, reference, current, keys, line,
+            tables.append(_mode_drift(config, mode, wanted, reference, current,
+                                      None if found is None else found[1], line,
                                       reasons=reasons, coverage=coverage, lookback=lookback,
                                       singletons=singletons))
         return tables
 
-    # the history's rows are built beside the measurement, whose align keeps about one core
-    # busy; the measurement is the first call, so its errors are the ones raised
-    tables, histories = side_by_side(measured, partial(history_rows, current, keys, layouts))
+    def history_side() -> tuple[pl.DataFrame, pl.DataFrame]:
+        layouts, keys = layouts_and_keys() if found is None else found
+        return history_rows(current, keys, layouts), keys
+
+    # the history's rows (and, unless found above, the windows they are keyed by) are built
+    # beside the measurement, whose align keeps about one core busy; the measurement is
+    # the first call, so its errors are the ones raised
+    tables, (histories, keys) = side_by_side(measured, history_side)
     drift = public_segment_columns(_ordered(tables, keys, segment_columns(current)))
     trends = None
     if line is not None and config.trends.enabled:
@@ -224,10 +234,11 @@ def _targets(keys: pl.DataFrame) -> list[datetime]:
 
 
 def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl.DataFrame,
-                current: pl.DataFrame, keys: pl.DataFrame, line: Timeline | None, *,
+                current: pl.DataFrame, keys: pl.DataFrame | None, line: Timeline | None, *,
                 reasons: Mapping[str, str], coverage: pl.DataFrame | None,
                 lookback: str | None, singletons: pl.DataFrame | None) -> pl.DataFrame:
-    """The decided drift rows of ``features`` against ``mode``'s reference."""
+    """The decided drift rows of ``features`` against ``mode``'s reference (``keys`` and
+    ``line``: the windows and their timeline, needed by the moving modes only)."""
     subset = _of_features(current, features)
     if mode == "baseline":
         aligned = align(_of_features(reference, features), subset, reasons=reasons,
@@ -235,7 +246,7 @@ def _mode_drift(config: RunConfig, mode: str, features: list[str], reference: pl
         drift = compute_drift(aligned, config.drift, singletons=singletons).with_columns(
             reference=pl.lit(mode), reference_windows=pl.lit(None, pl.List(pl.String)))
     else:
-        assert line is not None  # built whenever a moving mode is used
+        assert keys is not None and line is not None  # found whenever a mode is moving
         settings = config.references
         refs = build_references(current, keys, line, mode=mode, features=features,
                                 rolling_windows=settings.rolling_windows,
