@@ -210,9 +210,20 @@ def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
     return atomic_write(path, _parquet(frame, metadata))
 
 
-def stage_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
-    """:func:`write_parquet` up to the rename: the temp file, for :func:`commit_staged`."""
+def stage_parquet(path: str | os.PathLike[str], frame: pl.DataFrame | bytes) -> Path:
+    """:func:`write_parquet` up to the rename: the temp file, for :func:`commit_staged`
+    (``frame`` may be its :func:`parquet_bytes` already)."""
+    if isinstance(frame, bytes):
+        data = frame
+        return write_staged(path, lambda file: file.write(data))
     return write_staged(path, _parquet(frame, None))
+
+
+def parquet_bytes(frame: pl.DataFrame) -> bytes:
+    """The bytes :func:`write_parquet` writes of ``frame`` (without metadata)."""
+    buffer = io.BytesIO()
+    _parquet(frame, None)(buffer)
+    return buffer.getvalue()
 
 
 def _parquet(frame: pl.DataFrame, metadata: dict[str, str] | None

@@ -9,7 +9,7 @@ limits both): one setting caps the run's cores.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import pairwise
 from typing import Any, TypeVar
 
@@ -52,6 +52,20 @@ def side_by_side(*calls: Callable[[], Any]) -> list[Any]:
 
 def _called(call: Callable[[], Any]) -> Any:
     return call()
+
+
+def in_background(function: Callable[..., R], *args: Any) -> Future[R]:
+    """``function(*args)`` started now on a thread of its own, for a later stage to wait
+    for; the thread ends with the call, whether or not anything waits.
+
+    >>> in_background(max, 3, 4).result()
+    4
+    """
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(function, *args)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def row_blocks(rows: int, *, parts: int | None = None, smallest: int = 1) -> list[slice]:

@@ -97,7 +97,8 @@ class Compared:
 
 def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *,
             reasons: Mapping[str, str], coverage: pl.DataFrame | None, history: History,
-            say: Callable[[str], None], singletons: pl.DataFrame | None = None) -> Compared:
+            say: Callable[[str], None], singletons: pl.DataFrame | None = None,
+            on_histograms: Callable[[pl.DataFrame], object] | None = None) -> Compared:
     """Drift of every window against each reference its feature uses, decided.
 
     Parameters
@@ -118,6 +119,10 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
         The baseline profile's categories seen once (the unseen-mass estimate against the
         baseline, :func:`pipeline.measure.drift.compute_drift`); moving references count
         theirs from their own bins.
+    on_histograms : callable, optional
+        Called with :attr:`Compared.histograms` as soon as they are built, on the thread
+        that builds them beside the measurement (e.g. to encode them for the history
+        while the windows are still measured and decided).
 
     Returns
     -------
@@ -169,7 +174,10 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
 
     def history_side() -> tuple[pl.DataFrame, pl.DataFrame]:
         layouts, keys = layouts_and_keys() if found is None else found
-        return history_rows(current, keys, layouts), keys
+        rows = history_rows(current, keys, layouts)
+        if on_histograms is not None:
+            on_histograms(rows)
+        return rows, keys
 
     # the history's rows (and, unless found above, the windows they are keyed by) are built
     # beside the measurement, whose align keeps about one core busy; the measurement is

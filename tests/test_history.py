@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 
 from pipeline.write.history import (
     append_history,
+    encode_history,
     partition_dir,
     read_history,
     stage_history,
@@ -118,6 +119,26 @@ def test_a_staged_part_joins_the_history_only_when_committed(tmp_path: Path) -> 
     dropped = stage_history(history, make_drift(1, 1), "r2", "2024-06-03T00:00:00Z")
     dropped.discard()  # a run that failed: nothing of it stays
     assert sorted(p.name for p in history.rglob("*") if p.is_file()) == ["part.parquet"]
+
+
+def test_a_part_encoded_ahead_is_the_file_staging_writes_for_its_run_only(
+        tmp_path: Path) -> None:
+    history, drift = tmp_path / "history", make_drift(3, 2)
+    encoded = encode_history(drift, "r1", "2024-06-01T06:00:00+02:00")
+    direct = stage_history(history, drift, "r1", "2024-06-01T04:00:00Z").staged.read_bytes()
+    assert encoded.data == direct  # the same file, bytes for bytes (times compared in UTC)
+    # written as encoded for its run and time: not encoded again, so not the table given
+    ahead = stage_history(history, make_drift(1, 1), "r1", datetime(2024, 6, 1, 4, tzinfo=UTC),
+                          encoded=encoded).commit()
+    assert ahead.read_bytes() == direct
+    # another run id (one claimed after encoding) or time: the table is encoded for it
+    for run_id, created_at in (("r2", "2024-06-01T04:00:00Z"), ("r1", "2024-06-02T04:00:00Z")):
+        stored = pl.read_parquet(stage_history(history, drift, run_id, created_at,
+                                               encoded=encoded).commit())
+        assert stored["run_id"].unique().to_list() == [run_id]
+        assert stored["created_at"].unique().to_list() == [
+            datetime.fromisoformat(created_at)]
+        assert_frame_equal(stored.drop("run_id", "created_at"), drift.drop("bins"))
 
 
 def test_staged_parts_of_killed_runs_are_removed(tmp_path: Path) -> None:

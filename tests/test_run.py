@@ -152,6 +152,10 @@ def test_a_run_of_the_same_second_in_another_process_takes_the_next_id(
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "20261130T160756Z\n"
         assert run_drift(config).run_id == "20261130T160756Z-2"
+        # its histograms were encoded for the id it measured with, then written for this one
+        assert pl.read_parquet(runs / "history" / "run_id=20261130T160756Z-2" /
+                               "histograms.parquet")["run_id"].unique().to_list() == [
+            "20261130T160756Z-2"]
     finally:
         holder.kill()
         holder.wait()

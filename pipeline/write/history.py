@@ -26,7 +26,13 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import KLDriftWarning
-from pipeline.files import commit_staged, remove_orphans, safe_filename, stage_parquet
+from pipeline.files import (
+    commit_staged,
+    parquet_bytes,
+    remove_orphans,
+    safe_filename,
+    stage_parquet,
+)
 
 #: Folder of the history dataset inside ``output.dir``, next to the run folders.
 HISTORY_DIR = "history"
@@ -130,21 +136,49 @@ def stage_history(
     created_at: datetime | str,
     *,
     part: str = "features",
+    encoded: EncodedPart | None = None,
 ) -> StagedPart:
     """Write one run's rows of one part beside the history dataset, to be added later.
 
     :func:`append_history` in two steps: the file is written now (a run writes it while its
     other files are written) and joins the dataset with :meth:`StagedPart.commit` once the
     run is complete. Until then it is a temp file of this process, which a later run
-    removes if the process was killed. The parameters are those of :func:`append_history`.
+    removes if the process was killed. The parameters are those of :func:`append_history`;
+    ``encoded`` is ``table`` encoded ahead (:func:`encode_history`): its bytes are written
+    when they were encoded for this run id and time, else ``table`` is encoded now.
     """
-    rows = table.drop("bins", "view", strict=False).with_columns(
+    _remove_orphans(history_dir)
+    target = partition_dir(history_dir, run_id) / PART_FILES[part]
+    if encoded is not None and (encoded.run_id, encoded.created_at) == (run_id,
+                                                                         as_utc(created_at)):
+        return StagedPart(stage_parquet(target, encoded.data), target)
+    return StagedPart(stage_parquet(target, _rows(table, run_id, created_at)), target)
+
+
+@dataclass(frozen=True)
+class EncodedPart:
+    """One run's rows of one part as its partition file holds them (:func:`encode_history`):
+    the Parquet encoding done ahead, e.g. while the run still measures, so that staging
+    them (:func:`stage_history`) only writes the bytes."""
+
+    run_id: str
+    created_at: datetime  # UTC
+    data: bytes
+
+
+def encode_history(table: pl.DataFrame, run_id: str, created_at: datetime | str) -> EncodedPart:
+    """The partition file :func:`stage_history` writes of ``table`` for ``run_id`` and
+    ``created_at``, as bytes."""
+    return EncodedPart(run_id, as_utc(created_at),
+                       parquet_bytes(_rows(table, run_id, created_at)))
+
+
+def _rows(table: pl.DataFrame, run_id: str, created_at: datetime | str) -> pl.DataFrame:
+    """A part's rows as the history keeps them: without the per-bin lists, with the run."""
+    return table.drop("bins", "view", strict=False).with_columns(
         run_id=pl.lit(run_id, dtype=pl.String),
         created_at=pl.lit(as_utc(created_at), dtype=CREATED_AT),
     )
-    _remove_orphans(history_dir)
-    target = partition_dir(history_dir, run_id) / PART_FILES[part]
-    return StagedPart(stage_parquet(target, rows), target)
 
 
 def _remove_orphans(history_dir: str | os.PathLike[str]) -> None:
