@@ -21,6 +21,7 @@ from pipeline.decide.significance import (
     RESOLVED_EXCEEDANCES,
     TAIL_PRECISION,
     Streams,
+    Tables,
     benjamini_hochberg,
     chi_square_p,
     decision_threshold,
@@ -79,6 +80,36 @@ def test_large_counts_use_the_asymptotic_g_test(rng: np.random.Generator) -> Non
     drift = run_decide(*windowed(np.full(6, 1000.0), windows), warn=0.0)
     expected = chi_square_p(windows.astype(float), np.full((3, 6), 1000.0))
     np.testing.assert_allclose(drift["p_value"].to_numpy(), expected, rtol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.tuples(
+    st.lists(st.integers(0, 3000), min_size=4, max_size=4),
+    st.lists(st.integers(0, 600_000), min_size=4, max_size=4),
+    st.sampled_from([1.0, 0.37, 4096.0]), st.integers(2, 4)), min_size=1, max_size=6))
+def test_the_chi_square_p_of_whole_and_weighted_tables_is_scipys_and_the_rows_own(
+        counts: list[tuple[list[int], list[int], float, int]]) -> None:
+    # whole counts below 2^20 observations take G from tabled k log k, the others (weights
+    # 0.37, or 4096 x: totals up to 2.5e9) from g_terms; one call mixes them, and rows of
+    # different widths
+    rows = [(np.array(c[:k], dtype=float) * w, np.array(b[:k], dtype=float) * w)
+            for c, b, w, k in counts]
+    for current, baseline in rows:
+        current[0] += 1  # a positive total on both sides
+        baseline[-1] += 1
+    starts = np.cumsum([0, *(len(c) for c, _ in rows)])
+    p, _ = Tables(np.concatenate([c for c, _ in rows]), np.concatenate([b for _, b in rows]),
+                  starts).asymptotic()
+    for i, (current, baseline) in enumerate(rows):
+        table = np.stack([current, baseline])
+        table = table[:, table.sum(axis=0) > 0]
+        if table.shape[1] < 2:
+            assert p[i] == 1.0
+            continue
+        _, reference, *_ = stats.chi2_contingency(table, correction=False,
+                                                   lambda_="log-likelihood")
+        assert p[i] == pytest.approx(reference, rel=1e-6, abs=1e-300)
+        assert p[i] == chi_square_p(current[None], baseline[None])[0]  # alone
 
 
 def test_sparse_tables_get_a_permutation_p_matching_an_independent_simulation() -> None:

@@ -155,13 +155,25 @@ class Tables:
         bounds = np.unique(np.append(
             np.searchsorted(self.starts, np.arange(0, self.starts[-1], _CHUNK_CELLS)), len(self)))
         blocks = [slice(int(first), int(last)) for first, last in pairwise(bounds)]
-        for rows, (block_p, block_sparse) in zip(blocks, in_parallel(self._asymptotic, blocks),
-                                                 strict=True):
+        largest = np.max(self.current, initial=0) + np.max(self.baseline, initial=0)
+        x_log_x = _x_log_x(np.arange(min(largest, _TABLED) + 1.0))
+        for rows, (block_p, block_sparse) in zip(
+                blocks, in_parallel(functools.partial(self._asymptotic, x_log_x=x_log_x), blocks),
+                strict=True):
             p[rows], sparse[rows] = block_p, block_sparse
         return p, sparse
 
-    def _asymptotic(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`asymptotic` of a block of rows."""
+    def _asymptotic(self, rows: slice, *, x_log_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`asymptotic` of a block of rows (``x_log_x``: k log k of k = 0, 1, ... up to
+        the largest cell total or ``_TABLED``).
+
+        The G of a table of whole counts with a total below ``_TABLED`` is
+        ``2 (sum f(c) + f(b) - f(c + b) - f(n_c) - f(n_b) + f(N))``, f(k) = k log k read
+        from it: three reads a cell instead of :func:`kl_metrics.g_terms`' two logarithms
+        (half the time), within 1e-9 of it at 10^5 observations (the terms are of the
+        size of N log N). Other tables (weighted counts, totals up to 2^63) take g_terms,
+        whose terms are never negative: no cancellation. A row's G depends on its counts
+        alone."""
         starts = self.starts[rows.start:rows.stop + 1]
         cells = slice(int(starts[0]), int(starts[-1]))
         current, baseline = self.current[cells], self.baseline[cells]
@@ -169,8 +181,29 @@ class Tables:
         n_current = np.add.reduceat(current, at)
         n_baseline = np.add.reduceat(baseline, at)
         total = current + baseline
-        statistic = np.add.reduceat(g_terms(current, baseline, np.repeat(n_current, widths),
-                                            np.repeat(n_baseline, widths)), at)
+        whole = np.logical_and.reduceat((current == np.rint(current))
+                                        & (baseline == np.rint(baseline)), at)
+        tabled = whole & (n_current + n_baseline < _TABLED)  # its cells are in x_log_x
+        statistic = np.empty(at.size)
+        if tabled.any():
+            chosen = slice(None) if tabled.all() else np.repeat(tabled, widths)
+            first = np.cumsum(widths[tabled]) - widths[tabled]
+            terms = x_log_x.take(current[chosen].astype(np.intp))
+            terms += x_log_x.take(baseline[chosen].astype(np.intp))
+            terms -= x_log_x.take(total[chosen].astype(np.intp))
+            sizes = n_current[tabled], n_baseline[tabled]
+            # rounding of terms of N log N may leave a G of 0 a little below it
+            statistic[tabled] = np.maximum(2 * (
+                np.add.reduceat(terms, first) - xlogy(sizes[0], sizes[0])
+                - xlogy(sizes[1], sizes[1]) + xlogy(sizes[0] + sizes[1], sizes[0] + sizes[1])),
+                0.0)
+        if not tabled.all():
+            chosen = np.repeat(~tabled, widths)
+            widths_left = widths[~tabled]
+            statistic[~tabled] = np.add.reduceat(g_terms(
+                current[chosen], baseline[chosen], np.repeat(n_current[~tabled], widths_left),
+                np.repeat(n_baseline[~tabled], widths_left)),
+                np.cumsum(widths_left) - widths_left)
         dof = np.add.reduceat(total > 0, at, dtype=np.int64) - 1
         p = np.where(dof > 0, chdtrc(np.maximum(dof, 1), statistic), 1.0)
         smallest = np.minimum.reduceat(np.where(total > 0, total, np.inf), at)
