@@ -180,7 +180,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda file: file.write(data))
+    return commit_staged(stage_bytes(path, data), path)
+
+
+def stage_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """:func:`atomic_write_bytes` up to the rename: the temp file, for :func:`commit_staged`."""
+    return write_staged(path, lambda file: file.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -210,12 +215,8 @@ def write_parquet(path: str | os.PathLike[str], frame: pl.DataFrame,
     return atomic_write(path, _parquet(frame, metadata))
 
 
-def stage_parquet(path: str | os.PathLike[str], frame: pl.DataFrame | bytes) -> Path:
-    """:func:`write_parquet` up to the rename: the temp file, for :func:`commit_staged`
-    (``frame`` may be its :func:`parquet_bytes` already)."""
-    if isinstance(frame, bytes):
-        data = frame
-        return write_staged(path, lambda file: file.write(data))
+def stage_parquet(path: str | os.PathLike[str], frame: pl.DataFrame) -> Path:
+    """:func:`write_parquet` up to the rename: the temp file, for :func:`commit_staged`."""
     return write_staged(path, _parquet(frame, None))
 
 

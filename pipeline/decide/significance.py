@@ -156,16 +156,17 @@ class Tables:
             np.searchsorted(self.starts, np.arange(0, self.starts[-1], _CHUNK_CELLS)), len(self)))
         blocks = [slice(int(first), int(last)) for first, last in pairwise(bounds)]
         largest = np.max(self.current, initial=0) + np.max(self.baseline, initial=0)
-        x_log_x = _x_log_x(np.arange(min(largest, _TABLED) + 1.0))
+        x_log_x = _OfWholeCounts(_x_log_x, int(min(largest, _TABLED - 1)))
         for rows, (block_p, block_sparse) in zip(
                 blocks, in_parallel(functools.partial(self._asymptotic, x_log_x=x_log_x), blocks),
                 strict=True):
             p[rows], sparse[rows] = block_p, block_sparse
         return p, sparse
 
-    def _asymptotic(self, rows: slice, *, x_log_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`asymptotic` of a block of rows (``x_log_x``: k log k of k = 0, 1, ... up to
-        the largest cell total or ``_TABLED``).
+    def _asymptotic(self, rows: slice, *,
+                    x_log_x: _OfWholeCounts) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`asymptotic` of a block of rows (``x_log_x``: k log k, tabled up to the
+        largest cell total or ``_TABLED``).
 
         The G of a table of whole counts with a total below ``_TABLED`` is
         ``2 (sum f(c) + f(b) - f(c + b) - f(n_c) - f(n_b) + f(N))``, f(k) = k log k read
@@ -188,9 +189,9 @@ class Tables:
         if tabled.any():
             chosen = slice(None) if tabled.all() else np.repeat(tabled, widths)
             first = np.cumsum(widths[tabled]) - widths[tabled]
-            terms = x_log_x.take(current[chosen].astype(np.intp))
-            terms += x_log_x.take(baseline[chosen].astype(np.intp))
-            terms -= x_log_x.take(total[chosen].astype(np.intp))
+            terms = x_log_x(current[chosen])
+            terms += x_log_x(baseline[chosen])
+            terms -= x_log_x(total[chosen])
             sizes = n_current[tabled], n_baseline[tabled]
             # rounding of terms of N log N may leave a G of 0 a little below it
             statistic[tabled] = np.maximum(2 * (

@@ -31,6 +31,7 @@ from pipeline.files import (
     parquet_bytes,
     remove_orphans,
     safe_filename,
+    stage_bytes,
     stage_parquet,
 )
 
@@ -151,7 +152,7 @@ def stage_history(
     target = partition_dir(history_dir, run_id) / PART_FILES[part]
     if encoded is not None and (encoded.run_id, encoded.created_at) == (run_id,
                                                                          as_utc(created_at)):
-        return StagedPart(stage_parquet(target, encoded.data), target)
+        return StagedPart(stage_bytes(target, encoded.data), target)
     return StagedPart(stage_parquet(target, _rows(table, run_id, created_at)), target)
 
 
