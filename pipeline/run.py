@@ -253,7 +253,11 @@ class CheckResult:
         ----------
         run_dir : path, optional
             The run folder; its name is the run id (kept as this run's id when it is that
-            id's folder name). Default: ``<output.dir>/<run_id>`` of the config.
+            id's folder name), and writing into it again is a rerun. Default:
+            ``<output.dir>/<run_id>`` of the config; with an automatic run id (no
+            ``output.run_id``), each write publishes a run of its own, as each
+            ``kl-drift run`` does: the first id of the check's second that no run folder,
+            history partition or concurrent writer holds (``-2``, ``-3``, ... after it).
         progress : callable, optional
             Called with a short message at each stage.
 
@@ -269,13 +273,16 @@ class CheckResult:
         OutputError
             The folder cannot be written, or the metrics cannot be exported.
         """
-        config = self._measured.config
-        if run_dir is None:
-            run_id, folder = self.run_id, Path(config.output.dir) / safe_filename(self.run_id)
-        else:
+        say = progress or _silent
+        if run_dir is not None:
             folder = Path(run_dir)
-            run_id = _folder_run_id(self.run_id, folder)
-        return _publish(self._measured, run_id, folder, progress or _silent)
+            return _publish(self._measured, _folder_run_id(self.run_id, folder), folder, say)
+        # an automatic id is claimed now, as a run claims it: a run or check of the same
+        # second written meanwhile keeps its folder, and this one takes the next id
+        out = Path(self._measured.config.output.dir)
+        with _claimed_run_id(self._measured.config, self._measured.created_at,
+                             out / HISTORY_DIR) as run_id:
+            return _publish(self._measured, run_id, out / safe_filename(run_id), say)
 
     def report_html(self) -> str:
         """report.html of this run as a string: the page ``write`` puts in the run folder,

@@ -4,6 +4,7 @@ result object, its inline report and its run folder, the same as a path-based ru
 from __future__ import annotations
 
 import html
+import json
 import re
 import subprocess
 import sys
@@ -157,6 +158,26 @@ def test_write_without_a_folder_uses_the_config_and_names_bad_folders(data, tmp_
     assert written.run_dir.name.startswith("r_1-")  # safe_filename of the run id
     with pytest.raises(ConfigError, match="'history' cannot be one"):
         result.write(tmp_path / "out" / "history")
+
+
+def test_write_without_a_folder_claims_a_free_automatic_id(data, tmp_path: Path) -> None:
+    # checks of one second share its automatic id until written: each write publishes a run
+    # of its own, as each `kl-drift run` does, instead of replacing the one written before
+    baseline, current = data
+    out = tmp_path / "out"
+    result = kd.check(current, baseline, timestamp="ts", period="1w", dir=str(out))
+    first, second = result.write(), result.write()
+    assert first.run_id == result.run_id and second.run_id == f"{result.run_id}-2"
+    for written in (first, second):
+        assert written.run_dir == out / written.run_id
+        assert json.loads((written.run_dir / "alerts.json").read_text())["run"]["run_id"] \
+            == written.run_id
+    assert sorted(p.name for p in (out / "history").iterdir() if p.is_dir()) == [
+        f"run_id={first.run_id}", f"run_id={second.run_id}"]
+    # a given id is a rerun: written again into the same folder
+    named = kd.check(current, baseline, timestamp="ts", period="1w", dir=str(out),
+                     run_id="nightly")
+    assert named.write().run_dir == named.write().run_dir == out / "nightly"
 
 
 def test_options_are_config_keys_bare_dotted_or_by_section(tmp_path: Path) -> None:
