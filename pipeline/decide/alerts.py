@@ -46,6 +46,7 @@ from pipeline.decide.state import apply_persistence
 from pipeline.labels import OTHER
 from pipeline.measure.drift import list_rows
 from pipeline.measure.unseen import cell_kinds, unseen_cells, with_unseen_mass
+from pipeline.parallel import side_by_side
 
 
 def count_tables(drift: pl.DataFrame, mask: np.ndarray) -> tuple[np.ndarray, Tables]:
@@ -199,20 +200,29 @@ def _p_values(drift: pl.DataFrame, tested: np.ndarray, candidate: np.ndarray,
         tail_below = max(threshold, TAIL_EXCEEDANCES / DRAW_ROUNDS[-1])
         tail = open_ & ~decisive & ((drawn == DRAW_ROUNDS[-1]) | (chi_square <= tail_below))
         extend = open_ & ~decisive & ~tail
-        # rows reopened by a rising threshold may be a round behind the others
-        for done in np.unique(drawn[extend]):
-            more = DRAW_ROUNDS[np.searchsorted(DRAW_ROUNDS, done, side="right")] - done
-            for chosen, current, baseline in batches(extend & (drawn == done)):
-                key = (0, round_, int(done), current.shape[1])
-                exceed[chosen] += permutation_exceedances(current, baseline, more,
-                                                          streams.keyed(*key))
-                drawn[chosen] += more
-        # a row that cannot be permuted (NaN exceedances) keeps its chi-square p
-        p[extend] = np.where(np.isnan(exceed), chi_square, (1 + exceed) / (drawn + 1))[extend]
-        for chosen, current, baseline in batches(tail):
-            p[chosen] = precise_p_values(current, baseline, draws=config.null_draws,
-                                         streams=streams.keyed(1), threshold=threshold,
-                                         keys=chosen)
+
+        def draw(extend: np.ndarray = extend, key: int = round_) -> None:
+            """The round's permutation draws; rows reopened by a rising threshold may be a
+            round behind the others."""
+            for done in np.unique(drawn[extend]):
+                more = DRAW_ROUNDS[np.searchsorted(DRAW_ROUNDS, done, side="right")] - done
+                for chosen, current, baseline in batches(extend & (drawn == done)):
+                    keyed = streams.keyed(0, key, int(done), current.shape[1])
+                    exceed[chosen] += permutation_exceedances(current, baseline, more, keyed)
+                    drawn[chosen] += more
+            # a row that cannot be permuted (NaN exceedances) keeps its chi-square p
+            p[extend] = np.where(np.isnan(exceed), chi_square,
+                                 (1 + exceed) / (drawn + 1))[extend]
+
+        def tails(tail: np.ndarray = tail, threshold: float = threshold) -> None:
+            for chosen, current, baseline in batches(tail):
+                p[chosen] = precise_p_values(current, baseline, draws=config.null_draws,
+                                             streams=streams.keyed(1), threshold=threshold,
+                                             keys=chosen)
+
+        # disjoint rows and streams of their own: the permutations and the tails of a round
+        # run side by side, each keeping the other's idle core busy
+        side_by_side(draw, tails)
         unsettled &= ~(decisive | tail | (exceed >= RESOLVED_EXCEEDANCES) | np.isnan(exceed))
         round_ += 1
 
