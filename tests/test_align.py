@@ -179,6 +179,23 @@ def test_dense_arrays_hold_exactly_the_long_counts(data: st.DataObject) -> None:
         assert list(bins)[-2:].count("__missing__") <= 1
 
 
+def test_a_bin_spelt_twice_in_rows_out_of_order_is_summed() -> None:
+    # Rows written feature by feature while the arrays hold segment by segment: the counts
+    # are scattered to their cells, and two spellings of one bin (the same edges) add up
+    # rather than the last replacing the first.
+    baseline = pl.concat([numeric_histogram(f, [0], [5, 5], region=r)
+                          for r in ("EU", "US") for f in ("x", "y")])
+    current = pl.concat([numeric_histogram(f, [0], [1, 2], region=r)
+                         for f in ("x", "y") for r in ("EU", "US")])
+    twice = numeric_histogram("y", [0], [7, 3], region="US").with_columns(
+        bin=pl.lit("below zero")).head(1)
+    aligned = align(baseline, pl.concat([current, twice]))
+    assert aligned.rows.select("segment", "feature").rows() == [
+        ("region=EU", "x"), ("region=EU", "y"), ("region=US", "x"), ("region=US", "y")]
+    np.testing.assert_array_equal(aligned.current, [[1, 2], [1, 2], [1, 2], [8, 2]])
+    np.testing.assert_array_equal(aligned.baseline, np.full((4, 2), 5.0))
+
+
 def test_null_segment_values_and_windows_are_groups_of_their_own() -> None:
     baseline = numeric_histogram("x", [0], [5, 5])
     current = pl.concat([
