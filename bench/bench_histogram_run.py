@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from bench_decide import generate, table_arguments
 
 from kl_metrics import divergences
 from pipeline.config import METRICS, load_config
@@ -110,6 +109,9 @@ def main() -> None:
         folder, bins, windows = sys.argv[2:5]
         print(_reference(Path(folder), int(bins), int(windows))[1])
         return
+    # the generator is imported here: the reference's own process does not need it
+    from bench_decide import generate, table_arguments
+
     args = table_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
