@@ -63,14 +63,10 @@ def written(folder: Path) -> list[Path]:
             *sorted((folder / "out" / HISTORY_DIR / "run_id=big").glob("*.parquet"))]
 
 
-def reference_round(folder: Path, bins: int, windows: int) -> float:
+def reference_round(folder: Path, bins: int, windows: int) -> tuple[float, float]:
     """Seconds to read both inputs, compute the seven divergences and write the run's Parquet
-    outputs again (loaded beforehand, written as the run writes them)."""
-    return _reference(folder, bins, windows)[0]
-
-
-def _reference(folder: Path, bins: int, windows: int) -> tuple[float, float]:
-    """:func:`reference_round`'s seconds, and the seconds it took to load the outputs."""
+    outputs again (loaded beforehand, written as the run writes them), and the seconds it
+    took to load those outputs."""
     config = load_config(None).drift
     loading = time.perf_counter()
     outputs = {path: pl.read_parquet(path) for path in written(folder)}
@@ -107,7 +103,7 @@ def run_round(folder: Path) -> tuple[float, float]:
 def main() -> None:
     if sys.argv[1:2] == ["--reference-in"]:  # fresh_reference_round's process
         folder, bins, windows = sys.argv[2:5]
-        print(_reference(Path(folder), int(bins), int(windows))[1])
+        print(reference_round(Path(folder), int(bins), int(windows))[1])
         return
     # the generator is imported here: the reference's own process does not need it
     from bench_decide import generate, table_arguments
@@ -127,7 +123,7 @@ def main() -> None:
             wall, peak = run_round(folder)
             runs.append(wall)
             peaks.append(peak)
-            references.append(reference_round(folder, args.bins, args.windows))
+            references.append(reference_round(folder, args.bins, args.windows)[0])
             fresh.append(fresh_reference_round(folder, args.bins, args.windows))
             print(f"  run {wall:6.2f} s, peak {peak:6.0f} MiB; reference "
                   f"{references[-1]:5.2f} s; ratio {wall / references[-1]:5.2f}x; in a fresh "
