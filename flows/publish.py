@@ -31,7 +31,7 @@ import polars as pl
 from pipeline.config import PrefectConfig
 from pipeline.run import DEFAULT_MONITOR, SEVERITY
 from pipeline.write.reports.markdown import ICONS, escape_md
-from pipeline.write.reports.summary import sort_rows
+from pipeline.write.reports.summary import resolved_episodes, sort_rows
 
 #: One event per drift_check run: counts, changes, new alerts, where the report is.
 RUN_COMPLETED = "kl-drift.run.completed"
@@ -307,7 +307,9 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
         "changes": counts,
         "new_alerts": [_brief(a) for a in new[:cap]],
         "new_alerts_omitted": max(len(new) - cap, 0),
-        "resolved": resolved[:cap], "resolved_omitted": max(len(resolved) - cap, 0),
+        # alerts.json lists at most output.max_alerts episodes; changes counts them all
+        "resolved": resolved[:cap],
+        "resolved_omitted": max(counts["resolved"] - len(resolved[:cap]), 0),
         "message": _message(monitor, run_id, counts, new, worst, report),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
@@ -431,5 +433,9 @@ def summary_markdown(document: Mapping[str, Any], *, monitor: str, report: str) 
             escape_md(r.get("segment", "")), escape_md(r.get("window", "")),
             escape_md(r.get("since", "")), escape_md(r.get("last_status", ""))]) + " |"
             for r in resolved[:MARKDOWN_ALERTS]]
+        _, total, listing = resolved_episodes(document) or ([], 0, "")
+        shown = min(len(resolved), MARKDOWN_ALERTS)
+        if total > shown:
+            lines.append(f"\n…and {total - shown} more resolved episodes in {listing}.")
         lines.append("")
     return "\n".join(lines)

@@ -13,7 +13,7 @@ HISTOGRAM_COLUMNS = ("feature", "bin", "count", "lower", "upper", "window")
 
 #: Every column of the tables a run writes (drift.parquet and its history rows,
 #: models.parquet, model_classes.parquet, model_examples.parquet, estimates.parquet,
-#: joint.parquet) and of
+#: joint.parquet, resolved.parquet) and of
 #: the histogram format. A segment column with one of these names is written as
 #: ``segment:<name>`` in every table (pipeline.labels.public_segment_columns). A column
 #: added to a table belongs here too (tests/test_segments.py checks it).
@@ -38,6 +38,8 @@ TABLE_COLUMNS = frozenset({
     # joint.parquet
     "current_rows", "features", "level", "auc", "top_features", "view",
     *(f"{kl}_{suffix}" for kl in ("kl", "reverse_kl") for suffix in ("stderr", "low", "high")),
+    # resolved.parquet
+    "since", "last_status",
 })
 
 #: Statuses of a drift row (drift.parquet), in the order of the ``summary`` counts.
@@ -58,5 +60,10 @@ ESTIMATES_FILE = "estimates.parquet"
 TRENDS_FILE = "trends.parquet"
 #: The joint drift table (``[joint]``).
 JOINT_FILE = "joint.parquet"
+#: Every alert episode of feature drift the run resolved (alerts.json lists the first ones).
+RESOLVED_FILE = "resolved.parquet"
+#: Its columns, all text: the series, the ok window that closed the episode, the episode's
+#: first drifting window and its last alert status (as alerts.json's ``resolved`` entries).
+RESOLVED_COLUMNS = ("segment", "feature", "reference", "window", "since", "last_status")
 #: The baseline profile a run built from raw baseline rows.
 PROFILE_FILE = "baseline_profile.parquet"

@@ -45,6 +45,8 @@ from pipeline.formats import (  # SEVERITY: also imported from here (flows.publi
     ESTIMATES_FILE,
     JOINT_FILE,
     PROFILE_FILE,
+    RESOLVED_COLUMNS,
+    RESOLVED_FILE,
     SEVERITY,
     TRENDS_FILE,
 )
@@ -222,6 +224,10 @@ class CheckResult:
         The decided joint drift table (joint.parquet), when the run had ``[joint]``.
     trends : pl.DataFrame or None
         trends.parquet, when the run had ``[trends] enabled``.
+    resolved : pl.DataFrame or None
+        Every alert episode of feature drift this run resolved (resolved.parquet, columns
+        ``RESOLVED_COLUMNS``); alerts.json lists the first ``output.max_alerts``.
+        ``None`` when the run checked no features.
     history_dir : Path or None
         The history dataset the decisions across runs were made with (``None``: no earlier
         runs, every alert is new).
@@ -236,6 +242,7 @@ class CheckResult:
     estimates: pl.DataFrame | None = None
     joint: pl.DataFrame | None = None
     trends: pl.DataFrame | None = None
+    resolved: pl.DataFrame | None = None
     history_dir: Path | None = None
     _measured: _Measured = field(repr=False, compare=False)
 
@@ -644,7 +651,9 @@ def _conclude(measured: _Measured, history: History, say: Progress) -> CheckResu
                        worst_status=max(statuses, key=SEVERITY.index, default="ok"),
                        exit_code=int(bool(statuses & config.output.fail_statuses)),
                        models=models, estimates=measured.estimates, joint=joint_table,
-                       trends=trends, history_dir=history_dir, _measured=measured)
+                       trends=trends, history_dir=history_dir, _measured=measured,
+                       resolved=None if resolved is None else pl.DataFrame(
+                           resolved, schema=dict.fromkeys(RESOLVED_COLUMNS, pl.String)))
 
 
 def _as_of(created_at: datetime, run_id: str, history_dir: Path | None) -> datetime:
@@ -714,6 +723,7 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
                     **({} if models is None else model_tables(models)),
                     ESTIMATES_FILE: result.estimates,
                     JOINT_FILE: joint,
+                    RESOLVED_FILE: result.resolved,
                 }, result.alerts)
                 say("rendering reports")
                 try:

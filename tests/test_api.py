@@ -133,7 +133,7 @@ def test_write_publishes_the_run_folder_a_run_writes(checked, data, tmp_path: Pa
     written = checked.write(tmp_path / "runs" / "week-24")
     assert written.run_id == "week-24" and written.run_dir == tmp_path / "runs" / "week-24"
     assert sorted(p.name for p in written.run_dir.iterdir()) == [
-        "alerts.json", "drift.parquet", "report.html", "report.md"]
+        "alerts.json", "drift.parquet", "report.html", "report.md", "resolved.parquet"]
     assert pl.read_parquet(written.run_dir / "drift.parquet").equals(written.drift)
     # the inline report and report.html are one page, history plots included
     assert written.history_dir == tmp_path / "runs" / "history"

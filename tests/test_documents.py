@@ -60,12 +60,12 @@ def test_alerts_are_listed_new_first_then_by_severity_lifecycle_and_value(
     assert document["summary"] == {"total": 9, "ok": 1, "warn": 3, "critical": 3,
                                    "insufficient_data": 1, "error": 1}
     assert document["changes"] == {"new": 3, "ongoing": 2, "resolved": 1}
-    assert document["omitted"] == {"alerts": 0, "problems": 0}
+    assert document["omitted"] == {"alerts": 0, "problems": 0, "resolved": 0}
 
 
 @pytest.mark.parametrize(("max_rows", "alerts", "problems", "omitted"), [
-    (2, ["f4", "f3"], ["f8", "f9"], {"alerts": 4, "problems": 0}),
-    (1, ["f4"], ["f8"], {"alerts": 5, "problems": 1}),
+    (2, ["f4", "f3"], ["f8", "f9"], {"alerts": 4, "problems": 0, "resolved": 0}),
+    (1, ["f4"], ["f8"], {"alerts": 5, "problems": 1, "resolved": 0}),
 ])
 def test_lists_are_capped_and_omitted_counts_the_rest(drift: pl.DataFrame, max_rows: int,
                                                       alerts: list[str], problems: list[str],
@@ -74,6 +74,23 @@ def test_lists_are_capped_and_omitted_counts_the_rest(drift: pl.DataFrame, max_r
     assert [a["feature"] for a in document["alerts"]] == alerts
     assert [p["feature"] for p in document["problems"]] == problems
     assert document["omitted"] == omitted
+
+
+def test_resolved_episodes_are_capped_in_their_order_and_all_counted(
+        drift: pl.DataFrame) -> None:
+    episodes = [{**RESOLVED[0], "feature": f"r{i}"} for i in range(5)]
+    run = make_alerts(make_drift(1, 1, seed=0))["run"]
+    document = alerts_document(drift, run, resolved=episodes, max_rows=2)
+    AlertsDocument.model_validate(document)
+    assert [r["feature"] for r in document["resolved"]] == ["r0", "r1"]
+    assert document["omitted"]["resolved"] == 3 and document["changes"]["resolved"] == 5
+    uncapped = alerts_document(drift, run, resolved=episodes, max_rows=5)
+    assert len(uncapped["resolved"]) == 5 and uncapped["omitted"]["resolved"] == 0
+    # a document whose list and counts disagree is refused
+    for broken in ({**document, "omitted": {**document["omitted"], "resolved": 2}},
+                   {**document, "resolved": document["resolved"][:1]}):
+        with pytest.raises(ValidationError, match="resolved"):
+            AlertsDocument.model_validate(broken)
 
 
 def test_documents_that_do_not_add_up_are_rejected(drift: pl.DataFrame) -> None:

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from flows.cli import EXIT_BAD_INPUT, EXIT_INTERNAL, LOG_DIR_ENV, app
 from pipeline.bins.profile import build_profile, write_profile
 from pipeline.config import load_config
-from pipeline.formats import DRIFT_FILE
+from pipeline.formats import DRIFT_FILE, RESOLVED_COLUMNS, RESOLVED_FILE
 from pipeline.run import run_drift
 from tests.run_checks import assert_one_run
 
@@ -82,6 +82,40 @@ def test_a_drift_alerts_once_as_new_then_ongoing_then_resolved(week: dict) -> No
     assert held[0]["window_status"] != "ok" and held[0]["status"] == "ok"
     assert "1 of 2 required consecutive windows" in held[0]["reason"]
     assert day3["summary"]["warn"] + day3["summary"]["critical"] == 0
+
+
+def test_resolved_parquet_holds_every_episode_alerts_json_lists_the_first(
+        tmp_path: Path) -> None:
+    """Five features alert in one run and are back to ok in the next: with
+    ``output.max_alerts = 2`` alerts.json lists two episodes and counts the rest, which
+    resolved.parquet holds with the listed ones; a run resolving none writes it empty."""
+    features = [f"f{i}" for i in range(5)]
+
+    def histograms(first: float) -> pl.DataFrame:
+        return pl.DataFrame({"feature": np.repeat(features, 2), "bin": ["a", "b"] * 5,
+                             "count": [first, 1000 - first] * 5})
+
+    histograms(500).write_parquet(tmp_path / "base.parquet")
+    documents = []
+    for run_id, first in (("r1", 900), ("r2", 500), ("r3", 500)):
+        histograms(first).write_parquet(tmp_path / "cur.parquet")
+        config = load_config(None, {
+            "input.baseline": str(tmp_path / "base.parquet"),
+            "input.current": str(tmp_path / "cur.parquet"), "output.max_alerts": 2,
+            "output.dir": str(tmp_path / "runs"), "output.run_id": run_id})
+        documents.append(run_drift(config).alerts)
+    assert len(documents[0]["alerts"]) == 2 and documents[0]["omitted"]["alerts"] == 3
+    second = documents[1]
+    assert second["changes"]["resolved"] == 5 and second["omitted"]["resolved"] == 3
+    table = pl.read_parquet(tmp_path / "runs" / "r2" / RESOLVED_FILE)
+    assert table.columns == list(RESOLVED_COLUMNS)
+    assert sorted(table["feature"]) == features
+    assert set(table["last_status"]) == {"critical"}
+    assert table.head(2).to_dicts() == [{c: r.get(c) for c in RESOLVED_COLUMNS}
+                                        for r in second["resolved"]]
+    assert "…and 3 more; see resolved.parquet." in (
+        tmp_path / "runs" / "r2" / "report.md").read_text()
+    assert pl.read_parquet(tmp_path / "runs" / "r3" / RESOLVED_FILE).height == 0
 
 
 def test_the_week_sends_one_notification_per_new_alert_and_one_when_it_ends(

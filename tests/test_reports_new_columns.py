@@ -110,6 +110,12 @@ def test_resolved_list_is_capped_and_escaped(enriched: tuple[pl.DataFrame, dict]
                "since": None, "last_status": "critical"}
     page = render_html(drift, {**alerts, "resolved": [hostile] * 5})
     assert "the first 2 of 5 (all in alerts.json)" in page
+    # alerts.json itself capped (output.max_alerts): the total and the file come from it
+    capped = {**alerts, "resolved": [hostile] * 3, "changes": {**alerts["changes"],
+                                                               "resolved": 7},
+              "omitted": {**alerts.get("omitted", {}), "resolved": 4}}
+    assert "the first 2 of 7 (all in resolved.parquet)" in render_html(drift, capped)
+    assert "…and 4 more; see resolved.parquet." in render_markdown(drift, capped)
     parsed = ParsedPage(page)
     assert len(parsed.all("script")) == 1 and not parsed.all("b")
     assert "<script>x()</script>" in "".join(parsed.text)

@@ -16,7 +16,7 @@ import pytest
 from pipeline.bins.profile import build_profile, read_profile, write_profile
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, RESOLVED_FILE
 from pipeline.read.sources import scan_raw
 from pipeline.run import PROFILE_FILE, run_drift
 from pipeline.write.documents import AlertsDocument
@@ -53,7 +53,7 @@ def test_flights_run_folder_is_complete_and_consistent(flights_run) -> None:
     result, messages, config = flights_run
     assert result.run_dir.name == "june" and result.run_id == "june"
     assert sorted(p.name for p in result.run_dir.iterdir()) == sorted(
-        [ALERTS_FILE, DRIFT_FILE, PROFILE_FILE, "report.md", "report.html"])
+        [ALERTS_FILE, DRIFT_FILE, PROFILE_FILE, RESOLVED_FILE, "report.md", "report.html"])
     on_disk = pl.read_parquet(result.run_dir / DRIFT_FILE)
     assert on_disk.equals(result.drift)
     document = AlertsDocument.model_validate(strict_json(result.run_dir / ALERTS_FILE))

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError
-from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES
+from pipeline.formats import ALERTS_FILE, DRIFT_FILE, ESTIMATES_FILE, MODELS_FILES, RESOLVED_FILE
 from pipeline.run import PROFILE_FILE, run_drift, run_estimate, run_models
 from pipeline.write.documents import AlertsDocument
 
@@ -109,7 +109,7 @@ def test_one_run_folder_for_features_models_and_estimates(full_run) -> None:
     result = full_run
     assert sorted(p.name for p in result.run_dir.iterdir()) == sorted(
         [DRIFT_FILE, PROFILE_FILE, *MODELS_FILES.values(), ESTIMATES_FILE, ALERTS_FILE,
-         *REPORTS])
+         RESOLVED_FILE, *REPORTS])
     document = alerts_json(result.run_dir)
     assert document["summary"]["total"] == result.drift.height == 3 * 2 * 7  # origins x 2 x weeks
     assert document["models"]["summary"]["warn"] == 9

@@ -149,8 +149,9 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         (:func:`joint_block`); left out when ``None``.
 
     max_rows : int
-        At most this many alerts and this many problems are listed (new alerts first);
-        ``omitted`` counts the rest, which drift.parquet holds.
+        At most this many alerts, problems and resolved episodes are listed (new alerts
+        first); ``omitted`` counts the rest, which drift.parquet (the alerts and problems)
+        and resolved.parquet (the episodes) hold.
 
     Returns
     -------
@@ -160,15 +161,16 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
     """
     alerts: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
-    omitted = {"alerts": 0, "problems": 0}
-    changes = {"new": 0, "ongoing": 0, "resolved": len(resolved or [])}
+    resolved = list(resolved or [])
+    omitted = {"alerts": 0, "problems": 0, "resolved": max(len(resolved) - max_rows, 0)}
+    changes = {"new": 0, "ongoing": 0, "resolved": len(resolved)}
     if drift is not None:
         # the listed fields taken first: filtering and sorting the whole table would copy
         # every column (the bins lists too) of its alerting rows
         listed = _with_reference(drift.select(
             c for c in dict.fromkeys((*_ALERT_FIELDS, *_PROBLEM_FIELDS)) if c in drift.columns))
         alerting = alerting_rows(listed)
-        changes = lifecycle_changes(alerting, resolved or [])
+        changes = lifecycle_changes(alerting, resolved)
         alerts, omitted["alerts"] = _capped(alerting.select(_ALERT_FIELDS), max_rows)
         problems, omitted["problems"] = _capped(
             listed.filter(pl.col("status").is_in(["error", "insufficient_data"]))
@@ -180,7 +182,7 @@ def alerts_document(drift: pl.DataFrame | None, run: Mapping[str, Any],
         "summary": count_statuses(drift, STATUSES),
         "changes": changes,
         "alerts": alerts,
-        "resolved": list(resolved or []),
+        "resolved": resolved[:max_rows],
         "problems": problems,
         "omitted": omitted,
         "warnings": list(warnings or []),
@@ -430,10 +432,12 @@ class Resolved(_Strict):
 
 
 class Omitted(_Strict):
-    """Rows left out of the capped lists (drift.parquet holds them all)."""
+    """Entries left out of the capped lists (drift.parquet holds every row, resolved.parquet
+    every resolved episode)."""
 
     alerts: int = Field(0, ge=0)
     problems: int = Field(0, ge=0)
+    resolved: int = Field(0, ge=0)
 
 
 def _check_alerts(summary: _Counts, alerts: list[Any], omitted: int = 0) -> None:
@@ -692,4 +696,7 @@ class AlertsDocument(_Strict):
         if (len(self.problems) + self.omitted.problems
                 != self.summary.error + self.summary.insufficient_data):
             raise ValueError("summary error + insufficient_data does not match problems")
+        if (self.changes is not None
+                and len(self.resolved) + self.omitted.resolved != self.changes.resolved):
+            raise ValueError("changes.resolved does not match the resolved list")
         return self

@@ -318,6 +318,22 @@ def test_summary_markdown_lists_new_and_resolved_escaped_and_rounded() -> None:
     assert "### Resolved" in text and "| feature | carrier | origin=EWR |" in text
 
 
+def test_resolved_episodes_left_out_of_alerts_json_are_counted_and_pointed_to() -> None:
+    """alerts.json lists the first ``output.max_alerts`` episodes: the summary event and the
+    artifact count the others from ``changes`` and name resolved.parquet."""
+    doc = document()
+    doc["changes"] = {**doc["changes"], "resolved": 4}
+    doc["omitted"] = {"alerts": 0, "problems": 0, "resolved": 3}
+    payload = run_completed_event(doc, monitor="m", run_dir=RUN_DIR, report=REPORT,
+                                  settings=settings(summary_alerts=1))["payload"]
+    assert len(payload["resolved"]) == 1 and payload["resolved_omitted"] == 3
+    text = summary_markdown(doc, monitor="m", report=REPORT)
+    assert "**3 new · 2 ongoing · 4 resolved**" in text
+    assert "…and 3 more resolved episodes in resolved.parquet." in text
+    assert "more resolved episodes" not in summary_markdown(document(), monitor="m",
+                                                            report=REPORT)
+
+
 # --- the [prefect] config section ----------------------------------------------------------
 
 def test_prefect_section_defaults_and_strictness(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ from pipeline.write.reports.summary import (
     fmt_value,
     reference_text,
     references_of,
+    resolved_episodes,
     run_facts,
     status_counts,
     summarize,
@@ -264,9 +265,10 @@ def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> dict[str, A
 
 def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str, Any] | None:
     """The "resolved since the last run" list of alerts.json, capped."""
-    resolved = alerts.get("resolved")
-    if resolved is None:
+    episodes = resolved_episodes(alerts)
+    if episodes is None:
         return None
+    resolved, total, listing = episodes
     items = [{"feature": r.get("feature", ""), "segment": r.get("segment", ""),
               "reference": r.get("reference") or "baseline",
               "window": windows.get(r.get("window", ""), r.get("window", "")),
@@ -274,7 +276,7 @@ def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str
               "last_status": r.get("last_status") or "",
               "last_label": STATUS_LABELS.get(r.get("last_status") or "", "")}
              for r in resolved[:MAX_RESOLVED]]
-    return {"items": items, "total": len(resolved)}
+    return {"items": items, "total": total, "listing": listing}
 
 
 def _features(summary: FeatureSummary, alerts: Mapping[str, Any],

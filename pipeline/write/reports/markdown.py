@@ -38,6 +38,7 @@ from pipeline.write.reports.summary import (
     fmt_p,
     fmt_share,
     fmt_value,
+    resolved_episodes,
     run_facts,
     status_counts,
     summarize,
@@ -208,7 +209,8 @@ def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> str:
     return "\n".join(f"{line}  " for line in lines[:-1]) + "\n" + lines[-1] + "\n"
 
 
-def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
+def _resolved(resolved: list[Mapping[str, Any]], total: int, listing: str,
+              labels: dict[str, str]) -> str:
     lines = []
     for r in resolved[:MAX_RESOLVED]:
         segment = "" if r.get("segment") in (None, "all") else f" ({escape_md(r['segment'])})"
@@ -221,8 +223,8 @@ def _resolved(resolved: list[Mapping[str, Any]], labels: dict[str, str]) -> str:
             f"{escape_md(labels.get(r.get('window', ''), r.get('window', '')))}"
             + ("" if since is None else f", alerting since {escape_md(labels.get(since, since))}")
             + ("" if last is None else f", last {STATUS_LABELS.get(last, escape_md(last))}"))
-    more = (f"\n…and {len(resolved) - MAX_RESOLVED} more; see alerts.json.\n"
-            if len(resolved) > MAX_RESOLVED else "")
+    shown = min(len(resolved), MAX_RESOLVED)
+    more = f"\n…and {total - shown} more; see {listing}.\n" if total > shown else ""
     return ("\n".join(lines) + "\n" + more) if lines else "None in this run.\n"
 
 
@@ -239,8 +241,9 @@ def _features(summary: FeatureSummary, alerts: Mapping[str, Any],
         (_table(rows, metric, labels, effect_columns(summary.drift.columns)) if rows.height
          else "No rows in the drift table.\n"),
     ]
-    if alerts.get("resolved") is not None:
-        parts += ["## Resolved since the last run\n", _resolved(alerts["resolved"], labels)]
+    episodes = resolved_episodes(alerts)
+    if episodes is not None:
+        parts += ["## Resolved since the last run\n", _resolved(*episodes, labels)]
     alerting = rows.filter(pl.col("status").is_in(ALERTING))
     if alerting.height:
         parts += ["## Top contributing bins\n",

@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.config import REFERENCE_MODES
+from pipeline.formats import ALERTS_FILE, RESOLVED_FILE
 from pipeline.measure.drift import list_rows
 
 STATUSES = ("critical", "warn", "error", "insufficient_data", "ok")  # most severe first
@@ -316,6 +317,22 @@ def summarize(drift: pl.DataFrame) -> FeatureSummary:
 def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
     """Every ``error`` / ``insufficient_data`` window, errors first."""
     return sort_rows(drift.filter(pl.col("status").is_in(PROBLEMS)))
+
+
+def resolved_episodes(alerts: Mapping[str, Any]) -> tuple[list[Any], int, str] | None:
+    """alerts.json's resolved episodes (``None`` for a run without the list), how many the
+    run resolved in all (the list is capped at ``output.max_alerts``) and the file listing
+    them all: resolved.parquet when the list was capped, else alerts.json.
+
+    >>> resolved_episodes({"resolved": [{"feature": "a"}], "changes": {"resolved": 3},
+    ...                    "omitted": {"resolved": 2}})
+    ([{'feature': 'a'}], 3, 'resolved.parquet')
+    """
+    listed = alerts.get("resolved")
+    if listed is None:
+        return None
+    omitted = int((alerts.get("omitted") or {}).get("resolved", 0))
+    return listed, len(listed) + omitted, RESOLVED_FILE if omitted else ALERTS_FILE
 
 
 def status_counts(alerts: Mapping[str, Any]) -> dict[str, int]:
