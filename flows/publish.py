@@ -296,6 +296,7 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
     alerts = run_alerts(document)
     new = [a for a in alerts if a["lifecycle"] == "new"]
     resolved = resolved_alerts(document)
+    _, total, _ = resolved_episodes(document) or ([], 0, "")
     counts = changes(document)
     worst, cap = worst_status(document), settings.summary_alerts
     payload = {
@@ -307,9 +308,8 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
         "changes": counts,
         "new_alerts": [_brief(a) for a in new[:cap]],
         "new_alerts_omitted": max(len(new) - cap, 0),
-        # alerts.json lists at most output.max_alerts episodes; changes counts them all
-        "resolved": resolved[:cap],
-        "resolved_omitted": max(counts["resolved"] - len(resolved[:cap]), 0),
+        # past output.max_alerts, alerts.json counts the episodes it does not list
+        "resolved": resolved[:cap], "resolved_omitted": total - len(resolved[:cap]),
         "message": _message(monitor, run_id, counts, new, worst, report),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
