@@ -81,8 +81,9 @@ class Compared:
         The drift table of every mode with each window's verdict
         (:func:`pipeline.decide.alerts.window_verdicts`; segment columns under their output
         names): the run decides ``status`` with its earlier runs.
-    histograms : pl.DataFrame
-        The run's current histograms for the history (``histograms.parquet``).
+    histograms : pl.DataFrame or None
+        The run's current histograms for the history (``histograms.parquet``); None when
+        handed to ``on_histograms``.
     trends : pl.DataFrame or None
         trends.parquet (``[trends] enabled``), else None.
     warnings : list of str
@@ -90,7 +91,7 @@ class Compared:
     """
 
     drift: pl.DataFrame
-    histograms: pl.DataFrame
+    histograms: pl.DataFrame | None
     trends: pl.DataFrame | None
     warnings: list[str]
 
@@ -120,9 +121,11 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
         baseline, :func:`pipeline.measure.drift.compute_drift`); moving references count
         theirs from their own bins.
     on_histograms : callable, optional
-        Called with :attr:`Compared.histograms` as soon as they are built, on the thread
-        that builds them beside the measurement (e.g. to encode them for the history
-        while the windows are still measured and decided).
+        Called with the run's current histograms for the history as soon as they are
+        built, on the thread that builds them beside the measurement (e.g. to encode them
+        for the history while the windows are still measured and decided). They are handed
+        over: :attr:`Compared.histograms` is then None (10^7 rows at scale are not held
+        through the decisions and the writes).
 
     Returns
     -------
@@ -172,12 +175,13 @@ def compare(config: RunConfig, reference: pl.DataFrame, current: pl.DataFrame, *
                                       singletons=singletons))
         return tables
 
-    def history_side() -> tuple[pl.DataFrame, pl.DataFrame]:
+    def history_side() -> tuple[pl.DataFrame | None, pl.DataFrame]:
         layouts, keys = layouts_and_keys() if found is None else found
         rows = history_rows(current, keys, layouts)
-        if on_histograms is not None:
-            on_histograms(rows)
-        return rows, keys
+        if on_histograms is None:
+            return rows, keys
+        on_histograms(rows)  # handed over: not kept beside the decisions and the writes
+        return None, keys
 
     # the history's rows (and, unless found above, the windows they are keyed by) are built
     # beside the measurement, whose align keeps about one core busy; the measurement is

@@ -493,7 +493,8 @@ class _FeatureDrift:
     drift: pl.DataFrame
     baseline: _Baseline
     warnings: list[str]
-    histograms: pl.DataFrame  # the run's current histograms, for the history
+    # the run's current histograms for the history; None once handed to ``encoded``
+    histograms: pl.DataFrame | None
     trends: pl.DataFrame | None  # trends.parquet ([trends] enabled)
     # the histograms as the history's file, encoded beside the measurement (publishing)
     encoded: Future[EncodedPart] | None = None
@@ -696,7 +697,7 @@ def _publish(measured: _Measured, run_id: str, run_dir: Path, say: Progress) -> 
     staged: dict[str, Future[StagedPart]] = {}
     try:
         with ThreadPoolExecutor(len(PART_FILES) + 1) as pool:  # the parts and the tables
-            def stage(part: str, rows: pl.DataFrame,
+            def stage(part: str, rows: pl.DataFrame | None,
                       encoded: Future[EncodedPart] | None = None) -> None:
                 staged[part] = pool.submit(
                     lambda: stage_history(history_dir, rows, run_id, as_of, part=part,

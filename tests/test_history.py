@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from pipeline.write.history import (
@@ -139,6 +140,14 @@ def test_a_part_encoded_ahead_is_the_file_staging_writes_for_its_run_only(
         assert stored["created_at"].unique().to_list() == [
             datetime.fromisoformat(created_at)]
         assert_frame_equal(stored.drop("run_id", "created_at"), drift.drop("bins"))
+        # the encoding the only copy kept: its rows, read back, are encoded for the run
+        alone = stage_history(history, None, run_id, created_at, encoded=encoded)
+        direct_part = stage_history(history, drift, run_id, created_at)
+        assert alone.staged.read_bytes() == direct_part.staged.read_bytes()
+        alone.discard()
+        direct_part.discard()
+    with pytest.raises(ValueError, match="table or its encoding"):
+        stage_history(history, None, "r1", "2024-06-01T04:00:00Z")
 
 
 def test_staged_parts_of_killed_runs_are_removed(tmp_path: Path) -> None:

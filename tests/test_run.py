@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from pipeline.bins.profile import build_profile, read_profile, write_profile
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError
 from pipeline.formats import ALERTS_FILE, DRIFT_FILE, RESOLVED_FILE
 from pipeline.read.sources import scan_raw
-from pipeline.run import PROFILE_FILE, run_drift
+from pipeline.run import PROFILE_FILE, run_drift, run_in_memory
 from pipeline.write.documents import AlertsDocument
 from tests.conftest import categorical_histogram, numeric_histogram
 
@@ -163,6 +164,31 @@ def test_a_run_of_the_same_second_in_another_process_takes_the_next_id(
     assert run_drift(config).run_id == "20261130T160756Z"
     assert sorted(p.name for p in runs.iterdir()) == [
         ".kl-drift", "20261130T160756Z", "20261130T160756Z-2", "history"]
+
+
+def test_a_published_run_keeps_its_current_histograms_only_as_their_encoding(
+        tmp_path: Path) -> None:
+    """Publishing hands the history's rows of the current histograms (10^7 at scale) to
+    their encoding, done beside the measurement: only the encoding is kept through the
+    decisions and the writes, and a result measured in memory keeps the rows to write
+    them later."""
+    config = flights_config(tmp_path, **{"input.features": ["dep_delay", "origin"],
+                                         "output.run_id": "r"})
+    published = run_drift(config)
+    features = published._measured.features
+    assert features is not None and features.histograms is None
+    assert features.encoded is not None
+    stored = pl.read_parquet(tmp_path / "runs" / "history" / "run_id=r" / "histograms.parquet")
+    assert_frame_equal(features.encoded.result().rows(), stored)
+    kept = run_in_memory(config)._measured.features
+    assert kept is not None and kept.encoded is None and kept.histograms is not None
+    assert_frame_equal(kept.histograms, stored.drop("run_id", "created_at"))
+    # written again elsewhere, from the encoding alone: the same rows, for that run
+    again = published.write(tmp_path / "elsewhere" / "r2")
+    moved = pl.read_parquet(tmp_path / "elsewhere" / "history" / "run_id=r2" /
+                            "histograms.parquet")
+    assert moved["run_id"].unique().to_list() == ["r2"] and again.run_id == "r2"
+    assert_frame_equal(moved.drop("run_id", "created_at"), stored.drop("run_id", "created_at"))
 
 
 def test_profile_baseline_is_detected_and_stale_profile_copy_removed(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ columns — is skipped with a warning naming it (a run warning, or a :class:`KLD
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -132,7 +133,7 @@ class StagedPart:
 
 def stage_history(
     history_dir: str | os.PathLike[str],
-    table: pl.DataFrame,
+    table: pl.DataFrame | None,
     run_id: str,
     created_at: datetime | str,
     *,
@@ -146,13 +147,18 @@ def stage_history(
     run is complete. Until then it is a temp file of this process, which a later run
     removes if the process was killed. The parameters are those of :func:`append_history`;
     ``encoded`` is ``table`` encoded ahead (:func:`encode_history`): its bytes are written
-    when they were encoded for this run id and time, else ``table`` is encoded now.
+    when they were encoded for this run id and time, else ``table`` is encoded now. Without
+    ``table`` (its encoding the only copy kept), the rows are read back from ``encoded``.
     """
     _remove_orphans(history_dir)
     target = partition_dir(history_dir, run_id) / PART_FILES[part]
     if encoded is not None and (encoded.run_id, encoded.created_at) == (run_id,
                                                                          as_utc(created_at)):
         return StagedPart(stage_bytes(target, encoded.data), target)
+    if table is None:
+        if encoded is None:
+            raise ValueError("stage_history needs the table or its encoding")
+        table = encoded.rows()
     return StagedPart(stage_parquet(target, _rows(table, run_id, created_at)), target)
 
 
@@ -165,6 +171,10 @@ class EncodedPart:
     run_id: str
     created_at: datetime  # UTC
     data: bytes
+
+    def rows(self) -> pl.DataFrame:
+        """The rows encoded, read back (``run_id`` and ``created_at`` included)."""
+        return pl.read_parquet(io.BytesIO(self.data))
 
 
 def encode_history(table: pl.DataFrame, run_id: str, created_at: datetime | str) -> EncodedPart:
