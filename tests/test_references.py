@@ -370,15 +370,16 @@ def test_references_of_a_histogram_table_in_memory() -> None:
     assert feature_layouts(current)["layout"].n_unique() == 1
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_history_rows_are_the_joined_rows_sorted_by_start_feature_segment(seed: int) -> None:
     """history_rows (integer codes, one stable argsort) against the join + stable sort it
     replaces: null segment values, two segment columns or none, a feature without a layout,
     histograms with and without edges, rows in random order, labels as text or as categories
-    (a histogram table read for a run)."""
+    (a histogram table read for a run), windows in time or labels without a start."""
     rng = np.random.default_rng(seed)
     n = 400
-    days = [datetime(2024, 1, d, tzinfo=UTC) for d in (3, 1, 2)]
+    days: list[object] = ([datetime(2024, 1, d, tzinfo=UTC) for d in (3, 1, 2)] if seed < 4
+                          else ["w3", "w1", "w2"])
     table = pl.DataFrame({
         "region": [["eu", "us", None][i] for i in rng.integers(0, 3, n)],
         "tier": rng.choice(["a", "b"], n),

@@ -60,8 +60,8 @@ class Aligned:
         the bin was matched by; null for a category) and ``cell_kind`` (Int8 display rank:
         0 ordinary, 1 ``__other__``, 2 ``__missing__``).
     cell_bins : np.ndarray
-        int64 position in ``bins`` of every cell, row by row in slot order (the cells of
-        row ``r`` are the first ``n_bins[r]`` columns of the arrays).
+        Integer position (int32 when the bins allow) in ``bins`` of every cell, row by row in
+        slot order (the cells of row ``r`` are the first ``n_bins[r]`` columns of the arrays).
     baseline, current : np.ndarray
         float64 counts, shape ``(n_rows, max_bins)``; zero beyond ``n_bins[row]``.
     n_bins : np.ndarray
@@ -395,7 +395,7 @@ class Catalogue:
         # kind of cell, then numeric bins (by edges, as numbered) before the others
         rank = (2 * kinds + ~numbers) * (len(spelling) + len(key) + 1) + np.where(numbers, key, 0)
         return cls(table=keyed.select("bin", "lower", "upper", "cell_kind"),
-                   spelling=spelling, local=key - starts[feature],
+                   spelling=spelling, local=(key - starts[feature]).astype(np.int32),
                    per_feature=per_feature, numeric=numbers, rank=rank)
 
 
@@ -538,8 +538,8 @@ class Cells:
         del shared
         # long rows already in cell order (common) are taken as they are, not scattered
         if len(cell) == n_cells and (cell[1:] > cell[:-1]).all():
-            # (a copy unless polars had to make one: its arrays are read-only)
-            current = counts if counts.flags.writeable else counts.copy()
+            # polars' own (read-only) array, not a copy: nothing writes into the arrays
+            current = counts
             in_current = np.ones(n_cells, dtype=bool)
         else:
             in_current = _marked(cell, n_cells)

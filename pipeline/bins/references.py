@@ -190,12 +190,17 @@ def history_rows(current: pl.DataFrame, keys: pl.DataFrame,
     at = pl.Series(positions)
     del positions
     layout = pl.Series(layout_of[feature])
+    # windows without a start (labels) repeat a null, untouched: not 10^7 gathered nulls
+    timeless = keys["start"].null_count() == keys.height
     by_slot = keys.select(_enum(keys["segment"]), _enum(keys["label"]).alias("window"),
-                          "start", "partial")[slot]
+                          *([] if timeless else ["start"]), "partial")[slot]
     by_run = by_slot.with_columns(
         _enum(features).gather(feature).alias("feature"),
         _enum(layouts["layout"]).gather(layout.set(layout < 0, None)))
     by_row = by_run.select(pl.all().gather(pl.Series(np.repeat(runs.astype(index), widths))))
+    if timeless:
+        by_row = by_row.with_columns(
+            pl.repeat(None, n, dtype=keys.schema["start"], eager=True).alias("start"))
     bins, (bin_codes,) = encode([current["bin"]])
 
     def edge(name: str) -> pl.Series:
