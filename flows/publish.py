@@ -296,9 +296,9 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
     alerts = run_alerts(document)
     new = [a for a in alerts if a["lifecycle"] == "new"]
     resolved = resolved_alerts(document)
-    _, total, _ = resolved_episodes(document) or ([], 0, "")
     counts = changes(document)
     worst, cap = worst_status(document), settings.summary_alerts
+    _, resolved_omitted, _ = resolved_episodes(document, cap) or ([], 0, "")
     payload = {
         "monitor": monitor, "run_id": run_id, "run_dir": str(run_dir.resolve()),
         "report": report, "worst_status": worst, "new_status": _worst(new),
@@ -309,7 +309,7 @@ def run_completed_event(document: Mapping[str, Any], *, monitor: str, run_dir: P
         "new_alerts": [_brief(a) for a in new[:cap]],
         "new_alerts_omitted": max(len(new) - cap, 0),
         # past output.max_alerts, alerts.json counts the episodes it does not list
-        "resolved": resolved[:cap], "resolved_omitted": total - len(resolved[:cap]),
+        "resolved": resolved[:cap], "resolved_omitted": resolved_omitted,
         "message": _message(monitor, run_id, counts, new, worst, report),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode())
@@ -433,9 +433,8 @@ def summary_markdown(document: Mapping[str, Any], *, monitor: str, report: str) 
             escape_md(r.get("segment", "")), escape_md(r.get("window", "")),
             escape_md(r.get("since", "")), escape_md(r.get("last_status", ""))]) + " |"
             for r in resolved[:MARKDOWN_ALERTS]]
-        _, total, listing = resolved_episodes(document) or ([], 0, "")
-        shown = min(len(resolved), MARKDOWN_ALERTS)
-        if total > shown:
-            lines.append(f"\n…and {total - shown} more resolved episodes in {listing}.")
+        _, more, listing = resolved_episodes(document, MARKDOWN_ALERTS) or ([], 0, "")
+        if more:
+            lines.append(f"\n…and {more} more resolved episodes in {listing}.")
         lines.append("")
     return "\n".join(lines)

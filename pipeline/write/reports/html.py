@@ -265,18 +265,18 @@ def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> dict[str, A
 
 def _resolved(alerts: Mapping[str, Any], windows: Mapping[str, str]) -> dict[str, Any] | None:
     """The "resolved since the last run" list of alerts.json, capped."""
-    episodes = resolved_episodes(alerts)
+    episodes = resolved_episodes(alerts, MAX_RESOLVED)
     if episodes is None:
         return None
-    resolved, total, listing = episodes
+    resolved, more, listing = episodes
     items = [{"feature": r.get("feature", ""), "segment": r.get("segment", ""),
               "reference": r.get("reference") or "baseline",
               "window": windows.get(r.get("window", ""), r.get("window", "")),
               "since": windows.get(r.get("since") or "", r.get("since") or "—"),
               "last_status": r.get("last_status") or "",
               "last_label": STATUS_LABELS.get(r.get("last_status") or "", "")}
-             for r in resolved[:MAX_RESOLVED]]
-    return {"items": items, "total": total, "listing": listing}
+             for r in resolved]
+    return {"items": items, "total": len(items) + more, "listing": listing}
 
 
 def _features(summary: FeatureSummary, alerts: Mapping[str, Any],

@@ -209,10 +209,10 @@ def _headline(summary: FeatureSummary, alerts: Mapping[str, Any]) -> str:
     return "\n".join(f"{line}  " for line in lines[:-1]) + "\n" + lines[-1] + "\n"
 
 
-def _resolved(resolved: list[Mapping[str, Any]], total: int, listing: str,
+def _resolved(resolved: list[Mapping[str, Any]], more: int, listing: str,
               labels: dict[str, str]) -> str:
     lines = []
-    for r in resolved[:MAX_RESOLVED]:
+    for r in resolved:
         segment = "" if r.get("segment") in (None, "all") else f" ({escape_md(r['segment'])})"
         if r.get("reference") not in (None, "baseline"):
             segment += f" vs {escape_md(r['reference'])}"
@@ -223,9 +223,8 @@ def _resolved(resolved: list[Mapping[str, Any]], total: int, listing: str,
             f"{escape_md(labels.get(r.get('window', ''), r.get('window', '')))}"
             + ("" if since is None else f", alerting since {escape_md(labels.get(since, since))}")
             + ("" if last is None else f", last {STATUS_LABELS.get(last, escape_md(last))}"))
-    shown = min(len(resolved), MAX_RESOLVED)
-    more = f"\n…and {total - shown} more; see {listing}.\n" if total > shown else ""
-    return ("\n".join(lines) + "\n" + more) if lines else "None in this run.\n"
+    rest = f"\n…and {more} more; see {listing}.\n" if more else ""
+    return ("\n".join(lines) + "\n" + rest) if lines else "None in this run.\n"
 
 
 def _features(summary: FeatureSummary, alerts: Mapping[str, Any],
@@ -241,7 +240,7 @@ def _features(summary: FeatureSummary, alerts: Mapping[str, Any],
         (_table(rows, metric, labels, effect_columns(summary.drift.columns)) if rows.height
          else "No rows in the drift table.\n"),
     ]
-    episodes = resolved_episodes(alerts)
+    episodes = resolved_episodes(alerts, MAX_RESOLVED)
     if episodes is not None:
         parts += ["## Resolved since the last run\n", _resolved(*episodes, labels)]
     alerting = rows.filter(pl.col("status").is_in(ALERTING))

@@ -319,20 +319,23 @@ def problem_rows(drift: pl.DataFrame) -> pl.DataFrame:
     return sort_rows(drift.filter(pl.col("status").is_in(PROBLEMS)))
 
 
-def resolved_episodes(alerts: Mapping[str, Any]) -> tuple[list[Any], int, str] | None:
-    """alerts.json's resolved episodes (``None`` for a run without the list), how many the
-    run resolved in all (the list is capped at ``output.max_alerts``) and the file listing
-    them all: resolved.parquet when the list was capped, else alerts.json.
+def resolved_episodes(alerts: Mapping[str, Any],
+                      shown: int) -> tuple[list[Any], int, str] | None:
+    """The first ``shown`` of alerts.json's resolved episodes (``None`` for a run without
+    the list), how many more the run resolved (the list is capped at ``output.max_alerts``,
+    ``omitted.resolved`` counting the rest) and the file listing them all: resolved.parquet
+    when the list was capped, else alerts.json.
 
-    >>> resolved_episodes({"resolved": [{"feature": "a"}], "changes": {"resolved": 3},
-    ...                    "omitted": {"resolved": 2}})
+    >>> resolved_episodes({"resolved": [{"feature": "a"}, {"feature": "b"}],
+    ...                    "omitted": {"resolved": 2}}, 1)
     ([{'feature': 'a'}], 3, 'resolved.parquet')
     """
     listed = alerts.get("resolved")
     if listed is None:
         return None
     omitted = int((alerts.get("omitted") or {}).get("resolved", 0))
-    return listed, len(listed) + omitted, RESOLVED_FILE if omitted else ALERTS_FILE
+    return (listed[:shown], max(len(listed) - shown, 0) + omitted,
+            RESOLVED_FILE if omitted else ALERTS_FILE)
 
 
 def status_counts(alerts: Mapping[str, Any]) -> dict[str, int]:
