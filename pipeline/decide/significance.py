@@ -651,11 +651,8 @@ class _TiltedTables:
         q = np.exp(log_q[1])
         mean = (q * self.x).sum(axis=2, keepdims=True)
         widest = np.argmax((q * (self.x - mean) ** 2).sum(axis=2), axis=1)
-        widths = (self.high - self.low).max(axis=1) + 1
-        # a row draws its nonzero bins on its own supports: its draws are those it makes alone
-        laws = [(np.tile(np.arange(w), k), [_normalised(np.exp(lq[i, :k, :w])) for lq in log_q])
-                for i, (k, w) in enumerate(zip(self.bins.tolist(), widths.tolist(),
-                                               strict=True))]
+        # both laws of every bin of every row, drawn from by inversion all at once
+        laws = _Inversion(np.exp(log_q))
         mixture = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
         rows, bins, _ = self.h.shape
         size = max(1, draws // _TAIL_ROUND)
@@ -665,12 +662,18 @@ class _TiltedTables:
             drawn += size
             # rows in groups of about _CHUNK_CELLS draws x bins, bounding the temporaries
             for group in _chunks(active, size * bins, _CHUNK_CELLS):
-                offsets = np.zeros((group.size, size, bins), dtype=np.int64)
+                # a row's uniforms, one call of its own stream per round: the law of each
+                # draw (tilted or not) and a count of each nonzero bin, as it draws alone
+                uniforms = np.zeros((group.size, size, bins))
+                tilted = np.empty((group.size, size), dtype=np.int64)
                 for j, i in enumerate(group.tolist()):
-                    values, probabilities = laws[i]
-                    offsets[j, :, :self.bins[i]] = np.concatenate([
-                        _sample(values, law, n, rngs[i]) for law, n in
-                        zip(probabilities, rngs[i].multinomial(size, mixture), strict=True)])
+                    drawn_here = rngs[i].random((size, 1 + int(self.bins[i])))
+                    tilted[j] = drawn_here[:, 0] >= _DEFENSIVE
+                    uniforms[j, :, :self.bins[i]] = drawn_here[:, 1:]
+                # the flat law of each cell of log_q (laws, rows, bins); bins past a row's
+                # nonzero ones (support {0}) take offset 0 whatever the uniform
+                offsets = laws.draw(((tilted * rows + group[:, None]) * bins)[..., None]
+                                    + np.arange(bins), uniforms)
                 w = self.weights(group, offsets, log_q, widest, mixture)
                 total_weight[group] += w.sum(axis=1)
                 total_square[group] += (w**2).sum(axis=1)
@@ -716,20 +719,56 @@ class _TiltedTables:
         return weights
 
 
-def _normalised(probabilities: np.ndarray) -> np.ndarray:
-    """Each row of ``probabilities`` divided by its sum."""
-    return probabilities / probabilities.sum(axis=1, keepdims=True)
+class _Inversion:
+    """Draws from many discrete laws on ``0..width - 1`` at once, by inversion: the draw of
+    law l for a uniform u is the smallest k with ``F_l(k) > u``. A guide table (Chen and
+    Asau) narrows each search to the cells whose ``F * width`` has the floor of
+    ``u * width``, bisected together: a few passes over all the draws, not a call per law.
+    The draw depends on the law's cells and u alone (not on the other laws, nor on cells of
+    probability 0 after the law's last), so a row padded in a batch draws as alone.
 
+    >>> laws = _Inversion(np.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]]))
+    >>> laws.draw(np.array([0, 0, 1, 1, 1]), np.array([0.49, 0.5, 0.05, 0.15, 0.95])).tolist()
+    [0, 1, 0, 1, 2]
+    """
 
-def _sample(values: np.ndarray, probabilities: np.ndarray, size: int,
-            rng: np.random.Generator) -> np.ndarray:
-    """``size`` draws of every bin's support offset (``values``: the offsets of every bin in
-    turn) from the laws ``probabilities`` (bins x support), shape ``(size, bins)``."""
-    # i.i.d. draws of each bin: how many take each count (multinomial), in random order
-    # (a binary search per draw costs ten times more)
-    taken = rng.multinomial(size, probabilities)
-    offsets = np.repeat(values, taken.ravel()).reshape(len(probabilities), size)
-    return rng.permuted(offsets, axis=1).T
+    def __init__(self, probabilities: np.ndarray) -> None:
+        width = probabilities.shape[-1]
+        cdf = np.cumsum(probabilities.reshape(-1, width), axis=1)
+        cdf /= cdf[:, -1:]  # x / x is exactly 1: the last cell of a law is never passed
+        self.width, self.cdf = width, cdf.ravel()
+        # guide[l, m]: cells of law l whose floor(F * width) is below m, m = 0..width. F and
+        # u are scaled alike and rounding is monotone, so for u of floor m the draw lies in
+        # guide[l, m]..guide[l, m + 1]
+        floors = (cdf * width).astype(np.int64)
+        slots = width + 2
+        counted = np.bincount(((np.arange(len(cdf)) * slots)[:, None] + floors + 1).ravel(),
+                              minlength=len(cdf) * slots).reshape(-1, slots)
+        self.guide = np.cumsum(counted, axis=1)[:, :width + 1].ravel()
+
+    def draw(self, laws: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """The draw of each law in ``laws`` (indices, any shape) for its uniform in [0, 1)."""
+        # u * width < width for every double u below 1: no slot past the guide's last
+        at = (uniforms * self.width).astype(np.int64)
+        at += laws * (self.width + 1)
+        low = self.guide[at]
+        at += 1
+        high = self.guide[at]
+        # bisect the draws whose slot holds cells, each within its own bounds
+        searched, = np.nonzero((low < high).ravel())
+        left, right = low.reshape(-1)[searched], high.reshape(-1)[searched]
+        first, u = laws.reshape(-1)[searched] * self.width, uniforms.reshape(-1)[searched]
+        drawn = low.reshape(-1)
+        while searched.size:
+            middle = (left + right) // 2
+            above = self.cdf[first + middle] > u
+            right = np.where(above, middle, right)
+            left = np.where(above, left, middle + 1)
+            done = left == right
+            drawn[searched[done]] = left[done]
+            kept = ~done
+            searched, left, right, first, u = (a[kept] for a in (searched, left, right, first, u))
+        return low
 
 
 def _likely_range(total: np.ndarray, theta: float | np.ndarray, low: np.ndarray,
