@@ -648,11 +648,12 @@ class _TiltedTables:
         point = self.saddlepoint()
         log_q = np.stack([self.tilted(np.zeros(len(point)), np.zeros(len(point))),
                           self.tilted(point[:, 0], point[:, 1])])
-        q = np.exp(log_q[1])
+        probabilities = np.exp(log_q)
+        q = probabilities[1]
         mean = (q * self.x).sum(axis=2, keepdims=True)
         widest = np.argmax((q * (self.x - mean) ** 2).sum(axis=2), axis=1)
         # both laws of every bin of every row, drawn from by inversion all at once
-        laws = _Inversion(np.exp(log_q))
+        laws = _Inversion(probabilities)
         mixture = np.array([_DEFENSIVE, 1 - _DEFENSIVE])
         rows, bins, _ = self.h.shape
         size = max(1, draws // _TAIL_ROUND)
