@@ -74,7 +74,7 @@ def samples(script: str) -> Iterator[list[tuple[str, str]]]:
             if stack:
                 yield stack
             stack = None
-        elif not line[0].isspace():
+        elif re.fullmatch(r"\s*\d+\s*", line):  # a sample's thread id, padded to a width
             stack = []
         elif stack is not None:
             frame = re.match(r"\s*[0-9a-f]+ (.*) \((.*)\)$", line)
