@@ -144,15 +144,17 @@ BATCH_ROWS = 500_000
 FEATURES_PER_PASS = 100
 
 
-def iter_batches(query: pl.LazyFrame, source: str, *,
-                 rows: int | None = None) -> Iterator[pl.DataFrame]:
+def iter_batches(query: pl.LazyFrame, source: str, *, rows: int | None = None,
+                 optimizations: pl.QueryOptFlags | None = None) -> Iterator[pl.DataFrame]:
     """Stream ``query`` in DataFrames of about ``rows`` rows (default :data:`BATCH_ROWS`),
-    converting errors as above.
+    converting errors as above; ``optimizations``: polars' query optimizations (default:
+    polars' own).
 
     Memory stays bounded by the batch size, whatever the size of the data.
     """
     try:
-        yield from query.collect_batches(chunk_size=rows or BATCH_ROWS)
+        yield from query.collect_batches(chunk_size=rows or BATCH_ROWS,
+                                         optimizations=optimizations or pl.QueryOptFlags())
     except read_errors() as error:
         raise read_error(error, source) from error
 
