@@ -226,7 +226,14 @@ def test_rank_error_bound_closed_form() -> None:
     assert rank_error_bound(10**6, 10_000, 19) == pytest.approx(expected)
 
 
-def test_spread_rows_reads_disjoint_slices_from_first_to_last_row() -> None:
+#: SPREAD_ROWS forcing each way of reading a share of the rows (spread_rows)
+READS = {"slices": 0, "one filtered pass": 2**62}
+
+
+@pytest.mark.parametrize("spread_rows", READS.values(), ids=READS.keys())
+def test_spread_rows_reads_disjoint_slices_from_first_to_last_row(
+        spread_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sketch, "SPREAD_ROWS", spread_rows)
     rows, take = 10_000, 640
     got = sketch.spread_rows(pl.LazyFrame({"i": np.arange(rows)}), rows, take)
     index = got.collect()["i"].to_numpy()
@@ -235,15 +242,24 @@ def test_spread_rows_reads_disjoint_slices_from_first_to_last_row() -> None:
     assert starts.tolist() == [i * rows // sketch.SLICES for i in range(sketch.SLICES)]
 
 
-def test_slices_are_read_each_on_their_own(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The numeric features' pass over a share of the rows reads each slice from its own row
-    groups: with the select the slices share computed once for all of them (polars'
-    common-subplan cache), every row of it was held in memory (a 50M x 20 profile took
-    7.5 GB). The plans are those polars runs, with the optimizations it was given."""
-    path = tmp_path / "base.parquet"
-    pl.DataFrame({"x": np.arange(64_000.0), "c": np.arange(64_000) % 3}).with_columns(
-        pl.col("c").cast(pl.String)).write_parquet(path, row_group_size=4_000)
+@given(st.integers(1, 3_000), st.data())
+@settings(max_examples=150, deadline=None)
+def test_one_filtered_pass_reads_the_slices_rows(rows: int, data: st.DataObject) -> None:
+    """The filter on row positions keeps exactly the slices' rows, in order, whatever the
+    rows and the share (slices of uneven starts, slices of one row, every row)."""
+    take = data.draw(st.integers(1, rows))
+    frame = pl.LazyFrame({"i": np.arange(rows)})
+    got = {}
+    for name, spread_rows in READS.items():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sketch, "SPREAD_ROWS", spread_rows)
+            got[name] = sketch.spread_rows(frame, rows, take).collect()["i"].to_list()
+    assert got["one filtered pass"] == got["slices"]
+
+
+def _plans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The plans of the queries collected in batches from now on, as polars runs them (with
+    the optimizations it is given)."""
     plans: list[str] = []
     collect_batches = pl.LazyFrame.collect_batches
 
@@ -253,12 +269,63 @@ def test_slices_are_read_each_on_their_own(tmp_path: Path,
         return collect_batches(self, **kwargs)
 
     monkeypatch.setattr(pl.LazyFrame, "collect_batches", spy)
-    got = sketch_rows(pl.scan_parquet(path), {"x": "numeric", "c": "categorical"}, [],
-                      fraction=0.1)
+    return plans
+
+
+def _sliced_file(path: Path) -> pl.LazyFrame:
+    pl.DataFrame({"x": np.arange(64_000.0), "y": np.arange(64_000.0) % 7,
+                  "c": np.arange(64_000) % 3}).with_columns(
+        pl.col("c").cast(pl.String)).write_parquet(path, row_group_size=4_000)
+    return pl.scan_parquet(path)
+
+
+def test_slices_are_read_each_on_their_own(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read in slices, a share of the rows comes from each slice's own pages: with the
+    select the slices share computed once for all of them (polars' common-subplan cache),
+    every row of it was held in memory (a 50M x 20 profile took 7.5 GB)."""
+    monkeypatch.setattr(sketch, "SPREAD_ROWS", 0)
+    plans = _plans(monkeypatch)
+    got = sketch_rows(_sliced_file(tmp_path / "base.parquet"),
+                      {"x": "numeric", "y": "numeric", "c": "categorical"}, [], fraction=0.1)
     sliced = [plan for plan in plans if "SLICE" in plan]
     assert len(sliced) == 1 and sliced[0].count("SLICE") == sketch.SLICES
     assert "CACHE" not in sliced[0]
     assert got.rows == 64_000 and got.numeric["x"].finite == 6_400  # 32 slices of 200 rows
+
+
+def test_filtered_rows_are_read_in_one_pass_of_few_features(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to SPREAD_ROWS rows, the share is filtered from one pass over every row (a slice
+    decodes a page of every column it reads: 32 of them cost more than a pass over a
+    small table), in passes of at most FILTERED_FEATURES numeric features (polars decodes
+    a row group of every column a pass reads at once)."""
+    monkeypatch.setattr(sketch, "FILTERED_FEATURES", 1)
+    plans = _plans(monkeypatch)
+    got = sketch_rows(_sliced_file(tmp_path / "base.parquet"),
+                      {"x": "numeric", "y": "numeric", "c": "categorical"}, [], fraction=0.1)
+    filtered = [plan for plan in plans if "FILTER" in plan]
+    assert len(filtered) == 2 and not any("SLICE" in plan for plan in plans)
+    assert all(plan.count("SCAN") == 1 for plan in filtered)
+    assert got.rows == 64_000 and got.numeric["y"].finite == 6_400
+
+
+def test_both_ways_of_reading_a_share_give_one_profile(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices or one filtered pass: the same rows in the same order, so the same sample and
+    profile (edges, counts and metadata)."""
+    monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)
+    rng = np.random.default_rng(9)
+    frame = pl.LazyFrame({"x": rng.gamma(2.0, size=150_000), "y": rng.normal(size=150_000),
+                          "c": rng.choice(["a", "b", "c"], size=150_000),
+                          "region": rng.choice(["EU", "US"], size=150_000)})
+    profiles = []
+    for spread_rows in READS.values():
+        monkeypatch.setattr(sketch, "SPREAD_ROWS", spread_rows)
+        profiles.append(build_profile(frame, segments=["region"]))
+    assert_frame_equal(profiles[0].table, profiles[1].table)
+    assert _without_time(profiles[0]) == _without_time(profiles[1])
+    assert profiles[0].metadata["features"]["x"]["rank_error"] > 0  # a share was read
 
 def test_rows_read_without_a_finite_value_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """The slices hold only NaN: the edges come from a sample of every row instead."""
