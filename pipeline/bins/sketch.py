@@ -44,9 +44,9 @@ SAMPLE_ROWS = 1 << 20
 #: Chance that an edge's rank error exceeds the bound recorded in the profile.
 RANK_ERROR_RISK = 1e-6
 _COMPACT_PARTS = 16  # per-batch category counts kept before they are added up
-#: Slices a share of the rows is read in (:func:`spread_rows`). Each costs about one Parquet
-#: row group's decoding, so more would cost more than the spread gains (32 slices of 13,000
-#: rows read 4% of 10M rows x 20 in 0.9 s CPU, 64 in 1.7 s; the full read takes 2.4 s).
+#: Slices a share of the rows is read in (:func:`spread_rows`). Each costs about a Parquet
+#: page of every column it reads, so more would cost more than the spread gains (32 slices
+#: of 13,000 rows read 4% of 10M rows x 20 in 0.9 s CPU, 64 in 1.7 s; the full read 2.4 s).
 SLICES = 32
 #: How a :func:`spread_rows` query is run: without polars' common-subplan elimination, which
 #: computes a plan the slices share (the select below them) once for all of them, holding
@@ -444,19 +444,19 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
         passes = [(False, [n for n in chunk if kinds[n] != "numeric"]) for chunk in chunks]
         passes += [(True, numeric[start:start + width])
                    for start in range(0, len(numeric), width)]
-    for sliced, chunk in passes:
+    for share, chunk in passes:
         if not chunk:
             continue
         columns = {f"\0f{i}": name for i, name in enumerate(chunk)}
         query = raw.select(
             *(pl.col(s).cast(pl.String).alias(k) for k, s in zip(keys, segments, strict=True)
-              if not sliced),
+              if not share),
             *(pl.col(name).cast(pl.Float64 if kinds[name] == "numeric" else pl.String)
               .alias(c) for c, name in columns.items()))
-        if sliced:
+        if share:
             query = spread_rows(query, rows, take)
         counted = 0
-        for batch in iter_batches(query, source, optimizations=SPREAD if sliced else None):
+        for batch in iter_batches(query, source, optimizations=SPREAD if share else None):
             counted += batch.height
             for column, name in columns.items():
                 if kinds[name] == "numeric":
@@ -467,7 +467,7 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
                 parts[name].append(counts.with_columns(pl.col(COUNT).cast(pl.Int64)))
                 if len(parts[name]) >= _COMPACT_PARTS:
                     parts[name] = [_add_counts(parts[name])]
-        if not sliced:
+        if not share:
             rows = counted  # every pass over raw reads every row
     empty = pl.DataFrame(schema={**dict.fromkeys(keys, pl.String), VALUE: pl.String,
                                  COUNT: pl.Int64})
