@@ -42,15 +42,28 @@ def kl_div(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """``x log(x/y) - x + y`` elementwise, ``y`` where ``x`` is 0, ``inf`` where ``x`` or
     ``y`` is negative or only ``y`` is 0 (``scipy.special.kl_div``).
 
+    Where ``x`` is within a factor 2 of ``y``, as ``x log1p(d/y) - d`` with ``d = x - y``
+    (exact there); elsewhere as scipy does, to the same digits. Near ``y`` the term is of
+    the size of ``d^2/y``, and the textbook form keeps only the rounding of ``x`` (two
+    near-equal G-test tables of millions of observations: G off by 1%); this keeps it to
+    about ``eps |d|``.
+
     >>> kl_div([2.0, 0.0, 1.0], [1.0, 3.0, 0.0]).round(4).tolist()
     [0.3863, 3.0, inf]
+    >>> round(float(kl_div(6e6 + 1, 6e6)) * 12e6, 9)  # 1/(2 x 6e6) - 1/(6 x 36e12) + ...
+    0.999999944
     """
     x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = np.log(x / y)
+        difference = x - y
+        near = (x > 0.5 * y) & (x < 2 * y)
+        far = ~near  # as scipy, the same digits
+        out = np.log(x / y, where=far, out=np.empty_like(difference))
+        np.log1p(difference / y, where=near, out=out)
         out *= x
-        out -= x
-        out += y
+        np.subtract(out, x, out=out, where=far)
+        np.add(out, y, out=out, where=far)
+        np.subtract(out, difference, out=out, where=near)
     other = ~((x > 0) & (y > 0))  # rare: fixed on their own (G-test tables: empty bins)
     if other.any():
         edge_x, edge_y = x[other], y[other]

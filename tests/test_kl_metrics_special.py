@@ -173,6 +173,20 @@ def test_kl_div_and_xlogy_match_scipy(x: list[float], y: list[float]) -> None:
                       np.zeros_like(left))
 
 
+@settings(max_examples=300)
+@given(y=st.floats(1e3, 1e12), share=st.floats(-0.45, 0.9))
+def test_kl_div_near_its_minimum_keeps_the_digits_of_the_term(y: float, share: float) -> None:
+    """x within a factor 2 of y: the term (of the size of d^2 / y) to about eps |d|, against
+    50 digits, where scipy's textbook form keeps only about eps x (and fails this)."""
+    x = y + share * y
+    with decimal.localcontext() as context:
+        context.prec = 50
+        exact_x, exact_y = decimal.Decimal(x), decimal.Decimal(y)
+        exact = float(exact_x * (exact_x / exact_y).ln() - exact_x + exact_y)
+    got = float(ks.kl_div(x, y))
+    assert abs(got - exact) <= 4 * np.finfo(float).eps * (abs(x - y) + exact) + 1e-300
+
+
 def test_kl_div_and_xlogy_keep_scipys_special_values() -> None:
     values = np.array([0.0, -0.0, 1.0, -1.0, 2.5, 1e-300, 1e300, np.inf, -np.inf, np.nan])
     x, y = np.meshgrid(values, values)
