@@ -26,6 +26,7 @@ from pipeline.bins.layout import FeatureBins, HasLayout, feature_bins
 from pipeline.bins.sketch import NumericSketch
 from pipeline.errors import ConfigError, InputError
 from pipeline.labels import segment_column
+from pipeline.parallel import in_parallel
 from pipeline.read.sources import FEATURES_PER_PASS, collect_schema, iter_batches
 from pipeline.windows import (
     UTC,
@@ -234,24 +235,28 @@ def _count_batch(batch: pl.DataFrame, keys: list[str], features: list[FeatureBin
     n_groups = 1 if key_rows is None else key_rows.height
     counts = np.zeros((n_groups, int(offsets[-1])), dtype=np.int64)
     stops = np.append(starts[1:], batch.height)
-    group = None  # group id of every row: only for many short runs (shuffled groups)
-    for i, (feature, offset) in enumerate(zip(features, offsets[:-1], strict=True)):
+    # Few long runs: histogram each run directly. Many short runs (shuffled groups): count
+    # bin indices per group, from the group id of every row.
+    direct = len(starts) <= _MAX_RUNS
+    group = np.repeat(run_group, stops - starts) if keys and not (
+        direct and all(f.kind == "numeric" for f in features)) else None
+
+    def count(i: int) -> None:
+        """Feature i's counts into its columns (features on threads: each its own)."""
+        feature, columns = features[i], slice(offsets[i], offsets[i] + features[i].n_bins)
         values = batch.get_column(_value_column(i)).to_numpy()
         if feature.name in observed:
             observed[feature.name].observe(values)
-        columns = slice(offset, offset + feature.n_bins)
-        # Few long runs: histogram each run directly. Many short runs: count bin indices
-        # per group.
-        if feature.kind == "numeric" and len(starts) <= _MAX_RUNS:
+        if feature.kind == "numeric" and direct:
             for run, start, stop in zip(run_group, starts, stops, strict=True):
                 counts[run, columns] += _numeric_histogram(values[start:stop], feature.edges)
-            continue
+            return
         codes = _numeric_codes(values, feature.edges) if feature.kind == "numeric" else values
-        if keys and group is None:
-            group = np.repeat(run_group, stops - starts)
         flat = codes if group is None else group * feature.n_bins + codes
         counts[:, columns] = np.bincount(flat, minlength=n_groups * feature.n_bins
                                          ).reshape(n_groups, feature.n_bins)
+
+    in_parallel(count, range(len(features)))
     rows, slots = np.nonzero(counts)
     long = pl.DataFrame({SLOT: slots.astype(np.int64), "count": counts[rows, slots]})
     return pl.concat([key_rows[rows], long], how="horizontal") if key_rows is not None else long
