@@ -91,6 +91,9 @@ def test_large_counts_use_the_asymptotic_g_test(rng: np.random.Generator) -> Non
     st.sampled_from([1.0, 0.37, 4096.0]), st.integers(2, 4)), min_size=1, max_size=6))
 # two near-equal tables of 9M observations a side (found by hypothesis in CI)
 @example(counts=[([1449, 742, 0, 0], [1449, 742, 0, 0], 4096.0, 2)])
+# weighted (g_terms) first, then whole rows (tabled) of another width
+@example(counts=[([5, 3, 2, 0], [7, 2, 4, 0], 0.37, 3), ([30, 20, 0, 0], [40, 10, 0, 0], 1.0, 2),
+                 ([8, 9, 0, 0], [6, 12, 0, 0], 1.0, 2)])
 def test_the_chi_square_p_of_whole_and_weighted_tables_is_exact_and_the_rows_own(
         counts: list[tuple[list[int], list[int], float, int]]) -> None:
     # whole counts below 2^20 observations take G from tabled k log k, the others (weights

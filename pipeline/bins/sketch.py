@@ -48,10 +48,6 @@ _COMPACT_PARTS = 16  # per-batch category counts kept before they are added up
 #: page of every column it reads, so more would cost more than the spread gains (32 slices
 #: of 13,000 rows read 4% of 10M rows x 20 in 0.9 s CPU, 64 in 1.7 s; the full read 2.4 s).
 SLICES = 32
-#: How a :func:`spread_rows` query is run: without polars' common-subplan elimination, which
-#: computes a plan the slices share (the select below them) once for all of them, holding
-#: every row of it in memory: a 50M x 20 profile peaked at 7.5 GB instead of 1 GB.
-SPREAD = pl.QueryOptFlags(comm_subplan_elim=False)
 #: Rows up to which :func:`spread_rows` filters the slices' rows from one pass over every
 #: row instead of reading the slices: a slice decodes about a page of each column it reads
 #: (2-3 ms, what a pass spends on some 150,000 rows), so below SLICES x 131,072 rows one
@@ -158,7 +154,8 @@ def skips_rows(raw: pl.LazyFrame) -> bool:
 
 def spread_rows(raw: pl.LazyFrame, rows: int, take: int) -> pl.LazyFrame:
     """About ``take`` of the ``rows`` rows of ``raw``: :data:`SLICES` disjoint slices spread
-    evenly from first row to last, in order; run with :data:`SPREAD`.
+    evenly from first row to last, in order (streamed by
+    :func:`pipeline.read.sources.iter_batches`, which computes no plan once for all slices).
 
     Above :data:`SPREAD_ROWS` rows they are read as slices (a Parquet scan decodes only the
     pages each slice touches); up to it, the same rows are filtered from one pass over
@@ -456,7 +453,7 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
         if share:
             query = spread_rows(query, rows, take)
         counted = 0
-        for batch in iter_batches(query, source, optimizations=SPREAD if share else None):
+        for batch in iter_batches(query, source):
             counted += batch.height
             for column, name in columns.items():
                 if kinds[name] == "numeric":

@@ -759,7 +759,7 @@ class _Inversion:
         searched, = np.nonzero((low < high).ravel())
         left, right = low.reshape(-1)[searched], high.reshape(-1)[searched]
         first, u = laws.reshape(-1)[searched] * self.width, uniforms.reshape(-1)[searched]
-        drawn = low.reshape(-1)
+        drawn = low.reshape(-1)  # the slot's first cell, unless bisected below
         while searched.size:
             middle = (left + right) // 2
             above = self.cdf[first + middle] > u
@@ -769,7 +769,7 @@ class _Inversion:
             drawn[searched[done]] = left[done]
             kept = ~done
             searched, left, right, first, u = (a[kept] for a in (searched, left, right, first, u))
-        return low
+        return drawn.reshape(low.shape)
 
 
 def _likely_range(total: np.ndarray, theta: float | np.ndarray, low: np.ndarray,
