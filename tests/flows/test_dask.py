@@ -27,8 +27,10 @@ FEATURES = ["dep_delay", "dest", "distance"]
 def cluster() -> Iterator[str]:
     """Two worker processes: tasks and their results cross process boundaries, and each
     worker reads its own files."""
+    # a scheduler always serves HTTP: on a free port (":0"), not 8787, which the second
+    # cluster below (or any other on the machine) would find taken, with a warning
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as local:
+                                  dashboard_address=":0") as local:
         yield local.scheduler_address
 
 
@@ -196,7 +198,7 @@ def test_validate_checks_the_scheduler_and_its_workers(cluster: str, tmp_path: P
     assert re.search(rf"executor dask: Dask scheduler {re.escape(cluster)} with \d workers?$",
                      good.stdout.strip())
     with distributed.LocalCluster(n_workers=0, processes=False,
-                                  dashboard_address=None) as empty:
+                                  dashboard_address=":0") as empty:
         started = time.monotonic()
         idle = invoke("validate", str(dask_toml(tmp_path, empty.scheduler_address)))
         assert time.monotonic() - started < 10
