@@ -327,6 +327,7 @@ def test_both_ways_of_reading_a_share_give_one_profile(
     assert _without_time(profiles[0]) == _without_time(profiles[1])
     assert profiles[0].metadata["features"]["x"]["rank_error"] > 0  # a share was read
 
+
 def test_rows_read_without_a_finite_value_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """The slices hold only NaN: the edges come from a sample of every row instead."""
     monkeypatch.setattr(sketch, "SAMPLE_ROWS", 2_000)

@@ -152,6 +152,12 @@ def skips_rows(raw: pl.LazyFrame) -> bool:
     return all(line.startswith(("Parquet SCAN", "IPC SCAN")) for line in scans)
 
 
+def _filtered(rows: int) -> bool:
+    """Whether :func:`spread_rows` filters a share of ``rows`` rows from one pass over every
+    row (up to :data:`SPREAD_ROWS`) rather than reading it as slices."""
+    return rows <= SPREAD_ROWS
+
+
 def spread_rows(raw: pl.LazyFrame, rows: int, take: int) -> pl.LazyFrame:
     """About ``take`` of the ``rows`` rows of ``raw``: :data:`SLICES` disjoint slices spread
     evenly from first row to last, in order (streamed by
@@ -166,7 +172,7 @@ def spread_rows(raw: pl.LazyFrame, rows: int, take: int) -> pl.LazyFrame:
     """
     slices = max(1, min(SLICES, take))
     length = min(-(-take // slices), rows // slices)
-    if rows > SPREAD_ROWS:
+    if not _filtered(rows):
         return pl.concat([raw.slice(i * rows // slices, length) for i in range(slices)])
     # row p is in slice k = p * slices // rows when within `length` of its start, or else is
     # the first row of slice k + 1 (slice k starts at k * rows // slices: at most p; the
@@ -437,7 +443,7 @@ def sketch_rows(raw: pl.LazyFrame, kinds: Mapping[str, str], segments: Sequence[
               for start in range(0, len(names), FEATURES_PER_PASS)]
     passes = [(False, chunk) for chunk in chunks]
     if take < rows:
-        width = FILTERED_FEATURES if rows <= SPREAD_ROWS else FEATURES_PER_PASS
+        width = FILTERED_FEATURES if _filtered(rows) else FEATURES_PER_PASS
         passes = [(False, [n for n in chunk if kinds[n] != "numeric"]) for chunk in chunks]
         passes += [(True, numeric[start:start + width])
                    for start in range(0, len(numeric), width)]
